@@ -1,0 +1,68 @@
+//! Domain types shared by roles, parsed at the boundary so handlers only see valid values.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A product id: a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProductId(i64);
+
+impl ProductId {
+    /// The id as stored.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl FromStr for ProductId {
+    type Err = InvalidId;
+    fn from_str(s: &str) -> Result<Self, InvalidId> {
+        // Digits only: no sign, no spaces, no leading `+`; at most what fits an i64.
+        if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(InvalidId);
+        }
+        match s.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(Self(n)),
+            _ => Err(InvalidId),
+        }
+    }
+}
+
+impl TryFrom<i64> for ProductId {
+    type Error = InvalidId;
+    fn try_from(n: i64) -> Result<Self, InvalidId> {
+        if n > 0 { Ok(Self(n)) } else { Err(InvalidId) }
+    }
+}
+
+impl fmt::Display for ProductId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An id that is not a positive integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("id must be a positive integer")]
+pub struct InvalidId;
+
+/// The name of one role instance (`api-1`, `chat-2`), unique within a deployment.
+pub fn instance_name(role: &str, index: usize) -> String {
+    format!("{role}-{}", index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_ids_parse_strictly() {
+        assert_eq!("42".parse::<ProductId>().map(ProductId::get), Ok(42));
+        for bad in ["", "0", "-1", "+1", "1.5", "abc", " 1", "99999999999999999999", "1e3"] {
+            assert!(bad.parse::<ProductId>().is_err(), "{bad:?} accepted");
+        }
+    }
+}

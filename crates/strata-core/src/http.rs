@@ -1,0 +1,261 @@
+//! HTTP pieces every axum role shares: the JSON error body, request ids, the instance header,
+//! per-request metrics and access logs, and the operational endpoints (`/healthz`, `/readyz`,
+//! `/metrics`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::shutdown::Shutdown;
+use crate::telemetry::{SharedRegistry, render};
+
+/// Carries the request id from the gateway to every instance and back to the client.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Names the instance that served a response (`api-2`).
+pub const INSTANCE: HeaderName = HeaderName::from_static("x-strata-instance");
+/// Longest request id accepted from a client; longer ones are replaced by a fresh id.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A fresh request id: 32 hex digits, unique without coordination.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Keeps a client's request id when it is short and printable, so ids can be correlated
+/// end to end; anything else is replaced (it would otherwise poison logs).
+pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {
+    let value = value?.to_str().ok()?;
+    let ok = !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID_LEN
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| value.to_owned())
+}
+
+/// The body of every error response: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// Machine-readable code and human-readable message of an error.
+#[derive(Debug, Serialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Builds an error response with the JSON problem body.
+pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into() } };
+    (status, Json(body)).into_response()
+}
+
+/// The fallback of every router: unknown routes are a JSON 404, not an empty body.
+pub async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+/// Known route, wrong method: a JSON 405.
+pub async fn method_not_allowed() -> Response {
+    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+}
+
+/// A readiness probe: `Ok` when the role can take traffic, `Err(reason)` otherwise.
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// A probe that is always ready (roles without backends).
+pub fn always_ready() -> ReadyCheck {
+    Arc::new(|| Box::pin(async { Ok(()) }))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+/// Per-request metrics of one role instance.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+}
+
+impl HttpMetrics {
+    /// Registers `strata_<role>_http_requests_total` and
+    /// `strata_<role>_http_request_duration_seconds` in `registry`.
+    pub fn register(role: &str, registry: &mut Registry) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 0.5 ms … ~8 s: covers a cached read and a slow checkout on one scale.
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+        });
+        registry.register(format!("strata_{role}_http_requests"), "HTTP requests served", requests.clone());
+        registry.register(
+            format!("strata_{role}_http_request_duration_seconds"),
+            "Time to serve an HTTP request",
+            duration.clone(),
+        );
+        Self { requests, duration }
+    }
+}
+
+/// What the observing middleware needs: who this instance is and where to count.
+#[derive(Clone)]
+pub struct Observe {
+    pub instance: Arc<str>,
+    pub metrics: HttpMetrics,
+}
+
+/// Middleware: request id (kept or generated), a span carrying it, `X-Strata-Instance` and
+/// `X-Request-Id` on the response, metrics, and one access log line per request.
+pub async fn observe(State(observe): State<Observe>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = accept_request_id(request.headers().get(REQUEST_ID)).unwrap_or_else(new_request_id);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID, value);
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %request_id, instance = %observe.instance);
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    let elapsed = started.elapsed();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&observe.instance) {
+        headers.insert(INSTANCE, value);
+    }
+    observe
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels { method: method.to_string(), route: route.clone(), status: status.as_u16() })
+        .inc();
+    observe.metrics.duration.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            method = %method,
+            path = %path,
+            status = status.as_u16(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    response
+}
+
+/// Everything the operational endpoints need.
+#[derive(Clone)]
+pub struct Ops {
+    pub role: &'static str,
+    pub instance: Arc<str>,
+    pub registry: SharedRegistry,
+    pub ready: ReadyCheck,
+}
+
+/// `/healthz` (alive), `/readyz` (backends reachable) and `/metrics` (Prometheus text).
+pub fn ops_router<S: Clone + Send + Sync + 'static>(ops: Ops) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(ops)
+}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    status: &'a str,
+    role: &'a str,
+    instance: &'a str,
+}
+
+async fn healthz(State(ops): State<Ops>) -> Response {
+    Json(Status { status: "ok", role: ops.role, instance: &ops.instance }).into_response()
+}
+
+async fn readyz(State(ops): State<Ops>) -> Response {
+    match (ops.ready)().await {
+        Ok(()) => Json(Status { status: "ready", role: ops.role, instance: &ops.instance }).into_response(),
+        Err(reason) => error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason),
+    }
+}
+
+async fn metrics(State(ops): State<Ops>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        render(&ops.registry),
+    )
+        .into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets
+/// in-flight requests finish and closes idle keep-alive connections.
+///
+/// # Errors
+/// An I/O error of the listener.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Returns the status a role should report for `StatusCode` of a response, for tests.
+pub fn is_json_error(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"))
+        && !response.status().is_success()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_ids_are_kept_only_when_sane() {
+        let ok = HeaderValue::from_static("abc-123_x.y:z");
+        assert_eq!(accept_request_id(Some(&ok)).as_deref(), Some("abc-123_x.y:z"));
+        let spaces = HeaderValue::from_static("a b");
+        assert_eq!(accept_request_id(Some(&spaces)), None);
+        let long = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID_LEN + 1)).unwrap();
+        assert_eq!(accept_request_id(Some(&long)), None);
+        assert_eq!(accept_request_id(None), None);
+        assert_eq!(new_request_id().len(), 32);
+    }
+
+    #[test]
+    fn error_bodies_have_code_and_message() {
+        let response = error_response(StatusCode::BAD_REQUEST, "bad_id", "id must be a number");
+        assert!(is_json_error(&response));
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,65 @@
+//! Helpers for tests that need a real server (PostgreSQL, Redis, NATS).
+//!
+//! A test asks for a service by the environment variable that names its URL. When the server
+//! cannot be reached, the test fails under CI (`CI=true`) and is skipped with a loud message on a
+//! developer machine, so a missing server is never mistaken for a passing test.
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+/// The URL of PostgreSQL for tests: `TEST_POSTGRES_URL`, or the local default.
+pub const POSTGRES: (&str, &str) = ("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test");
+/// The URL of Redis for tests: `TEST_REDIS_URL`, or the local default.
+pub const REDIS: (&str, &str) = ("TEST_REDIS_URL", "redis://127.0.0.1:6379");
+/// The URL of NATS (with JetStream) for tests: `TEST_NATS_URL`, or the local default.
+pub const NATS: (&str, &str) = ("TEST_NATS_URL", "nats://127.0.0.1:4222");
+
+/// Returns the service's URL when its server accepts TCP connections.
+///
+/// # Panics
+/// When the server is unreachable and `CI` is `true` (or `1`): in CI a missing server is a failure.
+pub fn require_service(service: (&str, &str)) -> Option<String> {
+    let (var, default) = service;
+    let url = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    if reachable(&url) {
+        return Some(url);
+    }
+    let in_ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
+    assert!(!in_ci, "{var}: server at {url} is unreachable and CI=true: failing, not skipping");
+    eprintln!("\n!!!! SKIPPED: {var}: server at {url} is unreachable (set CI=true to fail instead) !!!!\n");
+    None
+}
+
+/// True when a TCP connection to the URL's host and port succeeds within a second.
+fn reachable(url: &str) -> bool {
+    let Some(host_port) = host_port(url) else {
+        return false;
+    };
+    let Ok(addrs) = host_port.to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+}
+
+/// Extracts `host:port` from `scheme://[user[:pass]@]host:port[/path][?query]`.
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    (!host_port.is_empty()).then(|| host_port.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_is_taken_from_urls() {
+        assert_eq!(host_port("postgres://u:p@db:5432/test?x=1").as_deref(), Some("db:5432"));
+        assert_eq!(host_port("redis://127.0.0.1:6379").as_deref(), Some("127.0.0.1:6379"));
+        assert_eq!(host_port("nats://h:4222").as_deref(), Some("h:4222"));
+        assert_eq!(host_port("x://"), None);
+    }
+}
