@@ -43,7 +43,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Json }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
     }
 }
 
@@ -82,7 +85,11 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { database_url: String::new(), data_dir: PathBuf::from("./strata-data"), max_connections: 16 }
+        Self {
+            database_url: String::new(),
+            data_dir: PathBuf::from("./strata-data"),
+            max_connections: 16,
+        }
     }
 }
 
@@ -112,7 +119,11 @@ pub struct CacheConfig {
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        Self { url: "memory".into(), prefix: "strata".into(), ttl_secs: 60 }
+        Self {
+            url: "memory".into(),
+            prefix: "strata".into(),
+            ttl_secs: 60,
+        }
     }
 }
 
@@ -128,7 +139,10 @@ pub struct BusConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        Self { url: "memory".into(), namespace: "strata".into() }
+        Self {
+            url: "memory".into(),
+            namespace: "strata".into(),
+        }
     }
 }
 
@@ -188,7 +202,10 @@ pub struct RoleConfig {
 
 impl RoleConfig {
     fn new(instances: usize, port: u16) -> Self {
-        Self { instances, listen: SocketAddr::from(([127, 0, 0, 1], port)) }
+        Self {
+            instances,
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
     }
 
     /// The listen address of instance `index` (0-based). Port 0 stays 0 (the OS picks).
@@ -254,13 +271,19 @@ impl Config {
             config.set(key, value, &mut problems);
         }
         config.validate(&mut problems);
-        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
     }
 
     /// Reads a TOML file over the defaults.
     fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let file: toml::Table = toml::from_str(&text).map_err(|e| {
             ConfigError::Invalid(vec![Problem::new(&path.display().to_string(), e.message())])
         })?;
@@ -295,8 +318,12 @@ impl Config {
             "bus.namespace" => self.bus.namespace = value.to_owned(),
             "gateway.listen" => put(parse_into(value, &mut self.gateway.listen)),
             "gateway.admin_listen" => put(parse_into(value, &mut self.gateway.admin_listen)),
-            "gateway.connect_timeout_ms" => put(parse_into(value, &mut self.gateway.connect_timeout_ms)),
-            "gateway.request_timeout_ms" => put(parse_into(value, &mut self.gateway.request_timeout_ms)),
+            "gateway.connect_timeout_ms" => {
+                put(parse_into(value, &mut self.gateway.connect_timeout_ms))
+            }
+            "gateway.request_timeout_ms" => {
+                put(parse_into(value, &mut self.gateway.request_timeout_ms))
+            }
             "gateway.max_body_bytes" => put(parse_into(value, &mut self.gateway.max_body_bytes)),
             "gateway.upstream" => put(parse_upstreams(value).map(|pools| {
                 for pool in pools {
@@ -327,11 +354,19 @@ impl Config {
         let db = &self.store.database_url;
         check(
             problems,
-            db.is_empty() || ["sqlite:", "postgres://", "postgresql://"].iter().any(|s| db.starts_with(s)),
+            db.is_empty()
+                || ["sqlite:", "postgres://", "postgresql://"]
+                    .iter()
+                    .any(|s| db.starts_with(s)),
             "store.database_url",
             "expected sqlite://PATH or postgres://…",
         );
-        check(problems, (1..=1000).contains(&self.store.max_connections), "store.max_connections", "expected 1..=1000");
+        check(
+            problems,
+            (1..=1000).contains(&self.store.max_connections),
+            "store.max_connections",
+            "expected 1..=1000",
+        );
         let cache = &self.cache.url;
         check(
             problems,
@@ -339,28 +374,87 @@ impl Config {
             "cache.url",
             "expected `memory` or redis://host:port",
         );
-        check(problems, self.cache.ttl_secs > 0, "cache.ttl_secs", "must be at least 1");
-        check(problems, valid_name(&self.cache.prefix), "cache.prefix", "expected letters, digits, `-` or `_`");
+        check(
+            problems,
+            self.cache.ttl_secs > 0,
+            "cache.ttl_secs",
+            "must be at least 1",
+        );
+        check(
+            problems,
+            valid_name(&self.cache.prefix),
+            "cache.prefix",
+            "expected letters, digits, `-` or `_`",
+        );
         let bus = &self.bus.url;
-        check(problems, bus == "memory" || bus.starts_with("nats://"), "bus.url", "expected `memory` or nats://host:port");
-        check(problems, valid_name(&self.bus.namespace), "bus.namespace", "expected letters, digits, `-` or `_`");
-        check(problems, self.gateway.connect_timeout_ms > 0, "gateway.connect_timeout_ms", "must be at least 1");
-        check(problems, self.gateway.request_timeout_ms > 0, "gateway.request_timeout_ms", "must be at least 1");
-        check(problems, self.gateway.max_body_bytes > 0, "gateway.max_body_bytes", "must be at least 1");
+        check(
+            problems,
+            bus == "memory" || bus.starts_with("nats://"),
+            "bus.url",
+            "expected `memory` or nats://host:port",
+        );
+        check(
+            problems,
+            valid_name(&self.bus.namespace),
+            "bus.namespace",
+            "expected letters, digits, `-` or `_`",
+        );
+        check(
+            problems,
+            self.gateway.connect_timeout_ms > 0,
+            "gateway.connect_timeout_ms",
+            "must be at least 1",
+        );
+        check(
+            problems,
+            self.gateway.request_timeout_ms > 0,
+            "gateway.request_timeout_ms",
+            "must be at least 1",
+        );
+        check(
+            problems,
+            self.gateway.max_body_bytes > 0,
+            "gateway.max_body_bytes",
+            "must be at least 1",
+        );
         for (i, pool) in self.gateway.pools.iter().enumerate() {
             let key = format!("gateway.pools[{i}]");
-            check(problems, ["api", "chat"].contains(&pool.name.as_str()), &key, "pool name must be `api` or `chat`");
-            check(problems, !pool.instances.is_empty(), &key, "a pool needs at least one instance");
+            check(
+                problems,
+                ["api", "chat"].contains(&pool.name.as_str()),
+                &key,
+                "pool name must be `api` or `chat`",
+            );
+            check(
+                problems,
+                !pool.instances.is_empty(),
+                &key,
+                "a pool needs at least one instance",
+            );
             for url in &pool.instances {
                 if let Err(message) = parse_instance_url(url) {
                     problems.push(Problem::new(&key, &message));
                 }
             }
         }
-        for (name, role) in [("api", &self.api), ("chat", &self.chat), ("worker", &self.worker)] {
-            check(problems, role.instances <= 64, &format!("{name}.instances"), "at most 64 instances per process");
+        for (name, role) in [
+            ("api", &self.api),
+            ("chat", &self.chat),
+            ("worker", &self.worker),
+        ] {
+            check(
+                problems,
+                role.instances <= 64,
+                &format!("{name}.instances"),
+                "at most 64 instances per process",
+            );
         }
-        check(problems, self.api.instances >= 1, "api.instances", "at least 1 api instance is needed");
+        check(
+            problems,
+            self.api.instances >= 1,
+            "api.instances",
+            "at least 1 api instance is needed",
+        );
     }
 }
 
@@ -391,7 +485,9 @@ fn env_key(var: &str) -> Option<&'static str> {
         "worker.listen",
     ];
     let rest = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
-    KEYS.iter().copied().find(|key| key.replacen('.', "_", 1) == rest)
+    KEYS.iter()
+        .copied()
+        .find(|key| key.replacen('.', "_", 1) == rest)
 }
 
 /// Parses `api=http://h:p,http://h:p;chat=http://h:p` (pools separated by `;`).
@@ -403,12 +499,19 @@ fn parse_upstreams(value: &str) -> Result<Vec<PoolConfig>, String> {
             let (name, urls) = part
                 .split_once('=')
                 .ok_or_else(|| format!("expected POOL=URL[,URL…], got `{part}`"))?;
-            let instances: Vec<String> =
-                urls.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect();
+            let instances: Vec<String> = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
             for url in &instances {
                 parse_instance_url(url)?;
             }
-            Ok(PoolConfig { name: name.trim().to_owned(), instances })
+            Ok(PoolConfig {
+                name: name.trim().to_owned(),
+                instances,
+            })
         })
         .collect()
 }
@@ -422,7 +525,9 @@ pub fn parse_instance_url(url: &str) -> Result<(String, u16), String> {
     let (host, port) = rest
         .rsplit_once(':')
         .ok_or_else(|| format!("instance `{url}`: missing port"))?;
-    let port: u16 = port.parse().map_err(|_| format!("instance `{url}`: bad port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("instance `{url}`: bad port"))?;
     if host.is_empty() || rest.contains('/') {
         return Err(format!("instance `{url}`: expected http://host:port"));
     }
@@ -430,14 +535,20 @@ pub fn parse_instance_url(url: &str) -> Result<(String, u16), String> {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn parse_into<T: FromStr>(value: &str, slot: &mut T) -> Result<(), String>
 where
     T::Err: fmt::Display,
 {
-    *slot = value.trim().parse().map_err(|e| format!("`{value}`: {e}"))?;
+    *slot = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{value}`: {e}"))?;
     Ok(())
 }
 
@@ -462,7 +573,10 @@ pub struct Problem {
 
 impl Problem {
     fn new(key: &str, message: &str) -> Self {
-        Self { key: key.to_owned(), message: message.to_owned() }
+        Self {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        }
     }
 }
 
@@ -476,7 +590,10 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }
@@ -503,7 +620,12 @@ mod tests {
         assert_eq!(config.chat.instances, 2);
         assert_eq!(config.api.instance_addr(2).port(), 8103);
         assert_eq!(config.gateway.listen.port(), 8080);
-        assert!(config.store.effective_url().ends_with("strata-data/strata.db"));
+        assert!(
+            config
+                .store
+                .effective_url()
+                .ends_with("strata-data/strata.db")
+        );
     }
 
     #[test]
@@ -511,19 +633,35 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("strata-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("strata.toml");
-        std::fs::write(&file, "[api]\ninstances = 5\n[chat]\ninstances = 4\n[cache]\nttl_secs = 9\n").unwrap();
-        let env = [("STRATA_API_INSTANCES", "6"), ("STRATA_CHAT_INSTANCES", "7"), ("HOME", "/x")];
+        std::fs::write(
+            &file,
+            "[api]\ninstances = 5\n[chat]\ninstances = 4\n[cache]\nttl_secs = 9\n",
+        )
+        .unwrap();
+        let env = [
+            ("STRATA_API_INSTANCES", "6"),
+            ("STRATA_CHAT_INSTANCES", "7"),
+            ("HOME", "/x"),
+        ];
         let config = Config::load(Some(&file), env, &[("chat.instances", "8".into())]).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(config.api.instances, 6, "env beats file");
         assert_eq!(config.chat.instances, 8, "flag beats env");
         assert_eq!(config.cache.ttl_secs, 9, "file beats default");
-        assert_eq!(config.api.listen.port(), 8101, "untouched keys keep defaults");
+        assert_eq!(
+            config.api.listen.port(),
+            8101,
+            "untouched keys keep defaults"
+        );
     }
 
     #[test]
     fn all_problems_are_reported_with_their_keys() {
-        let env = [("STRATA_API_INSTANCES", "many"), ("STRATA_NOPE", "1"), ("STRATA_CACHE_URL", "mem")];
+        let env = [
+            ("STRATA_API_INSTANCES", "many"),
+            ("STRATA_NOPE", "1"),
+            ("STRATA_CACHE_URL", "mem"),
+        ];
         let found = problems(load(&env, &[("bus.url", "kafka://x".into())]).unwrap_err());
         let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
         assert!(keys.contains(&"api.instances"), "{keys:?}");
@@ -548,12 +686,24 @@ mod tests {
 
     #[test]
     fn upstreams_parse_into_pools() {
-        let config = load(&[], &[("gateway.upstream", "api=http://a:1,http://b:2;chat=http://c:3".into())]).unwrap();
+        let config = load(
+            &[],
+            &[(
+                "gateway.upstream",
+                "api=http://a:1,http://b:2;chat=http://c:3".into(),
+            )],
+        )
+        .unwrap();
         assert_eq!(config.gateway.pools.len(), 2);
-        assert_eq!(config.gateway.pools[0].instances, ["http://a:1", "http://b:2"]);
-        let found = problems(load(&[], &[("gateway.upstream", "api=http://a".into())]).unwrap_err());
+        assert_eq!(
+            config.gateway.pools[0].instances,
+            ["http://a:1", "http://b:2"]
+        );
+        let found =
+            problems(load(&[], &[("gateway.upstream", "api=http://a".into())]).unwrap_err());
         assert_eq!(found[0].key, "gateway.upstream");
-        let found = problems(load(&[], &[("gateway.upstream", "db=http://a:1".into())]).unwrap_err());
+        let found =
+            problems(load(&[], &[("gateway.upstream", "db=http://a:1".into())]).unwrap_err());
         assert_eq!(found[0].key, "gateway.pools[0]");
     }
 

@@ -61,7 +61,17 @@ mod tests {
     #[test]
     fn product_ids_parse_strictly() {
         assert_eq!("42".parse::<ProductId>().map(ProductId::get), Ok(42));
-        for bad in ["", "0", "-1", "+1", "1.5", "abc", " 1", "99999999999999999999", "1e3"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.5",
+            "abc",
+            " 1",
+            "99999999999999999999",
+            "1e3",
+        ] {
             assert!(bad.parse::<ProductId>().is_err(), "{bad:?} accepted");
         }
     }

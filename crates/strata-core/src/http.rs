@@ -42,7 +42,9 @@ pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {
     let value = value?.to_str().ok()?;
     let ok = !value.is_empty()
         && value.len() <= MAX_REQUEST_ID_LEN
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| value.to_owned())
 }
 
@@ -61,7 +63,12 @@ pub struct ErrorDetail {
 
 /// Builds an error response with the JSON problem body.
 pub fn error_response(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.into() } };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.into(),
+        },
+    };
     (status, Json(body)).into_response()
 }
 
@@ -72,7 +79,11 @@ pub async fn not_found() -> Response {
 
 /// Known route, wrong method: a JSON 405.
 pub async fn method_not_allowed() -> Response {
-    error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
 }
 
 /// A readiness probe: `Ok` when the role can take traffic, `Err(reason)` otherwise.
@@ -112,7 +123,11 @@ impl HttpMetrics {
         let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 15))
         });
-        registry.register(format!("strata_{role}_http_requests"), "HTTP requests served", requests.clone());
+        registry.register(
+            format!("strata_{role}_http_requests"),
+            "HTTP requests served",
+            requests.clone(),
+        );
         registry.register(
             format!("strata_{role}_http_request_duration_seconds"),
             "Time to serve an HTTP request",
@@ -133,7 +148,8 @@ pub struct Observe {
 /// `X-Request-Id` on the response, metrics, and one access log line per request.
 pub async fn observe(State(observe): State<Observe>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let request_id = accept_request_id(request.headers().get(REQUEST_ID)).unwrap_or_else(new_request_id);
+    let request_id =
+        accept_request_id(request.headers().get(REQUEST_ID)).unwrap_or_else(new_request_id);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         request.headers_mut().insert(REQUEST_ID, value);
     }
@@ -143,7 +159,8 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let span = tracing::info_span!("request", request_id = %request_id, instance = %observe.instance);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, instance = %observe.instance);
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();
@@ -157,9 +174,17 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     observe
         .metrics
         .requests
-        .get_or_create(&RequestLabels { method: method.to_string(), route: route.clone(), status: status.as_u16() })
+        .get_or_create(&RequestLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: status.as_u16(),
+        })
         .inc();
-    observe.metrics.duration.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+    observe
+        .metrics
+        .duration
+        .get_or_create(&RouteLabels { route })
+        .observe(elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
             method = %method,
@@ -198,19 +223,32 @@ struct Status<'a> {
 }
 
 async fn healthz(State(ops): State<Ops>) -> Response {
-    Json(Status { status: "ok", role: ops.role, instance: &ops.instance }).into_response()
+    Json(Status {
+        status: "ok",
+        role: ops.role,
+        instance: &ops.instance,
+    })
+    .into_response()
 }
 
 async fn readyz(State(ops): State<Ops>) -> Response {
     match (ops.ready)().await {
-        Ok(()) => Json(Status { status: "ready", role: ops.role, instance: &ops.instance }).into_response(),
+        Ok(()) => Json(Status {
+            status: "ready",
+            role: ops.role,
+            instance: &ops.instance,
+        })
+        .into_response(),
         Err(reason) => error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", reason),
     }
 }
 
 async fn metrics(State(ops): State<Ops>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         render(&ops.registry),
     )
         .into_response()
@@ -221,13 +259,20 @@ async fn metrics(State(ops): State<Ops>) -> Response {
 ///
 /// # Errors
 /// An I/O error of the listener.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
-/// Returns the status a role should report for `StatusCode` of a response, for tests.
+/// True when `response` is an error carrying the JSON problem body.
 pub fn is_json_error(response: &Response) -> bool {
     response
         .headers()
@@ -243,7 +288,10 @@ mod tests {
     #[test]
     fn client_request_ids_are_kept_only_when_sane() {
         let ok = HeaderValue::from_static("abc-123_x.y:z");
-        assert_eq!(accept_request_id(Some(&ok)).as_deref(), Some("abc-123_x.y:z"));
+        assert_eq!(
+            accept_request_id(Some(&ok)).as_deref(),
+            Some("abc-123_x.y:z")
+        );
         let spaces = HeaderValue::from_static("a b");
         assert_eq!(accept_request_id(Some(&spaces)), None);
         let long = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID_LEN + 1)).unwrap();

@@ -8,7 +8,10 @@ use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 /// The URL of PostgreSQL for tests: `TEST_POSTGRES_URL`, or the local default.
-pub const POSTGRES: (&str, &str) = ("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test");
+pub const POSTGRES: (&str, &str) = (
+    "TEST_POSTGRES_URL",
+    "postgres://postgres@127.0.0.1:5432/test",
+);
 /// The URL of Redis for tests: `TEST_REDIS_URL`, or the local default.
 pub const REDIS: (&str, &str) = ("TEST_REDIS_URL", "redis://127.0.0.1:6379");
 /// The URL of NATS (with JetStream) for tests: `TEST_NATS_URL`, or the local default.
@@ -25,8 +28,13 @@ pub fn require_service(service: (&str, &str)) -> Option<String> {
         return Some(url);
     }
     let in_ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
-    assert!(!in_ci, "{var}: server at {url} is unreachable and CI=true: failing, not skipping");
-    eprintln!("\n!!!! SKIPPED: {var}: server at {url} is unreachable (set CI=true to fail instead) !!!!\n");
+    assert!(
+        !in_ci,
+        "{var}: server at {url} is unreachable and CI=true: failing, not skipping"
+    );
+    eprintln!(
+        "\n!!!! SKIPPED: {var}: server at {url} is unreachable (set CI=true to fail instead) !!!!\n"
+    );
     None
 }
 
@@ -57,8 +65,14 @@ mod tests {
 
     #[test]
     fn host_port_is_taken_from_urls() {
-        assert_eq!(host_port("postgres://u:p@db:5432/test?x=1").as_deref(), Some("db:5432"));
-        assert_eq!(host_port("redis://127.0.0.1:6379").as_deref(), Some("127.0.0.1:6379"));
+        assert_eq!(
+            host_port("postgres://u:p@db:5432/test?x=1").as_deref(),
+            Some("db:5432")
+        );
+        assert_eq!(
+            host_port("redis://127.0.0.1:6379").as_deref(),
+            Some("127.0.0.1:6379")
+        );
         assert_eq!(host_port("nats://h:4222").as_deref(), Some("h:4222"));
         assert_eq!(host_port("x://"), None);
     }

@@ -1,0 +1,247 @@
+//! The behaviour every [`Cache`] backend must have, as one test suite that each backend's
+//! integration tests run (`tests/memory.rs`, `tests/redis.rs`).
+//!
+//! Each property uses its own keys (under `contract:`), so the properties can run concurrently
+//! on one cache; every key is written with a TTL of at most a minute, so a run that dies
+//! half-way leaves nothing behind for long. The functions panic on a violation, like `assert!`.
+
+#![doc(hidden)]
+#![allow(clippy::missing_panics_doc)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::{Cache, CacheError};
+
+/// TTL of entries that must outlive the test.
+const LONG: Duration = Duration::from_secs(60);
+
+/// Runs every property, the slow TTL one concurrently with the rest (about one second).
+pub async fn run_all<C: Cache + Clone + 'static>(cache: &C) {
+    tokio::join!(ttl_expires(cache), async {
+        ping_succeeds(cache).await;
+        miss_on_absent_key(cache).await;
+        set_then_get_returns_the_bytes(cache).await;
+        overwrite_replaces(cache).await;
+        delete_removes_then_reports_absence(cache).await;
+        zero_ttl_is_rejected(cache).await;
+        keys_are_independent(cache).await;
+        large_value_roundtrips(cache).await;
+        empty_value_roundtrips(cache).await;
+        json_roundtrips(cache).await;
+        concurrent_sets_and_gets_are_consistent(cache).await;
+    });
+}
+
+async fn get<C: Cache>(cache: &C, key: &str) -> Option<Bytes> {
+    cache.get(key).await.expect("get failed")
+}
+
+async fn set<C: Cache>(cache: &C, key: &str, value: &'static [u8]) {
+    cache
+        .set(key, Bytes::from_static(value), LONG)
+        .await
+        .expect("set failed");
+}
+
+/// `ping` succeeds on a working backend.
+pub async fn ping_succeeds<C: Cache>(cache: &C) {
+    cache.ping().await.expect("ping failed");
+}
+
+/// A key that was never written reads as `None`, and deleting it reports `false`.
+pub async fn miss_on_absent_key<C: Cache>(cache: &C) {
+    assert_eq!(get(cache, "contract:never-written").await, None);
+    assert!(
+        !cache
+            .delete("contract:never-written")
+            .await
+            .expect("delete failed")
+    );
+}
+
+/// A written value reads back byte for byte.
+pub async fn set_then_get_returns_the_bytes<C: Cache>(cache: &C) {
+    set(cache, "contract:set-get", b"hello \x00\xff world").await;
+    assert_eq!(
+        get(cache, "contract:set-get").await.as_deref(),
+        Some(&b"hello \x00\xff world"[..])
+    );
+}
+
+/// A second write replaces the first value.
+pub async fn overwrite_replaces<C: Cache>(cache: &C) {
+    set(cache, "contract:overwrite", b"first").await;
+    set(cache, "contract:overwrite", b"second").await;
+    assert_eq!(
+        get(cache, "contract:overwrite").await.as_deref(),
+        Some(&b"second"[..])
+    );
+}
+
+/// `delete` removes a present key and says so; a second `delete` finds nothing.
+pub async fn delete_removes_then_reports_absence<C: Cache>(cache: &C) {
+    set(cache, "contract:delete", b"doomed").await;
+    assert!(
+        cache
+            .delete("contract:delete")
+            .await
+            .expect("delete failed")
+    );
+    assert_eq!(get(cache, "contract:delete").await, None);
+    assert!(
+        !cache
+            .delete("contract:delete")
+            .await
+            .expect("delete failed")
+    );
+}
+
+/// A zero TTL is refused (every entry must expire) and stores nothing.
+pub async fn zero_ttl_is_rejected<C: Cache>(cache: &C) {
+    let result = cache
+        .set(
+            "contract:zero-ttl",
+            Bytes::from_static(b"x"),
+            Duration::ZERO,
+        )
+        .await;
+    assert!(
+        matches!(result, Err(CacheError::InvalidTtl(_))),
+        "{result:?}"
+    );
+    assert_eq!(get(cache, "contract:zero-ttl").await, None);
+}
+
+/// An entry is present before its TTL and absent after it, in real time (Redis cannot use
+/// tokio's paused clock). Takes about one second.
+pub async fn ttl_expires<C: Cache>(cache: &C) {
+    let ttl = Duration::from_millis(300);
+    let written = Instant::now();
+    cache
+        .set("contract:ttl", Bytes::from_static(b"brief"), ttl)
+        .await
+        .expect("set failed");
+    let value = get(cache, "contract:ttl").await;
+    // Only meaningful if the read finished within the TTL (a slow machine may miss it).
+    if written.elapsed() < ttl {
+        assert_eq!(value.as_deref(), Some(&b"brief"[..]), "gone before its TTL");
+    }
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(written.elapsed())).await;
+    assert_eq!(
+        get(cache, "contract:ttl").await,
+        None,
+        "present after its TTL"
+    );
+    assert!(
+        !cache.delete("contract:ttl").await.expect("delete failed"),
+        "an expired entry was reported deleted"
+    );
+}
+
+/// Writing or deleting one key leaves others alone, including keys that extend it.
+pub async fn keys_are_independent<C: Cache>(cache: &C) {
+    let keys: [(&str, &'static [u8]); 4] = [
+        ("contract:indep", b"0"),
+        ("contract:indep:", b"1"),
+        ("contract:indep:a", b"2"),
+        ("contract:indep:ünï cödé", b"3"),
+    ];
+    for (key, value) in keys {
+        set(cache, key, value).await;
+    }
+    for (key, value) in keys {
+        assert_eq!(get(cache, key).await.as_deref(), Some(value), "{key}");
+    }
+    assert!(cache.delete(keys[0].0).await.expect("delete failed"));
+    assert_eq!(get(cache, keys[0].0).await, None);
+    for (key, value) in &keys[1..] {
+        assert_eq!(get(cache, key).await.as_deref(), Some(*value), "{key}");
+    }
+}
+
+/// A 1 MiB value reads back intact.
+pub async fn large_value_roundtrips<C: Cache>(cache: &C) {
+    let value: Bytes = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    cache
+        .set("contract:large", value.clone(), LONG)
+        .await
+        .expect("set failed");
+    let read = get(cache, "contract:large")
+        .await
+        .expect("large value missing");
+    assert!(read == value, "large value corrupted (len {})", read.len());
+    assert!(cache.delete("contract:large").await.expect("delete failed"));
+}
+
+/// An empty value is a hit with no bytes, not a miss.
+pub async fn empty_value_roundtrips<C: Cache>(cache: &C) {
+    set(cache, "contract:empty", b"").await;
+    assert_eq!(
+        get(cache, "contract:empty").await.as_deref(),
+        Some(&b""[..])
+    );
+}
+
+/// `set_json` then `get_json` returns the value; bytes that are not that type are an error.
+pub async fn json_roundtrips<C: Cache>(cache: &C) {
+    let value = (String::from("widget"), 1999_u64, vec![1, 2, 3]);
+    cache
+        .set_json("contract:json", &value, LONG)
+        .await
+        .expect("set_json failed");
+    let read: Option<(String, u64, Vec<i32>)> = cache
+        .get_json("contract:json")
+        .await
+        .expect("get_json failed");
+    assert_eq!(read, Some(value));
+
+    let missing: Option<u64> = cache
+        .get_json("contract:json-missing")
+        .await
+        .expect("get_json failed");
+    assert_eq!(missing, None);
+
+    set(cache, "contract:json-bad", b"not json").await;
+    let bad = cache.get_json::<u64>("contract:json-bad").await;
+    assert!(matches!(bad, Err(CacheError::Json(_))), "{bad:?}");
+}
+
+/// Many tasks writing and reading their own keys at once each see their own latest write.
+pub async fn concurrent_sets_and_gets_are_consistent<C: Cache + Clone + 'static>(cache: &C) {
+    const TASKS: usize = 32;
+    const ROUNDS: usize = 20;
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let cache = cache.clone();
+        tasks.spawn(async move {
+            let key = format!("contract:concurrent:{task}");
+            for round in 0..ROUNDS {
+                let value = Bytes::from(format!("{task}/{round}"));
+                cache
+                    .set(&key, value.clone(), LONG)
+                    .await
+                    .expect("set failed");
+                let read = cache.get(&key).await.expect("get failed");
+                assert_eq!(read, Some(value), "{key} round {round}");
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(()) => {}
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => panic!("a contract task did not finish: {err}"),
+        }
+    }
+    for task in 0..TASKS {
+        let key = format!("contract:concurrent:{task}");
+        let expected = format!("{task}/{}", ROUNDS - 1);
+        assert_eq!(
+            get(cache, &key).await.as_deref(),
+            Some(expected.as_bytes()),
+            "{key}"
+        );
+    }
+}

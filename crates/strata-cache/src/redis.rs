@@ -1,0 +1,128 @@
+//! [`RedisCache`]: the shared backend of scaled-out mode, one namespace per deployment.
+
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use bytes::Bytes;
+
+use crate::error::redact_url;
+use crate::{Cache, Result, checked_ttl};
+
+/// Connection attempts per (re)connection after the first one fails, 100 ms then 200 ms apart
+/// (with jitter). Few, because a caller waits on a reconnection in progress, and a cache-aside
+/// read should fall back to the store within about a second instead of waiting for Redis; the
+/// next call starts a new reconnection anyway. (The redis crate's default, 6, waits ~6 s.)
+const CONNECT_RETRIES: usize = 2;
+
+/// Time allowed to open one TCP connection: a healthy Redis in the same network answers in
+/// milliseconds, so half a second only cuts off unreachable hosts.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Time allowed for one command's answer: a cache slower than this is no faster than the store
+/// it shields (the redis crate's default too; a 1 MiB value takes a few milliseconds).
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A cache in Redis, shared by every instance that uses the same server and prefix.
+///
+/// Every key is stored as `{prefix}:{key}` (or `key` alone when the prefix is empty), so that
+/// deployments and test runs sharing a server never see each other's keys. Clones share one
+/// multiplexed connection, which [`ConnectionManager`] re-establishes after a failure; calls
+/// made while Redis is down fail within about a second with
+/// [`CacheError::Redis`](crate::CacheError::Redis) (see `CONNECT_RETRIES` and the timeouts in
+/// this module).
+#[derive(Clone)]
+pub struct RedisCache {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisCache {
+    /// Connects to the Redis server at `url` (`redis://[user:password@]host[:port][/db]`) and
+    /// namespaces every key with `prefix`.
+    ///
+    /// `rediss://` (TLS) URLs are recognised, but connecting with TLS needs one of the redis
+    /// crate's TLS features, which strata does not enable today.
+    ///
+    /// # Errors
+    /// [`CacheError::Redis`](crate::CacheError::Redis) when the URL is invalid or the server
+    /// cannot be reached (after a few retries, within about two seconds).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
+        let client = ::redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(CONNECT_RETRIES)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let connection = ConnectionManager::new_with_config(client, config).await?;
+        tracing::info!(url = %redact_url(url), prefix, "connected to the Redis cache");
+        Ok(Self {
+            connection,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The namespace given to [`RedisCache::connect`].
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The key as stored in Redis.
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}:{key}", self.prefix)
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let mut connection = self.connection.clone();
+        let value = ::redis::cmd("GET")
+            .arg(self.full_key(key))
+            .query_async(&mut connection)
+            .await?;
+        Ok(value)
+    }
+
+    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+        let ttl = checked_ttl(ttl)?;
+        // PX takes whole milliseconds: round a sub-millisecond TTL up rather than to zero,
+        // which Redis would reject.
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.connection.clone();
+        ::redis::cmd("SET")
+            .arg(self.full_key(key))
+            .arg(value.as_ref())
+            .arg("PX")
+            .arg(millis)
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool> {
+        let mut connection = self.connection.clone();
+        let removed: u64 = ::redis::cmd("DEL")
+            .arg(self.full_key(key))
+            .query_async(&mut connection)
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let mut connection = self.connection.clone();
+        ::redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(())
+    }
+}
