@@ -1,0 +1,161 @@
+//! The store's error type: what went wrong, classified so callers can map it (a constraint
+//! violation is the client's fault, an unreachable backend is worth a retry) without looking at
+//! driver-specific codes.
+
+use std::path::PathBuf;
+
+use sqlx::error::ErrorKind;
+
+/// Everything that can go wrong in `strata-store`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names a scheme this crate cannot serve.
+    #[error(
+        "unsupported database URL scheme {scheme:?}: expected sqlite:, postgres: or postgresql:"
+    )]
+    UnsupportedScheme {
+        /// The scheme as written in the URL (the part before the first `:`).
+        scheme: String,
+    },
+    /// The database URL has no scheme at all. The URL itself is not repeated: it may hold a
+    /// password.
+    #[error("database URL has no scheme: expected sqlite:, postgres: or postgresql:")]
+    MissingScheme,
+    /// The directory that should hold the SQLite file could not be created.
+    #[error("cannot create directory {path} for the SQLite database: {source}")]
+    CreateDir {
+        /// The directory we tried to create.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A write broke a named constraint (unique, check, foreign key, not null).
+    #[error("{kind} constraint {constraint:?} violated")]
+    Constraint {
+        /// Which kind of constraint.
+        kind: ConstraintKind,
+        /// The constraint's name where the backend reports it (PostgreSQL always, SQLite for
+        /// named CHECK constraints), otherwise the backend's description (e.g. `products.sku`).
+        constraint: String,
+        /// The driver's error, kept for logs.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The backend could not be reached or no connection was free in time: retrying later may
+    /// succeed, and /readyz should report not ready.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other database error (bad SQL, decode failure, ...): a bug or an unexpected state.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    /// Applying the embedded migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// True when the operation may succeed if tried again later (backend unreachable, pool
+    /// exhausted), so a caller can answer 503 rather than 500.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The kind of a violated constraint, as reported by either backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstraintKind {
+    /// A UNIQUE or PRIMARY KEY constraint.
+    Unique,
+    /// A CHECK constraint.
+    Check,
+    /// A FOREIGN KEY constraint.
+    ForeignKey,
+    /// A NOT NULL constraint.
+    NotNull,
+}
+
+impl std::fmt::Display for ConstraintKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConstraintKind::Unique => "unique",
+            ConstraintKind::Check => "check",
+            ConstraintKind::ForeignKey => "foreign key",
+            ConstraintKind::NotNull => "not null",
+        })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) => {
+                let kind = match db.kind() {
+                    ErrorKind::UniqueViolation => ConstraintKind::Unique,
+                    ErrorKind::CheckViolation => ConstraintKind::Check,
+                    ErrorKind::ForeignKeyViolation => ConstraintKind::ForeignKey,
+                    ErrorKind::NotNullViolation => ConstraintKind::NotNull,
+                    _ => return StoreError::Database(err),
+                };
+                let constraint = db
+                    .constraint()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| sqlite_constraint_subject(db.message()));
+                StoreError::Constraint {
+                    kind,
+                    constraint,
+                    source: err,
+                }
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+/// SQLite does not report constraint names separately; its messages read
+/// `CHECK constraint failed: products_price_nonneg` or `UNIQUE constraint failed: products.sku`.
+/// The part after the colon is the most precise subject we have.
+fn sqlite_constraint_subject(message: &str) -> String {
+    message
+        .split_once(": ")
+        .map_or(message, |(_, subject)| subject)
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_messages_yield_the_constraint_subject() {
+        assert_eq!(
+            sqlite_constraint_subject("CHECK constraint failed: products_price_nonneg"),
+            "products_price_nonneg"
+        );
+        assert_eq!(
+            sqlite_constraint_subject("UNIQUE constraint failed: products.sku"),
+            "products.sku"
+        );
+        assert_eq!(sqlite_constraint_subject("odd message"), "odd message");
+    }
+
+    #[test]
+    fn pool_timeouts_are_transient_and_decode_errors_are_not() {
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::from(sqlx::Error::RowNotFound).is_transient());
+    }
+
+    #[test]
+    fn unsupported_scheme_names_the_scheme() {
+        let err = StoreError::UnsupportedScheme {
+            scheme: "mysql".into(),
+        };
+        assert!(err.to_string().contains("\"mysql\""), "{err}");
+    }
+}

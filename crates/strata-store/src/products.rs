@@ -1,0 +1,186 @@
+//! The product catalog: the rows `GET /products` and `GET /products/{id}` serve.
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::store::{Store, dispatch};
+use crate::{Page, StoreError};
+
+/// The columns of a product, in the order of [`Product`]'s fields.
+macro_rules! product_columns {
+    () => {
+        "id, sku, name, description, category, price_cents, stock, created_at, updated_at"
+    };
+}
+
+/// A product as stored. Money is integer cents, never floating point.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Product {
+    /// Assigned by the database, increasing, never reused.
+    pub id: i64,
+    /// The stock keeping unit: the product's stable business key, unique.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Longer text for the product page; may be empty.
+    pub description: String,
+    /// Lowercase category slug (`books`, `kitchen`, ...), indexed for filtering.
+    pub category: String,
+    /// Unit price in cents, never negative.
+    pub price_cents: i64,
+    /// Units on hand, never negative.
+    pub stock: i64,
+    /// When the row was inserted (UTC); serialized as RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When the row last changed (UTC); serialized as RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// The fields of a product the caller chooses; the database assigns id and timestamps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewProduct {
+    /// Unique business key.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Longer text; may be empty.
+    pub description: String,
+    /// Category slug.
+    pub category: String,
+    /// Unit price in cents; the database rejects negative values.
+    pub price_cents: i64,
+    /// Units on hand; the database rejects negative values.
+    pub stock: i64,
+}
+
+/// One page of products, with what a client needs to draw pagination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProductPage {
+    /// The products of this page, by ascending id.
+    pub items: Vec<Product>,
+    /// How many products exist in total.
+    pub total: i64,
+    /// The 1-based page number that was asked for.
+    pub page: u32,
+    /// The page size that was asked for (the last page may hold fewer items).
+    pub per_page: u32,
+}
+
+/// Reads and writes the `products` table. Obtained from [`Store::products`].
+#[derive(Clone, Copy, Debug)]
+pub struct ProductRepo<'a> {
+    store: &'a Store,
+}
+
+impl<'a> ProductRepo<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// One page of products ordered by id, with the total count.
+    ///
+    /// The count and the page are two statements, not one snapshot: under concurrent inserts
+    /// `total` may be off by the rows inserted in between, which pagination tolerates.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn list(&self, page: Page) -> Result<ProductPage, StoreError> {
+        let total = self.count().await?;
+        let items: Vec<Product> = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products ORDER BY id LIMIT $1 OFFSET $2"
+            ))
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(ProductPage {
+            items,
+            total,
+            page: page.page(),
+            per_page: page.per_page(),
+        })
+    }
+
+    /// The product with this id, or `None`.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn get(&self, id: i64) -> Result<Option<Product>, StoreError> {
+        let product = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!("SELECT ", product_columns!(), " FROM products WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(product)
+    }
+
+    /// How many products exist.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        let count = dispatch!(self.store, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM products")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count)
+    }
+
+    /// Inserts a product and returns it as stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Constraint`] when the sku exists (`Unique`) or the price or stock is
+    /// negative (`Check`, constraint `products_price_nonneg` or `products_stock_nonneg`).
+    pub async fn insert(&self, new: &NewProduct) -> Result<Product, StoreError> {
+        let product = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!(
+                "INSERT INTO products (sku, name, description, category, price_cents, stock) ",
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+                product_columns!()
+            ))
+            .bind(&new.sku)
+            .bind(&new.name)
+            .bind(&new.description)
+            .bind(&new.category)
+            .bind(new.price_cents)
+            .bind(new.stock)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(product)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_serialize_as_rfc3339() {
+        let product = Product {
+            id: 7,
+            sku: "BOOK-001".into(),
+            name: "Pocket Cookbook".into(),
+            description: String::new(),
+            category: "books".into(),
+            price_cents: 1299,
+            stock: 3,
+            // 2026-11-22T10:00:00.123Z and an hour and a half later.
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_795_341_600_123_000_000)
+                .unwrap(),
+            updated_at: OffsetDateTime::from_unix_timestamp(1_795_341_600 + 5_400).unwrap(),
+        };
+        let json = serde_json::to_value(&product).unwrap();
+        assert_eq!(json["created_at"], "2026-11-22T10:00:00.123Z");
+        assert_eq!(json["updated_at"], "2026-11-22T11:30:00Z");
+        assert_eq!(json["price_cents"], 1299);
+    }
+}

@@ -1,0 +1,389 @@
+//! The `Store` handle: one connection pool, SQLite or PostgreSQL, chosen once at start-up from the
+//! database URL. Every dialect difference is settled in this crate, so callers hold a `Store` and
+//! never ask which backend is behind it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::StoreError;
+use crate::products::ProductRepo;
+
+/// How long a SQLite connection waits for another writer before failing with `SQLITE_BUSY`.
+/// SQLite admits one writer at a time; five seconds absorbs bursts of short write transactions.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which SQL dialect a [`Store`] speaks. Exposed for logs, metrics and `/readyz` output, not for
+/// branching: queries that differ between dialects live in this crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// SQLite: a file (or memory) in this process; the embedded mode of `strata up`.
+    Sqlite,
+    /// PostgreSQL: a server shared by every process; the scaled-out mode.
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect's lowercase name, as used in URLs and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+        }
+    }
+
+    /// The statement that opens a transaction which will write.
+    ///
+    /// SQLite's default `BEGIN` is deferred: a transaction that reads and then writes may fail at
+    /// once with `SQLITE_BUSY` (without waiting for the busy timeout) when another connection
+    /// wrote in between. `BEGIN IMMEDIATE` takes the write lock up front, so writers queue
+    /// behind the busy timeout instead.
+    pub(crate) fn begin_write(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Pool settings that apply to both dialects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Upper bound on open connections. Default 10: enough for a few concurrent requests per
+    /// core on PostgreSQL (whose server default allows 100 connections in total, shared by
+    /// every api and worker process), and for SQLite, where writes are serialized anyway and
+    /// extra connections only serve concurrent readers. An in-memory SQLite database always
+    /// uses exactly one connection (see [`Store::connect`]).
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing with
+    /// [`StoreError::Unavailable`]. Default 5 s: short enough that `/readyz` and requests fail
+    /// fast when the backend is gone, long enough to ride out a burst.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A cheap-to-clone handle on the database: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) backend: Backend,
+}
+
+/// The pool behind a [`Store`]. Private to the crate: repositories match on it (usually through
+/// [`dispatch!`]) so that no caller ever does.
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same body against whichever pool the store holds, binding it to `$pool`.
+///
+/// sqlx's query builders are generic over the database, so SQL that both dialects accept (most
+/// of it: `$1` placeholders work in SQLite too) is written once and compiled for each backend.
+macro_rules! dispatch {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+impl Store {
+    /// Connects to the database named by `url` and returns a handle on its pool.
+    ///
+    /// - `sqlite://path/to/file.db` (or `sqlite:path`): the file and its directory are created
+    ///   when missing; every connection uses WAL journaling (readers do not block the writer),
+    ///   `synchronous = NORMAL` (in WAL mode a power cut may lose the last commits but never
+    ///   corrupts the file, and commits skip an fsync each),
+    ///   a 5 s busy timeout and enforced foreign keys.
+    /// - `sqlite::memory:`: a private in-memory database for tests and throwaway runs. It lives
+    ///   as long as its one connection, so the pool holds exactly one and never recycles it.
+    /// - `postgres://…` or `postgresql://…`: anything sqlx's `PgConnectOptions` accepts (e.g.
+    ///   `?options=-c%20search_path%3Dmyschema`).
+    ///
+    /// The first connection is opened here, so a bad URL or an unreachable server fails now
+    /// rather than on the first request.
+    ///
+    /// # Errors
+    /// [`StoreError::UnsupportedScheme`] or [`StoreError::MissingScheme`] for other URLs,
+    /// [`StoreError::CreateDir`] when the SQLite file's directory cannot be created, and
+    /// [`StoreError::Unavailable`] or [`StoreError::Database`] when connecting fails.
+    pub async fn connect(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
+        let Some((scheme, _)) = url.split_once(':') else {
+            return Err(StoreError::MissingScheme);
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let options = SqliteConnectOptions::from_str(url)?;
+                Self::connect_sqlite(options, is_in_memory_url(url), &opts).await
+            }
+            "postgres" | "postgresql" => {
+                let options = PgConnectOptions::from_str(url)?;
+                Self::connect_postgres(options, &opts).await
+            }
+            _ => Err(StoreError::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+            }),
+        }
+    }
+
+    /// Connects to SQLite with this crate's per-connection settings (see [`Store::connect`]).
+    async fn connect_sqlite(
+        options: SqliteConnectOptions,
+        in_memory: bool,
+        opts: &StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let mut options = options
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let mut pool = SqlitePoolOptions::new().acquire_timeout(opts.acquire_timeout);
+        if in_memory {
+            // The database vanishes with its last connection, so keep one open for good.
+            pool = pool
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
+        } else {
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            create_parent_dir(options.get_filename()).await?;
+            pool = pool.max_connections(opts.max_connections.max(1));
+        }
+        let pool = pool.connect_with(options).await?;
+        Ok(Store {
+            backend: Backend::Sqlite(pool),
+        })
+    }
+
+    /// Connects to PostgreSQL with the given connection options. Tests use it to pin a pool to
+    /// a schema through `search_path`.
+    pub(crate) async fn connect_postgres(
+        options: PgConnectOptions,
+        opts: &StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(options)
+            .await?;
+        Ok(Store {
+            backend: Backend::Postgres(pool),
+        })
+    }
+
+    /// Which dialect this store speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Checks that the backend answers a trivial query: the "backend reachable" half of
+    /// `/readyz`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when no connection can be had within the acquire timeout.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// The product catalog.
+    pub fn products(&self) -> ProductRepo<'_> {
+        ProductRepo::new(self)
+    }
+
+    /// Closes the pool, waiting for checked-out connections to come back.
+    ///
+    /// On SQLite it first runs `PRAGMA wal_checkpoint(TRUNCATE)`, which copies the write-ahead
+    /// log into the database file and empties the log, so a stopped `strata up` leaves one
+    /// self-contained file that can be copied or inspected without its `-wal` companion.
+    ///
+    /// Closing an already closed store does nothing.
+    ///
+    /// # Errors
+    /// When the checkpoint cannot run. The pool is closed in every case.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) if pool.is_closed() => Ok(()),
+            Backend::Sqlite(pool) => {
+                let checkpoint = checkpoint_truncate(pool).await;
+                pool.close().await;
+                checkpoint
+            }
+            Backend::Postgres(pool) => {
+                pool.close().await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// True for `sqlite::memory:`, `sqlite://:memory:` and `…?mode=memory` URLs, which have no file
+/// to prepare. Read from the URL because sqlx keeps the flag private (and cannot rebuild a URL
+/// from in-memory options).
+fn is_in_memory_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|pair| pair == "mode=memory")
+}
+
+/// Creates the directory that will hold the SQLite file, so `sqlite://strata-data/strata.db`
+/// works on a fresh checkout.
+async fn create_parent_dir(file: &Path) -> Result<(), StoreError> {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Checkpoints the WAL into the main file and truncates it to zero bytes.
+async fn checkpoint_truncate(pool: &SqlitePool) -> Result<(), StoreError> {
+    // Columns: busy (1 when a reader or writer prevented a full checkpoint), log frames,
+    // checkpointed frames.
+    let (busy, _log, _done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(pool)
+        .await?;
+    if busy != 0 {
+        tracing::warn!("SQLite WAL checkpoint on close was blocked by a busy connection");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unknown_scheme_is_named_in_the_error() {
+        let err = Store::connect("mysql://localhost/db", StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::UnsupportedScheme { scheme } if scheme == "mysql"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("mysql"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn url_without_scheme_is_rejected() {
+        let err = Store::connect("just-a-file.db", StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::MissingScheme), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn memory_database_survives_across_calls() {
+        let store = Store::connect("sqlite::memory:", StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(store.dialect(), Dialect::Sqlite);
+        store.migrate().await.unwrap();
+        store.ping().await.unwrap();
+        // A second pool connection would see an empty database; one connection sees the table.
+        assert_eq!(store.products().count().await.unwrap(), 0);
+        store.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sqlite_connections_get_the_documented_pragmas() {
+        let dir = std::env::temp_dir().join(format!("strata-store-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}", dir.join("pragmas.db").display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        let Backend::Sqlite(pool) = &store.backend else {
+            panic!("not SQLite")
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        // 1 = NORMAL.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let busy_ms: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        drop(conn);
+        assert_eq!(
+            (journal.as_str(), foreign_keys, synchronous, busy_ms),
+            ("wal", 1, 1, 5000)
+        );
+        store.close().await.unwrap();
+        store.close().await.expect("closing twice is harmless");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_and_its_directory_are_created() {
+        let dir = std::env::temp_dir().join(format!("strata-store-{}", uuid::Uuid::new_v4()));
+        let file = dir.join("nested").join("strata.db");
+        let url = format!("sqlite://{}", file.display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store.ping().await.unwrap();
+        assert!(file.exists(), "{} was not created", file.display());
+        store.close().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memory_urls_are_recognized() {
+        assert!(is_in_memory_url("sqlite::memory:"));
+        assert!(is_in_memory_url("sqlite://:memory:"));
+        assert!(is_in_memory_url("sqlite://shared?mode=memory&cache=shared"));
+        assert!(!is_in_memory_url("sqlite://strata-data/strata.db"));
+        assert!(!is_in_memory_url("sqlite:memory.db"));
+    }
+
+    #[test]
+    fn dialect_names() {
+        assert_eq!(Dialect::Sqlite.to_string(), "sqlite");
+        assert_eq!(Dialect::Postgres.as_str(), "postgres");
+    }
+}
