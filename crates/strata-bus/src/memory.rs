@@ -1,0 +1,695 @@
+//! The in-process bus: the embedded default of `strata up`, with the same at-least-once
+//! semantics as the NATS backend.
+//!
+//! Each family has one stream: an append-only log of messages numbered from 1, and one state per
+//! durable consumer:
+//! - `cursor`: the next sequence not yet delivered for the first time;
+//! - `pending`: delivered but unacked messages, each with a deadline and a delivery count;
+//! - `timers`: the same deadlines ordered by time, so the next redelivery is found at once.
+//!
+//! A subscription asking for a message first takes the earliest pending message whose deadline
+//! passed (`ack_wait` ran out, or a nack's delay), then the next new message matching the
+//! filter. A message whose deadline passes after `max_deliver` deliveries is dropped from
+//! `pending` (terminated). Waiting subscriptions sleep until the earliest deadline or until a
+//! publish, nack or freed `max_ack_pending` slot wakes them through the consumer's `Notify`.
+//!
+//! # Trimming
+//! Memory stays bounded two ways:
+//! - once every durable of a stream has acked (or terminated, or filtered out) a message, it is
+//!   dropped: nobody that exists can need it again. A durable created later therefore starts
+//!   at the oldest *retained* message, not at sequence 1 as on NATS; streams nobody has
+//!   subscribed to yet keep everything.
+//! - [`StreamLimits`] caps each stream; past the cap the oldest messages are dropped even if
+//!   unacked, like a NATS stream with limits retention (a lagging durable loses them).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque, hash_map::Entry};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::{BusError, Result};
+use crate::subject::{self, Filter};
+use crate::{Acker, Bus, Delivery, SubscribeOptions, Subscription, SubscriptionInner};
+
+/// Per-stream caps of a [`MemoryBus`]; past either, the oldest messages are dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Most messages kept per stream. Default 1,000,000: far above what acked-message trimming
+    /// leaves behind in normal running, so it only bites when a durable stops acking.
+    pub max_messages: usize,
+    /// Most payload and subject bytes kept per stream. Default 256 MiB, a ceiling a laptop
+    /// running `strata up` can afford. The newest message is always kept, however large.
+    pub max_bytes: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        Self {
+            max_messages: 1_000_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The in-process bus. Cloning is cheap and shares the same streams and durables.
+///
+/// Nothing survives the process: "durable" here means durable across subscriptions (and
+/// instance restarts inside `strata up`), not across crashes.
+///
+/// Memory is bounded two ways. A message every existing durable of its stream has acked (or
+/// filtered out, or given up on after `max_deliver`) is dropped at once, so a durable created
+/// *later* starts at the oldest retained message rather than at sequence 1 as on NATS; a
+/// stream nobody subscribed to yet keeps everything. And [`StreamLimits`] caps each stream:
+/// past it the oldest messages go even if unacked, like a NATS stream with limits retention.
+#[derive(Clone, Default)]
+pub struct MemoryBus {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    limits: StreamLimits,
+    streams: Mutex<HashMap<String, Arc<StreamCell>>>,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// One family's stream. Its std `Mutex` is held only for bookkeeping, never across an await.
+struct StreamCell {
+    state: Mutex<StreamState>,
+}
+
+/// Locks, ignoring poisoning: every critical section leaves the state consistent before any
+/// operation that could panic, so a panicking holder cannot leave it half-updated.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `now + after`, saturating at a century instead of overflowing.
+fn deadline(now: Instant, after: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(after.min(FAR)).unwrap_or(now)
+}
+
+impl MemoryBus {
+    /// A new, empty bus with default [`StreamLimits`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new, empty bus with the given per-stream caps.
+    pub fn with_limits(limits: StreamLimits) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                limits,
+                ..Shared::default()
+            }),
+        }
+    }
+
+    fn stream(&self, family: &str) -> Arc<StreamCell> {
+        let mut streams = lock(&self.shared.streams);
+        if let Some(cell) = streams.get(family) {
+            return Arc::clone(cell);
+        }
+        let cell = Arc::new(StreamCell {
+            state: Mutex::new(StreamState::new(self.shared.limits)),
+        });
+        streams.insert(family.to_owned(), Arc::clone(&cell));
+        cell
+    }
+
+    fn publish_now(&self, subject: &str, payload: Bytes) -> Result<u64> {
+        self.shared.check_open()?;
+        let family = subject::family_of_subject(subject)?;
+        let cell = self.stream(family);
+        let mut state = lock(&cell.state);
+        Ok(state.append(subject, payload))
+    }
+
+    fn subscribe_now(
+        &self,
+        filter: &str,
+        durable: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.shared.check_open()?;
+        opts.check()?;
+        subject::check_durable(durable)?;
+        let filter = Filter::parse(filter)?;
+        let cell = self.stream(filter.family());
+        let notify = {
+            let mut state = lock(&cell.state);
+            let cursor = state.first_seq();
+            match state.consumers.entry(durable.to_owned()) {
+                Entry::Occupied(entry) => {
+                    let consumer = entry.into_mut();
+                    if consumer.filter != filter {
+                        return Err(BusError::DurableConflict {
+                            durable: durable.to_owned(),
+                            existing: consumer.filter.as_str().to_owned(),
+                            requested: filter.as_str().to_owned(),
+                        });
+                    }
+                    consumer.opts = opts;
+                    // A larger max_ack_pending may unblock waiting subscriptions.
+                    consumer.notify.notify_waiters();
+                    Arc::clone(&consumer.notify)
+                }
+                Entry::Vacant(entry) => {
+                    let consumer = entry.insert(Consumer {
+                        filter,
+                        opts,
+                        cursor,
+                        pending: BTreeMap::new(),
+                        timers: BTreeSet::new(),
+                        notify: Arc::new(Notify::new()),
+                    });
+                    Arc::clone(&consumer.notify)
+                }
+            }
+        };
+        Ok(Subscription {
+            inner: SubscriptionInner::Memory(MemorySubscription {
+                shared: Arc::clone(&self.shared),
+                cell,
+                durable: durable.into(),
+                notify,
+            }),
+        })
+    }
+
+    fn close_now(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let cells: Vec<Arc<StreamCell>> = lock(&self.shared.streams).values().cloned().collect();
+        for cell in cells {
+            for consumer in lock(&cell.state).consumers.values() {
+                consumer.notify.notify_waiters();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for MemoryBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBus")
+            .field("limits", &self.shared.limits)
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus for MemoryBus {
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<u64> {
+        self.publish_now(subject, payload)
+    }
+
+    async fn subscribe(
+        &self,
+        subject_filter: &str,
+        durable: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.subscribe_now(subject_filter, durable, opts)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.shared.check_open()
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.close_now();
+        Ok(())
+    }
+}
+
+/// A stored message.
+#[derive(Clone)]
+struct Stored {
+    seq: u64,
+    subject: Arc<str>,
+    payload: Bytes,
+}
+
+impl Stored {
+    fn size(&self) -> usize {
+        self.subject.len() + self.payload.len()
+    }
+}
+
+struct StreamState {
+    limits: StreamLimits,
+    /// Retained messages, contiguous sequences in order.
+    log: VecDeque<Stored>,
+    /// Payload and subject bytes in `log`.
+    bytes: usize,
+    /// The sequence the next publish gets.
+    next_seq: u64,
+    consumers: HashMap<String, Consumer>,
+}
+
+struct Consumer {
+    filter: Filter,
+    opts: SubscribeOptions,
+    /// Next sequence to consider for a first delivery.
+    cursor: u64,
+    /// Delivered, not yet acked: sequence → (deadline, deliveries).
+    pending: BTreeMap<u64, Pending>,
+    /// `(deadline, sequence)` of every pending message, earliest first.
+    timers: BTreeSet<(Instant, u64)>,
+    /// Wakes the subscriptions of this durable.
+    notify: Arc<Notify>,
+}
+
+#[derive(Clone, Copy)]
+struct Pending {
+    deadline: Instant,
+    delivered: u32,
+}
+
+impl Consumer {
+    /// The lowest sequence this durable may still need.
+    fn floor(&self) -> u64 {
+        self.pending
+            .keys()
+            .next()
+            .map_or(self.cursor, |&seq| seq.min(self.cursor))
+    }
+
+    fn schedule(&mut self, seq: u64, at: Instant, delivered: u32) {
+        if let Some(old) = self.pending.insert(
+            seq,
+            Pending {
+                deadline: at,
+                delivered,
+            },
+        ) {
+            self.timers.remove(&(old.deadline, seq));
+        }
+        self.timers.insert((at, seq));
+    }
+}
+
+/// What a subscription found when it asked for a message.
+enum Picked {
+    Message(Stored, u32),
+    /// Nothing now; a redelivery may be due at this instant.
+    Wait(Option<Instant>),
+    /// The durable does not exist (cannot happen while durables are never deleted).
+    Gone,
+}
+
+impl StreamState {
+    fn new(limits: StreamLimits) -> Self {
+        Self {
+            limits,
+            log: VecDeque::new(),
+            bytes: 0,
+            next_seq: 1,
+            consumers: HashMap::new(),
+        }
+    }
+
+    fn first_seq(&self) -> u64 {
+        self.log.front().map_or(self.next_seq, |m| m.seq)
+    }
+
+    fn get(log: &VecDeque<Stored>, seq: u64) -> Option<&Stored> {
+        let first = log.front()?.seq;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        log.get(index)
+    }
+
+    fn append(&mut self, subject: &str, payload: Bytes) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let message = Stored {
+            seq,
+            subject: subject.into(),
+            payload,
+        };
+        for consumer in self.consumers.values() {
+            if consumer.filter.matches(subject) {
+                consumer.notify.notify_waiters();
+            }
+        }
+        self.bytes += message.size();
+        self.log.push_back(message);
+        self.trim();
+        seq
+    }
+
+    /// Drops what every durable is done with, then whatever exceeds the limits.
+    fn trim(&mut self) {
+        // A durable's cursor moves past what its filter rejects, so a durable that sees only
+        // part of the family does not hold back the rest until its next delivery. Amortised
+        // O(1) per message and durable: cursors only move forward.
+        for consumer in self.consumers.values_mut() {
+            while let Some(message) = Self::get(&self.log, consumer.cursor)
+                && !consumer.filter.matches(&message.subject)
+            {
+                consumer.cursor += 1;
+            }
+        }
+        if let Some(floor) = self.consumers.values().map(Consumer::floor).min() {
+            while self.log.front().is_some_and(|m| m.seq < floor) {
+                self.pop_front();
+            }
+        }
+        let max_messages = self.limits.max_messages.max(1);
+        while self.log.len() > max_messages
+            || (self.log.len() > 1 && self.bytes > self.limits.max_bytes)
+        {
+            self.pop_front();
+        }
+    }
+
+    fn pop_front(&mut self) {
+        if let Some(message) = self.log.pop_front() {
+            self.bytes -= message.size();
+        }
+    }
+
+    /// Hands the next message out to `durable`, redeliveries first.
+    fn pick(&mut self, durable: &str, now: Instant) -> Picked {
+        let Some(consumer) = self.consumers.get_mut(durable) else {
+            return Picked::Gone;
+        };
+        let log = &self.log;
+        let mut dropped = false;
+        let mut picked = None;
+
+        while let Some(&(at, seq)) = consumer.timers.first() {
+            if at > now {
+                break;
+            }
+            consumer.timers.pop_first();
+            let Some(pending) = consumer.pending.get(&seq).copied() else {
+                continue;
+            };
+            let exhausted = consumer
+                .opts
+                .max_deliver
+                .is_some_and(|max| pending.delivered >= max);
+            match Self::get(log, seq) {
+                Some(message) if !exhausted => {
+                    let delivered = pending.delivered.saturating_add(1);
+                    consumer.schedule(seq, deadline(now, consumer.opts.ack_wait), delivered);
+                    picked = Some(Picked::Message(message.clone(), delivered));
+                    break;
+                }
+                // Terminated after max_deliver, or dropped by the stream limits.
+                _ => {
+                    consumer.pending.remove(&seq);
+                    dropped = true;
+                }
+            }
+        }
+
+        if picked.is_none() && consumer.pending.len() < consumer.opts.max_ack_pending as usize {
+            consumer.cursor = consumer
+                .cursor
+                .max(log.front().map_or(self.next_seq, |m| m.seq));
+            while consumer.cursor < self.next_seq {
+                let seq = consumer.cursor;
+                consumer.cursor += 1;
+                if let Some(message) = Self::get(log, seq)
+                    && consumer.filter.matches(&message.subject)
+                {
+                    consumer.schedule(seq, deadline(now, consumer.opts.ack_wait), 1);
+                    picked = Some(Picked::Message(message.clone(), 1));
+                    break;
+                }
+            }
+        }
+
+        let picked =
+            picked.unwrap_or_else(|| Picked::Wait(consumer.timers.first().map(|&(at, _)| at)));
+        if dropped {
+            self.trim();
+        }
+        picked
+    }
+
+    fn ack(&mut self, durable: &str, seq: u64) {
+        let Some(consumer) = self.consumers.get_mut(durable) else {
+            return;
+        };
+        let Some(pending) = consumer.pending.remove(&seq) else {
+            return;
+        };
+        consumer.timers.remove(&(pending.deadline, seq));
+        if consumer.pending.len() + 1 >= consumer.opts.max_ack_pending as usize {
+            // A slot under max_ack_pending opened up.
+            consumer.notify.notify_waiters();
+        }
+        self.trim();
+    }
+
+    fn nack(&mut self, durable: &str, seq: u64, delivered: u32, at: Instant) {
+        let Some(consumer) = self.consumers.get_mut(durable) else {
+            return;
+        };
+        // Only the latest delivery may give the message back: a stale holder (whose ack_wait
+        // ran out and whose message went to someone else) must not cut that delivery short.
+        if consumer
+            .pending
+            .get(&seq)
+            .is_some_and(|p| p.delivered == delivered)
+        {
+            consumer.schedule(seq, at, delivered);
+            consumer.notify.notify_waiters();
+        }
+    }
+}
+
+/// The memory side of a [`Subscription`].
+pub(crate) struct MemorySubscription {
+    shared: Arc<Shared>,
+    cell: Arc<StreamCell>,
+    durable: Arc<str>,
+    notify: Arc<Notify>,
+}
+
+impl MemorySubscription {
+    pub(crate) async fn next(&mut self) -> Option<Result<Delivery>> {
+        loop {
+            // Registered before looking at the state, so a publish in between is not missed.
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            let picked = lock(&self.cell.state).pick(&self.durable, Instant::now());
+            match picked {
+                Picked::Message(message, delivered) => {
+                    return Some(Ok(self.delivery(message, delivered)));
+                }
+                Picked::Gone => return None,
+                Picked::Wait(Some(at)) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                Picked::Wait(None) => notified.await,
+            }
+        }
+    }
+
+    fn delivery(&self, message: Stored, delivered: u32) -> Delivery {
+        Delivery {
+            subject: message.subject.to_string(),
+            payload: message.payload,
+            sequence: message.seq,
+            delivered,
+            acker: Acker::Memory(MemoryAcker {
+                shared: Arc::clone(&self.shared),
+                cell: Arc::clone(&self.cell),
+                durable: Arc::clone(&self.durable),
+                seq: message.seq,
+                delivered,
+            }),
+        }
+    }
+}
+
+/// Acks and nacks one memory delivery.
+pub(crate) struct MemoryAcker {
+    shared: Arc<Shared>,
+    cell: Arc<StreamCell>,
+    durable: Arc<str>,
+    seq: u64,
+    delivered: u32,
+}
+
+impl MemoryAcker {
+    pub(crate) fn ack(&self) -> Result<()> {
+        self.shared.check_open()?;
+        lock(&self.cell.state).ack(&self.durable, self.seq);
+        Ok(())
+    }
+
+    pub(crate) fn nack(&self, delay: Option<Duration>) -> Result<()> {
+        self.shared.check_open()?;
+        let at = deadline(Instant::now(), delay.unwrap_or_default());
+        lock(&self.cell.state).nack(&self.durable, self.seq, self.delivered, at);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(ack_wait_ms: u64) -> SubscribeOptions {
+        SubscribeOptions {
+            ack_wait: Duration::from_millis(ack_wait_ms),
+            ..SubscribeOptions::default()
+        }
+    }
+
+    fn retained(bus: &MemoryBus, family: &str) -> Vec<u64> {
+        let cell = bus.stream(family);
+        let state = lock(&cell.state);
+        state.log.iter().map(|m| m.seq).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn redelivery_waits_exactly_ack_wait() {
+        let bus = MemoryBus::new();
+        let mut sub = bus.subscribe("orders.>", "w", opts(1000)).await.unwrap();
+        bus.publish("orders.placed", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let first = sub.next().await.unwrap().unwrap();
+        let start = Instant::now();
+        let again = sub.next().await.unwrap().unwrap();
+        assert_eq!(start.elapsed(), Duration::from_millis(1000));
+        assert_eq!((again.sequence, again.delivered), (first.sequence, 2));
+    }
+
+    #[tokio::test]
+    async fn messages_every_durable_acked_are_trimmed() {
+        let bus = MemoryBus::new();
+        let mut a = bus.subscribe("orders.>", "a", opts(30_000)).await.unwrap();
+        let mut b = bus
+            .subscribe("orders.placed", "b", opts(30_000))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            bus.publish("orders.placed", Bytes::new()).await.unwrap();
+        }
+        bus.publish("orders.shipped", Bytes::new()).await.unwrap();
+        assert_eq!(retained(&bus, "orders"), vec![1, 2, 3, 4]);
+
+        for _ in 0..4 {
+            a.next().await.unwrap().unwrap().ack().await.unwrap();
+        }
+        // b still needs 1..=3; it filters 4 out but has not looked that far yet.
+        assert_eq!(retained(&bus, "orders"), vec![1, 2, 3, 4]);
+        let first_of_b = b.next().await.unwrap().unwrap();
+        b.next().await.unwrap().unwrap().ack().await.unwrap();
+        // 1 is unacked by b, so nothing can go.
+        assert_eq!(retained(&bus, "orders"), vec![1, 2, 3, 4]);
+        first_of_b.ack().await.unwrap();
+        assert_eq!(retained(&bus, "orders"), vec![3, 4]);
+        // b skips 4, which it filters out, without having to ask for it.
+        b.next().await.unwrap().unwrap().ack().await.unwrap();
+        assert_eq!(retained(&bus, "orders"), Vec::<u64>::new());
+        bus.publish("orders.shipped", Bytes::new()).await.unwrap();
+        assert_eq!(retained(&bus, "orders"), vec![5]);
+        a.next().await.unwrap().unwrap().ack().await.unwrap();
+        assert_eq!(retained(&bus, "orders"), Vec::<u64>::new());
+    }
+
+    #[tokio::test]
+    async fn streams_without_durables_keep_everything_up_to_the_limits() {
+        let bus = MemoryBus::with_limits(StreamLimits {
+            max_messages: 3,
+            max_bytes: 1 << 20,
+        });
+        for _ in 0..5 {
+            bus.publish("chat.room.1", Bytes::new()).await.unwrap();
+        }
+        assert_eq!(retained(&bus, "chat"), vec![3, 4, 5]);
+        // A new durable starts at the oldest retained message.
+        let mut sub = bus.subscribe("chat.>", "c", opts(30_000)).await.unwrap();
+        assert_eq!(sub.next().await.unwrap().unwrap().sequence, 3);
+    }
+
+    #[tokio::test]
+    async fn byte_limit_drops_oldest_but_keeps_the_newest() {
+        let bus = MemoryBus::with_limits(StreamLimits {
+            max_messages: 100,
+            max_bytes: 100,
+        });
+        bus.publish("a.b", Bytes::from(vec![0; 60])).await.unwrap();
+        bus.publish("a.b", Bytes::from(vec![0; 60])).await.unwrap();
+        assert_eq!(retained(&bus, "a"), vec![2]);
+        bus.publish("a.b", Bytes::from(vec![0; 500])).await.unwrap();
+        assert_eq!(retained(&bus, "a"), vec![3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unacked_message_lost_to_limits_is_not_redelivered() {
+        let bus = MemoryBus::with_limits(StreamLimits {
+            max_messages: 1,
+            max_bytes: 1 << 20,
+        });
+        let mut sub = bus.subscribe("a.>", "d", opts(100)).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        assert_eq!(sub.next().await.unwrap().unwrap().sequence, 1);
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        let next = sub.next().await.unwrap().unwrap();
+        assert_eq!((next.sequence, next.delivered), (2, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_ack_pending_pauses_new_deliveries_until_an_ack() {
+        let bus = MemoryBus::new();
+        let limited = SubscribeOptions {
+            max_ack_pending: 1,
+            ..opts(60_000)
+        };
+        let mut sub = bus.subscribe("a.>", "d", limited).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        let first = sub.next().await.unwrap().unwrap();
+        let blocked = tokio::time::timeout(Duration::from_secs(10), sub.next()).await;
+        assert!(blocked.is_err(), "delivered past max_ack_pending");
+        first.ack().await.unwrap();
+        assert_eq!(sub.next().await.unwrap().unwrap().sequence, 2);
+    }
+
+    #[tokio::test]
+    async fn stale_nack_does_not_disturb_the_current_delivery() {
+        let bus = MemoryBus::new();
+        let mut sub = bus.subscribe("a.>", "d", opts(50)).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        let stale = sub.next().await.unwrap().unwrap();
+        let current = sub.next().await.unwrap().unwrap();
+        assert_eq!(current.delivered, 2);
+        stale.nack(None).await.unwrap();
+        let cell = bus.stream("a");
+        let state = lock(&cell.state);
+        let pending = state.consumers["d"].pending[&1];
+        assert_eq!(pending.delivered, 2);
+        assert!(pending.deadline > Instant::now());
+    }
+}

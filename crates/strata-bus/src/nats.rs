@@ -1,0 +1,379 @@
+//! The NATS JetStream backend, for `strata serve` on one or many hosts.
+//!
+//! Mapping: the family `orders` of namespace `ns` is the stream `NS_ORDERS` holding the
+//! subjects `ns.orders.>`; a durable name is a JetStream durable pull consumer with explicit
+//! ack on that stream, filtered to `ns.{filter}`. Subjects handed to and from callers never
+//! carry the namespace.
+//!
+//! Streams are created on first use with file storage, one replica and no limits (keep
+//! everything). `get_or_create_stream` never rewrites an existing stream, so operators may
+//! edit one (`nats stream edit`: replicas, max age, max bytes) and the bus keeps their choice.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishErrorKind};
+use async_nats::jetstream::response::Response;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::error::{BoxError, BusError, Result};
+use crate::subject::{self, Filter};
+use crate::{Acker, Bus, Delivery, SubscribeOptions, Subscription, SubscriptionInner};
+
+/// How long a pull request waits on the server for messages before the client renews it.
+/// Kept well under the default `ack_wait`: a dropped subscription leaves its request behind on
+/// the server until it expires, and nats-server 2.9 mishandles a redelivery that finds only
+/// such orphaned requests (the message waits another `ack_wait`, and another one is sent
+/// twice). Short requests make that window small.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// Idle heartbeat asked of the server during a pull: a dead connection is noticed within
+/// about two of these, not only after `PULL_EXPIRES`.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Pause after a transient receive error, so a broken connection does not spin the caller.
+const RECEIVE_RETRY: Duration = Duration::from_millis(250);
+
+/// The JetStream bus. Cloning is cheap and shares the connection.
+///
+/// The connection reconnects forever once established (messages published meanwhile fail
+/// with [`BusError::Nats`], subscriptions resume after the reconnect); the first connect does
+/// not retry, so a wrong URL fails start-up at once.
+#[derive(Clone)]
+pub struct NatsBus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    namespace: String,
+    /// Families whose stream this process already ensured, so a publish is one round trip.
+    known_streams: Mutex<HashSet<String>>,
+    closed: AtomicBool,
+}
+
+impl NatsBus {
+    /// Connects to the NATS server at `url` (`nats://host:port`), using `namespace` as the
+    /// subject prefix and stream-name prefix of everything this bus touches.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidName`] when `namespace` is not lowercase ASCII letters, digits and
+    /// `-`; [`BusError::Connect`] when the server cannot be reached (within 5 s).
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        subject::check_namespace(namespace)?;
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("strata-bus {namespace}"))
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None)
+            .connect(url)
+            .await
+            .map_err(|err| BusError::Connect {
+                url: url.to_owned(),
+                source: err.into(),
+            })?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                js: jetstream::new(client.clone()),
+                client,
+                namespace: namespace.to_owned(),
+                known_streams: Mutex::default(),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The namespace given to [`NatsBus::connect`].
+    pub fn namespace(&self) -> &str {
+        &self.shared.namespace
+    }
+
+    /// The JetStream stream holding `family`: `{NAMESPACE}_{FAMILY}`.
+    pub fn stream_name(&self, family: &str) -> String {
+        format!(
+            "{}_{}",
+            self.shared.namespace.to_uppercase(),
+            family.to_uppercase()
+        )
+    }
+
+    /// Deletes every stream of this namespace (with their consumers) and returns how many.
+    /// Meant for tests and for tearing a deployment down; the bus stays usable and recreates
+    /// streams on the next publish or subscribe.
+    ///
+    /// # Errors
+    /// [`BusError::Nats`] when the streams cannot be listed or one cannot be deleted.
+    pub async fn delete_namespace_streams(&self) -> Result<usize> {
+        // `_` cannot occur in a namespace, so this prefix belongs to this namespace alone.
+        let prefix = format!("{}_", self.shared.namespace.to_uppercase());
+        let mut names = self.shared.js.stream_names();
+        let mut ours = Vec::new();
+        while let Some(name) = names.next().await {
+            let name = name.map_err(|err| BusError::nats("list streams", err))?;
+            if name.starts_with(&prefix) {
+                ours.push(name);
+            }
+        }
+        self.shared
+            .known_streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        for name in &ours {
+            self.shared
+                .js
+                .delete_stream(name)
+                .await
+                .map_err(|err| BusError::nats("delete stream", err))?;
+        }
+        Ok(ours.len())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn is_known(&self, family: &str) -> bool {
+        self.shared
+            .known_streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(family)
+    }
+
+    fn set_known(&self, family: &str, known: bool) {
+        let mut set = self
+            .shared
+            .known_streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if known {
+            set.insert(family.to_owned());
+        } else {
+            set.remove(family);
+        }
+    }
+
+    /// Gets or creates the family's stream (idempotent: concurrent creators with the same
+    /// config all succeed).
+    async fn stream(&self, family: &str) -> Result<stream::Stream> {
+        let stream = self
+            .shared
+            .js
+            .get_or_create_stream(stream::Config {
+                name: self.stream_name(family),
+                description: Some(format!("strata-bus `{family}` events")),
+                subjects: vec![format!("{}.{family}.>", self.shared.namespace)],
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                discard: stream::DiscardPolicy::Old,
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| BusError::nats("create stream", err))?;
+        self.set_known(family, true);
+        Ok(stream)
+    }
+
+    async fn publish_acked(
+        &self,
+        subject: &str,
+        payload: Bytes,
+    ) -> std::result::Result<u64, jetstream::context::PublishError> {
+        let ack = self
+            .shared
+            .js
+            .publish(subject.to_owned(), payload)
+            .await?
+            .await?;
+        Ok(ack.sequence)
+    }
+}
+
+impl fmt::Debug for NatsBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsBus")
+            .field("namespace", &self.shared.namespace)
+            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bus for NatsBus {
+    async fn publish(&self, subject: &str, payload: Bytes) -> Result<u64> {
+        self.check_open()?;
+        let family = subject::family_of_subject(subject)?;
+        if !self.is_known(family) {
+            self.stream(family).await?;
+        }
+        let full = format!("{}.{subject}", self.shared.namespace);
+        match self.publish_acked(&full, payload.clone()).await {
+            Err(err) if err.kind() == PublishErrorKind::StreamNotFound => {
+                // The stream was deleted behind our back; nothing was stored, so recreating it
+                // and publishing again cannot duplicate.
+                self.set_known(family, false);
+                self.stream(family).await?;
+                self.publish_acked(&full, payload).await
+            }
+            other => other,
+        }
+        .map_err(|err| BusError::nats("publish", err))
+    }
+
+    async fn subscribe(
+        &self,
+        subject_filter: &str,
+        durable: &str,
+        opts: SubscribeOptions,
+    ) -> Result<Subscription> {
+        self.check_open()?;
+        opts.check()?;
+        subject::check_durable(durable)?;
+        let filter = Filter::parse(subject_filter)?;
+        let stream = self.stream(filter.family()).await?;
+        let prefix = format!("{}.", self.shared.namespace);
+        let wanted = format!("{prefix}{}", filter.as_str());
+
+        // Server 2.9 cannot change a durable's filter; say so plainly instead of relaying its
+        // error (and never let a durable silently switch to another sequence).
+        match stream.consumer_info(durable).await {
+            Ok(info) if info.config.filter_subject != wanted => {
+                let existing = &info.config.filter_subject;
+                return Err(BusError::DurableConflict {
+                    durable: durable.to_owned(),
+                    existing: existing
+                        .strip_prefix(&prefix)
+                        .unwrap_or(existing)
+                        .to_owned(),
+                    requested: filter.as_str().to_owned(),
+                });
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == ConsumerInfoErrorKind::NotFound => {}
+            Err(err) => return Err(BusError::nats("subscribe", err)),
+        }
+
+        let consumer: PullConsumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(durable.to_owned()),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: opts.ack_wait,
+                max_deliver: opts.max_deliver.map_or(-1, i64::from),
+                filter_subject: wanted,
+                max_ack_pending: i64::from(opts.max_ack_pending),
+                ..Default::default()
+            })
+            .await
+            .map_err(|err| BusError::nats("subscribe", err))?;
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(opts.prefetch as usize)
+            .expires(PULL_EXPIRES)
+            .heartbeat(PULL_HEARTBEAT)
+            .messages()
+            .await
+            .map_err(|err| BusError::nats("subscribe", err))?;
+        Ok(Subscription {
+            inner: SubscriptionInner::Nats(Box::new(NatsSubscription {
+                messages: Some(messages),
+                prefix,
+            })),
+        })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.check_open()?;
+        // `$JS.API.INFO`, read loosely: async-nats's typed account info expects fields that
+        // nats-server 2.9 does not send.
+        let response: Response<serde_json::Value> = self
+            .shared
+            .js
+            .request("INFO", &())
+            .await
+            .map_err(|err| BusError::nats("ping", err))?;
+        match response {
+            Response::Ok(_) => Ok(()),
+            Response::Err { error } => Err(BusError::nats("ping", error)),
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared
+            .client
+            .drain()
+            .await
+            .map_err(|err| BusError::nats("close", err))
+    }
+}
+
+/// The NATS side of a [`Subscription`]: a continuous pull that keeps `prefetch` messages
+/// requested, renews its request on expiry and after a reconnect.
+pub(crate) struct NatsSubscription {
+    /// `None` once ended (closed client or fatal error).
+    messages: Option<pull::Stream>,
+    /// `{namespace}.`, stripped from subjects.
+    prefix: String,
+}
+
+impl NatsSubscription {
+    pub(crate) async fn next(&mut self) -> Option<Result<Delivery>> {
+        loop {
+            let messages = self.messages.as_mut()?;
+            match messages.next().await {
+                None => {
+                    self.messages = None;
+                    return None;
+                }
+                Some(Ok(message)) => match self.delivery(message) {
+                    Ok(delivery) => return Some(Ok(delivery)),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "skipping a message without JetStream metadata")
+                    }
+                },
+                Some(Err(err)) => match err.kind() {
+                    MessagesErrorKind::MissingHeartbeat
+                    | MessagesErrorKind::Pull
+                    | MessagesErrorKind::NoResponders => {
+                        tracing::warn!(error = %err, "bus subscription interrupted; retrying");
+                        tokio::time::sleep(RECEIVE_RETRY).await;
+                    }
+                    _ => {
+                        self.messages = None;
+                        return Some(Err(BusError::nats("receive", err)));
+                    }
+                },
+            }
+        }
+    }
+
+    fn delivery(&self, message: jetstream::Message) -> std::result::Result<Delivery, BoxError> {
+        let (sequence, delivered) = {
+            let info = message.info()?;
+            let delivered = u32::try_from(info.delivered.max(1)).unwrap_or(u32::MAX);
+            (info.stream_sequence, delivered)
+        };
+        let (message, acker) = message.split();
+        let subject = message.subject.as_str();
+        Ok(Delivery {
+            subject: subject
+                .strip_prefix(&self.prefix)
+                .unwrap_or(subject)
+                .to_owned(),
+            payload: message.payload,
+            sequence,
+            delivered,
+            acker: Acker::Nats(Box::new(acker)),
+        })
+    }
+}
