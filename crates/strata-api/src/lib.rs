@@ -1,0 +1,20 @@
+//! strata-api: the stateless shop service. Any instance serves any request: everything it
+//! knows lives in the store (the truth) and the cache (a hint), never in the instance.
+//!
+//! The binary builds an [`ApiServer`] from [`ApiSettings`] and its backends, then calls
+//! [`ApiServer::run`] with the process's shutdown signal. Tests do the same on port 0.
+
+#![forbid(unsafe_code)]
+
+mod cache_aside;
+mod catalog;
+mod error;
+mod server;
+mod state;
+mod web;
+
+pub use crate::error::ApiError;
+pub use crate::server::{ApiServer, ApiSettings};
+
+/// The role name: the `role` of `/healthz` and the `strata_api_…` prefix of every metric.
+pub const ROLE: &str = "api";

@@ -1,0 +1,7 @@
+//! Integration tests of the api role: real instances on port 0, each over a fresh store (a
+//! SQLite file, and a PostgreSQL schema when a server is reachable), driven over HTTP.
+
+#[macro_use]
+mod helpers;
+mod catalog;
+mod ops;
