@@ -84,11 +84,6 @@ impl CacheAside {
         Ok(Some(body))
     }
 
-    /// Checks that the cache answers, for `/readyz`.
-    pub async fn ping(&self) -> strata_cache::Result<()> {
-        self.cache.ping().await
-    }
-
     fn count(&self, result: Outcome) {
         self.lookups.get_or_create(&OutcomeLabels { result }).inc();
     }

@@ -6,17 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
 use prometheus_client::registry::Registry;
 use strata_cache::AnyCache;
 use strata_core::Shutdown;
-use strata_core::http::{
-    HttpMetrics, Observe, Ops, ReadyCheck, method_not_allowed, not_found, observe, ops_router,
-    serve,
-};
+use strata_core::http::{ready_check, role_router, serve, unready};
 use strata_store::Store;
 use tokio::net::TcpListener;
 
@@ -79,24 +72,23 @@ impl ApiServer {
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
         let mut registry = Registry::default();
-        let metrics = HttpMetrics::register(ROLE, &mut registry);
         let state = AppState {
             store: store.clone(),
-            cache: CacheAside::new(cache.clone(), settings.cache_ttl, ROLE, &mut registry),
+            cache: CacheAside::new(cache, settings.cache_ttl, ROLE, &mut registry),
         };
-        let ops = Ops {
-            role: ROLE,
-            instance: instance.clone(),
-            registry: Arc::new(registry),
-            ready: readiness(store, state.cache.clone()),
-        };
-        let router = app_router(
-            state,
-            ops,
-            Observe {
-                instance: instance.clone(),
-                metrics,
-            },
+        // The cache is left out on purpose: reads fall back to the store when it is down, so
+        // an unreachable cache must not take every api instance out of the gateway's pools.
+        let ready = ready_check(move || {
+            let store = store.clone();
+            async move { store.ready().await.map_err(|e| unready("store", e)) }
+        });
+        let routes = app_routes(state);
+        let router = role_router(
+            ROLE,
+            instance.clone(),
+            registry,
+            routes,
+            ready,
             settings.max_body_bytes,
         );
         Ok(ApiServer {
@@ -132,67 +124,11 @@ impl ApiServer {
     }
 }
 
-/// The whole router of one instance. Layers added later wrap the ones before, so `observe` is
-/// outermost: every response, including fallbacks and 413s, carries the request id and the
-/// instance name and is counted.
-fn app_router(state: AppState, ops: Ops, observed: Observe, max_body_bytes: usize) -> Router {
+/// The api's own routes; [`role_router`] adds the ops endpoints, the fallbacks, the body limit
+/// and the observing middleware around them.
+fn app_routes(state: AppState) -> Router {
     Router::new()
         .merge(web::routes())
         .merge(catalog::routes())
         .with_state(state)
-        .merge(ops_router(ops))
-        .fallback(not_found)
-        // Set after every merge: it applies to the routes present when it is called.
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            max_body_bytes,
-            limit_declared_body,
-        ))
-        .layer(middleware::from_fn_with_state(observed, observe))
-}
-
-/// Refuses a request whose `Content-Length` exceeds the limit with a JSON 413 before any
-/// handler runs. Bodies without a length (chunked) are bounded by [`DefaultBodyLimit`] when an
-/// extractor reads them.
-async fn limit_declared_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > u64::try_from(limit).unwrap_or(u64::MAX) => {
-            ApiError::PayloadTooLarge { limit }.into_response()
-        }
-        _ => next.run(request).await,
-    }
-}
-
-/// `/readyz`: the store answers and is fully migrated, and the cache answers. Causes go to the
-/// log; the probe's body only names the backend, since it is public.
-fn readiness(store: Store, cache: CacheAside) -> ReadyCheck {
-    Arc::new(move || {
-        let store = store.clone();
-        let cache = cache.clone();
-        Box::pin(async move {
-            if let Err(e) = store.ping().await {
-                tracing::warn!(error = %e, "not ready: store unreachable");
-                return Err("store unreachable".to_owned());
-            }
-            match store.migrations_applied().await {
-                Ok(true) => {}
-                Ok(false) => return Err("store migrations not applied".to_owned()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "not ready: cannot check migrations");
-                    return Err("store migrations unknown".to_owned());
-                }
-            }
-            if let Err(e) = cache.ping().await {
-                tracing::warn!(error = %e, "not ready: cache unreachable");
-                return Err("cache unreachable".to_owned());
-            }
-            Ok(())
-        })
-    })
 }

@@ -4,19 +4,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::middleware;
 use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
 use strata_cache::{AnyCache, Cache};
 use strata_core::Shutdown;
-use strata_core::http::{
-    HttpMetrics, Observe, Ops, ReadyCheck, method_not_allowed, not_found, observe, ops_router,
-    serve,
-};
+use strata_core::http::{ready_check, role_router, serve, unready};
 use strata_store::Store;
 use tokio::net::TcpListener;
 
 use crate::{ChatError, ROLE};
+
+/// Largest request body accepted: this role takes no bodies yet, so a small bound is enough.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// What one chat instance needs besides its backends.
 #[derive(Clone, Debug)]
@@ -56,26 +55,22 @@ impl ChatServer {
         let local_addr = listener.local_addr().map_err(bind_error)?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
-        let mut registry = Registry::default();
-        let metrics = HttpMetrics::register(ROLE, &mut registry);
-        let ops = Ops {
-            role: ROLE,
-            instance: instance.clone(),
-            registry: Arc::new(registry),
-            ready: readiness(store, cache, bus),
-        };
-        let router = Router::new()
-            .merge(ops_router(ops))
-            .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
-            // Outermost, so every response (fallbacks included) is observed and labelled.
-            .layer(middleware::from_fn_with_state(
-                Observe {
-                    instance: instance.clone(),
-                    metrics,
-                },
-                observe,
-            ));
+        let ready = ready_check(move || {
+            let (store, cache, bus) = (store.clone(), cache.clone(), bus.clone());
+            async move {
+                store.ready().await.map_err(|e| unready("store", e))?;
+                cache.ping().await.map_err(|e| unready("cache", e))?;
+                bus.ping().await.map_err(|e| unready("bus", e))
+            }
+        });
+        let router = role_router(
+            ROLE,
+            instance.clone(),
+            Registry::default(),
+            Router::new(),
+            ready,
+            MAX_BODY_BYTES,
+        );
         Ok(Self {
             listener,
             local_addr,
@@ -101,35 +96,4 @@ impl ChatServer {
         tracing::info!(instance = %self.instance, "chat instance stopped");
         Ok(())
     }
-}
-
-/// `/readyz`: the store answers and is fully migrated, and the cache and the bus answer.
-/// Causes go to the log; the probe's body only names the backend, since it is public.
-fn readiness(store: Store, cache: AnyCache, bus: AnyBus) -> ReadyCheck {
-    Arc::new(move || {
-        let (store, cache, bus) = (store.clone(), cache.clone(), bus.clone());
-        Box::pin(async move {
-            if let Err(e) = store.ping().await {
-                tracing::warn!(error = %e, "not ready: store unreachable");
-                return Err("store unreachable".to_owned());
-            }
-            match store.migrations_applied().await {
-                Ok(true) => {}
-                Ok(false) => return Err("store migrations not applied".to_owned()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "not ready: cannot check migrations");
-                    return Err("store migrations unknown".to_owned());
-                }
-            }
-            if let Err(e) = cache.ping().await {
-                tracing::warn!(error = %e, "not ready: cache unreachable");
-                return Err("cache unreachable".to_owned());
-            }
-            if let Err(e) = bus.ping().await {
-                tracing::warn!(error = %e, "not ready: bus unreachable");
-                return Err("bus unreachable".to_owned());
-            }
-            Ok(())
-        })
-    })
 }

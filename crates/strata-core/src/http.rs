@@ -90,9 +90,75 @@ pub async fn method_not_allowed() -> Response {
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// A probe that is always ready (roles without backends).
-pub fn always_ready() -> ReadyCheck {
-    Arc::new(|| Box::pin(async { Ok(()) }))
+/// Builds a readiness probe from an async check.
+pub fn ready_check<F, Fut>(check: F) -> ReadyCheck
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(check()))
+}
+
+/// Logs why `backend` is not ready and returns the public reason, which names the backend only:
+/// `/readyz` is reachable by anyone, the cause (addresses, driver messages) belongs in the log.
+pub fn unready(backend: &str, error: impl std::fmt::Display) -> String {
+    tracing::warn!(backend, error = %error, "not ready");
+    format!("{backend} not ready")
+}
+
+/// The HTTP front every role instance puts around its own `routes`: `/healthz`, `/readyz` and
+/// `/metrics`, JSON answers for unknown routes and wrong methods, and [`observe`] outermost so
+/// that every response (fallbacks included) carries the request id and instance name and is
+/// counted. `registry` may already hold the role's own metrics. Requests that declare a body
+/// over `max_body_bytes` get a JSON 413 on every route; bodies without a declared length are
+/// bounded by the same limit when an extractor reads them.
+pub fn role_router(
+    role: &'static str,
+    instance: Arc<str>,
+    mut registry: Registry,
+    routes: Router,
+    ready: ReadyCheck,
+    max_body_bytes: usize,
+) -> Router {
+    let metrics = HttpMetrics::register(role, &mut registry);
+    let ops = Ops {
+        role,
+        instance: instance.clone(),
+        registry: Arc::new(registry),
+        ready,
+    };
+    routes
+        .merge(ops_router(ops))
+        .fallback(not_found)
+        // Set after every merge: it applies to the routes present when it is called.
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body_bytes,
+            limit_declared_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Observe { instance, metrics },
+            observe,
+        ))
+}
+
+/// Refuses a request whose `Content-Length` exceeds the limit with a JSON 413 before any
+/// handler runs, so an oversized upload is never read.
+async fn limit_declared_body(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > u64::try_from(limit).unwrap_or(u64::MAX) => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body larger than {limit} bytes"),
+        ),
+        _ => next.run(request).await,
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -46,6 +46,9 @@ pub enum StoreError {
     /// succeed, and /readyz should report not ready.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The schema is behind the code: some embedded migrations are not applied yet.
+    #[error("database migrations are not all applied")]
+    MigrationsPending,
     /// Any other database error (bad SQL, decode failure, ...): a bug or an unexpected state.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

@@ -40,6 +40,20 @@ impl Store {
         Ok(())
     }
 
+    /// Readiness of the store: it answers and every embedded migration is applied.
+    ///
+    /// # Errors
+    /// [`StoreError::MigrationsPending`] when the schema is behind, or why the database could not
+    /// be queried.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.ping().await?;
+        if self.migrations_applied().await? {
+            Ok(())
+        } else {
+            Err(StoreError::MigrationsPending)
+        }
+    }
+
     /// True when every embedded migration has been applied successfully with its current
     /// checksum: the "migrations done" half of `/readyz`. False on a fresh database, and on one
     /// migrated by an older build that lacks this build's newest migration.
