@@ -1,0 +1,296 @@
+//! Errors as data: who failed (client, upstream instance, gateway) and whether repeating the
+//! request is safe, so the retry policy and the response mapping read fields, not messages.
+
+use std::error::Error as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// Why the gateway could not be built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A listener could not be bound (address in use, permission, bad interface).
+    #[error("gateway: cannot bind the {listener} listener on {addr}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    /// The gateway configuration is unusable; every problem is listed.
+    #[error("gateway: invalid configuration: {}", .problems.join("; "))]
+    Config { problems: Vec<String> },
+}
+
+/// The party whose failure ended a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// The client: a body too large, too slow or cut off.
+    Client,
+    /// The instance the request was proxied to: unreachable, reset, slow or speaking nonsense.
+    Upstream,
+    /// The gateway itself: nobody to send the request to.
+    Gateway,
+}
+
+/// Whether sending the same request again, to another instance, is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetrySafety {
+    /// The request never reached an instance (refused, connect timeout, failed handshake).
+    NotSent,
+    /// The request was written but no response byte came back: the instance may have acted on
+    /// it, so only an idempotent request (or one with an `Idempotency-Key`) may be repeated.
+    MaybeProcessed,
+    /// Repeating cannot help or is not allowed: the client's fault, a response already began,
+    /// or the deadline is spent.
+    Never,
+}
+
+/// Label values of `strata_gateway_upstream_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    Connect,
+    ConnectTimeout,
+    Reset,
+    Protocol,
+    Timeout,
+}
+
+impl UpstreamErrorKind {
+    /// Every kind, in the order of [`UpstreamErrorKind::index`].
+    pub const ALL: [Self; 5] = [
+        Self::Connect,
+        Self::ConnectTimeout,
+        Self::Reset,
+        Self::Protocol,
+        Self::Timeout,
+    ];
+
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::ConnectTimeout => "connect_timeout",
+            Self::Reset => "reset",
+            Self::Protocol => "protocol",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    /// Position in [`UpstreamErrorKind::ALL`], for pre-created per-kind counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why one proxied request failed. Each variant knows its [`Party`], its [`RetrySafety`] and
+/// the status and JSON `code` the client receives.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The route's pool is not configured or has no instance.
+    #[error("pool `{pool}` has no instance")]
+    NoInstance { pool: Arc<str> },
+    /// The request body is larger than `gateway.max_body_bytes`.
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    /// Reading the client's body failed (connection cut mid-body, bad chunk framing).
+    #[error("reading the client's body failed: {0}")]
+    ClientBody(#[source] hyper::Error),
+    /// The client did not finish sending a body the gateway had to buffer before the deadline.
+    #[error("the client did not send its body within {0:?}")]
+    ClientTimeout(Duration),
+    /// TCP connect to the instance failed (refused, unreachable, reset).
+    #[error("cannot connect to the instance: {0}")]
+    Connect(#[source] io::Error),
+    /// TCP connect to the instance took longer than `gateway.connect_timeout_ms`.
+    #[error("connecting to the instance took longer than {0:?}")]
+    ConnectTimeout(Duration),
+    /// The HTTP/1.1 handshake on a fresh connection failed.
+    #[error("HTTP handshake with the instance failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    /// The connection closed or reset after the request was written, before any response byte.
+    #[error("the instance closed the connection before responding: {0}")]
+    Reset(#[source] hyper::Error),
+    /// The instance answered with something that is not HTTP/1.1.
+    #[error("the instance sent an invalid response: {0}")]
+    Protocol(#[source] hyper::Error),
+    /// No response head within `gateway.request_timeout_ms`.
+    #[error("no response from the instance within {0:?}")]
+    Timeout(Duration),
+}
+
+impl ProxyError {
+    /// Who failed.
+    pub fn party(&self) -> Party {
+        match self {
+            Self::NoInstance { .. } => Party::Gateway,
+            Self::BodyTooLarge { .. } | Self::ClientBody(_) | Self::ClientTimeout(_) => {
+                Party::Client
+            }
+            Self::Connect(_)
+            | Self::ConnectTimeout(_)
+            | Self::Handshake(_)
+            | Self::Reset(_)
+            | Self::Protocol(_)
+            | Self::Timeout(_) => Party::Upstream,
+        }
+    }
+
+    /// Whether the request may be sent again to another instance.
+    pub fn retry_safety(&self) -> RetrySafety {
+        match self {
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) => RetrySafety::NotSent,
+            Self::Reset(_) => RetrySafety::MaybeProcessed,
+            Self::NoInstance { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::ClientBody(_)
+            | Self::ClientTimeout(_)
+            | Self::Protocol(_)
+            | Self::Timeout(_) => RetrySafety::Never,
+        }
+    }
+
+    /// The metric kind of an upstream failure; `None` when the instance is not to blame.
+    pub fn upstream_kind(&self) -> Option<UpstreamErrorKind> {
+        match self {
+            Self::Connect(_) | Self::Handshake(_) => Some(UpstreamErrorKind::Connect),
+            Self::ConnectTimeout(_) => Some(UpstreamErrorKind::ConnectTimeout),
+            Self::Reset(_) => Some(UpstreamErrorKind::Reset),
+            Self::Protocol(_) => Some(UpstreamErrorKind::Protocol),
+            Self::Timeout(_) => Some(UpstreamErrorKind::Timeout),
+            Self::NoInstance { .. }
+            | Self::BodyTooLarge { .. }
+            | Self::ClientBody(_)
+            | Self::ClientTimeout(_) => None,
+        }
+    }
+
+    /// The status the client receives.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoInstance { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) | Self::Reset(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::Protocol(_) => StatusCode::BAD_GATEWAY,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The machine-readable `code` of the JSON error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoInstance { .. } => "no_instance",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::ClientBody(_) => "bad_request_body",
+            Self::ClientTimeout(_) => "request_body_timeout",
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) | Self::Reset(_) => {
+                "upstream_unavailable"
+            }
+            Self::Protocol(_) => "upstream_invalid_response",
+            Self::Timeout(_) => "upstream_timeout",
+        }
+    }
+
+    /// The message shown to the client: what happened, without internal addresses or causes
+    /// (those go to the log).
+    pub fn public_message(&self) -> String {
+        match self {
+            Self::NoInstance { pool } => format!("no instance of pool `{pool}` is available"),
+            Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
+            Self::ClientBody(_) => "the request body could not be read".to_owned(),
+            Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) | Self::Reset(_) => {
+                "no instance could take the request".to_owned()
+            }
+            Self::Protocol(_) => "the instance sent an invalid response".to_owned(),
+            Self::Timeout(_) => "the instance did not respond in time".to_owned(),
+        }
+    }
+
+    /// Classifies an error of the HTTP client after the request was handed to a connection.
+    /// A failure of the request body (the client's side) is found in the source chain.
+    pub(crate) fn from_send(error: hyper::Error) -> Self {
+        let mut source = error.source();
+        while let Some(cause) = source {
+            if let Some(body) = cause.downcast_ref::<crate::proxy::BodyError>() {
+                return match body {
+                    crate::proxy::BodyError::TooLarge { limit } => {
+                        Self::BodyTooLarge { limit: *limit }
+                    }
+                    crate::proxy::BodyError::Client(_) => Self::ClientBody(error),
+                };
+            }
+            if let Some(io) = cause.downcast_ref::<io::Error>()
+                && is_reset(io.kind())
+            {
+                return Self::Reset(error);
+            }
+            source = cause.source();
+        }
+        if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
+            Self::Reset(error)
+        } else {
+            Self::Protocol(error)
+        }
+    }
+}
+
+/// I/O error kinds that mean "the peer went away" rather than "the peer misbehaved".
+fn is_reset(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_failures_are_upstream_and_not_sent() {
+        let err = ProxyError::Connect(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(err.party(), Party::Upstream);
+        assert_eq!(err.retry_safety(), RetrySafety::NotSent);
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(err.code(), "upstream_unavailable");
+        assert_eq!(err.upstream_kind(), Some(UpstreamErrorKind::Connect));
+    }
+
+    #[test]
+    fn client_and_gateway_failures_never_retry() {
+        let too_large = ProxyError::BodyTooLarge { limit: 10 };
+        assert_eq!(too_large.party(), Party::Client);
+        assert_eq!(too_large.retry_safety(), RetrySafety::Never);
+        assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(too_large.upstream_kind(), None);
+        let none = ProxyError::NoInstance {
+            pool: "chat".into(),
+        };
+        assert_eq!(none.party(), Party::Gateway);
+        assert_eq!(none.code(), "no_instance");
+        let timeout = ProxyError::Timeout(Duration::from_secs(1));
+        assert_eq!(
+            (timeout.status(), timeout.code()),
+            (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
+        );
+        assert_eq!(timeout.retry_safety(), RetrySafety::Never);
+    }
+
+    #[test]
+    fn upstream_kinds_index_their_table() {
+        for (i, kind) in UpstreamErrorKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Every limit the gateway enforces, with its default and the reason for it, in one place.
+
+use std::time::Duration;
+
+use strata_core::config::GatewayConfig;
+
+/// Limits on clients, bodies and instance connections. Built once from the configuration
+/// ([`Limits::from_config`]); the fields not in the configuration have fixed defaults chosen
+/// below. Tests may adjust any field before calling [`crate::Gateway::build_with_limits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line and headers) read from a client, in bytes; larger
+    /// heads get `431 Request Header Fields Too Large` and the connection is closed. Default
+    /// 64 KiB: far above real browsers' heads (cookies included, a few KiB) while bounding the
+    /// memory one connection can pin. Also hyper's read buffer size (`max_buf_size`).
+    pub max_header_bytes: usize,
+    /// Time a client has to send a complete request head, in seconds; the connection is closed
+    /// otherwise. Default 10 s, against slowloris. hyper starts this clock whenever it waits for
+    /// a head, so it is also the idle timeout of a client's keep-alive connection.
+    pub header_read_timeout: Duration,
+    /// Whether client connections are kept alive between requests. Default on: reconnecting per
+    /// request would cost more than the proxying itself.
+    pub keep_alive: bool,
+    /// Client connections open at once; the accept loop waits for a free slot beyond it.
+    /// Default 10 000: below the usual 20 000 file descriptors, leaving room for instance
+    /// connections.
+    pub max_connections: usize,
+    /// Largest request body, in bytes (`gateway.max_body_bytes`, default 1 MiB). A larger
+    /// `Content-Length` gets 413 before any instance is contacted; a chunked body is counted
+    /// while it streams and the request fails with 413 once it passes the limit.
+    pub max_body_bytes: u64,
+    /// Largest body the gateway buffers so a failed attempt can be replayed on another
+    /// instance, in bytes. Default 64 KiB: covers the shop's JSON bodies; larger or chunked
+    /// bodies stream through unbuffered and such requests are never retried.
+    pub max_replay_body_bytes: u64,
+    /// Time to open a TCP connection to an instance (`gateway.connect_timeout_ms`, default 1 s).
+    pub connect_timeout: Duration,
+    /// Time from receiving a request to receiving the instance's response head
+    /// (`gateway.request_timeout_ms`, default 30 s); past it the client gets 504. Also bounds
+    /// how long shutdown waits for in-flight requests.
+    pub request_timeout: Duration,
+    /// Idle keep-alive connections kept per instance. Default 256: enough for the concurrency
+    /// of a benchmark with 2 cores, beyond it connections are closed after use.
+    pub max_idle_per_instance: usize,
+}
+
+impl Limits {
+    /// The limits for `config`, with the fixed defaults documented on each field.
+    pub fn from_config(config: &GatewayConfig) -> Self {
+        Self {
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive: true,
+            max_connections: 10_000,
+            max_body_bytes: config.max_body_bytes,
+            max_replay_body_bytes: 64 * 1024,
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            max_idle_per_instance: 256,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::from_config(&GatewayConfig::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_values_come_from_the_config() {
+        let config = GatewayConfig {
+            connect_timeout_ms: 250,
+            request_timeout_ms: 5000,
+            max_body_bytes: 10,
+            ..GatewayConfig::default()
+        };
+        let limits = Limits::from_config(&config);
+        assert_eq!(limits.connect_timeout, Duration::from_millis(250));
+        assert_eq!(limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(limits.max_body_bytes, 10);
+        assert_eq!(limits.max_header_bytes, 64 * 1024);
+    }
+}

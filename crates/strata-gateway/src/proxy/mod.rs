@@ -1,0 +1,402 @@
+//! The request path: route to a pool, pick an instance, rewrite headers once, forward over a
+//! pooled keep-alive connection, retry once when that is safe, count and log.
+//!
+//! # Retries
+//! A failed attempt is repeated once, on the next instance of the pool, when all of these hold:
+//! - the failure happened before any response byte: the connection was refused, timed out,
+//!   failed its handshake, or closed right after the request was written;
+//! - the request may be repeated: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, or any request
+//!   with an `Idempotency-Key` (never a plain `POST` or `PATCH`, even when the connection was
+//!   refused: the policy is kept simple and conservative);
+//! - its body can be sent again: empty, or at most [`Limits::max_replay_body_bytes`] with a
+//!   `Content-Length`, which the gateway then reads whole before the first attempt. Larger and
+//!   chunked bodies stream straight through and are never retried.
+//!
+//! The deadline ([`Limits::request_timeout`]) covers every attempt up to the response head;
+//! past it the client gets 504 and nothing is retried.
+
+mod body;
+pub(crate) mod headers;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
+use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id, new_request_id};
+
+pub use body::{BodyError, Lease, RequestBody, ResponseBody};
+
+use crate::error::{Party, ProxyError, RetrySafety};
+use crate::limits::Limits;
+use crate::membership::{Instance, Membership, Pool};
+
+/// What the proxy knows of a client connection, computed once when it is accepted.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The client's IP address as a header value, for `X-Forwarded-For`.
+    forwarded_for: HeaderValue,
+}
+
+impl ClientInfo {
+    /// The connection of a client at `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        // An IP address always renders to a valid header value.
+        let forwarded_for = HeaderValue::from_str(&ip.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { forwarded_for }
+    }
+}
+
+/// The reverse proxy shared by every client connection.
+#[derive(Debug)]
+pub struct Proxy {
+    membership: Arc<Membership>,
+    limits: Limits,
+}
+
+/// The outcome of forwarding, before counting and logging.
+struct Outcome {
+    response: Response<ResponseBody>,
+    /// The instance that produced the response; `None` for the gateway's own answers.
+    served_by: Option<Arc<Instance>>,
+    /// The last instance tried, for the log line of a failure.
+    tried: Option<Arc<Instance>>,
+}
+
+impl Proxy {
+    /// A proxy over `membership` enforcing `limits`.
+    pub fn new(membership: Arc<Membership>, limits: Limits) -> Self {
+        Self { membership, limits }
+    }
+
+    /// Serves one client request: always a response, errors included (JSON bodies).
+    pub async fn handle(
+        &self,
+        client: &ClientInfo,
+        request: Request<Incoming>,
+    ) -> Response<ResponseBody> {
+        let started = Instant::now();
+        let (mut head, body) = request.into_parts();
+        let request_id = request_id(&head.headers);
+        head.headers.insert(REQUEST_ID, request_id.clone());
+        let pool = self.membership.route(head.uri.path());
+        // Both clones share their bytes with the originals; they outlive `head` for the log.
+        let (method, uri) = (head.method.clone(), head.uri.clone());
+
+        let outcome = match self
+            .forward(&pool, client, head, body, started, &request_id)
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err((error, tried)) => {
+                log_failure(
+                    &error,
+                    &pool,
+                    tried.as_deref(),
+                    &request_id,
+                    "request failed",
+                );
+                Outcome {
+                    response: error_response(&error),
+                    served_by: None,
+                    tried,
+                }
+            }
+        };
+        let Outcome {
+            mut response,
+            served_by,
+            tried,
+        } = outcome;
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, request_id.clone());
+
+        let status = response.status();
+        match &served_by {
+            Some(instance) => {
+                instance.metrics().responses.inc(status);
+                instance.count_served();
+            }
+            None => pool.metrics().responses.inc(status),
+        }
+        let elapsed = started.elapsed();
+        pool.metrics().duration.observe(elapsed);
+        let instance = served_by
+            .as_deref()
+            .or(tried.as_deref())
+            .map_or("-", Instance::address);
+        tracing::info!(
+            target: "strata_gateway::access",
+            request_id = request_id.to_str().unwrap_or("-"),
+            method = method.as_str(),
+            path = uri.path(),
+            status = status.as_u16(),
+            pool = pool.name(),
+            instance,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+
+    /// Sends the request to an instance of `pool`, retrying once when allowed.
+    async fn forward(
+        &self,
+        pool: &Pool,
+        client: &ClientInfo,
+        mut head: Parts,
+        body: Incoming,
+        started: Instant,
+        request_id: &HeaderValue,
+    ) -> Result<Outcome, (ProxyError, Option<Arc<Instance>>)> {
+        let no_instance = || {
+            (
+                ProxyError::NoInstance {
+                    pool: pool.name().into(),
+                },
+                None,
+            )
+        };
+        if pool.instances().is_empty() {
+            return Err(no_instance());
+        }
+        let declared = body.size_hint().exact();
+        if declared.is_some_and(|n| n > self.limits.max_body_bytes) {
+            return Err((
+                ProxyError::BodyTooLarge {
+                    limit: self.limits.max_body_bytes,
+                },
+                None,
+            ));
+        }
+        let deadline = tokio::time::Instant::from_std(started + self.limits.request_timeout);
+
+        prepare_head(&mut head, client);
+        let repeatable = headers::is_repeatable(&head.method, &head.headers);
+        let (body, replay) = if body.is_end_stream() {
+            (RequestBody::Empty, Some(Bytes::new()))
+        } else if repeatable && declared.is_some_and(|n| n <= self.limits.max_replay_body_bytes) {
+            let bytes = match tokio::time::timeout_at(deadline, body.collect()).await {
+                Ok(Ok(collected)) => collected.to_bytes(),
+                Ok(Err(e)) => return Err((ProxyError::ClientBody(e), None)),
+                Err(_) => {
+                    return Err((ProxyError::ClientTimeout(self.limits.request_timeout), None));
+                }
+            };
+            (RequestBody::full(bytes.clone()), Some(bytes))
+        } else {
+            (RequestBody::stream(body, self.limits.max_body_bytes), None)
+        };
+        // Keep what a second attempt needs only when it may happen (see the module docs).
+        let second = match replay {
+            Some(bytes) if repeatable => Some((clone_head(&head), bytes)),
+            _ => None,
+        };
+
+        // Picked only now, so a refused or slow client body does not use up a turn.
+        let Some(first) = pool.pick() else {
+            return Err(no_instance());
+        };
+        let request = Request::from_parts(head, body);
+        let error = match self.attempt(Arc::clone(first), request, deadline).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(error) => error,
+        };
+        let retry = matches!(
+            error.retry_safety(),
+            RetrySafety::NotSent | RetrySafety::MaybeProcessed
+        );
+        let (Some((head, bytes)), true) = (second, retry) else {
+            return Err((error, Some(Arc::clone(first))));
+        };
+        let Some(next) = pool.next_after(first) else {
+            return Err((error, Some(Arc::clone(first))));
+        };
+        log_failure(
+            &error,
+            pool,
+            Some(first),
+            request_id,
+            "attempt failed; retrying on the next instance",
+        );
+        pool.metrics().retries.inc();
+        let request = Request::from_parts(head, RequestBody::full(bytes));
+        self.attempt(Arc::clone(next), request, deadline)
+            .await
+            .map_err(|e| (e, Some(Arc::clone(next))))
+    }
+
+    /// One attempt on `instance`, bounded by `deadline`.
+    async fn attempt(
+        &self,
+        instance: Arc<Instance>,
+        request: Request<RequestBody>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Outcome, ProxyError> {
+        let mut lease = Lease::new(Arc::clone(&instance));
+        let sent = tokio::time::timeout_at(deadline, instance.upstream().send(request)).await;
+        let result = match sent {
+            Ok(result) => result,
+            Err(_) => Err(ProxyError::Timeout(self.limits.request_timeout)),
+        };
+        match result {
+            Ok((response, sender)) => {
+                lease.hold(sender);
+                let (mut parts, body) = response.into_parts();
+                headers::strip_hop_by_hop(&mut parts.headers);
+                let response = Response::from_parts(parts, ResponseBody::upstream(body, lease));
+                Ok(Outcome {
+                    response,
+                    served_by: Some(Arc::clone(&instance)),
+                    tried: Some(instance),
+                })
+            }
+            Err(error) => {
+                if let Some(kind) = error.upstream_kind() {
+                    instance.metrics().upstream_error(kind);
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// The client's request id when it is sane, otherwise a fresh one.
+fn request_id(headers: &http::HeaderMap) -> HeaderValue {
+    let kept = headers
+        .get(REQUEST_ID)
+        .filter(|v| accept_request_id(Some(v)).is_some());
+    match kept {
+        // A header value parsed by hyper shares the connection's read buffer: cloning is cheap.
+        Some(value) => value.clone(),
+        None => HeaderValue::from_maybe_shared(Bytes::from(new_request_id()))
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+    }
+}
+
+/// Rewrites a client's request head for an instance: origin-form target, HTTP/1.1, no
+/// hop-by-hop headers, forwarding headers added. `Host` is kept as the client sent it.
+fn prepare_head(head: &mut Parts, client: &ClientInfo) {
+    if head.uri.scheme().is_some() || head.uri.authority().is_some() {
+        // An absolute-form target (`GET http://host/path`) becomes origin-form.
+        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+        head.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    head.version = Version::HTTP_11;
+    headers::strip_hop_by_hop(&mut head.headers);
+    headers::add_forwarded(&mut head.headers, &client.forwarded_for);
+}
+
+/// What a second attempt sends: the same head without the first attempt's extensions.
+fn clone_head(head: &Parts) -> Parts {
+    let mut request = Request::new(());
+    *request.method_mut() = head.method.clone();
+    *request.uri_mut() = head.uri.clone();
+    *request.version_mut() = head.version;
+    *request.headers_mut() = head.headers.clone();
+    request.into_parts().0
+}
+
+/// The gateway's own answer to a failed request: the status of the error and the JSON body
+/// every strata service uses.
+fn error_response(error: &ProxyError) -> Response<ResponseBody> {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: error.code().to_owned(),
+            message: error.public_message(),
+        },
+    };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = Response::new(ResponseBody::full(bytes));
+    *response.status_mut() = error.status();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if matches!(error, ProxyError::NoInstance { .. }) {
+        // Instances come back (restart, scale-up): tell well-behaved clients when to try again.
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// Logs a failure with its cause (which the client never sees). Clients' failures are routine
+/// (debug); the instances' and the gateway's are worth an operator's eye (warn).
+fn log_failure(
+    error: &ProxyError,
+    pool: &Pool,
+    instance: Option<&Instance>,
+    request_id: &HeaderValue,
+    what: &str,
+) {
+    let instance = instance.map_or("-", Instance::address);
+    let request_id = request_id.to_str().unwrap_or("-");
+    let pool = pool.name();
+    match error.party() {
+        Party::Client => {
+            tracing::debug!(%error, request_id, pool, instance, party = "client", "{what}")
+        }
+        Party::Upstream => {
+            tracing::warn!(%error, request_id, pool, instance, party = "upstream", "{what}")
+        }
+        Party::Gateway => {
+            tracing::warn!(%error, request_id, pool, instance, party = "gateway", "{what}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_request_ids_are_kept_and_others_replaced() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
+        assert_eq!(request_id(&headers), "abc-123");
+        headers.insert(REQUEST_ID, HeaderValue::from_static("bad id"));
+        let replaced = request_id(&headers);
+        assert_ne!(replaced, "bad id");
+        assert_eq!(replaced.len(), 32);
+        assert_eq!(request_id(&http::HeaderMap::new()).len(), 32);
+    }
+
+    #[test]
+    fn heads_are_rewritten_for_the_instance() {
+        let request = Request::builder()
+            .uri("http://shop.example/api/v1/products?q=x")
+            .version(Version::HTTP_10)
+            .header("host", "shop.example")
+            .header("connection", "keep-alive")
+            .body(())
+            .unwrap();
+        let (mut head, ()) = request.into_parts();
+        prepare_head(&mut head, &ClientInfo::new("192.0.2.7".parse().unwrap()));
+        assert_eq!(head.uri, "/api/v1/products?q=x");
+        assert_eq!(head.version, Version::HTTP_11);
+        assert_eq!(head.headers["host"], "shop.example");
+        assert!(!head.headers.contains_key("connection"));
+        assert_eq!(head.headers["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(head.headers["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn no_instance_answers_503_json_with_retry_after() {
+        let response = error_response(&ProxyError::NoInstance {
+            pool: "chat".into(),
+        });
+        assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[RETRY_AFTER], "1");
+        assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+        let ResponseBody::Full(Some(bytes)) = response.body() else {
+            panic!("not a full body")
+        };
+        let json: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(json["error"]["code"], "no_instance");
+    }
+}

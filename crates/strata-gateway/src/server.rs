@@ -1,0 +1,127 @@
+//! Accept loops of the two listeners: HTTP/1.1 connections served by hyper with the
+//! [`Limits`], a cap on open connections, and graceful shutdown.
+//!
+//! As in mini-redis, each connection task owns a semaphore permit, so at most
+//! `max_connections` are open and the accept loop waits (leaving clients in the kernel's
+//! backlog) rather than run out of file descriptors. On shutdown the loop stops accepting,
+//! hyper closes idle keep-alive connections and lets each in-flight request finish; whatever
+//! is still open after the drain bound is dropped.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use strata_core::Shutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::limits::Limits;
+
+/// Pause after a failed `accept` (out of file descriptors, mostly) before trying again, so the
+/// loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The hyper HTTP/1.1 settings every client connection gets.
+pub fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(limits.keep_alive)
+        // hyper's floor for its read buffer is 8 KiB; `Limits` validation keeps us above it.
+        .max_buf_size(limits.max_header_bytes)
+        .max_header_size(limits.max_header_bytes);
+    builder
+}
+
+/// Serves `listener` until `shutdown` is cancelled, then drains for at most `drain`.
+/// `connect` is called once per accepted connection with the client's address (per-connection
+/// work such as rendering the address happens there) and returns the connection's request
+/// handler.
+pub async fn serve<C, H, F, B>(
+    name: &'static str,
+    listener: TcpListener,
+    limits: &Limits,
+    drain: Duration,
+    connect: C,
+    shutdown: Shutdown,
+) where
+    C: Fn(SocketAddr) -> H,
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let http = http1_builder(limits);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Cancelled only when the drain bound passes, to drop connections still open then.
+    let abort = Shutdown::new();
+    loop {
+        let permit = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(listener = name, %error, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(listener = name, %error, "cannot disable Nagle");
+        }
+        let handler = connect(peer);
+        let service = service_fn(move |request| {
+            let response = handler(request);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let abort = abort.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                served = connection => if let Err(error) = served {
+                    tracing::debug!(listener = name, %peer, %error, "client connection ended with an error");
+                },
+                () = abort.cancelled() => {}
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        listener = name,
+        open = graceful.count(),
+        "stopped accepting; draining connections"
+    );
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            listener = name,
+            ?drain,
+            "connections still open after the drain bound; closing them"
+        );
+        abort.cancel();
+    }
+}

@@ -1,0 +1,323 @@
+//! Test harness: tiny hyper backends that name themselves and record what they saw, a gateway
+//! on port 0 in front of them, and raw-socket helpers for malformed traffic.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use strata_core::Shutdown;
+use strata_core::config::{GatewayConfig, PoolConfig};
+use strata_gateway::{Gateway, GatewayError, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// One request as a backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: http::Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A backend instance: answers with `X-Strata-Instance: <name>` and records every request.
+///
+/// Paths: `/slow` sleeps 500 ms, `/echo` returns the request body, `/hop` answers with
+/// hop-by-hop headers, anything else returns `hello from <name>`.
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    connections: Arc<AtomicUsize>,
+    stop: Shutdown,
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        Self::start_with(name, true).await
+    }
+
+    /// A backend that closes every connection after one response (`keep_alive = false`).
+    pub async fn start_with(name: &str, keep_alive: bool) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Shutdown::new();
+        let (name_, seen_, connections_, stop_) = (
+            name.to_owned(),
+            Arc::clone(&seen),
+            Arc::clone(&connections),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    () = stop_.cancelled() => break,
+                    accepted = listener.accept() => accepted.unwrap(),
+                };
+                connections_.fetch_add(1, Ordering::SeqCst);
+                let (name, seen) = (name_.clone(), Arc::clone(&seen_));
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        let (name, seen) = (name.clone(), Arc::clone(&seen));
+                        async move { Ok::<_, Infallible>(answer(&name, &seen, request).await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Backend {
+            name: name.to_owned(),
+            addr,
+            seen,
+            connections,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests received so far.
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn answer(
+    name: &str,
+    seen: &Mutex<Vec<Seen>>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (head, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let path = head.uri.path().to_owned();
+    seen.lock().unwrap().push(Seen {
+        method: head.method.clone(),
+        path: path.clone(),
+        headers: head.headers.clone(),
+        body: body.clone(),
+    });
+    let mut response = match path.as_str() {
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Response::new(Full::new(Bytes::from(format!("slow hello from {name}"))))
+        }
+        "/echo" => Response::new(Full::new(body)),
+        "/hop" => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"hop")));
+            let headers = response.headers_mut();
+            headers.insert("connection", HeaderValue::from_static("x-resp-hop"));
+            headers.insert("x-resp-hop", HeaderValue::from_static("1"));
+            headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            headers.insert(
+                "proxy-authenticate",
+                HeaderValue::from_static("Basic realm=x"),
+            );
+            headers.insert("trailer", HeaderValue::from_static("x-sum"));
+            headers.insert("x-end-to-end", HeaderValue::from_static("kept"));
+            response
+        }
+        _ => Response::new(Full::new(Bytes::from(format!("hello from {name}")))),
+    };
+    response
+        .headers_mut()
+        .insert("x-strata-instance", HeaderValue::from_str(name).unwrap());
+    response
+}
+
+/// An instance that reads a request and closes the connection without answering: the request
+/// was delivered (it may have had effects) but no response byte came back. Returns its URL and
+/// the number of requests it swallowed.
+pub async fn rude_backend() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let swallowed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&swallowed);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                if let Ok(n) = stream.read(&mut buf).await
+                    && n > 0
+                {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                // Dropping the stream closes it: EOF before any response byte.
+            });
+        }
+    });
+    (format!("http://{addr}"), swallowed)
+}
+
+/// An address nobody listens on: bound, then closed.
+pub async fn dead_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// A running gateway on port 0.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub shutdown: Shutdown,
+    pub task: Option<JoinHandle<Result<(), GatewayError>>>,
+    pub client: reqwest::Client,
+}
+
+impl TestGateway {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample of /metrics, e.g. `strata_gateway_retries_total{pool="api"}`.
+    pub async fn sample(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await;
+        text.lines().find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+    }
+
+    pub async fn admin_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.admin_url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn config(pools: &[(&str, Vec<String>)]) -> GatewayConfig {
+    GatewayConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        pools: pools
+            .iter()
+            .map(|(name, instances)| PoolConfig {
+                name: (*name).to_owned(),
+                instances: instances.clone(),
+            })
+            .collect(),
+        ..GatewayConfig::default()
+    }
+}
+
+pub async fn spawn_gateway(config: GatewayConfig) -> TestGateway {
+    let limits = Limits::from_config(&config);
+    spawn_gateway_with(config, limits).await
+}
+
+pub async fn spawn_gateway_with(config: GatewayConfig, limits: Limits) -> TestGateway {
+    let gateway = Gateway::build_with_limits(&config, limits).await.unwrap();
+    let (addr, admin) = (gateway.local_addr(), gateway.admin_addr());
+    let shutdown = Shutdown::new();
+    let task = Some(tokio::spawn(gateway.run(shutdown.clone())));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    TestGateway {
+        addr,
+        admin,
+        shutdown,
+        task,
+        client,
+    }
+}
+
+/// Writes `request` on a fresh connection and reads until the server closes (or 5 s pass).
+/// Returns what was read; a reset counts as the end.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before reading everything: a failed write is fine.
+    let _ = stream.write_all(request).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "server neither answered nor closed within 5 s"
+    );
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Retries `check` until it holds or 2 s pass.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("never became true: {what}");
+}

@@ -1,0 +1,122 @@
+//! Limits on bodies and heads, and a gateway that keeps serving after bad clients.
+
+use std::time::{Duration, Instant};
+
+use strata_gateway::Limits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{Backend, config, raw_exchange, spawn_gateway, spawn_gateway_with};
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_without_reaching_an_instance() {
+    let backend = Backend::start("api-1").await;
+    let mut config = config(&[("api", vec![backend.url()])]);
+    config.max_body_bytes = 1024;
+    let gateway = spawn_gateway(config).await;
+
+    let response = gateway
+        .client
+        .post(gateway.url("/api/v1/orders"))
+        .body(vec![b'x'; 2048])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert_eq!(backend.count(), 0);
+
+    // Exactly at the limit is fine.
+    let response = gateway
+        .client
+        .post(gateway.url("/echo"))
+        .body(vec![b'y'; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_chunked_body_is_counted_while_streaming() {
+    let backend = Backend::start("api-1").await;
+    let mut config = config(&[("api", vec![backend.url()])]);
+    config.max_body_bytes = 1024;
+    let gateway = spawn_gateway(config).await;
+    let chunk = "x".repeat(600);
+    let request = format!(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+         258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let response = raw_exchange(gateway.addr, request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("body_too_large"), "{response}");
+    // The instance never got a complete body.
+    assert!(backend.seen().iter().all(|s| s.body.len() <= 1024));
+    assert_eq!(gateway.get("/after").await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_oversized_head_is_refused_and_the_gateway_serves_the_next_client() {
+    let backend = Backend::start("api-1").await;
+    let gateway = spawn_gateway(config(&[("api", vec![backend.url()])])).await;
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let response = raw_exchange(gateway.addr, request.as_bytes()).await;
+    assert!(
+        response.is_empty() || response.starts_with("HTTP/1.1 431"),
+        "{response}"
+    );
+    assert_eq!(backend.count(), 0);
+    assert_eq!(gateway.get("/next").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_malformed_request_line_is_refused_and_the_gateway_keeps_serving() {
+    let backend = Backend::start("api-1").await;
+    let gateway = spawn_gateway(config(&[("api", vec![backend.url()])])).await;
+    let garbage: [&[u8]; 3] = [
+        b"NOT A REQUEST\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    ];
+    for garbage in garbage {
+        let response = raw_exchange(gateway.addr, garbage).await;
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 400"),
+            "{garbage:?}: {response}"
+        );
+    }
+    assert_eq!(backend.count(), 0);
+    assert_eq!(gateway.get("/next").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_client_that_sends_its_head_too_slowly_is_disconnected() {
+    let backend = Backend::start("api-1").await;
+    let config = config(&[("api", vec![backend.url()])]);
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(300),
+        ..Limits::from_config(&config)
+    };
+    let gateway = spawn_gateway_with(config, limits).await;
+
+    let mut slowloris = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    slowloris
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), slowloris.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "closed too early: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(backend.count(), 0);
+    assert_eq!(gateway.get("/next").await.status(), 200);
+}

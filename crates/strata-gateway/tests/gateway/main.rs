@@ -1,0 +1,12 @@
+//! Integration tests of the gateway: real listeners on port 0, in-test backends.
+
+// clippy's `allow-unwrap-in-tests` covers `#[test]` functions only, not the harness helpers;
+// a failed unwrap in a test helper is a test failure, which is what we want.
+#![allow(clippy::unwrap_used)]
+
+mod admin;
+mod failures;
+mod helpers;
+mod limits;
+mod routing;
+mod shutdown;
