@@ -1,0 +1,35 @@
+//! Why a load run could not start or finish. Failed requests are not errors: they are counted
+//! in the [`LoadReport`](crate::LoadReport) by [`Failure`](crate::Failure) kind.
+
+/// A load run that could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// The spec is out of bounds or malformed; `field` names the offending setting.
+    #[error("invalid load spec: {field}: {message}")]
+    Spec {
+        field: &'static str,
+        message: String,
+    },
+    /// The target's host name could not be resolved.
+    #[error("cannot resolve {authority}: {source}")]
+    Resolve {
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target's host name resolved to no address at all.
+    #[error("{authority} resolves to no address")]
+    NoAddress { authority: String },
+    /// A worker task panicked (a bug in the load generator).
+    #[error("a load worker failed: {0}")]
+    Worker(#[from] tokio::task::JoinError),
+}
+
+impl LabError {
+    pub(crate) fn spec(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Spec {
+            field,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The command line: global flags, the three commands, and how flags become configuration keys.
+//!
+//! Flags are the last layer of the configuration (defaults < `--config` file < `STRATA_*`
+//! variables < flags): each flag is turned into a `(key, value)` override and handed to
+//! [`Config::load`], so a bad flag value is reported by the same code, naming the same key, as a
+//! bad file entry or variable.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use strata_core::{Config, ConfigError};
+
+/// The variable naming the config file. It is read by clap, not by [`Config::load`], which
+/// would reject it as an unknown `STRATA_*` key.
+const CONFIG_VAR: &str = "STRATA_CONFIG";
+
+/// strata: a shop with live support chat, its load balancer and its load generator, in one
+/// binary.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML); see strata.toml for every key and its default.
+    #[arg(long, global = true, env = CONFIG_VAR, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter, e.g. `info` or `strata_gateway=debug,info` (key `log.level`).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// Log format on stderr (key `log.format`).
+    #[arg(long, global = true, value_name = "FORMAT", value_parser = ["json", "pretty"])]
+    pub log_format: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole stack in this process: the gateway, N api, M chat and K worker instances,
+    /// on an embedded SQLite store, an in-memory cache and an in-memory bus (by default).
+    Up(UpArgs),
+    /// Run one role in this process against the configured store, cache and bus.
+    Serve(ServeArgs),
+    /// Put load on a URL and print a JSON summary (requests, errors, statuses, latency
+    /// percentiles, responses per instance).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Number of api instances (key `api.instances`).
+    #[arg(long, value_name = "N")]
+    pub api: Option<usize>,
+    /// Number of chat instances (key `chat.instances`).
+    #[arg(long, value_name = "M")]
+    pub chat: Option<usize>,
+    /// Port of the public listener (the port of key `gateway.listen`).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+    /// Port of the admin listener (the port of key `gateway.admin_listen`).
+    #[arg(long, value_name = "PORT")]
+    pub admin_port: Option<u16>,
+    /// Directory of the embedded store (key `store.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The roles `strata serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    Gateway,
+    Api,
+    Chat,
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Gateway => "gateway",
+            Role::Api => "api",
+            Role::Chat => "chat",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The role to run.
+    #[arg(value_enum)]
+    pub role: Role,
+    /// Listen address of the role (key `<role>.listen`, `gateway.listen` for the gateway).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Admin listen address of the gateway (key `gateway.admin_listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<String>,
+    /// sqlite://PATH or postgres://… (key `store.database_url`).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// `memory` or redis://host:port (key `cache.url`).
+    #[arg(long, value_name = "URL")]
+    pub cache: Option<String>,
+    /// `memory` or nats://host:port (key `bus.url`).
+    #[arg(long, value_name = "URL")]
+    pub bus: Option<String>,
+    /// A pool of the gateway: `api=http://h:p,http://h:p` (key `gateway.upstream`); repeat
+    /// the flag for the `chat` pool.
+    #[arg(long, value_name = "POOL=URL,…")]
+    pub upstream: Vec<String>,
+    /// Instance name sent in `X-Strata-Instance`. Default `<role>@<listen address>`.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Target, e.g. http://127.0.0.1:8080/api/v1/products.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// Concurrent connections, each sending one request at a time.
+    #[arg(long, short = 'c', value_name = "C", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds to run (fractions allowed). Default 10, or at most 600 with --requests.
+    #[arg(long, short = 'd', value_name = "SECS", conflicts_with = "requests")]
+    pub duration: Option<f64>,
+    /// Requests to send in total, then stop.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub requests: Option<u64>,
+    /// Path to request instead of the URL's; repeat to cycle through several.
+    #[arg(long, value_name = "PATH")]
+    pub path: Vec<String>,
+    /// HTTP method of every request (sent without a body).
+    #[arg(long, value_name = "METHOD", default_value = "GET")]
+    pub method: String,
+    /// Seconds before one request counts as timed out.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+impl Cli {
+    /// Loads the configuration: file, then `STRATA_*` variables of this process, then flags.
+    ///
+    /// # Errors
+    /// Every bad key, each named (the caller exits with code 2).
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| k != CONFIG_VAR)
+            .collect();
+        load(
+            self.config.as_deref(),
+            env,
+            &self.overrides(),
+            &self.port_overrides(),
+        )
+    }
+
+    /// Flags that set a whole key.
+    fn overrides(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        push(&mut out, "log.level", self.log_level.clone());
+        push(&mut out, "log.format", self.log_format.clone());
+        match &self.command {
+            Command::Up(up) => {
+                push(&mut out, "api.instances", up.api.map(|n| n.to_string()));
+                push(&mut out, "chat.instances", up.chat.map(|n| n.to_string()));
+                push(
+                    &mut out,
+                    "store.data_dir",
+                    up.data_dir.as_ref().map(|d| d.display().to_string()),
+                );
+            }
+            Command::Serve(serve) => {
+                let listen_key = match serve.role {
+                    Role::Gateway => "gateway.listen",
+                    Role::Api => "api.listen",
+                    Role::Chat => "chat.listen",
+                    Role::Worker => "worker.listen",
+                };
+                push(&mut out, listen_key, serve.listen.clone());
+                push(&mut out, "gateway.admin_listen", serve.admin_listen.clone());
+                push(&mut out, "store.database_url", serve.database_url.clone());
+                push(&mut out, "cache.url", serve.cache.clone());
+                push(&mut out, "bus.url", serve.bus.clone());
+                for upstream in &serve.upstream {
+                    out.push(("gateway.upstream", upstream.clone()));
+                }
+            }
+            Command::Bench(_) => {}
+        }
+        out
+    }
+
+    /// Flags that set only the port of an address key; the host comes from the layers below.
+    fn port_overrides(&self) -> Vec<(&'static str, u16)> {
+        let mut out = Vec::new();
+        if let Command::Up(up) = &self.command {
+            out.extend(up.port.map(|p| ("gateway.listen", p)));
+            out.extend(up.admin_port.map(|p| ("gateway.admin_listen", p)));
+        }
+        out
+    }
+}
+
+fn push(out: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<String>) {
+    if let Some(value) = value {
+        out.push((key, value));
+    }
+}
+
+/// [`Config::load`] with port-only overrides: a first load finds the host each port goes
+/// with, a second applies the complete address as an ordinary override.
+fn load(
+    file: Option<&Path>,
+    env: Vec<(String, String)>,
+    overrides: &[(&'static str, String)],
+    ports: &[(&'static str, u16)],
+) -> Result<Config, ConfigError> {
+    if ports.is_empty() {
+        return Config::load(file, env, overrides);
+    }
+    let base = Config::load(file, env.iter().cloned(), overrides)?;
+    let mut all = overrides.to_vec();
+    for &(key, port) in ports {
+        let host = match key {
+            "gateway.admin_listen" => base.gateway.admin_listen.ip(),
+            _ => base.gateway.listen.ip(),
+        };
+        all.push((key, SocketAddr::new(host, port).to_string()));
+    }
+    Config::load(file, env, &all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("strata").chain(args.iter().copied())).unwrap()
+    }
+
+    fn load_args(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let cli = parse(args);
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        load(
+            cli.config.as_deref(),
+            env,
+            &cli.overrides(),
+            &cli.port_overrides(),
+        )
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_flags_override_environment_and_ports_keep_their_host() {
+        let env = [
+            ("STRATA_API_INSTANCES", "5"),
+            ("STRATA_GATEWAY_LISTEN", "0.0.0.0:1"),
+        ];
+        let config = load_args(
+            &[
+                "up",
+                "--api",
+                "2",
+                "--port",
+                "8088",
+                "--admin-port",
+                "9099",
+                "--data-dir",
+                "/tmp/d",
+            ],
+            &env,
+        )
+        .unwrap();
+        assert_eq!(config.api.instances, 2);
+        assert_eq!(config.gateway.listen.to_string(), "0.0.0.0:8088");
+        assert_eq!(config.gateway.admin_listen.to_string(), "127.0.0.1:9099");
+        assert_eq!(config.store.data_dir, PathBuf::from("/tmp/d"));
+    }
+
+    #[test]
+    fn serve_flags_name_the_role_keys() {
+        let config = load_args(
+            &[
+                "serve",
+                "api",
+                "--listen",
+                "127.0.0.1:7001",
+                "--database-url",
+                "postgres://u@h/db",
+                "--cache",
+                "redis://h:6379",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.api.listen.port(), 7001);
+        assert_eq!(config.store.database_url, "postgres://u@h/db");
+        assert_eq!(config.cache.url, "redis://h:6379");
+        let config = load_args(
+            &[
+                "serve",
+                "gateway",
+                "--upstream",
+                "api=http://a:1,http://b:2",
+                "--upstream",
+                "chat=http://c:3",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.gateway.pools.len(), 2);
+        let err = load_args(&["serve", "worker", "--listen", "nowhere"], &[]).unwrap_err();
+        assert!(err.to_string().contains("worker.listen"), "{err}");
+    }
+
+    #[test]
+    fn bad_environment_is_reported_by_key_even_with_port_flags() {
+        let err =
+            load_args(&["up", "--port", "1"], &[("STRATA_API_INSTANCES", "abc")]).unwrap_err();
+        assert!(err.to_string().contains("api.instances"), "{err}");
+    }
+
+    #[test]
+    fn bench_duration_and_requests_exclude_each_other() {
+        let result = Cli::try_parse_from([
+            "strata",
+            "bench",
+            "--url",
+            "http://x:1",
+            "-d",
+            "1",
+            "-n",
+            "5",
+        ]);
+        assert!(result.is_err());
+    }
+}

@@ -1,0 +1,102 @@
+//! The `strata` binary: parses the command line, loads the configuration and wires the roles
+//! together. Everything else lives in the libraries (`strata-gateway`, `strata-api`, …).
+//!
+//! stdout carries only the human output (addresses, the instance table) or JSON results;
+//! logs go to stderr. Exit codes: 0 success, 1 failure at run time (a port in use, a backend
+//! down, a role failing), 2 bad usage or configuration.
+
+#![forbid(unsafe_code)]
+
+mod backends;
+mod bench;
+mod cli;
+mod serve;
+mod up;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use strata_core::telemetry::init_logging;
+use strata_core::{ConfigError, Shutdown, shutdown};
+
+use crate::cli::{Cli, Command};
+
+/// How long a graceful shutdown may take before the process exits anyway: long enough for
+/// in-flight requests to finish, short enough to beat an orchestrator's kill timer (30 s on
+/// Kubernetes by default).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Exit code for bad usage or configuration, as clap uses for its own usage errors.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    // Usage errors exit here with code 2 (clap's own convention).
+    let cli = Cli::parse();
+    let config = match cli.load_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(&config.log);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("strata: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match &cli.command {
+            Command::Up(_) => up::run(config).await,
+            Command::Serve(args) => serve::run(args, config).await,
+            Command::Bench(args) => bench::run(args).await,
+        }
+    });
+    // Tasks still running (after a missed shutdown deadline) are dropped, not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting with an error");
+            eprintln!("strata: error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// A token cancelled on the first Ctrl-C or SIGTERM. Call it first thing: the handlers are
+/// installed at once, so a signal during start-up is neither lost nor fatal (the default action
+/// would kill the process without stopping anything); the command stops as soon as it is up.
+pub fn on_signal() -> Shutdown {
+    let token = Shutdown::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        cancel.cancel();
+    });
+    token
+}
+
+/// 2 when the error is the user's configuration or arguments, 1 otherwise.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let usage = error.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || matches!(
+                cause.downcast_ref(),
+                Some(strata_lab::LabError::Spec { .. })
+            )
+            || matches!(
+                cause.downcast_ref(),
+                Some(strata_gateway::GatewayError::Config { .. })
+            )
+    });
+    if usage { EXIT_USAGE } else { 1 }
+}

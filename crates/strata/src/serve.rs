@@ -1,0 +1,212 @@
+//! `strata serve <role>`: one role in this process, against the configured store, cache and
+//! bus (PostgreSQL, Redis and NATS when scaled out). Several processes of a role may start at
+//! once against one database: migrations and the demo seed are safe to race.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use strata_api::{ApiServer, ApiSettings};
+use strata_bus::Bus;
+use strata_chat::{ChatServer, ChatSettings};
+use strata_core::config::Problem;
+use strata_core::{Config, ConfigError, Shutdown};
+use strata_gateway::Gateway;
+use strata_store::Store;
+use strata_worker::{Worker, WorkerSettings};
+
+use crate::SHUTDOWN_DEADLINE;
+use crate::backends::{self, Seed};
+use crate::cli::{Role, ServeArgs};
+use crate::up::print_stdout;
+
+/// Runs the role until Ctrl-C or SIGTERM, then stops it gracefully and closes its backends.
+///
+/// # Errors
+/// [`ConfigError`] for a configuration the role cannot run with (the caller exits with 2);
+/// otherwise when a backend or the listener cannot be set up, or the role fails.
+pub async fn run(args: &ServeArgs, config: Config) -> anyhow::Result<()> {
+    let signalled = crate::on_signal();
+    if args.admin_listen.is_some() && args.role != Role::Gateway {
+        return Err(invalid(
+            "gateway.admin_listen",
+            "--admin-listen applies to `strata serve gateway` only",
+        ));
+    }
+    match args.role {
+        Role::Gateway => gateway(config, signalled).await,
+        Role::Api => api(args, &config, signalled).await,
+        Role::Chat => chat(args, &config, signalled).await,
+        Role::Worker => worker(args, &config, signalled).await,
+    }
+}
+
+async fn gateway(config: Config, signalled: Shutdown) -> anyhow::Result<()> {
+    if !config.gateway.pools.iter().any(|p| p.name == "api") {
+        return Err(invalid(
+            "gateway.upstream",
+            "`strata serve gateway` needs an `api` pool: --upstream api=http://HOST:PORT[,…] \
+             (or STRATA_GATEWAY_UPSTREAM, or [[gateway.pools]] in the config file)",
+        ));
+    }
+    let gateway = Gateway::build(&config.gateway)
+        .await
+        .context("cannot start the gateway")?;
+    let (public, admin) = (gateway.local_addr(), gateway.admin_addr());
+    print_stdout(&format!(
+        "strata gateway: public http://{public}/  admin http://{admin}/admin/pools  metrics http://{admin}/metrics\n"
+    ));
+    until_signal("gateway", &signalled, |stop| gateway.run(stop)).await
+}
+
+async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::Result<()> {
+    let store = backends::store(config, Seed::IfEmpty).await?;
+    let started = async {
+        let cache = backends::cache(config).await?;
+        let settings = ApiSettings {
+            instance: instance(args, config.api.listen),
+            listen: config.api.listen,
+            cache_ttl: Duration::from_secs(config.cache.ttl_secs),
+            max_body_bytes: usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX),
+        };
+        let name = settings.instance.clone();
+        let server = ApiServer::build(settings, store.clone(), cache)
+            .await
+            .with_context(|| format!("cannot start {name}"))?;
+        announce("api", &name, server.local_addr());
+        anyhow::Ok(server)
+    }
+    .await;
+    let served = match started {
+        Ok(server) => until_signal("api", &signalled, |stop| server.run(stop)).await,
+        Err(e) => Err(e),
+    };
+    finish(served, &store).await
+}
+
+async fn chat(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::Result<()> {
+    let store = backends::store(config, Seed::Never).await?;
+    let started = async {
+        let cache = backends::cache(config).await?;
+        let bus = backends::bus(config).await?;
+        let settings = ChatSettings {
+            instance: instance(args, config.chat.listen),
+            listen: config.chat.listen,
+        };
+        let name = settings.instance.clone();
+        let server = ChatServer::build(settings, store.clone(), cache, bus.clone())
+            .await
+            .with_context(|| format!("cannot start {name}"))?;
+        announce("chat", &name, server.local_addr());
+        anyhow::Ok((server, bus))
+    }
+    .await;
+    let served = match started {
+        Ok((server, bus)) => {
+            let served = until_signal("chat", &signalled, |stop| server.run(stop)).await;
+            close_bus(&bus).await;
+            served
+        }
+        Err(e) => Err(e),
+    };
+    finish(served, &store).await
+}
+
+async fn worker(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::Result<()> {
+    let store = backends::store(config, Seed::Never).await?;
+    let started = async {
+        let bus = backends::bus(config).await?;
+        let settings = WorkerSettings {
+            instance: instance(args, config.worker.listen),
+            listen: config.worker.listen,
+        };
+        let name = settings.instance.clone();
+        let worker = Worker::build(settings, store.clone(), bus.clone())
+            .await
+            .with_context(|| format!("cannot start {name}"))?;
+        announce("worker", &name, worker.local_addr());
+        anyhow::Ok((worker, bus))
+    }
+    .await;
+    let served = match started {
+        Ok((worker, bus)) => {
+            let served = until_signal("worker", &signalled, |stop| worker.run(stop)).await;
+            close_bus(&bus).await;
+            served
+        }
+        Err(e) => Err(e),
+    };
+    finish(served, &store).await
+}
+
+/// Runs a role until a signal, then cancels it and waits for its graceful stop, at most
+/// [`SHUTDOWN_DEADLINE`].
+async fn until_signal<F, E>(
+    role: &'static str,
+    signalled: &Shutdown,
+    run: impl FnOnce(Shutdown) -> F,
+) -> anyhow::Result<()>
+where
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let stop = Shutdown::new();
+    let mut task = tokio::spawn(run(stop.clone()));
+    let joined = tokio::select! {
+        () = signalled.cancelled() => {
+            stop.cancel();
+            match tokio::time::timeout(SHUTDOWN_DEADLINE, &mut task).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    tracing::error!(role, deadline = ?SHUTDOWN_DEADLINE, "shutdown overran its deadline; exiting anyway");
+                    task.abort();
+                    anyhow::bail!("{role} did not stop within {SHUTDOWN_DEADLINE:?}");
+                }
+            }
+        }
+        joined = &mut task => {
+            let joined = joined.context("the role's task panicked")?;
+            joined.with_context(|| format!("{role} failed"))?;
+            anyhow::bail!("{role} stopped on its own");
+        }
+    };
+    joined
+        .context("the role's task panicked")?
+        .with_context(|| format!("{role} failed"))?;
+    tracing::info!(role, "stopped");
+    Ok(())
+}
+
+/// Closes the store whatever happened before, and reports the first failure.
+async fn finish(served: anyhow::Result<()>, store: &Store) -> anyhow::Result<()> {
+    let closed = backends::close_store(store).await;
+    served?;
+    closed
+}
+
+async fn close_bus(bus: &strata_bus::AnyBus) {
+    if let Err(e) = bus.close().await {
+        tracing::warn!(error = %e, "closing the bus failed");
+    }
+}
+
+/// `--instance`, or `<role>@<listen address>`: unique across hosts without coordination.
+fn instance(args: &ServeArgs, listen: SocketAddr) -> String {
+    args.instance
+        .clone()
+        .unwrap_or_else(|| format!("{}@{listen}", args.role.as_str()))
+}
+
+fn announce(role: &str, name: &str, addr: SocketAddr) {
+    print_stdout(&format!(
+        "strata {role}: {name} listening on http://{addr}/\n"
+    ));
+}
+
+fn invalid(key: &str, message: &str) -> anyhow::Error {
+    ConfigError::Invalid(vec![Problem {
+        key: key.to_owned(),
+        message: message.to_owned(),
+    }])
+    .into()
+}

@@ -1,0 +1,336 @@
+//! `strata up`: the whole stack in one process. Every instance is a role built by its library
+//! with its own listener, so the gateway balances real sockets exactly as it would across hosts.
+//!
+//! Start-up order is bottom-up (store, cache, bus, instances, gateway), so the gateway's pools
+//! are built from addresses that already answer. Shutdown is top-down: the gateway stops
+//! accepting and drains its in-flight requests while every instance is still there to answer
+//! them; then the instances stop; then the bus and the store close (the SQLite WAL is
+//! checkpointed into the database file).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use strata_api::{ApiServer, ApiSettings};
+use strata_bus::{AnyBus, Bus};
+use strata_chat::{ChatServer, ChatSettings};
+use strata_core::config::PoolConfig;
+use strata_core::domain::instance_name;
+use strata_core::{Config, Shutdown};
+use strata_gateway::Gateway;
+use strata_store::Store;
+use strata_worker::{Worker, WorkerSettings};
+use tokio::task::JoinHandle;
+
+use crate::SHUTDOWN_DEADLINE;
+use crate::backends::{self, Seed};
+
+/// Runs the stack until Ctrl-C or SIGTERM (or until a part of it stops on its own, which is an
+/// error), then shuts it down in order within [`SHUTDOWN_DEADLINE`].
+///
+/// # Errors
+/// When a backend or listener cannot be set up (the message names the address), when a part of
+/// the stack fails while running, or when shutdown overruns its deadline.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let signalled = crate::on_signal();
+    let data_dir = &config.store.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let store = backends::store(&config, Seed::IfEmpty).await?;
+    let mut stack = Stack::new(store);
+    if let Err(e) = stack.start(&config).await {
+        // Stop whatever did start, so listeners close and the store is checkpointed.
+        if let Err(stop_error) = stack.stop().await {
+            tracing::error!(
+                error = format!("{stop_error:#}"),
+                "stopping after a failed start-up failed"
+            );
+        }
+        return Err(e);
+    }
+    print_stdout(&stack.banner());
+
+    let unexpected = tokio::select! {
+        () = signalled.cancelled() => false,
+        () = stack.died.cancelled() => true,
+    };
+    if unexpected {
+        tracing::error!("a part of the stack stopped on its own; shutting down");
+    }
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, stack.stop()).await {
+        Ok(Ok(())) if unexpected => {
+            anyhow::bail!("a part of the stack stopped unexpectedly; see the log")
+        }
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(deadline = ?SHUTDOWN_DEADLINE, "shutdown overran its deadline; exiting anyway");
+            anyhow::bail!("shutdown did not finish within {SHUTDOWN_DEADLINE:?}")
+        }
+    }
+}
+
+/// One running part of the stack.
+struct Unit {
+    role: &'static str,
+    name: String,
+    addr: SocketAddr,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Everything `strata up` started, and the signals that stop it in order.
+struct Stack {
+    store: Store,
+    bus: Option<AnyBus>,
+    /// Stops the gateway, first.
+    gateway_stop: Shutdown,
+    /// Stops every instance, once the gateway has drained.
+    roles_stop: Shutdown,
+    /// Cancelled by a unit that returns before it was asked to stop.
+    died: Shutdown,
+    gateway: Option<Unit>,
+    admin_addr: Option<SocketAddr>,
+    roles: Vec<Unit>,
+}
+
+impl Stack {
+    fn new(store: Store) -> Self {
+        Self {
+            store,
+            bus: None,
+            gateway_stop: Shutdown::new(),
+            roles_stop: Shutdown::new(),
+            died: Shutdown::new(),
+            gateway: None,
+            admin_addr: None,
+            roles: Vec::new(),
+        }
+    }
+
+    /// Starts the cache, the bus, every instance and the gateway in front of them.
+    async fn start(&mut self, config: &Config) -> anyhow::Result<()> {
+        let cache = backends::cache(config).await?;
+        let bus = backends::bus(config).await?;
+        self.bus = Some(bus.clone());
+        let cache_ttl = Duration::from_secs(config.cache.ttl_secs);
+        let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
+
+        for i in 0..config.api.instances {
+            let settings = ApiSettings {
+                instance: instance_name("api", i),
+                listen: config.api.instance_addr(i),
+                cache_ttl,
+                max_body_bytes,
+            };
+            let name = settings.instance.clone();
+            let server = ApiServer::build(settings, self.store.clone(), cache.clone())
+                .await
+                .with_context(|| format!("cannot start {name}"))?;
+            let addr = server.local_addr();
+            let task = self.spawn_role(server.run(self.roles_stop.clone()));
+            self.roles.push(Unit {
+                role: "api",
+                name,
+                addr,
+                task,
+            });
+        }
+        for i in 0..config.chat.instances {
+            let settings = ChatSettings {
+                instance: instance_name("chat", i),
+                listen: config.chat.instance_addr(i),
+            };
+            let name = settings.instance.clone();
+            let server =
+                ChatServer::build(settings, self.store.clone(), cache.clone(), bus.clone())
+                    .await
+                    .with_context(|| format!("cannot start {name}"))?;
+            let addr = server.local_addr();
+            let task = self.spawn_role(server.run(self.roles_stop.clone()));
+            self.roles.push(Unit {
+                role: "chat",
+                name,
+                addr,
+                task,
+            });
+        }
+        for i in 0..config.worker.instances {
+            let settings = WorkerSettings {
+                instance: instance_name("worker", i),
+                listen: config.worker.instance_addr(i),
+            };
+            let name = settings.instance.clone();
+            let worker = Worker::build(settings, self.store.clone(), bus.clone())
+                .await
+                .with_context(|| format!("cannot start {name}"))?;
+            let addr = worker.local_addr();
+            let task = self.spawn_role(worker.run(self.roles_stop.clone()));
+            self.roles.push(Unit {
+                role: "worker",
+                name,
+                addr,
+                task,
+            });
+        }
+
+        let mut gateway_config = config.gateway.clone();
+        gateway_config.pools = ["api", "chat"]
+            .into_iter()
+            .map(|pool| PoolConfig {
+                name: pool.to_owned(),
+                instances: self
+                    .addrs_of(pool)
+                    .map(|addr| format!("http://{addr}"))
+                    .collect(),
+            })
+            .filter(|pool| !pool.instances.is_empty())
+            .collect();
+        let gateway = Gateway::build(&gateway_config)
+            .await
+            .context("cannot start the gateway")?;
+        let (addr, admin_addr) = (gateway.local_addr(), gateway.admin_addr());
+        let task = spawn_unit(
+            gateway.run(self.gateway_stop.clone()),
+            &self.gateway_stop,
+            &self.died,
+        );
+        self.gateway = Some(Unit {
+            role: "gateway",
+            name: "gateway".to_owned(),
+            addr,
+            task,
+        });
+        self.admin_addr = Some(admin_addr);
+        Ok(())
+    }
+
+    fn spawn_role<E>(
+        &self,
+        run: impl Future<Output = Result<(), E>> + Send + 'static,
+    ) -> JoinHandle<anyhow::Result<()>>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        spawn_unit(run, &self.roles_stop, &self.died)
+    }
+
+    fn addrs_of<'a>(&'a self, role: &'a str) -> impl Iterator<Item = SocketAddr> + 'a {
+        self.roles
+            .iter()
+            .filter(move |u| u.role == role)
+            .map(|u| u.addr)
+    }
+
+    /// The human summary on stdout: where to go, and what runs where.
+    fn banner(&self) -> String {
+        let mut out = String::new();
+        let count = |role| self.roles.iter().filter(|u| u.role == role).count();
+        let _ = writeln!(
+            out,
+            "strata is up: {} api, {} chat, {} worker",
+            count("api"),
+            count("chat"),
+            count("worker")
+        );
+        let _ = writeln!(out);
+        if let (Some(gateway), Some(admin)) = (&self.gateway, self.admin_addr) {
+            let public = gateway.addr;
+            let _ = writeln!(out, "  public    http://{public}/");
+            let _ = writeln!(out, "  admin     http://{admin}/admin/pools");
+            let _ = writeln!(out, "  metrics   http://{admin}/metrics");
+            let _ = writeln!(
+                out,
+                "  try       curl -s 'http://{public}/api/v1/products?per_page=3'"
+            );
+            let _ = writeln!(out);
+            let _ = writeln!(out, "  {:<9} {:<10} ADDRESS", "ROLE", "NAME");
+            let _ = writeln!(out, "  {:<9} {:<10} {public}", "gateway", "public");
+            let _ = writeln!(out, "  {:<9} {:<10} {admin}", "gateway", "admin");
+        }
+        for unit in &self.roles {
+            let _ = writeln!(out, "  {:<9} {:<10} {}", unit.role, unit.name, unit.addr);
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "Ctrl-C stops everything (the gateway drains first).");
+        out
+    }
+
+    /// Stops the stack top-down: gateway (draining), instances, bus, store. Every part is
+    /// stopped even when an earlier one failed; the first failures are reported.
+    async fn stop(self) -> anyhow::Result<()> {
+        let mut failed = Vec::new();
+        self.gateway_stop.cancel();
+        if let Some(gateway) = self.gateway {
+            failed.extend(join(gateway).await);
+        }
+        self.roles_stop.cancel();
+        for unit in self.roles {
+            failed.extend(join(unit).await);
+        }
+        if let Some(bus) = &self.bus
+            && let Err(e) = bus.close().await
+        {
+            tracing::warn!(error = %e, "closing the bus failed");
+        }
+        if let Err(e) = backends::close_store(&self.store).await {
+            tracing::error!(error = format!("{e:#}"), "closing the store failed");
+            failed.push("store".to_owned());
+        }
+        if failed.is_empty() {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        } else {
+            anyhow::bail!("stopped with failures in: {}", failed.join(", "))
+        }
+    }
+}
+
+/// Spawns a unit's `run` future; if it returns before `stop` was cancelled, `died` is cancelled
+/// so `strata up` notices and shuts everything down instead of limping on.
+fn spawn_unit<E>(
+    run: impl Future<Output = Result<(), E>> + Send + 'static,
+    stop: &Shutdown,
+    died: &Shutdown,
+) -> JoinHandle<anyhow::Result<()>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let (stop, died) = (stop.clone(), died.clone());
+    tokio::spawn(async move {
+        let result = run.await.map_err(anyhow::Error::from);
+        if !stop.is_cancelled() {
+            died.cancel();
+        }
+        result
+    })
+}
+
+/// Waits for a unit to finish; returns its name when it failed.
+async fn join(unit: Unit) -> Option<String> {
+    match unit.task.await {
+        Ok(Ok(())) => {
+            tracing::info!(role = unit.role, name = %unit.name, "stopped");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::error!(role = unit.role, name = %unit.name, error = format!("{e:#}"), "failed");
+            Some(unit.name)
+        }
+        Err(e) => {
+            tracing::error!(role = unit.role, name = %unit.name, error = %e, "task panicked or was cancelled");
+            Some(unit.name)
+        }
+    }
+}
+
+/// Writes the human output. A closed stdout (`strata up | head`) must not stop the server.
+pub fn print_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        tracing::debug!(error = %e, "cannot write to stdout");
+    }
+}

@@ -1,0 +1,84 @@
+//! Bad configuration and bad usage exit with code 2 and name the culprit; a port in use exits
+//! with 1 and names the address.
+
+use crate::harness::{TempDir, run_to_exit, strata};
+
+#[tokio::test]
+async fn a_bad_environment_value_exits_2_naming_its_key() {
+    let dir = TempDir::new("config");
+    let data = dir.path().join("data");
+    let mut command = strata(&["up", "--data-dir", data.to_str().unwrap()]);
+    command.env("STRATA_API_INSTANCES", "abc");
+    let (status, stdout, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("api.instances"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(!data.exists(), "nothing may start on a bad configuration");
+}
+
+#[tokio::test]
+async fn an_unknown_key_in_the_config_file_exits_2_naming_it() {
+    let dir = TempDir::new("config");
+    let file = dir.path().join("strata.toml");
+    std::fs::write(&file, "[api]\ninstances = 2\nreplicas = 3\n").unwrap();
+    let (status, _, stderr) =
+        run_to_exit(strata(&["--config", file.to_str().unwrap(), "up"])).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("replicas"), "{stderr}");
+
+    // The same file through STRATA_CONFIG, which is not itself taken for a configuration key.
+    let mut command = strata(&["up"]);
+    command.env("STRATA_CONFIG", &file);
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("replicas") && !stderr.contains("STRATA_CONFIG"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    let (status, _, stderr) = run_to_exit(strata(&["up", "--api", "three"])).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (status, _, stderr) = run_to_exit(strata(&["serve", "gateway"])).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("gateway.upstream"), "{stderr}");
+    let (status, _, stderr) =
+        run_to_exit(strata(&["serve", "api", "--admin-listen", "127.0.0.1:1"])).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let (status, _, stderr) = run_to_exit(strata(&[
+        "bench",
+        "--url",
+        "http://127.0.0.1:1/",
+        "-c",
+        "0",
+    ]))
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("concurrency"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_port_in_use_exits_1_naming_the_address() {
+    let dir = TempDir::new("bind");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let data = dir.path().join("data");
+    let mut command = strata(&[
+        "up",
+        "--port",
+        &port,
+        "--admin-port",
+        "0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    command
+        .env("STRATA_API_LISTEN", "127.0.0.1:0")
+        .env("STRATA_CHAT_LISTEN", "127.0.0.1:0")
+        .env("STRATA_WORKER_LISTEN", "127.0.0.1:0");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the `strata` binary: each test spawns the real (debug) binary, on
+//! ports chosen free, with its own temporary data directory, and kills it when dropped.
+
+// Helpers outside `#[test]` functions panic on a broken test machine, as the tests do.
+#![allow(clippy::unwrap_used)]
+
+mod config;
+mod harness;
+mod serve;
+mod shutdown;
+mod up;

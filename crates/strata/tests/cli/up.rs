@@ -1,0 +1,154 @@
+//! `strata up`: the catalog through the gateway, round-robin spread, metrics that agree with
+//! the client, JSON errors, and `strata bench` against it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use crate::harness::{BIN, gateway_requests_by_instance, run_to_exit, spawn_up, strata};
+
+#[tokio::test]
+async fn up_serves_the_catalog_and_spreads_requests_evenly() {
+    let up = spawn_up(&["--api", "3", "--chat", "2"]).await;
+    assert_eq!(up.instances("api").len(), 3, "{}", up.process.stdout());
+    assert_eq!(up.instances("chat").len(), 2);
+    let client = reqwest::Client::new();
+
+    // The seeded catalog, page by page.
+    let mut products = Vec::new();
+    let mut total = None;
+    for page in 1..=20 {
+        let response = client
+            .get(up.url(&format!("/api/v1/products?page={page}&per_page=20")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        let body: Value = response.json().await.unwrap();
+        total = body["total"].as_u64();
+        let items = body["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            break;
+        }
+        products.extend(items);
+    }
+    let total = total.unwrap();
+    assert!(total >= 50, "total {total}");
+    assert_eq!(products.len() as u64, total);
+    let categories: BTreeSet<&str> = products
+        .iter()
+        .filter_map(|p| p["category"].as_str())
+        .collect();
+    assert!(categories.len() >= 5, "{categories:?}");
+
+    // Which address each instance name listens on, as the instance itself says.
+    let mut address_of = BTreeMap::new();
+    for row in up.instances("api") {
+        let health: Value = client
+            .get(format!("http://{}/healthz", row.addr))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            health["instance"],
+            row.name.as_str(),
+            "the table and /healthz disagree"
+        );
+        address_of.insert(row.name.clone(), row.addr.to_string());
+    }
+
+    // 300 sequential requests: round robin gives each of the 3 instances 100 (±1 for whatever
+    // position the rotation was in).
+    let before = gateway_requests_by_instance(&client, up.admin).await;
+    let mut served_by: BTreeMap<String, u64> = BTreeMap::new();
+    for _ in 0..300 {
+        let response = client
+            .get(up.url("/api/v1/products?per_page=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let instance = response.headers()["x-strata-instance"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        *served_by.entry(instance).or_default() += 1;
+    }
+    assert_eq!(
+        served_by.keys().collect::<Vec<_>>(),
+        address_of.keys().collect::<Vec<_>>()
+    );
+    for (name, n) in &served_by {
+        assert!((99..=101).contains(n), "{name} served {n}: {served_by:?}");
+    }
+
+    // The gateway's own per-instance counters saw exactly what the client saw.
+    let after = gateway_requests_by_instance(&client, up.admin).await;
+    for (name, n) in &served_by {
+        let addr = &address_of[name];
+        let delta = after.get(addr).copied().unwrap_or(0) - before.get(addr).copied().unwrap_or(0);
+        assert_eq!(
+            delta, *n,
+            "{name} at {addr}: metrics {delta}, client {n}; before {before:?} after {after:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn up_answers_errors_as_json_and_never_with_5xx() {
+    let up = spawn_up(&["--api", "2", "--chat", "1"]).await;
+    let client = reqwest::Client::new();
+    for (path, status) in [
+        ("/api/v1/no-such-route", 404),
+        ("/definitely/not/here", 404),
+        ("/api/v1/products/abc", 400),
+        ("/api/v1/products/-1", 400),
+        ("/api/v1/products/999999999", 404),
+        ("/api/v1/products?per_page=0", 400),
+    ] {
+        let response = client.get(up.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{path}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: {content_type}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+
+    // `strata bench` against the same stack: a JSON report on stdout, nothing else there.
+    let url = up.url("/api/v1/products?per_page=2");
+    let (status, stdout, stderr) =
+        run_to_exit(strata(&["bench", "--url", &url, "-c", "4", "-n", "200"])).await;
+    assert!(status.success(), "{BIN} bench: {status}\n{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(report["requests"], 200);
+    assert_eq!(report["ok"], 200, "{report}");
+    assert_eq!(report["statuses"]["200"], 200);
+    assert_eq!(
+        report["per_instance"].as_object().unwrap().len(),
+        2,
+        "{report}"
+    );
+    for key in ["p50", "p90", "p99", "max"] {
+        assert!(
+            report["latency_ms"][key].as_f64().unwrap() > 0.0,
+            "{key}: {report}"
+        );
+    }
+    assert!(report["req_per_sec"].as_f64().unwrap() > 0.0);
+}
