@@ -4,16 +4,18 @@
 //! As in mini-redis, each connection task owns a semaphore permit, so at most
 //! `max_connections` are open and the accept loop waits (leaving clients in the kernel's
 //! backlog) rather than run out of file descriptors. On shutdown the loop stops accepting,
-//! hyper closes idle keep-alive connections and lets each in-flight request finish; whatever
-//! is still open after the drain bound is dropped.
+//! responses start carrying `Connection: close` for a short grace, then hyper closes idle
+//! keep-alive connections and lets each in-flight request finish; whatever is still open after
+//! the drain bound is dropped.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,6 +30,12 @@ use crate::limits::Limits;
 /// Pause after a failed `accept` (out of file descriptors, mostly) before trying again, so the
 /// loop does not spin while the condition lasts.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How long, after shutdown starts, busy keep-alive connections get to close themselves (their
+/// next response says `Connection: close`) before idle ones are closed. A loaded client sends
+/// its next request within milliseconds, so half a second lets every busy connection end
+/// cleanly while an idle one delays shutdown by at most this much.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// The hyper HTTP/1.1 settings every client connection gets.
 pub fn http1_builder(limits: &Limits) -> http1::Builder {
@@ -66,6 +74,8 @@ pub async fn serve<C, H, F, B>(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // Cancelled only when the drain bound passes, to drop connections still open then.
     let abort = Shutdown::new();
+    // Set once shutdown starts: every response then carries `Connection: close`.
+    let draining = Arc::new(AtomicBool::new(false));
     loop {
         let permit = tokio::select! {
             biased;
@@ -91,9 +101,19 @@ pub async fn serve<C, H, F, B>(
             tracing::debug!(listener = name, %error, "cannot disable Nagle");
         }
         let handler = connect(peer);
+        let draining_flag = Arc::clone(&draining);
         let service = service_fn(move |request| {
             let response = handler(request);
-            async move { Ok::<_, Infallible>(response.await) }
+            let draining = Arc::clone(&draining_flag);
+            async move {
+                let mut response = response.await;
+                if draining.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let abort = abort.clone();
@@ -108,11 +128,20 @@ pub async fn serve<C, H, F, B>(
         });
     }
     drop(listener);
+    draining.store(true, Ordering::Relaxed);
     tracing::info!(
         listener = name,
         open = graceful.count(),
         "stopped accepting; draining connections"
     );
+    // A keep-alive connection that looks idle may already carry the client's next request,
+    // unread in the socket: closing it now would fail that request. During the close grace,
+    // busy connections close themselves after their next response (`Connection: close`); only
+    // the ones still open after it are closed as idle.
+    let grace_end = tokio::time::Instant::now() + CLOSE_GRACE.min(drain);
+    while graceful.count() > 0 && tokio::time::Instant::now() < grace_end {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
