@@ -28,6 +28,53 @@ pub struct Config {
     pub api: RoleConfig,
     pub chat: RoleConfig,
     pub worker: RoleConfig,
+    pub auth: AuthConfig,
+    pub admin: AdminConfig,
+}
+
+/// How the api authenticates (`[auth]`, `STRATA_AUTH_<KEY>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The HS256 secret that signs session tokens, at least 32 bytes, the same for every api
+    /// process of a deployment. Required by `strata serve api`; `strata up` generates one
+    /// (with the OS's random generator) on first start and keeps it in
+    /// `<store.data_dir>/jwt.secret` (mode 0600), so tokens survive restarts. Default empty.
+    pub jwt_secret: Secret,
+    /// Names the signing key in every token's `kid` header. Default `k1`.
+    pub key_id: String,
+    /// Lifetime of a session token in seconds. Default 3600: a stolen token is useful for an
+    /// hour at most, and a granted role shows within the hour.
+    pub token_ttl_secs: u64,
+    /// argon2id memory per password hash, KiB. Default 19456 (19 MiB), OWASP's recommendation
+    /// with `password_iterations` 2; at least 8.
+    pub password_memory_kib: u32,
+    /// argon2id passes over that memory. Default 2; at least 1.
+    pub password_iterations: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: Secret::default(),
+            key_id: "k1".into(),
+            token_ttl_secs: 3600,
+            password_memory_kib: 19 * 1024,
+            password_iterations: 2,
+        }
+    }
+}
+
+/// The first admin account (`[admin]`, `STRATA_ADMIN_EMAIL`, `STRATA_ADMIN_PASSWORD`),
+/// created by the api at start-up when missing, promoted to admin when present. Both empty
+/// (the default): no admin is bootstrapped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The admin's email.
+    pub email: String,
+    /// The admin's password (8 to 128 characters), used only when the account is created.
+    pub password: Secret,
 }
 
 /// How logs are written.
@@ -164,6 +211,15 @@ pub struct GatewayConfig {
     /// Pools of instances. Empty in `strata up`, which builds the pools from the instances it
     /// starts; `strata serve gateway` needs at least the `api` pool.
     pub pools: Vec<PoolConfig>,
+    /// How the `api` pool balances and checks its instances (`[gateway.api]`,
+    /// `STRATA_GATEWAY_API_<KEY>`). Kept apart from [`GatewayConfig::pools`], which only lists
+    /// instances, so the settings also apply to the pools `strata up` builds from its own
+    /// instances. Default: round robin (api instances are stateless and alike).
+    pub api: PoolSettings,
+    /// How the `chat` pool balances and checks its instances (`[gateway.chat]`,
+    /// `STRATA_GATEWAY_CHAT_<KEY>`). Default: consistent hash on the `room` query parameter, so
+    /// every member of a room reaches the chat instance that holds the room.
+    pub chat: PoolSettings,
 }
 
 impl Default for GatewayConfig {
@@ -175,6 +231,27 @@ impl Default for GatewayConfig {
             request_timeout_ms: 30_000,
             max_body_bytes: 1024 * 1024,
             pools: Vec::new(),
+            api: PoolSettings::default(),
+            chat: PoolSettings::chat(),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The settings of pool `name` (`api` or `chat`); `None` for any other name.
+    pub fn pool_settings(&self, name: &str) -> Option<&PoolSettings> {
+        match name {
+            "api" => Some(&self.api),
+            "chat" => Some(&self.chat),
+            _ => None,
+        }
+    }
+
+    fn pool_settings_mut(&mut self, name: &str) -> Option<&mut PoolSettings> {
+        match name {
+            "api" => Some(&mut self.api),
+            "chat" => Some(&mut self.chat),
+            _ => None,
         }
     }
 }
@@ -186,8 +263,366 @@ pub struct PoolConfig {
     /// Pool name: `api` or `chat` (their routes are fixed by the design: `/api/v1/chat/` goes to
     /// `chat`, everything else to `api`).
     pub name: String,
-    /// Base URLs of the instances, `http://host:port`.
+    /// Base URLs of the instances, `http://host:port`, optionally with the instance's weight and
+    /// in-flight limit as query parameters: `http://host:port?weight=5&max_in_flight=100`
+    /// (see [`parse_instance_url`]).
     pub instances: Vec<String>,
+}
+
+impl PoolConfig {
+    /// A pool named `name` with the instances at `instances` (base URLs).
+    pub fn new(name: impl Into<String>, instances: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            instances,
+        }
+    }
+}
+
+/// How one pool spreads requests and decides which instances may take them.
+///
+/// `Default` is the `api` pool's setting; [`PoolSettings::chat`] the `chat` pool's. Every field
+/// may be set alone (file, `STRATA_GATEWAY_<POOL>_<KEY>`, flag `gateway.<pool>.<key>`); the others
+/// keep their defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolSettings {
+    /// The balancing algorithm. Default `round_robin` for api (stateless instances, even spread
+    /// at the lowest cost); `consistent_hash` for chat (a room must stay on one instance).
+    pub algorithm: Algorithm,
+    /// Where `consistent_hash` reads its key: `cookie:NAME`, `header:NAME`, `query:NAME` or
+    /// `client_ip`. A request without the key is hashed on its client IP. Default `client_ip`
+    /// for api (it has no natural key), `query:room` for chat (the WebSocket is
+    /// `/api/v1/chat/ws?room=…`).
+    pub hash_key: HashKey,
+    /// Bounded load of `consistent_hash`: an instance takes a request only while its in-flight
+    /// count is below `ceil((total in flight + 1) × factor / instances)`, otherwise the key moves
+    /// clockwise to the next instance. At least 1.0. Default 1.25: no instance carries more
+    /// than 25 % above the average, while keys stay on their instance in normal operation
+    /// (HAProxy's `hash-balance-factor` and Google's "consistent hashing with bounded loads").
+    pub balance_factor: f64,
+    /// Cookie that pins a client to an instance under `sticky`. Default `strata_affinity`:
+    /// prefixed, so it cannot collide with the shop's own cookies.
+    pub sticky_cookie: String,
+    /// When no instance is available (all down, ejected or at their in-flight limit), try one
+    /// anyway instead of answering 503. Default false: a 503 with `Retry-After` is quick and
+    /// honest, while sending traffic to instances known to fail only adds latency.
+    pub fail_open: bool,
+    /// Active health checks, passive ejection and slow start (`[gateway.<pool>.health]`).
+    pub health: HealthConfig,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::RoundRobin,
+            hash_key: HashKey::ClientIp,
+            balance_factor: 1.25,
+            sticky_cookie: "strata_affinity".into(),
+            fail_open: false,
+            health: HealthConfig::default(),
+        }
+    }
+}
+
+impl PoolSettings {
+    /// Keys of a pool's settings below `gateway.<pool>.`, for the environment mapping.
+    const KEYS: &'static [&'static str] = &[
+        "algorithm",
+        "hash_key",
+        "balance_factor",
+        "sticky_cookie",
+        "fail_open",
+        "health.path",
+        "health.interval_ms",
+        "health.timeout_ms",
+        "health.rise",
+        "health.fall",
+        "health.eject_after",
+        "health.eject_base_ms",
+        "health.eject_max_ms",
+        "health.slow_start_ms",
+    ];
+
+    /// The chat pool's defaults: consistent hash on the `room` query parameter.
+    pub fn chat() -> Self {
+        Self {
+            algorithm: Algorithm::ConsistentHash,
+            hash_key: HashKey::Query("room".into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets `key` (relative to `gateway.<pool>.`); `None` when there is no such key.
+    fn set(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
+        let health = &mut self.health;
+        Some(match key {
+            "algorithm" => parse_into(value, &mut self.algorithm),
+            "hash_key" => parse_into(value, &mut self.hash_key),
+            "balance_factor" => parse_into(value, &mut self.balance_factor),
+            "sticky_cookie" => {
+                self.sticky_cookie = value.trim().to_owned();
+                Ok(())
+            }
+            "fail_open" => parse_into(value, &mut self.fail_open),
+            "health.path" => {
+                health.path = value.trim().to_owned();
+                Ok(())
+            }
+            "health.interval_ms" => parse_into(value, &mut health.interval_ms),
+            "health.timeout_ms" => parse_into(value, &mut health.timeout_ms),
+            "health.rise" => parse_into(value, &mut health.rise),
+            "health.fall" => parse_into(value, &mut health.fall),
+            "health.eject_after" => parse_into(value, &mut health.eject_after),
+            "health.eject_base_ms" => parse_into(value, &mut health.eject_base_ms),
+            "health.eject_max_ms" => parse_into(value, &mut health.eject_max_ms),
+            "health.slow_start_ms" => parse_into(value, &mut health.slow_start_ms),
+            _ => return None,
+        })
+    }
+
+    /// Problems of values that parse but make no sense; `key` is `gateway.<pool>`.
+    fn validate(&self, key: &str, problems: &mut Vec<Problem>) {
+        let mut check = |ok: bool, field: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(&format!("{key}.{field}"), message));
+            }
+        };
+        check(
+            self.balance_factor.is_finite() && self.balance_factor >= 1.0,
+            "balance_factor",
+            "must be a number of at least 1.0",
+        );
+        check(
+            is_token(&self.sticky_cookie),
+            "sticky_cookie",
+            "expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+        );
+        let health = &self.health;
+        check(
+            health.path.starts_with('/') && health.path.parse::<http::uri::PathAndQuery>().is_ok(),
+            "health.path",
+            "expected a path such as /readyz",
+        );
+        check(
+            health.timeout_ms >= 1,
+            "health.timeout_ms",
+            "must be at least 1",
+        );
+        check(
+            health.interval_ms == 0 || health.timeout_ms <= health.interval_ms,
+            "health.timeout_ms",
+            "must not exceed health.interval_ms, so checks never pile up",
+        );
+        check(health.rise >= 1, "health.rise", "must be at least 1");
+        check(health.fall >= 1, "health.fall", "must be at least 1");
+        check(
+            health.eject_base_ms >= 1,
+            "health.eject_base_ms",
+            "must be at least 1",
+        );
+        check(
+            health.eject_max_ms >= health.eject_base_ms,
+            "health.eject_max_ms",
+            "must be at least health.eject_base_ms",
+        );
+    }
+}
+
+/// The load-balancing algorithms a pool can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Each instance in turn.
+    #[default]
+    RoundRobin,
+    /// In turn, in proportion to the weights, interleaved like nginx's smooth weighted round
+    /// robin (weights 5, 1, 1 give a a b a c a a).
+    WeightedRoundRobin,
+    /// A uniformly random instance.
+    Random,
+    /// A random instance, in proportion to the weights.
+    WeightedRandom,
+    /// The instance with the fewest requests in flight relative to its weight.
+    LeastConnections,
+    /// The less loaded of two random instances.
+    PowerOfTwo,
+    /// A hash ring on a request key ([`PoolSettings::hash_key`]) with bounded load.
+    ConsistentHash,
+    /// First contact by least connections, then the instance named in a cookie.
+    Sticky,
+}
+
+impl Algorithm {
+    /// Every algorithm, in documentation order.
+    pub const ALL: [Self; 8] = [
+        Self::RoundRobin,
+        Self::WeightedRoundRobin,
+        Self::Random,
+        Self::WeightedRandom,
+        Self::LeastConnections,
+        Self::PowerOfTwo,
+        Self::ConsistentHash,
+        Self::Sticky,
+    ];
+
+    /// The configuration name (`round_robin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::WeightedRoundRobin => "weighted_round_robin",
+            Self::Random => "random",
+            Self::WeightedRandom => "weighted_random",
+            Self::LeastConnections => "least_connections",
+            Self::PowerOfTwo => "power_of_two",
+            Self::ConsistentHash => "consistent_hash",
+            Self::Sticky => "sticky",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s.trim())
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|a| a.as_str()).collect();
+                format!(
+                    "unknown algorithm `{s}`, expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Where a hashing algorithm takes its key from, written `cookie:NAME`, `header:NAME`,
+/// `query:NAME` or `client_ip`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum HashKey {
+    /// The value of a cookie.
+    Cookie(String),
+    /// The value of a request header (the name is kept in lower case).
+    Header(String),
+    /// The raw (not percent-decoded) value of a query parameter.
+    Query(String),
+    /// The client's IP address as the gateway sees it (the TCP peer, not `X-Forwarded-For`,
+    /// which any client can forge).
+    ClientIp,
+}
+
+impl FromStr for HashKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "client_ip" {
+            return Ok(Self::ClientIp);
+        }
+        let bad = || format!("`{s}`: expected cookie:NAME, header:NAME, query:NAME or client_ip");
+        let (kind, name) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "cookie" if is_token(name) => Ok(Self::Cookie(name.to_owned())),
+            "header" if http::HeaderName::from_bytes(name.as_bytes()).is_ok() => {
+                Ok(Self::Header(name.to_ascii_lowercase()))
+            }
+            "query"
+                if !name.is_empty()
+                    && !name
+                        .chars()
+                        .any(|c| matches!(c, '&' | '=' | '#' | '?') || c.is_whitespace()) =>
+            {
+                Ok(Self::Query(name.to_owned()))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for HashKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cookie(name) => write!(f, "cookie:{name}"),
+            Self::Header(name) => write!(f, "header:{name}"),
+            Self::Query(name) => write!(f, "query:{name}"),
+            Self::ClientIp => f.write_str("client_ip"),
+        }
+    }
+}
+
+impl TryFrom<String> for HashKey {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<HashKey> for String {
+    fn from(key: HashKey) -> String {
+        key.to_string()
+    }
+}
+
+/// Health of a pool's instances: active checks, passive ejection, slow start.
+///
+/// An instance takes requests while it is *up* (not failing active checks) and not *ejected*
+/// (passively, after errors). Instances start up, so a fresh gateway serves at once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Path of the active check, `GET`; a 2xx or 3xx answer is a success. Default `/readyz`:
+    /// every strata process serves it, and it fails while the instance's backends are down.
+    pub path: String,
+    /// Milliseconds between two checks of one instance (each jittered by ±10 % so a gateway's
+    /// checks do not arrive in bursts). 0 turns active checks off. Default 1000: with `fall` 2
+    /// a silent instance is taken out within about two seconds, at one request per second per
+    /// instance.
+    pub interval_ms: u64,
+    /// Milliseconds a check may take, connect included. Default 500: an instance that cannot
+    /// answer its readiness probe in half a second is not fit to serve.
+    pub timeout_ms: u64,
+    /// Consecutive successful checks that bring a down instance up. Default 2: one lucky answer
+    /// does not bring back a flapping instance.
+    pub rise: u32,
+    /// Consecutive failed checks that take an up instance down. Default 2: one lost probe does
+    /// not remove a healthy instance.
+    pub fall: u32,
+    /// Consecutive failed requests (connect error, reset, timeout, 5xx) that eject an instance.
+    /// 0 turns passive ejection off. Default 3: requests find a dead instance long before the
+    /// next check does, and three in a row is rarely bad luck.
+    pub eject_after: u32,
+    /// First ejection's length in milliseconds; each consecutive ejection doubles it. Default
+    /// 1000: a restarting instance is tried again soon.
+    pub eject_base_ms: u64,
+    /// Longest ejection in milliseconds. Default 30000: a broken instance costs a few probes
+    /// a minute, and comes back within half a minute of being fixed.
+    pub eject_max_ms: u64,
+    /// Milliseconds over which a recovered instance's share ramps from 10 % to 100 %. 0 turns
+    /// slow start off. Default 5000: long enough for cold caches and connection pools to warm.
+    pub slow_start_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            path: "/readyz".into(),
+            interval_ms: 1000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 2,
+            eject_after: 3,
+            eject_base_ms: 1000,
+            eject_max_ms: 30_000,
+            slow_start_ms: 5000,
+        }
+    }
 }
 
 /// A role that runs as one or more instances (api, chat, worker).
@@ -263,7 +698,7 @@ impl Config {
             .collect();
         for (var, value) in &env {
             match env_key(var) {
-                Some(key) => config.set(key, value, &mut problems),
+                Some(key) => config.set(&key, value, &mut problems),
                 None => problems.push(Problem::new(var, "unknown configuration variable")),
             }
         }
@@ -337,7 +772,30 @@ impl Config {
             "chat.listen" => put(parse_into(value, &mut self.chat.listen)),
             "worker.instances" => put(parse_into(value, &mut self.worker.instances)),
             "worker.listen" => put(parse_into(value, &mut self.worker.listen)),
-            _ => problems.push(Problem::new(key, "unknown configuration key")),
+            "auth.jwt_secret" => self.auth.jwt_secret = Secret::new(value),
+            "auth.key_id" => self.auth.key_id = value.trim().to_owned(),
+            "auth.token_ttl_secs" => put(parse_into(value, &mut self.auth.token_ttl_secs)),
+            "auth.password_memory_kib" => {
+                put(parse_into(value, &mut self.auth.password_memory_kib))
+            }
+            "auth.password_iterations" => {
+                put(parse_into(value, &mut self.auth.password_iterations))
+            }
+            "admin.email" => self.admin.email = value.trim().to_owned(),
+            "admin.password" => self.admin.password = Secret::new(value),
+            _ => {
+                // `gateway.<pool>.<setting>`, e.g. `gateway.chat.health.interval_ms`.
+                let set = key
+                    .strip_prefix("gateway.")
+                    .and_then(|rest| rest.split_once('.'))
+                    .and_then(|(pool, setting)| {
+                        self.gateway.pool_settings_mut(pool)?.set(setting, value)
+                    });
+                match set {
+                    Some(result) => put(result),
+                    None => problems.push(Problem::new(key, "unknown configuration key")),
+                }
+            }
         }
     }
 
@@ -437,6 +895,8 @@ impl Config {
                 }
             }
         }
+        self.gateway.api.validate("gateway.api", problems);
+        self.gateway.chat.validate("gateway.chat", problems);
         for (name, role) in [
             ("api", &self.api),
             ("chat", &self.chat),
@@ -455,11 +915,59 @@ impl Config {
             "api.instances",
             "at least 1 api instance is needed",
         );
+        self.validate_auth(problems);
+    }
+
+    /// The `[auth]` and `[admin]` keys. The secret's presence is checked by the roles that
+    /// need it (`strata serve api`), not here: a gateway runs without one.
+    fn validate_auth(&self, problems: &mut Vec<Problem>) {
+        let auth = &self.auth;
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(key, message));
+            }
+        };
+        check(
+            auth.jwt_secret.is_empty() || auth.jwt_secret.expose().len() >= 32,
+            "auth.jwt_secret",
+            "must be at least 32 bytes",
+        );
+        check(valid_name(&auth.key_id), "auth.key_id", "expected letters, digits, `-` or `_`");
+        check(auth.token_ttl_secs >= 1, "auth.token_ttl_secs", "must be at least 1");
+        check(
+            auth.password_memory_kib >= 8,
+            "auth.password_memory_kib",
+            "must be at least 8",
+        );
+        check(
+            auth.password_iterations >= 1,
+            "auth.password_iterations",
+            "must be at least 1",
+        );
+        let admin = &self.admin;
+        check(
+            admin.email.is_empty() == admin.password.is_empty(),
+            if admin.email.is_empty() { "admin.email" } else { "admin.password" },
+            "admin.email and admin.password go together: set both or neither",
+        );
+        check(
+            admin.password.is_empty() || (8..=128).contains(&admin.password.expose().chars().count()),
+            "admin.password",
+            "must have 8 to 128 characters",
+        );
     }
 }
 
-/// Maps `STRATA_API_INSTANCES` to `api.instances`: the first `_` after a known section splits it.
-fn env_key(var: &str) -> Option<&'static str> {
+/// Maps `STRATA_API_INSTANCES` to `api.instances`: a variable names a key with its dots written
+/// as `_` (`STRATA_GATEWAY_CHAT_HEALTH_INTERVAL_MS` is `gateway.chat.health.interval_ms`). No two
+/// keys map to the same variable (a test checks it).
+fn env_key(var: &str) -> Option<String> {
+    let rest = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
+    all_keys().find(|key| key.replace('.', "_") == rest)
+}
+
+/// Every key `Config::set` accepts except the per-pool ones, then the per-pool ones.
+fn all_keys() -> impl Iterator<Item = String> {
     const KEYS: &[&str] = &[
         "log.level",
         "log.format",
@@ -483,11 +991,20 @@ fn env_key(var: &str) -> Option<&'static str> {
         "chat.listen",
         "worker.instances",
         "worker.listen",
+        "auth.jwt_secret",
+        "auth.key_id",
+        "auth.token_ttl_secs",
+        "auth.password_memory_kib",
+        "auth.password_iterations",
+        "admin.email",
+        "admin.password",
     ];
-    let rest = var.strip_prefix(ENV_PREFIX)?.to_ascii_lowercase();
-    KEYS.iter()
-        .copied()
-        .find(|key| key.replacen('.', "_", 1) == rest)
+    let pools = ["api", "chat"].into_iter().flat_map(|pool| {
+        PoolSettings::KEYS
+            .iter()
+            .map(move |key| format!("gateway.{pool}.{key}"))
+    });
+    KEYS.iter().map(|k| (*k).to_owned()).chain(pools)
 }
 
 /// Parses `api=http://h:p,http://h:p;chat=http://h:p` (pools separated by `;`).
@@ -516,22 +1033,97 @@ fn parse_upstreams(value: &str) -> Result<Vec<PoolConfig>, String> {
         .collect()
 }
 
-/// Checks that an instance URL is `http://host:port` with nothing after the authority.
-pub fn parse_instance_url(url: &str) -> Result<(String, u16), String> {
+/// Largest instance weight. 1000 gives per-mille resolution while keeping the weighted round
+/// robin schedule and the hash ring (both sized by the sum of weights) small.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// An instance URL, parsed: `http://host:port`, optionally followed by `/` and by the
+/// instance's settings as query parameters, `?weight=5&max_in_flight=100`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceUrl {
+    /// Host name or IP address (an IPv6 address keeps its brackets).
+    pub host: String,
+    pub port: u16,
+    /// The instance's share under weighted algorithms (`weighted_round_robin`,
+    /// `weighted_random`, `least_connections`, `consistent_hash`), 1..=[`MAX_WEIGHT`].
+    /// Default 1: instances of a pool are usually alike.
+    pub weight: u32,
+    /// Requests in flight on this instance above which the balancer passes it over; 0 (the
+    /// default) means no limit. Checked when picking, so concurrent picks may overshoot by a
+    /// few requests: a guard against overload, not an exact quota.
+    pub max_in_flight: u64,
+}
+
+impl InstanceUrl {
+    /// `host:port`, the instance's identity (metrics label, admin API, sticky cookie).
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// Parses an instance URL: `http://host:port[/][?weight=W&max_in_flight=M]`.
+///
+/// # Errors
+/// A message naming the URL when the scheme is not `http`, the port is missing or bad, a path
+/// follows the authority, or a query parameter is unknown or out of range.
+pub fn parse_instance_url(url: &str) -> Result<InstanceUrl, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("instance `{url}`: expected http://host:port"))?;
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = rest
+    let (authority, query) = match rest.split_once('?') {
+        Some((authority, query)) => (authority, Some(query)),
+        None => (rest, None),
+    };
+    let authority = authority.strip_suffix('/').unwrap_or(authority);
+    let (host, port) = authority
         .rsplit_once(':')
         .ok_or_else(|| format!("instance `{url}`: missing port"))?;
     let port: u16 = port
         .parse()
         .map_err(|_| format!("instance `{url}`: bad port"))?;
-    if host.is_empty() || rest.contains('/') {
+    if host.is_empty() || authority.contains('/') {
         return Err(format!("instance `{url}`: expected http://host:port"));
     }
-    Ok((host.to_owned(), port))
+    let mut parsed = InstanceUrl {
+        host: host.to_owned(),
+        port,
+        weight: 1,
+        max_in_flight: 0,
+    };
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "weight" => {
+                parsed.weight = value
+                    .parse()
+                    .ok()
+                    .filter(|w| (1..=MAX_WEIGHT).contains(w))
+                    .ok_or_else(|| format!("instance `{url}`: weight must be 1..={MAX_WEIGHT}"))?;
+            }
+            "max_in_flight" => {
+                parsed.max_in_flight = value.parse().map_err(|_| {
+                    format!("instance `{url}`: max_in_flight must be a whole number (0: no limit)")
+                })?;
+            }
+            other => {
+                return Err(format!(
+                    "instance `{url}`: unknown setting `{other}` (expected weight, max_in_flight)"
+                ));
+            }
+        }
+    }
+    Ok(parsed)
+}
+
+/// An RFC 6265 cookie name (an RFC 9110 token).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn valid_name(s: &str) -> bool {
@@ -561,6 +1153,45 @@ fn merge(base: &mut toml::Table, over: toml::Table) {
                 base.insert(key, value);
             }
         }
+    }
+}
+
+/// A secret value from the configuration (a signing key, a password): kept as given, but its
+/// `Debug` and `Display` print `***`, so logging a config never leaks it.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when no secret was given.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "Secret(empty)"
+        } else {
+            "Secret(***)"
+        })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
     }
 }
 
@@ -712,5 +1343,225 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../strata.toml");
         let config = Config::load(Some(&path), Vec::<(String, String)>::new(), &[]).unwrap();
         assert_eq!(config.api.instances, 3);
+        // The file documents every gateway key at its default.
+        assert_eq!(config.gateway, Config::defaults().gateway);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for pool in ["[gateway.api]", "[gateway.chat]"] {
+            assert!(text.contains(pool), "{pool} missing from strata.toml");
+        }
+        for key in PoolSettings::KEYS {
+            let leaf = key.rsplit('.').next().unwrap_or(key);
+            assert!(
+                text.contains(&format!("\n{leaf} = ")),
+                "{key} missing from strata.toml"
+            );
+        }
+    }
+
+    #[test]
+    fn pools_default_to_round_robin_for_api_and_room_hashing_for_chat() {
+        let config = load(&[], &[]).unwrap();
+        let (api, chat) = (&config.gateway.api, &config.gateway.chat);
+        assert_eq!(
+            (api.algorithm, &api.hash_key),
+            (Algorithm::RoundRobin, &HashKey::ClientIp)
+        );
+        assert_eq!(
+            (chat.algorithm, &chat.hash_key),
+            (Algorithm::ConsistentHash, &HashKey::Query("room".into()))
+        );
+        for pool in [api, chat] {
+            assert_eq!(pool.balance_factor, 1.25);
+            assert_eq!(pool.sticky_cookie, "strata_affinity");
+            assert!(!pool.fail_open);
+            assert_eq!(pool.health, HealthConfig::default());
+        }
+        let health = &api.health;
+        assert_eq!(
+            (health.path.as_str(), health.interval_ms, health.timeout_ms),
+            ("/readyz", 1000, 500)
+        );
+        assert_eq!((health.rise, health.fall, health.eject_after), (2, 2, 3));
+        assert_eq!(
+            (
+                health.eject_base_ms,
+                health.eject_max_ms,
+                health.slow_start_ms
+            ),
+            (1000, 30_000, 5000)
+        );
+        assert_eq!(config.gateway.pool_settings("chat"), Some(chat));
+        assert_eq!(config.gateway.pool_settings("db"), None);
+    }
+
+    #[test]
+    fn pool_settings_come_from_file_env_and_flags() {
+        let dir = std::env::temp_dir().join(format!("strata-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("strata.toml");
+        std::fs::write(
+            &file,
+            "[gateway.chat]\nfail_open = true\n[gateway.chat.health]\nrise = 4\n\
+             [gateway.api]\nalgorithm = \"weighted_round_robin\"\n",
+        )
+        .unwrap();
+        let env = [
+            ("STRATA_GATEWAY_CHAT_HASH_KEY", "header:X-User"),
+            ("STRATA_GATEWAY_API_HEALTH_INTERVAL_MS", "750"),
+            ("STRATA_GATEWAY_API_BALANCE_FACTOR", "2.5"),
+        ];
+        let flags = [
+            ("gateway.api.algorithm", "sticky".to_owned()),
+            ("gateway.chat.health.eject_after", "0".to_owned()),
+        ];
+        let config = Config::load(Some(&file), env, &flags).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (api, chat) = (&config.gateway.api, &config.gateway.chat);
+        assert_eq!(api.algorithm, Algorithm::Sticky, "flag beats file");
+        assert_eq!((api.health.interval_ms, api.balance_factor), (750, 2.5));
+        assert_eq!(
+            chat.algorithm,
+            Algorithm::ConsistentHash,
+            "untouched keys of a partly set pool keep the pool's defaults"
+        );
+        assert_eq!(chat.hash_key, HashKey::Header("x-user".into()));
+        assert!(chat.fail_open);
+        assert_eq!((chat.health.rise, chat.health.fall), (4, 2));
+        assert_eq!(chat.health.eject_after, 0);
+    }
+
+    #[test]
+    fn every_bad_pool_setting_is_reported_with_its_key() {
+        let flags: Vec<(&str, String)> = [
+            ("gateway.api.algorithm", "fastest"),
+            ("gateway.api.hash_key", "body:x"),
+            ("gateway.api.balance_factor", "0.5"),
+            ("gateway.chat.sticky_cookie", "a b"),
+            ("gateway.chat.health.path", "readyz"),
+            ("gateway.chat.health.rise", "0"),
+            ("gateway.chat.health.fall", "-1"),
+            ("gateway.api.health.interval_ms", "100"),
+            ("gateway.api.health.timeout_ms", "200"),
+            ("gateway.api.health.eject_max_ms", "10"),
+            ("gateway.api.colour", "blue"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
+        let found =
+            problems(load(&[("STRATA_GATEWAY_CHAT_FAIL_OPEN", "maybe")], &flags).unwrap_err());
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "gateway.api.algorithm",
+            "gateway.api.hash_key",
+            "gateway.api.balance_factor",
+            "gateway.chat.sticky_cookie",
+            "gateway.chat.health.path",
+            "gateway.chat.health.rise",
+            "gateway.chat.health.fall",
+            "gateway.api.health.timeout_ms",
+            "gateway.api.health.eject_max_ms",
+            "gateway.api.colour",
+            "gateway.chat.fail_open",
+        ] {
+            assert!(keys.contains(&key), "{key} not reported in {keys:?}");
+        }
+        assert_eq!(found.len(), 11, "{found:?}");
+    }
+
+    #[test]
+    fn hash_keys_parse_and_print_back() {
+        for (text, key) in [
+            ("cookie:sid", HashKey::Cookie("sid".into())),
+            ("header:x-user", HashKey::Header("x-user".into())),
+            ("query:room", HashKey::Query("room".into())),
+            ("client_ip", HashKey::ClientIp),
+        ] {
+            assert_eq!(text.parse::<HashKey>().unwrap(), key);
+            assert_eq!(key.to_string(), text);
+        }
+        for bad in [
+            "",
+            "cookie:",
+            "query:a&b",
+            "header:bad header",
+            "ip",
+            "path:/x",
+        ] {
+            assert!(bad.parse::<HashKey>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn instance_urls_carry_weight_and_in_flight_limit() {
+        let plain = parse_instance_url("http://10.0.0.5:8101").unwrap();
+        assert_eq!(
+            (
+                plain.host.as_str(),
+                plain.port,
+                plain.weight,
+                plain.max_in_flight
+            ),
+            ("10.0.0.5", 8101, 1, 0)
+        );
+        assert_eq!(plain.address(), "10.0.0.5:8101");
+        let full = parse_instance_url("http://h:1/?weight=5&max_in_flight=100").unwrap();
+        assert_eq!((full.weight, full.max_in_flight), (5, 100));
+        assert_eq!(
+            parse_instance_url("http://[::1]:2?weight=1000")
+                .unwrap()
+                .host,
+            "[::1]"
+        );
+        for bad in [
+            "http://h:1?weight=0",
+            "http://h:1?weight=1001",
+            "http://h:1?weight=x",
+            "http://h:1?max_in_flight=-1",
+            "http://h:1?colour=blue",
+            "http://h:1/path?weight=2",
+            "https://h:1",
+        ] {
+            assert!(parse_instance_url(bad).is_err(), "{bad} accepted");
+        }
+        let config = load(
+            &[],
+            &[(
+                "gateway.upstream",
+                "api=http://a:1?weight=5,http://b:2;chat=http://c:3?max_in_flight=7".into(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            config.gateway.pools[0].instances,
+            ["http://a:1?weight=5", "http://b:2"]
+        );
+        let found = problems(
+            load(
+                &[],
+                &[("gateway.upstream", "api=http://a:1?weight=0".into())],
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(found[0].key, "gateway.upstream");
+    }
+
+    #[test]
+    fn every_key_has_its_own_environment_variable() {
+        let mut seen = std::collections::HashSet::new();
+        for key in all_keys() {
+            let var = format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase());
+            assert!(seen.insert(var.clone()), "{var} names two keys");
+            assert_eq!(env_key(&var).as_deref(), Some(key.as_str()), "{var}");
+            // And `set` knows the key (a bad value is a value problem, not an unknown key).
+            let mut problems = Vec::new();
+            Config::defaults().set(&key, "\u{0}", &mut problems);
+            assert!(
+                problems
+                    .iter()
+                    .all(|p| p.message != "unknown configuration key"),
+                "{key}: {problems:?}"
+            );
+        }
     }
 }

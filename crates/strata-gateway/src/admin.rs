@@ -1,4 +1,6 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz` and the pools as JSON.
+//! The admin listener: `/metrics`, `/healthz`, `/readyz` and the pools as JSON
+//! (`/admin/pools`: each pool's algorithm, and per instance its weight, effective weight,
+//! health, in-flight requests and requests served).
 //!
 //! Kept off the public listener so operators can expose one and firewall the other. Later
 //! issues add the write side (add, drain, remove instances) here.
@@ -15,6 +17,8 @@ use strata_core::http::{ErrorBody, ErrorDetail};
 use strata_core::telemetry::render;
 
 use crate::balance::Algorithm;
+use crate::balance::key::format_id;
+use crate::health::HealthState;
 use crate::membership::Membership;
 
 /// The admin API's state.
@@ -39,6 +43,9 @@ struct PoolsView<'a> {
 struct PoolView<'a> {
     name: &'a str,
     algorithm: Algorithm,
+    fail_open: bool,
+    /// Retries the pool's budget allows right now.
+    retry_budget: u64,
     instances: Vec<InstanceView<'a>>,
 }
 
@@ -46,6 +53,19 @@ struct PoolView<'a> {
 struct InstanceView<'a> {
     address: &'a str,
     url: &'a str,
+    /// The id a sticky cookie names (hex).
+    id: String,
+    weight: u32,
+    /// The weight balancers use now: 0 while out, ramping after a recovery.
+    effective_weight: u32,
+    /// `up`, `down` (failing checks) or `ejected` (failed requests).
+    health: HealthState,
+    /// Milliseconds left in the current ejection (0: waiting for a check); absent when not
+    /// ejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ejected_for_ms: Option<u64>,
+    /// In-flight limit; 0: none.
+    max_in_flight: u64,
     in_flight: u64,
     requests_served: u64,
     idle_connections: usize,
@@ -112,12 +132,23 @@ impl Admin {
             .map(|pool| PoolView {
                 name: pool.name(),
                 algorithm: pool.algorithm(),
+                fail_open: pool.fails_open(),
+                retry_budget: pool.retry_budget().available(),
                 instances: pool
                     .instances()
                     .iter()
                     .map(|i| InstanceView {
                         address: i.address(),
                         url: i.url(),
+                        id: format_id(i.id()),
+                        weight: i.weight(),
+                        effective_weight: i.effective_weight(),
+                        health: i.health().state(),
+                        ejected_for_ms: i
+                            .health()
+                            .ejected_for()
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        max_in_flight: i.max_in_flight(),
                         in_flight: i.in_flight(),
                         requests_served: i.served(),
                         idle_connections: i.upstream().idle_count(),

@@ -93,6 +93,10 @@ pub enum ProxyError {
     /// The route's pool is not configured or has no instance.
     #[error("pool `{pool}` has no instance")]
     NoInstance { pool: Arc<str> },
+    /// Every instance of the pool is down, ejected or at its in-flight limit (and the pool
+    /// does not fail open).
+    #[error("pool `{pool}` has no healthy instance")]
+    NoHealthyInstance { pool: Arc<str> },
     /// The request body is larger than `gateway.max_body_bytes`.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
@@ -126,7 +130,7 @@ impl ProxyError {
     /// Who failed.
     pub fn party(&self) -> Party {
         match self {
-            Self::NoInstance { .. } => Party::Gateway,
+            Self::NoInstance { .. } | Self::NoHealthyInstance { .. } => Party::Gateway,
             Self::BodyTooLarge { .. } | Self::ClientBody(_) | Self::ClientTimeout(_) => {
                 Party::Client
             }
@@ -145,6 +149,7 @@ impl ProxyError {
             Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) => RetrySafety::NotSent,
             Self::Reset(_) => RetrySafety::MaybeProcessed,
             Self::NoInstance { .. }
+            | Self::NoHealthyInstance { .. }
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_)
@@ -162,6 +167,7 @@ impl ProxyError {
             Self::Protocol(_) => Some(UpstreamErrorKind::Protocol),
             Self::Timeout(_) => Some(UpstreamErrorKind::Timeout),
             Self::NoInstance { .. }
+            | Self::NoHealthyInstance { .. }
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_) => None,
@@ -171,7 +177,9 @@ impl ProxyError {
     /// The status the client receives.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoInstance { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoInstance { .. } | Self::NoHealthyInstance { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -187,6 +195,7 @@ impl ProxyError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoInstance { .. } => "no_instance",
+            Self::NoHealthyInstance { .. } => "no_healthy_instance",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
@@ -203,6 +212,9 @@ impl ProxyError {
     pub fn public_message(&self) -> String {
         match self {
             Self::NoInstance { pool } => format!("no instance of pool `{pool}` is available"),
+            Self::NoHealthyInstance { pool } => {
+                format!("no instance of pool `{pool}` is healthy; try again shortly")
+            }
             Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
             Self::ClientBody(_) => "the request body could not be read".to_owned(),
             Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),

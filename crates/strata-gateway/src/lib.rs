@@ -18,10 +18,12 @@
 pub mod admin;
 pub mod balance;
 pub mod error;
+pub mod health;
 pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod proxy;
+pub mod retry_budget;
 mod server;
 pub mod upstream;
 
@@ -138,8 +140,10 @@ impl Gateway {
         let drain = limits.request_timeout;
         let proxy = Arc::new(Proxy::new(Arc::clone(&membership), limits.clone()));
         let admin_api = Arc::new(Admin::new(Arc::clone(&membership), registry));
+        // Health checks run until shutdown, or until `run` returns or is dropped.
+        let _health = membership.start_health(&shutdown);
 
-        let public = server::serve(
+        let public = server::serve_on_workers(
             "public",
             public,
             &limits,

@@ -42,6 +42,12 @@ pub struct Limits {
     /// Idle keep-alive connections kept per instance. Default 256: enough for the concurrency
     /// of a benchmark with 2 cores, beyond it connections are closed after use.
     pub max_idle_per_instance: usize,
+    /// Threads serving client connections, like nginx's worker processes: each has its own
+    /// single-threaded runtime, its share of `max_connections` and its own idle connections to
+    /// the instances, so a request never leaves the thread that accepted it. Default 1: the
+    /// runtime [`crate::Gateway::run`] is called on serves everything; `n > 1` adds `n - 1`
+    /// threads accepting from the same listener.
+    pub workers: usize,
 }
 
 impl Limits {
@@ -57,6 +63,7 @@ impl Limits {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_idle_per_instance: 256,
+            workers: 1,
         }
     }
 }

@@ -22,6 +22,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::error::UpstreamErrorKind;
+use crate::health::HealthMetrics;
 
 /// The `instance` label of responses the gateway produced without an instance (503, 413).
 pub const NO_INSTANCE: &str = "none";
@@ -45,6 +46,13 @@ struct InstanceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    pool: String,
+    instance: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     pool: String,
     instance: String,
@@ -59,6 +67,10 @@ pub struct Metrics {
     in_flight: Family<InstanceLabels, Gauge>,
     upstream_errors: Family<ErrorLabels, Counter>,
     retries: Family<PoolLabels, Counter>,
+    retries_denied: Family<PoolLabels, Counter>,
+    instance_up: Family<InstanceLabels, Gauge>,
+    ejections: Family<InstanceLabels, Counter>,
+    health_checks: Family<CheckLabels, Counter>,
 }
 
 impl Metrics {
@@ -70,6 +82,10 @@ impl Metrics {
             in_flight: Family::default(),
             upstream_errors: Family::default(),
             retries: Family::default(),
+            retries_denied: Family::default(),
+            instance_up: Family::default(),
+            ejections: Family::default(),
+            health_checks: Family::default(),
         };
         registry.register(
             "strata_gateway_requests",
@@ -96,6 +112,26 @@ impl Metrics {
             "Requests sent to a second instance after the first failed",
             metrics.retries.clone(),
         );
+        registry.register(
+            "strata_gateway_retries_denied",
+            "Retries not attempted because the pool's retry budget was spent",
+            metrics.retries_denied.clone(),
+        );
+        registry.register(
+            "strata_gateway_instance_up",
+            "1 while an instance takes requests (passing checks, not ejected), else 0",
+            metrics.instance_up.clone(),
+        );
+        registry.register(
+            "strata_gateway_ejections",
+            "Times an instance was ejected after failed requests",
+            metrics.ejections.clone(),
+        );
+        registry.register(
+            "strata_gateway_health_checks",
+            "Active health checks, by result (success, failure)",
+            metrics.health_checks.clone(),
+        );
         metrics
     }
 
@@ -107,6 +143,7 @@ impl Metrics {
         PoolMetrics {
             duration: self.duration.get_or_create(&labels).clone(),
             retries: self.retries.get_or_create(&labels).clone(),
+            retries_denied: self.retries_denied.get_or_create(&labels).clone(),
             responses: StatusCounters::new(self.requests.clone(), pool, NO_INSTANCE),
         }
     }
@@ -125,10 +162,25 @@ impl Metrics {
             };
             self.upstream_errors.get_or_create(&labels).clone()
         });
+        let check = |result| {
+            let labels = CheckLabels {
+                pool: pool.to_owned(),
+                instance: instance.to_owned(),
+                result,
+            };
+            self.health_checks.get_or_create(&labels).clone()
+        };
+        let health = HealthMetrics {
+            up: self.instance_up.get_or_create(&labels).clone(),
+            ejections: self.ejections.get_or_create(&labels).clone(),
+            checks_passed: check("success"),
+            checks_failed: check("failure"),
+        };
         InstanceMetrics {
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             responses: StatusCounters::new(self.requests.clone(), pool, instance),
             errors,
+            health,
         }
     }
 }
@@ -140,6 +192,8 @@ pub struct PoolMetrics {
     pub duration: DurationHistogram,
     /// `strata_gateway_retries_total{pool}`.
     pub retries: Counter,
+    /// `strata_gateway_retries_denied_total{pool}`: retries the budget refused.
+    pub retries_denied: Counter,
     /// `strata_gateway_requests_total{pool, instance="none"}`: answers the gateway gave itself.
     pub responses: StatusCounters,
 }
@@ -152,6 +206,8 @@ pub struct InstanceMetrics {
     /// `strata_gateway_requests_total{pool, instance, status}`.
     pub responses: StatusCounters,
     errors: [Counter; UpstreamErrorKind::ALL.len()],
+    /// Health gauges and counters, moved into the instance's health state.
+    pub health: HealthMetrics,
 }
 
 impl InstanceMetrics {
@@ -331,6 +387,10 @@ mod tests {
         instance.upstream_error(UpstreamErrorKind::Reset);
         pool.responses.inc(StatusCode::SERVICE_UNAVAILABLE);
         pool.retries.inc();
+        pool.retries_denied.inc();
+        instance.health.up.set(1);
+        instance.health.ejections.inc();
+        instance.health.checks_failed.inc();
         pool.duration.observe(Duration::from_millis(3));
         pool.duration.observe(Duration::from_secs(60));
         let text = strata_core::telemetry::render(&registry);
@@ -340,6 +400,11 @@ mod tests {
             r#"strata_gateway_in_flight{pool="api",instance="127.0.0.1:8101"} 1"#,
             r#"strata_gateway_upstream_errors_total{pool="api",instance="127.0.0.1:8101",kind="reset"} 1"#,
             r#"strata_gateway_retries_total{pool="api"} 1"#,
+            r#"strata_gateway_retries_denied_total{pool="api"} 1"#,
+            r#"strata_gateway_instance_up{pool="api",instance="127.0.0.1:8101"} 1"#,
+            r#"strata_gateway_ejections_total{pool="api",instance="127.0.0.1:8101"} 1"#,
+            r#"strata_gateway_health_checks_total{pool="api",instance="127.0.0.1:8101",result="failure"} 1"#,
+            r#"strata_gateway_health_checks_total{pool="api",instance="127.0.0.1:8101",result="success"} 0"#,
             r#"strata_gateway_request_duration_seconds_count{pool="api"} 2"#,
             r#"strata_gateway_request_duration_seconds_sum{pool="api"} 60.003"#,
             r#"strata_gateway_request_duration_seconds_bucket{le="0.002",pool="api"} 0"#,

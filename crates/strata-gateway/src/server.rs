@@ -50,6 +50,97 @@ pub fn http1_builder(limits: &Limits) -> http1::Builder {
     builder
 }
 
+/// Like [`serve`], on [`Limits::workers`] threads: the calling task's runtime serves as worker
+/// 0 and each further worker is a thread with its own single-threaded runtime, accepting from
+/// a duplicate of the same listening socket (the kernel hands each connection to one of them)
+/// and serving its connections start to end, with its own idle connections to the instances
+/// ([`crate::upstream::set_worker`]). `max_connections` is shared out between the workers.
+/// Returns when every worker has drained.
+pub async fn serve_on_workers<C, H, F, B>(
+    name: &'static str,
+    listener: TcpListener,
+    limits: &Limits,
+    drain: Duration,
+    connect: C,
+    shutdown: Shutdown,
+) where
+    C: Fn(SocketAddr) -> H + Send + Sync + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let workers = limits.workers.max(1);
+    if workers == 1 {
+        return serve(name, listener, limits, drain, connect, shutdown).await;
+    }
+    let mut share = limits.clone();
+    share.max_connections = (limits.max_connections / workers).max(1);
+    let connect = Arc::new(connect);
+    // A listener registered with this runtime cannot be polled by another: go through the std
+    // socket, duplicated once per extra worker and registered in that worker's runtime.
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(listener = name, %error, "cannot share the listener between workers");
+            return;
+        }
+    };
+    let mut finished = Vec::with_capacity(workers - 1);
+    for index in 1..workers {
+        let cloned = match listener.try_clone() {
+            Ok(cloned) => cloned,
+            Err(error) => {
+                tracing::warn!(listener = name, index, %error, "cannot start worker");
+                continue;
+            }
+        };
+        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
+        let (connect, share, shutdown) = (Arc::clone(&connect), share.clone(), shutdown.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("strata-gw-{index}"))
+            .spawn(move || {
+                crate::upstream::set_worker(index);
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(async move {
+                        match TcpListener::from_std(cloned) {
+                            Ok(listener) => {
+                                let connect = move |peer| connect(peer);
+                                serve(name, listener, &share, drain, connect, shutdown).await;
+                            }
+                            Err(error) => {
+                                tracing::warn!(listener = name, index, %error, "cannot start worker");
+                            }
+                        }
+                    }),
+                    Err(error) => {
+                        tracing::warn!(listener = name, index, %error, "cannot start worker runtime");
+                    }
+                }
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => finished.push(finished_rx),
+            Err(error) => tracing::warn!(listener = name, index, %error, "cannot start worker"),
+        }
+    }
+    match TcpListener::from_std(listener) {
+        Ok(listener) => {
+            let connect = move |peer| connect(peer);
+            serve(name, listener, &share, drain, connect, shutdown).await;
+        }
+        Err(error) => tracing::error!(listener = name, %error, "cannot serve on worker 0"),
+    }
+    for worker in finished {
+        // An error only means the thread ended without reporting (it panicked): nothing to wait.
+        let _ = worker.await;
+    }
+}
+
 /// Serves `listener` until `shutdown` is cancelled, then drains for at most `drain`.
 /// `connect` is called once per accepted connection with the client's address (per-connection
 /// work such as rendering the address happens there) and returns the connection's request

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::membership::Instance;
-use crate::upstream::Sender;
+use crate::upstream::Conn;
 
 /// Why the request body could not be forwarded; found again in the HTTP client's error to
 /// tell the client's failures from the instance's.
@@ -110,11 +110,11 @@ impl Body for RequestBody {
 
 /// A request being served by an instance: counted in the instance's in-flight gauge from the
 /// first attempt until the response body ends (or the attempt fails), and owning the
-/// connection until then.
+/// connection until then (and driving it: see [`crate::upstream`]).
 #[derive(Debug)]
 pub struct Lease {
     instance: Arc<Instance>,
-    sender: Option<Sender>,
+    conn: Option<Conn>,
 }
 
 impl Lease {
@@ -123,7 +123,7 @@ impl Lease {
         instance.metrics().in_flight.inc();
         Self {
             instance,
-            sender: None,
+            conn: None,
         }
     }
 
@@ -133,17 +133,17 @@ impl Lease {
     }
 
     /// Attaches the connection the response arrives on.
-    pub fn hold(&mut self, sender: Sender) {
-        self.sender = Some(sender);
+    pub fn hold(&mut self, conn: Conn) {
+        self.conn = Some(conn);
     }
 
     /// Ends the request; the connection goes back to the instance's idle pool when its response
     /// was read to the end, and is closed otherwise (hyper cannot reuse a half-read one).
     fn finish(mut self, reusable: bool) {
-        if let Some(sender) = self.sender.take()
+        if let Some(conn) = self.conn.take()
             && reusable
         {
-            self.instance.upstream().put_back(sender);
+            self.instance.upstream().put_back(conn);
         }
     }
 }
@@ -215,6 +215,11 @@ impl Body for ResponseBody {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream(leased) => {
+                // The connection feeds the body: let it read (and register for the socket)
+                // before looking for a frame. Its end is seen through the body.
+                if let Some(conn) = leased.lease.as_mut().and_then(|l| l.conn.as_mut()) {
+                    let _ = conn.drive(cx);
+                }
                 let polled = Pin::new(&mut leased.body).poll_frame(cx);
                 match &polled {
                     Poll::Ready(None) => {

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
-use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id, new_request_id};
+use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 
 pub use body::{BodyError, Lease, RequestBody, ResponseBody};
 
@@ -41,6 +41,8 @@ use crate::membership::{Instance, Membership, Pool};
 pub struct ClientInfo {
     /// The client's IP address as a header value, for `X-Forwarded-For`.
     forwarded_for: HeaderValue,
+    /// The client's IP address (the TCP peer), for `client_ip` affinity keys.
+    ip: IpAddr,
 }
 
 impl ClientInfo {
@@ -49,7 +51,7 @@ impl ClientInfo {
         // An IP address always renders to a valid header value.
         let forwarded_for = HeaderValue::from_str(&ip.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { forwarded_for }
+        Self { forwarded_for, ip }
     }
 }
 
@@ -201,12 +203,12 @@ impl Proxy {
         };
 
         // Picked only now, so a refused or slow client body does not use up a turn.
-        let Some(first) = pool.pick() else {
-            return Err(no_instance());
-        };
+        pool.retry_budget().deposit();
+        let affinity = pool.affinity(&head.headers, &head.uri, client.ip);
+        let first = pool.pick(affinity).map_err(|e| (e, None))?;
         let request = Request::from_parts(head, body);
         let error = match self.attempt(Arc::clone(first), request, deadline).await {
-            Ok(outcome) => return Ok(outcome),
+            Ok(outcome) => return Ok(stick(pool, affinity, outcome)),
             Err(error) => error,
         };
         let retry = matches!(
@@ -216,9 +218,13 @@ impl Proxy {
         let (Some((head, bytes)), true) = (second, retry) else {
             return Err((error, Some(Arc::clone(first))));
         };
-        let Some(next) = pool.next_after(first) else {
+        let Some(next) = pool.next_after(first, affinity) else {
             return Err((error, Some(Arc::clone(first))));
         };
+        if !pool.retry_budget().try_withdraw() {
+            pool.metrics().retries_denied.inc();
+            return Err((error, Some(Arc::clone(first))));
+        }
         log_failure(
             &error,
             pool,
@@ -230,6 +236,7 @@ impl Proxy {
         let request = Request::from_parts(head, RequestBody::full(bytes));
         self.attempt(Arc::clone(next), request, deadline)
             .await
+            .map(|outcome| stick(pool, affinity, outcome))
             .map_err(|e| (e, Some(Arc::clone(next))))
     }
 
@@ -248,6 +255,11 @@ impl Proxy {
         };
         match result {
             Ok((response, sender)) => {
+                if response.status().is_server_error() {
+                    instance.health().record_failure();
+                } else {
+                    instance.health().record_success();
+                }
                 lease.hold(sender);
                 let (mut parts, body) = response.into_parts();
                 headers::strip_hop_by_hop(&mut parts.headers);
@@ -261,11 +273,25 @@ impl Proxy {
             Err(error) => {
                 if let Some(kind) = error.upstream_kind() {
                     instance.metrics().upstream_error(kind);
+                    instance.health().record_failure();
                 }
                 Err(error)
             }
         }
     }
+}
+
+/// Pins the client of a `sticky` pool to the instance that served it, when its cookie named
+/// another instance or none.
+fn stick(pool: &Pool, affinity: Option<u64>, mut outcome: Outcome) -> Outcome {
+    if let Some(cookie) = outcome
+        .served_by
+        .as_deref()
+        .and_then(|instance| pool.sticky_cookie(affinity, instance))
+    {
+        outcome.response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    outcome
 }
 
 /// The client's request id when it is sane, otherwise a fresh one.
@@ -276,8 +302,7 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     match kept {
         // A header value parsed by hyper shares the connection's read buffer: cloning is cheap.
         Some(value) => value.clone(),
-        None => HeaderValue::from_maybe_shared(Bytes::from(new_request_id()))
-            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
+        None => headers::new_request_id(),
     }
 }
 
@@ -318,7 +343,10 @@ fn error_response(error: &ProxyError) -> Response<ResponseBody> {
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if matches!(error, ProxyError::NoInstance { .. }) {
+    if matches!(
+        error,
+        ProxyError::NoInstance { .. } | ProxyError::NoHealthyInstance { .. }
+    ) {
         // Instances come back (restart, scale-up): tell well-behaved clients when to try again.
         headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }

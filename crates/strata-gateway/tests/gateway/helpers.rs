@@ -248,8 +248,11 @@ impl Drop for TestGateway {
     }
 }
 
+/// A gateway config on port 0 with `pools`. Active health checks and passive ejection are off,
+/// so backends see exactly the requests a test sends and every turn of the balancer goes where
+/// the test expects; the tests of health turn them on (see `health.rs`).
 pub fn config(pools: &[(&str, Vec<String>)]) -> GatewayConfig {
-    GatewayConfig {
+    let mut config = GatewayConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         pools: pools
@@ -260,7 +263,12 @@ pub fn config(pools: &[(&str, Vec<String>)]) -> GatewayConfig {
             })
             .collect(),
         ..GatewayConfig::default()
+    };
+    for settings in [&mut config.api, &mut config.chat] {
+        settings.health.interval_ms = 0;
+        settings.health.eject_after = 0;
     }
+    config
 }
 
 pub async fn spawn_gateway(config: GatewayConfig) -> TestGateway {

@@ -5,8 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod balancing;
 mod failures;
+mod health;
 mod helpers;
 mod limits;
+mod nodes;
 mod routing;
 mod shutdown;

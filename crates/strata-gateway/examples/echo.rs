@@ -1,0 +1,66 @@
+//! A minimal HTTP/1.1 backend for benchmarks: answers every request with a small fixed body
+//! over keep-alive connections. The `strata` binary will expose it as `strata serve echo`;
+//! its logic lives in [`run_echo`] so it can move there unchanged.
+//!
+//! ```text
+//! cargo run --release -p strata-gateway --example echo -- 127.0.0.1:8101 [body]
+//! ```
+//!
+//! One single-threaded runtime: a backend this small is fastest without cross-thread wake-ups,
+//! and the benchmark wants backends that cost as little CPU as possible.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// The body sent when none is given on the command line.
+const DEFAULT_BODY: &str = "hello from strata echo\n";
+
+/// Serves `listener` forever: every request, whatever its method or path, gets `200` with
+/// `body`. Connection errors end that connection only.
+pub async fn run_echo(listener: TcpListener, body: Bytes) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                eprintln!("echo: accept failed: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Responses are small and written whole: Nagle would only add latency.
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |_request: Request<Incoming>| {
+                let body = body.clone();
+                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8101".to_owned());
+    let body = Bytes::from(args.next().unwrap_or_else(|| DEFAULT_BODY.to_owned()));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let listener = TcpListener::bind(&addr).await?;
+            eprintln!("echo on {}", listener.local_addr()?);
+            run_echo(listener, body).await;
+            Ok(())
+        })
+}
