@@ -1,9 +1,30 @@
 //! Cache-aside reads: look in the cache, fall back to the loader (the store) on a miss, then
-//! fill the cache for the next request.
+//! fill the cache for the next request; and the catalog version that invalidates them.
 //!
 //! The cache is a hint, never the truth: any cache error is logged, counted and treated as a
 //! miss, so a cache outage slows reads down but never fails them. Values are stored as the
 //! encoded JSON body, so a hit is served without decoding or re-encoding anything.
+//!
+//! # Invalidation: the catalog version
+//!
+//! Every catalog key embeds the current *catalog version* (`catalog:version`, a random token):
+//! `catalog:<version>:product:<id>`, `catalog:<version>:products:<query>`. A catalog write
+//! commits to the store first, then sets a fresh version, so every product and list key
+//! written before is unreachable at once (they expire by their TTL). This covers what a write
+//! can change — the product itself and every page or search it appears in, or now should —
+//! without tracking which pages held which product.
+//!
+//! It also closes the race of plain delete-on-write: a reader that missed, loaded the *old*
+//! row, and fills the cache just after the writer's delete would leave a stale entry behind.
+//! Here a reader takes the version *before* loading; if a write commits after that, the
+//! reader's fill goes under a version that is already dead. And when the version key is
+//! missing (first use, eviction), a reader sets a new one before loading, so the same holds.
+//! Hence a client never reads a price older than its own write, through any instance that
+//! shares the cache: all instances of `strata up` share one memory cache, and scaled-out
+//! processes share Redis. (`strata serve api` with `cache.url = "memory"` keeps one cache
+//! per process, which another process's write cannot reach: run Redis when serving more than
+//! one api process.) When the cache cannot be written at the moment of a write, the stale
+//! entries live until their TTL (`cache.ttl_secs`).
 
 use std::future::Future;
 use std::time::Duration;
@@ -23,6 +44,19 @@ type Outcome = &'static str;
 const HIT: Outcome = "hit";
 const MISS: Outcome = "miss";
 const ERROR: Outcome = "error";
+
+/// Where the catalog version lives.
+pub(crate) const CATALOG_VERSION_KEY: &str = "catalog:version";
+
+/// How long the catalog version lives without a write: far longer than any entry keyed by it
+/// (`cache.ttl_secs`, a minute by default), so it does not expire under them; when it does
+/// expire (or is evicted), the next reader sets a new one and the catalog is read afresh.
+const CATALOG_VERSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A new catalog version: random, so a version is never reused, even after the key expired.
+fn new_version() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -82,6 +116,75 @@ impl CacheAside {
             tracing::warn!(key, error = %e, "cache write failed");
         }
         Ok(Some(body))
+    }
+
+    /// The current catalog version, to embed in catalog keys; a fresh one is set when there
+    /// is none. `None` when the cache fails: the caller should then read the store and not
+    /// cache (with no version it cannot know whether its fill would be current).
+    pub async fn catalog_version(&self) -> Option<String> {
+        match self.cache.get(CATALOG_VERSION_KEY).await {
+            Ok(Some(version)) => String::from_utf8(version.to_vec()).ok(),
+            Ok(None) => {
+                let version = new_version();
+                match self.set_version(&version).await {
+                    Ok(()) => Some(version),
+                    Err(()) => None,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the catalog version, reading the store");
+                None
+            }
+        }
+    }
+
+    /// Makes every catalog entry cached so far unreachable (see the module docs). Call after
+    /// the write has committed.
+    pub async fn bump_catalog_version(&self) {
+        // Failing here is logged inside; stale entries then live until their TTL.
+        let _ = self.set_version(&new_version()).await;
+    }
+
+    async fn set_version(&self, version: &str) -> Result<(), ()> {
+        self.cache
+            .set(
+                CATALOG_VERSION_KEY,
+                Bytes::from(version.to_owned()),
+                CATALOG_VERSION_TTL,
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "cannot set the catalog version");
+            })
+    }
+
+    /// Reads through the cache under `catalog:<version>:<key>`, or straight from the store when
+    /// the version is unknown (see [`CacheAside::catalog_version`]).
+    ///
+    /// # Errors
+    /// As [`CacheAside::read_json`].
+    pub async fn read_catalog_json<T, F>(
+        &self,
+        key: &str,
+        load: F,
+    ) -> Result<Option<Bytes>, ApiError>
+    where
+        T: Serialize,
+        F: Future<Output = Result<Option<T>, ApiError>>,
+    {
+        match self.catalog_version().await {
+            Some(version) => {
+                self.read_json(&format!("catalog:{version}:{key}"), load)
+                    .await
+            }
+            None => {
+                self.count(ERROR);
+                match load.await? {
+                    Some(value) => Ok(Some(Bytes::from(serde_json::to_vec(&value)?))),
+                    None => Ok(None),
+                }
+            }
+        }
     }
 
     fn count(&self, result: Outcome) {

@@ -1,70 +1,356 @@
-//! The product catalog: `GET /api/v1/products` (one page) and `GET /api/v1/products/{id}`,
-//! both read through the cache.
+//! The product catalog: list and search (`GET /api/v1/products`), detail
+//! (`GET /api/v1/products/{id}`), both read through the cache; and the admin writes
+//! (`POST /api/v1/products`, `PATCH /api/v1/products/{id}`), each of which invalidates every
+//! cached catalog read (see `cache_aside` for how, and why a writer never reads its old price).
 //!
-//! Query strings and path ids are parsed here, at the boundary, by extractors whose rejection is
-//! an [`ApiError`], so a malformed request gets the JSON error body, never axum's plain text.
+//! Query strings, path ids and bodies are parsed here, at the boundary, by extractors whose
+//! rejection is an [`ApiError`], so a malformed request gets the JSON error body, never
+//! axum's plain text.
 
 use axum::Router;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use serde::Deserialize;
 use strata_core::domain::ProductId;
-use strata_store::Page;
+use strata_store::{
+    NewProduct, Page, Product, ProductPage, ProductQuery, ProductSort, ProductUpdate, SearchText,
+};
+use utoipa::ToSchema;
 
 use crate::ApiError;
+use crate::auth::AdminUser;
 use crate::error::echo;
+use crate::extract::Json;
+use crate::openapi::ErrorBody;
 use crate::state::AppState;
+
+/// Longest `q` accepted, in characters.
+const MAX_QUERY_CHARS: usize = 200;
+/// Longest product name, in characters.
+const MAX_NAME_CHARS: usize = 200;
+/// Longest description, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 5000;
+/// Longest sku and category slug, in characters.
+const MAX_SLUG_CHARS: usize = 64;
+/// Highest price accepted: 10^12 cents (ten billion in the currency), far above any product,
+/// far below where sums of many lines could overflow an `i64`.
+pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
+/// Highest stock accepted: a billion units.
+pub const MAX_STOCK: i64 = 1_000_000_000;
 
 /// The catalog's routes, to be merged into the api router.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/products", get(list_products))
-        .route("/api/v1/products/{id}", get(get_product))
+        .route("/api/v1/products", get(list_products).post(create_product))
+        .route(
+            "/api/v1/products/{id}",
+            get(get_product).patch(update_product),
+        )
 }
 
-/// `GET /api/v1/products?page=&per_page=`: one page of products by ascending id, with totals.
-async fn list_products(
+/// List and search products, one page at a time, with the total number of matches.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    tag = "catalog",
+    params(
+        ("q" = Option<String>, Query, description = "Words to find in name or description (all must occur; the last also as a prefix). At most 200 characters."),
+        ("category" = Option<String>, Query, description = "Exact category slug, e.g. `books`"),
+        ("min_price" = Option<i64>, Query, description = "Lowest price in cents, inclusive", minimum = 0),
+        ("max_price" = Option<i64>, Query, description = "Highest price in cents, inclusive", minimum = 0),
+        ("sort" = Option<String>, Query, description = "`id` (default without q), `price_asc`, `price_desc`, `name`, or `relevance` (default with q; name matches first)"),
+        ("page" = Option<u32>, Query, description = "1-based page number (default 1)", minimum = 1),
+        ("per_page" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
+    ),
+    responses(
+        (status = 200, description = "One page of matching products", body = ProductPage),
+        (status = 400, description = "`invalid_query`: unknown, repeated or malformed parameter", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_products(
     State(state): State<AppState>,
-    ListQuery(page): ListQuery,
+    ListQuery(query): ListQuery,
 ) -> Result<Response, ApiError> {
-    let key = format!("products:p{}:n{}", page.page(), page.per_page());
+    let key = list_key(&query);
     let store = &state.store;
     let body = state
         .cache
-        .read_json(&key, async { Ok(Some(store.products().list(page).await?)) })
+        .read_catalog_json(&key, async {
+            Ok(Some(store.products().search(&query).await?))
+        })
         .await?
         .ok_or_else(|| ApiError::Unexpected("a product page loader returned nothing".into()))?;
-    Ok(json(body))
+    Ok(json(StatusCode::OK, body))
 }
 
-/// `GET /api/v1/products/{id}`: one product, or 404.
-async fn get_product(
+/// Get one product.
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{id}",
+    tag = "catalog",
+    params(("id" = i64, Path, description = "The product's id", minimum = 1)),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 400, description = "`invalid_id`: not a positive integer", body = ErrorBody),
+        (status = 404, description = "`not_found`: no product has this id", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_product(
     State(state): State<AppState>,
     ProductIdParam(id): ProductIdParam,
 ) -> Result<Response, ApiError> {
-    let key = format!("product:{id}");
+    let key = product_key(id);
     let store = &state.store;
     state
         .cache
-        .read_json(&key, async { Ok(store.products().get(id.get()).await?) })
+        .read_catalog_json(&key, async { Ok(store.products().get(id.get()).await?) })
         .await?
-        .map(json)
+        .map(|body| json(StatusCode::OK, body))
         .ok_or(ApiError::ProductNotFound(id))
 }
 
-/// A 200 whose body is already-encoded JSON (fresh from the store or straight from the cache).
-fn json(body: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+/// `POST /api/v1/products` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProductRequest {
+    /// Unique business key: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    #[schema(example = "LAMP-042")]
+    pub sku: String,
+    /// Display name, 1 to 200 characters after trimming.
+    #[schema(example = "Desk Lamp")]
+    pub name: String,
+    /// Longer text, at most 5000 characters (default empty).
+    #[serde(default)]
+    pub description: String,
+    /// Category slug: 1 to 64 of `a-z 0-9 -`.
+    #[schema(example = "home")]
+    pub category: String,
+    /// Unit price in cents, 0 to 10^12.
+    #[schema(example = 2999, minimum = 0)]
+    pub price_cents: i64,
+    /// Units on hand, 0 to 10^9.
+    #[schema(example = 10, minimum = 0)]
+    pub stock: i64,
 }
 
-/// The `page` and `per_page` of a list request, validated: keys other than these two, repeated
-/// keys, and values that are not integers in range are refused with `invalid_query`.
+/// `PATCH /api/v1/products/{id}` body: any of the fields, at least one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    /// New display name (1 to 200 characters after trimming).
+    pub name: Option<String>,
+    /// New description (at most 5000 characters).
+    pub description: Option<String>,
+    /// New category slug.
+    pub category: Option<String>,
+    /// New unit price in cents, 0 to 10^12.
+    #[schema(minimum = 0)]
+    pub price_cents: Option<i64>,
+    /// New units on hand, 0 to 10^9.
+    #[schema(minimum = 0)]
+    pub stock: Option<i64>,
+}
+
+/// Create a product (admins only).
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    tag = "catalog",
+    security(("bearer" = [])),
+    request_body = NewProductRequest,
+    responses(
+        (status = 201, description = "The product as stored", body = Product),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 409, description = "`sku_taken`: a product has this sku", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body` or `invalid_field`: missing, unknown, mistyped or out-of-range field", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_product(
+    State(state): State<AppState>,
+    AdminUser(user): AdminUser,
+    Json(body): Json<NewProductRequest>,
+) -> Result<Response, ApiError> {
+    let new = NewProduct {
+        sku: parse_sku(&body.sku)?,
+        name: parse_name(&body.name)?,
+        description: parse_description(body.description)?,
+        category: parse_category(&body.category)?,
+        price_cents: parse_price(body.price_cents)?,
+        stock: parse_stock(body.stock)?,
+    };
+    let product = match state.store.products().insert(&new).await {
+        Ok(product) => product,
+        Err(e) if e.is_unique_violation() => return Err(ApiError::SkuTaken),
+        Err(e) => return Err(e.into()),
+    };
+    state.cache.bump_catalog_version().await;
+    tracing::info!(product_id = product.id, by = user.id, "product created");
+    Ok((StatusCode::CREATED, Json(product)).into_response())
+}
+
+/// Change a product's name, description, category, price or stock (admins only).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/products/{id}",
+    tag = "catalog",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The product's id", minimum = 1)),
+    request_body = ProductPatch,
+    responses(
+        (status = 200, description = "The product as stored after the change", body = Product),
+        (status = 400, description = "`invalid_id` or malformed JSON", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
+        (status = 404, description = "`not_found`: no product has this id", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body` or `invalid_field`: no field, unknown, mistyped or out-of-range field", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_product(
+    State(state): State<AppState>,
+    AdminUser(user): AdminUser,
+    ProductIdParam(id): ProductIdParam,
+    Json(body): Json<ProductPatch>,
+) -> Result<Response, ApiError> {
+    let update = ProductUpdate {
+        name: body.name.as_deref().map(parse_name).transpose()?,
+        description: body.description.map(parse_description).transpose()?,
+        category: body.category.as_deref().map(parse_category).transpose()?,
+        price_cents: body.price_cents.map(parse_price).transpose()?,
+        stock: body.stock.map(parse_stock).transpose()?,
+    };
+    if update.is_empty() {
+        return Err(ApiError::InvalidBody(
+            "give at least one of name, description, category, price_cents, stock".into(),
+        ));
+    }
+    let product = state
+        .store
+        .products()
+        .update(id.get(), &update)
+        .await?
+        .ok_or(ApiError::ProductNotFound(id))?;
+    // After the commit: readers that took the old version fill dead keys from here on.
+    state.cache.bump_catalog_version().await;
+    tracing::info!(product_id = product.id, by = user.id, "product updated");
+    Ok(Json(product).into_response())
+}
+
+fn field(field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        field,
+        message: message.into(),
+    }
+}
+
+fn parse_sku(raw: &str) -> Result<String, ApiError> {
+    let ok = (1..=MAX_SLUG_CHARS).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    ok.then(|| raw.to_owned())
+        .ok_or_else(|| field("sku", "expected 1 to 64 of A-Z a-z 0-9 . _ -"))
+}
+
+fn parse_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    let chars = name.chars().count();
+    if chars == 0 || chars > MAX_NAME_CHARS {
+        return Err(field("name", "expected 1 to 200 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(field("name", "must not contain control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_description(raw: String) -> Result<String, ApiError> {
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(field("description", "expected at most 5000 characters"));
+    }
+    // Line breaks and tabs are text; other control characters are not (and PostgreSQL
+    // refuses NUL in text outright).
+    if raw
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(field("description", "must not contain control characters"));
+    }
+    Ok(raw)
+}
+
+/// A category slug: what `?category=` filters on.
+fn is_slug(raw: &str) -> bool {
+    (1..=MAX_SLUG_CHARS).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn parse_category(raw: &str) -> Result<String, ApiError> {
+    is_slug(raw)
+        .then(|| raw.to_owned())
+        .ok_or_else(|| field("category", "expected 1 to 64 of a-z 0-9 -"))
+}
+
+fn parse_price(cents: i64) -> Result<i64, ApiError> {
+    (0..=MAX_PRICE_CENTS)
+        .contains(&cents)
+        .then_some(cents)
+        .ok_or_else(|| field("price_cents", "expected 0 to 1000000000000 cents"))
+}
+
+fn parse_stock(stock: i64) -> Result<i64, ApiError> {
+    (0..=MAX_STOCK)
+        .contains(&stock)
+        .then_some(stock)
+        .ok_or_else(|| field("stock", "expected 0 to 1000000000"))
+}
+
+/// The cache key of a product, below the catalog version.
+fn product_key(id: ProductId) -> String {
+    format!("product:{id}")
+}
+
+/// The cache key of a list request, below the catalog version: every part of the query in a
+/// fixed order, with the defaults written out, so equal requests share one entry.
+fn list_key(query: &ProductQuery) -> String {
+    let text = query
+        .text
+        .as_ref()
+        .map(SearchText::canonical)
+        .unwrap_or_default();
+    let opt = |n: Option<i64>| n.map(|n| n.to_string()).unwrap_or_default();
+    format!(
+        "products:q={text}:c={}:min={}:max={}:s={}:p{}:n{}",
+        query.category.as_deref().unwrap_or_default(),
+        opt(query.min_price),
+        opt(query.max_price),
+        query.sort.as_str(),
+        query.page.page(),
+        query.page.per_page()
+    )
+}
+
+/// A response whose body is already-encoded JSON (fresh from the store or from the cache).
+fn json(status: StatusCode, body: Bytes) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// A list request, validated: keys other than the documented ones, repeated keys, and values
+/// out of range are refused with `invalid_query`.
 #[derive(Debug)]
-struct ListQuery(Page);
+pub(crate) struct ListQuery(ProductQuery);
 
 impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
     type Rejection = ApiError;
@@ -73,44 +359,111 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
         // Decoding into pairs of strings accepts any query string; the checks are ours.
         let Query(pairs) = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
             .map_err(|e| ApiError::InvalidQuery(format!("malformed query string: {e}")))?;
-        parse_page(&pairs).map(Self)
+        parse_list_query(&pairs).map(Self)
     }
 }
 
-/// Builds a [`Page`] from query pairs; missing keys take their defaults (page 1, 20 per page).
-fn parse_page(pairs: &[(String, String)]) -> Result<Page, ApiError> {
-    let mut page = None;
-    let mut per_page = None;
+/// The query keys of `GET /api/v1/products`.
+const LIST_KEYS: [&str; 7] = [
+    "q",
+    "category",
+    "min_price",
+    "max_price",
+    "sort",
+    "page",
+    "per_page",
+];
+
+/// Builds a [`ProductQuery`] from query pairs; missing keys take their defaults.
+fn parse_list_query(pairs: &[(String, String)]) -> Result<ProductQuery, ApiError> {
+    let mut values: [Option<&str>; LIST_KEYS.len()] = [None; LIST_KEYS.len()];
     for (key, value) in pairs {
-        let slot = match key.as_str() {
-            "page" => &mut page,
-            "per_page" => &mut per_page,
-            other => {
-                return Err(ApiError::InvalidQuery(format!(
-                    "unknown query parameter `{}`: expected `page` or `per_page`",
-                    echo(other)
-                )));
-            }
+        let Some(slot) = LIST_KEYS.iter().position(|k| k == key) else {
+            return Err(ApiError::InvalidQuery(format!(
+                "unknown query parameter `{}`: expected one of {}",
+                echo(key),
+                LIST_KEYS.join(", ")
+            )));
         };
-        if slot.is_some() {
+        if values[slot].replace(value).is_some() {
             return Err(ApiError::InvalidQuery(format!(
                 "`{key}` given more than once"
             )));
         }
-        *slot = Some(parse_count(key, value)?);
     }
-    Page::new(
-        page.unwrap_or(1),
-        per_page.unwrap_or(Page::DEFAULT_PER_PAGE),
+    let [q, category, min_price, max_price, sort, page, per_page] = values;
+
+    let text = match q {
+        Some(q) if q.chars().count() > MAX_QUERY_CHARS => {
+            return Err(ApiError::InvalidQuery(format!(
+                "`q` must have at most {MAX_QUERY_CHARS} characters"
+            )));
+        }
+        Some(q) => SearchText::parse(q),
+        None => None,
+    };
+    let category = category
+        .map(|c| {
+            is_slug(c).then(|| c.to_owned()).ok_or_else(|| {
+                ApiError::InvalidQuery(format!(
+                    "`category` must be 1 to 64 of a-z 0-9 -, got `{}`",
+                    echo(c)
+                ))
+            })
+        })
+        .transpose()?;
+    let min_price = min_price
+        .map(|v| parse_price_param("min_price", v))
+        .transpose()?;
+    let max_price = max_price
+        .map(|v| parse_price_param("max_price", v))
+        .transpose()?;
+    if let (Some(min), Some(max)) = (min_price, max_price)
+        && min > max
+    {
+        return Err(ApiError::InvalidQuery(
+            "`min_price` must not exceed `max_price`".into(),
+        ));
+    }
+    let sort = match sort {
+        None if text.is_some() => ProductSort::Relevance,
+        None => ProductSort::Id,
+        Some(name) => ProductSort::parse(name).ok_or_else(|| {
+            ApiError::InvalidQuery(format!(
+                "`sort` must be one of id, price_asc, price_desc, name, relevance; got `{}`",
+                echo(name)
+            ))
+        })?,
+    };
+    if sort == ProductSort::Relevance && text.is_none() {
+        return Err(ApiError::InvalidQuery(
+            "`sort=relevance` needs a `q` with at least one word".into(),
+        ));
+    }
+    let page = Page::new(
+        page.map(|v| parse_count("page", v))
+            .transpose()?
+            .unwrap_or(1),
+        per_page
+            .map(|v| parse_count("per_page", v))
+            .transpose()?
+            .unwrap_or(Page::DEFAULT_PER_PAGE),
     )
-    .map_err(|e| ApiError::InvalidQuery(e.to_string()))
+    .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    Ok(ProductQuery {
+        text,
+        category,
+        min_price,
+        max_price,
+        sort,
+        page,
+    })
 }
 
-/// A non-negative integer written as plain digits (no sign, spaces or exponent) that fits a
-/// `u32`; the range itself is [`Page::new`]'s to check.
+/// Plain digits (no sign, spaces or exponent) whose value fits a `u32`; the range itself is
+/// [`Page::new`]'s to check.
 fn parse_count(key: &str, value: &str) -> Result<u32, ApiError> {
-    let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
-    digits
+    digits(value)
         .then(|| value.parse::<u32>().ok())
         .flatten()
         .ok_or_else(|| {
@@ -121,9 +474,27 @@ fn parse_count(key: &str, value: &str) -> Result<u32, ApiError> {
         })
 }
 
+/// A price bound in cents: plain digits, at most [`MAX_PRICE_CENTS`].
+fn parse_price_param(key: &str, value: &str) -> Result<i64, ApiError> {
+    digits(value)
+        .then(|| value.parse::<i64>().ok())
+        .flatten()
+        .filter(|cents| *cents <= MAX_PRICE_CENTS)
+        .ok_or_else(|| {
+            ApiError::InvalidQuery(format!(
+                "`{key}` must be a whole number of cents from 0 to {MAX_PRICE_CENTS}, got `{}`",
+                echo(value)
+            ))
+        })
+}
+
+fn digits(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The `{id}` of a product route, parsed as a [`ProductId`]; anything else is `invalid_id`.
 #[derive(Debug)]
-struct ProductIdParam(ProductId);
+pub(crate) struct ProductIdParam(ProductId);
 
 impl<S: Send + Sync> FromRequestParts<S> for ProductIdParam {
     type Rejection = ApiError;
@@ -155,19 +526,37 @@ mod tests {
 
     #[test]
     fn pages_default_and_parse() {
-        assert_eq!(parse_page(&[]).unwrap(), Page::new(1, 20).unwrap());
-        let page = parse_page(&pairs(&[("per_page", "5"), ("page", "3")])).unwrap();
-        assert_eq!((page.page(), page.per_page()), (3, 5));
-        assert_eq!(
-            parse_page(&pairs(&[("per_page", "100")]))
-                .unwrap()
-                .per_page(),
-            100
-        );
+        let query = parse_list_query(&[]).unwrap();
+        assert_eq!(query.page, Page::new(1, 20).unwrap());
+        assert_eq!(query.sort, ProductSort::Id);
+        let query = parse_list_query(&pairs(&[("per_page", "5"), ("page", "3")])).unwrap();
+        assert_eq!((query.page.page(), query.page.per_page()), (3, 5));
     }
 
     #[test]
-    fn bad_pages_are_invalid_queries() {
+    fn search_filters_and_sort_parse() {
+        let query = parse_list_query(&pairs(&[
+            ("q", "Pocket  COOK"),
+            ("category", "books"),
+            ("min_price", "100"),
+            ("max_price", "5000"),
+        ]))
+        .unwrap();
+        assert_eq!(query.text.as_ref().unwrap().terms(), ["pocket", "cook"]);
+        assert_eq!(query.sort, ProductSort::Relevance, "the default with q");
+        assert_eq!(query.category.as_deref(), Some("books"));
+        assert_eq!((query.min_price, query.max_price), (Some(100), Some(5000)));
+        assert_eq!(
+            list_key(&query),
+            "products:q=pocket cook:c=books:min=100:max=5000:s=relevance:p1:n20"
+        );
+        let query = parse_list_query(&pairs(&[("q", " - "), ("sort", "price_desc")])).unwrap();
+        assert_eq!((query.text, query.sort), (None, ProductSort::PriceDesc));
+    }
+
+    #[test]
+    fn bad_queries_are_invalid() {
+        let long = "a".repeat(201);
         let bad: &[&[(&str, &str)]] = &[
             &[("page", "0")],
             &[("page", "-1")],
@@ -179,14 +568,46 @@ mod tests {
             &[("per_page", "0")],
             &[("per_page", "101")],
             &[("page", "1"), ("page", "2")],
-            &[("sort", "name")],
+            &[("colour", "red")],
+            &[("sort", "cheapest")],
+            &[("sort", "relevance")],
+            &[("q", ""), ("sort", "relevance")],
+            &[("min_price", "-1")],
+            &[("min_price", "1e3")],
+            &[("max_price", "1000000000001")],
+            &[("min_price", "10"), ("max_price", "9")],
+            &[("category", "Books")],
+            &[("category", "")],
+            &[("category", "a b")],
+            &[("q", long.as_str())],
         ];
         for query in bad {
-            let result = parse_page(&pairs(query));
+            let result = parse_list_query(&pairs(query));
             assert!(
                 matches!(result, Err(ApiError::InvalidQuery(_))),
                 "{query:?}: {result:?}"
             );
         }
+    }
+
+    #[test]
+    fn product_fields_are_validated() {
+        assert!(parse_sku("LAMP-1_a.b").is_ok());
+        for bad in ["", "has space", "ünï", &"x".repeat(65)] {
+            assert!(parse_sku(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_name("  Lamp ").unwrap(), "Lamp");
+        assert!(parse_name("   ").is_err());
+        assert!(parse_name(&"n".repeat(201)).is_err());
+        assert!(parse_description("d".repeat(5001)).is_err());
+        assert!(parse_description("line\nbreak\ttab".into()).is_ok());
+        assert!(parse_description("nul\u{0}".into()).is_err());
+        assert!(parse_category("home-2").is_ok());
+        assert!(parse_category("Home").is_err());
+        assert!(parse_price(-1).is_err());
+        assert!(parse_price(MAX_PRICE_CENTS + 1).is_err());
+        assert!(parse_price(0).is_ok());
+        assert!(parse_stock(-1).is_err());
+        assert!(parse_stock(MAX_STOCK).is_ok());
     }
 }

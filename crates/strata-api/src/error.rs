@@ -2,7 +2,7 @@
 //! client. Bad input is always a 4xx naming what was wrong; anything unexpected is logged with
 //! its cause and shown to the client as an opaque 500 (or 503 when a retry may help).
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_core::domain::ProductId;
 use strata_core::http::error_response;
@@ -24,6 +24,107 @@ pub enum ApiError {
     /// No product has this id (404 `not_found`).
     #[error("no product with id {0}")]
     ProductNotFound(ProductId),
+    /// The request body is not JSON at all: bad syntax, cut short, empty (400
+    /// `malformed_json`).
+    #[error("{0}")]
+    MalformedJson(String),
+    /// The request body is JSON of the wrong shape: a wrong type, a missing or unknown field
+    /// (422 `invalid_body`).
+    #[error("{0}")]
+    InvalidBody(String),
+    /// A field is well-formed JSON but not an acceptable value: an email that is not one, a
+    /// password too short (422 `invalid_field`). The message names the field.
+    #[error("`{field}`: {message}")]
+    InvalidField {
+        /// The field, as named in the request body.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The body is not declared as JSON (415 `unsupported_media_type`).
+    #[error("expected a JSON body with `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// No credentials, or a token that is missing, malformed, expired or not ours (401
+    /// `unauthorized`, with `WWW-Authenticate: Bearer`).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Authenticated, but the role does not allow this (403 `forbidden`).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Log-in with an unknown email or a wrong password: the two look the same (401
+    /// `invalid_credentials`).
+    #[error("email or password is wrong")]
+    InvalidCredentials,
+    /// Too many failed log-ins for this email or client lately (429 `too_many_attempts`, with
+    /// `Retry-After`).
+    #[error("too many failed log-in attempts, try again in {} s", .retry_after.as_secs())]
+    TooManyAttempts {
+        /// When the client may try again.
+        retry_after: std::time::Duration,
+    },
+    /// Registration with an email that has an account already (409 `email_taken`).
+    #[error("an account with this email exists already")]
+    EmailTaken,
+    /// A new product with the sku of an existing one (409 `sku_taken`).
+    #[error("a product with this sku exists already")]
+    SkuTaken,
+    /// No account has this id (404 `not_found`).
+    #[error("no user with id {0}")]
+    UserNotFound(i64),
+    /// Password hashing or token signing failed (500 `internal`): a bug or exhausted memory.
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// The items of a quote cannot be priced (422; the code names the reason: `too_many_lines`,
+    /// `invalid_quantity`, `duplicate_product`, `unknown_region`, `price_overflow`).
+    #[error("{0}")]
+    Price(#[from] crate::prices::PriceError),
+    /// A request body names a product that does not exist (422 `unknown_product`).
+    #[error("no product with id {0}")]
+    UnknownProduct(i64),
+    /// A cart change would break a cart limit: more than 99 units on a line or more than 50
+    /// lines (422 `cart_limit`).
+    #[error("{0}")]
+    CartLimit(String),
+    /// The product has no line in the caller's cart (404 `not_in_cart`).
+    #[error("product {0} is not in the cart")]
+    NotInCart(i64),
+    /// Checkout of an empty cart (422 `empty_cart`).
+    #[error("the cart is empty")]
+    EmptyCart,
+    /// The coupon asked for at checkout does not apply (422 `coupon_rejected`).
+    #[error("coupon `{code}` cannot be used: {reason}")]
+    CouponRejected {
+        /// The code asked for.
+        code: String,
+        /// Why it does not apply.
+        reason: &'static str,
+    },
+    /// Not enough stock for a cart line: nothing was reserved (409 `out_of_stock`).
+    #[error("only {available} of `{}` (product {product_id}) in stock, {requested} in the cart", echo(.name))]
+    OutOfStock {
+        /// The product.
+        product_id: i64,
+        /// Its name.
+        name: String,
+        /// Units in the cart.
+        requested: i64,
+        /// Units on hand.
+        available: i64,
+    },
+    /// `POST /orders` without an `Idempotency-Key` header (400 `idempotency_key_required`).
+    #[error("the `Idempotency-Key` header is required: 1 to 128 printable ASCII characters")]
+    IdempotencyKeyRequired,
+    /// An `Idempotency-Key` that is empty, too long or not printable ASCII (400
+    /// `invalid_idempotency_key`).
+    #[error("`Idempotency-Key` must be 1 to 128 printable ASCII characters")]
+    InvalidIdempotencyKey,
+    /// The `Idempotency-Key` was used before with a different body (422
+    /// `idempotency_key_reused`).
+    #[error("this `Idempotency-Key` was already used with a different request body")]
+    IdempotencyKeyReused,
+    /// No order with this id that the caller may see (404 `not_found`).
+    #[error("no order with id {0}")]
+    OrderNotFound(i64),
     /// The request declares a body larger than the limit (413 `payload_too_large`).
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge {
@@ -76,9 +177,36 @@ impl ApiError {
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
             Self::ProductNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            Self::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Self::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Self::EmailTaken => (StatusCode::CONFLICT, "email_taken"),
+            Self::SkuTaken => (StatusCode::CONFLICT, "sku_taken"),
+            Self::UserNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Price(e) => (e.status(), e.code()),
+            Self::UnknownProduct(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_product"),
+            Self::CartLimit(_) => (StatusCode::UNPROCESSABLE_ENTITY, "cart_limit"),
+            Self::NotInCart(_) => (StatusCode::NOT_FOUND, "not_in_cart"),
+            Self::EmptyCart => (StatusCode::UNPROCESSABLE_ENTITY, "empty_cart"),
+            Self::CouponRejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "coupon_rejected"),
+            Self::OutOfStock { .. } => (StatusCode::CONFLICT, "out_of_stock"),
+            Self::IdempotencyKeyRequired => (StatusCode::BAD_REQUEST, "idempotency_key_required"),
+            Self::InvalidIdempotencyKey => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            Self::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
+            Self::OrderNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Store(_)
+            | Self::Credentials(_)
             | Self::Encode(_)
             | Self::Unexpected(_)
             | Self::Settings(_)
@@ -102,7 +230,20 @@ impl IntoResponse for ApiError {
             };
             return error_response(status, code, message);
         }
-        error_response(status, code, self.to_string())
+        let mut response = error_response(status, code, self.to_string());
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::TooManyAttempts { retry_after } => {
+                // At least one second: `Retry-After: 0` would invite an immediate retry.
+                let secs = retry_after.as_secs().max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            _ => {}
+        }
+        response
     }
 }
 

@@ -6,15 +6,22 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod cache_aside;
+mod cart;
 mod catalog;
 mod error;
+pub mod extract;
+pub mod openapi;
+mod orders;
+pub mod prices;
 mod server;
 mod state;
+mod users;
 mod web;
 
 pub use crate::error::ApiError;
-pub use crate::server::{ApiServer, ApiSettings};
+pub use crate::server::{AdminBootstrap, ApiServer, ApiSettings, AuthSettings};
 
 /// The role name: the `role` of `/healthz` and the `strata_api_…` prefix of every metric.
 pub const ROLE: &str = "api";

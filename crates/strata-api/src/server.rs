@@ -5,17 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::{Extension, Router};
 use prometheus_client::registry::Registry;
 use strata_cache::AnyCache;
 use strata_core::Shutdown;
+use strata_core::config::Secret;
 use strata_core::http::{ready_check, role_router, serve, unready};
 use strata_store::Store;
 use tokio::net::TcpListener;
 
+use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, Tokens};
 use crate::cache_aside::CacheAside;
+use crate::extract::BodyLimit;
 use crate::state::AppState;
-use crate::{ApiError, ROLE, catalog, web};
+use crate::{ApiError, ROLE, cart, catalog, openapi, orders, prices, users, web};
 
 /// What one api instance needs besides its backends.
 #[derive(Clone, Debug)]
@@ -28,6 +31,52 @@ pub struct ApiSettings {
     pub cache_ttl: Duration,
     /// The largest request body accepted; larger ones get a JSON 413. Must be more than zero.
     pub max_body_bytes: usize,
+    /// Tokens, passwords, the log-in throttle and the first admin.
+    pub auth: AuthSettings,
+}
+
+/// How the api authenticates: every instance of a deployment must have the same
+/// `jwt_secret` and `key_id`, so that any instance verifies the tokens of any other.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// The HS256 signing secret (`auth.jwt_secret`), at least 32 bytes.
+    pub jwt_secret: Secret,
+    /// Names the key in every token's `kid` header (`auth.key_id`). Default `k1`.
+    pub key_id: String,
+    /// How long a token lives (`auth.token_ttl_secs`). Default one hour: a stolen token is
+    /// useful for an hour at most, and a granted role shows within the hour.
+    pub token_ttl: Duration,
+    /// argon2id costs. Default: OWASP's recommendation ([`PasswordParams::default`]).
+    pub password: PasswordParams,
+    /// Limits of the log-in throttle. Default: 5 failures per email, 50 per client IP, per
+    /// 15 minutes.
+    pub throttle: ThrottleSettings,
+    /// The admin account to create (or promote) at start-up, if any.
+    pub admin: Option<AdminBootstrap>,
+}
+
+impl AuthSettings {
+    /// The defaults around a signing secret.
+    pub fn new(jwt_secret: Secret) -> Self {
+        Self {
+            jwt_secret,
+            key_id: "k1".to_owned(),
+            token_ttl: Duration::from_secs(3600),
+            password: PasswordParams::default(),
+            throttle: ThrottleSettings::default(),
+            admin: None,
+        }
+    }
+}
+
+/// The first admin (`admin.email`, `admin.password`): created when no account has the email,
+/// promoted to admin (password untouched) when one does.
+#[derive(Clone, Debug)]
+pub struct AdminBootstrap {
+    /// The admin's email.
+    pub email: String,
+    /// The admin's password for a new account, 8 to 128 characters.
+    pub password: Secret,
 }
 
 /// One api instance: a bound listener and the router it will serve.
@@ -42,11 +91,13 @@ impl ApiServer {
     /// Binds the listener and builds the router. Nothing is served until [`ApiServer::run`].
     ///
     /// The store is expected to be migrated already (the binary does it once per process);
-    /// `/readyz` reports not ready until it is.
+    /// `/readyz` reports not ready until it is. When the settings name an admin, the account
+    /// is created or promoted here (which needs the migrated store).
     ///
     /// # Errors
-    /// [`ApiError::Settings`] for a zero TTL or body limit, [`ApiError::Bind`] when the address
-    /// cannot be bound.
+    /// [`ApiError::Settings`] for a zero TTL or body limit, a short JWT secret, bad argon2
+    /// parameters or an unacceptable admin email or password; store errors from the admin
+    /// bootstrap; [`ApiError::Bind`] when the address cannot be bound.
     pub async fn build(
         settings: ApiSettings,
         store: Store,
@@ -71,10 +122,24 @@ impl ApiServer {
         })?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
+        let auth = &settings.auth;
+        let tokens = Tokens::new(
+            auth.jwt_secret.expose().as_bytes(),
+            &auth.key_id,
+            auth.token_ttl,
+        )?;
+        let passwords = Passwords::new(auth.password)?;
+        if let Some(admin) = &auth.admin {
+            users::bootstrap_admin(&store, &passwords, admin).await?;
+        }
+
         let mut registry = Registry::default();
         let state = AppState {
             store: store.clone(),
-            cache: CacheAside::new(cache, settings.cache_ttl, ROLE, &mut registry),
+            cache: CacheAside::new(cache.clone(), settings.cache_ttl, ROLE, &mut registry),
+            tokens,
+            passwords,
+            throttle: LoginThrottle::new(cache, auth.throttle),
         };
         // The cache is left out on purpose: reads fall back to the store when it is down, so
         // an unreachable cache must not take every api instance out of the gateway's pools.
@@ -82,7 +147,7 @@ impl ApiServer {
             let store = store.clone();
             async move { store.ready().await.map_err(|e| unready("store", e)) }
         });
-        let routes = app_routes(state);
+        let routes = app_routes(state).layer(Extension(BodyLimit(settings.max_body_bytes)));
         let router = role_router(
             ROLE,
             instance.clone(),
@@ -130,5 +195,10 @@ fn app_routes(state: AppState) -> Router {
     Router::new()
         .merge(web::routes())
         .merge(catalog::routes())
+        .merge(users::routes())
+        .merge(prices::routes())
+        .merge(cart::routes())
+        .merge(orders::routes())
+        .merge(openapi::routes())
         .with_state(state)
 }

@@ -95,6 +95,13 @@ impl Cache for AnyCache {
         }
     }
 
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64> {
+        match self {
+            Self::Memory(cache) => cache.incr(key, ttl).await,
+            Self::Redis(cache) => cache.incr(key, ttl).await,
+        }
+    }
+
     async fn ping(&self) -> Result<()> {
         match self {
             Self::Memory(cache) => cache.ping().await,

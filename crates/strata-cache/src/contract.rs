@@ -31,6 +31,7 @@ pub async fn run_all<C: Cache + Clone + 'static>(cache: &C) {
         empty_value_roundtrips(cache).await;
         json_roundtrips(cache).await;
         concurrent_sets_and_gets_are_consistent(cache).await;
+        counters_count_every_increment(cache).await;
     });
 }
 
@@ -244,4 +245,68 @@ pub async fn concurrent_sets_and_gets_are_consistent<C: Cache + Clone + 'static>
             "{key}"
         );
     }
+}
+
+/// `incr` starts a counter at 1, never loses a concurrent increment, is readable with `get`,
+/// restarts after expiry or delete, and rejects a zero TTL.
+pub async fn counters_count_every_increment<C: Cache + Clone + 'static>(cache: &C) {
+    let key = "contract:counter";
+    assert_eq!(cache.incr(key, LONG).await.expect("incr failed"), 1);
+    assert_eq!(cache.incr(key, LONG).await.expect("incr failed"), 2);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.incr(key, LONG).await.expect("incr failed") })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.expect("incr task panicked"));
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (3..=22).collect::<Vec<u64>>(),
+        "every increment counted once"
+    );
+    assert_eq!(get(cache, key).await.as_deref(), Some(&b"22"[..]));
+    assert!(cache.delete(key).await.expect("delete failed"));
+    assert_eq!(cache.incr(key, LONG).await.expect("incr failed"), 1);
+
+    // Not a number: the count starts again.
+    set(cache, "contract:counter-text", b"abc").await;
+    assert_eq!(
+        cache
+            .incr("contract:counter-text", LONG)
+            .await
+            .expect("incr failed"),
+        1
+    );
+
+    assert!(matches!(
+        cache.incr("contract:counter-zero", Duration::ZERO).await,
+        Err(CacheError::InvalidTtl(_))
+    ));
+
+    // The TTL is the window's: it runs from the first increment and expires the counter.
+    let short = "contract:counter-short";
+    assert_eq!(
+        cache
+            .incr(short, Duration::from_millis(300))
+            .await
+            .expect("incr failed"),
+        1
+    );
+    assert_eq!(
+        cache.incr(short, LONG).await.expect("incr failed"),
+        2,
+        "a later TTL does not replace the window's"
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        cache.incr(short, LONG).await.expect("incr failed"),
+        1,
+        "expired counters start over"
+    );
+    cache.delete(short).await.expect("delete failed");
 }

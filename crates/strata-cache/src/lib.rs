@@ -66,6 +66,20 @@ pub trait Cache: Send + Sync {
     /// [`CacheError::Redis`] when the backend fails.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Adds one to the counter under `key` and returns the new count. An absent (or expired)
+    /// counter starts at 1 and lives for `ttl` from then on; later increments do not extend it,
+    /// so a counter counts the events of one fixed window (login failures, for instance).
+    ///
+    /// Atomic: concurrent increments of one key are never lost, whichever instance makes
+    /// them (a Redis `INCR`, a per-key lock in memory). The counter is stored as decimal text,
+    /// so [`Cache::get`] reads it as such; incrementing a value that is not a number restarts
+    /// the count at 1.
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidTtl`] when `ttl` is zero; [`CacheError::Redis`] when the backend
+    /// fails.
+    fn incr(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<u64>> + Send;
+
     /// Checks that the backend answers, for readiness probes (`/readyz`).
     ///
     /// # Errors

@@ -140,9 +140,50 @@ impl Cache for MemoryCache {
         Ok(removed.is_some_and(|entry| entry.is_live(Instant::now())))
     }
 
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64> {
+        let ttl = checked_ttl(ttl)?;
+        // moka runs computations on one key one at a time, so no increment is lost.
+        let entry = self
+            .store
+            .entry(key.to_owned())
+            .and_compute_with(|current| {
+                let now = Instant::now();
+                let next = match current.map(moka::Entry::into_value) {
+                    Some(entry) if entry.is_live(now) => Entry {
+                        value: Bytes::from((counter_value(&entry.value) + 1).to_string()),
+                        expires_at: entry.expires_at,
+                    },
+                    _ => Entry {
+                        value: Bytes::from_static(b"1"),
+                        expires_at: now + ttl,
+                    },
+                };
+                std::future::ready(moka::ops::compute::Op::Put(next))
+            })
+            .await;
+        let count = match entry {
+            moka::ops::compute::CompResult::Inserted(entry)
+            | moka::ops::compute::CompResult::ReplacedWith(entry)
+            | moka::ops::compute::CompResult::Unchanged(entry) => {
+                counter_value(entry.value().value.as_ref())
+            }
+            moka::ops::compute::CompResult::StillNone(_)
+            | moka::ops::compute::CompResult::Removed(_) => 1,
+        };
+        Ok(count)
+    }
+
     async fn ping(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// The count stored under a counter key; 0 for anything that is not a decimal number.
+fn counter_value(bytes: &[u8]) -> u64 {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

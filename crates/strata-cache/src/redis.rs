@@ -22,6 +22,19 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// it shields (the redis crate's default too; a 1 MiB value takes a few milliseconds).
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// `incr` as one atomic step: increment, and give a new counter its TTL.
+const INCR_SCRIPT: &str = r"
+local ok, n = pcall(redis.call, 'INCR', KEYS[1])
+if not ok then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+  return 1
+end
+if n == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return n
+";
+
 /// A cache in Redis, shared by every instance that uses the same server and prefix.
 ///
 /// Every key is stored as `{prefix}:{key}` (or `key` alone when the prefix is empty), so that
@@ -116,6 +129,23 @@ impl Cache for RedisCache {
             .query_async(&mut connection)
             .await?;
         Ok(removed > 0)
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> Result<u64> {
+        let ttl = checked_ttl(ttl)?;
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.connection.clone();
+        // One script, so the counter never exists without its TTL (an INCR followed by a
+        // separate PEXPIRE could be cut in between and leave a counter that never expires). A
+        // value that is not an integer makes INCR fail; the script then restarts the count.
+        let count: u64 = ::redis::cmd("EVAL")
+            .arg(INCR_SCRIPT)
+            .arg(1)
+            .arg(self.full_key(key))
+            .arg(millis)
+            .query_async(&mut connection)
+            .await?;
+        Ok(count)
     }
 
     async fn ping(&self) -> Result<()> {

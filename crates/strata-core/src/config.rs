@@ -208,6 +208,29 @@ pub struct GatewayConfig {
     pub request_timeout_ms: u64,
     /// Largest request body accepted, in bytes. Default 1 MiB: the shop's bodies are small JSON.
     pub max_body_bytes: u64,
+    /// A WebSocket tunnel with no byte in either direction for this long is closed, in
+    /// milliseconds. Default 300000 (5 minutes): chat clients ping far more often, so only
+    /// dead tunnels (a peer gone without a FIN) are closed.
+    pub websocket_idle_timeout_ms: u64,
+    /// How long a draining instance keeps its WebSockets before they are closed, in
+    /// milliseconds (its in-flight requests always finish). Default 30000: the same grace as
+    /// Kubernetes' `terminationGracePeriodSeconds`, so a chat client can move at its own pace.
+    pub drain_timeout_ms: u64,
+    /// How often instance host names are resolved again, in milliseconds; every address a
+    /// name resolves to is an instance. 0 turns re-resolution off (names are then resolved once
+    /// at start). Default 5000: a Kubernetes headless Service's answer follows pods within
+    /// seconds, and one lookup per name every 5 s costs nothing.
+    pub dns_refresh_ms: u64,
+    /// Bearer token of the admin API's `/admin/*` routes (`Authorization: Bearer <token>`).
+    /// Required when `admin_listen` is not a loopback address. Default empty: no token, which
+    /// is only accepted on loopback.
+    pub admin_token: Secret,
+    /// PEM certificate chain of the public listener; with `tls_key`, the listener speaks
+    /// HTTPS (TLS 1.2 and 1.3). Both or neither; re-read on reload (SIGHUP). Default empty:
+    /// plain HTTP (TLS usually ends at a cloud load balancer or an ingress in front).
+    pub tls_cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`. Default empty.
+    pub tls_key: PathBuf,
     /// Pools of instances. Empty in `strata up`, which builds the pools from the instances it
     /// starts; `strata serve gateway` needs at least the `api` pool.
     pub pools: Vec<PoolConfig>,
@@ -230,6 +253,12 @@ impl Default for GatewayConfig {
             connect_timeout_ms: 1000,
             request_timeout_ms: 30_000,
             max_body_bytes: 1024 * 1024,
+            websocket_idle_timeout_ms: 300_000,
+            drain_timeout_ms: 30_000,
+            dns_refresh_ms: 5000,
+            admin_token: Secret::default(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
             pools: Vec::new(),
             api: PoolSettings::default(),
             chat: PoolSettings::chat(),
@@ -245,6 +274,44 @@ impl GatewayConfig {
             "chat" => Some(&self.chat),
             _ => None,
         }
+    }
+
+    /// Whether the public listener terminates TLS (`tls_cert` and `tls_key` both set).
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty()
+    }
+
+    /// Problems of the WebSocket, draining, admin and TLS keys.
+    fn validate_serving(&self, problems: &mut Vec<Problem>) {
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(key, message));
+            }
+        };
+        check(
+            self.websocket_idle_timeout_ms > 0,
+            "gateway.websocket_idle_timeout_ms",
+            "must be at least 1",
+        );
+        check(
+            self.admin_listen.ip().is_loopback() || !self.admin_token.is_empty(),
+            "gateway.admin_token",
+            "required when gateway.admin_listen is not a loopback address",
+        );
+        check(
+            self.admin_token.is_empty() || self.admin_token.expose().len() >= 16,
+            "gateway.admin_token",
+            "must be at least 16 characters",
+        );
+        check(
+            self.tls_cert.as_os_str().is_empty() == self.tls_key.as_os_str().is_empty(),
+            if self.tls_cert.as_os_str().is_empty() {
+                "gateway.tls_cert"
+            } else {
+                "gateway.tls_key"
+            },
+            "gateway.tls_cert and gateway.tls_key go together: set both or neither",
+        );
     }
 
     fn pool_settings_mut(&mut self, name: &str) -> Option<&mut PoolSettings> {
@@ -760,6 +827,17 @@ impl Config {
                 put(parse_into(value, &mut self.gateway.request_timeout_ms))
             }
             "gateway.max_body_bytes" => put(parse_into(value, &mut self.gateway.max_body_bytes)),
+            "gateway.websocket_idle_timeout_ms" => put(parse_into(
+                value,
+                &mut self.gateway.websocket_idle_timeout_ms,
+            )),
+            "gateway.drain_timeout_ms" => {
+                put(parse_into(value, &mut self.gateway.drain_timeout_ms))
+            }
+            "gateway.dns_refresh_ms" => put(parse_into(value, &mut self.gateway.dns_refresh_ms)),
+            "gateway.admin_token" => self.gateway.admin_token = Secret::new(value.trim()),
+            "gateway.tls_cert" => self.gateway.tls_cert = PathBuf::from(value),
+            "gateway.tls_key" => self.gateway.tls_key = PathBuf::from(value),
             "gateway.upstream" => put(parse_upstreams(value).map(|pools| {
                 for pool in pools {
                     self.gateway.pools.retain(|p| p.name != pool.name);
@@ -875,6 +953,7 @@ impl Config {
             "gateway.max_body_bytes",
             "must be at least 1",
         );
+        self.gateway.validate_serving(problems);
         for (i, pool) in self.gateway.pools.iter().enumerate() {
             let key = format!("gateway.pools[{i}]");
             check(
@@ -932,8 +1011,16 @@ impl Config {
             "auth.jwt_secret",
             "must be at least 32 bytes",
         );
-        check(valid_name(&auth.key_id), "auth.key_id", "expected letters, digits, `-` or `_`");
-        check(auth.token_ttl_secs >= 1, "auth.token_ttl_secs", "must be at least 1");
+        check(
+            valid_name(&auth.key_id),
+            "auth.key_id",
+            "expected letters, digits, `-` or `_`",
+        );
+        check(
+            auth.token_ttl_secs >= 1,
+            "auth.token_ttl_secs",
+            "must be at least 1",
+        );
         check(
             auth.password_memory_kib >= 8,
             "auth.password_memory_kib",
@@ -947,11 +1034,16 @@ impl Config {
         let admin = &self.admin;
         check(
             admin.email.is_empty() == admin.password.is_empty(),
-            if admin.email.is_empty() { "admin.email" } else { "admin.password" },
+            if admin.email.is_empty() {
+                "admin.email"
+            } else {
+                "admin.password"
+            },
             "admin.email and admin.password go together: set both or neither",
         );
         check(
-            admin.password.is_empty() || (8..=128).contains(&admin.password.expose().chars().count()),
+            admin.password.is_empty()
+                || (8..=128).contains(&admin.password.expose().chars().count()),
             "admin.password",
             "must have 8 to 128 characters",
         );
@@ -984,6 +1076,12 @@ fn all_keys() -> impl Iterator<Item = String> {
         "gateway.connect_timeout_ms",
         "gateway.request_timeout_ms",
         "gateway.max_body_bytes",
+        "gateway.websocket_idle_timeout_ms",
+        "gateway.drain_timeout_ms",
+        "gateway.dns_refresh_ms",
+        "gateway.admin_token",
+        "gateway.tls_cert",
+        "gateway.tls_key",
         "gateway.upstream",
         "api.instances",
         "api.listen",
@@ -1563,5 +1661,50 @@ mod tests {
                 "{key}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn auth_and_admin_keys_load_from_the_environment_and_never_print_secrets() {
+        let env = [
+            ("STRATA_AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+            ("STRATA_AUTH_TOKEN_TTL_SECS", "60"),
+            ("STRATA_ADMIN_EMAIL", "root@example.com"),
+            ("STRATA_ADMIN_PASSWORD", "root password"),
+        ];
+        let config = load(&env, &[]).unwrap();
+        assert_eq!(config.auth.jwt_secret.expose().len(), 32);
+        assert_eq!(config.auth.token_ttl_secs, 60);
+        assert_eq!(config.auth.key_id, "k1");
+        assert_eq!(config.admin.email, "root@example.com");
+        assert_eq!(config.admin.password.expose(), "root password");
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("0123456789abcdef") && !printed.contains("root password"));
+        assert!(printed.contains("Secret(***)"), "{printed}");
+
+        let found = problems(
+            load(
+                &[
+                    ("STRATA_AUTH_JWT_SECRET", "short"),
+                    ("STRATA_ADMIN_EMAIL", "root@example.com"),
+                    ("STRATA_AUTH_TOKEN_TTL_SECS", "0"),
+                    ("STRATA_AUTH_KEY_ID", "a b"),
+                ],
+                &[],
+            )
+            .unwrap_err(),
+        );
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "auth.jwt_secret",
+            "admin.password",
+            "auth.token_ttl_secs",
+            "auth.key_id",
+        ] {
+            assert!(keys.contains(&key), "{key} not in {keys:?}");
+        }
+        assert!(
+            !format!("{found:?}").contains("short"),
+            "secrets are not echoed"
+        );
     }
 }

@@ -1,31 +1,48 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz` and the pools as JSON
-//! (`/admin/pools`: each pool's algorithm, and per instance its weight, effective weight,
-//! health, in-flight requests and requests served).
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`, and the membership API under
+//! `/admin/pools`:
 //!
-//! Kept off the public listener so operators can expose one and firewall the other. Later
-//! issues add the write side (add, drain, remove instances) here.
+//! | method and path | does |
+//! |---|---|
+//! | `GET /admin/pools` | each pool's algorithm and instances (weight, health, draining, in flight) |
+//! | `POST /admin/pools/{pool}/instances` | adds `{"url": "http://h:p", "weight": 1, "max_in_flight": 0}` |
+//! | `POST /admin/pools/{pool}/instances/{id}/drain` | no new requests; WebSockets close after `drain_timeout_ms` |
+//! | `DELETE /admin/pools/{pool}/instances/{id}` | drains, then drops the instance once idle |
+//! | `PATCH /admin/pools/{pool}/instances/{id}` | sets `{"weight": N}` |
+//!
+//! `{id}` is the instance's hex id (as listed) or its address (`10.0.0.5:8101`). Errors are
+//! the JSON body every strata service uses. When `gateway.admin_token` is set, `/admin/*`
+//! needs `Authorization: Bearer <token>` (compared in constant time); `/metrics`, `/healthz`
+//! and `/readyz` stay open for scrapers and probes. Kept off the public listener so operators
+//! can expose one and firewall the other.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use strata_core::config::Secret;
 use strata_core::http::{ErrorBody, ErrorDetail};
 use strata_core::telemetry::render;
 
 use crate::balance::Algorithm;
 use crate::balance::key::format_id;
 use crate::health::HealthState;
-use crate::membership::Membership;
+use crate::membership::{Instance, Membership, MembershipError};
+
+/// Largest admin request body: a few fields of JSON.
+const MAX_BODY: usize = 16 * 1024;
 
 /// The admin API's state.
 #[derive(Debug)]
 pub struct Admin {
     membership: Arc<Membership>,
     registry: Arc<Registry>,
+    /// Required bearer token of `/admin/*`; `None`: open (loopback only, see the config).
+    token: Option<Secret>,
 }
 
 #[derive(Serialize)]
@@ -46,17 +63,17 @@ struct PoolView<'a> {
     fail_open: bool,
     /// Retries the pool's budget allows right now.
     retry_budget: u64,
-    instances: Vec<InstanceView<'a>>,
+    instances: Vec<InstanceView>,
 }
 
 #[derive(Serialize)]
-struct InstanceView<'a> {
-    address: &'a str,
-    url: &'a str,
-    /// The id a sticky cookie names (hex).
+struct InstanceView {
+    address: String,
+    url: String,
+    /// The id a sticky cookie names (hex); also names the instance in admin paths.
     id: String,
     weight: u32,
-    /// The weight balancers use now: 0 while out, ramping after a recovery.
+    /// The weight balancers use now: 0 while out or draining, ramping after a recovery.
     effective_weight: u32,
     /// `up`, `down` (failing checks) or `ejected` (failed requests).
     health: HealthState,
@@ -64,37 +81,113 @@ struct InstanceView<'a> {
     /// ejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     ejected_for_ms: Option<u64>,
+    /// Takes no new requests (drained or being removed).
+    draining: bool,
+    /// Leaves the table once nothing is in flight.
+    removing: bool,
+    /// The URL with a host name this instance was resolved from (DNS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resolved_from: Option<String>,
     /// In-flight limit; 0: none.
     max_in_flight: u64,
+    /// Requests in flight, WebSockets included.
     in_flight: u64,
+    websockets_open: i64,
     requests_served: u64,
     idle_connections: usize,
 }
 
+impl InstanceView {
+    fn of(i: &Instance) -> Self {
+        Self {
+            address: i.address().to_owned(),
+            url: i.url(),
+            id: format_id(i.id()),
+            weight: i.weight(),
+            effective_weight: i.effective_weight(),
+            health: i.health().state(),
+            ejected_for_ms: i
+                .health()
+                .ejected_for()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            draining: i.is_draining(),
+            removing: i.is_removing(),
+            resolved_from: i.source().map(str::to_owned),
+            max_in_flight: i.max_in_flight(),
+            in_flight: i.in_flight(),
+            websockets_open: i.metrics().websockets_open.get(),
+            requests_served: i.served(),
+            idle_connections: i.upstream().idle_count(),
+        }
+    }
+}
+
+/// `POST /admin/pools/{pool}/instances`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddInstance {
+    url: String,
+    weight: Option<u32>,
+    max_in_flight: Option<u64>,
+}
+
+/// `PATCH /admin/pools/{pool}/instances/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetWeight {
+    weight: u32,
+}
+
 impl Admin {
-    /// The admin API over `membership`, rendering `registry` on `/metrics`.
-    pub fn new(membership: Arc<Membership>, registry: Arc<Registry>) -> Self {
+    /// The admin API over `membership`, rendering `registry` on `/metrics`; `/admin/*` needs
+    /// `token` when it is not empty.
+    pub fn new(membership: Arc<Membership>, registry: Arc<Registry>, token: &Secret) -> Self {
         Self {
             membership,
             registry,
+            token: (!token.is_empty()).then(|| token.clone()),
         }
     }
 
     /// Answers one admin request.
-    pub fn handle<B>(&self, request: &Request<B>) -> Response<Full<Bytes>> {
-        let path = request.uri().path();
-        let known = matches!(path, "/metrics" | "/healthz" | "/readyz" | "/admin/pools");
-        if !known {
-            return error(StatusCode::NOT_FOUND, "not_found", "no such route");
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = request.uri().path().to_owned();
+        let method = request.method().clone();
+        if path == "/admin" || path.starts_with("/admin/") {
+            if !self.authorized(&request) {
+                let mut response = error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the admin API needs `Authorization: Bearer <gateway.admin_token>`",
+                );
+                response
+                    .headers_mut()
+                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return response;
+            }
+            let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_body",
+                        &format!("cannot read the body (at most {MAX_BODY} bytes): {e}"),
+                    );
+                }
+            };
+            return self.membership_api(&method, &path, &body);
         }
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            );
+        if method != Method::GET && method != Method::HEAD {
+            return match path.as_str() {
+                "/metrics" | "/healthz" | "/readyz" => method_not_allowed(),
+                _ => not_found(),
+            };
         }
-        match path {
+        match path.as_str() {
             "/metrics" => {
                 let mut response = Response::new(Full::new(Bytes::from(render(&self.registry))));
                 response.headers_mut().insert(
@@ -120,7 +213,75 @@ impl Admin {
                 ),
                 Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &reason),
             },
-            _ => self.pools(),
+            _ => not_found(),
+        }
+    }
+
+    /// Whether the request carries the admin token (always, when none is configured).
+    fn authorized<B>(&self, request: &Request<B>) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let presented = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes()))
+    }
+
+    /// `/admin/pools…`.
+    fn membership_api(&self, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
+        let Some(rest) = path.strip_prefix("/admin/pools") else {
+            return not_found();
+        };
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        let result = match (method, segments.as_slice()) {
+            (&Method::GET | &Method::HEAD, []) => return self.pools(),
+            (&Method::POST, [pool, "instances"]) => {
+                let Some(add) = parse::<AddInstance>(body) else {
+                    return bad_json(
+                        r#"{"url": "http://host:port", "weight": 1, "max_in_flight": 0}"#,
+                    );
+                };
+                self.membership
+                    .add(pool, &add.url, add.weight, add.max_in_flight)
+                    .map(|i| (StatusCode::CREATED, i))
+            }
+            (&Method::POST, [pool, "instances", id, "drain"]) => self
+                .membership
+                .drain(pool, id)
+                .map(|i| (StatusCode::ACCEPTED, i)),
+            (&Method::DELETE, [pool, "instances", id]) => self
+                .membership
+                .remove(pool, id)
+                .map(|i| (StatusCode::ACCEPTED, i)),
+            (&Method::PATCH, [pool, "instances", id]) => {
+                let Some(set) = parse::<SetWeight>(body) else {
+                    return bad_json(r#"{"weight": 1}"#);
+                };
+                self.membership
+                    .set_weight(pool, id, set.weight)
+                    .map(|i| (StatusCode::OK, i))
+            }
+            (_, [] | [_, "instances"] | [_, "instances", _] | [_, "instances", _, "drain"]) => {
+                return method_not_allowed();
+            }
+            _ => return not_found(),
+        };
+        match result {
+            Ok((status, instance)) => json(status, &InstanceView::of(&instance)),
+            Err(e) => {
+                let (status, code) = match &e {
+                    MembershipError::NoPool(_) | MembershipError::NoInstance { .. } => {
+                        (StatusCode::NOT_FOUND, "not_found")
+                    }
+                    MembershipError::Exists(_) => (StatusCode::CONFLICT, "exists"),
+                    MembershipError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+                };
+                error(status, code, &e.to_string())
+            }
         }
     }
 
@@ -137,27 +298,48 @@ impl Admin {
                 instances: pool
                     .instances()
                     .iter()
-                    .map(|i| InstanceView {
-                        address: i.address(),
-                        url: i.url(),
-                        id: format_id(i.id()),
-                        weight: i.weight(),
-                        effective_weight: i.effective_weight(),
-                        health: i.health().state(),
-                        ejected_for_ms: i
-                            .health()
-                            .ejected_for()
-                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                        max_in_flight: i.max_in_flight(),
-                        in_flight: i.in_flight(),
-                        requests_served: i.served(),
-                        idle_connections: i.upstream().idle_count(),
-                    })
+                    .map(|i| InstanceView::of(i))
                     .collect(),
             })
             .collect();
         json(StatusCode::OK, &PoolsView { pools })
     }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_json::from_slice(body).ok()
+}
+
+fn bad_json(expected: &str) -> Response<Full<Bytes>> {
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad_json",
+        &format!("expected a JSON body like {expected}"),
+    )
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    error(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// Compares two byte strings in time that depends on their lengths only, not on where they
+/// differ, so a token cannot be guessed byte by byte from response times.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
@@ -187,4 +369,18 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
         },
     };
     json(status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokem"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-token-longer"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -117,10 +117,10 @@ pub enum ProxyError {
     Handshake(#[source] hyper::Error),
     /// The connection closed or reset after the request was written, before any response byte.
     #[error("the instance closed the connection before responding: {0}")]
-    Reset(#[source] hyper::Error),
+    Reset(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The instance answered with something that is not HTTP/1.1.
     #[error("the instance sent an invalid response: {0}")]
-    Protocol(#[source] hyper::Error),
+    Protocol(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No response head within `gateway.request_timeout_ms`.
     #[error("no response from the instance within {0:?}")]
     Timeout(Duration),
@@ -242,14 +242,14 @@ impl ProxyError {
             if let Some(io) = cause.downcast_ref::<io::Error>()
                 && is_reset(io.kind())
             {
-                return Self::Reset(error);
+                return Self::Reset(Box::new(error));
             }
             source = cause.source();
         }
         if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
-            Self::Reset(error)
+            Self::Reset(Box::new(error))
         } else {
-            Self::Protocol(error)
+            Self::Protocol(Box::new(error))
         }
     }
 }

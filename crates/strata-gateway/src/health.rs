@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, USER_AGENT};
 use http::{HeaderValue, Request, StatusCode};
@@ -42,7 +44,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::balance::rng::Rng;
-use crate::membership::Pool;
+use crate::membership::Instance;
 
 /// Status bit: failing active checks.
 const DOWN: u8 = 1;
@@ -131,7 +133,8 @@ pub struct HealthMetrics {
 /// requests) and by the instance's health task (checks, end of ejections, ramps).
 #[derive(Debug)]
 pub struct InstanceHealth {
-    policy: Arc<HealthPolicy>,
+    /// Swapped by a configuration reload.
+    policy: ArcSwap<HealthPolicy>,
     /// Origin of the millisecond timestamps below.
     epoch: Instant,
     /// `DOWN | EJECTED` bits; 0 means up.
@@ -157,7 +160,7 @@ impl InstanceHealth {
     pub fn new(policy: Arc<HealthPolicy>, metrics: HealthMetrics, name: &str) -> Self {
         metrics.up.set(1);
         Self {
-            policy,
+            policy: ArcSwap::new(policy),
             epoch: Instant::now(),
             status: AtomicU8::new(0),
             failures: AtomicU32::new(0),
@@ -171,8 +174,14 @@ impl InstanceHealth {
     }
 
     /// The policy in force.
-    pub fn policy(&self) -> &HealthPolicy {
-        &self.policy
+    pub fn policy(&self) -> Arc<HealthPolicy> {
+        self.policy.load_full()
+    }
+
+    /// Replaces the policy (configuration reload); the health task picks it up at once.
+    pub fn set_policy(&self, policy: Arc<HealthPolicy>) {
+        self.policy.store(policy);
+        self.wake.notify_one();
     }
 
     /// Whether the instance may take requests: up and not ejected. One atomic load.
@@ -228,7 +237,7 @@ impl InstanceHealth {
     /// Counts a failed request (connect error, reset, timeout, invalid response, 5xx); the
     /// `eject_after`-th in a row ejects the instance.
     pub fn record_failure(&self) {
-        let after = self.policy.eject_after;
+        let after = self.policy.load().eject_after;
         if after == 0 {
             return;
         }
@@ -254,7 +263,7 @@ impl InstanceHealth {
     /// Starts an ejection, or extends the current one, for the next backoff.
     fn eject_for_next_backoff(&self) {
         let k = self.ejections.fetch_add(1, Ordering::Relaxed);
-        let backoff = self.policy.backoff(k);
+        let backoff = self.policy.load().backoff(k);
         self.ejected_until.store(
             self.now_ms().saturating_add(millis(backoff)),
             Ordering::Relaxed,
@@ -307,7 +316,7 @@ impl InstanceHealth {
             return;
         }
         self.metrics.up.set(1);
-        if self.policy.slow_start.is_some() {
+        if self.policy.load().slow_start.is_some() {
             self.recovered_at.store(self.now_ms(), Ordering::Relaxed);
         }
     }
@@ -315,7 +324,7 @@ impl InstanceHealth {
     /// The share of its weight a ramping instance gets now; `None` at full weight.
     fn ramp(&self) -> Option<f64> {
         let since = self.recovered_at.load(Ordering::Relaxed);
-        let ramp = self.policy.slow_start?;
+        let ramp = self.policy.load().slow_start?;
         if since == NOT_RAMPING {
             return None;
         }
@@ -327,7 +336,7 @@ impl InstanceHealth {
     /// When the ramp reaches its next step, or `None` when not ramping. Once the ramp is over
     /// it is marked so (and the instance is at full weight).
     fn next_ramp_step(&self) -> Option<Instant> {
-        let ramp = self.policy.slow_start?;
+        let ramp = self.policy.load().slow_start?;
         let since = self.recovered_at.load(Ordering::Relaxed);
         if since == NOT_RAMPING {
             return None;
@@ -371,42 +380,62 @@ fn millis(d: Duration) -> u64 {
 /// under is cancelled).
 #[derive(Debug)]
 pub struct HealthTasks {
-    _stop: tokio_util::sync::DropGuard,
+    stop: Shutdown,
+    _guard: tokio_util::sync::DropGuard,
 }
 
 impl HealthTasks {
-    /// Starts one task per instance of `pools`, stopped by `shutdown` or by dropping the
-    /// returned value.
-    pub fn start<'a>(pools: impl IntoIterator<Item = &'a Arc<Pool>>, shutdown: &Shutdown) -> Self {
+    /// The parent of health tasks, stopped by `shutdown` or by dropping the returned value.
+    pub fn new(shutdown: &Shutdown) -> Self {
         let stop = shutdown.child_token();
-        for pool in pools {
-            for index in 0..pool.instances().len() {
-                tokio::spawn(watch(Arc::clone(pool), index, stop.clone()));
-            }
-        }
         Self {
-            _stop: stop.drop_guard(),
+            _guard: stop.clone().drop_guard(),
+            stop,
         }
+    }
+
+    /// The token every health task stops on.
+    pub fn stop(&self) -> &Shutdown {
+        &self.stop
     }
 }
 
-/// The health task of instance `index` of `pool`: active checks, the end of ejections and the
-/// slow-start ramp, until `stop`.
-async fn watch(pool: Arc<Pool>, index: usize, stop: Shutdown) {
-    let Some(instance) = pool.instances().get(index).cloned() else {
-        return;
-    };
+/// Starts the health task of `instance`: it runs until `stop` (the gateway stops) or
+/// `retired` (the instance left the table), and calls `refresh` to rebuild the instance's
+/// pool's balancer whenever its health changes.
+pub fn spawn_watch(
+    instance: Arc<Instance>,
+    refresh: Arc<dyn Fn() + Send + Sync>,
+    stop: Shutdown,
+    retired: Shutdown,
+) {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = retired.cancelled() => {}
+            () = watch(instance, refresh, stop) => {}
+        }
+    });
+}
+
+/// The health task of `instance`: active checks, the end of ejections and the slow-start
+/// ramp, until `stop`.
+async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, stop: Shutdown) {
     let health = instance.health();
-    let policy = health.policy().clone();
     let rng = Rng::per_thread();
     let jittered = |interval: Duration| interval.mul_f64(0.9 + 0.2 * unit(&rng));
     let far = || Instant::now() + Duration::from_secs(3600);
     // The first check comes anywhere in the first interval, so a gateway's checks spread out.
-    let mut next_check = policy
-        .interval
-        .map(|interval| Instant::now() + interval.mul_f64(unit(&rng)));
+    let first = |interval: Duration| Instant::now() + interval.mul_f64(unit(&rng));
+    let mut next_check = health.policy().interval.map(first);
     let (mut passed, mut failed) = (0u32, 0u32);
     loop {
+        // Reloaded each turn: a configuration reload may have changed it.
+        let policy = health.policy();
+        match policy.interval {
+            None => next_check = None,
+            Some(interval) if next_check.is_none() => next_check = Some(first(interval)),
+            Some(_) => {}
+        }
         let wake_at = [next_check, health.ejection_end(), health.next_ramp_step()]
             .into_iter()
             .flatten()
@@ -416,8 +445,9 @@ async fn watch(pool: Arc<Pool>, index: usize, stop: Shutdown) {
             biased;
             () = stop.cancelled() => break,
             () = health.wake.notified() => {
-                // Ejected by the proxy: rebuild without it, then sleep until the backoff ends.
-                pool.refresh();
+                // Ejected by the proxy (or a new policy): rebuild, then sleep until the next
+                // event.
+                refresh();
                 continue;
             }
             () = tokio::time::sleep_until(wake_at) => {}
@@ -458,7 +488,7 @@ async fn watch(pool: Arc<Pool>, index: usize, stop: Shutdown) {
         } else if ejection_over {
             health.end_ejection();
         }
-        pool.refresh();
+        refresh();
     }
 }
 

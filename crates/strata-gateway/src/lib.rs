@@ -2,8 +2,11 @@
 //!
 //! Requests arrive on the public listener, are routed by path to a pool (`/api/v1/chat/` →
 //! `chat`, everything else → `api`), spread over the pool's instances by its [`balance`]
-//! algorithm and forwarded over pooled keep-alive connections ([`upstream`]). The admin
-//! listener serves `/metrics`, `/healthz`, `/readyz` and `/admin/pools`.
+//! algorithm and forwarded over pooled keep-alive connections ([`upstream`]); WebSocket
+//! upgrades are tunnelled ([`proxy`]). The public listener speaks HTTPS when a certificate is
+//! configured ([`tls`]). The admin listener serves `/metrics`, `/healthz`, `/readyz` and the
+//! membership API ([`admin`]); instance host names are re-resolved ([`dns`]); a running
+//! gateway takes a new configuration through [`GatewayHandle::reload`] (SIGHUP in the binary).
 //!
 //! ```no_run
 //! # async fn example(config: strata_core::config::GatewayConfig) -> Result<(), strata_gateway::GatewayError> {
@@ -17,6 +20,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod dns;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -25,10 +29,13 @@ pub mod metrics;
 pub mod proxy;
 pub mod retry_budget;
 mod server;
+pub mod tls;
 pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use strata_core::Shutdown;
@@ -42,6 +49,7 @@ use crate::admin::Admin;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::proxy::{ClientInfo, Proxy};
+use crate::tls::Tls;
 
 /// hyper refuses read buffers below 8 KiB, so request heads cannot be limited below that.
 const MIN_HEADER_BYTES: usize = 8 * 1024;
@@ -56,6 +64,7 @@ pub struct Gateway {
     limits: Limits,
     membership: Arc<Membership>,
     registry: Arc<Registry>,
+    handle: GatewayHandle,
 }
 
 impl Gateway {
@@ -86,13 +95,34 @@ impl Gateway {
         }
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
+        let tls = match tls::paths(config) {
+            Some((cert, key)) => Some(Arc::new(Tls::load(&cert, &key)?)),
+            None => None,
+        };
+        if !config.admin_listen.ip().is_loopback() && config.admin_token.is_empty() {
+            return Err(GatewayError::Config {
+                problems: vec![
+                    "gateway.admin_token: required when gateway.admin_listen is not a loopback address"
+                        .into(),
+                ],
+            });
+        }
         let membership = Arc::new(Membership::build(config, &limits, &metrics)?);
+        // Host names become the addresses they resolve to before the first request.
+        dns::refresh(&membership).await;
         let (public, local_addr) = bind("public", config.listen).await?;
         let (admin, admin_addr) = bind("admin", config.admin_listen).await?;
         for pool in membership.snapshot().pools() {
             let instances: Vec<&str> = pool.instances().iter().map(|i| i.address()).collect();
             tracing::info!(pool = pool.name(), algorithm = %pool.algorithm(), ?instances, "pool ready");
         }
+        let handle = GatewayHandle {
+            shared: Arc::new(Shared {
+                membership: Arc::clone(&membership),
+                tls,
+                started_with: config.clone(),
+            }),
+        };
         Ok(Gateway {
             public,
             admin,
@@ -101,7 +131,22 @@ impl Gateway {
             limits,
             membership,
             registry: Arc::new(registry),
+            handle,
         })
+    }
+
+    /// A handle that reloads the running gateway's configuration (clone it before
+    /// [`Gateway::run`]).
+    pub fn handle(&self) -> GatewayHandle {
+        self.handle.clone()
+    }
+
+    /// Applies a new configuration; see [`GatewayHandle::reload`].
+    ///
+    /// # Errors
+    /// As [`GatewayHandle::reload`].
+    pub fn reload(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
+        self.handle.reload(config)
     }
 
     /// The address of the public listener.
@@ -135,22 +180,39 @@ impl Gateway {
             limits,
             membership,
             registry,
+            handle,
         } = self;
-        tracing::info!(%local_addr, %admin_addr, "gateway serving");
+        let config = &handle.shared.started_with;
+        let tls = handle.shared.tls.clone();
+        let https = tls.is_some();
+        tracing::info!(%local_addr, %admin_addr, https, "gateway serving");
         let drain = limits.request_timeout;
         let proxy = Arc::new(Proxy::new(Arc::clone(&membership), limits.clone()));
-        let admin_api = Arc::new(Admin::new(Arc::clone(&membership), registry));
-        // Health checks run until shutdown, or until `run` returns or is dropped.
+        let admin_api = Arc::new(Admin::new(
+            Arc::clone(&membership),
+            registry,
+            &config.admin_token,
+        ));
+        // Health checks and DNS refreshes run until shutdown, or until `run` returns or is
+        // dropped.
         let _health = membership.start_health(&shutdown);
+        let background = shutdown.child_token();
+        let _background = background.clone().drop_guard();
+        if config.dns_refresh_ms > 0 {
+            let every = Duration::from_millis(config.dns_refresh_ms);
+            dns::spawn(Arc::clone(&membership), every, background);
+        }
 
         let public = server::serve_on_workers(
             "public",
             public,
             &limits,
             drain,
+            tls,
             move |peer| {
                 let proxy = Arc::clone(&proxy);
-                let client = Arc::new(ClientInfo::new(peer.ip()));
+                let client = ClientInfo::new(peer.ip());
+                let client = Arc::new(if https { client.over_tls() } else { client });
                 move |request| {
                     let (proxy, client) = (Arc::clone(&proxy), Arc::clone(&client));
                     async move { proxy.handle(&client, request).await }
@@ -163,9 +225,13 @@ impl Gateway {
             admin,
             &limits,
             drain,
+            None,
             move |_peer| {
                 let admin_api = Arc::clone(&admin_api);
-                move |request| std::future::ready(admin_api.handle(&request))
+                move |request| {
+                    let admin_api = Arc::clone(&admin_api);
+                    async move { admin_api.handle(request).await }
+                }
             },
             shutdown,
         );
@@ -193,4 +259,88 @@ async fn bind(
         source,
     })?;
     Ok((bound, local))
+}
+
+/// Reloads a running gateway (see [`GatewayHandle::reload`]). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GatewayHandle {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    membership: Arc<Membership>,
+    tls: Option<Arc<Tls>>,
+    /// The configuration the gateway was built with: keys that need a restart are compared
+    /// against it.
+    started_with: GatewayConfig,
+}
+
+impl GatewayHandle {
+    /// Applies `config` without dropping a connection: pools are rebuilt (instances kept by
+    /// address keep their counters, connections and WebSockets; new ones are added; missing
+    /// ones drain and leave), algorithms and health settings are replaced, and the TLS
+    /// certificate and key are read again (new handshakes use them). Keys that need a restart
+    /// (listen addresses, turning TLS on or off, limits and timeouts, the admin token) are
+    /// logged as such and otherwise ignored.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] for bad pools or unreadable TLS files; nothing changes then.
+    pub fn reload(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
+        let shared = &self.shared;
+        let tls = match (&shared.tls, tls::paths(config)) {
+            (Some(_), Some((cert, key))) => Some(tls::server_config(&cert, &key)?),
+            _ => None,
+        };
+        shared.membership.reload(config)?;
+        if let (Some(current), Some(new)) = (&shared.tls, tls) {
+            current.install(new);
+        }
+        let restart = needs_restart(&shared.started_with, config);
+        if !restart.is_empty() {
+            tracing::warn!(keys = ?restart, "configuration reloaded; these keys only change with a restart");
+        } else {
+            tracing::info!("configuration reloaded");
+        }
+        Ok(())
+    }
+}
+
+/// The keys of `new` that differ from `old` and that a reload cannot apply.
+fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    let mut differs = |changed: bool, key: &'static str| {
+        if changed {
+            keys.push(key);
+        }
+    };
+    differs(old.listen != new.listen, "gateway.listen");
+    differs(old.admin_listen != new.admin_listen, "gateway.admin_listen");
+    differs(old.tls_enabled() != new.tls_enabled(), "gateway.tls_cert");
+    differs(
+        old.connect_timeout_ms != new.connect_timeout_ms,
+        "gateway.connect_timeout_ms",
+    );
+    differs(
+        old.request_timeout_ms != new.request_timeout_ms,
+        "gateway.request_timeout_ms",
+    );
+    differs(
+        old.max_body_bytes != new.max_body_bytes,
+        "gateway.max_body_bytes",
+    );
+    differs(
+        old.websocket_idle_timeout_ms != new.websocket_idle_timeout_ms,
+        "gateway.websocket_idle_timeout_ms",
+    );
+    differs(
+        old.drain_timeout_ms != new.drain_timeout_ms,
+        "gateway.drain_timeout_ms",
+    );
+    differs(
+        old.dns_refresh_ms != new.dns_refresh_ms,
+        "gateway.dns_refresh_ms",
+    );
+    differs(old.admin_token != new.admin_token, "gateway.admin_token");
+    keys
 }

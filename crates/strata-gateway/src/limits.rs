@@ -48,6 +48,12 @@ pub struct Limits {
     /// runtime [`crate::Gateway::run`] is called on serves everything; `n > 1` adds `n - 1`
     /// threads accepting from the same listener.
     pub workers: usize,
+    /// A WebSocket tunnel idle (no byte either way) this long is closed
+    /// (`gateway.websocket_idle_timeout_ms`, default 5 min).
+    pub websocket_idle_timeout: Duration,
+    /// How long a draining instance keeps its WebSockets (`gateway.drain_timeout_ms`, default
+    /// 30 s); its in-flight requests finish whatever this says.
+    pub drain_timeout: Duration,
 }
 
 impl Limits {
@@ -64,6 +70,8 @@ impl Limits {
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_idle_per_instance: 256,
             workers: 1,
+            websocket_idle_timeout: Duration::from_millis(config.websocket_idle_timeout_ms.max(1)),
+            drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         }
     }
 }

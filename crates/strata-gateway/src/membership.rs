@@ -1,9 +1,17 @@
 //! Pools and their instances, and which pool a request path goes to.
 //!
 //! The table of pools sits behind an [`ArcSwap`]: a request loads the current snapshot with
-//! one atomic read and no lock, and a change (instances added, drained, removed: later issues)
-//! builds a new table off the request path and swaps it in. Instances are `Arc`s shared between
-//! snapshots, so their counters, gauges, health and idle connections survive a rebuild.
+//! one atomic read and no lock, and a change (instances added, drained, removed through the
+//! admin API, a configuration reload, a DNS answer that changed) builds a new table off the
+//! request path and swaps it in. Instances are `Arc`s shared between snapshots, so their
+//! counters, gauges, health, idle connections and open WebSockets survive a rebuild.
+//!
+//! # Draining
+//! A draining instance takes no new request (it is unavailable to every balancer) while its
+//! in-flight requests finish; its WebSockets are closed [`Limits::drain_timeout`] after the
+//! drain began. A *removed* instance drains, then leaves the table once nothing is in flight
+//! (or the drain deadline plus the request timeout has passed: requests still running then
+//! keep their own reference to it and finish).
 //!
 //! Each pool also keeps its balancer behind an `ArcSwap`, rebuilt by the instances' health
 //! tasks when health or slow-start weights change ([`Pool::refresh`]); a pick loads it without
@@ -11,13 +19,14 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Uri};
 use strata_core::Shutdown;
-use strata_core::config::{GatewayConfig, PoolSettings, parse_instance_url};
+use strata_core::config::{GatewayConfig, InstanceUrl, PoolSettings, parse_instance_url};
 
 use crate::balance::key::{self, KeySource};
 use crate::balance::{self, Algorithm, Balancer, Live, PickContext, Snapshot};
@@ -64,31 +73,124 @@ impl Route {
     }
 }
 
+/// `Instance::state`: takes requests.
+const ACTIVE: u8 = 0;
+/// `Instance::state`: draining; stays in the table.
+const DRAINING: u8 = 1;
+/// `Instance::state`: draining, then dropped from the table.
+const REMOVING: u8 = 2;
+
 /// One instance of a pool: its address, its connections, its health and its figures.
 #[derive(Debug)]
 pub struct Instance {
-    url: String,
+    url: Mutex<String>,
     address: Arc<str>,
     pub(crate) host: String,
     pub(crate) port: u16,
     id: u64,
-    weight: u32,
-    max_in_flight: u64,
+    weight: AtomicU32,
+    max_in_flight: AtomicU64,
     upstream: Upstream,
     health: InstanceHealth,
     metrics: InstanceMetrics,
     served: AtomicU64,
+    /// `ACTIVE`, `DRAINING` or `REMOVING`.
+    state: AtomicU8,
+    /// Cancelled when the instance's WebSockets must close (drain deadline).
+    tunnels: Shutdown,
+    /// Cancelled when the instance leaves the table: stops its health task.
+    retired: Shutdown,
+    /// The configured URL this instance came from when a host name was resolved to it (DNS).
+    source: Option<String>,
 }
 
 impl Instance {
+    /// A new instance of `pool` at `parsed` (from `url`), up, with no connection yet.
+    fn new(
+        pool: &str,
+        url: &str,
+        parsed: &InstanceUrl,
+        limits: &Limits,
+        metrics: &Metrics,
+        policy: &Arc<HealthPolicy>,
+        source: Option<String>,
+    ) -> Result<Self, String> {
+        let address = parsed.address();
+        let upstream = Upstream::new(&parsed.host, parsed.port, limits)?;
+        let metrics = metrics.instance(pool, &address);
+        let health = InstanceHealth::new(
+            Arc::clone(policy),
+            metrics.health.clone(),
+            &format!("{pool}/{address}"),
+        );
+        Ok(Instance {
+            url: Mutex::new(url.to_owned()),
+            id: balance::hash::instance_id(&address),
+            address: address.into(),
+            host: parsed.host.clone(),
+            port: parsed.port,
+            weight: AtomicU32::new(parsed.weight),
+            max_in_flight: AtomicU64::new(parsed.max_in_flight),
+            upstream,
+            health,
+            metrics,
+            served: AtomicU64::new(0),
+            state: AtomicU8::new(ACTIVE),
+            tunnels: Shutdown::new(),
+            retired: Shutdown::new(),
+            source,
+        })
+    }
+
     /// `host:port` as configured: the `instance` label and the admin API's address.
     pub fn address(&self) -> &str {
         &self.address
     }
 
     /// The configured URL, `http://host:port` and its settings, if any.
-    pub fn url(&self) -> &str {
-        &self.url
+    pub fn url(&self) -> String {
+        self.url
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether the instance is draining (takes no new requests).
+    pub fn is_draining(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != ACTIVE
+    }
+
+    /// Whether the instance is draining on its way out of the table.
+    pub fn is_removing(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == REMOVING
+    }
+
+    /// Cancelled when the instance's WebSockets must close (the drain deadline passed).
+    pub fn tunnels_closing(&self) -> &Shutdown {
+        &self.tunnels
+    }
+
+    /// Cancelled once the instance has left the table.
+    pub fn retired(&self) -> &Shutdown {
+        &self.retired
+    }
+
+    /// The URL with a host name this instance was resolved from; `None` when configured
+    /// as is.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    /// `host:port` of the name this instance stands for: its source's, or its own when it
+    /// is itself a name not resolved yet; `None` for an instance configured by address.
+    fn source_address(&self) -> Option<String> {
+        match &self.source {
+            Some(source) => parse_instance_url(source).ok().map(|p| p.address()),
+            None if self.host.parse::<IpAddr>().is_err() && !self.host.starts_with('[') => {
+                Some(self.address.to_string())
+            }
+            None => None,
+        }
     }
 
     /// The instance's stable id: a hash of its address, the same on every gateway (sticky
@@ -99,20 +201,24 @@ impl Instance {
 
     /// The configured weight (1..=1000).
     pub fn weight(&self) -> u32 {
-        self.weight
+        self.weight.load(Ordering::Relaxed)
     }
 
-    /// The weight balancers use now: 0 while down or ejected, ramping during slow start.
+    /// The weight balancers use now: 0 while down, ejected or draining, ramping during slow
+    /// start.
     pub fn effective_weight(&self) -> u32 {
-        self.health.effective_weight(self.weight)
+        if self.is_draining() {
+            return 0;
+        }
+        self.health.effective_weight(self.weight())
     }
 
     /// In-flight requests above which the instance is passed over; 0: no limit.
     pub fn max_in_flight(&self) -> u64 {
-        self.max_in_flight
+        self.max_in_flight.load(Ordering::Relaxed)
     }
 
-    /// Requests being served by this instance now, response bodies included.
+    /// Requests being served by this instance now, response bodies and WebSockets included.
     pub fn in_flight(&self) -> u64 {
         u64::try_from(self.metrics.in_flight.get()).unwrap_or(0)
     }
@@ -127,9 +233,11 @@ impl Instance {
         &self.health
     }
 
-    /// Whether the instance may take a request now: up, not ejected, under its limit.
+    /// Whether the instance may take a request now: up, not ejected, not draining, under its
+    /// limit.
     pub fn is_available(&self) -> bool {
-        self.health.is_up() && (self.max_in_flight == 0 || self.in_flight() < self.max_in_flight)
+        let limit = self.max_in_flight();
+        self.health.is_up() && !self.is_draining() && (limit == 0 || self.in_flight() < limit)
     }
 
     pub(crate) fn upstream(&self) -> &Upstream {
@@ -162,6 +270,8 @@ pub struct Pool {
     balance_factor: f64,
     keys: KeySource,
     fail_open: bool,
+    /// The settings the pool was built with, for rebuilds.
+    settings: PoolSettings,
     /// The balancer over the instances available at the last health change.
     selector: ArcSwap<Selector>,
     /// The same algorithm over every instance at its configured weight, built once: it covers
@@ -331,7 +441,19 @@ impl Pool {
     }
 
     fn weights_and_ids(&self) -> (Vec<u32>, Vec<u64>) {
-        self.instances.iter().map(|i| (i.weight, i.id)).unzip()
+        self.instances.iter().map(|i| (i.weight(), i.id)).unzip()
+    }
+
+    /// The instance named by `id`: its hex id (as the admin API shows it) or its address.
+    pub fn find(&self, id: &str) -> Option<&Arc<Instance>> {
+        self.instances
+            .iter()
+            .find(|i| &*i.address == id || key::format_id(i.id) == id)
+    }
+
+    /// The settings the pool was built with.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
     }
 
     fn context<'a>(&self, key: Option<u64>, live: &'a dyn Live) -> PickContext<'a> {
@@ -362,7 +484,11 @@ impl Live for IgnoringHealth<'_> {
     }
 
     fn is_available(&self, index: usize) -> bool {
-        index < self.0.instances.len()
+        // Health is ignored, draining is not: a drained instance may be going away.
+        self.0
+            .instances
+            .get(index)
+            .is_some_and(|i| !i.is_draining())
     }
 }
 
@@ -382,10 +508,35 @@ impl PoolTable {
     }
 }
 
+/// What an admin or reload change to the membership can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// No route leads to a pool of that name.
+    #[error("no pool `{0}` (expected `api` or `chat`)")]
+    NoPool(String),
+    /// The pool has no instance with that id or address.
+    #[error("pool `{pool}` has no instance `{id}`")]
+    NoInstance { pool: String, id: String },
+    /// The instance is in the pool already.
+    #[error("instance `{0}` is in the pool already")]
+    Exists(String),
+    /// A bad URL, weight or limit.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// The live membership: the current [`PoolTable`], swapped whole on change.
 #[derive(Debug)]
 pub struct Membership {
-    table: ArcSwap<PoolTable>,
+    table: Arc<ArcSwap<PoolTable>>,
+    limits: Limits,
+    metrics: Metrics,
+    /// Serialises changes (admin, reload, DNS, the end of a removal) so none is lost between
+    /// one's load and another's store. Never taken on the request path, never across an await.
+    writer: Mutex<()>,
+    /// The health tasks' parent, once [`Membership::start_health`] ran: instances added later
+    /// get their task under it.
+    health_stop: Mutex<Option<Shutdown>>,
 }
 
 impl Membership {
@@ -401,6 +552,27 @@ impl Membership {
         limits: &Limits,
         metrics: &Metrics,
     ) -> Result<Self, GatewayError> {
+        let configured = Self::pools_of(config, limits, metrics, None)?;
+        Ok(Self {
+            table: Arc::new(ArcSwap::from_pointee(PoolTable::new(
+                configured, config, metrics,
+            ))),
+            limits: limits.clone(),
+            metrics: metrics.clone(),
+            writer: Mutex::new(()),
+            health_stop: Mutex::new(None),
+        })
+    }
+
+    /// The configured pools of `config`; instances of `current` with the same address are
+    /// kept (their counters, connections and WebSockets with them), with the weight and limit
+    /// of the new URL.
+    fn pools_of(
+        config: &GatewayConfig,
+        limits: &Limits,
+        metrics: &Metrics,
+        current: Option<&PoolTable>,
+    ) -> Result<Vec<Arc<Pool>>, GatewayError> {
         let mut problems = Vec::new();
         let mut names = HashSet::new();
         let mut configured = Vec::new();
@@ -418,6 +590,7 @@ impl Membership {
                 continue;
             }
             let policy = Arc::new(HealthPolicy::from_config(&settings.health));
+            let old = current.and_then(|t| t.pool(&pool.name));
             let mut addresses = HashSet::new();
             let mut instances = Vec::new();
             for url in &pool.instances {
@@ -426,39 +599,589 @@ impl Membership {
                     if !addresses.insert(address.clone()) {
                         return Err(format!("instance `{url}` is listed twice"));
                     }
-                    let upstream = Upstream::new(&parsed.host, parsed.port, limits)?;
-                    let metrics = metrics.instance(&pool.name, &address);
-                    let health = InstanceHealth::new(
-                        Arc::clone(&policy),
-                        metrics.health.clone(),
-                        &format!("{}/{address}", pool.name),
-                    );
-                    Ok(Instance {
-                        url: url.clone(),
-                        id: balance::hash::instance_id(&address),
-                        address: address.into(),
-                        host: parsed.host,
-                        port: parsed.port,
-                        weight: parsed.weight,
-                        max_in_flight: parsed.max_in_flight,
-                        upstream,
-                        health,
-                        metrics,
-                        served: AtomicU64::new(0),
-                    })
+                    // Kept: the same address, or the addresses a name resolved to, unless on
+                    // their way out already.
+                    let kept: Vec<Arc<Instance>> = old
+                        .map(|p| {
+                            p.instances
+                                .iter()
+                                .filter(|i| {
+                                    !i.is_removing()
+                                        && (*i.address == *address
+                                            || i.source_address().as_deref()
+                                                == Some(address.as_str()))
+                                })
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if !kept.is_empty() {
+                        return Ok(kept);
+                    }
+                    Instance::new(&pool.name, url, &parsed, limits, metrics, &policy, None)
+                        .map(|i| vec![Arc::new(i)])
                 });
                 match built {
-                    Ok(instance) => instances.push(Arc::new(instance)),
+                    Ok(built) => instances.extend(built),
                     Err(message) => problems.push(format!("{key}: {message}")),
                 }
             }
-            configured.push(Arc::new(Pool::new(
-                &pool.name, true, instances, settings, metrics,
-            )));
+            configured.push((pool.name.as_str(), settings, policy, instances));
         }
         if !problems.is_empty() {
             return Err(GatewayError::Config { problems });
         }
+        // Valid: only now touch kept instances (a failed reload changes nothing).
+        let mut pools = Vec::new();
+        for (name, settings, policy, instances) in configured {
+            for instance in &instances {
+                if let Some(url) = config
+                    .pools
+                    .iter()
+                    .filter(|p| p.name == name)
+                    .flat_map(|p| &p.instances)
+                    .find(|u| {
+                        parse_instance_url(u).is_ok_and(|p| {
+                            p.address() == *instance.address
+                                || instance.source_address() == Some(p.address())
+                        })
+                    })
+                    && let Ok(parsed) = parse_instance_url(url)
+                {
+                    instance.weight.store(parsed.weight, Ordering::Relaxed);
+                    instance
+                        .max_in_flight
+                        .store(parsed.max_in_flight, Ordering::Relaxed);
+                    if parsed.address() == *instance.address {
+                        *instance.url.lock().unwrap_or_else(PoisonError::into_inner) = url.clone();
+                    }
+                }
+                if *instance.health.policy() != *policy {
+                    instance.health.set_policy(Arc::clone(&policy));
+                }
+                // Listed again: an instance drained by the admin API serves again.
+                instance.state.store(ACTIVE, Ordering::Relaxed);
+            }
+            pools.push(Arc::new(Pool::new(
+                name, true, instances, settings, metrics,
+            )));
+        }
+        Ok(pools)
+    }
+
+    /// The pool serving `path`. One atomic load of the current table and one `Arc` clone, so
+    /// the request keeps a consistent pool even if the table is swapped meanwhile.
+    pub fn route(&self, path: &str) -> Arc<Pool> {
+        Arc::clone(&self.table.load().routed[Route::for_path(path).index()])
+    }
+
+    /// The current table.
+    pub fn snapshot(&self) -> Arc<PoolTable> {
+        self.table.load_full()
+    }
+
+    /// The limits instances are built with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Starts the health task of every instance; they stop when `shutdown` is cancelled or
+    /// the returned value is dropped. Instances added later get theirs at once.
+    pub fn start_health(&self, shutdown: &Shutdown) -> HealthTasks {
+        let tasks = HealthTasks::new(shutdown);
+        for pool in self.table.load().configured.iter() {
+            for instance in &pool.instances {
+                self.watch(tasks.stop(), pool.name(), instance);
+            }
+        }
+        *self
+            .health_stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tasks.stop().clone());
+        tasks
+    }
+
+    /// Starts the health task of `instance` of pool `pool` under `stop`.
+    fn watch(&self, stop: &Shutdown, pool: &str, instance: &Arc<Instance>) {
+        let table = Arc::clone(&self.table);
+        let name: Arc<str> = pool.into();
+        let refresh = move || {
+            if let Some(pool) = table.load().pool(&name) {
+                pool.refresh();
+            }
+        };
+        crate::health::spawn_watch(
+            Arc::clone(instance),
+            Arc::new(refresh),
+            stop.clone(),
+            instance.retired.clone(),
+        );
+    }
+
+    /// Health tasks for the instances of `pools` that have none yet (new since the last
+    /// table), when health checking runs.
+    fn watch_new(&self, before: &PoolTable, pools: &[Arc<Pool>]) {
+        let stop = self
+            .health_stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(stop) = stop else { return };
+        for pool in pools {
+            for instance in &pool.instances {
+                let known = before
+                    .configured
+                    .iter()
+                    .any(|p| p.instances.iter().any(|i| Arc::ptr_eq(i, instance)));
+                if !known {
+                    self.watch(&stop, pool.name(), instance);
+                }
+            }
+        }
+    }
+
+    /// Ready when every configured pool has at least one instance that is not draining.
+    ///
+    /// # Errors
+    /// The names of the pools without instances.
+    pub fn readiness(&self) -> Result<(), String> {
+        let table = self.table.load();
+        let empty: Vec<&str> = table
+            .configured
+            .iter()
+            .filter(|p| p.instances.iter().all(|i| i.is_draining()))
+            .map(|p| p.name())
+            .collect();
+        if empty.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("pools without instances: {}", empty.join(", ")))
+        }
+    }
+
+    /// Closes the idle keep-alive connections of every instance.
+    pub fn close_idle(&self) {
+        for pool in self.table.load().configured.iter() {
+            for instance in &pool.instances {
+                instance.upstream.close_idle();
+            }
+        }
+    }
+
+    /// Applies a new configuration's pools: instances kept by address keep their state, new
+    /// ones are added, missing ones drained and removed; pool settings (algorithm, hash key,
+    /// health) are replaced.
+    ///
+    /// # Errors
+    /// [`GatewayError::Config`] listing every bad pool; nothing changes then.
+    pub fn reload(self: &Arc<Self>, config: &GatewayConfig) -> Result<(), GatewayError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = self.table.load_full();
+        let mut pools = Self::pools_of(config, &self.limits, &self.metrics, Some(&before))?;
+        let mut gone = Vec::new();
+        for old in &before.configured {
+            let new = pools.iter().position(|p| p.name == old.name);
+            for instance in &old.instances {
+                let kept = new
+                    .is_some_and(|n| pools[n].instances.iter().any(|i| Arc::ptr_eq(i, instance)));
+                if !kept {
+                    gone.push((Arc::clone(&old.name), Arc::clone(instance)));
+                }
+            }
+        }
+        // Instances on their way out stay in their pool (shown, counted, drained) until they
+        // are dropped.
+        for (name, instance) in &gone {
+            let index = match pools.iter().position(|p| p.name == *name) {
+                Some(index) => index,
+                None => {
+                    let settings = config.pool_settings(name).cloned().unwrap_or_default();
+                    pools.push(Arc::new(Pool::new(
+                        name,
+                        true,
+                        Vec::new(),
+                        &settings,
+                        &self.metrics,
+                    )));
+                    pools.len() - 1
+                }
+            };
+            let pool = &pools[index];
+            let mut instances = pool.instances.clone();
+            instances.push(Arc::clone(instance));
+            pools[index] = Arc::new(Pool::new(
+                name,
+                true,
+                instances,
+                &pool.settings,
+                &self.metrics,
+            ));
+        }
+        self.watch_new(&before, &pools);
+        self.table
+            .store(Arc::new(PoolTable::new(pools, config, &self.metrics)));
+        for (name, instance) in gone {
+            // One removal task per instance: one removed earlier has its own already.
+            if instance.state.swap(REMOVING, Ordering::Relaxed) != REMOVING {
+                tracing::info!(pool = %name, instance = instance.address(), "instance left the configuration; draining");
+                self.refresh(&name);
+                self.finish_removal(name, instance);
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds an instance at `url` (`http://host:port`) to `pool`.
+    ///
+    /// # Errors
+    /// [`MembershipError`]: an unknown pool, a bad URL, weight or limit, or an address in
+    /// the pool already.
+    pub fn add(
+        self: &Arc<Self>,
+        pool: &str,
+        url: &str,
+        weight: Option<u32>,
+        max_in_flight: Option<u64>,
+    ) -> Result<Arc<Instance>, MembershipError> {
+        let mut parsed = parse_instance_url(url).map_err(MembershipError::Invalid)?;
+        if let Some(weight) = weight {
+            if !(1..=strata_core::config::MAX_WEIGHT).contains(&weight) {
+                return Err(MembershipError::Invalid(format!(
+                    "weight must be 1..={}",
+                    strata_core::config::MAX_WEIGHT
+                )));
+            }
+            parsed.weight = weight;
+        }
+        if let Some(limit) = max_in_flight {
+            parsed.max_in_flight = limit;
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = self.table.load_full();
+        let current = before
+            .pool_or_route(pool)
+            .ok_or_else(|| MembershipError::NoPool(pool.to_owned()))?;
+        if current.find(&parsed.address()).is_some() {
+            return Err(MembershipError::Exists(parsed.address()));
+        }
+        let policy = Arc::new(HealthPolicy::from_config(&current.settings.health));
+        let instance = Arc::new(
+            Instance::new(
+                pool,
+                url,
+                &parsed,
+                &self.limits,
+                &self.metrics,
+                &policy,
+                None,
+            )
+            .map_err(MembershipError::Invalid)?,
+        );
+        let mut instances = current.instances.clone();
+        instances.push(Arc::clone(&instance));
+        self.replace_pool(&before, pool, instances, &current.settings.clone());
+        tracing::info!(pool, instance = instance.address(), "instance added");
+        Ok(instance)
+    }
+
+    /// Drains instance `id` (hex id or address) of `pool`: no new requests; its WebSockets
+    /// close after the drain timeout. It stays in the table.
+    ///
+    /// # Errors
+    /// [`MembershipError::NoPool`] or [`MembershipError::NoInstance`].
+    pub fn drain(&self, pool: &str, id: &str) -> Result<Arc<Instance>, MembershipError> {
+        let instance = self.lookup(pool, id)?;
+        if instance
+            .state
+            .compare_exchange(ACTIVE, DRAINING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!(pool, instance = instance.address(), "instance draining");
+            self.refresh(pool);
+            self.close_tunnels_later(&instance);
+        }
+        Ok(instance)
+    }
+
+    /// Removes instance `id` of `pool`: drains it, then drops it from the table once nothing
+    /// is in flight on it.
+    ///
+    /// # Errors
+    /// [`MembershipError::NoPool`] or [`MembershipError::NoInstance`].
+    pub fn remove(
+        self: &Arc<Self>,
+        pool: &str,
+        id: &str,
+    ) -> Result<Arc<Instance>, MembershipError> {
+        let instance = self.lookup(pool, id)?;
+        let before = instance.state.swap(REMOVING, Ordering::Relaxed);
+        if before != REMOVING {
+            tracing::info!(
+                pool,
+                instance = instance.address(),
+                "instance removed; draining"
+            );
+            self.refresh(pool);
+            self.finish_removal(pool.into(), Arc::clone(&instance));
+        }
+        Ok(instance)
+    }
+
+    /// Sets the weight of instance `id` of `pool` (1..=1000) and rebuilds the pool's balancer.
+    ///
+    /// # Errors
+    /// As [`Membership::drain`], and [`MembershipError::Invalid`] for a weight out of range.
+    pub fn set_weight(
+        &self,
+        pool: &str,
+        id: &str,
+        weight: u32,
+    ) -> Result<Arc<Instance>, MembershipError> {
+        if !(1..=strata_core::config::MAX_WEIGHT).contains(&weight) {
+            return Err(MembershipError::Invalid(format!(
+                "weight must be 1..={}",
+                strata_core::config::MAX_WEIGHT
+            )));
+        }
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = self.table.load_full();
+        let current = before
+            .pool(pool)
+            .ok_or_else(|| MembershipError::NoPool(pool.to_owned()))?;
+        let instance = Arc::clone(
+            current
+                .find(id)
+                .ok_or_else(|| MembershipError::NoInstance {
+                    pool: pool.to_owned(),
+                    id: id.to_owned(),
+                })?,
+        );
+        instance.weight.store(weight, Ordering::Relaxed);
+        // Weighted schedules and rings are precomputed: rebuild the pool around the instances.
+        self.replace_pool(
+            &before,
+            pool,
+            current.instances.clone(),
+            &current.settings.clone(),
+        );
+        Ok(instance)
+    }
+
+    /// Instance `id` (hex id or address) of configured pool `pool`.
+    fn lookup(&self, pool: &str, id: &str) -> Result<Arc<Instance>, MembershipError> {
+        let table = self.table.load();
+        let current = table
+            .pool(pool)
+            .ok_or_else(|| MembershipError::NoPool(pool.to_owned()))?;
+        current
+            .find(id)
+            .cloned()
+            .ok_or_else(|| MembershipError::NoInstance {
+                pool: pool.to_owned(),
+                id: id.to_owned(),
+            })
+    }
+
+    /// Rebuilds the balancer of `pool` for its instances' current state.
+    fn refresh(&self, pool: &str) {
+        if let Some(pool) = self.table.load().pool(pool) {
+            pool.refresh();
+        }
+    }
+
+    /// Swaps in a table where `pool` holds `instances`. The caller holds the writer lock.
+    fn replace_pool(
+        &self,
+        before: &PoolTable,
+        pool: &str,
+        instances: Vec<Arc<Instance>>,
+        settings: &PoolSettings,
+    ) {
+        let rebuilt = Arc::new(Pool::new(pool, true, instances, settings, &self.metrics));
+        let mut configured: Vec<Arc<Pool>> = before
+            .configured
+            .iter()
+            .filter(|p| *p.name != *pool)
+            .cloned()
+            .collect();
+        let position = before
+            .configured
+            .iter()
+            .position(|p| *p.name == *pool)
+            .unwrap_or(configured.len());
+        configured.insert(position.min(configured.len()), Arc::clone(&rebuilt));
+        self.watch_new(before, std::slice::from_ref(&rebuilt));
+        let routed = before.routed.clone().map(|p| {
+            if *p.name == *pool {
+                Arc::clone(&rebuilt)
+            } else {
+                p
+            }
+        });
+        self.table.store(Arc::new(PoolTable { configured, routed }));
+    }
+
+    /// Closes the WebSockets of a draining `instance` once the drain timeout has passed.
+    fn close_tunnels_later(&self, instance: &Arc<Instance>) {
+        let instance = Arc::clone(instance);
+        let timeout = self.limits.drain_timeout;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => {
+                    if instance.is_draining() {
+                        instance.tunnels.cancel();
+                    }
+                }
+                () = instance.retired.cancelled() => {}
+            }
+        });
+    }
+
+    /// Waits until nothing is in flight on the removed `instance` (its WebSockets closed at
+    /// the drain timeout; requests get the request timeout more), then drops it from `pool`.
+    fn finish_removal(self: &Arc<Self>, pool: Arc<str>, instance: Arc<Instance>) {
+        let membership = Arc::downgrade(self);
+        let limits = self.limits.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let tunnels_deadline = started + limits.drain_timeout;
+            let last_deadline = tunnels_deadline + limits.request_timeout;
+            while instance.in_flight() > 0 {
+                let now = tokio::time::Instant::now();
+                if now >= last_deadline {
+                    break;
+                }
+                if now >= tunnels_deadline {
+                    instance.tunnels.cancel();
+                }
+                tokio::time::sleep(DRAIN_POLL).await;
+            }
+            instance.tunnels.cancel();
+            let Some(membership) = membership.upgrade() else {
+                return;
+            };
+            // Dropped only if still removing (a reload may have listed it again).
+            if instance.is_removing() {
+                membership.drop_instance(&pool, &instance);
+            }
+        });
+    }
+
+    /// Takes `instance` out of `pool`'s table entry.
+    fn drop_instance(&self, pool: &str, instance: &Arc<Instance>) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = self.table.load_full();
+        if let Some(current) = before.pool(pool) {
+            let instances: Vec<Arc<Instance>> = current
+                .instances
+                .iter()
+                .filter(|i| !Arc::ptr_eq(i, instance))
+                .cloned()
+                .collect();
+            if instances.len() != current.instances.len() {
+                self.replace_pool(&before, pool, instances, &current.settings.clone());
+            }
+        }
+        instance.retired.cancel();
+        instance.upstream.close_idle();
+        tracing::info!(pool, instance = instance.address(), "instance dropped");
+    }
+
+    /// The instances a host name in `pool` currently resolves to are `addresses`: adds the
+    /// new ones (as `source` with the name replaced by the address), removes (drains) those
+    /// gone. Returns how many were added and removed.
+    pub(crate) fn resolved(
+        self: &Arc<Self>,
+        pool: &str,
+        source: &str,
+        addresses: &[std::net::SocketAddr],
+    ) -> (usize, usize) {
+        let Ok(parsed) = parse_instance_url(source) else {
+            return (0, 0);
+        };
+        let mut gone = Vec::new();
+        let mut added = 0;
+        {
+            let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = self.table.load_full();
+            let Some(current) = before.pool(pool) else {
+                return (0, 0);
+            };
+            let mut instances = current.instances.clone();
+            let policy = Arc::new(HealthPolicy::from_config(&current.settings.health));
+            // The name itself, kept while it had not resolved: replaced by its addresses now.
+            let name = parsed.address();
+            for instance in &current.instances {
+                if instance.source_address().as_deref() != Some(name.as_str())
+                    || instance.is_removing()
+                {
+                    continue;
+                }
+                let still = addresses
+                    .iter()
+                    .any(|a| *instance.address == *address_of(*a));
+                if !still {
+                    instance.state.store(REMOVING, Ordering::Relaxed);
+                    gone.push(Arc::clone(instance));
+                }
+            }
+            for addr in addresses {
+                let address = address_of(*addr);
+                if instances
+                    .iter()
+                    .any(|i| *i.address == *address && !i.is_removing())
+                {
+                    continue;
+                }
+                let resolved = InstanceUrl {
+                    host: match addr.ip() {
+                        IpAddr::V4(ip) => ip.to_string(),
+                        IpAddr::V6(ip) => format!("[{ip}]"),
+                    },
+                    port: addr.port(),
+                    ..parsed.clone()
+                };
+                let url = format!("http://{address}");
+                match Instance::new(
+                    pool,
+                    &url,
+                    &resolved,
+                    &self.limits,
+                    &self.metrics,
+                    &policy,
+                    Some(source.to_owned()),
+                ) {
+                    Ok(instance) => {
+                        instances.push(Arc::new(instance));
+                        added += 1;
+                    }
+                    Err(message) => {
+                        tracing::warn!(pool, source, %message, "resolved address unusable")
+                    }
+                }
+            }
+            if added > 0 || !gone.is_empty() {
+                self.replace_pool(&before, pool, instances, &current.settings.clone());
+            }
+        }
+        let removed = gone.len();
+        for instance in gone {
+            self.finish_removal(pool.into(), instance);
+        }
+        (added, removed)
+    }
+}
+
+/// `ip:port` as instance addresses are written (IPv6 in brackets).
+fn address_of(addr: std::net::SocketAddr) -> String {
+    addr.to_string()
+}
+
+/// How often a removal checks whether the instance is idle.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+impl PoolTable {
+    fn new(configured: Vec<Arc<Pool>>, config: &GatewayConfig, metrics: &Metrics) -> Self {
         let routed = Route::ALL.map(|route| {
             configured
                 .iter()
@@ -478,54 +1201,18 @@ impl Membership {
                     ))
                 })
         });
-        Ok(Self {
-            table: ArcSwap::from_pointee(PoolTable { configured, routed }),
-        })
+        Self { configured, routed }
     }
 
-    /// The pool serving `path`. One atomic load of the current table and one `Arc` clone, so
-    /// the request keeps a consistent pool even if the table is swapped meanwhile.
-    pub fn route(&self, path: &str) -> Arc<Pool> {
-        Arc::clone(&self.table.load().routed[Route::for_path(path).index()])
+    /// The configured pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.configured.iter().find(|p| *p.name == *name)
     }
 
-    /// The current table.
-    pub fn snapshot(&self) -> Arc<PoolTable> {
-        self.table.load_full()
-    }
-
-    /// Starts the health task of every instance; they stop when `shutdown` is cancelled or
-    /// the returned value is dropped.
-    pub fn start_health(&self, shutdown: &Shutdown) -> HealthTasks {
-        HealthTasks::start(self.table.load().configured.iter(), shutdown)
-    }
-
-    /// Ready when every configured pool has at least one instance.
-    ///
-    /// # Errors
-    /// The names of the pools without instances.
-    pub fn readiness(&self) -> Result<(), String> {
-        let table = self.table.load();
-        let empty: Vec<&str> = table
-            .configured
-            .iter()
-            .filter(|p| p.instances.is_empty())
-            .map(|p| p.name())
-            .collect();
-        if empty.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("pools without instances: {}", empty.join(", ")))
-        }
-    }
-
-    /// Closes the idle keep-alive connections of every instance.
-    pub fn close_idle(&self) {
-        for pool in self.table.load().configured.iter() {
-            for instance in &pool.instances {
-                instance.upstream.close_idle();
-            }
-        }
+    /// The configured pool named `name`, or the empty pool of its route.
+    fn pool_or_route(&self, name: &str) -> Option<&Arc<Pool>> {
+        self.pool(name)
+            .or_else(|| self.routed.iter().find(|p| *p.name == *name))
     }
 }
 
@@ -537,16 +1224,24 @@ impl Pool {
         settings: &PoolSettings,
         metrics: &Metrics,
     ) -> Self {
-        let weights: Vec<u32> = instances.iter().map(|i| i.weight).collect();
+        let weights: Vec<u32> = instances.iter().map(|i| i.weight()).collect();
         let ids: Vec<u64> = instances.iter().map(|i| i.id).collect();
         let snapshot = Snapshot {
             balance_factor: settings.balance_factor,
             ..Snapshot::uniform(&weights, &ids)
         };
         let everyone = balance::build(settings.algorithm, &snapshot);
+        // Draining, down or ramping instances of a rebuilt pool keep their effective weight.
+        let effective: Box<[u32]> = instances.iter().map(|i| i.effective_weight()).collect();
         let selector = Selector {
-            effective: weights.clone().into_boxed_slice(),
-            balancer: balance::build(settings.algorithm, &snapshot),
+            balancer: balance::build(
+                settings.algorithm,
+                &Snapshot {
+                    effective: &effective,
+                    ..snapshot
+                },
+            ),
+            effective,
         };
         Self {
             name: name.into(),
@@ -560,6 +1255,7 @@ impl Pool {
                 &settings.sticky_cookie,
             ),
             fail_open: settings.fail_open,
+            settings: settings.clone(),
             selector: ArcSwap::from_pointee(selector),
             everyone,
             rebuilding: Mutex::new(()),

@@ -71,6 +71,8 @@ pub struct Metrics {
     instance_up: Family<InstanceLabels, Gauge>,
     ejections: Family<InstanceLabels, Counter>,
     health_checks: Family<CheckLabels, Counter>,
+    websockets_open: Family<InstanceLabels, Gauge>,
+    websockets: Family<InstanceLabels, Counter>,
 }
 
 impl Metrics {
@@ -86,6 +88,8 @@ impl Metrics {
             instance_up: Family::default(),
             ejections: Family::default(),
             health_checks: Family::default(),
+            websockets_open: Family::default(),
+            websockets: Family::default(),
         };
         registry.register(
             "strata_gateway_requests",
@@ -132,6 +136,16 @@ impl Metrics {
             "Active health checks, by result (success, failure)",
             metrics.health_checks.clone(),
         );
+        registry.register(
+            "strata_gateway_websockets_open",
+            "WebSocket tunnels open now, by pool and instance",
+            metrics.websockets_open.clone(),
+        );
+        registry.register(
+            "strata_gateway_websockets",
+            "WebSocket tunnels opened (upgrades the instance accepted)",
+            metrics.websockets.clone(),
+        );
         metrics
     }
 
@@ -177,6 +191,8 @@ impl Metrics {
             checks_failed: check("failure"),
         };
         InstanceMetrics {
+            websockets_open: self.websockets_open.get_or_create(&labels).clone(),
+            websockets: self.websockets.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             responses: StatusCounters::new(self.requests.clone(), pool, instance),
             errors,
@@ -208,6 +224,10 @@ pub struct InstanceMetrics {
     errors: [Counter; UpstreamErrorKind::ALL.len()],
     /// Health gauges and counters, moved into the instance's health state.
     pub health: HealthMetrics,
+    /// `strata_gateway_websockets_open{pool, instance}`.
+    pub websockets_open: Gauge,
+    /// `strata_gateway_websockets_total{pool, instance}`.
+    pub websockets: Counter,
 }
 
 impl InstanceMetrics {

@@ -1,5 +1,11 @@
-//! Accept loops of the two listeners: HTTP/1.1 connections served by hyper with the
-//! [`Limits`], a cap on open connections, and graceful shutdown.
+//! Accept loops of the two listeners: HTTP/1.1 connections (over TLS when configured) served
+//! by hyper with the [`Limits`], a cap on open connections, upgrades (WebSocket), and graceful
+//! shutdown.
+//!
+//! A TLS handshake happens in the connection's task, never in the accept loop, and must end
+//! within [`Limits::header_read_timeout`]: a client that opens a connection and sends nothing
+//! (or a byte a second) holds a slot for that long at most, like one that sends its head
+//! slowly.
 //!
 //! As in mini-redis, each connection task owns a semaphore permit, so at most
 //! `max_connections` are open and the accept loop waits (leaving clients in the kernel's
@@ -18,14 +24,15 @@ use std::time::Duration;
 use http::{HeaderValue, Request, Response, header};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::{HttpService, service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use strata_core::Shutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::limits::Limits;
+use crate::tls::Tls;
 
 /// Pause after a failed `accept` (out of file descriptors, mostly) before trying again, so the
 /// loop does not spin while the condition lasts.
@@ -56,11 +63,13 @@ pub fn http1_builder(limits: &Limits) -> http1::Builder {
 /// and serving its connections start to end, with its own idle connections to the instances
 /// ([`crate::upstream::set_worker`]). `max_connections` is shared out between the workers.
 /// Returns when every worker has drained.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_on_workers<C, H, F, B>(
     name: &'static str,
     listener: TcpListener,
     limits: &Limits,
     drain: Duration,
+    tls: Option<Arc<Tls>>,
     connect: C,
     shutdown: Shutdown,
 ) where
@@ -73,7 +82,7 @@ pub async fn serve_on_workers<C, H, F, B>(
 {
     let workers = limits.workers.max(1);
     if workers == 1 {
-        return serve(name, listener, limits, drain, connect, shutdown).await;
+        return serve(name, listener, limits, drain, tls, connect, shutdown).await;
     }
     let mut share = limits.clone();
     share.max_connections = (limits.max_connections / workers).max(1);
@@ -98,6 +107,7 @@ pub async fn serve_on_workers<C, H, F, B>(
         };
         let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
         let (connect, share, shutdown) = (Arc::clone(&connect), share.clone(), shutdown.clone());
+        let tls = tls.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("strata-gw-{index}"))
             .spawn(move || {
@@ -110,7 +120,8 @@ pub async fn serve_on_workers<C, H, F, B>(
                         match TcpListener::from_std(cloned) {
                             Ok(listener) => {
                                 let connect = move |peer| connect(peer);
-                                serve(name, listener, &share, drain, connect, shutdown).await;
+                                serve(name, listener, &share, drain, tls, connect, shutdown)
+                                    .await;
                             }
                             Err(error) => {
                                 tracing::warn!(listener = name, index, %error, "cannot start worker");
@@ -131,7 +142,7 @@ pub async fn serve_on_workers<C, H, F, B>(
     match TcpListener::from_std(listener) {
         Ok(listener) => {
             let connect = move |peer| connect(peer);
-            serve(name, listener, &share, drain, connect, shutdown).await;
+            serve(name, listener, &share, drain, tls, connect, shutdown).await;
         }
         Err(error) => tracing::error!(listener = name, %error, "cannot serve on worker 0"),
     }
@@ -150,6 +161,7 @@ pub async fn serve<C, H, F, B>(
     listener: TcpListener,
     limits: &Limits,
     drain: Duration,
+    tls: Option<Arc<Tls>>,
     connect: C,
     shutdown: Shutdown,
 ) where
@@ -161,8 +173,16 @@ pub async fn serve<C, H, F, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let http = http1_builder(limits);
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Every open connection holds a slot: the open ones are those not available.
+    let open = || {
+        limits
+            .max_connections
+            .saturating_sub(slots.available_permits())
+    };
+    // Cancelled when the close grace ends: idle connections close, busy ones after their
+    // response (hyper's graceful shutdown of each connection).
+    let closing = Shutdown::new();
     // Cancelled only when the drain bound passes, to drop connections still open then.
     let abort = Shutdown::new();
     // Set once shutdown starts: every response then carries `Connection: close`.
@@ -206,15 +226,30 @@ pub async fn serve<C, H, F, B>(
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        let abort = abort.clone();
+        let (http, closing, abort) = (http.clone(), closing.clone(), abort.clone());
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            tokio::select! {
-                served = connection => if let Err(error) = served {
-                    tracing::debug!(listener = name, %peer, %error, "client connection ended with an error");
-                },
-                () = abort.cancelled() => {}
+            let Some(acceptor) = acceptor else {
+                serve_connection(name, peer, &http, stream, service, &closing, &abort).await;
+                return;
+            };
+            let handshake = tokio::select! {
+                biased;
+                () = abort.cancelled() => return,
+                handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => handshake,
+            };
+            match handshake {
+                Ok(Ok(stream)) => {
+                    serve_connection(name, peer, &http, stream, service, &closing, &abort).await;
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(listener = name, %peer, %error, "TLS handshake failed");
+                }
+                Err(_) => {
+                    tracing::debug!(listener = name, %peer, timeout = ?handshake_timeout, "TLS handshake timed out");
+                }
             }
         });
     }
@@ -222,7 +257,7 @@ pub async fn serve<C, H, F, B>(
     draining.store(true, Ordering::Relaxed);
     tracing::info!(
         listener = name,
-        open = graceful.count(),
+        open = open(),
         "stopped accepting; draining connections"
     );
     // A keep-alive connection that looks idle may already carry the client's next request,
@@ -230,10 +265,12 @@ pub async fn serve<C, H, F, B>(
     // busy connections close themselves after their next response (`Connection: close`); only
     // the ones still open after it are closed as idle.
     let grace_end = tokio::time::Instant::now() + CLOSE_GRACE.min(drain);
-    while graceful.count() > 0 && tokio::time::Instant::now() < grace_end {
+    while open() > 0 && tokio::time::Instant::now() < grace_end {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if tokio::time::timeout(drain, graceful.shutdown())
+    closing.cancel();
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(drain, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -243,5 +280,44 @@ pub async fn serve<C, H, F, B>(
             "connections still open after the drain bound; closing them"
         );
         abort.cancel();
+    }
+}
+
+/// Serves one client connection (plain or TLS) until it ends, is upgraded (its bytes then
+/// belong to the WebSocket tunnel), closes gracefully after `closing`, or is dropped at `abort`.
+async fn serve_connection<I, S, B>(
+    name: &'static str,
+    peer: SocketAddr,
+    http: &http1::Builder,
+    io: I,
+    service: S,
+    closing: &Shutdown,
+    abort: &Shutdown,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    let served = tokio::select! {
+        biased;
+        served = connection.as_mut() => served,
+        () = abort.cancelled() => return,
+        () = closing.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                biased;
+                served = connection.as_mut() => served,
+                () = abort.cancelled() => return,
+            }
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!(listener = name, %peer, %error, "client connection ended with an error");
     }
 }

@@ -55,13 +55,30 @@ pub enum StoreError {
     /// Applying the embedded migrations failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A concurrent transaction got in the way: a PostgreSQL serialization failure, deadlock or
+    /// lock timeout, or SQLite still busy or locked after its busy timeout. Running the whole
+    /// transaction again may succeed; repositories retry a few times before returning it.
+    #[error("conflict with a concurrent transaction: {0}")]
+    Conflict(#[source] sqlx::Error),
 }
 
 impl StoreError {
     /// True when the operation may succeed if tried again later (backend unreachable, pool
     /// exhausted), so a caller can answer 503 rather than 500.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
+    }
+
+    /// True when a write broke a UNIQUE (or primary key) constraint: the client asked for
+    /// something that exists already (an email that is taken, a duplicate sku).
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Constraint {
+                kind: ConstraintKind::Unique,
+                ..
+            }
+        )
     }
 }
 
@@ -92,6 +109,7 @@ impl std::fmt::Display for ConstraintKind {
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
+            sqlx::Error::Database(db) if is_conflict(db.as_ref()) => StoreError::Conflict(err),
             sqlx::Error::Database(db) => {
                 let kind = match db.kind() {
                     ErrorKind::UniqueViolation => ConstraintKind::Unique,
@@ -117,6 +135,22 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err),
             _ => StoreError::Database(err),
         }
+    }
+}
+
+/// True for errors that a retry of the whole transaction may cure: PostgreSQL SQLSTATEs
+/// `40001` (serialization failure), `40P01` (deadlock) and `55P03` (lock not available), SQLite
+/// primary result codes `SQLITE_BUSY` (5) and `SQLITE_LOCKED` (6) with any extended code.
+fn is_conflict(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else {
+        return false;
+    };
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLite reports extended result codes; the primary code is the low byte.
+        code.parse::<i32>()
+            .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6))
+    } else {
+        matches!(code.as_ref(), "40001" | "40P01" | "55P03")
     }
 }
 

@@ -22,17 +22,35 @@
 
 #![forbid(unsafe_code)]
 
+mod carts;
+mod coupons;
 mod error;
 mod migrate;
+mod orders;
+mod outbox;
 mod page;
 mod products;
+mod search;
 mod seed;
 mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod users;
 
+pub use carts::{
+    CartError, CartLine, CartOwner, CartRepo, MAX_CART_LINES, MAX_LINE_QUANTITY, MergeOutcome,
+};
+pub use coupons::{Coupon, CouponKind, CouponRepo, MAX_COUPON_CODE_LEN, normalize_coupon_code};
 pub use error::{ConstraintKind, StoreError};
+pub use orders::{
+    CheckoutError, CheckoutOutcome, CheckoutRequest, ORDER_PLACED, Order, OrderLine, OrderPage,
+    OrderPlaced, OrderRepo, OrderStatus, PlacedLine, PricedLine, PricedOrder, ReservedLine,
+    StatusChange,
+};
+pub use outbox::{OutboxMessage, OutboxRepo};
 pub use page::{Page, PageError};
-pub use products::{NewProduct, Product, ProductPage, ProductRepo};
+pub use products::{NewProduct, Product, ProductPage, ProductRepo, ProductUpdate};
+pub use search::{ProductQuery, ProductSort, SearchText};
 pub use seed::demo_catalog;
 pub use store::{Dialect, Store, StoreOptions};
+pub use users::{NewUser, UnknownRole, User, UserRepo, UserRole};

@@ -3,8 +3,11 @@
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use sqlx::AssertSqlSafe;
+
+use crate::search::{Bind, ProductQuery};
 use crate::store::{Store, dispatch};
-use crate::{Page, StoreError};
+use crate::{Dialect, Page, StoreError};
 
 /// The columns of a product, in the order of [`Product`]'s fields.
 macro_rules! product_columns {
@@ -14,7 +17,7 @@ macro_rules! product_columns {
 }
 
 /// A product as stored. Money is integer cents, never floating point.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Product {
     /// Assigned by the database, increasing, never reused.
     pub id: i64,
@@ -32,9 +35,11 @@ pub struct Product {
     pub stock: i64,
     /// When the row was inserted (UTC); serialized as RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     /// When the row last changed (UTC); serialized as RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
@@ -55,12 +60,34 @@ pub struct NewProduct {
     pub stock: i64,
 }
 
+/// The fields of a product to change; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProductUpdate {
+    /// New display name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New category slug.
+    pub category: Option<String>,
+    /// New unit price in cents; the database rejects negative values.
+    pub price_cents: Option<i64>,
+    /// New units on hand; the database rejects negative values.
+    pub stock: Option<i64>,
+}
+
+impl ProductUpdate {
+    /// True when no field would change.
+    pub fn is_empty(&self) -> bool {
+        self == &ProductUpdate::default()
+    }
+}
+
 /// One page of products, with what a client needs to draw pagination.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ProductPage {
-    /// The products of this page, by ascending id.
+    /// The products of this page, in the order asked for (by ascending id by default).
     pub items: Vec<Product>,
-    /// How many products exist in total.
+    /// How many products exist in total (that match the search, for a search).
     pub total: i64,
     /// The 1-based page number that was asked for.
     pub page: u32,
@@ -105,6 +132,93 @@ impl<'a> ProductRepo<'a> {
             page: page.page(),
             per_page: page.per_page(),
         })
+    }
+
+    /// One page of the products that match `query`, in its order, with the number of matches.
+    ///
+    /// As with [`ProductRepo::list`], the count and the page are two statements.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn search(&self, query: &ProductQuery) -> Result<ProductPage, StoreError> {
+        let sql = query.to_sql(self.store.dialect());
+        let count_sql = format!("SELECT COUNT(*) {}", sql.from_where);
+        let page_sql = format!(
+            concat!("SELECT ", product_columns!(), " {} {} LIMIT {} OFFSET {}"),
+            sql.from_where,
+            sql.order_by,
+            query.page.limit(),
+            query.page.offset()
+        );
+        // The product columns are unqualified: only `products p` is in the FROM clause.
+        let (total, items): (i64, Vec<Product>) = dispatch!(self.store, pool => {
+            let mut count = sqlx::query_scalar(AssertSqlSafe(count_sql));
+            for value in &sql.binds[..sql.where_binds] {
+                count = match value {
+                    Bind::Text(text) => count.bind(text.clone()),
+                    Bind::Int(n) => count.bind(*n),
+                };
+            }
+            let total = count.fetch_one(pool).await?;
+            let mut page = sqlx::query_as(AssertSqlSafe(page_sql));
+            for value in &sql.binds {
+                page = match value {
+                    Bind::Text(text) => page.bind(text.clone()),
+                    Bind::Int(n) => page.bind(*n),
+                };
+            }
+            (total, page.fetch_all(pool).await?)
+        });
+        Ok(ProductPage {
+            items,
+            total,
+            page: query.page.page(),
+            per_page: query.page.per_page(),
+        })
+    }
+
+    /// Changes the given fields of product `id` (and its `updated_at`); returns the product as
+    /// stored afterwards, or `None` when no product has this id.
+    ///
+    /// # Errors
+    /// [`StoreError::Constraint`] when the new price or stock is negative (`Check`).
+    pub async fn update(
+        &self,
+        id: i64,
+        patch: &ProductUpdate,
+    ) -> Result<Option<Product>, StoreError> {
+        // COALESCE keeps a column whose new value is NULL (not given). `updated_at` is written
+        // by each dialect's own clock, in the format of its other timestamps.
+        macro_rules! update_sql {
+            ($now:literal) => {
+                concat!(
+                    "UPDATE products SET name = COALESCE($1, name), ",
+                    "description = COALESCE($2, description), ",
+                    "category = COALESCE($3, category), ",
+                    "price_cents = COALESCE($4, price_cents), ",
+                    "stock = COALESCE($5, stock), updated_at = ",
+                    $now,
+                    " WHERE id = $6 RETURNING ",
+                    product_columns!()
+                )
+            };
+        }
+        let sql = match self.store.dialect() {
+            Dialect::Sqlite => update_sql!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"),
+            Dialect::Postgres => update_sql!("now()"),
+        };
+        let product = dispatch!(self.store, pool => {
+            sqlx::query_as(sql)
+                .bind(patch.name.as_deref())
+                .bind(patch.description.as_deref())
+                .bind(patch.category.as_deref())
+                .bind(patch.price_cents)
+                .bind(patch.stock)
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(product)
     }
 
     /// The product with this id, or `None`.

@@ -12,7 +12,12 @@ use sqlx::sqlite::{
 };
 
 use crate::StoreError;
+use crate::carts::CartRepo;
+use crate::coupons::CouponRepo;
+use crate::orders::OrderRepo;
+use crate::outbox::OutboxRepo;
 use crate::products::ProductRepo;
+use crate::users::UserRepo;
 
 /// How long a SQLite connection waits for another writer before failing with `SQLITE_BUSY`.
 /// SQLite admits one writer at a time; five seconds absorbs bursts of short write transactions.
@@ -54,6 +59,105 @@ impl Dialect {
 impl std::fmt::Display for Dialect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How many times a write transaction is tried when a concurrent one gets in its way
+/// ([`StoreError::Conflict`]): enough to ride out a burst, few enough that a stuck database
+/// turns into a 503 within a second or so rather than a hung request.
+pub(crate) const WRITE_ATTEMPTS: u32 = 5;
+
+/// Runs the transaction `op` until it succeeds, fails for another reason than `is_conflict`,
+/// or has been tried [`WRITE_ATTEMPTS`] times. Pauses grow from about 10 ms to 80 ms, with a
+/// little jitter so that retrying transactions do not collide again in lock step.
+///
+/// `op` returns a fresh future per attempt (not an async closure: the futures of those are not
+/// provably `Send` across lifetimes yet, and axum needs `Send` handlers).
+pub(crate) async fn retry_on_conflict<T, E, F>(
+    mut op: impl FnMut() -> F,
+    is_conflict: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if attempt < WRITE_ATTEMPTS && is_conflict(&e) => {
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| u64::from(d.subsec_nanos() % 5));
+                let pause = Duration::from_millis((5 << attempt) + jitter);
+                tracing::debug!(attempt, ?pause, "write conflict, retrying the transaction");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// A timestamp bound as a query parameter, encoded the way each dialect stores timestamps: on
+/// SQLite the UTC RFC 3339 text with exactly three fraction digits that the migrations'
+/// defaults write (`2026-11-22T10:00:00.123Z`, so text order stays time order), on PostgreSQL
+/// a `timestamptz`. sqlx's own `OffsetDateTime` encoding for SQLite writes a variable number of
+/// fraction digits, which would break that order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DbTime(pub time::OffsetDateTime);
+
+impl DbTime {
+    /// The current time, truncated to milliseconds (the precision both dialects keep).
+    pub(crate) fn now() -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        Self(
+            now.replace_nanosecond(u32::from(now.millisecond()) * 1_000_000)
+                .unwrap_or(now),
+        )
+    }
+
+    /// The SQLite text form, in UTC.
+    fn sqlite_text(self) -> String {
+        let t = self.0.to_offset(time::UtcOffset::UTC);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        )
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for DbTime {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Sqlite> for DbTime {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Sqlite as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        sqlx::Encode::<sqlx::Sqlite>::encode(self.sqlite_text(), buf)
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for DbTime {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <time::OffsetDateTime as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl sqlx::Encode<'_, sqlx::Postgres> for DbTime {
+    fn encode_by_ref(
+        &self,
+        buf: &mut <sqlx::Postgres as sqlx::Database>::ArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        sqlx::Encode::<sqlx::Postgres>::encode_by_ref(&self.0, buf)
     }
 }
 
@@ -218,6 +322,31 @@ impl Store {
     /// The product catalog.
     pub fn products(&self) -> ProductRepo<'_> {
         ProductRepo::new(self)
+    }
+
+    /// Accounts.
+    pub fn users(&self) -> UserRepo<'_> {
+        UserRepo::new(self)
+    }
+
+    /// Shopping carts, by user or anonymous cart cookie.
+    pub fn carts(&self) -> CartRepo<'_> {
+        CartRepo::new(self)
+    }
+
+    /// Coupon rules.
+    pub fn coupons(&self) -> CouponRepo<'_> {
+        CouponRepo::new(self)
+    }
+
+    /// Orders and checkout.
+    pub fn orders(&self) -> OrderRepo<'_> {
+        OrderRepo::new(self)
+    }
+
+    /// Events waiting to be relayed to the bus.
+    pub fn outbox(&self) -> OutboxRepo<'_> {
+        OutboxRepo::new(self)
     }
 
     /// Closes the pool, waiting for checked-out connections to come back.

@@ -1,11 +1,21 @@
 //! Connecting the backends a role needs (store, cache, bus) from the configuration, with the
 //! start-up steps every process takes: migrate the store, seed it where asked.
 
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
 use anyhow::Context;
+use strata_api::auth::{PasswordParams, ThrottleSettings};
+use strata_api::{AdminBootstrap, AuthSettings};
 use strata_bus::AnyBus;
 use strata_cache::AnyCache;
 use strata_core::Config;
+use strata_core::config::Secret;
 use strata_store::{Store, StoreOptions};
+
+/// The file under `store.data_dir` where `strata up` keeps the JWT secret it generated.
+pub const JWT_SECRET_FILE: &str = "jwt.secret";
 
 /// Whether a process fills an empty catalog with the demo products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +61,88 @@ pub async fn store(config: &Config, seed: Seed) -> anyhow::Result<Store> {
     }
     tracing::info!(store = %shown, dialect = %store.dialect(), "store ready");
     Ok(store)
+}
+
+/// The api's authentication settings from `[auth]` and `[admin]`, around `jwt_secret` (the
+/// configured one, or the one `strata up` keeps in its data directory).
+pub fn api_auth(config: &Config, jwt_secret: Secret) -> AuthSettings {
+    let auth = &config.auth;
+    let admin = &config.admin;
+    AuthSettings {
+        jwt_secret,
+        key_id: auth.key_id.clone(),
+        token_ttl: Duration::from_secs(auth.token_ttl_secs),
+        password: PasswordParams {
+            memory_kib: auth.password_memory_kib,
+            iterations: auth.password_iterations,
+            ..PasswordParams::default()
+        },
+        throttle: ThrottleSettings::default(),
+        admin: (!admin.email.is_empty()).then(|| AdminBootstrap {
+            email: admin.email.clone(),
+            password: admin.password.clone(),
+        }),
+    }
+}
+
+/// The JWT secret of `strata up`: `auth.jwt_secret` when configured, otherwise the one kept in
+/// `<data_dir>/jwt.secret`, generated there (32 random bytes from the OS, hex-encoded, file
+/// mode 0600) on first start. Kept, so tokens stay valid across restarts; per data directory,
+/// so two stacks on one machine do not accept each other's tokens.
+///
+/// # Errors
+/// When the file cannot be read or created, or holds fewer than 32 bytes.
+pub fn up_jwt_secret(config: &Config) -> anyhow::Result<Secret> {
+    if !config.auth.jwt_secret.is_empty() {
+        return Ok(config.auth.jwt_secret.clone());
+    }
+    let path = config.store.data_dir.join(JWT_SECRET_FILE);
+    let secret = match read_secret(&path)? {
+        Some(secret) => secret,
+        None => create_secret(&path)?,
+    };
+    anyhow::ensure!(
+        secret.len() >= strata_api::auth::MIN_SECRET_BYTES,
+        "{} holds fewer than {} bytes: delete it to have a new secret generated",
+        path.display(),
+        strata_api::auth::MIN_SECRET_BYTES
+    );
+    Ok(Secret::new(secret))
+}
+
+fn read_secret(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text.trim().to_owned())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read the JWT secret {}", path.display())),
+    }
+}
+
+/// Writes a fresh secret to `path`, which must not exist (another process that raced us to
+/// it wins, and its secret is used).
+fn create_secret(path: &Path) -> anyhow::Result<String> {
+    let mut bytes = [0_u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            file.write_all(format!("{secret}\n").as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write the JWT secret {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a JWT secret");
+            Ok(secret)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(path)?
+            .with_context(|| format!("{} vanished while being created", path.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("cannot create the JWT secret {}", path.display()))
+        }
+    }
 }
 
 /// Builds the cache named by `cache.url`.

@@ -56,10 +56,55 @@ async fn gateway(config: Config, signalled: Shutdown) -> anyhow::Result<()> {
     print_stdout(&format!(
         "strata gateway: public http://{public}/  admin http://{admin}/admin/pools  metrics http://{admin}/metrics\n"
     ));
+    reload_on_sighup(gateway.handle());
     until_signal("gateway", &signalled, |stop| gateway.run(stop)).await
 }
 
+/// On each SIGHUP, loads the configuration again as at start (file, `STRATA_*` variables, the
+/// same flags) and applies it to the running gateway (pools, weights, algorithms, health,
+/// the TLS certificate) without dropping a connection. A configuration that does not load
+/// is logged and changes nothing.
+fn reload_on_sighup(handle: strata_gateway::GatewayHandle) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; reload disabled");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            let loaded = <crate::cli::Cli as clap::Parser>::try_parse()
+                .map_err(anyhow::Error::from)
+                .and_then(|cli| cli.load_config().map_err(anyhow::Error::from));
+            match loaded.and_then(|config| Ok(handle.reload(&config.gateway)?)) {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "reload failed; configuration unchanged"
+                    );
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(handle);
+}
+
 async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::Result<()> {
+    // Every api process of a deployment must sign with the same secret, so it cannot be made
+    // up here: it is configuration.
+    if config.auth.jwt_secret.is_empty() {
+        return Err(invalid(
+            "auth.jwt_secret",
+            "`strata serve api` needs the token signing secret, the same for every api \
+             process: at least 32 bytes in STRATA_AUTH_JWT_SECRET (or [auth] jwt_secret)",
+        ));
+    }
     let store = backends::store(config, Seed::IfEmpty).await?;
     let started = async {
         let cache = backends::cache(config).await?;
@@ -68,6 +113,7 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             listen: config.api.listen,
             cache_ttl: Duration::from_secs(config.cache.ttl_secs),
             max_body_bytes: usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX),
+            auth: backends::api_auth(config, config.auth.jwt_secret.clone()),
         };
         let name = settings.instance.clone();
         let server = ApiServer::build(settings, store.clone(), cache)

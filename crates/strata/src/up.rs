@@ -115,6 +115,8 @@ impl Stack {
         self.bus = Some(bus.clone());
         let cache_ttl = Duration::from_secs(config.cache.ttl_secs);
         let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
+        // One secret for every api instance: any of them verifies the tokens of any other.
+        let auth = backends::api_auth(config, backends::up_jwt_secret(config)?);
 
         for i in 0..config.api.instances {
             let settings = ApiSettings {
@@ -122,6 +124,7 @@ impl Stack {
                 listen: config.api.instance_addr(i),
                 cache_ttl,
                 max_body_bytes,
+                auth: auth.clone(),
             };
             let name = settings.instance.clone();
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())

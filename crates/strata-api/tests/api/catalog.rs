@@ -166,7 +166,12 @@ async fn malformed_queries_are_json_400s(app: TestApp) {
         "per_page=1e2",
         "per_page=%FF",
         "page=1&page=2",
-        "sort=name",
+        "sort=cheapest",
+        "sort=relevance",
+        "min_price=-1",
+        "max_price=1.5",
+        "min_price=10&max_price=9",
+        "category=Books",
         "page=1&colour=red",
         "%FF=1",
         "page",
@@ -195,7 +200,7 @@ async fn malformed_queries_are_json_400s(app: TestApp) {
 async fn product_reads_are_served_from_the_cache_until_it_is_cleared(app: TestApp) {
     let list = app.get_ok_json("/api/v1/products?per_page=1").await;
     let id = list["items"][0]["id"].as_i64().expect("id");
-    let key = format!("product:{id}");
+    let key = format!("catalog:{}:product:{id}", catalog_version(&app).await);
     assert_eq!(
         app.cache.get(&key).await.expect("cache get"),
         None,
@@ -226,6 +231,11 @@ async fn product_reads_are_served_from_the_cache_until_it_is_cleared(app: TestAp
     assert_eq!(second, first, "served from the cache, not the store");
 
     assert!(app.cache.delete(&key).await.expect("cache delete"));
+    assert_eq!(
+        key,
+        format!("catalog:{}:product:{id}", catalog_version(&app).await),
+        "reads do not change the version"
+    );
     let third = app.get_ok_json(&format!("/api/v1/products/{id}")).await;
     assert_eq!(
         third["name"], "Renamed behind the cache",
@@ -245,9 +255,12 @@ async fn product_reads_are_served_from_the_cache_until_it_is_cleared(app: TestAp
 
 async fn list_pages_are_cached_under_their_page_key(app: TestApp) {
     let body = app.get_ok_json("/api/v1/products?page=2&per_page=5").await;
+    let version = catalog_version(&app).await;
     let cached = app
         .cache
-        .get("products:p2:n5")
+        .get(&format!(
+            "catalog:{version}:products:q=:c=:min=:max=:s=id:p2:n5"
+        ))
         .await
         .expect("cache get")
         .expect("page cached");
@@ -259,7 +272,9 @@ async fn list_pages_are_cached_under_their_page_key(app: TestApp) {
     app.get_ok_json("/api/v1/products").await;
     assert!(
         app.cache
-            .get("products:p1:n20")
+            .get(&format!(
+                "catalog:{version}:products:q=:c=:min=:max=:s=id:p1:n20"
+            ))
             .await
             .expect("cache get")
             .is_some()
@@ -280,6 +295,17 @@ async fn landing_page_is_served_at_the_root(app: TestApp) {
         page.contains("/api/v1/products"),
         "the page fetches the catalog"
     );
+}
+
+/// The catalog version every catalog cache key embeds (set by the first catalog read).
+pub async fn catalog_version(app: &TestApp) -> String {
+    let version = app
+        .cache
+        .get("catalog:version")
+        .await
+        .expect("cache get")
+        .expect("a catalog read sets the version");
+    String::from_utf8(version.to_vec()).expect("UTF-8 version")
 }
 
 /// The value of one sample line (`name{labels} value`) of a Prometheus text exposition, 0 when

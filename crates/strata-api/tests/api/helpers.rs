@@ -3,13 +3,16 @@
 //! inspect, and stops it when the [`TestApp`] is dropped.
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Client, Response, StatusCode};
-use serde_json::Value;
-use strata_api::{ApiError, ApiServer, ApiSettings};
+use serde_json::{Value, json};
+use strata_api::auth::PasswordParams;
+use strata_api::{AdminBootstrap, ApiError, ApiServer, ApiSettings, AuthSettings};
 use strata_cache::AnyCache;
 use strata_core::Shutdown;
+use strata_core::config::Secret;
 use strata_core::testkit::{POSTGRES, require_service};
 use strata_store::Store;
 use strata_store::testing;
@@ -17,6 +20,13 @@ use tokio::task::JoinHandle;
 
 /// The body limit of test instances: small, so the 413 test sends little.
 pub const MAX_BODY_BYTES: usize = 1024;
+/// The JWT secret of test instances (tests sign their own expired or forged tokens with it).
+pub const JWT_SECRET: &str = "a test secret that is 32 bytes+!";
+/// The key id of test instances.
+pub const KEY_ID: &str = "k1";
+/// The admin every test app bootstraps.
+pub const ADMIN_EMAIL: &str = "admin@strata.test";
+pub const ADMIN_PASSWORD: &str = "admin password 1";
 
 /// Which store a test app runs on.
 #[derive(Clone, Copy, Debug)]
@@ -65,9 +75,22 @@ pub struct TestApp {
     pub cache: AnyCache,
     shutdown: Shutdown,
     server: Option<JoinHandle<Result<(), ApiError>>>,
-    /// Removes the test's database (file or schema) when dropped; declared last, so it goes
-    /// after the server has been told to stop.
-    _guard: Box<dyn Any + Send>,
+    /// Removes the test's database (file or schema) when the last app on it is dropped;
+    /// declared last, so it goes after the server has been told to stop.
+    guard: Arc<dyn Any + Send + Sync>,
+}
+
+/// The auth settings of test instances: the test secret, the cheapest argon2 parameters (a
+/// suite of hundreds of log-ins stays fast), and the test admin.
+pub fn test_auth() -> AuthSettings {
+    AuthSettings {
+        password: PasswordParams::FAST_INSECURE,
+        admin: Some(AdminBootstrap {
+            email: ADMIN_EMAIL.to_owned(),
+            password: Secret::new(ADMIN_PASSWORD),
+        }),
+        ..AuthSettings::new(Secret::new(JWT_SECRET))
+    }
 }
 
 /// Starts an api instance on a fresh, migrated and seeded store. `None`: PostgreSQL was asked
@@ -81,42 +104,67 @@ pub async fn spawn_app_with(backend: Backend, migrate: bool) -> Option<TestApp> 
     let (store, guard) = match backend {
         Backend::Sqlite => {
             let (store, guard) = testing::fresh_sqlite().await;
-            (store, Box::new(guard) as Box<dyn Any + Send>)
+            (store, Arc::new(guard) as Arc<dyn Any + Send + Sync>)
         }
         Backend::Postgres => {
             let url = require_service(POSTGRES)?;
             let (store, guard) = testing::fresh_postgres(&url)
                 .await
                 .expect("fresh PostgreSQL schema");
-            (store, Box::new(guard) as Box<dyn Any + Send>)
+            (store, Arc::new(guard) as Arc<dyn Any + Send + Sync>)
         }
     };
+    let mut auth = test_auth();
     if migrate {
         store.migrate().await.expect("migrate");
         store
             .seed_demo_catalog()
             .await
             .expect("seed the demo catalog");
+    } else {
+        // No users table to bootstrap an admin into.
+        auth.admin = None;
     }
     let cache = AnyCache::from_url("memory", "test")
         .await
         .expect("memory cache");
+    Some(start(store, cache, guard, auth).await)
+}
+
+/// Starts an api instance on `store` and `cache` with `auth`.
+pub async fn start(
+    store: Store,
+    cache: AnyCache,
+    guard: Arc<dyn Any + Send + Sync>,
+    auth: AuthSettings,
+) -> TestApp {
+    try_start(store, cache, guard, auth)
+        .await
+        .expect("build the api")
+}
+
+/// As [`start`], returning the build error.
+pub async fn try_start(
+    store: Store,
+    cache: AnyCache,
+    guard: Arc<dyn Any + Send + Sync>,
+    auth: AuthSettings,
+) -> Result<TestApp, ApiError> {
     let instance = format!("api-test-{}", uuid::Uuid::new_v4().simple());
     let settings = ApiSettings {
         instance: instance.clone(),
         listen: "127.0.0.1:0".parse().expect("address"),
         cache_ttl: Duration::from_secs(60),
         max_body_bytes: MAX_BODY_BYTES,
+        auth,
     };
-    let server = ApiServer::build(settings, store.clone(), cache.clone())
-        .await
-        .expect("build the api");
+    let server = ApiServer::build(settings, store.clone(), cache.clone()).await?;
     let base = format!("http://{}", server.local_addr());
     let shutdown = Shutdown::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
     // No proxy: the environment's HTTP_PROXY must not capture requests to 127.0.0.1.
     let client = Client::builder().no_proxy().build().expect("HTTP client");
-    Some(TestApp {
+    Ok(TestApp {
         base,
         instance,
         client,
@@ -124,11 +172,98 @@ pub async fn spawn_app_with(backend: Backend, migrate: bool) -> Option<TestApp> 
         cache,
         shutdown,
         server: Some(task),
-        _guard: guard,
+        guard,
     })
 }
 
 impl TestApp {
+    /// Another instance on the same store, with `cache` (pass `self.cache.clone()` to share
+    /// this app's memory cache, as the instances of `strata up` do).
+    pub async fn sibling(&self, cache: AnyCache) -> TestApp {
+        start(self.store.clone(), cache, self.guard.clone(), test_auth()).await
+    }
+
+    /// Another instance on the same store and cache, with these auth settings.
+    pub async fn sibling_with(&self, auth: AuthSettings) -> Result<TestApp, ApiError> {
+        try_start(
+            self.store.clone(),
+            self.cache.clone(),
+            self.guard.clone(),
+            auth,
+        )
+        .await
+    }
+
+    /// `METHOD {base}{path}` with an optional bearer token and an optional JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("send")
+    }
+
+    /// `POST {base}{path}` with a JSON body and an optional token.
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    /// `PATCH {base}{path}` with a JSON body and an optional token.
+    pub async fn patch_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        self.send(reqwest::Method::PATCH, path, token, Some(body))
+            .await
+    }
+
+    /// `GET {base}{path}` with a token.
+    pub async fn get_as(&self, path: &str, token: &str) -> Response {
+        self.send(reqwest::Method::GET, path, Some(token), None)
+            .await
+    }
+
+    /// `POST /api/v1/users`.
+    pub async fn register(&self, email: &str, password: &str, display_name: &str) -> Response {
+        let body = json!({"email": email, "password": password, "display_name": display_name});
+        self.post_json("/api/v1/users", &body, None).await
+    }
+
+    /// `POST /api/v1/sessions`.
+    pub async fn log_in(&self, email: &str, password: &str) -> Response {
+        let body = json!({"email": email, "password": password});
+        self.post_json("/api/v1/sessions", &body, None).await
+    }
+
+    /// Logs in, expecting success; returns the token.
+    pub async fn token(&self, email: &str, password: &str) -> String {
+        let response = self.log_in(email, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "log in as {email}");
+        let body: Value = response.json().await.expect("JSON");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A token of the bootstrapped admin.
+    pub async fn admin_token(&self) -> String {
+        self.token(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Registers a new customer with a unique email; returns (email, token).
+    pub async fn customer(&self) -> (String, String) {
+        let email = format!("c-{}@example.com", uuid::Uuid::new_v4().simple());
+        let response = self.register(&email, "customer password", "Customer").await;
+        assert_eq!(response.status(), StatusCode::CREATED, "register {email}");
+        let token = self.token(&email, "customer password").await;
+        (email, token)
+    }
+
     /// `GET {base}{path}`.
     pub async fn get(&self, path: &str) -> Response {
         self.client
@@ -141,8 +276,10 @@ impl TestApp {
     /// `GET {base}{path}`, expecting a 200 with a JSON body.
     pub async fn get_ok_json(&self, path: &str) -> Value {
         let response = self.get(path).await;
-        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
-        response.json().await.expect("JSON body")
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, StatusCode::OK, "GET {path}: {text}");
+        serde_json::from_str(&text).expect("JSON body")
     }
 
     /// Stops the server gracefully and returns what `run` returned.

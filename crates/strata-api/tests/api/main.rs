@@ -3,5 +3,12 @@
 
 #[macro_use]
 mod helpers;
+mod accounts;
+mod cart;
 mod catalog;
+mod input;
+mod openapi;
 mod ops;
+mod orders;
+mod prices;
+mod search;

@@ -110,7 +110,9 @@ async fn unknown_routes_are_json_404s(app: TestApp) {
 
 async fn wrong_methods_are_json_405s(app: TestApp) {
     let cases = [
-        (reqwest::Method::POST, "/api/v1/products"),
+        (reqwest::Method::PUT, "/api/v1/products"),
+        (reqwest::Method::GET, "/api/v1/sessions"),
+        (reqwest::Method::DELETE, "/api/v1/users/me"),
         (reqwest::Method::DELETE, "/api/v1/products/1"),
         (reqwest::Method::PUT, "/api/v1/products/abc"),
         (reqwest::Method::POST, "/healthz"),
@@ -145,11 +147,11 @@ async fn oversized_bodies_are_json_413s(app: TestApp) {
             .expect("POST");
         assert_json_error(response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     }
-    // At the limit, the request goes on to routing (here: a 405, as nothing takes a body yet).
+    // At the limit, the request goes on to routing (here: a 405, as `/healthz` takes no POST).
     let at_limit = vec![b'x'; MAX_BODY_BYTES];
     let response = app
         .client
-        .post(format!("{}/api/v1/products", app.base))
+        .post(format!("{}/healthz", app.base))
         .body(at_limit)
         .send()
         .await

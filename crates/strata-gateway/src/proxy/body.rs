@@ -1,7 +1,7 @@
 //! The two bodies the proxy moves: the request body on its way to an instance (empty, buffered
 //! for a possible retry, or streamed and counted against the size limit) and the response body
-//! on its way to the client (the instance's, holding its connection until the end, or a small
-//! one the gateway wrote).
+//! on its way to the client (the instance's, holding its connection until the end, or one
+//! already whole: a small response read with its head, or the gateway's own).
 //!
 //! Both are enums rather than boxed trait objects: no allocation per request, and the
 //! variants are all the gateway needs.
@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::membership::Instance;
-use crate::upstream::Conn;
+use crate::upstream::Streaming;
 
 /// Why the request body could not be forwarded; found again in the HTTP client's error to
 /// tell the client's failures from the instance's.
@@ -109,42 +109,22 @@ impl Body for RequestBody {
 }
 
 /// A request being served by an instance: counted in the instance's in-flight gauge from the
-/// first attempt until the response body ends (or the attempt fails), and owning the
-/// connection until then (and driving it: see [`crate::upstream`]).
+/// first attempt until the response body ends (or the attempt fails).
 #[derive(Debug)]
 pub struct Lease {
     instance: Arc<Instance>,
-    conn: Option<Conn>,
 }
 
 impl Lease {
     /// Starts counting a request on `instance`.
     pub fn new(instance: Arc<Instance>) -> Self {
         instance.metrics().in_flight.inc();
-        Self {
-            instance,
-            conn: None,
-        }
+        Self { instance }
     }
 
     /// The instance serving the request.
     pub fn instance(&self) -> &Arc<Instance> {
         &self.instance
-    }
-
-    /// Attaches the connection the response arrives on.
-    pub fn hold(&mut self, conn: Conn) {
-        self.conn = Some(conn);
-    }
-
-    /// Ends the request; the connection goes back to the instance's idle pool when its response
-    /// was read to the end, and is closed otherwise (hyper cannot reuse a half-read one).
-    fn finish(mut self, reusable: bool) {
-        if let Some(conn) = self.conn.take()
-            && reusable
-        {
-            self.instance.upstream().put_back(conn);
-        }
     }
 }
 
@@ -154,88 +134,94 @@ impl Drop for Lease {
     }
 }
 
-/// A response body streamed from an instance to the client.
+/// A response body streamed from an instance to the client, holding its connection (and the
+/// request's [`Lease`]) until the end.
 #[derive(Debug)]
 pub struct Leased {
-    body: Incoming,
+    streaming: Option<Streaming>,
     lease: Option<Lease>,
-    ended: bool,
 }
 
 impl Leased {
-    fn release(&mut self, reusable: bool) {
-        if let Some(lease) = self.lease.take() {
-            lease.finish(reusable);
+    /// Ends the request: the connection goes back to the instance's idle stack when the body
+    /// was read to its end and the instance keeps it alive, and is closed otherwise.
+    fn release(&mut self) {
+        if let (Some(streaming), Some(lease)) = (self.streaming.take(), self.lease.take())
+            && let Some(conn) = streaming.into_reusable()
+        {
+            lease.instance.upstream().put_back(conn);
         }
     }
 }
 
-impl Drop for Leased {
-    fn drop(&mut self) {
-        // hyper does not poll a body that says it is empty (204, HEAD, Content-Length: 0), and
-        // drops a body whose length it has written; both are complete responses.
-        let complete = self.ended || self.body.is_end_stream();
-        self.release(complete);
-    }
-}
+/// The error of a response body (the instance's connection failed mid-body).
+pub type ResponseBodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of a response to a client.
 #[derive(Debug)]
 pub enum ResponseBody {
-    /// The instance's body.
+    /// The instance's body, still arriving.
     Upstream(Leased),
-    /// A body the gateway wrote (errors), sent in one frame.
+    /// A body already whole: the instance's (read with its head) or the gateway's own (errors),
+    /// sent in one frame.
     Full(Option<Bytes>),
 }
 
 impl ResponseBody {
-    /// The instance's `body`, ending `lease` when it ends.
-    pub fn upstream(body: Incoming, lease: Lease) -> Self {
+    /// The instance's body still arriving on its connection, ending `lease` when it ends.
+    pub fn upstream(streaming: Streaming, lease: Lease) -> Self {
         Self::Upstream(Leased {
-            body,
+            streaming: Some(streaming),
             lease: Some(lease),
-            ended: false,
         })
     }
 
-    /// A body of the gateway's own.
+    /// A whole body; an empty one sends no frame.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Self::Full(Some(bytes.into()))
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            Self::Full(None)
+        } else {
+            Self::Full(Some(bytes))
+        }
     }
 }
 
 impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ResponseBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Upstream(leased) => {
-                // The connection feeds the body: let it read (and register for the socket)
-                // before looking for a frame. Its end is seen through the body.
-                if let Some(conn) = leased.lease.as_mut().and_then(|l| l.conn.as_mut()) {
-                    let _ = conn.drive(cx);
-                }
-                let polled = Pin::new(&mut leased.body).poll_frame(cx);
-                match &polled {
+                let Some(streaming) = leased.streaming.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                match streaming.poll_data(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Ok(data))) => {
+                        // The last piece of a body with a length: hand the connection back
+                        // now, not when hyper gets round to dropping the body.
+                        if streaming.is_done() {
+                            leased.release();
+                        }
+                        Poll::Ready(Some(Ok(Frame::data(data))))
+                    }
                     Poll::Ready(None) => {
-                        leased.ended = true;
-                        leased.release(true);
+                        leased.release();
+                        Poll::Ready(None)
                     }
-                    // The last frame of a body with a length: hand the connection back now,
-                    // not when hyper gets round to dropping the body.
-                    Poll::Ready(Some(Ok(_))) if leased.body.is_end_stream() => {
-                        leased.ended = true;
-                        leased.release(true);
+                    Poll::Ready(Some(Err(error))) => {
+                        // Dropping the connection closes it.
+                        leased.streaming = None;
+                        leased.lease = None;
+                        Poll::Ready(Some(Err(Box::new(error))))
                     }
-                    Poll::Ready(Some(Err(_))) => leased.release(false),
-                    Poll::Ready(Some(Ok(_))) | Poll::Pending => {}
                 }
-                polled
             }
         }
     }
@@ -243,7 +229,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Full(bytes) => bytes.is_none(),
-            Self::Upstream(leased) => leased.ended || leased.body.is_end_stream(),
+            Self::Upstream(leased) => leased.streaming.as_ref().is_none_or(Streaming::is_done),
         }
     }
 
@@ -251,7 +237,12 @@ impl Body for ResponseBody {
         match self {
             Self::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Self::Full(None) => SizeHint::with_exact(0),
-            Self::Upstream(leased) => leased.body.size_hint(),
+            Self::Upstream(leased) => {
+                match leased.streaming.as_ref().and_then(Streaming::remaining) {
+                    Some(n) => SizeHint::with_exact(n),
+                    None => SizeHint::default(),
+                }
+            }
         }
     }
 }

@@ -17,15 +17,16 @@
 
 mod body;
 pub(crate) mod headers;
+// strata: WebSocket (HTTP/1.1 Upgrade) proxying lives in `upgrade`.
+mod upgrade;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
@@ -35,6 +36,7 @@ pub use body::{BodyError, Lease, RequestBody, ResponseBody};
 use crate::error::{Party, ProxyError, RetrySafety};
 use crate::limits::Limits;
 use crate::membership::{Instance, Membership, Pool};
+use crate::upstream::{Body as UpstreamBody, Exchange, Outgoing};
 
 /// What the proxy knows of a client connection, computed once when it is accepted.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct ClientInfo {
     forwarded_for: HeaderValue,
     /// The client's IP address (the TCP peer), for `client_ip` affinity keys.
     ip: IpAddr,
+    /// Whether the client reached the gateway over TLS (`X-Forwarded-Proto: https`).
+    https: bool,
 }
 
 impl ClientInfo {
@@ -51,7 +55,22 @@ impl ClientInfo {
         // An IP address always renders to a valid header value.
         let forwarded_for = HeaderValue::from_str(&ip.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { forwarded_for, ip }
+        Self {
+            forwarded_for,
+            ip,
+            https: false,
+        }
+    }
+
+    /// The same client, connected over TLS.
+    pub fn over_tls(mut self) -> Self {
+        self.https = true;
+        self
+    }
+
+    /// Whether the client connected over TLS.
+    pub fn is_https(&self) -> bool {
+        self.https
     }
 }
 
@@ -91,10 +110,18 @@ impl Proxy {
         // Both clones share their bytes with the originals; they outlive `head` for the log.
         let (method, uri) = (head.method.clone(), head.uri.clone());
 
-        let outcome = match self
-            .forward(&pool, client, head, body, started, &request_id)
-            .await
-        {
+        // strata: upgrades (WebSocket) branch off here; see `upgrade`.
+        let forwarded = match upgrade::take(&mut head) {
+            Some(on_client) => {
+                self.forward_upgrade(&pool, client, head, on_client, started)
+                    .await
+            }
+            None => {
+                self.forward(&pool, client, head, body, started, &request_id)
+                    .await
+            }
+        };
+        let outcome = match forwarded {
             Ok(outcome) => outcome,
             Err((error, tried)) => {
                 log_failure(
@@ -153,7 +180,7 @@ impl Proxy {
         &self,
         pool: &Pool,
         client: &ClientInfo,
-        mut head: Parts,
+        head: Parts,
         body: Incoming,
         started: Instant,
         request_id: &HeaderValue,
@@ -180,10 +207,9 @@ impl Proxy {
         }
         let deadline = tokio::time::Instant::from_std(started + self.limits.request_timeout);
 
-        prepare_head(&mut head, client);
         let repeatable = headers::is_repeatable(&head.method, &head.headers);
-        let (body, replay) = if body.is_end_stream() {
-            (RequestBody::Empty, Some(Bytes::new()))
+        let body = if body.is_end_stream() {
+            RequestBody::Empty
         } else if repeatable && declared.is_some_and(|n| n <= self.limits.max_replay_body_bytes) {
             let bytes = match tokio::time::timeout_at(deadline, body.collect()).await {
                 Ok(Ok(collected)) => collected.to_bytes(),
@@ -192,22 +218,29 @@ impl Proxy {
                     return Err((ProxyError::ClientTimeout(self.limits.request_timeout), None));
                 }
             };
-            (RequestBody::full(bytes.clone()), Some(bytes))
+            RequestBody::full(bytes)
         } else {
-            (RequestBody::stream(body, self.limits.max_body_bytes), None)
+            RequestBody::stream(body, self.limits.max_body_bytes)
         };
-        // Keep what a second attempt needs only when it may happen (see the module docs).
-        let second = match replay {
-            Some(bytes) if repeatable => Some((clone_head(&head), bytes)),
-            _ => None,
-        };
+        // The request is written once, as bytes; a second attempt sends the same bytes (see
+        // the module docs), so nothing is cloned for it.
+        let mut request = Outgoing::new(
+            &head,
+            &client.forwarded_for,
+            client.is_https(),
+            body,
+            repeatable,
+            false,
+        );
 
         // Picked only now, so a refused or slow client body does not use up a turn.
         pool.retry_budget().deposit();
         let affinity = pool.affinity(&head.headers, &head.uri, client.ip);
         let first = pool.pick(affinity).map_err(|e| (e, None))?;
-        let request = Request::from_parts(head, body);
-        let error = match self.attempt(Arc::clone(first), request, deadline).await {
+        let error = match self
+            .attempt(Arc::clone(first), &mut request, deadline)
+            .await
+        {
             Ok(outcome) => return Ok(stick(pool, affinity, outcome)),
             Err(error) => error,
         };
@@ -215,9 +248,9 @@ impl Proxy {
             error.retry_safety(),
             RetrySafety::NotSent | RetrySafety::MaybeProcessed
         );
-        let (Some((head, bytes)), true) = (second, retry) else {
+        if !(retry && repeatable && request.is_replayable()) {
             return Err((error, Some(Arc::clone(first))));
-        };
+        }
         let Some(next) = pool.next_after(first, affinity) else {
             return Err((error, Some(Arc::clone(first))));
         };
@@ -233,8 +266,7 @@ impl Proxy {
             "attempt failed; retrying on the next instance",
         );
         pool.metrics().retries.inc();
-        let request = Request::from_parts(head, RequestBody::full(bytes));
-        self.attempt(Arc::clone(next), request, deadline)
+        self.attempt(Arc::clone(next), &mut request, deadline)
             .await
             .map(|outcome| stick(pool, affinity, outcome))
             .map_err(|e| (e, Some(Arc::clone(next))))
@@ -244,26 +276,39 @@ impl Proxy {
     async fn attempt(
         &self,
         instance: Arc<Instance>,
-        request: Request<RequestBody>,
+        request: &mut Outgoing,
         deadline: tokio::time::Instant,
     ) -> Result<Outcome, ProxyError> {
-        let mut lease = Lease::new(Arc::clone(&instance));
+        let lease = Lease::new(Arc::clone(&instance));
         let sent = tokio::time::timeout_at(deadline, instance.upstream().send(request)).await;
         let result = match sent {
+            Ok(Ok(Exchange {
+                body: UpstreamBody::Upgraded(_),
+                ..
+            })) => Err(ProxyError::Protocol(
+                "101 Switching Protocols to a request that asked for no upgrade".into(),
+            )),
             Ok(result) => result,
             Err(_) => Err(ProxyError::Timeout(self.limits.request_timeout)),
         };
         match result {
-            Ok((response, sender)) => {
-                if response.status().is_server_error() {
+            Ok(exchange) => {
+                if exchange.status.is_server_error() {
                     instance.health().record_failure();
                 } else {
                     instance.health().record_success();
                 }
-                lease.hold(sender);
-                let (mut parts, body) = response.into_parts();
-                headers::strip_hop_by_hop(&mut parts.headers);
-                let response = Response::from_parts(parts, ResponseBody::upstream(body, lease));
+                // Hop-by-hop headers were left out when the head was parsed.
+                let body = match exchange.body {
+                    UpstreamBody::Streaming(streaming) => ResponseBody::upstream(streaming, lease),
+                    // Whole already, its connection back in the idle stack: the request is
+                    // over as far as the instance is concerned.
+                    UpstreamBody::Complete(bytes) => ResponseBody::full(bytes),
+                    UpstreamBody::Upgraded(_) => ResponseBody::Full(None),
+                };
+                let mut response = Response::new(body);
+                *response.status_mut() = exchange.status;
+                *response.headers_mut() = exchange.headers;
                 Ok(Outcome {
                     response,
                     served_by: Some(Arc::clone(&instance)),
@@ -304,29 +349,6 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
         Some(value) => value.clone(),
         None => headers::new_request_id(),
     }
-}
-
-/// Rewrites a client's request head for an instance: origin-form target, HTTP/1.1, no
-/// hop-by-hop headers, forwarding headers added. `Host` is kept as the client sent it.
-fn prepare_head(head: &mut Parts, client: &ClientInfo) {
-    if head.uri.scheme().is_some() || head.uri.authority().is_some() {
-        // An absolute-form target (`GET http://host/path`) becomes origin-form.
-        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        head.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-    }
-    head.version = Version::HTTP_11;
-    headers::strip_hop_by_hop(&mut head.headers);
-    headers::add_forwarded(&mut head.headers, &client.forwarded_for);
-}
-
-/// What a second attempt sends: the same head without the first attempt's extensions.
-fn clone_head(head: &Parts) -> Parts {
-    let mut request = Request::new(());
-    *request.method_mut() = head.method.clone();
-    *request.uri_mut() = head.uri.clone();
-    *request.version_mut() = head.version;
-    *request.headers_mut() = head.headers.clone();
-    request.into_parts().0
 }
 
 /// The gateway's own answer to a failed request: the status of the error and the JSON body
@@ -398,19 +420,26 @@ mod tests {
     fn heads_are_rewritten_for_the_instance() {
         let request = Request::builder()
             .uri("http://shop.example/api/v1/products?q=x")
-            .version(Version::HTTP_10)
+            .version(http::Version::HTTP_10)
             .header("host", "shop.example")
             .header("connection", "keep-alive")
             .body(())
             .unwrap();
-        let (mut head, ()) = request.into_parts();
-        prepare_head(&mut head, &ClientInfo::new("192.0.2.7".parse().unwrap()));
-        assert_eq!(head.uri, "/api/v1/products?q=x");
-        assert_eq!(head.version, Version::HTTP_11);
-        assert_eq!(head.headers["host"], "shop.example");
-        assert!(!head.headers.contains_key("connection"));
-        assert_eq!(head.headers["x-forwarded-for"], "192.0.2.7");
-        assert_eq!(head.headers["x-forwarded-proto"], "http");
+        let (head, ()) = request.into_parts();
+        let client = ClientInfo::new("192.0.2.7".parse().unwrap());
+        let outgoing = Outgoing::new(
+            &head,
+            &client.forwarded_for,
+            client.is_https(),
+            RequestBody::Empty,
+            true,
+            false,
+        );
+        assert_eq!(
+            std::str::from_utf8(outgoing.as_bytes()).unwrap(),
+            "GET /api/v1/products?q=x HTTP/1.1\r\nhost: shop.example\r\n\
+             x-forwarded-for: 192.0.2.7\r\nx-forwarded-proto: http\r\n\r\n"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use strata_core::Shutdown;
 use strata_core::config::{GatewayConfig, PoolConfig};
-use strata_gateway::{Gateway, GatewayError, Limits};
+use strata_gateway::{Gateway, GatewayError, GatewayHandle, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -200,6 +200,8 @@ pub struct TestGateway {
     pub shutdown: Shutdown,
     pub task: Option<JoinHandle<Result<(), GatewayError>>>,
     pub client: reqwest::Client,
+    /// Reloads the running gateway.
+    pub handle: GatewayHandle,
 }
 
 impl TestGateway {
@@ -279,6 +281,7 @@ pub async fn spawn_gateway(config: GatewayConfig) -> TestGateway {
 pub async fn spawn_gateway_with(config: GatewayConfig, limits: Limits) -> TestGateway {
     let gateway = Gateway::build_with_limits(&config, limits).await.unwrap();
     let (addr, admin) = (gateway.local_addr(), gateway.admin_addr());
+    let handle = gateway.handle();
     let shutdown = Shutdown::new();
     let task = Some(tokio::spawn(gateway.run(shutdown.clone())));
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
@@ -288,6 +291,7 @@ pub async fn spawn_gateway_with(config: GatewayConfig, limits: Limits) -> TestGa
         shutdown,
         task,
         client,
+        handle,
     }
 }
 
@@ -328,4 +332,152 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("never became true: {what}");
+}
+
+/// A WebSocket instance (tokio-tungstenite): greets each client with `welcome from <name>`,
+/// then answers every text message `m` with `<name>: m`. Counts the WebSockets it accepted.
+pub struct WsBackend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub accepted: Arc<AtomicUsize>,
+    stop: Shutdown,
+}
+
+impl WsBackend {
+    pub async fn start(name: &str) -> WsBackend {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Shutdown::new();
+        let (name_, accepted_, stop_) = (name.to_owned(), Arc::clone(&accepted), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    () = stop_.cancelled() => break,
+                    accepted = listener.accept() => accepted.unwrap(),
+                };
+                let (name, accepted, stop) = (name_.clone(), Arc::clone(&accepted_), stop_.clone());
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let _ = ws.send(Message::text(format!("welcome from {name}"))).await;
+                    loop {
+                        let message = tokio::select! {
+                            () = stop.cancelled() => break,
+                            message = ws.next() => message,
+                        };
+                        match message {
+                            Some(Ok(Message::Text(text))) => {
+                                let reply = format!("{name}: {}", text.as_str());
+                                if ws.send(Message::text(reply)).await.is_err() {
+                                    break;
+                                }
+                            }
+                            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                            Some(Ok(_)) => {}
+                        }
+                    }
+                });
+            }
+        });
+        WsBackend {
+            name: name.to_owned(),
+            addr,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for WsBackend {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Opens a WebSocket to the chat route of `gateway` for `room`; returns it with the name of
+/// the instance that greeted it.
+pub async fn ws_connect(gateway: SocketAddr, room: &str) -> (Ws, String) {
+    let stream = TcpStream::connect(gateway).await.unwrap();
+    let url = format!("ws://{gateway}/api/v1/chat/ws?room={room}");
+    let (mut ws, response) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    assert_eq!(response.status(), 101);
+    let greeting = ws_recv(&mut ws).await.expect("a greeting");
+    let name = greeting
+        .strip_prefix("welcome from ")
+        .expect("a greeting")
+        .to_owned();
+    (ws, name)
+}
+
+/// The next text message, or `None` when the WebSocket closed (or nothing came in 3 s).
+pub async fn ws_recv(ws: &mut Ws) -> Option<String> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(3), ws.next())
+            .await
+            .ok()??;
+        match next {
+            Ok(Message::Text(text)) => return Some(text.as_str().to_owned()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Sends `text` and returns the reply.
+pub async fn ws_echo(ws: &mut Ws, text: &str) -> Option<String> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(text.to_owned())).await.ok()?;
+    ws_recv(ws).await
+}
+
+impl TestGateway {
+    /// An admin request with an optional bearer token; returns the status and JSON body.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self.client.request(method, self.admin_url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// The instances of `pool` as `/admin/pools` lists them.
+    pub async fn instances(&self, pool: &str) -> Vec<serde_json::Value> {
+        let (_, body) = self.admin_json("/admin/pools").await;
+        body["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == pool)
+            .map(|p| p["instances"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    }
 }

@@ -120,3 +120,46 @@ async fn a_client_that_sends_its_head_too_slowly_is_disconnected() {
     assert_eq!(backend.count(), 0);
     assert_eq!(gateway.get("/next").await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_client_sending_a_byte_a_second_is_closed_at_the_header_timeout_while_others_are_served()
+{
+    let backend = Backend::start("api-1").await;
+    let config = config(&[("api", vec![backend.url()])]);
+    let limits = Limits {
+        header_read_timeout: Duration::from_millis(1500),
+        ..Limits::from_config(&config)
+    };
+    let gateway = spawn_gateway_with(config, limits).await;
+    let mut slowloris = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let started = Instant::now();
+    let drip = tokio::spawn(async move {
+        // One byte a second: each byte would reset a naive idle timer.
+        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaa\r\n\r\n" {
+            if slowloris.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(3), slowloris.read_to_end(&mut buf)).await;
+        buf
+    });
+    // Others are served meanwhile.
+    for _ in 0..5 {
+        assert_eq!(gateway.get("/meanwhile").await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = drip.await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "closed only after {elapsed:?}"
+    );
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert_eq!(backend.count(), 5);
+}

@@ -13,6 +13,13 @@
 //! | check expressions | the same parse, normalized | `pg_get_constraintdef`, normalized |
 //! | plain indexes | `pragma_index_list` (origin `c`) + `pragma_index_info` | `pg_index` without constraint-backed ones |
 //! | foreign keys | `pragma_foreign_key_list` | `pg_constraint` (`contype = 'f'`) |
+//! | full-text search | an FTS5 virtual table with `content = '<table>'` | a `tsvector` column |
+//!
+//! Full-text search structures are dialect-specific by nature, so they are compared only as
+//! "this table has full-text search" ([`Table::full_text`]) and otherwise left out: on SQLite
+//! the FTS5 virtual table and its shadow tables (`<name>_data`, `_idx`, `_content`,
+//! `_docsize`, `_config`), on PostgreSQL the `tsvector` columns and the indexes over them. Both
+//! dialects' search results are compared by a test of the api instead.
 //!
 //! Column types are normalized through a small mapping ([`sqlite_type`], [`postgres_type`]);
 //! a type outside it keeps its dialect prefix (`pg:integer`) and so never matches the other
@@ -56,6 +63,8 @@ pub struct Table {
     pub indexes: BTreeMap<String, Index>,
     /// Foreign keys.
     pub foreign_keys: BTreeSet<ForeignKey>,
+    /// Has full-text search (see the module docs).
+    pub full_text: bool,
 }
 
 /// One column.
@@ -171,6 +180,11 @@ impl Table {
             format!("{:?}", self.foreign_keys),
             format!("{:?}", other.foreign_keys),
         );
+        compare(
+            "full-text search",
+            self.full_text.to_string(),
+            other.full_text.to_string(),
+        );
     }
 }
 
@@ -260,9 +274,29 @@ async fn introspect_sqlite(pool: &SqlitePool) -> Result<Schema, StoreError> {
     )
     .fetch_all(pool)
     .await?;
+    // FTS5 virtual tables: left out with their shadow tables, noted on their content table.
+    let mut full_text = BTreeSet::new();
+    let mut skipped = BTreeSet::new();
+    for (name, sql) in &tables {
+        if sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL TABLE") {
+            skipped.insert(name.clone());
+            for suffix in ["data", "idx", "content", "docsize", "config"] {
+                skipped.insert(format!("{name}_{suffix}"));
+            }
+            if let Some(content) = fts5_content_table(sql) {
+                full_text.insert(content);
+            }
+        }
+    }
     let mut schema = Schema::default();
     for (name, sql) in tables {
-        let mut table = Table::default();
+        if skipped.contains(&name) {
+            continue;
+        }
+        let mut table = Table {
+            full_text: full_text.contains(&name),
+            ..Table::default()
+        };
         let autoincrement = sql.to_ascii_uppercase().contains("AUTOINCREMENT");
 
         let columns: Vec<(String, String, bool, bool, i64)> = sqlx::query_as(
@@ -359,6 +393,15 @@ async fn introspect_sqlite(pool: &SqlitePool) -> Result<Schema, StoreError> {
         schema.tables.insert(name, table);
     }
     Ok(schema)
+}
+
+/// The `content = 'table'` option of an FTS5 `CREATE VIRTUAL TABLE` statement.
+fn fts5_content_table(sql: &str) -> Option<String> {
+    let tokens = tokenize(sql);
+    tokens.windows(3).find_map(|w| {
+        (w[0].eq_ignore_ascii_case("content") && w[1] == "=")
+            .then(|| w[2].trim_matches(['\'', '"']).to_owned())
+    })
 }
 
 /// A `CONSTRAINT name …` clause found in SQLite's stored `CREATE TABLE` text.
@@ -500,6 +543,13 @@ async fn introspect_postgres(pool: &PgPool) -> Result<Schema, StoreError> {
     .fetch_all(pool)
     .await?;
     for (table, column, data_type, not_null, has_default, generated) in columns {
+        if data_type == "tsvector" {
+            // Full-text search: noted, not compared column by column (see the module docs).
+            if let Some(t) = schema.tables.get_mut(&table) {
+                t.full_text = true;
+            }
+            continue;
+        }
         if let Some(t) = schema.tables.get_mut(&table) {
             t.columns.insert(
                 column,
@@ -593,6 +643,9 @@ async fn introspect_postgres(pool: &PgPool) -> Result<Schema, StoreError> {
          CROSS JOIN LATERAL unnest(ix.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
          JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum \
          WHERE nsp.nspname = current_schema() \
+           AND NOT EXISTS (SELECT 1 FROM unnest(ix.indkey::int2[]) AS fk(attnum) \
+                           JOIN pg_attribute fa ON fa.attrelid = t.oid AND fa.attnum = fk.attnum \
+                           WHERE fa.atttypid = 'tsvector'::regtype) \
            AND NOT EXISTS (SELECT 1 FROM pg_constraint c \
                            WHERE c.conindid = ix.indexrelid AND c.conrelid = ix.indrelid \
                              AND c.contype IN ('p', 'u', 'x')) \

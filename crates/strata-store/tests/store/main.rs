@@ -5,8 +5,12 @@
 // does not reach them; a failed unwrap is exactly how a test should fail.
 #![allow(clippy::unwrap_used)]
 
+mod carts;
 mod harness;
 mod lifecycle;
+mod orders;
 mod products;
 mod schema;
+mod search;
 mod seed;
+mod users;

@@ -49,6 +49,24 @@ async fn sqlite_and_postgres_schemas_are_equivalent() {
         ["category"]
     );
     assert_eq!(products.constraints.len(), 4, "{:?}", products.constraints);
+    // Full-text search exists on both sides, and its internals are left out of the comparison.
+    assert!(products.full_text && postgres.tables["products"].full_text);
+    assert!(
+        !sqlite.tables.keys().any(|t| t.contains("fts")),
+        "{:?}",
+        sqlite.tables.keys()
+    );
+    assert!(!postgres.tables["products"].columns.contains_key("search"));
+
+    let users = &sqlite.tables["users"];
+    assert_eq!(users.primary_key, ["id"]);
+    assert!(users.columns["id"].generated);
+    assert!(users.unique.contains(&vec!["email".to_owned()]));
+    assert_eq!(
+        users.checks["users_role_check"],
+        "rolein'customer','support','admin'"
+    );
+    assert!(!users.full_text);
 }
 
 #[tokio::test]

@@ -47,6 +47,23 @@ async fn usage_errors_exit_2() {
     let (status, _, stderr) =
         run_to_exit(strata(&["serve", "api", "--admin-listen", "127.0.0.1:1"])).await;
     assert_eq!(status.code(), Some(2), "{stderr}");
+    // `serve api` needs the shared token secret, at least 32 bytes.
+    let (status, _, stderr) = run_to_exit(strata(&["serve", "api"])).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("auth.jwt_secret"), "{stderr}");
+    let mut command = strata(&["serve", "api"]);
+    command.env("STRATA_AUTH_JWT_SECRET", "too short");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("auth.jwt_secret") && !stderr.contains("too short"),
+        "{stderr}"
+    );
+    let mut command = strata(&["up"]);
+    command.env("STRATA_ADMIN_EMAIL", "root@example.com");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("admin.password"), "{stderr}");
     let (status, _, stderr) = run_to_exit(strata(&[
         "bench",
         "--url",

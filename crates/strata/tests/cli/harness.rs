@@ -204,10 +204,15 @@ pub struct Up {
     pub public: SocketAddr,
     pub admin: SocketAddr,
     pub rows: Vec<Row>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Up {
+    /// The stack's data directory (`--data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Instance rows of `role` (`api`, `chat`, `worker`).
     pub fn instances(&self, role: &str) -> Vec<Row> {
         self.rows
@@ -226,6 +231,11 @@ impl Up {
 /// instance on an OS-chosen port (port 0: N consecutive free ports cannot be reserved
 /// reliably), and waits for its banner.
 pub async fn spawn_up(args: &[&str]) -> Up {
+    spawn_up_with_env(args, &[]).await
+}
+
+/// As [`spawn_up`], with extra environment variables (`STRATA_ADMIN_EMAIL`, …).
+pub async fn spawn_up_with_env(args: &[&str], env: &[(&str, &str)]) -> Up {
     let dir = TempDir::new("up");
     let (port, admin_port) = (free_port().to_string(), free_port().to_string());
     let data_dir = dir.path().join("data");
@@ -245,6 +255,9 @@ pub async fn spawn_up(args: &[&str]) -> Up {
         .env("STRATA_API_LISTEN", "127.0.0.1:0")
         .env("STRATA_CHAT_LISTEN", "127.0.0.1:0")
         .env("STRATA_WORKER_LISTEN", "127.0.0.1:0");
+    for (key, value) in env {
+        command.env(key, value);
+    }
     let mut process = Process::spawn(command);
     process.wait_for_stdout(UP_BANNER_END, START_TIMEOUT).await;
     let rows = parse_table(&process.stdout());
@@ -262,7 +275,7 @@ pub async fn spawn_up(args: &[&str]) -> Up {
         public,
         admin,
         rows,
-        _dir: dir,
+        dir,
     }
 }
 

@@ -9,6 +9,9 @@ use strata_core::testkit::{POSTGRES, require_service};
 
 use crate::harness::{Process, START_TIMEOUT, free_port, strata, wait_ready};
 
+/// The token signing secret every `strata serve api` of a deployment shares.
+const JWT_SECRET: &str = "serve-test-secret-0123456789abcdef";
+
 /// `base` with every connection's `search_path` set to `schema`.
 fn with_search_path(base: &str, schema: &str) -> String {
     let separator = if base.contains('?') { '&' } else { '?' };
@@ -29,14 +32,17 @@ async fn serve_runs_roles_as_separate_processes_on_postgres() {
     let mut processes = Vec::new();
     for port in api_ports {
         let listen = format!("127.0.0.1:{port}");
-        processes.push(Process::spawn(strata(&[
+        let mut command = strata(&[
             "serve",
             "api",
             "--listen",
             &listen,
             "--database-url",
             &database_url,
-        ])));
+        ]);
+        // One secret for both processes: a token from one is accepted by the other.
+        command.env("STRATA_AUTH_JWT_SECRET", JWT_SECRET);
+        processes.push(Process::spawn(command));
     }
     let (public, admin) = (free_port(), free_port());
     let upstream = format!(
@@ -95,6 +101,38 @@ async fn serve_runs_roles_as_separate_processes_on_postgres() {
         .map(|p| format!("api@127.0.0.1:{p}"))
         .collect();
     assert_eq!(seen, expected);
+
+    // An account made through one process logs in and is recognised by every process: the
+    // token is verified with the shared secret, no session lives in a process.
+    let account = serde_json::json!({
+        "email": "serve@example.com", "password": "serve password", "display_name": "S"
+    });
+    let response = client
+        .post(format!("http://127.0.0.1:{}/api/v1/users", api_ports[0]))
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let session: Value = client
+        .post(format!("http://127.0.0.1:{}/api/v1/sessions", api_ports[1]))
+        .json(&serde_json::json!({"email": "serve@example.com", "password": "serve password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().expect("token");
+    for port in api_ports {
+        let me = client
+            .get(format!("http://127.0.0.1:{port}/api/v1/users/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(me.status(), 200, "api on {port}");
+    }
 
     // Every role stops cleanly on SIGTERM.
     for process in &processes {

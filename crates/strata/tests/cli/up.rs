@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::harness::{BIN, gateway_requests_by_instance, run_to_exit, spawn_up, strata};
+use crate::harness::{
+    BIN, gateway_requests_by_instance, run_to_exit, spawn_up, spawn_up_with_env, strata,
+};
 
 #[tokio::test]
 async fn up_serves_the_catalog_and_spreads_requests_evenly() {
@@ -151,4 +153,87 @@ async fn up_answers_errors_as_json_and_never_with_5xx() {
         );
     }
     assert!(report["req_per_sec"].as_f64().unwrap() > 0.0);
+}
+
+/// Accounts in `strata up`: the generated JWT secret is kept (0600) in the data directory, the
+/// admin from `STRATA_ADMIN_*` exists, every instance accepts every token, and an admin's price
+/// change is read back by every instance at once (they share one memory cache).
+#[tokio::test]
+async fn up_keeps_its_secret_bootstraps_the_admin_and_invalidates_every_instance() {
+    let up = spawn_up_with_env(
+        &["--api", "3", "--chat", "1"],
+        &[
+            ("STRATA_ADMIN_EMAIL", "Root@Example.com"),
+            ("STRATA_ADMIN_PASSWORD", "root password"),
+        ],
+    )
+    .await;
+    let secret_file = up.data_dir().join("jwt.secret");
+    let secret = std::fs::read_to_string(&secret_file).expect("jwt.secret");
+    assert_eq!(secret.trim().len(), 64, "32 random bytes, hex");
+    assert!(secret.trim().bytes().all(|b| b.is_ascii_hexdigit()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+
+    let client = reqwest::Client::new();
+    let session: Value = client
+        .post(up.url("/api/v1/sessions"))
+        .json(&serde_json::json!({"email": "root@example.com", "password": "root password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().expect("admin token").to_owned();
+    for row in up.instances("api") {
+        let me: Value = client
+            .get(format!("http://{}/api/v1/users/me", row.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(me["role"], "admin", "via {}", row.name);
+    }
+
+    for price in [123_456_i64, 654_321] {
+        // Fill every instance's view of product 1 (one cache, but every instance reads it).
+        for row in up.instances("api") {
+            let response = client
+                .get(format!("http://{}/api/v1/products/1", row.addr))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        let response = client
+            .patch(up.url("/api/v1/products/1"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"price_cents": price}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        for row in up.instances("api") {
+            let product: Value = client
+                .get(format!("http://{}/api/v1/products/1", row.addr))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(product["price_cents"], price, "via {}", row.name);
+        }
+    }
 }

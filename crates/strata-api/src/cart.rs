@@ -1,0 +1,547 @@
+//! The cart: `GET /api/v1/cart`, `POST /api/v1/cart/items`, `PATCH` and `DELETE
+//! /api/v1/cart/items/{product_id}`. Every answer is the whole cart, priced by
+//! [`crate::prices::quote`] (the function checkout uses).
+//!
+//! # Whose cart
+//! - With a valid token: the user's cart (kept in the store, so any instance serves it).
+//! - Without one: the cart named by the `strata_cart` cookie, a random 128-bit token (32 hex
+//!   digits) set `HttpOnly; SameSite=Lax; Path=/api/v1` on the first write. A cookie naming no
+//!   cart is replaced by a fresh token on the next write (a client never chooses its token).
+//! - With both: the anonymous cart is merged into the user's cart first, then deleted and the
+//!   cookie cleared. Log-in itself (`POST /sessions`) never sees the cart cookie's owner act on
+//!   the cart, so the merge happens at the first authenticated cart or checkout request that
+//!   carries the cookie: simpler, and just as correct, as merging at log-in. Quantities of a
+//!   product in both carts add up, capped at 99; lines beyond the 50-line limit are dropped.
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use serde::{Deserialize, Serialize};
+use strata_store::{CartError, CartLine, CartOwner, MAX_CART_LINES, MAX_LINE_QUANTITY};
+use time::OffsetDateTime;
+
+use crate::ApiError;
+use crate::auth::{AuthUser, OptionalAuthUser};
+use crate::extract::{Json, PathId, Query};
+use crate::openapi::ErrorBody;
+use crate::prices::{
+    JsonObject, LineInput, PriceRules, Quote, lookup_coupon, parse_coupon, parse_region, quote,
+};
+use crate::state::AppState;
+
+/// The name of the anonymous cart cookie.
+pub const CART_COOKIE: &str = "strata_cart";
+/// How long a browser keeps the cart cookie: 30 days, a usual shopping-cart lifetime.
+const CART_COOKIE_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
+/// Hex digits in a cart token (128 bits).
+const TOKEN_HEX_LEN: usize = 32;
+
+/// The cart routes, to be merged into the api router.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/cart", get(get_cart))
+        .route("/api/v1/cart/items", post(add_item))
+        .route(
+            "/api/v1/cart/items/{product_id}",
+            patch(set_item).delete(remove_item),
+        )
+}
+
+/// The cart as served: its lines with current catalog data, and its price.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CartView {
+    /// The lines, oldest first.
+    pub items: Vec<CartLine>,
+    /// The price of the lines (tiers, coupon and tax as asked for in the query, if any).
+    pub quote: Quote,
+}
+
+/// `POST /api/v1/cart/items` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddItemRequest {
+    /// The product.
+    #[schema(minimum = 1)]
+    pub product_id: i64,
+    /// Units to add, 1 to 99 (the line may hold at most 99).
+    #[schema(minimum = 1, maximum = 99)]
+    pub quantity: i64,
+}
+
+/// `PATCH /api/v1/cart/items/{product_id}` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetItemRequest {
+    /// The line's new quantity, 0 to 99; 0 removes the line.
+    #[schema(minimum = 0, maximum = 99)]
+    pub quantity: i64,
+}
+
+/// How to price the cart in a response: `?region=&coupon=`, both optional.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PriceQuery {
+    /// The region to tax for (default `EU-DE`).
+    pub region: Option<String>,
+    /// A coupon code to price with (reported in `quote.coupon` when it does not apply).
+    pub coupon: Option<String>,
+}
+
+/// Show the caller's cart, priced.
+#[utoipa::path(
+    get,
+    path = "/api/v1/cart",
+    tag = "cart",
+    params(PriceQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The cart (empty when the caller has none)", body = CartView),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an `Authorization` header with an invalid or expired token", body = ErrorBody),
+        (status = 422, description = "`invalid_field` (malformed region or coupon), `unknown_region`, `price_overflow`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_cart(
+    State(state): State<AppState>,
+    caller: CartCaller,
+    Query(pricing): Query<PriceQuery>,
+) -> Result<Response, ApiError> {
+    let (owner, cookie) = caller.resolve(&state, false).await?;
+    let lines = match owner.as_owner() {
+        Some(owner) => state.store.carts().lines(owner).await?,
+        None => Vec::new(),
+    };
+    respond(&state, lines, &pricing, cookie).await
+}
+
+/// Add units of a product to the caller's cart (a new line, or onto its line).
+#[utoipa::path(
+    post,
+    path = "/api/v1/cart/items",
+    tag = "cart",
+    params(PriceQuery),
+    request_body = AddItemRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The cart after the change; may set the `strata_cart` cookie", body = CartView),
+        (status = 400, description = "`malformed_json`, `invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an invalid or expired token", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_field` (quantity below 1), `cart_limit` (more than 99 units on the line or a 51st line), `unknown_product`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn add_item(
+    State(state): State<AppState>,
+    caller: CartCaller,
+    Query(pricing): Query<PriceQuery>,
+    Json(JsonObject(body)): Json<JsonObject<AddItemRequest>>,
+) -> Result<Response, ApiError> {
+    if body.quantity < 1 {
+        return Err(quantity_error("at least 1 unit must be added"));
+    }
+    let quantity = u32::try_from(body.quantity)
+        .ok()
+        .filter(|q| *q <= MAX_LINE_QUANTITY)
+        .ok_or_else(|| line_limit(body.product_id, body.quantity))?;
+    if body.product_id < 1 {
+        return Err(ApiError::UnknownProduct(body.product_id));
+    }
+    let (owner, cookie) = caller.resolve(&state, true).await?;
+    let owner = owner.as_owner().ok_or_else(no_owner)?;
+    state
+        .store
+        .carts()
+        .add(owner, body.product_id, quantity)
+        .await
+        .map_err(cart_error)?;
+    let lines = state.store.carts().lines(owner).await?;
+    respond(&state, lines, &pricing, cookie).await
+}
+
+/// Set the quantity of a line of the caller's cart; 0 removes it.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/cart/items/{product_id}",
+    tag = "cart",
+    params(("product_id" = i64, Path, description = "The product of the line", minimum = 1), PriceQuery),
+    request_body = SetItemRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The cart after the change", body = CartView),
+        (status = 400, description = "`invalid_id`, `malformed_json`, `invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an invalid or expired token", body = ErrorBody),
+        (status = 404, description = "`not_in_cart`: the product has no line in the cart", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Not `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_body`, `invalid_field` (negative quantity), `cart_limit` (more than 99)", body = ErrorBody),
+    )
+)]
+pub(crate) async fn set_item(
+    State(state): State<AppState>,
+    caller: CartCaller,
+    PathId(product_id): PathId,
+    Query(pricing): Query<PriceQuery>,
+    Json(JsonObject(body)): Json<JsonObject<SetItemRequest>>,
+) -> Result<Response, ApiError> {
+    if body.quantity < 0 {
+        return Err(quantity_error(
+            "a quantity cannot be negative (0 removes the line)",
+        ));
+    }
+    let quantity = u32::try_from(body.quantity)
+        .ok()
+        .filter(|q| *q <= MAX_LINE_QUANTITY)
+        .ok_or_else(|| line_limit(product_id, body.quantity))?;
+    let (owner, cookie) = caller.resolve(&state, false).await?;
+    let owner = owner.as_owner().ok_or(ApiError::NotInCart(product_id))?;
+    state
+        .store
+        .carts()
+        .set(owner, product_id, quantity)
+        .await
+        .map_err(cart_error)?;
+    let lines = state.store.carts().lines(owner).await?;
+    respond(&state, lines, &pricing, cookie).await
+}
+
+/// Remove a line from the caller's cart.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/cart/items/{product_id}",
+    tag = "cart",
+    params(("product_id" = i64, Path, description = "The product of the line", minimum = 1), PriceQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The cart after the change", body = CartView),
+        (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: an invalid or expired token", body = ErrorBody),
+        (status = 404, description = "`not_in_cart`: the product has no line in the cart", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove_item(
+    State(state): State<AppState>,
+    caller: CartCaller,
+    PathId(product_id): PathId,
+    Query(pricing): Query<PriceQuery>,
+) -> Result<Response, ApiError> {
+    let (owner, cookie) = caller.resolve(&state, false).await?;
+    let owner = owner.as_owner().ok_or(ApiError::NotInCart(product_id))?;
+    state
+        .store
+        .carts()
+        .remove(owner, product_id)
+        .await
+        .map_err(cart_error)?;
+    let lines = state.store.carts().lines(owner).await?;
+    respond(&state, lines, &pricing, cookie).await
+}
+
+/// Prices `lines` and answers with the cart, setting or clearing the cookie as decided.
+async fn respond(
+    state: &AppState,
+    lines: Vec<CartLine>,
+    pricing: &PriceQuery,
+    cookie: CookieAction,
+) -> Result<Response, ApiError> {
+    let quote = price_lines(state, &lines, pricing).await?;
+    let mut response = Json(CartView {
+        items: lines,
+        quote,
+    })
+    .into_response();
+    cookie.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// The quote of the cart's lines under the query's region and coupon.
+async fn price_lines(
+    state: &AppState,
+    lines: &[CartLine],
+    pricing: &PriceQuery,
+) -> Result<Quote, ApiError> {
+    let region = parse_region(pricing.region.as_deref())?;
+    let code = parse_coupon(pricing.coupon.as_deref())?;
+    let coupon = lookup_coupon(&state.store, code.as_deref()).await?;
+    let inputs = lines
+        .iter()
+        .map(|l| {
+            Ok(LineInput {
+                product_id: l.product_id,
+                unit_price_cents: l.unit_price_cents,
+                // The schema keeps cart quantities in 1..=99.
+                quantity: u32::try_from(l.quantity).map_err(|_| {
+                    ApiError::Unexpected(format!("cart quantity {} out of range", l.quantity))
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(quote(
+        &inputs,
+        &PriceRules::standard(),
+        coupon.as_input(code.as_deref()),
+        region.as_deref(),
+        OffsetDateTime::now_utc(),
+    )?)
+}
+
+fn quantity_error(message: &str) -> ApiError {
+    ApiError::InvalidField {
+        field: "quantity",
+        message: message.to_owned(),
+    }
+}
+
+fn line_limit(product_id: i64, quantity: i64) -> ApiError {
+    ApiError::CartLimit(format!(
+        "a cart line holds at most {MAX_LINE_QUANTITY} units; product {product_id} would have \
+         {quantity}"
+    ))
+}
+
+fn no_owner() -> ApiError {
+    ApiError::Unexpected("a cart write without an owner".into())
+}
+
+/// Maps the store's refusals to their HTTP answers.
+fn cart_error(e: CartError) -> ApiError {
+    match e {
+        CartError::UnknownProduct(id) => ApiError::UnknownProduct(id),
+        CartError::NotInCart(id) => ApiError::NotInCart(id),
+        CartError::TooManyLines => ApiError::CartLimit(format!(
+            "a cart holds at most {MAX_CART_LINES} different products"
+        )),
+        CartError::QuantityOutOfRange {
+            product_id,
+            quantity,
+        } => line_limit(product_id, quantity),
+        CartError::Store(e) => e.into(),
+    }
+}
+
+/// Who is asking about a cart: the token's user, if any, and the cart cookie's token, if it
+/// has a well-formed one (anything else in the cookie is ignored, as if absent).
+#[derive(Debug)]
+pub(crate) struct CartCaller {
+    user: Option<AuthUser>,
+    cookie: Option<String>,
+}
+
+impl FromRequestParts<AppState> for CartCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let OptionalAuthUser(user) = OptionalAuthUser::from_request_parts(parts, state).await?;
+        Ok(Self {
+            user,
+            cookie: cart_cookie(&parts.headers),
+        })
+    }
+}
+
+impl CartCaller {
+    /// A caller who must be signed in (checkout): the user and the cookie's token.
+    pub(crate) fn new(user: AuthUser, headers: &HeaderMap) -> Self {
+        Self {
+            user: Some(user),
+            cookie: cart_cookie(headers),
+        }
+    }
+
+    /// Settles whose cart the request is about, merging an anonymous cart into the user's
+    /// when both are known (see the module docs). With `create`, an anonymous caller without
+    /// a cart gets a fresh token (and the cookie that carries it).
+    pub(crate) async fn resolve(
+        self,
+        state: &AppState,
+        create: bool,
+    ) -> Result<(ResolvedOwner, CookieAction), ApiError> {
+        match (self.user, self.cookie) {
+            (Some(user), Some(token)) => {
+                let merged = state.store.carts().merge_anonymous(&token, user.id).await?;
+                if merged.found {
+                    tracing::info!(
+                        user_id = user.id,
+                        merged = merged.merged,
+                        capped = merged.capped,
+                        dropped = merged.dropped,
+                        "anonymous cart merged into the user's cart"
+                    );
+                }
+                Ok((ResolvedOwner::User(user.id), CookieAction::Clear))
+            }
+            (Some(user), None) => Ok((ResolvedOwner::User(user.id), CookieAction::Keep)),
+            (None, Some(token)) => {
+                if !create || state.store.carts().anonymous_exists(&token).await? {
+                    Ok((ResolvedOwner::Anonymous(token), CookieAction::Keep))
+                } else {
+                    let fresh = new_token();
+                    Ok((
+                        ResolvedOwner::Anonymous(fresh.clone()),
+                        CookieAction::Set(fresh),
+                    ))
+                }
+            }
+            (None, None) if create => {
+                let fresh = new_token();
+                Ok((
+                    ResolvedOwner::Anonymous(fresh.clone()),
+                    CookieAction::Set(fresh),
+                ))
+            }
+            (None, None) => Ok((ResolvedOwner::Nobody, CookieAction::Keep)),
+        }
+    }
+}
+
+/// Whose cart a request is about.
+#[derive(Debug)]
+pub(crate) enum ResolvedOwner {
+    User(i64),
+    Anonymous(String),
+    /// An anonymous caller without a cart cookie, reading: the empty cart.
+    Nobody,
+}
+
+impl ResolvedOwner {
+    fn as_owner(&self) -> Option<CartOwner<'_>> {
+        match self {
+            Self::User(id) => Some(CartOwner::User(*id)),
+            Self::Anonymous(token) => Some(CartOwner::Anonymous(token)),
+            Self::Nobody => None,
+        }
+    }
+}
+
+/// What the response does with the cart cookie.
+#[derive(Debug)]
+pub(crate) enum CookieAction {
+    Keep,
+    Set(String),
+    Clear,
+}
+
+impl CookieAction {
+    /// Adds the `Set-Cookie` header, if any.
+    pub(crate) fn apply(&self, headers: &mut HeaderMap) {
+        let value = match self {
+            Self::Keep => return,
+            Self::Set(token) => format!(
+                "{CART_COOKIE}={token}; Path=/api/v1; Max-Age={CART_COOKIE_MAX_AGE_SECS}; \
+                 HttpOnly; SameSite=Lax"
+            ),
+            Self::Clear => {
+                format!("{CART_COOKIE}=; Path=/api/v1; Max-Age=0; HttpOnly; SameSite=Lax")
+            }
+        };
+        // The value is ours (hex digits and fixed text), so it is always a valid header.
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+}
+
+/// A fresh cart token: 128 random bits from the thread's CSPRNG, as 32 lowercase hex digits.
+fn new_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The first well-formed `strata_cart` token among the request's `Cookie` headers.
+fn cart_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == CART_COOKIE)
+        .map(|(_, value)| value.trim())
+        .find(|value| {
+            value.len() == TOKEN_HEX_LEN
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(cookies: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for cookie in cookies {
+            headers.append(header::COOKIE, HeaderValue::from_static(cookie));
+        }
+        headers
+    }
+
+    #[test]
+    fn tokens_are_32_hex_digits_and_differ() {
+        let a = new_token();
+        assert_eq!(a.len(), TOKEN_HEX_LEN);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, new_token());
+    }
+
+    #[test]
+    fn only_well_formed_cart_cookies_count() {
+        let token = "0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            cart_cookie(&headers(&[
+                "a=1; strata_cart=0123456789abcdef0123456789abcdef; b=2"
+            ]))
+            .as_deref(),
+            Some(token)
+        );
+        assert_eq!(
+            cart_cookie(&headers(&[
+                "strata_cart=nope",
+                "strata_cart=0123456789abcdef0123456789abcdef"
+            ]))
+            .as_deref(),
+            Some(token)
+        );
+        for bad in [
+            "strata_cart=",
+            "strata_cart=0123456789ABCDEF0123456789ABCDEF",
+            "strata_cart=0123456789abcdef0123456789abcdef00",
+            "other=0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(cart_cookie(&headers(&[bad])), None, "{bad}");
+        }
+        assert_eq!(cart_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn cookies_are_set_and_cleared_with_the_documented_attributes() {
+        let mut h = HeaderMap::new();
+        CookieAction::Set("ab".into()).apply(&mut h);
+        let set = h[header::SET_COOKIE].to_str().unwrap();
+        assert!(set.starts_with("strata_cart=ab;"), "{set}");
+        for attribute in [
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/api/v1",
+            "Max-Age=2592000",
+        ] {
+            assert!(set.contains(attribute), "{set}");
+        }
+        let mut h = HeaderMap::new();
+        CookieAction::Clear.apply(&mut h);
+        assert!(
+            h[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        let mut h = HeaderMap::new();
+        CookieAction::Keep.apply(&mut h);
+        assert!(h.is_empty());
+    }
+}

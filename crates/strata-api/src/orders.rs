@@ -1,0 +1,436 @@
+//! Orders: `POST /api/v1/orders` (checkout), `GET /api/v1/orders` and `GET
+//! /api/v1/orders/{id}`. All need a signed-in caller.
+//!
+//! Checkout requires an `Idempotency-Key` header (1 to 128 printable ASCII characters, unique
+//! per user). The optional JSON body (`coupon`, `region`) is normalized into a canonical text
+//! (`{"coupon":…,"region":…}`, fields in a fixed order, code and region upper case) that the
+//! store keeps with the key: a replay with the same key and the same canonical body returns
+//! the same order (200, `Idempotent-Replayed: true`) without reserving anything again; the same
+//! key with another body is a 422. The canonical body itself is stored rather than a hash of
+//! it: it is at most a few dozen bytes and compares exactly. The transaction itself is
+//! described in `strata_store::OrderRepo::checkout`; the price comes from
+//! [`crate::prices::quote`], as for quotes and carts.
+
+use axum::Router;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use strata_store::{
+    CheckoutError, CheckoutRequest, Coupon, Order, OrderPage, Page, PricedLine, PricedOrder,
+    ReservedLine,
+};
+use time::OffsetDateTime;
+
+use crate::ApiError;
+use crate::auth::AuthUser;
+use crate::cart::CartCaller;
+use crate::extract::{Json, PathId, Query};
+use crate::openapi::ErrorBody;
+use crate::prices::{
+    CouponRule, FoundCoupon, JsonObject, LineInput, PriceError, PriceRules, parse_coupon,
+    parse_region, quote,
+};
+use crate::state::AppState;
+
+/// The header that names one checkout attempt.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set (to `true`) on a checkout answer that replays an earlier one.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+/// The longest idempotency key accepted.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+/// The order routes, to be merged into the api router.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orders", get(list_orders).post(place_order))
+        .route("/api/v1/orders/{id}", get(get_order))
+}
+
+/// `POST /api/v1/orders` body (optional: no body means no coupon and the default region).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    /// A coupon code; checkout fails with `coupon_rejected` when it does not apply.
+    #[serde(default)]
+    #[schema(example = "WELCOME10")]
+    pub coupon: Option<String>,
+    /// The region to tax for (default `EU-DE`).
+    #[serde(default)]
+    #[schema(example = "EU-DE")]
+    pub region: Option<String>,
+}
+
+/// The canonical form of a checkout body, compared on replays.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    coupon: Option<&'a str>,
+    region: Option<&'a str>,
+}
+
+/// `GET /api/v1/orders` query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListOrdersQuery {
+    /// 1-based page number (default 1).
+    #[param(minimum = 1)]
+    pub page: Option<u32>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub per_page: Option<u32>,
+}
+
+/// Check out the caller's cart: reserve the stock, write the order at the quoted prices, empty
+/// the cart. Never oversells; one order per `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Names this checkout: 1 to 128 printable ASCII characters, e.g. a UUID. Replays with the same key and body return the same order.")),
+    request_body(content = Option<CheckoutBody>, description = "Optional; no body means no coupon and the default region"),
+    responses(
+        (status = 201, description = "The order was placed", body = Order,
+            headers(("Location" = String, description = "The order's URL"))),
+        (status = 200, description = "A replay of an earlier checkout with this key: the same order, nothing reserved again", body = Order,
+            headers(("Idempotent-Replayed" = String, description = "`true`"))),
+        (status = 400, description = "`idempotency_key_required`, `invalid_idempotency_key`, `malformed_json`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
+        (status = 409, description = "`out_of_stock`: a product has less stock than the cart asks for; nothing was reserved", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "A body that is not `application/json`", body = ErrorBody),
+        (status = 422, description = "`empty_cart`, `coupon_rejected`, `idempotency_key_reused` (same key, different body), `invalid_body`, `invalid_field`, `unknown_region`, `price_overflow`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the store is overloaded or unreachable; retry with the same key", body = ErrorBody),
+    )
+)]
+pub(crate) async fn place_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(request.headers())?;
+    let caller = CartCaller::new(user.clone(), request.headers());
+    let body = optional_body(request, &state).await?;
+    let region = parse_region(body.region.as_deref())?;
+    let code = parse_coupon(body.coupon.as_deref())?;
+    let fingerprint = serde_json::to_string(&Canonical {
+        coupon: code.as_deref(),
+        region: region.as_deref(),
+    })?;
+
+    // An anonymous cart brought along is merged first (and its cookie cleared).
+    let (_, cookie) = caller.resolve(&state, false).await?;
+
+    let rules = PriceRules::standard();
+    let now = OffsetDateTime::now_utc();
+    let price = |lines: &[ReservedLine], coupon: Option<&Coupon>| {
+        price_checkout(
+            lines,
+            coupon,
+            code.as_deref(),
+            region.as_deref(),
+            &rules,
+            now,
+        )
+    };
+    let request = CheckoutRequest {
+        user_id: user.id,
+        idempotency_key: &key,
+        fingerprint: &fingerprint,
+        coupon_code: code.as_deref(),
+    };
+    let outcome = state
+        .store
+        .orders()
+        .checkout(request, price)
+        .await
+        .map_err(checkout_error)?;
+
+    let order = outcome.order;
+    let mut response = if outcome.replayed {
+        let mut response = Json(&order).into_response();
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        response
+    } else {
+        tracing::info!(
+            order_id = order.id,
+            user_id = user.id,
+            total_cents = order.total_cents,
+            "order placed"
+        );
+        let mut response = (StatusCode::CREATED, Json(&order)).into_response();
+        if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{}", order.id)) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    };
+    cookie.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(ListOrdersQuery),
+    responses(
+        (status = 200, description = "One page of the caller's orders, newest first", body = OrderPage),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_orders(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Query(query): Query<ListOrdersQuery>,
+) -> Result<Json<OrderPage>, ApiError> {
+    let page = Page::new(
+        query.page.unwrap_or(1),
+        query.per_page.unwrap_or(Page::DEFAULT_PER_PAGE),
+    )
+    .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    Ok(Json(
+        state.store.orders().list_for_user(user.id, page).await?,
+    ))
+}
+
+/// One order: the caller's own (admins may read any).
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{id}",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "The order's id", minimum = 1)),
+    responses(
+        (status = 200, description = "The order with its lines and status history", body = Order),
+        (status = 400, description = "`invalid_id`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such order, or another customer's", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_order(
+    State(state): State<AppState>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> Result<Json<Order>, ApiError> {
+    match state.store.orders().get(id).await? {
+        // Someone else's order looks exactly like a missing one.
+        Some(order) if order.user_id == user.id || user.is_admin() => Ok(Json(order)),
+        _ => Err(ApiError::OrderNotFound(id)),
+    }
+}
+
+/// The `Idempotency-Key` header, validated.
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let value = values.next().ok_or(ApiError::IdempotencyKeyRequired)?;
+    if values.next().is_some() {
+        return Err(ApiError::InvalidIdempotencyKey);
+    }
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::InvalidIdempotencyKey)?
+        .trim();
+    let valid = !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && key.bytes().all(|b| (b' '..=b'~').contains(&b));
+    if valid {
+        Ok(key.to_owned())
+    } else {
+        Err(ApiError::InvalidIdempotencyKey)
+    }
+}
+
+/// The checkout body: none (no `Content-Length`, or 0, and not chunked) means the defaults;
+/// anything else must be a JSON [`CheckoutBody`].
+async fn optional_body(request: Request, state: &AppState) -> Result<CheckoutBody, ApiError> {
+    let headers = request.headers();
+    let declared_empty = headers
+        .get(header::CONTENT_LENGTH)
+        .map_or(!headers.contains_key(header::TRANSFER_ENCODING), |v| {
+            v.as_bytes() == b"0"
+        });
+    if declared_empty {
+        return Ok(CheckoutBody::default());
+    }
+    let Json(JsonObject(body)) =
+        Json::<JsonObject<CheckoutBody>>::from_request(request, state).await?;
+    Ok(body)
+}
+
+/// Prices reserved lines for checkout with the same function as quotes. A coupon asked for
+/// that does not apply fails the checkout (the customer expected the discount).
+fn price_checkout(
+    lines: &[ReservedLine],
+    coupon: Option<&Coupon>,
+    code: Option<&str>,
+    region: Option<&str>,
+    rules: &PriceRules,
+    now: OffsetDateTime,
+) -> Result<PricedOrder, ApiError> {
+    let inputs = lines
+        .iter()
+        .map(|l| {
+            let quantity =
+                u32::try_from(l.quantity).map_err(|_| PriceError::QuantityOutOfRange {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                })?;
+            Ok(LineInput {
+                product_id: l.product_id,
+                unit_price_cents: l.unit_price_cents,
+                quantity,
+            })
+        })
+        .collect::<Result<Vec<_>, PriceError>>()?;
+    let found = FoundCoupon(coupon.cloned().map(CouponRule::from));
+    let quoted = quote(&inputs, rules, found.as_input(code), region, now)?;
+    if let Some((code, rejection)) = quoted.coupon_rejection() {
+        return Err(ApiError::CouponRejected {
+            code: code.to_owned(),
+            reason: rejection.describe(),
+        });
+    }
+    Ok(PricedOrder {
+        region: quoted.region,
+        tax_rate_bps: i64::from(quoted.tax_rate_bps),
+        coupon_code: quoted.coupon.map(|c| c.code),
+        subtotal_cents: quoted.subtotal_cents,
+        discount_cents: quoted.discount_cents,
+        tax_cents: quoted.tax_cents,
+        total_cents: quoted.total_cents,
+        lines: quoted
+            .lines
+            .iter()
+            .map(|l| PricedLine {
+                product_id: l.product_id,
+                unit_price_cents: l.unit_price_cents,
+                quantity: i64::from(l.quantity),
+                discount_cents: l.tier_discount_cents,
+                total_cents: l.total_cents,
+            })
+            .collect(),
+    })
+}
+
+/// Maps the store's refusals to their HTTP answers.
+fn checkout_error(e: CheckoutError<ApiError>) -> ApiError {
+    match e {
+        CheckoutError::EmptyCart => ApiError::EmptyCart,
+        CheckoutError::OutOfStock {
+            product_id,
+            name,
+            requested,
+            available,
+        } => ApiError::OutOfStock {
+            product_id,
+            name,
+            requested,
+            available,
+        },
+        CheckoutError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+        CheckoutError::Pricing(e) => e,
+        CheckoutError::PricingMismatch(what) => {
+            ApiError::Unexpected(format!("checkout pricing mismatch: {what}"))
+        }
+        CheckoutError::Store(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_key(values: &[&[u8]]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(IDEMPOTENCY_KEY, HeaderValue::from_bytes(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn idempotency_keys_are_validated() {
+        assert!(matches!(
+            idempotency_key(&HeaderMap::new()),
+            Err(ApiError::IdempotencyKeyRequired)
+        ));
+        assert_eq!(
+            idempotency_key(&with_key(&[b"abc-123"])).unwrap(),
+            "abc-123"
+        );
+        assert_eq!(idempotency_key(&with_key(&[b" k 1 "])).unwrap(), "k 1");
+        let longest = [b'k'; 128];
+        assert!(idempotency_key(&with_key(&[&longest])).is_ok());
+        let too_long = [b'k'; 129];
+        let bad: [&[&[u8]]; 5] = [
+            &[b""],
+            &[b"   "],
+            &[&too_long],
+            &[b"caf\xc3\xa9"],
+            &[b"a", b"b"],
+        ];
+        for values in bad {
+            assert!(
+                matches!(
+                    idempotency_key(&with_key(values)),
+                    Err(ApiError::InvalidIdempotencyKey)
+                ),
+                "{values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn checkout_prices_match_quotes_and_refuse_rejected_coupons() {
+        let lines = [
+            ReservedLine {
+                product_id: 2,
+                sku: "B".into(),
+                name: "b".into(),
+                unit_price_cents: 333,
+                quantity: 5,
+            },
+            ReservedLine {
+                product_id: 1,
+                sku: "A".into(),
+                name: "a".into(),
+                unit_price_cents: 1000,
+                quantity: 2,
+            },
+        ];
+        let rules = PriceRules::standard();
+        let now = OffsetDateTime::now_utc();
+        let priced = price_checkout(&lines, None, None, Some("US-CA"), &rules, now).unwrap();
+        assert_eq!(priced.region, "US-CA");
+        assert_eq!(priced.subtotal_cents, 1_582 + 2_000);
+        assert_eq!(
+            priced.total_cents,
+            priced.subtotal_cents - priced.discount_cents + priced.tax_cents
+        );
+        assert_eq!(priced.lines[0].discount_cents, 83);
+        assert_eq!(priced.coupon_code, None);
+
+        let unknown = price_checkout(&lines, None, Some("NOPE"), None, &rules, now);
+        assert!(
+            matches!(unknown, Err(ApiError::CouponRejected { ref code, .. }) if code == "NOPE"),
+            "{unknown:?}"
+        );
+        let welcome = Coupon {
+            code: "WELCOME10".into(),
+            kind: strata_store::CouponKind::Percent { basis_points: 1000 },
+            min_subtotal_cents: 0,
+            expires_at: None,
+        };
+        let priced =
+            price_checkout(&lines, Some(&welcome), Some("WELCOME10"), None, &rules, now).unwrap();
+        assert_eq!(priced.coupon_code.as_deref(), Some("WELCOME10"));
+        assert_eq!(priced.discount_cents, 358);
+    }
+}

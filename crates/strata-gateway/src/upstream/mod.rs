@@ -1,0 +1,650 @@
+//! Connections to one instance: TCP connect with a timeout, the gateway's own HTTP/1.1 client
+//! ([`h1`]), and stacks of idle keep-alive connections reused by later requests.
+//!
+//! The client is a plain socket and a read buffer, used by the request task itself: the
+//! request head is written once into a byte buffer (which a retry sends again as it is), the
+//! response head is parsed with `httparse`, and a response whose body is already in the read
+//! buffer (the common small response) gives its connection back before the response is even
+//! returned. Nothing is spawned, no channel or extra task sits between a request and its
+//! connection, and no `HeaderMap` is built for the request. Measured, hyper's client machinery
+//! was most of what separated a proxied request from a direct one in user space.
+//!
+//! Connections belong to the worker thread that opened them (see [`set_worker`]): each worker
+//! has its own idle stack per instance, so a connection is only ever used by the runtime it is
+//! registered with, and workers never contend for a lock. A stack sits behind a
+//! `std::sync::Mutex` held only for one `Vec` push or pop, never across an `.await`;
+//! uncontended that is two atomic operations.
+//!
+//! # Stale connections
+//! An idle connection the instance closed is noticed before use when its close already
+//! arrived (a read readiness check that costs no system call otherwise). When the close races
+//! with the request (the write succeeds, then the connection ends before any response byte),
+//! the request is sent again on a fresh connection, transparently (not a retry, another
+//! instance is not involved), when its bytes are still at hand and it is idempotent or was
+//! never written; otherwise it fails as [`ProxyError::Reset`] and the retry policy decides.
+//!
+//! # Upgrades
+//! A `101 Switching Protocols` answer comes back as [`Body::Upgraded`] holding the [`Conn`];
+//! [`Conn::into_parts`] gives the raw [`TcpStream`] and the bytes the instance sent after the
+//! head, for the WebSocket relay.
+
+pub mod h1;
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use hyper::body::{Body as _, Incoming};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::error::ProxyError;
+use crate::limits::Limits;
+use crate::proxy::RequestBody;
+use h1::{BodyKind, BodyReader, Decoded, H1Error, RequestFraming};
+
+thread_local! {
+    /// The worker this thread serves as; 0 outside the gateway's own worker threads (tests,
+    /// a multi-threaded runtime, where every thread shares stack 0 and its one I/O driver).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Declares the calling thread as worker `index` (0-based, below [`Limits::workers`]): the
+/// connections it opens and reuses come from that worker's own idle stacks.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
+}
+
+fn worker() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// Read buffer reserved per read: a small response fits whole.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// One HTTP/1.1 connection to an instance.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    buf: BytesMut,
+    /// Whether it carried an earlier request (a failure before any byte may be staleness).
+    reused: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            reused: false,
+        }
+    }
+
+    /// The socket and the bytes already read past the response head: what a protocol switched
+    /// to after a `101` starts with.
+    pub fn into_parts(self) -> (TcpStream, Bytes) {
+        (self.stream, self.buf.freeze())
+    }
+
+    /// Whether an idle connection still looks usable: nothing arrived on it since its last
+    /// response (neither data nor the instance's close). Costs no system call unless the
+    /// socket became readable.
+    fn is_usable(&self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads more bytes into the buffer; `Ok(0)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+    }
+
+    async fn fill(&mut self) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Reads the response head, skipping `1xx` informational answers other than `101`.
+    async fn read_head(&mut self, head_request: bool) -> Result<h1::ResponseHead, ReadFailure> {
+        let mut received = false;
+        loop {
+            if !self.buf.is_empty() {
+                received = true;
+                match h1::parse_response_head(&mut self.buf, head_request) {
+                    Ok(Some(head)) if head.status.is_informational() && head.status != 101 => {
+                        continue;
+                    }
+                    Ok(Some(head)) => return Ok(head),
+                    Ok(None) => {}
+                    Err(error) => return Err(ReadFailure::Invalid(error)),
+                }
+            }
+            match self.fill().await {
+                Ok(0) if received => return Err(ReadFailure::Invalid(H1Error::Incomplete)),
+                Ok(0) => {
+                    return Err(ReadFailure::Nothing(io::Error::from(
+                        io::ErrorKind::UnexpectedEof,
+                    )));
+                }
+                Ok(_) => {}
+                Err(error) if received => return Err(ReadFailure::Io(error)),
+                Err(error) => return Err(ReadFailure::Nothing(error)),
+            }
+        }
+    }
+}
+
+/// How reading a response head failed.
+enum ReadFailure {
+    /// The connection ended or failed before any byte of the response.
+    Nothing(io::Error),
+    /// It failed after part of the response.
+    Io(io::Error),
+    /// What came is not a valid response.
+    Invalid(H1Error),
+}
+
+/// A request ready for an instance: its head (and a buffered body) as bytes, written once and
+/// sent again as they are by a retry, plus a body still to be streamed.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Request line, headers, and a buffered body.
+    bytes: Vec<u8>,
+    /// A body streamed from the client after `bytes`; `None` once consumed or when there is
+    /// none (then `bytes` can be sent again).
+    stream: Option<StreamBody>,
+    /// Whether the client sent `Host` (when not, each instance's authority is added).
+    has_host: bool,
+    head_request: bool,
+    /// Whether the request may be repeated (idempotent or keyed): a stale connection is then
+    /// retried transparently even after the request was written.
+    repeatable: bool,
+}
+
+#[derive(Debug)]
+struct StreamBody {
+    body: Incoming,
+    chunked: bool,
+    seen: u64,
+    limit: u64,
+}
+
+impl Outgoing {
+    /// Writes the request for an instance: `head` rewritten (see [`h1::encode_request`]) with
+    /// `client_ip` appended to `X-Forwarded-For`, `X-Forwarded-Proto` from `https`, and `body`. With `upgrade`, the `Upgrade`
+    /// handshake headers are kept.
+    pub fn new(
+        head: &Parts,
+        client_ip: &HeaderValue,
+        https: bool,
+        body: RequestBody,
+        repeatable: bool,
+        upgrade: bool,
+    ) -> Self {
+        // Origin-form; an absolute-form target (`GET http://host/path`) loses its authority.
+        let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
+        let (framing, full, stream) = match body {
+            RequestBody::Empty | RequestBody::Full(None) => (RequestFraming::None, None, None),
+            RequestBody::Full(Some(bytes)) => (
+                RequestFraming::Length(bytes.len() as u64),
+                Some(bytes),
+                None,
+            ),
+            RequestBody::Stream { body, seen, limit } => {
+                let declared = body.size_hint().exact();
+                let framing = declared.map_or(RequestFraming::Chunked, RequestFraming::Length);
+                let chunked = declared.is_none();
+                (
+                    framing,
+                    None,
+                    Some(StreamBody {
+                        body,
+                        chunked,
+                        seen,
+                        limit,
+                    }),
+                )
+            }
+        };
+        let mut bytes =
+            Vec::with_capacity(256 + head.headers.len() * 48 + full.as_ref().map_or(0, Bytes::len));
+        let has_host = h1::encode_request(
+            &mut bytes,
+            &head.method,
+            target,
+            &head.headers,
+            client_ip.as_bytes(),
+            https,
+            framing,
+            upgrade,
+        );
+        if let Some(full) = full {
+            bytes.extend_from_slice(&full);
+        }
+        Self {
+            bytes,
+            stream,
+            has_host,
+            head_request: head.method == Method::HEAD,
+            repeatable,
+        }
+    }
+
+    /// Whether the whole request is still at hand, so it can be sent again.
+    pub fn is_replayable(&self) -> bool {
+        self.stream.is_none()
+    }
+
+    /// The request as written, for tests and logs.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// The response head from an instance, with its body.
+#[derive(Debug)]
+pub struct Exchange {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Body,
+}
+
+/// A response body from an instance.
+#[derive(Debug)]
+pub enum Body {
+    /// The whole body (possibly empty), read with the head; its connection is already back
+    /// in the idle stack (or closed).
+    Complete(Bytes),
+    /// A body still arriving on its connection.
+    Streaming(Streaming),
+    /// A `101` answer: the connection now speaks another protocol.
+    Upgraded(Conn),
+}
+
+/// A response body being read from its connection.
+#[derive(Debug)]
+pub struct Streaming {
+    conn: Conn,
+    reader: BodyReader,
+    keep_alive: bool,
+}
+
+impl Streaming {
+    /// The next piece of body; `None` at its end, after which [`Streaming::into_reusable`]
+    /// gives the connection back.
+    ///
+    /// # Errors
+    /// The instance's framing errors and connection failures.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamError>>> {
+        loop {
+            match self.reader.decode(&mut self.conn.buf) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                Ok(Decoded::Done) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) => {}
+                Err(error) => return Poll::Ready(Some(Err(StreamError::Invalid(error)))),
+            }
+            match self.conn.poll_fill(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    if let Err(error) = self.reader.eof() {
+                        return Poll::Ready(Some(Err(StreamError::Invalid(error))));
+                    }
+                    self.keep_alive = false;
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(StreamError::Io(error)))),
+            }
+        }
+    }
+
+    /// Whether the body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        self.reader.is_done()
+    }
+
+    /// Bytes still expected, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        self.reader.remaining()
+    }
+
+    /// The connection, when the body was read to its end and the instance keeps it alive.
+    pub fn into_reusable(self) -> Option<Conn> {
+        (self.reader.is_done() && self.keep_alive).then_some(self.conn)
+    }
+}
+
+/// Why a response body stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("reading the instance's response body failed: {0}")]
+    Io(#[source] io::Error),
+    #[error("{0}")]
+    Invalid(#[source] H1Error),
+}
+
+/// Stale idle connections tried before opening a fresh one: a burst of connections closed by
+/// the instance while idle should not cost the request more than a few cheap checks.
+const MAX_IDLE_TRIES: usize = 4;
+
+/// Where an instance listens: an address parsed once, or a name resolved at each connect
+/// (so a DNS change, e.g. a Kubernetes Service, is followed by new connections).
+#[derive(Debug, Clone)]
+enum Target {
+    Addr(SocketAddr),
+    Name(String, u16),
+}
+
+/// The connections to one instance.
+pub struct Upstream {
+    target: Target,
+    /// `host:port`, sent as `Host` when the client sent none (HTTP/1.0).
+    authority: HeaderValue,
+    connect_timeout: Duration,
+    max_idle: usize,
+    /// One stack of idle connections per worker thread (see the module docs).
+    idle: Box<[Mutex<Vec<Conn>>]>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("target", &self.target)
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+impl Upstream {
+    /// Connections to `host:port`, none opened yet.
+    ///
+    /// # Errors
+    /// `host:port` is not a valid `Host` header value.
+    pub fn new(host: &str, port: u16, limits: &Limits) -> Result<Self, String> {
+        let target = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+            Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
+            Err(_) => Target::Name(host.to_owned(), port),
+        };
+        let authority = HeaderValue::from_str(&format!("{host}:{port}"))
+            .map_err(|_| format!("`{host}:{port}` is not a valid host"))?;
+        Ok(Self {
+            target,
+            authority,
+            connect_timeout: limits.connect_timeout,
+            max_idle: limits.max_idle_per_instance,
+            idle: (0..limits.workers.max(1))
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+        })
+    }
+
+    /// Sends `request` on an idle connection, or on a fresh one when none is usable, and
+    /// reads the response head. A body that arrived with the head is returned whole and its
+    /// connection is already back in the idle stack; otherwise the caller reads the body
+    /// ([`Body::Streaming`]) and hands the connection back with [`Upstream::put_back`].
+    ///
+    /// # Errors
+    /// [`ProxyError::Connect`] and [`ProxyError::ConnectTimeout`] when no connection could be
+    /// opened (the request never left); [`ProxyError::Reset`] when it was written and the
+    /// connection ended before any response byte; [`ProxyError::Protocol`] for an invalid
+    /// response; body failures of the client as [`ProxyError::BodyTooLarge`] or
+    /// [`ProxyError::ClientBody`].
+    pub async fn send(&self, request: &mut Outgoing) -> Result<Exchange, ProxyError> {
+        let Outgoing {
+            bytes,
+            stream,
+            has_host,
+            head_request,
+            repeatable,
+        } = request;
+        let with_host;
+        let bytes: &[u8] = if *has_host {
+            bytes
+        } else {
+            with_host = h1::insert_host(bytes, self.authority.as_bytes());
+            &with_host
+        };
+        let request = Attempt {
+            bytes,
+            head_request: *head_request,
+            repeatable: *repeatable,
+        };
+        for _ in 0..MAX_IDLE_TRIES {
+            let Some(conn) = self.take_idle() else {
+                break;
+            };
+            match self.exchange(conn, &request, stream).await {
+                Ok(exchange) => return Ok(exchange),
+                Err(Failed::Stale) => {}
+                Err(Failed::Error(error)) => return Err(error),
+            }
+        }
+        let conn = self.connect().await?;
+        match self.exchange(conn, &request, stream).await {
+            Ok(exchange) => Ok(exchange),
+            Err(Failed::Error(error)) => Err(error),
+            Err(Failed::Stale) => Err(ProxyError::Reset(Box::new(io::Error::from(
+                io::ErrorKind::UnexpectedEof,
+            )))),
+        }
+    }
+
+    /// One request on `conn`: write, stream the body, read the head.
+    async fn exchange(
+        &self,
+        mut conn: Conn,
+        request: &Attempt<'_>,
+        stream: &mut Option<StreamBody>,
+    ) -> Result<Exchange, Failed> {
+        let reused = conn.reused;
+        conn.reused = true;
+        let streamed = stream.is_some();
+        if let Err(error) = conn.stream.write_all(request.bytes).await {
+            // Nothing of the request reached the instance's application.
+            return Err(if reused {
+                Failed::Stale
+            } else {
+                Failed::Error(ProxyError::Reset(Box::new(error)))
+            });
+        }
+        if let Some(mut stream) = stream.take() {
+            // Past this point the body is consumed: the request cannot be sent again.
+            send_body(&mut conn, &mut stream)
+                .await
+                .map_err(Failed::Error)?;
+        }
+        let head = match conn.read_head(request.head_request).await {
+            Ok(head) => head,
+            Err(ReadFailure::Nothing(error)) => {
+                return Err(if reused && request.repeatable && !streamed {
+                    Failed::Stale
+                } else {
+                    Failed::Error(ProxyError::Reset(Box::new(error)))
+                });
+            }
+            Err(ReadFailure::Io(error)) => {
+                return Err(Failed::Error(ProxyError::Protocol(Box::new(error))));
+            }
+            Err(ReadFailure::Invalid(error)) => {
+                return Err(Failed::Error(ProxyError::Protocol(Box::new(error))));
+            }
+        };
+        let h1::ResponseHead {
+            status,
+            headers,
+            body,
+            keep_alive,
+        } = head;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(Exchange {
+                status,
+                headers,
+                body: Body::Upgraded(conn),
+            });
+        }
+        let complete = match body {
+            BodyKind::Empty => Some(Bytes::new()),
+            BodyKind::Length(n) if n <= conn.buf.len() as u64 => {
+                // Whole in the buffer: `n` fits in `usize` since it is at most `len()`.
+                Some(conn.buf.split_to(usize::try_from(n).unwrap_or(0)).freeze())
+            }
+            BodyKind::Length(_) | BodyKind::Chunked | BodyKind::Close => None,
+        };
+        let body = match complete {
+            Some(bytes) => {
+                if keep_alive {
+                    self.put_back(conn);
+                }
+                Body::Complete(bytes)
+            }
+            None => Body::Streaming(Streaming {
+                conn,
+                reader: BodyReader::new(body),
+                keep_alive,
+            }),
+        };
+        Ok(Exchange {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Keeps a connection whose last response was read to its end for the next request of the
+    /// same worker.
+    pub fn put_back(&self, conn: Conn) {
+        if !conn.buf.is_empty() {
+            // The instance sent more than the response: it cannot be trusted with another.
+            return;
+        }
+        let mut idle = self.stack().lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle {
+            idle.push(conn);
+        }
+    }
+
+    /// Closes every idle connection of every worker (shutdown, instance removed).
+    pub fn close_idle(&self) {
+        for stack in &self.idle {
+            let drained =
+                std::mem::take(&mut *stack.lock().unwrap_or_else(PoisonError::into_inner));
+            // Dropping the connections outside the lock closes their sockets.
+            drop(drained);
+        }
+    }
+
+    /// Idle connections kept now, all workers together.
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .iter()
+            .map(|stack| stack.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// The calling worker's idle stack.
+    fn stack(&self) -> &Mutex<Vec<Conn>> {
+        let index = worker() % self.idle.len();
+        &self.idle[index]
+    }
+
+    /// The most recently used idle connection that still looks alive: the likeliest to be,
+    /// and surplus connections age out at the bottom of the stack.
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.stack().lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(conn) = idle.pop() {
+            if conn.is_usable() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Opens a connection.
+    async fn connect(&self) -> Result<Conn, ProxyError> {
+        let connecting = async {
+            match &self.target {
+                Target::Addr(addr) => TcpStream::connect(addr).await,
+                Target::Name(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+            }
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| ProxyError::ConnectTimeout(self.connect_timeout))?
+            .map_err(ProxyError::Connect)?;
+        // Requests and responses are small and written whole: waiting to coalesce them
+        // (Nagle) only adds latency.
+        stream.set_nodelay(true).map_err(ProxyError::Connect)?;
+        Ok(Conn::new(stream))
+    }
+}
+
+/// What every attempt of one request sends.
+struct Attempt<'a> {
+    bytes: &'a [u8],
+    head_request: bool,
+    repeatable: bool,
+}
+
+/// Why one exchange on one connection failed.
+enum Failed {
+    /// The reused connection turned out closed before the request reached the instance (or,
+    /// for a repeatable request, before any response byte): try a fresh one.
+    Stale,
+    Error(ProxyError),
+}
+
+/// Streams the client's body to the instance, chunked when its length is unknown.
+async fn send_body(conn: &mut Conn, stream: &mut StreamBody) -> Result<(), ProxyError> {
+    let mut framed = Vec::new();
+    loop {
+        let frame = poll_fn(|cx| Pin::new(&mut stream.body).poll_frame(cx)).await;
+        let data = match frame {
+            None => break,
+            Some(Err(error)) => return Err(ProxyError::ClientBody(error)),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers of the client's chunked body are not forwarded.
+                Err(_) => continue,
+            },
+        };
+        stream.seen = stream.seen.saturating_add(data.len() as u64);
+        if stream.seen > stream.limit {
+            return Err(ProxyError::BodyTooLarge {
+                limit: stream.limit,
+            });
+        }
+        if data.is_empty() {
+            continue;
+        }
+        let write = if stream.chunked {
+            framed.clear();
+            framed.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            framed.extend_from_slice(&data);
+            framed.extend_from_slice(b"\r\n");
+            conn.stream.write_all(&framed).await
+        } else {
+            conn.stream.write_all(&data).await
+        };
+        write.map_err(|e| ProxyError::Reset(Box::new(e)))?;
+    }
+    if stream.chunked {
+        conn.stream
+            .write_all(b"0\r\n\r\n")
+            .await
+            .map_err(|e| ProxyError::Reset(Box::new(e)))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! Configuration reload: pools change under load without a failed request or a dropped
+//! WebSocket.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::helpers::{Backend, WsBackend, config, eventually, spawn_gateway, ws_connect, ws_echo};
+
+#[tokio::test]
+async fn a_reload_changes_instances_and_weights_and_drops_nothing() {
+    let (a, b) = (Backend::start("a").await, Backend::start("b").await);
+    let chat = WsBackend::start("chat-1").await;
+    let before = config(&[("api", vec![a.url()]), ("chat", vec![chat.url()])]);
+    let gateway = spawn_gateway(before.clone()).await;
+    let (mut ws, name) = ws_connect(gateway.addr, "ops").await;
+
+    // A loop of GETs (some slow, so requests are in flight at each reload).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let load: Vec<_> = (0..4)
+        .map(|worker| {
+            let (client, stop, ok, failed) = (
+                gateway.client.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&ok),
+                Arc::clone(&failed),
+            );
+            let (fast, slow) = (gateway.url("/load"), gateway.url("/slow"));
+            tokio::spawn(async move {
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let url = if (i + worker).is_multiple_of(10) {
+                        &slow
+                    } else {
+                        &fast
+                    };
+                    i += 1;
+                    let passed = match client.get(url).send().await {
+                        Ok(r) => r.status() == 200 && r.text().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    if passed {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 1. b joins with weight 3 under weighted round robin.
+    let mut second = config(&[
+        ("api", vec![a.url(), format!("{}?weight=3", b.url())]),
+        ("chat", vec![chat.url()]),
+    ]);
+    second.api.algorithm = strata_core::config::Algorithm::WeightedRoundRobin;
+    gateway.handle.reload(&second).unwrap();
+    assert_eq!(
+        ws_echo(&mut ws, "after one").await.unwrap(),
+        format!("{name}: after one")
+    );
+    let listed = gateway.instances("api").await;
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["weight"], 3);
+    let (_, pools) = gateway.admin_json("/admin/pools").await;
+    assert_eq!(pools["pools"][0]["algorithm"], "weighted_round_robin");
+    eventually("b takes traffic", || async { b.count() > 10 }).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // 2. a leaves: drained while its requests finish, then dropped.
+    let third = config(&[("api", vec![b.url()]), ("chat", vec![chat.url()])]);
+    gateway.handle.reload(&third).unwrap();
+    assert_eq!(
+        ws_echo(&mut ws, "after two").await.unwrap(),
+        format!("{name}: after two")
+    );
+    eventually("a left", || async {
+        gateway.instances("api").await.len() == 1
+    })
+    .await;
+    let served_by_a = a.count();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.count(),
+        served_by_a,
+        "a drained instance took new requests"
+    );
+
+    // A bad configuration changes nothing.
+    let bad = config(&[("api", vec!["ftp://nope".into()])]);
+    assert!(gateway.handle.reload(&bad).is_err());
+    assert_eq!(gateway.instances("api").await.len(), 1);
+
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "{} ok",
+        ok.load(Ordering::Relaxed)
+    );
+    assert!(ok.load(Ordering::Relaxed) > 50);
+    // The WebSocket opened before both reloads still works, on its first instance.
+    assert_eq!(
+        ws_echo(&mut ws, "at the end").await.unwrap(),
+        format!("{name}: at the end")
+    );
+    assert_eq!(chat.accepted.load(Ordering::SeqCst), 1);
+}

@@ -1,0 +1,157 @@
+//! HTTPS on the public listener with a certificate generated in the test, its reload, and
+//! slow TLS clients.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::helpers::{Backend, config, spawn_gateway_with};
+
+/// A CA and a `localhost` certificate it signed, written as PEM files in a fresh directory.
+struct TestPki {
+    ca: CertificateDer<'static>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn pki(dir: &std::path::Path) -> TestPki {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    TestPki {
+        ca: ca.der().clone(),
+        cert,
+        key,
+    }
+}
+
+fn temp_dir(what: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::env::temp_dir().join(format!("strata-gw-{what}-{}-{nanos}", std::process::id()))
+}
+
+fn connector(ca: &CertificateDer<'static>) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
+}
+
+/// `GET path` over TLS; the whole response as text (the request says `Connection: close`).
+async fn https_get(
+    addr: std::net::SocketAddr,
+    ca: &CertificateDer<'static>,
+    path: &str,
+) -> Result<String, std::io::Error> {
+    let stream = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = connector(ca).connect(name, stream).await?;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    // A peer that closes without close_notify is fine here.
+    let _ = tls.read_to_end(&mut out).await;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn https_through_the_gateway_and_a_certificate_reload() {
+    let backend = Backend::start("api-1").await;
+    let dir = temp_dir("tls");
+    let first = pki(&dir.join("one"));
+    let mut config = config(&[("api", vec![backend.url()])]);
+    config.tls_cert = first.cert.clone();
+    config.tls_key = first.key.clone();
+    let limits = strata_gateway::Limits::from_config(&config);
+    let gateway = spawn_gateway_with(config.clone(), limits).await;
+
+    let response = https_get(gateway.addr, &first.ca, "/secure").await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("hello from api-1"), "{response}");
+    assert_eq!(backend.seen()[0].path, "/secure");
+    // Plain HTTP on the TLS port is refused, not served.
+    let plain =
+        crate::helpers::raw_exchange(gateway.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!plain.contains("hello"), "{plain}");
+
+    // A new certificate (another CA) for new handshakes after a reload.
+    let second = pki(&dir.join("two"));
+    config.tls_cert = second.cert.clone();
+    config.tls_key = second.key.clone();
+    gateway.handle.reload(&config).unwrap();
+    let response = https_get(gateway.addr, &second.ca, "/renewed")
+        .await
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(https_get(gateway.addr, &first.ca, "/old").await.is_err());
+    // A missing file fails the reload and keeps the certificate in use.
+    config.tls_key = dir.join("missing.pem");
+    assert!(gateway.handle.reload(&config).is_err());
+    assert!(
+        https_get(gateway.addr, &second.ca, "/kept")
+            .await
+            .unwrap()
+            .starts_with("HTTP/1.1 200")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_silent_tls_client_is_closed_within_the_header_timeout_while_others_are_served() {
+    let backend = Backend::start("api-1").await;
+    let dir = temp_dir("slow-tls");
+    let pki = pki(&dir);
+    let mut config = config(&[("api", vec![backend.url()])]);
+    config.tls_cert = pki.cert.clone();
+    config.tls_key = pki.key.clone();
+    let limits = strata_gateway::Limits {
+        header_read_timeout: Duration::from_millis(500),
+        ..strata_gateway::Limits::from_config(&config)
+    };
+    let gateway = spawn_gateway_with(config, limits).await;
+    let started = Instant::now();
+    // Sends one byte of a ClientHello, then nothing.
+    let mut silent = TcpStream::connect(gateway.addr).await.unwrap();
+    silent.write_all(&[0x16]).await.unwrap();
+    let served = https_get(gateway.addr, &pki.ca, "/meanwhile")
+        .await
+        .unwrap();
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), silent.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the silent connection stayed open");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

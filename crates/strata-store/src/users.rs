@@ -1,0 +1,269 @@
+//! Accounts: the rows behind `POST /users`, `POST /sessions` and `GET /users/me`.
+//!
+//! The repository stores what it is given: emails arrive lowercased and validated, passwords
+//! arrive as argon2id hashes (both done in the api, at the boundary).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::StoreError;
+use crate::store::{Store, dispatch};
+
+/// The columns of a user, in the order of [`User`]'s fields.
+macro_rules! user_columns {
+    () => {
+        "id, email, display_name, password_hash, role, created_at"
+    };
+}
+
+/// What an account may do. Stored as its lowercase name; the database's CHECK constraint
+/// `users_role_check` admits exactly these three.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, Default,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    /// Shops: catalog, own cart, own orders. Every new account starts here.
+    #[default]
+    Customer,
+    /// Answers customers in the support chat.
+    Support,
+    /// Manages the catalog and grants roles.
+    Admin,
+}
+
+impl UserRole {
+    /// Every role, lowest privilege first.
+    pub const ALL: [UserRole; 3] = [UserRole::Customer, UserRole::Support, UserRole::Admin];
+
+    /// The stored (and serialized) name: `customer`, `support` or `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Customer => "customer",
+            UserRole::Support => "support",
+            UserRole::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for UserRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A role name that is none of `customer`, `support`, `admin`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role: expected customer, support or admin")]
+pub struct UnknownRole;
+
+impl FromStr for UserRole {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, UnknownRole> {
+        UserRole::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or(UnknownRole)
+    }
+}
+
+impl TryFrom<String> for UserRole {
+    type Error = UnknownRole;
+    fn try_from(s: String) -> Result<Self, UnknownRole> {
+        s.parse()
+    }
+}
+
+/// An account as stored. Its `Debug` leaves the password hash out.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct User {
+    /// Assigned by the database, increasing, never reused.
+    pub id: i64,
+    /// Lowercase, unique.
+    pub email: String,
+    /// Shown to other people (support chat, order pages).
+    pub display_name: String,
+    /// argon2id PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`).
+    pub password_hash: String,
+    /// What the account may do.
+    #[sqlx(try_from = "String")]
+    pub role: UserRole,
+    /// When the account was created (UTC).
+    pub created_at: OffsetDateTime,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fields of a new account; the database assigns id and creation time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// Lowercase email (unique).
+    pub email: String,
+    /// Display name, trimmed.
+    pub display_name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Initial role.
+    pub role: UserRole,
+}
+
+impl fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("display_name", &self.display_name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The account repository: `store.users()`.
+#[derive(Clone, Copy, Debug)]
+pub struct UserRepo<'a> {
+    store: &'a Store,
+}
+
+impl<'a> UserRepo<'a> {
+    pub(crate) fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    /// Creates an account and returns it as stored.
+    ///
+    /// # Errors
+    /// [`StoreError::Constraint`] of kind `Unique` (constraint `users_email_key` on PostgreSQL,
+    /// `users.email` on SQLite) when the email is taken; see [`StoreError::is_unique_violation`].
+    pub async fn insert(&self, new: &NewUser) -> Result<User, StoreError> {
+        let user = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!(
+                "INSERT INTO users (email, display_name, password_hash, role) ",
+                "VALUES ($1, $2, $3, $4) RETURNING ",
+                user_columns!()
+            ))
+            .bind(&new.email)
+            .bind(&new.display_name)
+            .bind(&new.password_hash)
+            .bind(new.role.as_str())
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(user)
+    }
+
+    /// The account with this id, or `None`.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn get(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let user = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(user)
+    }
+
+    /// The account with this (lowercase) email, or `None`.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        let user = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"))
+                .bind(email)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(user)
+    }
+
+    /// Gives the account `id` the role `role`; returns the updated account, or `None` when no
+    /// account has this id.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn set_role(&self, id: i64, role: UserRole) -> Result<Option<User>, StoreError> {
+        let user = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!(
+                "UPDATE users SET role = $1 WHERE id = $2 RETURNING ",
+                user_columns!()
+            ))
+            .bind(role.as_str())
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(user)
+    }
+
+    /// Makes sure an admin account with `new.email` exists: creates it from `new` (with the
+    /// role `admin`, whatever `new.role` says) when missing, otherwise promotes the existing
+    /// account to admin and leaves its password and name alone.
+    ///
+    /// One statement (`INSERT … ON CONFLICT (email) DO UPDATE`), so instances that bootstrap
+    /// the same admin at once all succeed and end with one account.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn ensure_admin(&self, new: &NewUser) -> Result<User, StoreError> {
+        let user = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!(
+                "INSERT INTO users (email, display_name, password_hash, role) ",
+                "VALUES ($1, $2, $3, 'admin') ",
+                "ON CONFLICT (email) DO UPDATE SET role = 'admin' RETURNING ",
+                user_columns!()
+            ))
+            .bind(&new.email)
+            .bind(&new.display_name)
+            .bind(&new.password_hash)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(user)
+    }
+
+    /// How many accounts exist.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        let count = dispatch!(self.store, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_their_names() {
+        for role in UserRole::ALL {
+            assert_eq!(role.as_str().parse::<UserRole>(), Ok(role));
+            assert_eq!(
+                serde_json::to_value(role).unwrap(),
+                serde_json::Value::String(role.as_str().into())
+            );
+        }
+        assert_eq!("Admin".parse::<UserRole>(), Err(UnknownRole));
+        assert_eq!("".parse::<UserRole>(), Err(UnknownRole));
+    }
+}
