@@ -10,9 +10,8 @@ use prometheus_client::registry::Registry;
 use strata_cache::AnyCache;
 use strata_core::Shutdown;
 use strata_core::config::Secret;
-use strata_core::http::{ready_check, role_router, serve, unready};
+use strata_core::http::{RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
-use tokio::net::TcpListener;
 
 use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, Tokens};
 use crate::cache_aside::CacheAside;
@@ -81,10 +80,7 @@ pub struct AdminBootstrap {
 
 /// One api instance: a bound listener and the router it will serve.
 pub struct ApiServer {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    instance: Arc<str>,
-    router: Router,
+    server: RoleServer,
 }
 
 impl ApiServer {
@@ -109,17 +105,6 @@ impl ApiServer {
         if settings.max_body_bytes == 0 {
             return Err(ApiError::Settings("max_body_bytes must be more than zero"));
         }
-        let listener =
-            TcpListener::bind(settings.listen)
-                .await
-                .map_err(|source| ApiError::Bind {
-                    addr: settings.listen,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| ApiError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
         let auth = &settings.auth;
@@ -156,22 +141,23 @@ impl ApiServer {
             ready,
             settings.max_body_bytes,
         );
-        Ok(ApiServer {
-            listener,
-            local_addr,
-            instance,
-            router,
-        })
+        let server = RoleServer::bind(ROLE, instance, settings.listen, router)
+            .await
+            .map_err(|source| ApiError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        Ok(Self { server })
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// The complete router, for driving the service in-process (`tower::ServiceExt::oneshot`).
     pub fn router(&self) -> Router {
-        self.router.clone()
+        self.server.router()
     }
 
     /// Serves requests until `shutdown` is cancelled, then stops accepting, lets in-flight
@@ -180,12 +166,7 @@ impl ApiServer {
     /// # Errors
     /// [`ApiError::Serve`] when the listener fails.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ApiError> {
-        tracing::info!(instance = %self.instance, addr = %self.local_addr, "api instance listening");
-        serve(self.listener, self.router, shutdown)
-            .await
-            .map_err(ApiError::Serve)?;
-        tracing::info!(instance = %self.instance, "api instance stopped");
-        Ok(())
+        self.server.run(shutdown).await.map_err(ApiError::Serve)
     }
 }
 

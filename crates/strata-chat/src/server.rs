@@ -8,9 +8,8 @@ use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
 use strata_cache::{AnyCache, Cache};
 use strata_core::Shutdown;
-use strata_core::http::{ready_check, role_router, serve, unready};
+use strata_core::http::{RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
-use tokio::net::TcpListener;
 
 use crate::{ChatError, ROLE};
 
@@ -28,10 +27,7 @@ pub struct ChatSettings {
 
 /// One chat instance: a bound listener and the router it will serve.
 pub struct ChatServer {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    instance: Arc<str>,
-    router: Router,
+    server: RoleServer,
 }
 
 impl ChatServer {
@@ -45,14 +41,6 @@ impl ChatServer {
         cache: AnyCache,
         bus: AnyBus,
     ) -> Result<Self, ChatError> {
-        let bind_error = |source| ChatError::Bind {
-            addr: settings.listen,
-            source,
-        };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
         let ready = ready_check(move || {
@@ -71,17 +59,18 @@ impl ChatServer {
             ready,
             MAX_BODY_BYTES,
         );
-        Ok(Self {
-            listener,
-            local_addr,
-            instance,
-            router,
-        })
+        let server = RoleServer::bind(ROLE, instance, settings.listen, router)
+            .await
+            .map_err(|source| ChatError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        Ok(Self { server })
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and returns.
@@ -89,11 +78,6 @@ impl ChatServer {
     /// # Errors
     /// [`ChatError::Serve`] when the listener fails.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ChatError> {
-        tracing::info!(instance = %self.instance, addr = %self.local_addr, "chat instance listening");
-        serve(self.listener, self.router, shutdown)
-            .await
-            .map_err(ChatError::Serve)?;
-        tracing::info!(instance = %self.instance, "chat instance stopped");
-        Ok(())
+        self.server.run(shutdown).await.map_err(ChatError::Serve)
     }
 }

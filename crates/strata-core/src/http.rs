@@ -320,6 +320,62 @@ async fn metrics(State(ops): State<Ops>) -> Response {
         .into_response()
 }
 
+/// One role instance's HTTP server: its bound listener and the router it will serve. Roles
+/// bind in `build` (so a port in use fails start-up, and port 0 reports the OS's choice) and
+/// serve in `run`.
+pub struct RoleServer {
+    role: &'static str,
+    instance: Arc<str>,
+    listener: tokio::net::TcpListener,
+    local_addr: std::net::SocketAddr,
+    router: Router,
+}
+
+impl RoleServer {
+    /// Binds `addr`; nothing is served until [`RoleServer::run`].
+    ///
+    /// # Errors
+    /// The address cannot be bound.
+    pub async fn bind(
+        role: &'static str,
+        instance: Arc<str>,
+        addr: std::net::SocketAddr,
+        router: Router,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            role,
+            instance,
+            listener,
+            local_addr,
+            router,
+        })
+    }
+
+    /// The address actually bound (the OS's choice when the port was 0).
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// The complete router, for driving the role in-process.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and returns.
+    ///
+    /// # Errors
+    /// An I/O error of the listener.
+    pub async fn run(self, shutdown: Shutdown) -> std::io::Result<()> {
+        let (role, instance) = (self.role, self.instance);
+        tracing::info!(role, instance = %instance, addr = %self.local_addr, "listening");
+        serve(self.listener, self.router, shutdown).await?;
+        tracing::info!(role, instance = %instance, "stopped");
+        Ok(())
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets
 /// in-flight requests finish and closes idle keep-alive connections.
 ///

@@ -7,9 +7,8 @@ use axum::Router;
 use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
 use strata_core::Shutdown;
-use strata_core::http::{ready_check, role_router, serve, unready};
+use strata_core::http::{RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
-use tokio::net::TcpListener;
 
 use crate::{ROLE, WorkerError};
 
@@ -27,10 +26,7 @@ pub struct WorkerSettings {
 
 /// One worker: a bound listener for its operational endpoints.
 pub struct Worker {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    instance: Arc<str>,
-    router: Router,
+    server: RoleServer,
 }
 
 impl Worker {
@@ -43,14 +39,6 @@ impl Worker {
         store: Store,
         bus: AnyBus,
     ) -> Result<Self, WorkerError> {
-        let bind_error = |source| WorkerError::Bind {
-            addr: settings.listen,
-            source,
-        };
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
         let ready = ready_check(move || {
@@ -68,17 +56,18 @@ impl Worker {
             ready,
             MAX_BODY_BYTES,
         );
-        Ok(Self {
-            listener,
-            local_addr,
-            instance,
-            router,
-        })
+        let server = RoleServer::bind(ROLE, instance, settings.listen, router)
+            .await
+            .map_err(|source| WorkerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        Ok(Self { server })
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and returns.
@@ -86,11 +75,6 @@ impl Worker {
     /// # Errors
     /// [`WorkerError::Serve`] when the listener fails.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
-        tracing::info!(instance = %self.instance, addr = %self.local_addr, "worker listening");
-        serve(self.listener, self.router, shutdown)
-            .await
-            .map_err(WorkerError::Serve)?;
-        tracing::info!(instance = %self.instance, "worker stopped");
-        Ok(())
+        self.server.run(shutdown).await.map_err(WorkerError::Serve)
     }
 }
