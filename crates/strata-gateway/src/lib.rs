@@ -34,13 +34,14 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use strata_core::Shutdown;
 use strata_core::config::GatewayConfig;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 pub use error::{GatewayError, Party, ProxyError, RetrySafety};
 pub use limits::Limits;
@@ -57,7 +58,8 @@ const MIN_HEADER_BYTES: usize = 8 * 1024;
 /// A built gateway: listeners bound, pools ready, not yet serving.
 #[derive(Debug)]
 pub struct Gateway {
-    public: TcpListener,
+    /// One listening socket per worker (`SO_REUSEPORT` when there are several).
+    public: Vec<TcpListener>,
     admin: TcpListener,
     local_addr: SocketAddr,
     admin_addr: SocketAddr,
@@ -110,7 +112,7 @@ impl Gateway {
         let membership = Arc::new(Membership::build(config, &limits, &metrics)?);
         // Host names become the addresses they resolve to before the first request.
         dns::refresh(&membership).await;
-        let (public, local_addr) = bind("public", config.listen).await?;
+        let (public, local_addr) = bind_public(config.listen, limits.workers.max(1)).await?;
         let (admin, admin_addr) = bind("admin", config.admin_listen).await?;
         for pool in membership.snapshot().pools() {
             let instances: Vec<&str> = pool.instances().iter().map(|i| i.address()).collect();
@@ -121,6 +123,9 @@ impl Gateway {
                 membership: Arc::clone(&membership),
                 tls,
                 started_with: config.clone(),
+                accepted: (0..limits.workers.max(1))
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
             }),
         };
         Ok(Gateway {
@@ -185,7 +190,8 @@ impl Gateway {
         let config = &handle.shared.started_with;
         let tls = handle.shared.tls.clone();
         let https = tls.is_some();
-        tracing::info!(%local_addr, %admin_addr, https, "gateway serving");
+        let workers = public.len();
+        tracing::info!(%local_addr, %admin_addr, https, workers, "gateway serving");
         let drain = limits.request_timeout;
         let proxy = Arc::new(Proxy::new(Arc::clone(&membership), limits.clone()));
         let admin_api = Arc::new(Admin::new(
@@ -203,6 +209,7 @@ impl Gateway {
             dns::spawn(Arc::clone(&membership), every, background);
         }
 
+        let shared = Arc::clone(&handle.shared);
         let public = server::serve_on_workers(
             "public",
             public,
@@ -210,6 +217,9 @@ impl Gateway {
             drain,
             tls,
             move |peer| {
+                if let Some(accepted) = shared.accepted.get(upstream::current_worker()) {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                }
                 let proxy = Arc::clone(&proxy);
                 let client = ClientInfo::new(peer.ip());
                 let client = Arc::new(if https { client.over_tls() } else { client });
@@ -261,6 +271,47 @@ async fn bind(
     Ok((bound, local))
 }
 
+/// Binds the public listener: one socket for one worker; for several, one socket per worker,
+/// all on the same address with `SO_REUSEPORT`, so the kernel spreads new connections over
+/// the workers (a shared socket lets whichever worker wakes first take them all). With port 0
+/// the first socket picks the port and the others bind to it.
+async fn bind_public(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<TcpListener>, SocketAddr), GatewayError> {
+    let listener = "public";
+    let failed = |addr| {
+        move |source| GatewayError::Bind {
+            listener,
+            addr,
+            source,
+        }
+    };
+    if workers <= 1 {
+        let (bound, local) = bind(listener, addr).await?;
+        return Ok((vec![bound], local));
+    }
+    let mut listeners = Vec::with_capacity(workers);
+    let mut local = addr;
+    for _ in 0..workers {
+        let socket = if local.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(failed(local))?;
+        socket.set_reuseaddr(true).map_err(failed(local))?;
+        socket.set_reuseport(true).map_err(failed(local))?;
+        socket.bind(local).map_err(failed(local))?;
+        // tokio's `TcpListener::bind` backlog.
+        let bound = socket.listen(1024).map_err(failed(local))?;
+        // Port 0: the others join the port the first one got.
+        local = bound.local_addr().map_err(failed(local))?;
+        listeners.push(bound);
+    }
+    Ok((listeners, local))
+}
+
 /// Reloads a running gateway (see [`GatewayHandle::reload`]). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct GatewayHandle {
@@ -274,9 +325,21 @@ struct Shared {
     /// The configuration the gateway was built with: keys that need a restart are compared
     /// against it.
     started_with: GatewayConfig,
+    /// Client connections accepted by each worker of the public listener.
+    accepted: Box<[AtomicU64]>,
 }
 
 impl GatewayHandle {
+    /// Client connections accepted on the public listener so far, per worker (index = worker,
+    /// see [`Limits::workers`]): shows how evenly the kernel spreads connections.
+    pub fn accepted_per_worker(&self) -> Vec<u64> {
+        self.shared
+            .accepted
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
     /// Applies `config` without dropping a connection: pools are rebuilt (instances kept by
     /// address keep their counters, connections and WebSockets; new ones are added; missing
     /// ones drain and leave), algorithms and health settings are replaced, and the TLS

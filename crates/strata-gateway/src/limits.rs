@@ -46,7 +46,7 @@ pub struct Limits {
     /// single-threaded runtime, its share of `max_connections` and its own idle connections to
     /// the instances, so a request never leaves the thread that accepted it. Default 1: the
     /// runtime [`crate::Gateway::run`] is called on serves everything; `n > 1` adds `n - 1`
-    /// threads accepting from the same listener.
+    /// threads, each accepting from its own `SO_REUSEPORT` socket on the same address.
     pub workers: usize,
     /// A WebSocket tunnel idle (no byte either way) this long is closed
     /// (`gateway.websocket_idle_timeout_ms`, default 5 min).

@@ -57,16 +57,20 @@ pub fn http1_builder(limits: &Limits) -> http1::Builder {
     builder
 }
 
-/// Like [`serve`], on [`Limits::workers`] threads: the calling task's runtime serves as worker
-/// 0 and each further worker is a thread with its own single-threaded runtime, accepting from
-/// a duplicate of the same listening socket (the kernel hands each connection to one of them)
-/// and serving its connections start to end, with its own idle connections to the instances
+/// Like [`serve`], with one worker per listener in `listeners` (one per [`Limits::workers`],
+/// bound with `SO_REUSEPORT` so the kernel spreads new connections over them): the calling
+/// task's runtime serves the first as worker 0 and each further worker is a thread with its
+/// own single-threaded runtime, accepting from its own listening socket and serving its
+/// connections start to end, with its own idle connections to the instances
 /// ([`crate::upstream::set_worker`]). `max_connections` is shared out between the workers.
 /// Returns when every worker has drained.
+///
+/// (Duplicates of one listening socket would not do: every worker waits on the same queue,
+/// and under load the one that wakes first takes nearly every connection.)
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_on_workers<C, H, F, B>(
     name: &'static str,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     limits: &Limits,
     drain: Duration,
     tls: Option<Arc<Tls>>,
@@ -80,26 +84,25 @@ pub async fn serve_on_workers<C, H, F, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let workers = limits.workers.max(1);
+    let workers = listeners.len();
+    let mut listeners = listeners.into_iter();
+    let Some(first) = listeners.next() else {
+        tracing::error!(listener = name, "no listening socket");
+        return;
+    };
     if workers == 1 {
-        return serve(name, listener, limits, drain, tls, connect, shutdown).await;
+        return serve(name, first, limits, drain, tls, connect, shutdown).await;
     }
     let mut share = limits.clone();
     share.max_connections = (limits.max_connections / workers).max(1);
     let connect = Arc::new(connect);
-    // A listener registered with this runtime cannot be polled by another: go through the std
-    // socket, duplicated once per extra worker and registered in that worker's runtime.
-    let listener = match listener.into_std() {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::error!(listener = name, %error, "cannot share the listener between workers");
-            return;
-        }
-    };
     let mut finished = Vec::with_capacity(workers - 1);
-    for index in 1..workers {
-        let cloned = match listener.try_clone() {
-            Ok(cloned) => cloned,
+    // A worker that cannot start drops its socket, so the kernel stops routing to it.
+    for (index, listener) in (1..workers).zip(listeners) {
+        // A listener registered with this runtime cannot be polled by another: it moves to
+        // the worker's runtime as a std socket.
+        let own = match listener.into_std() {
+            Ok(own) => own,
             Err(error) => {
                 tracing::warn!(listener = name, index, %error, "cannot start worker");
                 continue;
@@ -117,7 +120,7 @@ pub async fn serve_on_workers<C, H, F, B>(
                     .build();
                 match runtime {
                     Ok(runtime) => runtime.block_on(async move {
-                        match TcpListener::from_std(cloned) {
+                        match TcpListener::from_std(own) {
                             Ok(listener) => {
                                 let connect = move |peer| connect(peer);
                                 serve(name, listener, &share, drain, tls, connect, shutdown)
@@ -139,13 +142,8 @@ pub async fn serve_on_workers<C, H, F, B>(
             Err(error) => tracing::warn!(listener = name, index, %error, "cannot start worker"),
         }
     }
-    match TcpListener::from_std(listener) {
-        Ok(listener) => {
-            let connect = move |peer| connect(peer);
-            serve(name, listener, &share, drain, tls, connect, shutdown).await;
-        }
-        Err(error) => tracing::error!(listener = name, %error, "cannot serve on worker 0"),
-    }
+    let connect = move |peer| connect(peer);
+    serve(name, first, &share, drain, tls, connect, shutdown).await;
     for worker in finished {
         // An error only means the thread ended without reporting (it panicked): nothing to wait.
         let _ = worker.await;

@@ -63,7 +63,8 @@ pub fn set_worker(index: usize) {
     WORKER.with(|w| w.set(index));
 }
 
-fn worker() -> usize {
+/// The worker the calling thread serves as (see [`set_worker`]).
+pub fn current_worker() -> usize {
     WORKER.with(Cell::get)
 }
 
@@ -556,7 +557,7 @@ impl Upstream {
 
     /// The calling worker's idle stack.
     fn stack(&self) -> &Mutex<Vec<Conn>> {
-        let index = worker() % self.idle.len();
+        let index = current_worker() % self.idle.len();
         &self.idle[index]
     }
 

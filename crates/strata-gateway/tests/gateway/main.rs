@@ -17,3 +17,4 @@ mod routing;
 mod shutdown;
 mod tls;
 mod websocket;
+mod workers;

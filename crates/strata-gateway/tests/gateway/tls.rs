@@ -97,6 +97,8 @@ async fn https_through_the_gateway_and_a_certificate_reload() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("hello from api-1"), "{response}");
     assert_eq!(backend.seen()[0].path, "/secure");
+    // The instance learns that the client came over TLS.
+    assert_eq!(backend.seen()[0].headers["x-forwarded-proto"], "https");
     // Plain HTTP on the TLS port is refused, not served.
     let plain =
         crate::helpers::raw_exchange(gateway.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -153,5 +155,62 @@ async fn a_silent_tls_client_is_closed_within_the_header_timeout_while_others_ar
         elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(2),
         "{elapsed:?}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `GET path` over TLS with a client's own `X-Forwarded-Proto` claim.
+async fn https_get_claiming(
+    addr: std::net::SocketAddr,
+    ca: &CertificateDer<'static>,
+    path: &str,
+) -> String {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = connector(ca).connect(name, stream).await.unwrap();
+    tls.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nX-Forwarded-Proto: gopher\r\n\
+             Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn https_on_two_workers_forwards_proto_https_whatever_the_client_claims() {
+    let backend = Backend::start("api-1").await;
+    let dir = temp_dir("tls-workers");
+    let pki = pki(&dir);
+    let mut config = config(&[("api", vec![backend.url()])]);
+    config.tls_cert = pki.cert.clone();
+    config.tls_key = pki.key.clone();
+    let limits = strata_gateway::Limits {
+        workers: 2,
+        ..strata_gateway::Limits::from_config(&config)
+    };
+    let gateway = spawn_gateway_with(config, limits).await;
+    let connections = 24;
+    for i in 0..connections {
+        let response = https_get_claiming(gateway.addr, &pki.ca, &format!("/s{i}")).await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+    let seen = backend.seen();
+    assert_eq!(seen.len(), 24);
+    for request in &seen {
+        let proto: Vec<_> = request
+            .headers
+            .get_all("x-forwarded-proto")
+            .iter()
+            .collect();
+        assert_eq!(proto, ["https"], "{}", request.path);
+    }
+    // Both workers terminated TLS (24 connections all on one: a chance of 2^-23).
+    let accepted = gateway.handle.accepted_per_worker();
+    assert!(accepted.iter().all(|&n| n > 0), "{accepted:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
