@@ -25,6 +25,17 @@
 //! per process, which another process's write cannot reach: run Redis when serving more than
 //! one api process.) When the cache cannot be written at the moment of a write, the stale
 //! entries live until their TTL (`cache.ttl_secs`).
+//!
+//! # Carts: one generation per owner
+//!
+//! The priced cart (`GET /api/v1/cart`) is cached per owner (`user:<id>` or `anon:<token>`)
+//! the same way, with a per-owner *cart generation* in place of the catalog version:
+//! `cart:<owner>:<generation>:<catalog version>:<pricing>`. Every cart write, merge and
+//! checkout deletes the owner's generation key (`cart:<owner>:gen`) after its commit, so the
+//! next read sets a fresh generation and reads the store; a reader that loaded before the
+//! commit fills under the dead generation. The catalog version in the key makes a price
+//! change reach cached carts too. Stock shown on cart lines is, as on product pages, as of
+//! the fill (checkout reads the store, so this never oversells).
 
 use std::future::Future;
 use std::time::Duration;
@@ -52,6 +63,14 @@ pub(crate) const CATALOG_VERSION_KEY: &str = "catalog:version";
 /// (`cache.ttl_secs`, a minute by default), so it does not expire under them; when it does
 /// expire (or is evicted), the next reader sets a new one and the catalog is read afresh.
 const CATALOG_VERSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a cart generation lives without a write (a new one is set when it is gone).
+const CART_GENERATION_TTL: Duration = Duration::from_secs(60 * 60);
+
+/// Where the generation of an owner's cached cart lives.
+fn cart_generation_key(owner: &str) -> String {
+    format!("cart:{owner}:gen")
+}
 
 /// A new catalog version: random, so a version is never reused, even after the key expired.
 fn new_version() -> String {
@@ -134,6 +153,81 @@ impl CacheAside {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the catalog version, reading the store");
                 None
+            }
+        }
+    }
+
+    /// The current generation of `owner`'s cart (`user:<id>` or `anon:<token>`), set afresh
+    /// when there is none; `None` when the cache fails (then read the store, do not cache).
+    pub async fn cart_generation(&self, owner: &str) -> Option<String> {
+        let key = cart_generation_key(owner);
+        match self.cache.get(&key).await {
+            Ok(Some(generation)) => String::from_utf8(generation.to_vec()).ok(),
+            Ok(None) => {
+                let generation = new_version();
+                match self
+                    .cache
+                    .set(&key, Bytes::from(generation.clone()), CART_GENERATION_TTL)
+                    .await
+                {
+                    Ok(()) => Some(generation),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot set a cart generation");
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a cart generation, reading the store");
+                None
+            }
+        }
+    }
+
+    /// Makes every cached read of `owner`'s cart unreachable. Call after the write committed.
+    pub async fn invalidate_cart(&self, owner: &str) {
+        if let Err(e) = self.cache.delete(&cart_generation_key(owner)).await {
+            // The stale cart then lives until its TTL.
+            tracing::warn!(error = %e, "cannot invalidate a cached cart");
+        }
+    }
+
+    /// Reads `owner`'s priced cart through the cache under its generation and the catalog
+    /// version (`pricing` names how it is priced), or straight from the store when either is
+    /// unknown.
+    ///
+    /// # Errors
+    /// As [`CacheAside::read_json`].
+    pub async fn read_cart_json<T, F>(
+        &self,
+        owner: &str,
+        pricing: &str,
+        load: F,
+    ) -> Result<Option<Bytes>, ApiError>
+    where
+        T: Serialize,
+        F: Future<Output = Result<Option<T>, ApiError>>,
+    {
+        // The generation first: a write committing after this read makes the fill dead.
+        let generation = self.cart_generation(owner).await;
+        let version = match generation {
+            Some(_) => self.catalog_version().await,
+            None => None,
+        };
+        match (generation, version) {
+            (Some(generation), Some(version)) => {
+                self.read_json(
+                    &format!("cart:{owner}:{generation}:{version}:{pricing}"),
+                    load,
+                )
+                .await
+            }
+            _ => {
+                self.count(ERROR);
+                match load.await? {
+                    Some(value) => Ok(Some(Bytes::from(serde_json::to_vec(&value)?))),
+                    None => Ok(None),
+                }
             }
         }
     }

@@ -7,11 +7,16 @@
 //! - Without one: the cart named by the `strata_cart` cookie, a random 128-bit token (32 hex
 //!   digits) set `HttpOnly; SameSite=Lax; Path=/api/v1` on the first write. A cookie naming no
 //!   cart is replaced by a fresh token on the next write (a client never chooses its token).
-//! - With both: the anonymous cart is merged into the user's cart first, then deleted and the
-//!   cookie cleared. Log-in itself (`POST /sessions`) never sees the cart cookie's owner act on
-//!   the cart, so the merge happens at the first authenticated cart or checkout request that
-//!   carries the cookie: simpler, and just as correct, as merging at log-in. Quantities of a
-//!   product in both carts add up, capped at 99; lines beyond the 50-line limit are dropped.
+//! - The anonymous cart merges into the user's cart at log-in: `POST /api/v1/sessions` with
+//!   the cookie merges, deletes the anonymous cart and clears the cookie. A client that logs
+//!   in without sending the cookie (another path, a script) still gets the merge at its first
+//!   authenticated cart or checkout request that carries it. Quantities of a product in both
+//!   carts add up, capped at 99; lines beyond the 50-line limit are dropped.
+//!
+//! # Cached
+//! `GET /api/v1/cart` is read through the cache per owner (see `cache_aside`, "Carts"), unless
+//! a coupon is asked for (a coupon's validity depends on the time of the request). Every write
+//! here, every merge and every checkout invalidates the owner's cached cart after its commit.
 
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -111,11 +116,82 @@ pub(crate) async fn get_cart(
     Query(pricing): Query<PriceQuery>,
 ) -> Result<Response, ApiError> {
     let (owner, cookie) = caller.resolve(&state, false).await?;
-    let lines = match owner.as_owner() {
-        Some(owner) => state.store.carts().lines(owner).await?,
-        None => Vec::new(),
+    let Some(cart) = owner.as_owner() else {
+        return respond(&state, Vec::new(), &pricing, cookie).await;
     };
-    respond(&state, lines, &pricing, cookie).await
+    if pricing.coupon.is_some() {
+        let lines = state.store.carts().lines(cart).await?;
+        return respond(&state, lines, &pricing, cookie).await;
+    }
+    // Validated before the key is made, so a bad region is refused and never cached.
+    let region = parse_region(pricing.region.as_deref())?;
+    let key = owner_key(cart);
+    let body = state
+        .cache
+        .read_cart_json(
+            &key,
+            &format!("region={}", region.as_deref().unwrap_or("-")),
+            async {
+                let items = state.store.carts().lines(cart).await?;
+                let quote = price_lines(&state, &items, &pricing).await?;
+                Ok(Some(CartView { items, quote }))
+            },
+        )
+        .await?
+        .ok_or_else(|| ApiError::Unexpected("a cart loader returned nothing".into()))?;
+    let mut response = (
+        axum::http::StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    cookie.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// Merges the anonymous cart `token` into user `user_id`'s cart (nothing when there is no
+/// such cart) and invalidates both cached carts: the one step log-in and the lazy fallback
+/// share.
+pub(crate) async fn merge_anonymous_cart(
+    state: &AppState,
+    token: &str,
+    user_id: i64,
+) -> Result<(), ApiError> {
+    let merged = state.store.carts().merge_anonymous(token, user_id).await?;
+    if merged.found {
+        tracing::info!(
+            user_id,
+            merged = merged.merged,
+            capped = merged.capped,
+            dropped = merged.dropped,
+            "anonymous cart merged into the user's cart"
+        );
+        state
+            .cache
+            .invalidate_cart(&owner_key(CartOwner::User(user_id)))
+            .await;
+        state
+            .cache
+            .invalidate_cart(&owner_key(CartOwner::Anonymous(token)))
+            .await;
+    }
+    Ok(())
+}
+
+/// Invalidates the cached cart of user `user_id` (after a checkout emptied it).
+pub(crate) async fn invalidate_user_cart(state: &AppState, user_id: i64) {
+    state
+        .cache
+        .invalidate_cart(&owner_key(CartOwner::User(user_id)))
+        .await;
+}
+
+/// An owner's name in cache keys: `user:<id>` or `anon:<token>`.
+fn owner_key(owner: CartOwner<'_>) -> String {
+    match owner {
+        CartOwner::User(id) => format!("user:{id}"),
+        CartOwner::Anonymous(token) => format!("anon:{token}"),
+    }
 }
 
 /// Add units of a product to the caller's cart (a new line, or onto its line).
@@ -159,6 +235,7 @@ pub(crate) async fn add_item(
         .add(owner, body.product_id, quantity)
         .await
         .map_err(cart_error)?;
+    state.cache.invalidate_cart(&owner_key(owner)).await;
     let lines = state.store.carts().lines(owner).await?;
     respond(&state, lines, &pricing, cookie).await
 }
@@ -205,6 +282,7 @@ pub(crate) async fn set_item(
         .set(owner, product_id, quantity)
         .await
         .map_err(cart_error)?;
+    state.cache.invalidate_cart(&owner_key(owner)).await;
     let lines = state.store.carts().lines(owner).await?;
     respond(&state, lines, &pricing, cookie).await
 }
@@ -237,6 +315,7 @@ pub(crate) async fn remove_item(
         .remove(owner, product_id)
         .await
         .map_err(cart_error)?;
+    state.cache.invalidate_cart(&owner_key(owner)).await;
     let lines = state.store.carts().lines(owner).await?;
     respond(&state, lines, &pricing, cookie).await
 }
@@ -362,16 +441,7 @@ impl CartCaller {
     ) -> Result<(ResolvedOwner, CookieAction), ApiError> {
         match (self.user, self.cookie) {
             (Some(user), Some(token)) => {
-                let merged = state.store.carts().merge_anonymous(&token, user.id).await?;
-                if merged.found {
-                    tracing::info!(
-                        user_id = user.id,
-                        merged = merged.merged,
-                        capped = merged.capped,
-                        dropped = merged.dropped,
-                        "anonymous cart merged into the user's cart"
-                    );
-                }
+                merge_anonymous_cart(state, &token, user.id).await?;
                 Ok((ResolvedOwner::User(user.id), CookieAction::Clear))
             }
             (Some(user), None) => Ok((ResolvedOwner::User(user.id), CookieAction::Keep)),
@@ -451,7 +521,7 @@ fn new_token() -> String {
 }
 
 /// The first well-formed `strata_cart` token among the request's `Cookie` headers.
-fn cart_cookie(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn cart_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

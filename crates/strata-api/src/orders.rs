@@ -147,6 +147,8 @@ pub(crate) async fn place_order(
         .checkout(request, price)
         .await
         .map_err(checkout_error)?;
+    // The checkout emptied the cart (a replay changed nothing, but dropping the key is cheap).
+    crate::cart::invalidate_user_cart(&state, user.id).await;
 
     let order = outcome.order;
     let mut response = if outcome.replayed {

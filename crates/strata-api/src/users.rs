@@ -12,8 +12,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use strata_store::{NewUser, Store, User};
@@ -21,6 +22,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::{AdminUser, AuthUser, Email, Password, Passwords, Role, client_ip};
+use crate::cart::{CookieAction, cart_cookie, merge_anonymous_cart};
 use crate::extract::{Json, PathId};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
@@ -167,7 +169,7 @@ pub(crate) async fn register(
     tag = "accounts",
     request_body = LogInRequest,
     responses(
-        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 200, description = "Logged in; with a `strata_cart` cookie, the anonymous cart was merged into the account's and the cookie is cleared", body = TokenResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: unknown email or wrong password (the two look the same)", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
@@ -180,8 +182,9 @@ pub(crate) async fn register(
 pub(crate) async fn log_in(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Json(body): Json<LogInRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     // An address that cannot be an account's is treated as an unknown account: same answer,
     // same work, and still counted against the client.
     let email = body.email.parse::<Email>().ok();
@@ -205,11 +208,22 @@ pub(crate) async fn log_in(
         email: user.email,
         role: user.role,
     })?;
-    Ok(Json(TokenResponse {
+    // The anonymous cart the visitor brought merges into theirs now (see `cart`).
+    let cookie = match cart_cookie(&headers) {
+        Some(token) => {
+            merge_anonymous_cart(&state, &token, user.id).await?;
+            CookieAction::Clear
+        }
+        None => CookieAction::Keep,
+    };
+    let mut response = Json(TokenResponse {
         token: issued.token,
         token_type: "Bearer",
         expires_in: issued.expires_in,
-    }))
+    })
+    .into_response();
+    cookie.apply(response.headers_mut());
+    Ok(response)
 }
 
 /// The account of the caller.

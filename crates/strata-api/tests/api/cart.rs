@@ -15,6 +15,8 @@ backend_tests!(
     anonymous_carts_live_in_a_cookie,
     anonymous_cart_merges_into_the_users_cart,
     anonymous_cart_merges_at_checkout,
+    anonymous_cart_merges_at_log_in,
+    cached_cart_shows_every_write,
     carts_are_per_caller,
     cart_input_is_validated,
 );
@@ -668,4 +670,139 @@ async fn cart_input_is_validated(app: TestApp) {
         ok_json(cart_request(&app, Method::GET, "/api/v1/cart", Some(&token), None, None).await)
             .await;
     assert_eq!(quantities(&cart), [(lamp, 1)]);
+}
+
+async fn anonymous_cart_merges_at_log_in(app: TestApp) {
+    let (email, user) = app.customer().await;
+    let lamp = add_product(&app, "C-LAMP", 1_000, 10).await;
+    let desk = add_product(&app, "C-DESK", 2_000, 10).await;
+    add_to_cart(&app, &user, lamp, 1).await;
+    // Read (and cache) the user's cart before the merge.
+    let before =
+        ok_json(cart_request(&app, Method::GET, "/api/v1/cart", Some(&user), None, None).await)
+            .await;
+    assert_eq!(quantities(&before), [(lamp, 1)]);
+    let anon = cart_request(
+        &app,
+        Method::POST,
+        "/api/v1/cart/items",
+        None,
+        None,
+        Some(&json!({"product_id": lamp, "quantity": 2})),
+    )
+    .await;
+    let cookie = cookie_value(&set_cookie(&anon).expect("cookie"));
+    let body = json!({"product_id": desk, "quantity": 4});
+    ok_json(
+        cart_request(
+            &app,
+            Method::POST,
+            "/api/v1/cart/items",
+            None,
+            Some(&cookie),
+            Some(&body),
+        )
+        .await,
+    )
+    .await;
+
+    // Log-in with the cookie merges and clears it.
+    let response = app
+        .client
+        .post(format!("{}/api/v1/sessions", app.base))
+        .header("cookie", format!("strata_cart={cookie}"))
+        .json(&json!({"email": email, "password": "customer password"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cleared = set_cookie(&response).expect("the cookie is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    let session: Value = response.json().await.expect("JSON");
+    let token = session["token"].as_str().expect("token");
+
+    // Without the cookie, the user's cart (cached before) already holds the merged lines.
+    let cart =
+        ok_json(cart_request(&app, Method::GET, "/api/v1/cart", Some(token), None, None).await)
+            .await;
+    assert_eq!(quantities(&cart), [(lamp, 3), (desk, 4)]);
+    // The anonymous cart is gone.
+    let anon =
+        ok_json(cart_request(&app, Method::GET, "/api/v1/cart", None, Some(&cookie), None).await)
+            .await;
+    assert_eq!(anon["items"], json!([]));
+    // A log-in without a cookie sets none; a failed one merges nothing.
+    let plain = app.log_in(&email, "customer password").await;
+    assert_eq!(plain.status(), StatusCode::OK);
+    assert_eq!(set_cookie(&plain), None);
+}
+
+async fn cached_cart_shows_every_write(app: TestApp) {
+    let (_, user) = app.customer().await;
+    let admin = app.admin_token().await;
+    let lamp = add_product(&app, "C-LAMP", 1_000, 10).await;
+    let desk = add_product(&app, "C-DESK", 2_000, 10).await;
+    let t = Some(user.as_str());
+    let read = || async {
+        ok_json(cart_request(&app, Method::GET, "/api/v1/cart", t, None, None).await).await
+    };
+
+    assert_eq!(read().await["items"], json!([]));
+    add_to_cart(&app, &user, lamp, 2).await;
+    assert_eq!(quantities(&read().await), [(lamp, 2)]);
+    // A repeated read (served from the cache) is the same body.
+    assert_eq!(read().await, read().await);
+    add_to_cart(&app, &user, desk, 1).await;
+    assert_eq!(quantities(&read().await), [(lamp, 2), (desk, 1)]);
+    let line = format!("/api/v1/cart/items/{lamp}");
+    let body = json!({"quantity": 5});
+    ok_json(cart_request(&app, Method::PATCH, &line, t, None, Some(&body)).await).await;
+    assert_eq!(quantities(&read().await), [(lamp, 5), (desk, 1)]);
+    ok_json(cart_request(&app, Method::DELETE, &line, t, None, None).await).await;
+    assert_eq!(quantities(&read().await), [(desk, 1)]);
+
+    // A price change reaches the cached cart.
+    let response = app
+        .patch_json(
+            &format!("/api/v1/products/{desk}"),
+            &json!({"price_cents": 2_500}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cart = read().await;
+    assert_eq!(cart["items"][0]["unit_price_cents"], 2_500);
+    // Each region is cached on its own.
+    let us = ok_json(
+        cart_request(
+            &app,
+            Method::GET,
+            "/api/v1/cart?region=US-CA",
+            t,
+            None,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(us["quote"]["region"], "US-CA");
+    assert_ne!(us["quote"], cart["quote"]);
+
+    // Checkout empties the cached cart.
+    let response = checkout(&app, t, Some("cached-cart"), None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(read().await["items"], json!([]));
+    let us = ok_json(
+        cart_request(
+            &app,
+            Method::GET,
+            "/api/v1/cart?region=US-CA",
+            t,
+            None,
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(us["items"], json!([]));
 }
