@@ -293,9 +293,10 @@ impl<E> From<sqlx::Error> for CheckoutError<E> {
     }
 }
 
-/// What the checkout transaction settled on.
+/// What the checkout transaction settled on. A new order is assembled from what the
+/// transaction wrote (no read back after the commit); a replay names the order to read.
 enum Settled {
-    Placed(i64),
+    Placed(Box<Order>),
     Replayed(i64),
 }
 
@@ -371,15 +372,21 @@ impl<'a> OrderRepo<'a> {
             |e| matches!(e, CheckoutError::Store(StoreError::Conflict(_))),
         )
         .await?;
-        let (id, replayed) = match settled {
-            Settled::Placed(id) => (id, false),
-            Settled::Replayed(id) => (id, true),
-        };
-        let order = self
-            .get(id)
-            .await?
-            .ok_or_else(|| CheckoutError::Store(StoreError::Database(sqlx::Error::RowNotFound)))?;
-        Ok(CheckoutOutcome { order, replayed })
+        match settled {
+            Settled::Placed(order) => Ok(CheckoutOutcome {
+                order: *order,
+                replayed: false,
+            }),
+            Settled::Replayed(id) => {
+                let order = self.get(id).await?.ok_or_else(|| {
+                    CheckoutError::Store(StoreError::Database(sqlx::Error::RowNotFound))
+                })?;
+                Ok(CheckoutOutcome {
+                    order,
+                    replayed: true,
+                })
+            }
+        }
     }
 
     async fn try_checkout<E>(
@@ -575,7 +582,36 @@ impl<'a> OrderRepo<'a> {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            Settled::Placed(order_id)
+            Settled::Placed(Box::new(Order {
+                id: order_id,
+                user_id: request.user_id,
+                status: OrderStatus::Placed,
+                region: priced.region.clone(),
+                tax_rate_bps: priced.tax_rate_bps,
+                coupon_code: priced.coupon_code.clone(),
+                subtotal_cents: priced.subtotal_cents,
+                discount_cents: priced.discount_cents,
+                tax_cents: priced.tax_cents,
+                total_cents: priced.total_cents,
+                created_at: now.0,
+                updated_at: now.0,
+                lines: lines
+                    .iter()
+                    .map(|(line, price)| OrderLine {
+                        product_id: line.product_id,
+                        sku: line.sku.clone(),
+                        name: line.name.clone(),
+                        unit_price_cents: line.unit_price_cents,
+                        quantity: line.quantity,
+                        discount_cents: price.discount_cents,
+                        total_cents: price.total_cents,
+                    })
+                    .collect(),
+                history: vec![StatusChange {
+                    status: OrderStatus::Placed,
+                    at: now.0,
+                }],
+            }))
         });
         Ok(settled)
     }
@@ -585,33 +621,35 @@ impl<'a> OrderRepo<'a> {
     /// # Errors
     /// When the database cannot be queried.
     pub async fn get(&self, id: i64) -> Result<Option<Order>, StoreError> {
-        let (row, lines, history): (Option<OrderRow>, Vec<LineRow>, Vec<HistoryRow>) = dispatch!(self.store, pool => {
+        let (row, lines, history): (OrderRow, Vec<LineRow>, Vec<HistoryRow>) = dispatch!(self.store, pool => {
+            // One connection for the three reads: one pool checkout instead of three.
+            let mut conn = pool.acquire().await?;
             let row = sqlx::query_as(concat!(
                 "SELECT ", order_columns!(), " FROM orders WHERE id = $1"
             ))
             .bind(id)
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
             let lines = sqlx::query_as(
                 "SELECT order_id, product_id, sku, name, unit_price_cents, quantity, \
                  discount_cents, total_cents FROM order_lines WHERE order_id = $1 \
                  ORDER BY position",
             )
             .bind(id)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
             let history = sqlx::query_as(
                 "SELECT order_id, status, at FROM order_status_history WHERE order_id = $1 \
                  ORDER BY id",
             )
             .bind(id)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
             (row, lines, history)
         });
-        let Some(row) = row else {
-            return Ok(None);
-        };
         Ok(assemble(vec![row], lines, history)?.pop())
     }
 

@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# The api tier, measured against its own ceilings, on loopback, as ratios (the machine is noisy):
+#
+#  (a) cached catalog reads (`GET /api/v1/products/7`) through the gateway of `strata up`, as a
+#      ratio of the same api instance's `/healthz` through the same gateway (the ceiling: the
+#      cheapest answer the instance gives). wrk, interleaved, ROUNDS rounds, medians.
+#  (b) checkouts per second on PostgreSQL (`POST /api/v1/orders` straight to one `strata serve
+#      api` process, no gateway), as a ratio of pgbench running the statements of the checkout
+#      transaction (crates/strata-store/src/orders.rs) as a custom script, against the same
+#      fresh database after the same migrations, at the same concurrency. Interleaved, ROUNDS
+#      rounds, medians.
+#
+#   bench/api.sh                 # both parts, 3 rounds of 5 s
+#   PARTS=catalog bench/api.sh   # only (a); PARTS=checkout: only (b)
+#
+# Knobs (environment): ROUNDS (3), DURATION (5, seconds per run), CONNECTIONS (32, part a),
+# CHECKOUT_CONCURRENCY (16, part b: wrk connections = pgbench clients = the api's default pool
+# size), BENCH_USERS (60000), BASE_PORT (18400), PG_URL (postgres://postgres@127.0.0.1:5432),
+# PG_ADMIN_DB (test), SKIP_BUILD (0).
+#
+# Part (b) in detail. Setup (not measured): BENCH_USERS customers are inserted with SQL (no
+# argon2 hashing: the checkout never reads the password), each gets a cart with one line of a
+# random product (quantity 1..3), every product's stock is set far above what a run can sell,
+# and each user's JWT is signed here with the same HS256 secret and key id the api verifies.
+# strata: wrk (one thread, CHECKOUT_CONCURRENCY connections) posts checkouts, each as the next
+# user in the list (so every checkout finds a filled cart) with a fresh Idempotency-Key; only
+# 201 answers count. pgbench: the same transaction, statement for statement (idempotency key
+# claim, cart lock, DELETE … RETURNING of the lines, conditional stock update, order, line,
+# status history, outbox event, key → order), prepared statements like sqlx, each client taking
+# the next user of its own slice. Carts are refilled before every run. strata's request does a
+# little more than pgbench's transaction: JWT check, pricing, JSON, and reading the order back
+# (3 SELECTs) for the answer, so the ratio is conservative.
+#
+# The last line of output is one JSON object with the medians and the ratios.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-32}
+CHECKOUT_CONCURRENCY=${CHECKOUT_CONCURRENCY:-16}
+BENCH_USERS=${BENCH_USERS:-60000}
+BASE_PORT=${BASE_PORT:-18400}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+PG_ADMIN_DB=${PG_ADMIN_DB:-test}
+SKIP_BUILD=${SKIP_BUILD:-0}
+PARTS=${PARTS:-catalog,checkout}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+STRATA=$TARGET_DIR/release/strata
+GW_PORT=$BASE_PORT
+GW_ADMIN_PORT=$((BASE_PORT + 1))
+API_PORT=$((BASE_PORT + 2))
+JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+JWT_KID=k1
+
+WORK=$(mktemp -d /tmp/strata-bench-api.XXXXXX)
+DB=strata_bench_$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PIDS=()
+DB_CREATED=0
+
+psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG_URL/$PG_ADMIN_DB" "$@"; }
+psql_bench() { psql -X -q -v ON_ERROR_STOP=1 "$PG_URL/$DB" "$@"; }
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ $DB_CREATED == 1 ]]; then
+        psql_admin -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return
+    echo "installing $2 for $1" >&2
+    apt-get install -y -qq "$2" >/dev/null
+}
+need wrk wrk
+need curl curl
+need python3 python3
+if [[ $PARTS == *checkout* ]]; then
+    need psql postgresql-client
+    need pgbench postgresql-contrib
+fi
+
+if [[ $SKIP_BUILD != 1 ]]; then
+    (cd "$ROOT" && cargo build --release -q -p strata)
+fi
+
+# Waits up to 60 s for `url` to answer 2xx.
+wait_ready() {
+    local url=$1
+    for _ in $(seq 1 600); do
+        if curl -fsS -o /dev/null "$url" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "not ready: $url" >&2
+    return 1
+}
+
+# Requests/s of a wrk report on stdin.
+rps() { awk '/^Requests\/sec:/ {print $2}'; }
+# p99 latency (ms) of a wrk --latency report on stdin.
+p99_ms() {
+    awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/, "", v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v*=1000}; print v}'
+}
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print 0}'; }
+
+JSON_PARTS=()
+TABLE=()
+
+# ---------------------------------------------------------------- (a) cached catalog reads
+if [[ $PARTS == *catalog* ]]; then
+    mkdir -p "$WORK/up"
+    STRATA_AUTH_JWT_SECRET=$JWT_SECRET "$STRATA" up --api 1 --chat 1 --port "$GW_PORT" \
+        --admin-port "$GW_ADMIN_PORT" --data-dir "$WORK/up" --log-level warn \
+        >"$WORK/up.log" 2>&1 &
+    PIDS+=($!)
+    wait_ready "http://127.0.0.1:$GW_PORT/healthz"
+    wait_ready "http://127.0.0.1:$GW_PORT/api/v1/products/7"
+    for _ in $(seq 1 50); do # warm the cache (and the connection pools)
+        curl -fsS -o /dev/null "http://127.0.0.1:$GW_PORT/api/v1/products/7"
+    done
+    product_rps=()
+    healthz_rps=()
+    product_p99=()
+    healthz_p99=()
+    for round in $(seq 1 "$ROUNDS"); do
+        out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            "http://127.0.0.1:$GW_PORT/api/v1/products/7")
+        product_rps+=("$(rps <<<"$out")")
+        product_p99+=("$(p99_ms <<<"$out")")
+        out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            "http://127.0.0.1:$GW_PORT/healthz")
+        healthz_rps+=("$(rps <<<"$out")")
+        healthz_p99+=("$(p99_ms <<<"$out")")
+        echo "round $round: products/7 ${product_rps[-1]} req/s, healthz ${healthz_rps[-1]} req/s" >&2
+    done
+    p_med=$(printf '%s\n' "${product_rps[@]}" | median)
+    h_med=$(printf '%s\n' "${healthz_rps[@]}" | median)
+    p_p99=$(printf '%s\n' "${product_p99[@]}" | median)
+    h_p99=$(printf '%s\n' "${healthz_p99[@]}" | median)
+    cat_ratio=$(ratio "$p_med" "$h_med")
+    TABLE+=("$(printf '%-44s %12s %12s %7s %7s' "cached GET /products/7 via gateway (req/s)" "$p_med" "$h_med" "$cat_ratio" "0.7")")
+    TABLE+=("$(printf '%-44s %12s %12s' "  p99 latency (ms)" "$p_p99" "$h_p99")")
+    JSON_PARTS+=("\"catalog_rps\": $p_med, \"healthz_rps\": $h_med, \"catalog_p99_ms\": $p_p99, \"healthz_p99_ms\": $h_p99, \"catalog_vs_healthz_ratio\": $cat_ratio")
+    kill "${PIDS[-1]}" 2>/dev/null || true
+    wait "${PIDS[-1]}" 2>/dev/null || true
+    unset 'PIDS[-1]'
+fi
+
+# ---------------------------------------------------------------- (b) checkouts on PostgreSQL
+if [[ $PARTS == *checkout* ]]; then
+    psql_admin -c "CREATE DATABASE $DB" >/dev/null
+    DB_CREATED=1
+    STRATA_AUTH_JWT_SECRET=$JWT_SECRET STRATA_AUTH_KEY_ID=$JWT_KID "$STRATA" serve api \
+        --database-url "$PG_URL/$DB" --listen "127.0.0.1:$API_PORT" --cache memory \
+        --bus memory --log-level warn >"$WORK/api.log" 2>&1 &
+    PIDS+=($!)
+    wait_ready "http://127.0.0.1:$API_PORT/readyz" || { tail -20 "$WORK/api.log" >&2; exit 1; }
+
+    # Users, carts, stock: straight into the database the api migrated.
+    psql_bench <<SQL
+UPDATE products SET stock = 1000000000;
+INSERT INTO users (email, display_name, password_hash, role)
+    SELECT 'bench-' || g || '@example.com', 'Bench ' || g, 'not-a-hash', 'customer'
+    FROM generate_series(1, $BENCH_USERS) AS g;
+INSERT INTO carts (user_id) SELECT id FROM users WHERE email LIKE 'bench-%';
+ANALYZE;
+SQL
+    FIRST_UID=$(psql_bench -At -c "SELECT min(id) FROM users WHERE email LIKE 'bench-%'")
+    refill_carts() {
+        psql_bench <<'SQL'
+DELETE FROM cart_items;
+INSERT INTO cart_items (cart_id, product_id, quantity)
+    SELECT c.id, p.ids[1 + floor(random() * array_length(p.ids, 1))::int],
+           1 + floor(random() * 3)::int
+    FROM carts c CROSS JOIN (SELECT array_agg(id) AS ids FROM products) p
+    WHERE c.user_id IS NOT NULL;
+SQL
+    }
+
+    # One JWT per user, in user id order (HS256, the api's secret and key id).
+    python3 - "$JWT_SECRET" "$JWT_KID" "$WORK/tokens.txt" "$PG_URL/$DB" <<'PY'
+import base64, hashlib, hmac, json, subprocess, sys, time
+secret, kid, out, db = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4]
+query = "SELECT id, email FROM users WHERE email LIKE 'bench-%' ORDER BY id"
+rows = subprocess.run(["psql", "-X", "-At", "-F", " ", db, "-c", query],
+                      check=True, capture_output=True, text=True).stdout.split("\n")
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}, separators=(",", ":")).encode())
+now = int(time.time())
+with open(out, "w") as f:
+    for row in rows:
+        if not row:
+            continue
+        uid, email = row.split(" ")
+        claims = {"sub": uid, "email": email, "role": "customer", "iat": now, "exp": now + 3600}
+        body = head + b"." + b64(json.dumps(claims, separators=(",", ":")).encode())
+        sig = b64(hmac.new(secret, body, hashlib.sha256).digest())
+        f.write((body + b"." + sig).decode() + "\n")
+PY
+    TOKENS=$(wc -l <"$WORK/tokens.txt")
+    # A token works (and the cart a checkout needs is there).
+    refill_carts
+    probe=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(tail -1 "$WORK/tokens.txt")" \
+        "http://127.0.0.1:$API_PORT/api/v1/cart")
+    [[ $probe == 200 ]] || { echo "token probe answered $probe" >&2; exit 1; }
+
+    # wrk: every request is the next user's checkout, with a fresh key; count the 201s.
+    cat >"$WORK/checkout.lua" <<'LUA'
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  tokens = {}
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
+  run = args[2]
+  i = 0
+  created = 0
+  other = 0
+end
+function request()
+  i = i + 1
+  if i > #tokens then i = 1 end
+  return wrk.format("POST", "/api/v1/orders", {
+    ["Authorization"] = "Bearer " .. tokens[i],
+    ["Idempotency-Key"] = "wrk-" .. run .. "-" .. i,
+  }, nil)
+end
+function response(status, headers, body)
+  if status == 201 then created = created + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local c, o = 0, 0
+  for _, t in ipairs(threads) do c = c + t:get("created"); o = o + t:get("other") end
+  io.write(string.format("created %d other %d\n", c, o))
+end
+LUA
+
+    # pgbench: the checkout transaction's statements (see orders.rs), each client taking the
+    # next user of its own slice: user = first + client_id + clients × (n − 1).
+    cat >"$WORK/checkout.sql" <<'SQL'
+\set n :n + 1
+\set uid :first + :client_id + :clients * (:n - 1)
+\set ikey :run * 10000000 + :n
+BEGIN;
+INSERT INTO idempotency_keys (user_id, idempotency_key, request_fingerprint, created_at) VALUES (:uid, :ikey, :fingerprint, now()) ON CONFLICT (user_id, idempotency_key) DO NOTHING;
+UPDATE carts SET updated_at = now() WHERE user_id = :uid RETURNING id AS cart_id \gset
+DELETE FROM cart_items WHERE cart_id = :cart_id RETURNING product_id, quantity \gset
+UPDATE products SET stock = stock - :quantity WHERE id = :product_id AND stock >= :quantity RETURNING sku, name, price_cents, price_cents * :quantity AS subtotal, (price_cents * :quantity * 1900 + 5000) / 10000 AS tax, price_cents * :quantity + (price_cents * :quantity * 1900 + 5000) / 10000 AS total \gset
+INSERT INTO orders (user_id, status, region, tax_rate_bps, coupon_code, subtotal_cents, discount_cents, tax_cents, total_cents, created_at, updated_at) VALUES (:uid, 'placed', 'EU-DE', 1900, NULL, :subtotal, 0, :tax, :total, now(), now()) RETURNING id AS order_id \gset
+INSERT INTO order_lines (order_id, position, product_id, sku, name, unit_price_cents, quantity, discount_cents, total_cents) VALUES (:order_id, 1, :product_id, :sku, :name, :price_cents, :quantity, 0, :subtotal);
+INSERT INTO order_status_history (order_id, status, at) VALUES (:order_id, 'placed', now());
+INSERT INTO outbox (topic, payload, created_at) VALUES ('order.placed', :event, now());
+UPDATE idempotency_keys SET order_id = :order_id WHERE user_id = :uid AND idempotency_key = :ikey;
+COMMIT;
+SQL
+
+    strata_tps=()
+    pgbench_tps=()
+    strata_other=()
+    for round in $(seq 1 "$ROUNDS"); do
+        refill_carts
+        out=$(wrk -t1 -c"$CHECKOUT_CONCURRENCY" -d"${DURATION}s" -s "$WORK/checkout.lua" \
+            "http://127.0.0.1:$API_PORT" -- "$WORK/tokens.txt" "$round")
+        created=$(awk '/^created/ {print $2}' <<<"$out")
+        other=$(awk '/^created/ {print $4}' <<<"$out")
+        if ((created + other >= TOKENS)); then
+            echo "warning: wrk went through every user; raise BENCH_USERS" >&2
+        fi
+        strata_tps+=("$(awk -v c="$created" -v d="$DURATION" 'BEGIN {printf "%.1f", c/d}')")
+        strata_other+=("$other")
+        refill_carts
+        out=$(pgbench -n -M prepared -c "$CHECKOUT_CONCURRENCY" -j 2 -T "$DURATION" \
+            -f "$WORK/checkout.sql" -D n=0 -D first="$FIRST_UID" \
+            -D clients="$CHECKOUT_CONCURRENCY" -D run="$round" \
+            -D fingerprint='{"coupon":null,"region":null}' \
+            -D event='{"order_id":1000000,"user_id":1000000,"total_cents":123456,"lines":[{"product_id":17,"quantity":2}],"placed_at":"2026-11-23T10:00:00.000000Z"}' "$PG_URL/$DB" 2>&1) || {
+            echo "$out" >&2
+            exit 1
+        }
+        failed=$(awk '/number of failed transactions/ {print $5}' <<<"$out")
+        pgbench_tps+=("$(awk '/^tps = / {printf "%.1f", $3}' <<<"$out")")
+        echo "round $round: strata ${strata_tps[-1]} checkouts/s (${other} not 201), pgbench ${pgbench_tps[-1]} tx/s (${failed:-0} failed)" >&2
+    done
+    s_med=$(printf '%s\n' "${strata_tps[@]}" | median)
+    g_med=$(printf '%s\n' "${pgbench_tps[@]}" | median)
+    o_max=$(printf '%s\n' "${strata_other[@]}" | sort -g | tail -1)
+    co_ratio=$(ratio "$s_med" "$g_med")
+    TABLE+=("$(printf '%-44s %12s %12s %7s %7s' "checkouts/s on PostgreSQL vs pgbench" "$s_med" "$g_med" "$co_ratio" "0.7")")
+    JSON_PARTS+=("\"checkout_tps\": $s_med, \"pgbench_tps\": $g_med, \"checkout_non_201_max\": ${o_max:-0}, \"checkout_concurrency\": $CHECKOUT_CONCURRENCY, \"checkout_vs_pgbench_ratio\": $co_ratio")
+fi
+
+printf '%-44s %12s %12s %7s %7s\n' "what" "strata" "reference" "ratio" "target"
+printf '%s\n' "${TABLE[@]}"
+joined=$(printf '%s, ' "${JSON_PARTS[@]}")
+echo "{${joined%, }, \"rounds\": $ROUNDS, \"duration_s\": $DURATION}"
