@@ -2,7 +2,7 @@
 //! in the transaction that stores it, so ids are gap-free and a committed id implies every
 //! smaller one is committed too: a reader that sees id 7 can fetch 1 to 6 and find them all.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::StoreError;
@@ -28,7 +28,7 @@ impl ChatRoomKind {
 }
 
 /// One stored chat message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ChatMessage {
     /// The room it was sent to.
     pub room_id: String,
