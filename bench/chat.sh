@@ -46,7 +46,7 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    psql -q "$PG_URL" -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >&2 || true
+    psql -q "$PG_URL" -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >&2 || true
 }
 trap cleanup EXIT
 
@@ -57,6 +57,10 @@ for i in 1 2; do
     PIDS+=($!); CHAT_PIDS+=($!)
 done
 sleep 2
+# Accepting thousands of connections at once keeps the chat instances busy: health checks get
+# a generous timeout and the pool fails open rather than refusing everyone.
+export STRATA_GATEWAY_CHAT_FAIL_OPEN=true STRATA_GATEWAY_CHAT_HEALTH_INTERVAL_MS=5000 STRATA_GATEWAY_CHAT_HEALTH_TIMEOUT_MS=5000 \
+    STRATA_GATEWAY_CHAT_HEALTH_FALL=10 STRATA_GATEWAY_CHAT_HEALTH_EJECT_AFTER=1000
 UPSTREAM="chat=http://127.0.0.1:18201,http://127.0.0.1:18202"
 for i in 1 2; do
     "$BIN" serve gateway --listen "127.0.0.1:1808$i" --admin-listen "127.0.0.1:1809$i" \

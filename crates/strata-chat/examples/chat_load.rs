@@ -143,6 +143,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     changed = go_rx.changed(), if sender && !*go_rx.borrow() => {
                         if changed.is_err() { return; }
+                        // Ticks missed while waiting must not burst out now.
+                        tick.reset();
                     }
                 }
             }
