@@ -1,16 +1,30 @@
-//! strata-chat: the stateful live-chat service. A chat instance holds its clients' connections
-//! and presence, so the gateway pins each room to one instance; history lives in the store.
+//! strata-chat: the stateful live-chat service. A chat instance holds its clients' WebSocket
+//! connections and knows who is online; the gateway pins each room to one instance by
+//! consistent hashing, but correctness does not depend on it: every message is stored first
+//! (gap-free ids per room), then published on the bus, and every instance delivers it to its
+//! own members of the room, filling gaps from the store.
 //!
-//! This first cut serves only the operational endpoints (`/healthz`, `/readyz`, `/metrics`);
-//! the WebSocket, rooms and presence come later on the same [`ChatServer`].
+//! The protocol is documented in `docs/chat-protocol.md`; [`protocol`] is its source.
 
 #![forbid(unsafe_code)]
 
+mod auth;
+mod background;
+pub mod client;
+mod connection;
 mod error;
+mod http;
+mod hub;
+mod metrics;
+pub mod protocol;
+mod room;
 mod server;
 
+pub use crate::auth::{Unauthorized, User, Verifier, sign};
 pub use crate::error::ChatError;
-pub use crate::server::{ChatServer, ChatSettings};
+pub use crate::room::{RoomId, UnknownRoom};
+pub use crate::server::{ChatLimits, ChatServer, ChatSettings};
+pub use strata_store::UserRole;
 
 /// The role name: the `role` of `/healthz` and the `strata_chat_…` prefix of every metric.
 pub const ROLE: &str = "chat";

@@ -1,9 +1,11 @@
-//! [`ChatServer`]: binds the listener, assembles the router and serves it until shutdown.
+//! [`ChatServer`]: binds the listener, assembles the router, runs the background tasks and
+//! serves until shutdown, then drains: `/readyz` turns unready, every connection gets its
+//! in-flight frames and a "reconnect" close, and the instance waits for them to finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::Router;
 use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
 use strata_cache::{AnyCache, Cache};
@@ -11,41 +13,129 @@ use strata_core::Shutdown;
 use strata_core::http::{RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
 
-use crate::{ChatError, ROLE};
+use crate::auth::Verifier;
+use crate::hub::Hub;
+use crate::metrics::ChatMetrics;
+use crate::{ChatError, ROLE, background, http};
 
-/// Largest request body accepted: this role takes no bodies yet, so a small bound is enough.
+/// Largest HTTP request body accepted: chat routes take none.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Per-connection limits and timings of a chat instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChatLimits {
+    /// Ping interval; a connection silent for two intervals is closed, and presence entries
+    /// live for two intervals. Default 10 s (a dead instance's users show offline within
+    /// 20 s, at one small frame per connection per 10 s).
+    pub heartbeat: Duration,
+    /// Frames queued for one connection before it counts as too slow and is closed (4009).
+    /// Default 256: a few seconds of a busy room, a few KiB of pointers when idle.
+    pub outgoing_buffer: usize,
+    /// Longest message body in bytes. Default 4096.
+    pub max_body_bytes: usize,
+    /// Largest WebSocket frame (and message) accepted; larger ones close with 1009.
+    /// Default 16 KiB: a maximal `send` frame with room to spare.
+    pub max_frame_bytes: usize,
+    /// Frames per second a connection may send on average. Default 20.
+    pub rate_per_sec: u32,
+    /// Frames a connection may send in a burst. Default 40.
+    pub burst: u32,
+    /// Read buffer per connection. Default 4 KiB: idle connections dominate memory, and
+    /// a small buffer only costs extra reads for large frames.
+    pub read_buffer_bytes: usize,
+    /// How long draining waits for connections to take their close. Default 5 s.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ChatLimits {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::from_secs(10),
+            outgoing_buffer: 256,
+            max_body_bytes: 4096,
+            max_frame_bytes: 16 * 1024,
+            rate_per_sec: 20,
+            burst: 40,
+            read_buffer_bytes: 4096,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ChatLimits {
+    fn check(&self) -> Result<(), ChatError> {
+        if self.heartbeat < Duration::from_millis(20) {
+            return Err(ChatError::Settings("heartbeat must be at least 20 ms"));
+        }
+        if self.outgoing_buffer == 0 || self.rate_per_sec == 0 || self.burst == 0 {
+            return Err(ChatError::Settings(
+                "outgoing_buffer, rate_per_sec and burst must be at least 1",
+            ));
+        }
+        if self.max_body_bytes == 0 || self.max_frame_bytes < self.max_body_bytes {
+            return Err(ChatError::Settings(
+                "max_frame_bytes must be at least max_body_bytes, which must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What one chat instance needs besides its backends.
 #[derive(Clone, Debug)]
 pub struct ChatSettings {
-    /// The instance name (`chat-1`), sent back in `X-Strata-Instance` and used in logs.
+    /// The instance name (`chat-1`), sent back in `X-Strata-Instance`, used in logs and as
+    /// the bus durable name of its fan-out subscription.
     pub instance: String,
     /// Where to listen; port 0 lets the OS choose (see [`ChatServer::local_addr`]).
     pub listen: SocketAddr,
+    /// The deployment's token signing secret (the api's `auth.jwt_secret`).
+    pub jwt_secret: Vec<u8>,
+    /// The key id tokens must name (the api's `auth.key_id`).
+    pub key_id: String,
+    /// Connection limits and timings.
+    pub limits: ChatLimits,
 }
 
-/// One chat instance: a bound listener and the router it will serve.
+/// One chat instance: a bound listener, the router it will serve and its shared state.
 pub struct ChatServer {
     server: RoleServer,
+    hub: Arc<Hub>,
 }
 
 impl ChatServer {
     /// Binds the listener and builds the router. Nothing is served until [`ChatServer::run`].
     ///
     /// # Errors
-    /// [`ChatError::Bind`] when the address cannot be bound.
+    /// [`ChatError::Settings`] for unusable limits, [`ChatError::Bind`] when the address
+    /// cannot be bound.
     pub async fn build(
         settings: ChatSettings,
         store: Store,
         cache: AnyCache,
         bus: AnyBus,
     ) -> Result<Self, ChatError> {
+        settings.limits.check()?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
-
+        let mut registry = Registry::default();
+        let metrics = ChatMetrics::register(&mut registry);
+        let hub = Arc::new(Hub::new(
+            instance.clone(),
+            store.clone(),
+            cache.clone(),
+            bus.clone(),
+            Verifier::new(&settings.jwt_secret, &settings.key_id),
+            settings.limits,
+            metrics,
+        ));
+        let draining = hub.draining.clone();
         let ready = ready_check(move || {
             let (store, cache, bus) = (store.clone(), cache.clone(), bus.clone());
+            let draining = draining.is_cancelled();
             async move {
+                if draining {
+                    return Err("draining".to_owned());
+                }
                 store.ready().await.map_err(|e| unready("store", e))?;
                 cache.ping().await.map_err(|e| unready("cache", e))?;
                 bus.ping().await.map_err(|e| unready("bus", e))
@@ -54,8 +144,8 @@ impl ChatServer {
         let router = role_router(
             ROLE,
             instance.clone(),
-            Registry::default(),
-            Router::new(),
+            registry,
+            http::routes(hub.clone()),
             ready,
             MAX_BODY_BYTES,
         );
@@ -65,7 +155,7 @@ impl ChatServer {
                 addr: settings.listen,
                 source,
             })?;
-        Ok(Self { server })
+        Ok(Self { server, hub })
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
@@ -73,11 +163,53 @@ impl ChatServer {
         self.server.local_addr()
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and returns.
+    /// Serves until `shutdown` is cancelled, then drains (see the module docs) and returns.
+    ///
+    /// Dropping the returned future (aborting its task) stops the instance as a crash would:
+    /// connections drop without a close frame and presence is left to expire.
     ///
     /// # Errors
     /// [`ChatError::Serve`] when the listener fails.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ChatError> {
-        self.server.run(shutdown).await.map_err(ChatError::Serve)
+        let hub = self.hub;
+        let _crash = KillOnDrop(hub.clone());
+        let bus_task = tokio::spawn(background::bus_loop(hub.clone()));
+        let presence_task = tokio::spawn(background::presence_loop(hub.clone()));
+        let stop_serving = Shutdown::new();
+        let serving = self.server.run(stop_serving.clone());
+        tokio::pin!(serving);
+        let early = tokio::select! {
+            served = &mut serving => Some(served),
+            () = shutdown.cancelled() => None,
+        };
+        if early.is_none() {
+            tracing::info!(instance = %hub.instance, "draining chat connections");
+            hub.draining.cancel();
+            hub.tracker.close();
+            if tokio::time::timeout(hub.limits.drain_timeout, hub.tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!(instance = %hub.instance, "connections still open after the drain timeout");
+            }
+        }
+        stop_serving.cancel();
+        let served = match early {
+            Some(served) => served,
+            None => serving.await,
+        };
+        hub.killed.cancel();
+        let _ = bus_task.await;
+        let _ = presence_task.await;
+        served.map_err(ChatError::Serve)
+    }
+}
+
+/// Cancels the hub's `killed` token when `run` ends in any way, dropped mid-flight included.
+struct KillOnDrop(Arc<Hub>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.killed.cancel();
     }
 }

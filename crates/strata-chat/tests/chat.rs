@@ -4,7 +4,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use strata_bus::AnyBus;
 use strata_cache::AnyCache;
-use strata_chat::{ChatServer, ChatSettings};
+use strata_chat::{ChatLimits, ChatServer, ChatSettings};
 use strata_core::Shutdown;
 use strata_store::testing::{self, TempFileGuard};
 
@@ -23,16 +23,23 @@ impl Drop for TestApp {
     }
 }
 
+fn settings(instance: &str) -> ChatSettings {
+    ChatSettings {
+        instance: instance.to_owned(),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        jwt_secret: vec![7; 32],
+        key_id: "k1".into(),
+        limits: ChatLimits::default(),
+    }
+}
+
 async fn spawn_app() -> TestApp {
     let (store, file) = testing::fresh_sqlite().await;
     store.migrate().await.expect("migrate");
     let cache = AnyCache::from_url("memory", "test").await.expect("cache");
     let bus = AnyBus::connect("memory", "test").await.expect("bus");
     let instance = format!("chat-test-{}", uuid::Uuid::new_v4().simple());
-    let settings = ChatSettings {
-        instance: instance.clone(),
-        listen: "127.0.0.1:0".parse().expect("address"),
-    };
+    let settings = settings(&instance);
     let server = ChatServer::build(settings, store, cache, bus)
         .await
         .expect("build chat");
@@ -106,7 +113,7 @@ async fn unknown_routes_and_methods_are_json_errors() {
         ),
         (
             reqwest::Method::GET,
-            "/api/v1/chat/presence",
+            "/api/v1/chat/nowhere",
             StatusCode::NOT_FOUND,
             "not_found",
         ),
@@ -138,10 +145,7 @@ async fn unknown_routes_and_methods_are_json_errors() {
 #[tokio::test]
 async fn unmigrated_store_is_not_ready() {
     let (store, _file) = testing::fresh_sqlite().await;
-    let settings = ChatSettings {
-        instance: "chat-unmigrated".into(),
-        listen: "127.0.0.1:0".parse().expect("address"),
-    };
+    let settings = settings("chat-unmigrated");
     let cache = AnyCache::from_url("memory", "test").await.expect("cache");
     let bus = AnyBus::connect("memory", "test").await.expect("bus");
     let server = ChatServer::build(settings, store, cache, bus)

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod carts;
+mod chat;
 mod coupons;
 mod error;
 mod migrate;
@@ -40,6 +41,7 @@ mod users;
 pub use carts::{
     CartError, CartLine, CartOwner, CartRepo, MAX_CART_LINES, MAX_LINE_QUANTITY, MergeOutcome,
 };
+pub use chat::{ChatMessage, ChatRepo, ChatRoomKind, Posted};
 pub use coupons::{Coupon, CouponKind, CouponRepo, MAX_COUPON_CODE_LEN, normalize_coupon_code};
 pub use error::{ConstraintKind, StoreError};
 pub use orders::{

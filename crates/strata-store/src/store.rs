@@ -13,6 +13,7 @@ use sqlx::sqlite::{
 
 use crate::StoreError;
 use crate::carts::CartRepo;
+use crate::chat::ChatRepo;
 use crate::coupons::CouponRepo;
 use crate::orders::OrderRepo;
 use crate::outbox::OutboxRepo;
@@ -342,6 +343,11 @@ impl Store {
     /// Orders and checkout.
     pub fn orders(&self) -> OrderRepo<'_> {
         OrderRepo::new(self)
+    }
+
+    /// Chat rooms, members and messages.
+    pub fn chat(&self) -> ChatRepo<'_> {
+        ChatRepo::new(self)
     }
 
     /// Events waiting to be relayed to the bus.

@@ -46,6 +46,22 @@ pub enum Command {
     /// Put load on a URL and print a JSON summary (requests, errors, statuses, latency
     /// percentiles, responses per instance).
     Bench(BenchArgs),
+    /// Chat in a room from the terminal: prints the room's messages, sends each line typed
+    /// (`/quit` leaves); reconnects and resumes when the server drains or drops.
+    Chat(ChatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The room: `support-<user id>` or `lobby-<name>`.
+    #[arg(long, value_name = "ROOM")]
+    pub room: String,
+    /// A token from `POST /api/v1/sessions`.
+    #[arg(long, value_name = "JWT", env = "STRATA_CHAT_TOKEN")]
+    pub token: String,
+    /// The gateway (or a chat instance) to connect to.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +206,7 @@ impl Cli {
                     out.push(("gateway.upstream", upstream.clone()));
                 }
             }
-            Command::Bench(_) => {}
+            Command::Bench(_) | Command::Chat(_) => {}
         }
         out
     }

@@ -57,6 +57,11 @@ fn main() -> ExitCode {
             Command::Up(_) => up::run(config).await,
             Command::Serve(args) => serve::run(args, config).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Chat(args) => {
+                strata_chat::client::run_terminal(&args.url, &args.room, &args.token)
+                    .await
+                    .map_err(anyhow::Error::from)
+            }
         }
     });
     // Tasks still running (after a missed shutdown deadline) are dropped, not waited for.

@@ -131,6 +131,14 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
 }
 
 async fn chat(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::Result<()> {
+    // Chat verifies the tokens the api issues, so it needs the api's secret.
+    if config.auth.jwt_secret.is_empty() {
+        return Err(invalid(
+            "auth.jwt_secret",
+            "`strata serve chat` needs the api's token signing secret: at least 32 bytes in \
+             STRATA_AUTH_JWT_SECRET (or [auth] jwt_secret)",
+        ));
+    }
     let store = backends::store(config, Seed::Never).await?;
     let started = async {
         let cache = backends::cache(config).await?;
@@ -138,6 +146,9 @@ async fn chat(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow:
         let settings = ChatSettings {
             instance: instance(args, config.chat.listen),
             listen: config.chat.listen,
+            jwt_secret: config.auth.jwt_secret.expose().as_bytes().to_vec(),
+            key_id: config.auth.key_id.clone(),
+            limits: strata_chat::ChatLimits::default(),
         };
         let name = settings.instance.clone();
         let server = ChatServer::build(settings, store.clone(), cache, bus.clone())

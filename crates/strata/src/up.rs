@@ -116,7 +116,8 @@ impl Stack {
         let cache_ttl = Duration::from_secs(config.cache.ttl_secs);
         let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
         // One secret for every api instance: any of them verifies the tokens of any other.
-        let auth = backends::api_auth(config, backends::up_jwt_secret(config)?);
+        let jwt_secret = backends::up_jwt_secret(config)?;
+        let auth = backends::api_auth(config, jwt_secret.clone());
 
         for i in 0..config.api.instances {
             let settings = ApiSettings {
@@ -143,6 +144,9 @@ impl Stack {
             let settings = ChatSettings {
                 instance: instance_name("chat", i),
                 listen: config.chat.instance_addr(i),
+                jwt_secret: jwt_secret.expose().as_bytes().to_vec(),
+                key_id: config.auth.key_id.clone(),
+                limits: strata_chat::ChatLimits::default(),
             };
             let name = settings.instance.clone();
             let server =

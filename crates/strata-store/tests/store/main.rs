@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod carts;
+mod chat;
 mod harness;
 mod lifecycle;
 mod orders;

@@ -1,0 +1,204 @@
+//! Load client of `bench/chat.sh`: opens many chat connections, measures the idle memory per
+//! connection of the given processes, then drives a message rate and reports fan-out latency
+//! (send to receipt) as one JSON line.
+//!
+//! Environment: `URLS` (comma-separated gateway URLs; connections are spread over them),
+//! `SECRET` (the token secret), `CONNS` (10000), `ROOM_SIZE` (10), `RATE` (messages/s, 1000),
+//! `SECS` (10), `PIDS` (comma-separated pids whose RSS is measured), `SOURCES` (loopback
+//! source addresses to spread over, 1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use strata_chat::client::ws_url;
+use strata_chat::protocol::{ClientFrame, ServerFrame};
+use strata_chat::{User, UserRole, sign};
+use tokio::net::TcpSocket;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn rss_kib(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let urls: Vec<String> = std::env::var("URLS")?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let secret = std::env::var("SECRET")?;
+    let conns: usize = env("CONNS", 10_000);
+    let room_size: usize = env("ROOM_SIZE", 10);
+    let rate: u64 = env("RATE", 1000);
+    let secs: u64 = env("SECS", 10);
+    let sources: u8 = env("SOURCES", 1);
+    let pids: Vec<u32> = std::env::var("PIDS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let rooms = conns.div_ceil(room_size);
+
+    let rss_before = rss_kib(&pids);
+    let epoch = Instant::now();
+    let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<f64>();
+    let (go_tx, go_rx) = watch::channel(false);
+    let connected = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(Semaphore::new(200));
+    let mut tasks = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let room = format!("lobby-b{}", i % rooms);
+        let sender = i < rooms; // one sender per room
+        let token = sign(
+            secret.as_bytes(),
+            "k1",
+            User {
+                id: i64::try_from(i).unwrap_or(0) + 1,
+                role: UserRole::Support,
+            },
+            3600,
+        )?;
+        let url = ws_url(&urls[i % urls.len()], Some(&token), Some(&room), None);
+        let source = 1 + u8::try_from(i % usize::from(sources.max(1))).unwrap_or(0);
+        let (lat_tx, mut go_rx) = (lat_tx.clone(), go_rx.clone());
+        let (connected, failed, gate) = (connected.clone(), failed.clone(), gate.clone());
+        let per_sender = Duration::from_secs_f64(rooms as f64 / rate as f64);
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let ws = async {
+                let uri: axum::http::Uri = url.parse().ok()?;
+                let host = uri.authority()?.as_str().to_owned();
+                let addr: SocketAddr = host.parse().ok()?;
+                let socket = TcpSocket::new_v4().ok()?;
+                socket
+                    .bind(SocketAddr::from(([127, 0, 0, source], 0)))
+                    .ok()?;
+                let stream = socket.connect(addr).await.ok()?;
+                stream.set_nodelay(true).ok()?;
+                let (ws, _) = tokio_tungstenite::client_async(url, stream).await.ok()?;
+                Some(ws)
+            }
+            .await;
+            drop(permit);
+            let Some(ws) = ws else {
+                failed.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            connected.fetch_add(1, Ordering::Relaxed);
+            let (mut sink, mut stream) = ws.split();
+            let mut tick = tokio::time::interval(per_sender);
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    frame = stream.next() => match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Ok(ServerFrame::Message { body, .. }) = serde_json::from_str(&text)
+                                && let Ok(sent) = body.parse::<f64>()
+                            {
+                                let now = epoch.elapsed().as_secs_f64() * 1000.0;
+                                let _ = lat_tx.send(now - sent);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    },
+                    _ = tick.tick(), if sender && *go_rx.borrow() => {
+                        n += 1;
+                        let frame = ClientFrame::Send {
+                            room: room.clone(),
+                            client_id: format!("{i}-{n}"),
+                            body: format!("{:.3}", epoch.elapsed().as_secs_f64() * 1000.0),
+                        };
+                        let text = serde_json::to_string(&frame).unwrap_or_default();
+                        if sink.send(Message::Text(text.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    changed = go_rx.changed(), if sender && !*go_rx.borrow() => {
+                        if changed.is_err() { return; }
+                        // Ticks missed while waiting must not burst out now.
+                        tick.reset();
+                    }
+                }
+            }
+        }));
+    }
+    let connect_started = Instant::now();
+    while connected.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < conns
+        && connect_started.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let connect_secs = connect_started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rss_idle = rss_kib(&pids);
+    let open = connected.load(Ordering::Relaxed);
+    eprintln!(
+        "{open} connected, {} failed in {connect_secs:.1} s",
+        failed.load(Ordering::Relaxed)
+    );
+
+    let _ = go_tx.send(true);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let _ = go_tx.send(false);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for task in &tasks {
+        task.abort();
+    }
+    drop(lat_tx);
+    let mut latencies = Vec::new();
+    while let Ok(l) = lat_rx.try_recv() {
+        latencies.push(l);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let per_conn = if open > 0 {
+        (rss_idle.saturating_sub(rss_before) as f64) / open as f64
+    } else {
+        0.0
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "connections": open,
+            "failed_connections": failed.load(Ordering::Relaxed),
+            "connect_secs": (connect_secs * 10.0).round() / 10.0,
+            "rooms": rooms,
+            "rate_per_sec": rate,
+            "secs": secs,
+            "receipts": latencies.len(),
+            "fanout_p50_ms": (percentile(&latencies, 50.0) * 100.0).round() / 100.0,
+            "fanout_p99_ms": (percentile(&latencies, 99.0) * 100.0).round() / 100.0,
+            "rss_before_kib": rss_before,
+            "rss_idle_kib": rss_idle,
+            "idle_kib_per_connection": (per_conn * 100.0).round() / 100.0,
+        })
+    );
+    Ok(())
+}

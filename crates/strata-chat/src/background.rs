@@ -1,0 +1,140 @@
+//! The instance's background tasks: the bus subscription that brings other instances'
+//! messages and typing notices, and the presence loop (refresh our users' entries, watch our
+//! rooms' members).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use strata_bus::{Bus, SubscribeOptions};
+use strata_cache::Cache;
+use strata_store::ChatMessage;
+
+use crate::hub::{Hub, presence_key};
+use crate::protocol::ServerFrame;
+use crate::room::RoomId;
+
+/// A durable name from an instance name: NATS accepts letters, digits, `_` and `-`.
+pub(crate) fn durable_name(instance: &str) -> String {
+    let name: String = instance
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("chat-fanout-{name}")
+}
+
+#[derive(Deserialize)]
+struct TypingRelay {
+    room: String,
+    user: i64,
+    instance: String,
+}
+
+/// Delivers what other instances publish to this instance's members, until stopped.
+pub(crate) async fn bus_loop(hub: Arc<Hub>) {
+    let durable = durable_name(&hub.instance);
+    let opts = SubscribeOptions {
+        // A message is acked right after the (non-blocking) fan-out; a long wait only matters
+        // if this instance dies mid-batch, and then nobody here needs the message.
+        ack_wait: Duration::from_secs(10),
+        max_deliver: Some(3),
+        max_ack_pending: 10_000,
+        prefetch: 256,
+    };
+    loop {
+        let subscription = tokio::select! {
+            () = hub.killed.cancelled() => return,
+            sub = hub.bus.subscribe("chat.>", &durable, opts) => sub,
+        };
+        let mut subscription = match subscription {
+            Ok(sub) => sub,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to chat fan-out; retrying");
+                tokio::select! {
+                    () = hub.killed.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                () = hub.killed.cancelled() => return,
+                next = subscription.next() => next,
+            };
+            match next {
+                Some(Ok(delivery)) => {
+                    handle(&hub, &delivery.subject, &delivery.payload);
+                    if let Err(error) = delivery.ack().await {
+                        tracing::debug!(%error, "cannot ack a fan-out message");
+                    }
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "chat fan-out subscription failed; resubscribing");
+                    break;
+                }
+                None => return,
+            }
+        }
+    }
+}
+
+fn handle(hub: &Hub, subject: &str, payload: &Bytes) {
+    if subject.starts_with("chat.room.") {
+        match serde_json::from_slice::<ChatMessage>(payload) {
+            Ok(message) => hub.fan_out(&message),
+            Err(error) => tracing::warn!(%error, subject, "bad chat message on the bus"),
+        }
+    } else if subject.starts_with("chat.typing.")
+        && let Ok(relay) = serde_json::from_slice::<TypingRelay>(payload)
+        && relay.instance != *hub.instance
+        && let Ok(room) = relay.room.parse::<RoomId>()
+    {
+        let frame = ServerFrame::Typing {
+            room: room.to_string(),
+            user: relay.user,
+        };
+        hub.broadcast(&room, &frame, None);
+    }
+}
+
+/// Every half heartbeat: refreshes the presence entries of this instance's users (every
+/// heartbeat), re-reads stale room rosters, reads the presence of every user watched here
+/// and tells local members about changes.
+pub(crate) async fn presence_loop(hub: Arc<Hub>) {
+    let half = hub.limits.heartbeat / 2;
+    let mut tick = tokio::time::interval(half.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut refresh = true;
+    loop {
+        tokio::select! {
+            () = hub.killed.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if refresh {
+            for user in hub.local_users() {
+                crate::connection::set_presence(&hub, user).await;
+            }
+        }
+        refresh = !refresh;
+        for room in hub.stale_rosters(hub.limits.heartbeat * 10) {
+            if let Ok(roster) = hub.store.chat().members(room.as_str()).await {
+                hub.set_roster(&room, roster);
+            }
+        }
+        let mut status = HashMap::new();
+        for user in hub.watched_users() {
+            let online = hub.is_local(user)
+                || matches!(hub.cache.get(&presence_key(user)).await, Ok(Some(_)));
+            status.insert(user, online);
+        }
+        hub.announce_presence(&status);
+    }
+}

@@ -1,0 +1,629 @@
+//! One client connection: authentication, then a reader (frames from the client) and a writer
+//! (the bounded queue of frames to it) running side by side until either ends.
+//!
+//! The writer keeps, per joined room, the id of the last message sent (its cursor). A message
+//! at or below the cursor is a duplicate and skipped; one above `cursor + 1` reveals a gap
+//! (a lost or late bus message) that is filled from the store first. Because ids are gap-free
+//! and committed in order, this delivers every message exactly once, in id order.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use strata_bus::Bus;
+use strata_cache::Cache;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+
+use crate::auth::User;
+use crate::hub::{Closer, Hub, Member, Out, message_frame, presence_key};
+use crate::protocol::{ClientFrame, ServerFrame, close};
+use crate::room::RoomId;
+
+/// Messages read from the store per query when catching up.
+const PAGE: u32 = 200;
+/// The longest client id accepted.
+pub const MAX_CLIENT_ID_LEN: usize = 64;
+
+/// Where the connection starts: a token and a room from the URL, when given.
+pub(crate) struct Start {
+    pub user: Option<User>,
+    pub room: Option<(RoomId, Option<i64>)>,
+}
+
+/// Runs one connection to its end.
+pub(crate) async fn run<S>(hub: Arc<Hub>, ws: WebSocketStream<S>, start: Start)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sink, mut stream) = ws.split();
+    let user = match start.user {
+        Some(user) => user,
+        None => match authenticate(&hub, &mut stream).await {
+            Ok(user) => user,
+            Err(reason) => {
+                let _ = sink.send(close_frame(close::UNAUTHORIZED, reason)).await;
+                return;
+            }
+        },
+    };
+    hub.metrics.connections.inc();
+    if hub.connected(user.id) {
+        set_presence(&hub, user.id).await;
+    }
+    let conn = hub.next_conn_id();
+    let (tx, rx) = mpsc::channel(hub.limits.outgoing_buffer);
+    let member = Member {
+        user: user.id,
+        tx,
+        closer: Closer::default(),
+    };
+    let last_inbound = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let ready = ServerFrame::Ready {
+        user: user.id,
+        instance: hub.instance.to_string(),
+        heartbeat_ms: u64::try_from(hub.limits.heartbeat.as_millis()).unwrap_or(u64::MAX),
+    };
+    member.offer(Out::Text(ready.to_json().into()), &hub.metrics);
+    let mut reader = Reader {
+        hub: hub.clone(),
+        conn,
+        user,
+        member: member.clone(),
+        joined: HashSet::new(),
+        bucket: Bucket::new(hub.limits.rate_per_sec, hub.limits.burst),
+        refused_in_a_row: 0,
+        last_inbound: last_inbound.clone(),
+        started,
+    };
+    if let Some((room, after)) = start.room {
+        reader.join(room, after).await;
+    }
+    let writer = Writer {
+        hub: hub.clone(),
+        rx,
+        closer: member.closer.clone(),
+        cursors: HashMap::new(),
+        last_inbound,
+        started,
+    };
+    let closer = member.closer.clone();
+    let ended = tokio::select! {
+        () = reader.run(&mut stream) => None,
+        killed = writer.run(&mut sink) => Some(killed),
+    };
+    // The reader stopped on a close request (frame too big, flood): send the code.
+    if ended.is_none() && closer.code() != 0 && !hub.killed.is_cancelled() {
+        let code = closer.code();
+        let _ = sink.send(close_frame(code, close_reason(code))).await;
+    }
+    let killed = ended.unwrap_or(false) || hub.killed.is_cancelled();
+    for room in &reader.joined {
+        hub.remove_member(room, conn);
+    }
+    hub.metrics.connections.dec();
+    // A crashed instance cleans nothing up: its users' presence expires with the TTL.
+    if !killed && hub.disconnected(user.id) {
+        let _ = hub.cache.delete(&presence_key(user.id)).await;
+    }
+}
+
+pub(crate) async fn set_presence(hub: &Hub, user: i64) {
+    let ttl = hub.presence_ttl();
+    if let Err(error) = hub
+        .cache
+        .set(&presence_key(user), Bytes::from_static(b"1"), ttl)
+        .await
+    {
+        tracing::warn!(%error, user, "cannot record presence");
+    }
+}
+
+fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+/// Waits for the first frame, which must be `auth` with a valid token.
+async fn authenticate<S>(
+    hub: &Hub,
+    stream: &mut futures_util::stream::SplitStream<WebSocketStream<S>>,
+) -> Result<User, &'static str>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let deadline = hub.limits.heartbeat * 2;
+    let first = loop {
+        match tokio::time::timeout(deadline, stream.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => break text,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(_) => return Err("closed before authenticating"),
+            Err(_) => return Err("no auth frame in time"),
+        }
+    };
+    match serde_json::from_str::<ClientFrame>(&first) {
+        Ok(ClientFrame::Auth { token }) => hub.verifier.verify(&token).map_err(|e| e.0),
+        _ => Err("the first frame must be auth"),
+    }
+}
+
+/// A token bucket: `rate` frames per second on average, bursts of `burst`.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            rate: f64::from(rate),
+            burst: f64::from(burst),
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn millis_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+struct Reader {
+    hub: Arc<Hub>,
+    conn: u64,
+    user: User,
+    member: Member,
+    joined: HashSet<RoomId>,
+    bucket: Bucket,
+    refused_in_a_row: u32,
+    last_inbound: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl Reader {
+    fn reply(&self, frame: &ServerFrame) {
+        self.member
+            .offer(Out::Text(frame.to_json().into()), &self.hub.metrics);
+    }
+
+    fn error(&self, code: &str, message: impl Into<String>, client_id: Option<String>) {
+        self.reply(&ServerFrame::Error {
+            code: code.to_owned(),
+            message: message.into(),
+            client_id,
+        });
+    }
+
+    async fn run<S>(&mut self, stream: &mut futures_util::stream::SplitStream<WebSocketStream<S>>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            let next = tokio::select! {
+                // A close request is the writer's to carry out (after queued frames).
+                () = self.hub.killed.cancelled() => return,
+                next = stream.next() => next,
+            };
+            self.last_inbound
+                .store(millis_since(self.started), Ordering::Relaxed);
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    if !self.admit_frame() {
+                        continue;
+                    }
+                    match serde_json::from_str::<ClientFrame>(&text) {
+                        Ok(frame) => self.handle(frame).await,
+                        Err(e) => {
+                            self.error("invalid_frame", format!("not a valid frame: {e}"), None)
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    if self.admit_frame() {
+                        self.error("invalid_frame", "binary frames are not supported", None);
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Close(_))) | None => return,
+                Some(Err(tungstenite::Error::Capacity(_))) => {
+                    self.member.closer.close(close::TOO_BIG);
+                    return;
+                }
+                Some(Err(_)) => return,
+            }
+        }
+    }
+
+    /// The rate limit: a refused frame gets an error frame; a client that keeps flooding
+    /// (twice its burst refused in a row) is closed with [`close::POLICY`].
+    fn admit_frame(&mut self) -> bool {
+        if self.bucket.take() {
+            self.refused_in_a_row = 0;
+            return true;
+        }
+        self.hub.metrics.rate_limited.inc();
+        self.refused_in_a_row += 1;
+        if self.refused_in_a_row > self.hub.limits.burst.saturating_mul(2) {
+            self.member.closer.close(close::POLICY);
+        } else if self.refused_in_a_row == 1 {
+            self.error("rate_limited", "too many frames: slow down", None);
+        }
+        false
+    }
+
+    async fn handle(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Auth { .. } => {
+                self.error(
+                    "already_authenticated",
+                    "this connection is authenticated",
+                    None,
+                );
+            }
+            ClientFrame::Ping => self.reply(&ServerFrame::Pong),
+            ClientFrame::Join { room, after } => match room.parse::<RoomId>() {
+                Ok(room) => self.join(room, after).await,
+                Err(e) => self.error("unknown_room", e.0, None),
+            },
+            ClientFrame::Leave { room } => {
+                if let Some(room) = self.joined_room(&room, None) {
+                    self.joined.remove(&room);
+                    self.hub.remove_member(&room, self.conn);
+                    self.member
+                        .offer(Out::Leave { room: room.clone() }, &self.hub.metrics);
+                    self.reply(&ServerFrame::Left {
+                        room: room.to_string(),
+                    });
+                }
+            }
+            ClientFrame::Typing { room } => {
+                if let Some(room) = self.joined_room(&room, None) {
+                    let frame = ServerFrame::Typing {
+                        room: room.to_string(),
+                        user: self.user.id,
+                    };
+                    self.hub.broadcast(&room, &frame, Some(self.conn));
+                    let relay = serde_json::json!({
+                        "room": room.as_str(),
+                        "user": self.user.id,
+                        "instance": &*self.hub.instance,
+                    });
+                    let subject = format!("chat.typing.{room}");
+                    let _ = self
+                        .hub
+                        .bus
+                        .publish(&subject, Bytes::from(relay.to_string()))
+                        .await;
+                }
+            }
+            ClientFrame::Send {
+                room,
+                client_id,
+                body,
+            } => self.send(&room, client_id, &body).await,
+        }
+    }
+
+    /// The joined room named `raw`, or an error frame.
+    fn joined_room(&self, raw: &str, client_id: Option<&String>) -> Option<RoomId> {
+        let found = raw
+            .parse::<RoomId>()
+            .ok()
+            .filter(|room| self.joined.contains(room));
+        if found.is_none() {
+            self.error(
+                "not_joined",
+                format!("join {raw:?} first"),
+                client_id.cloned(),
+            );
+        }
+        found
+    }
+
+    async fn join(&mut self, room: RoomId, after: Option<i64>) {
+        if !room.admits(self.user.id, self.user.role) {
+            self.error("forbidden", format!("you may not join {room}"), None);
+            return;
+        }
+        if let Err(error) = self
+            .hub
+            .store
+            .chat()
+            .join(room.as_str(), room.kind(), self.user.id)
+            .await
+        {
+            tracing::warn!(%error, %room, "cannot record a join");
+            self.error("unavailable", "the store is unavailable: try again", None);
+            return;
+        }
+        // Registered before the writer is told to catch up: anything fanned out meanwhile is
+        // either in the catch-up or arrives after it (and is then de-duplicated by id).
+        self.hub.add_member(&room, self.conn, self.member.clone());
+        self.joined.insert(room.clone());
+        self.member
+            .offer(Out::Join { room, after }, &self.hub.metrics);
+    }
+
+    async fn send(&mut self, raw: &str, client_id: String, body: &str) {
+        let Some(room) = self.joined_room(raw, Some(&client_id)) else {
+            return;
+        };
+        if client_id.is_empty() || client_id.chars().count() > MAX_CLIENT_ID_LEN {
+            self.error(
+                "invalid_client_id",
+                format!("client_id must have 1 to {MAX_CLIENT_ID_LEN} characters"),
+                Some(client_id),
+            );
+            return;
+        }
+        if body.is_empty() || body.len() > self.hub.limits.max_body_bytes {
+            self.error(
+                "too_large",
+                format!(
+                    "body must have 1 to {} bytes",
+                    self.hub.limits.max_body_bytes
+                ),
+                Some(client_id),
+            );
+            return;
+        }
+        let posted = self
+            .hub
+            .store
+            .chat()
+            .post(room.as_str(), self.user.id, &client_id, body)
+            .await;
+        let posted = match posted {
+            Ok(Some(posted)) => posted,
+            Ok(None) => {
+                self.error("unknown_room", "the room does not exist", Some(client_id));
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, %room, "cannot store a message");
+                self.error(
+                    "unavailable",
+                    "not stored: send again with the same client_id",
+                    Some(client_id),
+                );
+                return;
+            }
+        };
+        let message = posted.message;
+        self.reply(&ServerFrame::Ack {
+            room: room.to_string(),
+            client_id,
+            id: message.seq,
+            duplicate: posted.duplicate,
+        });
+        if posted.duplicate {
+            return;
+        }
+        self.hub.metrics.messages_stored.inc();
+        self.hub.fan_out(&message);
+        publish(&self.hub, &room, &message).await;
+    }
+}
+
+/// Publishes a stored message for the other instances. A failure loses no message: members
+/// elsewhere get it with the room's next message (gap fill) or when they resume.
+async fn publish(hub: &Hub, room: &RoomId, message: &strata_store::ChatMessage) {
+    let payload = match serde_json::to_vec(message) {
+        Ok(payload) => Bytes::from(payload),
+        Err(_) => return,
+    };
+    for attempt in 1..=3 {
+        match hub.bus.publish(&room.subject(), payload.clone()).await {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(%error, attempt, %room, "cannot publish a message");
+                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            }
+        }
+    }
+}
+
+struct Writer {
+    hub: Arc<Hub>,
+    rx: mpsc::Receiver<Out>,
+    closer: Closer,
+    cursors: HashMap<RoomId, i64>,
+    last_inbound: Arc<AtomicU64>,
+    started: Instant,
+}
+
+type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
+
+impl Writer {
+    /// Runs until the connection ends; true when the instance was killed.
+    async fn run<S>(mut self, sink: &mut Sink<S>) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let heartbeat = self.hub.limits.heartbeat;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.hub.killed.cancelled() => return true,
+                () = self.closer.closed() => {
+                    let code = self.closer.code();
+                    // Queued frames (the error that explains the close) go first, except
+                    // for a client too slow to take them.
+                    while code != close::TOO_SLOW && let Ok(out) = self.rx.try_recv() {
+                        if self.write(sink, out).await.is_err() {
+                            return false;
+                        }
+                    }
+                    let _ = sink.send(close_frame(code, close_reason(code))).await;
+                    return false;
+                }
+                () = self.hub.draining.cancelled() => {
+                    // In-flight frames first, then the reconnect request.
+                    while let Ok(out) = self.rx.try_recv() {
+                        if self.write(sink, out).await.is_err() {
+                            return false;
+                        }
+                    }
+                    let _ = sink.send(close_frame(close::RECONNECT, "reconnect")).await;
+                    return false;
+                }
+                out = self.rx.recv() => {
+                    let Some(out) = out else { return false };
+                    if self.write(sink, out).await.is_err() {
+                        return false;
+                    }
+                    if self.rx.is_empty() && sink.flush().await.is_err() {
+                        return false;
+                    }
+                }
+                _ = tick.tick() => {
+                    let idle = millis_since(self.started)
+                        .saturating_sub(self.last_inbound.load(Ordering::Relaxed));
+                    let limit = u64::try_from((heartbeat * 2).as_millis()).unwrap_or(u64::MAX);
+                    if idle > limit {
+                        let _ = sink
+                            .send(close_frame(close::HEARTBEAT_TIMEOUT, "heartbeat timeout"))
+                            .await;
+                        return false;
+                    }
+                    if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write<S>(&mut self, sink: &mut Sink<S>, out: Out) -> Result<(), tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match out {
+            Out::Text(text) => sink.feed(Message::Text(text)).await,
+            Out::Leave { room } => {
+                self.cursors.remove(&room);
+                Ok(())
+            }
+            Out::Join { room, after } => {
+                let after = match after {
+                    Some(after) => after.max(0),
+                    None => self
+                        .hub
+                        .store
+                        .chat()
+                        .last_seq(room.as_str())
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0),
+                };
+                let joined = ServerFrame::Joined {
+                    room: room.to_string(),
+                    after,
+                };
+                sink.feed(Message::Text(joined.to_json().into())).await?;
+                self.cursors.insert(room.clone(), after);
+                self.catch_up(sink, &room, None).await
+            }
+            Out::Message(fanned) => {
+                let Some(&cursor) = self.cursors.get(&fanned.room) else {
+                    return Ok(());
+                };
+                if fanned.seq <= cursor {
+                    return Ok(());
+                }
+                if fanned.seq > cursor + 1 {
+                    self.catch_up(sink, &fanned.room, Some(fanned.seq)).await?;
+                }
+                if self
+                    .cursors
+                    .get(&fanned.room)
+                    .is_some_and(|c| *c < fanned.seq)
+                {
+                    sink.feed(Message::Text(fanned.text.clone())).await?;
+                    self.cursors.insert(fanned.room.clone(), fanned.seq);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the room's stored messages after the cursor (and before `before`, when given),
+    /// page by page, advancing the cursor.
+    async fn catch_up<S>(
+        &mut self,
+        sink: &mut Sink<S>,
+        room: &RoomId,
+        before: Option<i64>,
+    ) -> Result<(), tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        loop {
+            let Some(&cursor) = self.cursors.get(room) else {
+                return Ok(());
+            };
+            let chat = self.hub.store.chat();
+            let page = match before {
+                Some(before) => chat.between(room.as_str(), cursor, before, PAGE).await,
+                None => chat.after(room.as_str(), cursor, PAGE).await,
+            };
+            let page = match page {
+                Ok(page) => page,
+                Err(error) => {
+                    // The client sees the gap in ids and can resume; closing would only move
+                    // the problem.
+                    tracing::warn!(%error, %room, "cannot read history");
+                    return Ok(());
+                }
+            };
+            let full = page.len() == PAGE as usize;
+            for message in &page {
+                let text: Utf8Bytes = message_frame(message).to_json().into();
+                sink.feed(Message::Text(text)).await?;
+                self.cursors.insert(room.clone(), message.seq);
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::TOO_SLOW => "too slow: resume from your last id",
+        close::POLICY => "rate limit exceeded",
+        close::TOO_BIG => "frame too big",
+        close::RECONNECT => "reconnect",
+        close::UNAUTHORIZED => "unauthorized",
+        _ => "closing",
+    }
+}

@@ -1,0 +1,260 @@
+//! The chat routes: the WebSocket (`GET /api/v1/chat/ws`), room history
+//! (`GET /api/v1/chat/rooms/{id}/messages?after=&limit=`) and presence
+//! (`GET /api/v1/chat/presence?room=` or `?users=1,2`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use strata_cache::Cache;
+use strata_store::ChatMessage;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::ChatError;
+use crate::auth::User;
+use crate::connection::{self, Start};
+use crate::hub::{Hub, presence_key};
+use crate::room::RoomId;
+
+/// Most history messages per page.
+const MAX_PAGE: u32 = 500;
+/// Most users per presence query.
+const MAX_USERS: usize = 100;
+
+pub(crate) fn routes(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/api/v1/chat/ws", get(websocket))
+        .route("/api/v1/chat/rooms/{id}/messages", get(history))
+        .route("/api/v1/chat/presence", get(presence))
+        .with_state(hub)
+}
+
+/// The caller named by `Authorization: Bearer <jwt>`.
+fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<User, ChatError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ChatError::Unauthorized("missing bearer token"))?;
+    hub.verifier
+        .verify(token.trim())
+        .map_err(|e| ChatError::Unauthorized(e.0))
+}
+
+fn room_for(user: User, raw: &str) -> Result<RoomId, ChatError> {
+    let room: RoomId = raw
+        .parse()
+        .map_err(|e: crate::room::UnknownRoom| ChatError::UnknownRoom(e.0))?;
+    if !room.admits(user.id, user.role) {
+        return Err(ChatError::Forbidden(format!("you may not read {room}")));
+    }
+    Ok(room)
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    room: Option<String>,
+    token: Option<String>,
+    after: Option<i64>,
+}
+
+/// Upgrades to a WebSocket. The token may come in the URL (`token=`) or as the first frame;
+/// with `room=` the connection joins that room at once (from `after=` when given).
+async fn websocket(
+    State(hub): State<Arc<Hub>>,
+    Query(query): Query<WsQuery>,
+    mut request: Request,
+) -> Result<Response, ChatError> {
+    if hub.draining.is_cancelled() {
+        return Err(ChatError::Unavailable("draining".into()));
+    }
+    let headers = request.headers();
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| upgrade && version_ok)
+    else {
+        return Err(ChatError::BadRequest(
+            "websocket_required",
+            "this route takes a WebSocket upgrade (version 13)".into(),
+        ));
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let user = match &query.token {
+        Some(token) => Some(
+            hub.verifier
+                .verify(token)
+                .map_err(|e| ChatError::Unauthorized(e.0))?,
+        ),
+        None => None,
+    };
+    let room = match (&query.room, user) {
+        (Some(raw), Some(user)) => Some((room_for(user, raw)?, query.after)),
+        (Some(raw), None) => Some((
+            raw.parse::<RoomId>()
+                .map_err(|e| ChatError::UnknownRoom(e.0))?,
+            query.after,
+        )),
+        (None, _) => None,
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(hub.limits.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_message_size(Some(hub.limits.max_frame_bytes))
+        .max_frame_size(Some(hub.limits.max_frame_bytes));
+    let task_hub = hub.clone();
+    hub.tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!(%error, "upgrade failed");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        // A room from the URL is checked against the token once it is known.
+        let start = Start { user, room };
+        connection::run(task_hub, ws, start).await;
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct HistoryPage {
+    room: String,
+    messages: Vec<ChatMessage>,
+    /// Pass as `after` for the next page; absent on the last page.
+    next_after: Option<i64>,
+}
+
+async fn history(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<HistoryPage>, ChatError> {
+    let user = bearer(&hub, &headers)?;
+    let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
+    let room = room_for(user, &id)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ChatError::BadRequest(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let after = query.after.unwrap_or(0).max(0);
+    let messages = hub
+        .store
+        .chat()
+        .after(room.as_str(), after, limit)
+        .await
+        .map_err(|e| ChatError::Unavailable(e.to_string()))?;
+    let next_after = (messages.len() == limit as usize)
+        .then(|| messages.last().map(|m| m.seq))
+        .flatten();
+    Ok(Json(HistoryPage {
+        room: room.to_string(),
+        messages,
+        next_after,
+    }))
+}
+
+#[derive(Deserialize)]
+struct PresenceQuery {
+    room: Option<String>,
+    users: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Presence {
+    user: i64,
+    online: bool,
+}
+
+#[derive(Serialize)]
+struct PresenceList {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<String>,
+    users: Vec<Presence>,
+}
+
+/// Presence of a room's members (`room=`, members only) or of listed users (`users=1,2`).
+async fn presence(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    query: Result<Query<PresenceQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PresenceList>, ChatError> {
+    let caller = bearer(&hub, &headers)?;
+    let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
+    let (room, users) = match (query.room, query.users) {
+        (Some(raw), None) => {
+            let room = room_for(caller, &raw)?;
+            let users = hub
+                .store
+                .chat()
+                .members(room.as_str())
+                .await
+                .map_err(|e| ChatError::Unavailable(e.to_string()))?;
+            (Some(room.to_string()), users)
+        }
+        (None, Some(list)) => {
+            let users: Result<Vec<i64>, _> = list.split(',').map(|u| u.trim().parse()).collect();
+            let users = users.map_err(|_| {
+                ChatError::BadRequest(
+                    "invalid_query",
+                    "users is a comma-separated list of ids".into(),
+                )
+            })?;
+            if users.len() > MAX_USERS {
+                return Err(ChatError::BadRequest(
+                    "invalid_query",
+                    format!("at most {MAX_USERS} users"),
+                ));
+            }
+            (None, users)
+        }
+        _ => {
+            return Err(ChatError::BadRequest(
+                "invalid_query",
+                "give either room= or users=".into(),
+            ));
+        }
+    };
+    let mut out = Vec::with_capacity(users.len());
+    for user in users {
+        let online =
+            hub.is_local(user) || matches!(hub.cache.get(&presence_key(user)).await, Ok(Some(_)));
+        out.push(Presence { user, online });
+    }
+    Ok(Json(PresenceList { room, users: out }))
+}

@@ -1,0 +1,346 @@
+//! [`Hub`]: what one chat instance knows: its connections by room, who is online here, and
+//! the shared backends. Fan-out locks one `std` mutex for a map lookup and a `try_send` per
+//! member; nothing awaits under it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use strata_bus::AnyBus;
+use strata_cache::AnyCache;
+use strata_store::{ChatMessage, Store};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Verifier;
+use crate::metrics::ChatMetrics;
+use crate::protocol::{ServerFrame, close};
+use crate::room::RoomId;
+use crate::server::ChatLimits;
+
+/// What a connection's writer is asked to do, in order.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Send this frame as is.
+    Text(Utf8Bytes),
+    /// A room message, serialized once for every local member.
+    Message(Arc<Fanned>),
+    /// Start delivering a room: send `joined`, then everything after `after` from the store.
+    Join { room: RoomId, after: Option<i64> },
+    /// Stop delivering a room.
+    Leave { room: RoomId },
+}
+
+/// One message on its way to local members.
+#[derive(Debug)]
+pub(crate) struct Fanned {
+    pub room: RoomId,
+    pub seq: i64,
+    pub text: Utf8Bytes,
+}
+
+/// How the hub reaches one connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Member {
+    pub user: i64,
+    pub tx: mpsc::Sender<Out>,
+    pub closer: Closer,
+}
+
+/// Asks a connection to close with a code; the first code asked for wins.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Closer {
+    token: CancellationToken,
+    code: Arc<std::sync::atomic::AtomicU16>,
+}
+
+impl Closer {
+    pub fn close(&self, code: u16) {
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.token.cancel();
+    }
+
+    pub fn code(&self) -> u16 {
+        self.code.load(Ordering::Acquire)
+    }
+
+    pub async fn closed(&self) {
+        self.token.cancelled().await;
+    }
+}
+
+impl Member {
+    /// Queues `out`; a full queue means the client does not keep up: it is closed with
+    /// [`close::TOO_SLOW`] (it resumes after reconnecting), so memory stays bounded.
+    pub fn offer(&self, out: Out, metrics: &ChatMetrics) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out)
+            && self.closer.code() == 0
+        {
+            metrics.slow_closed.inc();
+            self.closer.close(close::TOO_SLOW);
+        }
+    }
+}
+
+/// A room with members on this instance.
+#[derive(Default)]
+struct LocalRoom {
+    /// Connections in the room, by connection id.
+    members: HashMap<u64, Member>,
+    /// The highest message id fanned out here: anything not above it was already offered
+    /// (the bus and the local send path both deliver each message).
+    max_seen: i64,
+    /// Presence as last announced to the room's local members.
+    presence: HashMap<i64, bool>,
+    /// The room's members from the store, and when they were read.
+    roster: Vec<i64>,
+    roster_read: Option<Instant>,
+}
+
+/// The state of one chat instance, shared by its connections and background tasks.
+pub(crate) struct Hub {
+    pub instance: Arc<str>,
+    pub store: Store,
+    pub cache: AnyCache,
+    pub bus: AnyBus,
+    pub verifier: Verifier,
+    pub limits: ChatLimits,
+    pub metrics: ChatMetrics,
+    rooms: Mutex<HashMap<RoomId, LocalRoom>>,
+    online: Mutex<HashMap<i64, usize>>,
+    next_conn: AtomicU64,
+    /// Cancelled when the instance drains: connections close with [`close::RECONNECT`].
+    pub draining: CancellationToken,
+    /// Cancelled when the instance dies abruptly: connections drop without a close frame.
+    pub killed: CancellationToken,
+    /// Every connection task, so draining can wait for them.
+    pub tracker: TaskTracker,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these locks leaves the maps consistent (single inserts and
+    // removes), so a poisoned lock is still usable.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The cache key of a user's presence.
+pub(crate) fn presence_key(user: i64) -> String {
+    format!("presence:{user}")
+}
+
+impl Hub {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        instance: Arc<str>,
+        store: Store,
+        cache: AnyCache,
+        bus: AnyBus,
+        verifier: Verifier,
+        limits: ChatLimits,
+        metrics: ChatMetrics,
+    ) -> Self {
+        Self {
+            instance,
+            store,
+            cache,
+            bus,
+            verifier,
+            limits,
+            metrics,
+            rooms: Mutex::default(),
+            online: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+            draining: CancellationToken::new(),
+            killed: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// How long a presence entry lives: two heartbeats, so a dead instance's users go
+    /// offline within two heartbeat intervals of its last refresh.
+    pub fn presence_ttl(&self) -> Duration {
+        self.limits.heartbeat * 2
+    }
+
+    pub fn add_member(&self, room: &RoomId, conn: u64, member: Member) {
+        let mut rooms = lock(&self.rooms);
+        let local = rooms.entry(room.clone()).or_default();
+        local.members.insert(conn, member);
+    }
+
+    pub fn remove_member(&self, room: &RoomId, conn: u64) {
+        let mut rooms = lock(&self.rooms);
+        if let Some(local) = rooms.get_mut(room) {
+            local.members.remove(&conn);
+            if local.members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    /// Offers a stored message to every local member of its room, once per instance.
+    pub fn fan_out(&self, message: &ChatMessage) {
+        let Ok(room) = message.room_id.parse::<RoomId>() else {
+            return;
+        };
+        let mut rooms = lock(&self.rooms);
+        let Some(local) = rooms.get_mut(&room) else {
+            return;
+        };
+        if message.seq <= local.max_seen {
+            return;
+        }
+        local.max_seen = message.seq;
+        let fanned = Arc::new(Fanned {
+            room,
+            seq: message.seq,
+            text: Utf8Bytes::from(message_frame(message).to_json()),
+        });
+        for member in local.members.values() {
+            member.offer(Out::Message(fanned.clone()), &self.metrics);
+        }
+        self.metrics.fanned_out.inc();
+    }
+
+    /// Offers an ephemeral frame (typing, presence) to the room's local members, except
+    /// connection `except`.
+    pub fn broadcast(&self, room: &RoomId, frame: &ServerFrame, except: Option<u64>) {
+        let rooms = lock(&self.rooms);
+        let Some(local) = rooms.get(room) else {
+            return;
+        };
+        let text = Utf8Bytes::from(frame.to_json());
+        for (conn, member) in &local.members {
+            if Some(*conn) != except {
+                member.offer(Out::Text(text.clone()), &self.metrics);
+            }
+        }
+    }
+
+    /// Counts a connection of `user`; true when it is the user's first here.
+    pub fn connected(&self, user: i64) -> bool {
+        let mut online = lock(&self.online);
+        let count = online.entry(user).or_insert(0);
+        *count += 1;
+        *count == 1
+    }
+
+    /// Uncounts a connection of `user`; true when it was the user's last here.
+    pub fn disconnected(&self, user: i64) -> bool {
+        let mut online = lock(&self.online);
+        match online.get_mut(&user) {
+            Some(count) if *count > 1 => {
+                *count -= 1;
+                false
+            }
+            Some(_) => {
+                online.remove(&user);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The users with a connection here.
+    pub fn local_users(&self) -> Vec<i64> {
+        lock(&self.online).keys().copied().collect()
+    }
+
+    /// True when `user` has a connection here.
+    pub fn is_local(&self, user: i64) -> bool {
+        lock(&self.online).contains_key(&user)
+    }
+
+    /// The local rooms whose roster is older than `max_age` (or never read).
+    pub fn stale_rosters(&self, max_age: Duration) -> Vec<RoomId> {
+        lock(&self.rooms)
+            .iter()
+            .filter(|(_, r)| r.roster_read.is_none_or(|t| t.elapsed() > max_age))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub fn set_roster(&self, room: &RoomId, roster: Vec<i64>) {
+        if let Some(local) = lock(&self.rooms).get_mut(room) {
+            local.roster = roster;
+            local.roster_read = Some(Instant::now());
+        }
+    }
+
+    /// Every user on a local room's roster or connected to one.
+    pub fn watched_users(&self) -> Vec<i64> {
+        let rooms = lock(&self.rooms);
+        let mut users: Vec<i64> = rooms
+            .values()
+            .flat_map(|r| {
+                r.roster
+                    .iter()
+                    .copied()
+                    .chain(r.members.values().map(|m| m.user))
+            })
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// Compares every local room's announced presence with `status` and tells the room's
+    /// local members about each change.
+    pub fn announce_presence(&self, status: &HashMap<i64, bool>) {
+        let mut rooms = lock(&self.rooms);
+        for (room, local) in rooms.iter_mut() {
+            let mut users: Vec<i64> = local
+                .roster
+                .iter()
+                .copied()
+                .chain(local.members.values().map(|m| m.user))
+                .collect();
+            users.sort_unstable();
+            users.dedup();
+            for user in users {
+                let online = status.get(&user).copied().unwrap_or(false);
+                let before = local.presence.insert(user, online);
+                if before == Some(online) || (before.is_none() && !online) {
+                    continue;
+                }
+                let text = Utf8Bytes::from(
+                    ServerFrame::Presence {
+                        room: room.to_string(),
+                        user,
+                        online,
+                    }
+                    .to_json(),
+                );
+                for member in local.members.values() {
+                    member.offer(Out::Text(text.clone()), &self.metrics);
+                }
+            }
+        }
+    }
+}
+
+/// The `message` frame of a stored message.
+pub(crate) fn message_frame(message: &ChatMessage) -> ServerFrame {
+    ServerFrame::Message {
+        room: message.room_id.clone(),
+        id: message.seq,
+        sender: message.sender_id,
+        client_id: message.client_id.clone(),
+        body: message.body.clone(),
+        sent_at: message
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,646 @@
+//! The chat protocol end to end on real instances (port 0): fan-out across two instances,
+//! resume after an instance dies, presence, draining and bad input.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use strata_bus::AnyBus;
+use strata_cache::AnyCache;
+use strata_chat::client::{ChatClient, Event, ws_url};
+use strata_chat::protocol::{ClientFrame, ServerFrame, close};
+use strata_chat::{ChatLimits, ChatServer, ChatSettings, User, UserRole, sign};
+use strata_core::Shutdown;
+use strata_core::testkit::{NATS, POSTGRES, require_service};
+use strata_store::Store;
+use strata_store::testing::{self, TempFileGuard, TestSchemaGuard};
+use tokio::task::JoinHandle;
+
+const SECRET: [u8; 32] = [7; 32];
+
+/// Backends shared by the instances of one test.
+struct Backends {
+    store: Store,
+    cache: AnyCache,
+    bus: AnyBus,
+    _file: Option<TempFileGuard>,
+    _schema: Option<TestSchemaGuard>,
+}
+
+async fn memory_sqlite() -> Backends {
+    let (store, file) = testing::fresh_sqlite().await;
+    store.migrate().await.unwrap();
+    Backends {
+        store,
+        cache: AnyCache::from_url("memory", "test").await.unwrap(),
+        bus: AnyBus::connect("memory", "test").await.unwrap(),
+        _file: Some(file),
+        _schema: None,
+    }
+}
+
+async fn nats_postgres() -> Option<Backends> {
+    let pg = require_service(POSTGRES)?;
+    let nats = require_service(NATS)?;
+    let (store, schema) = testing::fresh_postgres(&pg).await.unwrap();
+    store.migrate().await.unwrap();
+    let namespace = format!("t{}", uuid::Uuid::new_v4().simple());
+    Some(Backends {
+        store,
+        cache: AnyCache::from_url("memory", "test").await.unwrap(),
+        bus: AnyBus::connect(&nats, &namespace).await.unwrap(),
+        _file: None,
+        _schema: Some(schema),
+    })
+}
+
+fn limits() -> ChatLimits {
+    ChatLimits {
+        heartbeat: Duration::from_millis(300),
+        outgoing_buffer: 2048,
+        rate_per_sec: 1000,
+        burst: 1000,
+        drain_timeout: Duration::from_secs(2),
+        ..ChatLimits::default()
+    }
+}
+
+struct Instance {
+    base: String,
+    shutdown: Shutdown,
+    task: JoinHandle<Result<(), strata_chat::ChatError>>,
+}
+
+impl Instance {
+    /// Stops the instance as a crash would.
+    fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+async fn spawn(backends: &Backends, limits: ChatLimits) -> Instance {
+    let settings = ChatSettings {
+        instance: format!("chat-{}", uuid::Uuid::new_v4().simple()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        jwt_secret: SECRET.to_vec(),
+        key_id: "k1".into(),
+        limits,
+    };
+    let server = ChatServer::build(
+        settings,
+        backends.store.clone(),
+        backends.cache.clone(),
+        backends.bus.clone(),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    Instance {
+        base,
+        shutdown,
+        task,
+    }
+}
+
+fn token(id: i64, role: UserRole) -> String {
+    sign(&SECRET, "k1", User { id, role }, 600).unwrap()
+}
+
+/// One simulated user: sends `count` messages one after another (each after the previous
+/// one's ack), reads every message of its room, reconnects and resumes when cut off, and
+/// checks ids arrive gap-free, in order, exactly once.
+async fn member(
+    bases: Vec<String>,
+    user: i64,
+    room: String,
+    count: usize,
+    expected_total: i64,
+) -> Vec<(i64, String)> {
+    let token = token(user, UserRole::Support);
+    let mut last = 0_i64;
+    let mut acked = 0_usize;
+    let mut seen = Vec::new();
+    let mut attempt = 0_usize;
+    'connect: loop {
+        let base = &bases[attempt % bases.len()];
+        attempt += 1;
+        let url = ws_url(base, Some(&token), Some(&room), Some(last));
+        let Ok(mut client) = ChatClient::connect(&url).await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let send = |i: usize| ClientFrame::Send {
+            room: room.clone(),
+            client_id: format!("u{user}-m{i}"),
+            body: format!("message {i} from {user}"),
+        };
+        if acked < count && client.send(&send(acked)).await.is_err() {
+            continue;
+        }
+        loop {
+            if last == expected_total && acked == count {
+                client.close().await;
+                return seen;
+            }
+            match client.next().await.unwrap() {
+                Event::Frame(ServerFrame::Message {
+                    id,
+                    sender,
+                    client_id,
+                    ..
+                }) => {
+                    assert_eq!(
+                        id,
+                        last + 1,
+                        "user {user}: ids must be gap-free and in order"
+                    );
+                    last = id;
+                    seen.push((sender, client_id));
+                }
+                Event::Frame(ServerFrame::Ack { client_id, .. }) => {
+                    assert_eq!(client_id, format!("u{user}-m{acked}"));
+                    acked += 1;
+                    if acked < count && client.send(&send(acked)).await.is_err() {
+                        continue 'connect;
+                    }
+                }
+                Event::Frame(ServerFrame::Error { code, message, .. }) => {
+                    panic!("user {user}: error {code}: {message}")
+                }
+                Event::Frame(_) => {}
+                Event::Closed(_) => continue 'connect,
+            }
+        }
+    }
+}
+
+/// `clients` users in `rooms` lobbies, alternating between the instances, each sending
+/// `count` messages; `kill_after` kills the second instance after that long.
+async fn fan_out_run(
+    backends: Backends,
+    clients: usize,
+    rooms: usize,
+    count: usize,
+    kill_after: Option<Duration>,
+) {
+    let a = spawn(&backends, limits()).await;
+    let b = spawn(&backends, limits()).await;
+    let per_room = clients / rooms;
+    let total = i64::try_from(per_room * count).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..clients {
+        let room = format!("lobby-r{}", i % rooms);
+        // Users on the second instance fall back to the first when it dies.
+        let bases = if i % 2 == 0 {
+            vec![a.base.clone()]
+        } else {
+            vec![b.base.clone(), a.base.clone()]
+        };
+        let user = i64::try_from(i).unwrap() + 1;
+        tasks.push((
+            room.clone(),
+            tokio::spawn(member(bases, user, room, count, total)),
+        ));
+    }
+    if let Some(after) = kill_after {
+        tokio::time::sleep(after).await;
+        b.kill();
+    }
+    let run = async {
+        let mut by_room: std::collections::HashMap<String, Vec<Vec<(i64, String)>>> =
+            std::collections::HashMap::new();
+        for (room, task) in tasks {
+            by_room.entry(room).or_default().push(task.await.unwrap());
+        }
+        by_room
+    };
+    let by_room = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("every client got every message in time");
+    assert_eq!(by_room.len(), rooms);
+    for (room, received) in by_room {
+        let first = &received[0];
+        assert_eq!(first.len(), per_room * count, "{room}");
+        let distinct: HashSet<_> = first.iter().collect();
+        assert_eq!(distinct.len(), first.len(), "{room}: a message twice");
+        for other in &received {
+            assert_eq!(other, first, "{room}: every member sees the same sequence");
+        }
+        let stored = backends
+            .store
+            .chat()
+            .after(&room, 0, 100_000)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.len(),
+            per_room * count,
+            "{room}: nothing acknowledged is lost"
+        );
+    }
+    a.shutdown.cancel();
+    b.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_every_message_once_in_order_on_memory_and_sqlite() {
+    fan_out_run(memory_sqlite().await, 200, 20, 50, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_deliver_every_message_once_in_order_on_nats_and_postgres() {
+    let Some(backends) = nats_postgres().await else {
+        return;
+    };
+    fan_out_run(backends, 200, 20, 50, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_instance_resume_without_loss_or_duplicates() {
+    fan_out_run(
+        memory_sqlite().await,
+        60,
+        6,
+        40,
+        Some(Duration::from_millis(700)),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_of_a_killed_instance_resume_on_nats_and_postgres() {
+    let Some(backends) = nats_postgres().await else {
+        return;
+    };
+    fan_out_run(backends, 60, 6, 40, Some(Duration::from_millis(700))).await;
+}
+
+async fn presence_of(base: &str, viewer: &str, user: i64) -> bool {
+    let body: serde_json::Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{base}/api/v1/chat/presence?users={user}"))
+        .bearer_auth(viewer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["users"][0]["online"].as_bool().unwrap()
+}
+
+/// Reads frames until `want` matches one, failing after `within`.
+async fn expect_frame(
+    client: &mut ChatClient,
+    within: Duration,
+    want: impl Fn(&ServerFrame) -> bool,
+) -> ServerFrame {
+    tokio::time::timeout(within, async {
+        loop {
+            match client.next().await.unwrap() {
+                Event::Frame(frame) if want(&frame) => return frame,
+                Event::Frame(_) => {}
+                Event::Closed(code) => panic!("closed ({code:?}) while waiting"),
+            }
+        }
+    })
+    .await
+    .expect("the expected frame in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_killed_instance_go_offline_within_two_heartbeats() {
+    let backends = memory_sqlite().await;
+    let limits = limits();
+    let a = spawn(&backends, limits).await;
+    let b = spawn(&backends, limits).await;
+    let watcher = token(100, UserRole::Support);
+    let agent = token(101, UserRole::Support);
+    let room = "lobby-presence";
+    let mut on_b = ChatClient::connect(&ws_url(&b.base, Some(&agent), Some(room), None))
+        .await
+        .unwrap();
+    expect_frame(&mut on_b, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+    let mut on_a = ChatClient::connect(&ws_url(&a.base, Some(&watcher), Some(room), None))
+        .await
+        .unwrap();
+    expect_frame(&mut on_a, Duration::from_secs(3), |f| {
+        matches!(
+            f,
+            ServerFrame::Presence {
+                user: 101,
+                online: true,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(presence_of(&a.base, &watcher, 101).await);
+
+    b.kill();
+    let killed_at = std::time::Instant::now();
+    expect_frame(&mut on_a, limits.heartbeat * 4, |f| {
+        matches!(
+            f,
+            ServerFrame::Presence {
+                user: 101,
+                online: false,
+                ..
+            }
+        )
+    })
+    .await;
+    // The entry expires within two heartbeats; the watcher polls every half heartbeat.
+    let noticed = killed_at.elapsed();
+    assert!(
+        noticed <= limits.heartbeat * 5 / 2 + Duration::from_millis(150),
+        "{noticed:?}"
+    );
+    assert!(!presence_of(&a.base, &watcher, 101).await);
+
+    let _back = ChatClient::connect(&ws_url(&a.base, Some(&agent), Some(room), None))
+        .await
+        .unwrap();
+    expect_frame(&mut on_a, Duration::from_secs(3), |f| {
+        matches!(
+            f,
+            ServerFrame::Presence {
+                user: 101,
+                online: true,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(presence_of(&a.base, &watcher, 101).await);
+    drop(on_b);
+    a.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_closes_with_reconnect_after_pending_frames() {
+    let backends = memory_sqlite().await;
+    let a = spawn(&backends, limits()).await;
+    let t = token(5, UserRole::Customer);
+    let mut client = ChatClient::connect(&ws_url(&a.base, Some(&t), Some("support-5"), Some(0)))
+        .await
+        .unwrap();
+    expect_frame(&mut client, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+    a.shutdown.cancel();
+    let code = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            if let Event::Closed(code) = client.next().await.unwrap() {
+                return code;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(close::RECONNECT));
+    a.task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_error_frames_or_close_codes_and_others_are_served() {
+    let backends = memory_sqlite().await;
+    let limits = ChatLimits {
+        rate_per_sec: 5,
+        burst: 10,
+        ..limits()
+    };
+    let a = spawn(&backends, limits).await;
+    let t = token(9, UserRole::Customer);
+    let url = ws_url(&a.base, Some(&t), None, None);
+    let mut c = ChatClient::connect(&url).await.unwrap();
+    let error_code = |f: &ServerFrame| matches!(f, ServerFrame::Error { .. });
+    let code_of = |f: ServerFrame| match f {
+        ServerFrame::Error { code, .. } => code,
+        other => panic!("{other:?}"),
+    };
+    let wait = Duration::from_secs(2);
+
+    c.send_raw("{not json").await.unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "invalid_frame"
+    );
+    c.send(&ClientFrame::Join {
+        room: "general".into(),
+        after: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "unknown_room"
+    );
+    c.send(&ClientFrame::Join {
+        room: "support-10".into(),
+        after: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "forbidden"
+    );
+    c.send(&ClientFrame::Send {
+        room: "support-9".into(),
+        client_id: "a".into(),
+        body: "x".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "not_joined"
+    );
+    c.send(&ClientFrame::Join {
+        room: "support-9".into(),
+        after: None,
+    })
+    .await
+    .unwrap();
+    c.send(&ClientFrame::Send {
+        room: "support-9".into(),
+        client_id: "big".into(),
+        body: "x".repeat(limits.max_body_bytes + 1),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "too_large"
+    );
+
+    // A frame beyond the frame limit closes with 1009.
+    let mut big = ChatClient::connect(&url).await.unwrap();
+    big.send_raw(&"y".repeat(limits.max_frame_bytes + 10))
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(wait, async {
+        loop {
+            if let Event::Closed(code) = big.next().await.unwrap() {
+                return code;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, Some(close::TOO_BIG));
+
+    // A flood gets `rate_limited`, then a policy close.
+    let mut flood = ChatClient::connect(&url).await.unwrap();
+    let mut codes = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        for _ in 0..200 {
+            if flood.send(&ClientFrame::Ping).await.is_err() {
+                break;
+            }
+        }
+        loop {
+            match flood.next().await.unwrap() {
+                Event::Frame(ServerFrame::Error { code, .. }) => codes.push(code),
+                Event::Frame(_) => {}
+                Event::Closed(code) => return code,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(codes.contains(&"rate_limited".to_owned()), "{codes:?}");
+    assert_eq!(closed, Some(close::POLICY));
+
+    // Everyone else is still served.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.send(&ClientFrame::Send {
+        room: "support-9".into(),
+        client_id: "ok".into(),
+        body: "still here".into(),
+    })
+    .await
+    .unwrap();
+    let ack = expect_frame(&mut c, wait, |f| matches!(f, ServerFrame::Ack { .. })).await;
+    assert!(
+        matches!(
+            ack,
+            ServerFrame::Ack {
+                id: 1,
+                duplicate: false,
+                ..
+            }
+        ),
+        "{ack:?}"
+    );
+    // Sent again: de-duplicated.
+    c.send(&ClientFrame::Send {
+        room: "support-9".into(),
+        client_id: "ok".into(),
+        body: "again".into(),
+    })
+    .await
+    .unwrap();
+    let ack = expect_frame(&mut c, wait, |f| matches!(f, ServerFrame::Ack { .. })).await;
+    assert!(
+        matches!(
+            ack,
+            ServerFrame::Ack {
+                id: 1,
+                duplicate: true,
+                ..
+            }
+        ),
+        "{ack:?}"
+    );
+
+    // A bad token is refused before the upgrade.
+    assert!(
+        ChatClient::connect(&ws_url(&a.base, Some("bad"), None, None))
+            .await
+            .is_err()
+    );
+    a.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn history_pages_and_authorizes() {
+    let backends = memory_sqlite().await;
+    let a = spawn(&backends, limits()).await;
+    let chat = backends.store.chat();
+    chat.join("support-3", strata_store::ChatRoomKind::Support, 3)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        chat.post("support-3", 3, &format!("c{i}"), "hi")
+            .await
+            .unwrap();
+    }
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |path: &str, tok: Option<String>| {
+        let mut req = http.get(format!("{}{path}", a.base));
+        if let Some(tok) = tok {
+            req = req.bearer_auth(tok);
+        }
+        req.send()
+    };
+    let owner = token(3, UserRole::Customer);
+    let page: serde_json::Value = get(
+        "/api/v1/chat/rooms/support-3/messages?after=1&limit=2",
+        Some(owner.clone()),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ids: Vec<i64> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 3]);
+    assert_eq!(page["next_after"], 3);
+    let agent = token(50, UserRole::Support);
+    let r = get("/api/v1/chat/rooms/support-3/messages", Some(agent))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (path, tok, status) in [
+        (
+            "/api/v1/chat/rooms/support-3/messages",
+            Some(token(4, UserRole::Customer)),
+            403,
+        ),
+        ("/api/v1/chat/rooms/support-3/messages", None, 401),
+        ("/api/v1/chat/rooms/nope/messages", Some(owner.clone()), 404),
+        (
+            "/api/v1/chat/rooms/support-3/messages?after=x",
+            Some(owner.clone()),
+            400,
+        ),
+        (
+            "/api/v1/chat/rooms/support-3/messages?limit=0",
+            Some(owner.clone()),
+            400,
+        ),
+        ("/api/v1/chat/ws", Some(owner.clone()), 400),
+    ] {
+        let r = get(path, tok).await.unwrap();
+        assert_eq!(r.status(), status, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+    }
+    a.shutdown.cancel();
+}

@@ -1,0 +1,139 @@
+//! The chat repository on both dialects: gap-free per-room ids, de-duplication by client id,
+//! membership and paging.
+
+use strata_store::{ChatRoomKind, Store};
+
+use crate::harness::{both_dialects, migrated};
+
+both_dialects!(
+    messages_get_gap_free_ids_per_room,
+    client_ids_deduplicate,
+    unknown_rooms_take_no_messages,
+    membership_is_recorded_once,
+    concurrent_posts_stay_gap_free,
+);
+
+async fn messages_get_gap_free_ids_per_room(store: &Store) {
+    migrated(store).await;
+    let chat = store.chat();
+    chat.join("support-1", ChatRoomKind::Support, 1)
+        .await
+        .unwrap();
+    chat.join("lobby-a", ChatRoomKind::Lobby, 2).await.unwrap();
+    for i in 1..=5 {
+        let posted = chat
+            .post("support-1", 1, &format!("c{i}"), &format!("hello {i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(posted.message.seq, i);
+        assert!(!posted.duplicate);
+    }
+    let lobby = chat.post("lobby-a", 2, "c1", "hi").await.unwrap().unwrap();
+    assert_eq!(lobby.message.seq, 1, "ids are per room");
+    assert_eq!(chat.last_seq("support-1").await.unwrap(), Some(5));
+    assert_eq!(chat.last_seq("lobby-b").await.unwrap(), None);
+
+    let page = chat.after("support-1", 2, 2).await.unwrap();
+    let seqs: Vec<i64> = page.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, [3, 4]);
+    assert_eq!(page[0].body, "hello 3");
+    assert_eq!(page[0].sender_id, 1);
+    let between = chat.between("support-1", 1, 5, 100).await.unwrap();
+    assert_eq!(between.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    assert!(chat.after("support-1", 5, 10).await.unwrap().is_empty());
+}
+
+async fn client_ids_deduplicate(store: &Store) {
+    migrated(store).await;
+    let chat = store.chat();
+    chat.join("support-1", ChatRoomKind::Support, 1)
+        .await
+        .unwrap();
+    let first = chat
+        .post("support-1", 1, "x", "one")
+        .await
+        .unwrap()
+        .unwrap();
+    let again = chat
+        .post("support-1", 1, "x", "two")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message, "the first message is kept");
+    // Another sender may use the same client id.
+    let other = chat
+        .post("support-1", 7, "x", "three")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!other.duplicate);
+    assert_eq!(other.message.seq, 2, "the duplicate used no id");
+    assert_eq!(chat.last_seq("support-1").await.unwrap(), Some(2));
+}
+
+async fn unknown_rooms_take_no_messages(store: &Store) {
+    migrated(store).await;
+    assert_eq!(
+        store.chat().post("lobby-x", 1, "a", "b").await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .chat()
+            .after("lobby-x", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn membership_is_recorded_once(store: &Store) {
+    migrated(store).await;
+    let chat = store.chat();
+    chat.join("support-3", ChatRoomKind::Support, 3)
+        .await
+        .unwrap();
+    chat.join("support-3", ChatRoomKind::Support, 3)
+        .await
+        .unwrap();
+    chat.join("support-3", ChatRoomKind::Support, 9)
+        .await
+        .unwrap();
+    assert_eq!(chat.members("support-3").await.unwrap(), [3, 9]);
+    assert!(chat.is_member("support-3", 9).await.unwrap());
+    assert!(!chat.is_member("support-3", 4).await.unwrap());
+}
+
+async fn concurrent_posts_stay_gap_free(store: &Store) {
+    migrated(store).await;
+    store
+        .chat()
+        .join("lobby-busy", ChatRoomKind::Lobby, 1)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for sender in 0..8_i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                // Every message is sent twice: the second must be a duplicate.
+                for _ in 0..2 {
+                    store
+                        .chat()
+                        .post("lobby-busy", sender, &format!("m{i}"), "x")
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let all = store.chat().after("lobby-busy", 0, 1000).await.unwrap();
+    let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=80).collect::<Vec<_>>());
+}
