@@ -26,7 +26,9 @@ mod carts;
 mod chat;
 mod coupons;
 mod error;
+mod events;
 mod migrate;
+mod notifications;
 mod orders;
 mod outbox;
 mod page;
@@ -44,10 +46,13 @@ pub use carts::{
 pub use chat::{ChatMessage, ChatRepo, ChatRoomKind, Posted};
 pub use coupons::{Coupon, CouponKind, CouponRepo, MAX_COUPON_CODE_LEN, normalize_coupon_code};
 pub use error::{ConstraintKind, StoreError};
+pub use events::EventRepo;
+pub use notifications::{NewNotification, Notification, NotificationPage, NotificationRepo};
 pub use orders::{
-    CheckoutError, CheckoutOutcome, CheckoutRequest, ORDER_PLACED, Order, OrderLine, OrderPage,
-    OrderPlaced, OrderRepo, OrderStatus, PlacedLine, PricedLine, PricedOrder, ReservedLine,
-    StatusChange,
+    Applied, CheckoutError, CheckoutOutcome, CheckoutRequest, ORDER_PAID, ORDER_PAYMENT_FAILED,
+    ORDER_PLACED, ORDER_SHIPPED, Order, OrderLine, OrderPage, OrderPlaced, OrderRepo, OrderStatus,
+    OrderStatusChanged, PlacedLine, PricedLine, PricedOrder, ReservedLine, StatusChange,
+    Transition, status_topic,
 };
 pub use outbox::{OutboxMessage, OutboxRepo};
 pub use page::{Page, PageError};

@@ -31,20 +31,29 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::coupons::{Coupon, CouponRow, coupon_columns};
+use crate::events::claim_event;
 use crate::store::{DbTime, Store, dispatch, retry_on_conflict};
 use crate::{Page, StoreError};
 
 /// The outbox topic of a new order.
 pub const ORDER_PLACED: &str = "order.placed";
+/// The outbox topic of an order whose payment the provider approved.
+pub const ORDER_PAID: &str = "order.paid";
+/// The outbox topic of an order whose payment the provider declined (its stock went back).
+pub const ORDER_PAYMENT_FAILED: &str = "order.payment_failed";
+/// The outbox topic of an order handed to the carrier.
+pub const ORDER_SHIPPED: &str = "order.shipped";
 
 /// Where an order is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Checked out: stock reserved, not paid yet.
     Placed,
     /// Payment confirmed.
     Paid,
+    /// Payment declined: the order ends here and its stock went back.
+    PaymentFailed,
     /// Handed to the carrier.
     Shipped,
     /// Cancelled; its stock went back.
@@ -57,15 +66,22 @@ impl OrderStatus {
         match self {
             Self::Placed => "placed",
             Self::Paid => "paid",
+            Self::PaymentFailed => "payment_failed",
             Self::Shipped => "shipped",
             Self::Cancelled => "cancelled",
         }
     }
 
-    fn parse(text: &str) -> Result<Self, StoreError> {
+    /// True for the statuses an order never leaves.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::PaymentFailed | Self::Shipped | Self::Cancelled)
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<Self, StoreError> {
         Ok(match text {
             "placed" => Self::Placed,
             "paid" => Self::Paid,
+            "payment_failed" => Self::PaymentFailed,
             "shipped" => Self::Shipped,
             "cancelled" => Self::Cancelled,
             other => {
@@ -180,6 +196,61 @@ pub struct PlacedLine {
     pub product_id: i64,
     /// Units reserved.
     pub quantity: i64,
+}
+
+/// The payload of the events that follow `order.placed` (`order.paid`,
+/// `order.payment_failed`, `order.shipped`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderStatusChanged {
+    /// The order.
+    pub order_id: i64,
+    /// Its customer.
+    pub user_id: i64,
+    /// The status it entered.
+    pub status: OrderStatus,
+    /// What it costs, in cents.
+    pub total_cents: i64,
+    /// When it entered the status.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// What an event handler's transaction did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The effects were written, with the event recorded as processed.
+    Done,
+    /// The handler had processed this event before: nothing was written.
+    Duplicate,
+    /// The order was not in the status the event expects (or does not exist): only the event
+    /// was recorded as processed, so it is not looked at again.
+    Skipped,
+}
+
+/// A status change asked of [`OrderRepo::advance`] by an event handler.
+#[derive(Clone, Copy, Debug)]
+pub struct Transition<'a> {
+    /// The handler (its name keys the once-only bookkeeping).
+    pub handler: &'a str,
+    /// The event being handled (its outbox id).
+    pub event_id: i64,
+    /// The order to move.
+    pub order_id: i64,
+    /// The status the order must be in.
+    pub from: OrderStatus,
+    /// The status it moves to.
+    pub to: OrderStatus,
+}
+
+/// The outbox topic that announces an order entering `status`.
+pub fn status_topic(status: OrderStatus) -> Option<&'static str> {
+    match status {
+        OrderStatus::Placed => Some(ORDER_PLACED),
+        OrderStatus::Paid => Some(ORDER_PAID),
+        OrderStatus::PaymentFailed => Some(ORDER_PAYMENT_FAILED),
+        OrderStatus::Shipped => Some(ORDER_SHIPPED),
+        OrderStatus::Cancelled => None,
+    }
 }
 
 /// What a checkout is asked to do.
@@ -701,6 +772,107 @@ impl<'a> OrderRepo<'a> {
             page: page.page(),
             per_page: page.per_page(),
         })
+    }
+
+    /// Moves an order along its life on behalf of an event handler, once per
+    /// `(handler, event_id)`, in one transaction: record the event as processed; move the order
+    /// from `step.from` to `step.to` (a conditional update, so an order that moved on is left
+    /// alone); on `payment_failed` put its stock back; append the status to its history; write
+    /// the event that announces the new status to the outbox.
+    ///
+    /// # Errors
+    /// When the database fails ([`StoreError::Conflict`] after the retries).
+    pub async fn advance(&self, step: Transition<'_>) -> Result<Applied, StoreError> {
+        retry_on_conflict(
+            move || self.try_advance(step),
+            |e| matches!(e, StoreError::Conflict(_)),
+        )
+        .await
+    }
+
+    async fn try_advance(&self, step: Transition<'_>) -> Result<Applied, StoreError> {
+        let begin = self.store.dialect().begin_write();
+        let now = DbTime::now();
+        let topic = status_topic(step.to);
+        let applied = dispatch!(self.store, pool => {
+            let mut tx = pool.begin_with(begin).await?;
+            if !claim_event!(tx, step.handler, step.event_id, now) {
+                tx.rollback().await?;
+                return Ok(Applied::Duplicate);
+            }
+            let moved: Option<(i64, i64)> = sqlx::query_as(
+                "UPDATE orders SET status = $3, updated_at = $4 WHERE id = $1 AND status = $2 \
+                 RETURNING user_id, total_cents",
+            )
+            .bind(step.order_id)
+            .bind(step.from.as_str())
+            .bind(step.to.as_str())
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((user_id, total_cents)) = moved else {
+                tx.commit().await?;
+                return Ok(Applied::Skipped);
+            };
+            if step.to == OrderStatus::PaymentFailed {
+                // Product id order, the lock order checkout uses: no deadlock between them.
+                let lines: Vec<(i64, i64)> = sqlx::query_as(
+                    "SELECT product_id, quantity FROM order_lines WHERE order_id = $1 \
+                     ORDER BY product_id",
+                )
+                .bind(step.order_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (product_id, quantity) in lines {
+                    sqlx::query("UPDATE products SET stock = stock + $2 WHERE id = $1")
+                        .bind(product_id)
+                        .bind(quantity)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query("INSERT INTO order_status_history (order_id, status, at) VALUES ($1, $2, $3)")
+                .bind(step.order_id)
+                .bind(step.to.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            if let Some(topic) = topic {
+                let event = OrderStatusChanged {
+                    order_id: step.order_id,
+                    user_id,
+                    status: step.to,
+                    total_cents,
+                    at: now.0,
+                };
+                let payload = serde_json::to_string(&event)
+                    .map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))?;
+                sqlx::query("INSERT INTO outbox (topic, payload, created_at) VALUES ($1, $2, $3)")
+                    .bind(topic)
+                    .bind(payload)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Applied::Done
+        });
+        Ok(applied)
+    }
+
+    /// How many orders are in each status (all users), for operators and tests.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn count_by_status(&self) -> Result<HashMap<OrderStatus, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = dispatch!(self.store, pool => {
+            sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|(status, n)| Ok((OrderStatus::parse(&status)?, n)))
+            .collect()
     }
 
     /// How many orders exist (all users).

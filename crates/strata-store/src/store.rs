@@ -350,6 +350,16 @@ impl Store {
         ChatRepo::new(self)
     }
 
+    /// Which events the handlers have applied.
+    pub fn events(&self) -> crate::EventRepo<'_> {
+        crate::EventRepo::new(self)
+    }
+
+    /// Customers' notifications.
+    pub fn notifications(&self) -> crate::NotificationRepo<'_> {
+        crate::NotificationRepo::new(self)
+    }
+
     /// Events waiting to be relayed to the bus.
     pub fn outbox(&self) -> OutboxRepo<'_> {
         OutboxRepo::new(self)

@@ -7,6 +7,7 @@
 
 mod carts;
 mod chat;
+mod events;
 mod harness;
 mod lifecycle;
 mod orders;

@@ -1,0 +1,385 @@
+//! The event pipeline's store side on both dialects: order transitions applied once per event,
+//! stock released on a declined payment, notifications once per event, and the outbox relay
+//! stamping only what the bus confirmed.
+
+use std::sync::{Arc, Mutex};
+
+use strata_store::{
+    Applied, CartOwner, CheckoutRequest, Coupon, NewNotification, ORDER_PAID, ORDER_PAYMENT_FAILED,
+    ORDER_PLACED, ORDER_SHIPPED, OrderStatus, OrderStatusChanged, Page, PricedLine, PricedOrder,
+    ReservedLine, Store, Transition,
+};
+
+use crate::carts::{futures_join_all, product, user};
+use crate::harness::{both_dialects, migrated};
+
+both_dialects!(
+    payment_then_shipping_moves_the_order_once_per_event,
+    declined_payment_releases_stock_once,
+    transitions_from_the_wrong_status_are_skipped_but_recorded,
+    concurrent_deliveries_of_one_event_apply_once,
+    notifications_are_recorded_once_per_event_and_only_for_the_owner,
+    relay_stamps_only_what_the_bus_confirmed,
+    sent_events_are_pruned_by_age,
+);
+
+fn flat(lines: &[ReservedLine], _coupon: Option<&Coupon>) -> Result<PricedOrder, String> {
+    let lines: Vec<PricedLine> = lines
+        .iter()
+        .map(|l| PricedLine {
+            product_id: l.product_id,
+            unit_price_cents: l.unit_price_cents,
+            quantity: l.quantity,
+            discount_cents: 0,
+            total_cents: l.unit_price_cents * l.quantity,
+        })
+        .collect();
+    let subtotal = lines.iter().map(|l| l.total_cents).sum();
+    Ok(PricedOrder {
+        region: "EU-DE".into(),
+        tax_rate_bps: 0,
+        coupon_code: None,
+        subtotal_cents: subtotal,
+        discount_cents: 0,
+        tax_cents: 0,
+        total_cents: subtotal,
+        lines,
+    })
+}
+
+/// A user with an order of `quantity` units of a new product with `stock`; returns
+/// (user, product, order).
+async fn placed_order(store: &Store, name: &str, stock: i64, quantity: u32) -> (i64, i64, i64) {
+    let buyer = user(store, name).await;
+    let item = product(store, &format!("SKU-{name}"), 1000, stock).await;
+    store
+        .carts()
+        .add(CartOwner::User(buyer), item, quantity)
+        .await
+        .unwrap();
+    let order = store
+        .orders()
+        .checkout(
+            CheckoutRequest {
+                user_id: buyer,
+                idempotency_key: "k",
+                fingerprint: "{}",
+                coupon_code: None,
+            },
+            flat,
+        )
+        .await
+        .unwrap()
+        .order;
+    (buyer, item, order.id)
+}
+
+fn step(
+    handler: &str,
+    event_id: i64,
+    order_id: i64,
+    from: OrderStatus,
+    to: OrderStatus,
+) -> Transition<'_> {
+    Transition {
+        handler,
+        event_id,
+        order_id,
+        from,
+        to,
+    }
+}
+
+async fn stock(store: &Store, id: i64) -> i64 {
+    store.products().get(id).await.unwrap().unwrap().stock
+}
+
+async fn payment_then_shipping_moves_the_order_once_per_event(store: &Store) {
+    migrated(store).await;
+    let (buyer, _, order) = placed_order(store, "ann", 5, 2).await;
+    let orders = store.orders();
+    let pay = step("payment", 1, order, OrderStatus::Placed, OrderStatus::Paid);
+    assert_eq!(orders.advance(pay).await.unwrap(), Applied::Done);
+    assert_eq!(orders.advance(pay).await.unwrap(), Applied::Duplicate);
+    let ship = step(
+        "fulfilment",
+        2,
+        order,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+    );
+    assert_eq!(orders.advance(ship).await.unwrap(), Applied::Done);
+    assert_eq!(orders.advance(ship).await.unwrap(), Applied::Duplicate);
+
+    let got = orders.get(order).await.unwrap().unwrap();
+    assert_eq!(got.status, OrderStatus::Shipped);
+    let history: Vec<OrderStatus> = got.history.iter().map(|h| h.status).collect();
+    assert_eq!(
+        history,
+        [OrderStatus::Placed, OrderStatus::Paid, OrderStatus::Shipped]
+    );
+    assert!(got.history.windows(2).all(|w| w[0].at <= w[1].at));
+
+    // Each transition wrote the event announcing it, once.
+    for topic in [ORDER_PLACED, ORDER_PAID, ORDER_SHIPPED] {
+        assert_eq!(
+            store.outbox().by_topic(topic).await.unwrap().len(),
+            1,
+            "{topic}"
+        );
+    }
+    let paid = &store.outbox().by_topic(ORDER_PAID).await.unwrap()[0];
+    let event: OrderStatusChanged = serde_json::from_str(&paid.payload).unwrap();
+    assert_eq!((event.order_id, event.user_id), (order, buyer));
+    assert_eq!(event.status, OrderStatus::Paid);
+    assert_eq!(event.total_cents, 2000);
+    assert!(store.events().processed("payment", 1).await.unwrap());
+    assert!(!store.events().processed("payment", 2).await.unwrap());
+    assert_eq!(store.events().count("fulfilment").await.unwrap(), 1);
+}
+
+async fn declined_payment_releases_stock_once(store: &Store) {
+    migrated(store).await;
+    let (_, item, order) = placed_order(store, "bob", 5, 3).await;
+    assert_eq!(stock(store, item).await, 2);
+    let decline = step(
+        "payment",
+        7,
+        order,
+        OrderStatus::Placed,
+        OrderStatus::PaymentFailed,
+    );
+    assert_eq!(
+        store.orders().advance(decline).await.unwrap(),
+        Applied::Done
+    );
+    assert_eq!(stock(store, item).await, 5, "stock back");
+    assert_eq!(
+        store.orders().advance(decline).await.unwrap(),
+        Applied::Duplicate
+    );
+    // The same decline under another event id finds the order already failed.
+    let again = step(
+        "payment",
+        8,
+        order,
+        OrderStatus::Placed,
+        OrderStatus::PaymentFailed,
+    );
+    assert_eq!(
+        store.orders().advance(again).await.unwrap(),
+        Applied::Skipped
+    );
+    assert_eq!(stock(store, item).await, 5, "released once only");
+    let got = store.orders().get(order).await.unwrap().unwrap();
+    assert_eq!(got.status, OrderStatus::PaymentFailed);
+    assert!(got.status.is_final());
+    assert_eq!(
+        store
+            .outbox()
+            .by_topic(ORDER_PAYMENT_FAILED)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let counts = store.orders().count_by_status().await.unwrap();
+    assert_eq!(counts.get(&OrderStatus::PaymentFailed), Some(&1));
+    assert_eq!(counts.get(&OrderStatus::Placed), None);
+}
+
+async fn transitions_from_the_wrong_status_are_skipped_but_recorded(store: &Store) {
+    migrated(store).await;
+    let (_, _, order) = placed_order(store, "cyd", 5, 1).await;
+    // Shipping an order that was never paid does nothing to it.
+    let ship = step(
+        "fulfilment",
+        3,
+        order,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+    );
+    assert_eq!(
+        store.orders().advance(ship).await.unwrap(),
+        Applied::Skipped
+    );
+    assert_eq!(
+        store.orders().get(order).await.unwrap().unwrap().status,
+        OrderStatus::Placed
+    );
+    assert!(store.events().processed("fulfilment", 3).await.unwrap());
+    assert_eq!(
+        store.outbox().by_topic(ORDER_SHIPPED).await.unwrap().len(),
+        0
+    );
+    // An unknown order is skipped too.
+    let ghost = step(
+        "fulfilment",
+        4,
+        999_999,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+    );
+    assert_eq!(
+        store.orders().advance(ghost).await.unwrap(),
+        Applied::Skipped
+    );
+}
+
+async fn concurrent_deliveries_of_one_event_apply_once(store: &Store) {
+    migrated(store).await;
+    let (_, item, order) = placed_order(store, "dee", 10, 4).await;
+    let outcomes = futures_join_all((0..8).map(|_| {
+        let store = store.clone();
+        async move {
+            let decline = step(
+                "payment",
+                11,
+                order,
+                OrderStatus::Placed,
+                OrderStatus::PaymentFailed,
+            );
+            store.orders().advance(decline).await.unwrap()
+        }
+    }))
+    .await;
+    let done = outcomes.iter().filter(|o| **o == Applied::Done).count();
+    assert_eq!(done, 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o != Applied::Skipped),
+        "{outcomes:?}"
+    );
+    assert_eq!(stock(store, item).await, 10);
+    let history = store.orders().get(order).await.unwrap().unwrap().history;
+    assert_eq!(history.len(), 2);
+}
+
+async fn notifications_are_recorded_once_per_event_and_only_for_the_owner(store: &Store) {
+    migrated(store).await;
+    let (ann, _, order) = placed_order(store, "eve", 5, 1).await;
+    let other = user(store, "mallory").await;
+    let notifications = store.notifications();
+    let new = |event_id, user_id, kind| NewNotification {
+        handler: "notifications",
+        event_id,
+        user_id,
+        order_id: order,
+        kind,
+        message: "Your order moved",
+    };
+    assert_eq!(
+        notifications
+            .record(new(1, ann, OrderStatus::Placed))
+            .await
+            .unwrap(),
+        Applied::Done
+    );
+    assert_eq!(
+        notifications
+            .record(new(1, ann, OrderStatus::Placed))
+            .await
+            .unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        notifications
+            .record(new(2, ann, OrderStatus::Paid))
+            .await
+            .unwrap(),
+        Applied::Done
+    );
+    // An event naming an order of someone else notifies no one.
+    assert_eq!(
+        notifications
+            .record(new(3, other, OrderStatus::Shipped))
+            .await
+            .unwrap(),
+        Applied::Skipped
+    );
+
+    let page = notifications
+        .list_for_user(ann, Page::new(1, 10).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(page.total, 2);
+    let kinds: Vec<OrderStatus> = page.items.iter().map(|n| n.kind).collect();
+    assert_eq!(
+        kinds,
+        [OrderStatus::Paid, OrderStatus::Placed],
+        "newest first"
+    );
+    assert_eq!(
+        notifications
+            .list_for_user(other, Page::new(1, 10).unwrap())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert_eq!(notifications.for_order(order).await.unwrap().len(), 2);
+    assert_eq!(notifications.count().await.unwrap(), (2, 2));
+}
+
+async fn relay_stamps_only_what_the_bus_confirmed(store: &Store) {
+    migrated(store).await;
+    for name in ["f1", "f2", "f3"] {
+        placed_order(store, name, 5, 1).await;
+    }
+    assert_eq!(store.outbox().pending().await.unwrap().0, 3);
+
+    // The bus confirms the first event, then fails.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (stamped, error) = {
+        let seen = Arc::clone(&seen);
+        store
+            .outbox()
+            .relay(10, |batch| async move {
+                let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+                seen.lock().unwrap().extend(ids.iter().copied());
+                (ids[..1].to_vec(), Some("bus down"))
+            })
+            .await
+            .unwrap()
+    };
+    assert_eq!((stamped, error), (1, Some("bus down")));
+    let first_batch = seen.lock().unwrap().clone();
+    assert_eq!(first_batch.len(), 3);
+    assert!(first_batch.windows(2).all(|w| w[0] < w[1]), "id order");
+    assert_eq!(store.outbox().pending().await.unwrap().0, 2);
+
+    // The next pass starts after the stamped one and takes the rest.
+    let (stamped, error) = store
+        .outbox()
+        .relay(10, |batch| async move {
+            let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+            (ids, None::<&str>)
+        })
+        .await
+        .unwrap();
+    assert_eq!((stamped, error), (2, None));
+    let (pending, oldest) = store.outbox().pending().await.unwrap();
+    assert_eq!((pending, oldest), (0, None));
+    let (stamped, _) = store
+        .outbox()
+        .relay(10, |_| async { (Vec::new(), None::<&str>) })
+        .await
+        .unwrap();
+    assert_eq!(stamped, 0, "nothing left");
+}
+
+async fn sent_events_are_pruned_by_age(store: &Store) {
+    migrated(store).await;
+    placed_order(store, "g1", 5, 1).await;
+    placed_order(store, "g2", 5, 1).await;
+    let first = store.outbox().unsent(1).await.unwrap()[0].id;
+    assert!(store.outbox().mark_sent(first).await.unwrap());
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    assert_eq!(store.outbox().prune(past).await.unwrap(), 0, "too young");
+    let future = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
+    assert_eq!(
+        store.outbox().prune(future).await.unwrap(),
+        1,
+        "only the sent one"
+    );
+    assert_eq!(store.outbox().pending().await.unwrap().0, 1);
+}
