@@ -17,7 +17,10 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use tokio::time::timeout;
 
-use crate::{AnyBus, Bus, BusError, Delivery, MemoryBus, NatsBus, SubscribeOptions, Subscription};
+use crate::{
+    AnyBus, Bus, BusError, ConsumerInfo, Delivery, MemoryBus, NatsBus, StreamInfo,
+    SubscribeOptions, Subscription,
+};
 
 /// Longest wait for a message that should come.
 const WAIT: Duration = Duration::from_secs(5);
@@ -101,6 +104,13 @@ macro_rules! contract_tests {
             durable_with_another_filter_is_rejected,
             close_ends_subscriptions,
             ping_answers,
+            stream_info_counts_messages_and_sequences,
+            consumer_info_follows_deliveries_acks_and_lag,
+            read_returns_stored_messages_by_sequence,
+            read_does_not_disturb_durables,
+            delete_removes_a_pending_message_for_good,
+            delete_of_a_missing_message_is_false,
+            inspecting_a_missing_stream_finds_nothing,
         );
     };
     (@each $setup:path; $($test:ident),+ $(,)?) => {
@@ -523,4 +533,391 @@ pub async fn close_ends_subscriptions(bus: AnyBus) {
 /// A healthy bus answers its readiness check.
 pub async fn ping_answers(bus: AnyBus) {
     bus.ping().await.expect("ping");
+}
+
+async fn stream_info(bus: &AnyBus, family: &str) -> Option<StreamInfo> {
+    bus.stream_info(family).await.expect("stream info")
+}
+
+async fn consumer_info(bus: &AnyBus, durable: &str) -> ConsumerInfo {
+    bus.consumer_info("orders", durable)
+        .await
+        .expect("consumer info")
+        .unwrap_or_else(|| panic!("durable {durable} not found"))
+}
+
+async fn sequences_read(bus: &AnyBus, from_seq: u64, limit: usize) -> Vec<u64> {
+    bus.read("orders", from_seq, limit)
+        .await
+        .expect("read")
+        .iter()
+        .map(|m| m.sequence)
+        .collect()
+}
+
+async fn delete(bus: &AnyBus, sequence: u64) -> bool {
+    bus.delete("orders", sequence).await.expect("delete")
+}
+
+/// `(ack_pending, num_pending, redelivered, delivered_seq)`, the counts a test can predict.
+fn counts(info: &ConsumerInfo) -> (u64, u64, u64, u64) {
+    (
+        info.ack_pending,
+        info.num_pending,
+        info.redelivered,
+        info.delivered_seq,
+    )
+}
+
+/// Options whose `max_ack_pending` caps what the backend may hand out, so NATS's prefetch
+/// cannot make the server's counts run ahead of what the test received.
+fn capped(max_ack_pending: u32) -> SubscribeOptions {
+    SubscribeOptions {
+        max_ack_pending,
+        prefetch: 1,
+        ..opts(Duration::from_secs(30))
+    }
+}
+
+/// A stream reports what it stores now and what was ever published.
+pub async fn stream_info_counts_messages_and_sequences(bus: AnyBus) {
+    assert_eq!(
+        stream_info(&bus, "orders").await,
+        None,
+        "before any publish"
+    );
+    for i in 0..3u8 {
+        publish(&bus, "orders.placed", vec![i; 10]).await;
+    }
+    let full = stream_info(&bus, "orders").await.expect("stream exists");
+    assert_eq!(
+        (
+            full.family.as_str(),
+            full.messages,
+            full.first_seq,
+            full.last_seq
+        ),
+        ("orders", 3, 1, 3)
+    );
+    assert!(
+        full.bytes >= 30,
+        "3 payloads of 10 bytes in {} bytes",
+        full.bytes
+    );
+
+    assert!(delete(&bus, 1).await);
+    let info = stream_info(&bus, "orders").await.expect("stream exists");
+    assert_eq!(
+        (info.messages, info.first_seq, info.last_seq),
+        (2, 2, 3),
+        "the first message deleted"
+    );
+    assert!(
+        info.bytes < full.bytes,
+        "{} not below {}",
+        info.bytes,
+        full.bytes
+    );
+
+    assert!(delete(&bus, 3).await);
+    let info = stream_info(&bus, "orders").await.expect("stream exists");
+    assert_eq!(
+        (info.messages, info.first_seq, info.last_seq),
+        (1, 2, 3),
+        "last_seq counts what was published, deleted or not"
+    );
+    assert!(delete(&bus, 2).await);
+    let info = stream_info(&bus, "orders").await.expect("stream exists");
+    assert_eq!(
+        (info.messages, info.first_seq, info.last_seq, info.bytes),
+        (0, 4, 3, 0),
+        "emptied"
+    );
+
+    assert_eq!(publish(&bus, "orders.placed", "again").await, 4);
+    let info = stream_info(&bus, "orders").await.expect("stream exists");
+    assert_eq!((info.messages, info.first_seq, info.last_seq), (1, 4, 4));
+    assert_eq!(
+        stream_info(&bus, "chat").await,
+        None,
+        "other families untouched"
+    );
+}
+
+/// A durable's counts move with deliveries, acks and redeliveries; its lag counts only the
+/// subjects its filter matches.
+pub async fn consumer_info_follows_deliveries_acks_and_lag(bus: AnyBus) {
+    // Published before the durables exist: the memory bus then keeps everything, like NATS.
+    for subject in [
+        "orders.placed",
+        "orders.shipped",
+        "orders.placed",
+        "orders.shipped",
+        "orders.placed",
+    ] {
+        publish(&bus, subject, "x").await;
+    }
+    let mut all = subscribe(&bus, "orders.>", "all", capped(2)).await;
+    let mut placed = subscribe(&bus, "orders.placed", "placed", capped(1)).await;
+
+    let first = recv(&mut all).await;
+    let second = recv(&mut all).await;
+    assert_eq!((first.sequence, second.sequence), (1, 2));
+    let info = consumer_info(&bus, "all").await;
+    assert_eq!(
+        (info.durable.as_str(), info.filter.as_str()),
+        ("all", "orders.>")
+    );
+    assert_eq!(
+        counts(&info),
+        (2, 3, 0, 2),
+        "two delivered, unacked; three to go"
+    );
+
+    let placed_first = recv(&mut placed).await;
+    assert_eq!(placed_first.sequence, 1);
+    let info = consumer_info(&bus, "placed").await;
+    assert_eq!(info.filter, "orders.placed");
+    assert_eq!(
+        counts(&info),
+        (1, 2, 0, 1),
+        "the lag counts only orders.placed (3 and 5)"
+    );
+
+    ack(&first).await;
+    ack(&second).await;
+    let third = recv(&mut all).await;
+    let fourth = recv(&mut all).await;
+    assert_eq!((third.sequence, fourth.sequence), (3, 4));
+    assert_eq!(counts(&consumer_info(&bus, "all").await), (2, 1, 0, 4));
+
+    third.nack(None).await.expect("nack");
+    let again = recv(&mut all).await;
+    assert_eq!((again.sequence, again.delivered), (3, 2));
+    assert_eq!(
+        counts(&consumer_info(&bus, "all").await),
+        (2, 1, 1, 4),
+        "one of the two pending was redelivered"
+    );
+
+    ack(&again).await;
+    ack(&fourth).await;
+    let fifth = recv(&mut all).await;
+    assert_eq!(fifth.sequence, 5);
+    ack(&fifth).await;
+    assert_eq!(counts(&consumer_info(&bus, "all").await), (0, 0, 0, 5));
+
+    ack(&placed_first).await;
+    for expected in [3, 5] {
+        let got = recv(&mut placed).await;
+        assert_eq!(got.sequence, expected);
+        ack(&got).await;
+    }
+    // A subject the filter skips is lag for `all` only.
+    publish(&bus, "orders.shipped", "x").await;
+    let info = consumer_info(&bus, "placed").await;
+    assert_eq!((info.ack_pending, info.num_pending), (0, 0));
+    assert!(
+        info.delivered_seq >= 5,
+        "delivered_seq {}",
+        info.delivered_seq
+    );
+    let info = consumer_info(&bus, "all").await;
+    // NATS may already have handed 6 to the waiting subscription.
+    assert_eq!(info.num_pending + info.ack_pending, 1, "{info:?}");
+
+    let listed = bus.consumers("orders").await.expect("consumers");
+    let names: Vec<&str> = listed.iter().map(|c| c.durable.as_str()).collect();
+    assert_eq!(names, ["all", "placed"]);
+    assert_eq!(listed[1], consumer_info(&bus, "placed").await);
+    assert_eq!(
+        bus.consumer_info("orders", "nobody")
+            .await
+            .expect("consumer info"),
+        None
+    );
+}
+
+/// `read` returns stored messages from a sequence on, in order, within the limit, without
+/// the deleted ones.
+pub async fn read_returns_stored_messages_by_sequence(bus: AnyBus) {
+    for i in 0..10u8 {
+        let subject = if i % 2 == 0 {
+            "orders.placed"
+        } else {
+            "orders.paid"
+        };
+        publish(&bus, subject, vec![i]).await;
+    }
+    let all = bus.read("orders", 1, 100).await.expect("read");
+    assert_eq!(all.len(), 10);
+    for (i, message) in all.iter().enumerate() {
+        let expected = if i % 2 == 0 {
+            "orders.placed"
+        } else {
+            "orders.paid"
+        };
+        assert_eq!(message.sequence, i as u64 + 1);
+        assert_eq!(message.subject, expected);
+        assert_eq!(message.payload.as_ref(), [i as u8]);
+    }
+    assert_eq!(bus.read("orders", 0, 100).await.expect("read"), all);
+    assert_eq!(sequences_read(&bus, 4, 3).await, [4, 5, 6]);
+    assert_eq!(sequences_read(&bus, 9, 10).await, [9, 10]);
+    assert_eq!(sequences_read(&bus, 11, 5).await, Vec::<u64>::new());
+    assert_eq!(sequences_read(&bus, 3, 0).await, Vec::<u64>::new());
+
+    assert!(delete(&bus, 5).await);
+    assert!(delete(&bus, 6).await);
+    assert_eq!(sequences_read(&bus, 4, 3).await, [4, 7, 8]);
+    assert_eq!(sequences_read(&bus, 5, 1).await, [7]);
+
+    // Long reads span several pulls on NATS.
+    for i in 0..150u32 {
+        publish(&bus, "orders.placed", i.to_be_bytes().to_vec()).await;
+    }
+    let long = sequences_read(&bus, 1, 1000).await;
+    let expected: Vec<u64> = (1..=160).filter(|seq| *seq != 5 && *seq != 6).collect();
+    assert_eq!(long, expected);
+    assert_eq!(
+        sequences_read(&bus, 100, 70).await,
+        (100..=160).collect::<Vec<_>>()
+    );
+    assert_eq!(sequences_read(&bus, 2, 130).await.len(), 130);
+}
+
+/// Reading delivers nothing to any durable and leaves no consumer behind.
+pub async fn read_does_not_disturb_durables(bus: AnyBus) {
+    let mut sub = subscribe(&bus, "orders.>", "watcher", capped(1)).await;
+    for i in 0..5u8 {
+        publish(&bus, "orders.placed", vec![i]).await;
+    }
+    let held = recv(&mut sub).await;
+    assert_eq!(held.sequence, 1);
+    let before = consumer_info(&bus, "watcher").await;
+    assert_eq!(counts(&before), (1, 4, 0, 1));
+
+    assert_eq!(sequences_read(&bus, 1, 100).await, [1, 2, 3, 4, 5]);
+    assert_eq!(sequences_read(&bus, 3, 1).await, [3]);
+
+    assert_eq!(consumer_info(&bus, "watcher").await, before);
+    let listed = bus.consumers("orders").await.expect("consumers");
+    assert_eq!(listed, [before], "only the durable is listed");
+    ack(&held).await;
+    let next = recv(&mut sub).await;
+    assert_eq!((next.sequence, next.delivered), (2, 1));
+    ack(&next).await;
+}
+
+/// A deleted message that a durable holds unacked is never redelivered, and the durable
+/// carries on with the rest.
+pub async fn delete_removes_a_pending_message_for_good(bus: AnyBus) {
+    let ack_wait = Duration::from_millis(500);
+    let one_at_a_time = SubscribeOptions {
+        max_ack_pending: 1,
+        prefetch: 1,
+        ..opts(ack_wait)
+    };
+    let mut sub = subscribe(&bus, "orders.>", "deleter", one_at_a_time).await;
+    for i in 1..=3u8 {
+        publish(&bus, "orders.placed", vec![i]).await;
+    }
+    let doomed = recv(&mut sub).await;
+    assert_eq!(doomed.sequence, 1);
+    assert!(
+        delete(&bus, 1).await,
+        "a pending message is there to delete"
+    );
+    assert!(!delete(&bus, 1).await, "deleted twice");
+    assert_eq!(sequences_read(&bus, 1, 10).await, [2, 3]);
+
+    for expected in [2, 3] {
+        let got = recv(&mut sub).await;
+        assert_eq!(
+            (got.sequence, got.delivered),
+            (expected, 1),
+            "the deleted message came back"
+        );
+        ack(&got).await;
+    }
+    assert_quiet(&mut sub, ack_wait * 2 + Duration::from_millis(200)).await;
+    assert_eq!(counts(&consumer_info(&bus, "deleter").await), (0, 0, 0, 3));
+
+    // A durable created afterwards never sees it either.
+    let mut late = subscribe(&bus, "orders.>", "late", SubscribeOptions::default()).await;
+    let seq = publish(&bus, "orders.placed", "after").await;
+    let got = recv(&mut late).await;
+    assert_ne!(got.sequence, 1);
+    ack(&got).await;
+    // NATS replays 2 and 3 to the new durable; memory trimmed them once `deleter` acked.
+    while let Ok(Some(Ok(got))) = timeout(Duration::from_millis(300), late.next()).await {
+        assert!(got.sequence > 1 && got.sequence <= seq, "{}", got.sequence);
+        ack(&got).await;
+    }
+}
+
+/// Deleting what is not there answers `false`, and changes nothing.
+pub async fn delete_of_a_missing_message_is_false(bus: AnyBus) {
+    assert!(!delete(&bus, 1).await, "no stream yet");
+    publish(&bus, "orders.placed", "a").await;
+    publish(&bus, "orders.placed", "b").await;
+    for missing in [0, 3, 1000] {
+        assert!(!delete(&bus, missing).await, "sequence {missing}");
+    }
+    assert!(delete(&bus, 1).await);
+    assert!(!delete(&bus, 1).await, "already deleted");
+    let info = stream_info(&bus, "orders").await.expect("stream exists");
+    assert_eq!((info.messages, info.first_seq, info.last_seq), (1, 2, 2));
+    assert!(
+        !bus.delete("chat", 1).await.expect("delete"),
+        "another family"
+    );
+}
+
+/// Inspecting a family that has no stream finds nothing and creates nothing; bad families
+/// and durable names are refused.
+pub async fn inspecting_a_missing_stream_finds_nothing(bus: AnyBus) {
+    assert_eq!(stream_info(&bus, "orders").await, None);
+    assert_eq!(
+        bus.consumer_info("orders", "any")
+            .await
+            .expect("consumer info"),
+        None
+    );
+    assert!(bus.consumers("orders").await.expect("consumers").is_empty());
+    assert!(bus.read("orders", 1, 10).await.expect("read").is_empty());
+    assert!(!delete(&bus, 1).await);
+    assert_eq!(
+        stream_info(&bus, "orders").await,
+        None,
+        "looking created the stream"
+    );
+
+    publish(&bus, "orders.placed", "x").await;
+    assert!(bus.consumers("orders").await.expect("consumers").is_empty());
+    assert_eq!(
+        bus.consumer_info("orders", "nobody")
+            .await
+            .expect("consumer info"),
+        None
+    );
+
+    for family in ["", "Orders", "orders.placed", "a*", "a b"] {
+        let refused = |result: Result<(), BusError>| {
+            assert!(
+                matches!(result, Err(BusError::InvalidSubject { .. })),
+                "{family:?}: {result:?}"
+            );
+        };
+        refused(bus.stream_info(family).await.map(drop));
+        refused(bus.consumer_info(family, "d").await.map(drop));
+        refused(bus.consumers(family).await.map(drop));
+        refused(bus.read(family, 1, 1).await.map(drop));
+        refused(bus.delete(family, 1).await.map(drop));
+    }
+    let err = bus
+        .consumer_info("orders", "a.b")
+        .await
+        .expect_err("bad durable name");
+    assert!(matches!(err, BusError::InvalidName { .. }), "{err}");
 }

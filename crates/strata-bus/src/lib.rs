@@ -15,6 +15,12 @@
 //!   handlers must be idempotent. Subscriptions sharing a durable name compete for messages;
 //!   different durable names each see every message.
 //!
+//! # Inspection
+//! The event pipeline's operator commands read the bus without consuming from it:
+//! [`Bus::stream_info`], [`Bus::consumer_info`] and [`Bus::consumers`] report sizes, lag and
+//! unacked work; [`Bus::read`] lists stored messages by sequence without touching any durable;
+//! [`Bus::delete`] removes one message, which no durable receives from then on.
+//!
 //! # Backends
 //! [`AnyBus::connect`] picks one from a URL: `memory` ([`MemoryBus`], one process, the default of
 //! `strata up`) or `nats://…` ([`NatsBus`], JetStream, for `strata serve`). Both pass the same
@@ -23,6 +29,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod inspect;
 mod memory;
 mod nats;
 mod subject;
@@ -37,6 +44,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub use error::{BoxError, BusError, Result};
+pub use inspect::{ConsumerInfo, StoredMessage, StreamInfo};
 pub use memory::{MemoryBus, StreamLimits};
 pub use nats::NatsBus;
 
@@ -72,6 +80,64 @@ pub trait Bus: Send + Sync {
         durable: &str,
         opts: SubscribeOptions,
     ) -> impl Future<Output = Result<Subscription>> + Send;
+
+    /// The state of `family`'s stream, or `None` when it does not exist (nothing was
+    /// published or subscribed on the family yet, or it was deleted).
+    ///
+    /// # Errors
+    /// [`BusError::InvalidSubject`] when `family` is not a valid family (one subject token),
+    /// [`BusError::Closed`] after [`Bus::close`], [`BusError::Nats`] on server failure.
+    fn stream_info(&self, family: &str) -> impl Future<Output = Result<Option<StreamInfo>>> + Send;
+
+    /// The state of the durable `durable` on `family`'s stream, or `None` when the stream or
+    /// the durable does not exist.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidSubject`] for a bad family, [`BusError::InvalidName`] for a bad
+    /// durable name, [`BusError::Closed`] after [`Bus::close`], [`BusError::Nats`] on server
+    /// failure.
+    fn consumer_info(
+        &self,
+        family: &str,
+        durable: &str,
+    ) -> impl Future<Output = Result<Option<ConsumerInfo>>> + Send;
+
+    /// The state of every durable on `family`'s stream, ordered by name; empty when the stream
+    /// does not exist.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidSubject`] for a bad family, [`BusError::Closed`] after
+    /// [`Bus::close`], [`BusError::Nats`] on server failure.
+    fn consumers(&self, family: &str) -> impl Future<Output = Result<Vec<ConsumerInfo>>> + Send;
+
+    /// Up to `limit` stored messages of `family`'s stream with sequence `from_seq` or later, in
+    /// sequence order, skipping deleted ones; empty when the stream does not exist. No durable
+    /// is affected: nothing is delivered, acked or counted.
+    ///
+    /// Only what the stream still stores is seen: on NATS everything not deleted (or removed by
+    /// limits an operator set); in memory, messages every durable of the stream has acked are
+    /// trimmed (see [`MemoryBus`]), while a stream with no durable keeps everything.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidSubject`] for a bad family, [`BusError::Closed`] after
+    /// [`Bus::close`], [`BusError::Nats`] on server failure.
+    fn read(
+        &self,
+        family: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredMessage>>> + Send;
+
+    /// Removes the stored message `sequence` from `family`'s stream; `false` when it was not
+    /// there (never published, already deleted or trimmed, or no such stream).
+    ///
+    /// No durable receives it afterwards, not even as a redelivery: a durable that had it
+    /// pending counts it as done. Sequences are never reused.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidSubject`] for a bad family, [`BusError::Closed`] after
+    /// [`Bus::close`], [`BusError::Nats`] on server failure.
+    fn delete(&self, family: &str, sequence: u64) -> impl Future<Output = Result<bool>> + Send;
 
     /// Checks that the bus can take traffic (for `/readyz`).
     ///
@@ -300,6 +366,41 @@ impl Bus for AnyBus {
         match self {
             Self::Memory(bus) => bus.subscribe(subject_filter, durable, opts).await,
             Self::Nats(bus) => bus.subscribe(subject_filter, durable, opts).await,
+        }
+    }
+
+    async fn stream_info(&self, family: &str) -> Result<Option<StreamInfo>> {
+        match self {
+            Self::Memory(bus) => bus.stream_info(family).await,
+            Self::Nats(bus) => bus.stream_info(family).await,
+        }
+    }
+
+    async fn consumer_info(&self, family: &str, durable: &str) -> Result<Option<ConsumerInfo>> {
+        match self {
+            Self::Memory(bus) => bus.consumer_info(family, durable).await,
+            Self::Nats(bus) => bus.consumer_info(family, durable).await,
+        }
+    }
+
+    async fn consumers(&self, family: &str) -> Result<Vec<ConsumerInfo>> {
+        match self {
+            Self::Memory(bus) => bus.consumers(family).await,
+            Self::Nats(bus) => bus.consumers(family).await,
+        }
+    }
+
+    async fn read(&self, family: &str, from_seq: u64, limit: usize) -> Result<Vec<StoredMessage>> {
+        match self {
+            Self::Memory(bus) => bus.read(family, from_seq, limit).await,
+            Self::Nats(bus) => bus.read(family, from_seq, limit).await,
+        }
+    }
+
+    async fn delete(&self, family: &str, sequence: u64) -> Result<bool> {
+        match self {
+            Self::Memory(bus) => bus.delete(family, sequence).await,
+            Self::Nats(bus) => bus.delete(family, sequence).await,
         }
     }
 

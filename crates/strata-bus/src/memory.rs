@@ -21,6 +21,12 @@
 //!   subscribed to yet keep everything.
 //! - [`StreamLimits`] caps each stream; past the cap the oldest messages are dropped even if
 //!   unacked, like a NATS stream with limits retention (a lagging durable loses them).
+//!
+//! # Deletion
+//! [`Bus::delete`] leaves a tombstone in the log, so sequences keep mapping to positions in
+//! O(1); tombstones count neither as messages nor bytes, are skipped by cursors and reads, and
+//! go when they reach the front. The deleted message leaves every durable's `pending` at once,
+//! which is what keeps it from being redelivered.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque, hash_map::Entry};
 use std::fmt;
@@ -34,7 +40,10 @@ use tokio::time::Instant;
 
 use crate::error::{BusError, Result};
 use crate::subject::{self, Filter};
-use crate::{Acker, Bus, Delivery, SubscribeOptions, Subscription, SubscriptionInner};
+use crate::{
+    Acker, Bus, ConsumerInfo, Delivery, StoredMessage, StreamInfo, SubscribeOptions, Subscription,
+    SubscriptionInner,
+};
 
 /// Per-stream caps of a [`MemoryBus`]; past either, the oldest messages are dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +75,10 @@ impl Default for StreamLimits {
 /// *later* starts at the oldest retained message rather than at sequence 1 as on NATS; a
 /// stream nobody subscribed to yet keeps everything. And [`StreamLimits`] caps each stream:
 /// past it the oldest messages go even if unacked, like a NATS stream with limits retention.
+///
+/// The inspection calls ([`Bus::stream_info`], [`Bus::read`], …) therefore see only retained
+/// messages: on a stream whose durables keep up, `messages` stays near 0 and `read` finds
+/// little, where NATS would still hold everything.
 #[derive(Clone, Default)]
 pub struct MemoryBus {
     shared: Arc<Shared>,
@@ -133,6 +146,14 @@ impl MemoryBus {
         cell
     }
 
+    /// The family's stream if it exists; unlike [`MemoryBus::stream`], never creates one, so
+    /// that looking does not make a stream appear.
+    fn existing(&self, family: &str) -> Result<Option<Arc<StreamCell>>> {
+        self.shared.check_open()?;
+        subject::check_family(family)?;
+        Ok(lock(&self.shared.streams).get(family).cloned())
+    }
+
     fn publish_now(&self, subject: &str, payload: Bytes) -> Result<u64> {
         self.shared.check_open()?;
         let family = subject::family_of_subject(subject)?;
@@ -175,6 +196,8 @@ impl MemoryBus {
                         filter,
                         opts,
                         cursor,
+                        // As NATS reports a new durable: just before where it starts.
+                        last_delivered: cursor.saturating_sub(1),
                         pending: BTreeMap::new(),
                         timers: BTreeSet::new(),
                         notify: Arc::new(Notify::new()),
@@ -227,6 +250,53 @@ impl Bus for MemoryBus {
         self.subscribe_now(subject_filter, durable, opts)
     }
 
+    async fn stream_info(&self, family: &str) -> Result<Option<StreamInfo>> {
+        Ok(self
+            .existing(family)?
+            .map(|cell| lock(&cell.state).info(family)))
+    }
+
+    async fn consumer_info(&self, family: &str, durable: &str) -> Result<Option<ConsumerInfo>> {
+        subject::check_durable(durable)?;
+        let Some(cell) = self.existing(family)? else {
+            return Ok(None);
+        };
+        let state = lock(&cell.state);
+        let now = Instant::now();
+        Ok(state
+            .consumers
+            .get(durable)
+            .map(|consumer| state.consumer_info(durable, consumer, now)))
+    }
+
+    async fn consumers(&self, family: &str) -> Result<Vec<ConsumerInfo>> {
+        let Some(cell) = self.existing(family)? else {
+            return Ok(Vec::new());
+        };
+        let state = lock(&cell.state);
+        let now = Instant::now();
+        let mut all: Vec<ConsumerInfo> = state
+            .consumers
+            .iter()
+            .map(|(durable, consumer)| state.consumer_info(durable, consumer, now))
+            .collect();
+        all.sort_unstable_by(|a, b| a.durable.cmp(&b.durable));
+        Ok(all)
+    }
+
+    async fn read(&self, family: &str, from_seq: u64, limit: usize) -> Result<Vec<StoredMessage>> {
+        Ok(self
+            .existing(family)?
+            .map(|cell| lock(&cell.state).read(from_seq, limit))
+            .unwrap_or_default())
+    }
+
+    async fn delete(&self, family: &str, sequence: u64) -> Result<bool> {
+        Ok(self
+            .existing(family)?
+            .is_some_and(|cell| lock(&cell.state).delete(sequence)))
+    }
+
     async fn ping(&self) -> Result<()> {
         self.shared.check_open()
     }
@@ -237,12 +307,14 @@ impl Bus for MemoryBus {
     }
 }
 
-/// A stored message.
+/// A stored message, or the tombstone of a deleted one.
 #[derive(Clone)]
 struct Stored {
     seq: u64,
     subject: Arc<str>,
     payload: Bytes,
+    /// Deleted: a tombstone keeping its place in the log. Its payload is already released.
+    deleted: bool,
 }
 
 impl Stored {
@@ -253,9 +325,12 @@ impl Stored {
 
 struct StreamState {
     limits: StreamLimits,
-    /// Retained messages, contiguous sequences in order.
+    /// Retained messages and tombstones, contiguous sequences in order. The front is never a
+    /// tombstone, so it is the oldest stored message.
     log: VecDeque<Stored>,
-    /// Payload and subject bytes in `log`.
+    /// How many entries of `log` are tombstones.
+    tombstones: usize,
+    /// Payload and subject bytes of the live messages in `log`.
     bytes: usize,
     /// The sequence the next publish gets.
     next_seq: u64,
@@ -267,6 +342,8 @@ struct Consumer {
     opts: SubscribeOptions,
     /// Next sequence to consider for a first delivery.
     cursor: u64,
+    /// The sequence last delivered for the first time (reported as `delivered_seq`).
+    last_delivered: u64,
     /// Delivered, not yet acked: sequence → (deadline, deliveries).
     pending: BTreeMap<u64, Pending>,
     /// `(deadline, sequence)` of every pending message, earliest first.
@@ -318,6 +395,7 @@ impl StreamState {
         Self {
             limits,
             log: VecDeque::new(),
+            tombstones: 0,
             bytes: 0,
             next_seq: 1,
             consumers: HashMap::new(),
@@ -328,10 +406,26 @@ impl StreamState {
         self.log.front().map_or(self.next_seq, |m| m.seq)
     }
 
-    fn get(log: &VecDeque<Stored>, seq: u64) -> Option<&Stored> {
+    /// How many messages are stored (tombstones aside).
+    fn live(&self) -> usize {
+        self.log.len() - self.tombstones
+    }
+
+    /// The position of `seq` in `log`, if it is inside it.
+    fn index(log: &VecDeque<Stored>, seq: u64) -> Option<usize> {
         let first = log.front()?.seq;
         let index = usize::try_from(seq.checked_sub(first)?).ok()?;
-        log.get(index)
+        (index < log.len()).then_some(index)
+    }
+
+    /// The entry for `seq`, tombstone or not.
+    fn slot(log: &VecDeque<Stored>, seq: u64) -> Option<&Stored> {
+        log.get(Self::index(log, seq)?)
+    }
+
+    /// The stored message `seq`, if it is retained and not deleted.
+    fn get(log: &VecDeque<Stored>, seq: u64) -> Option<&Stored> {
+        Self::slot(log, seq).filter(|message| !message.deleted)
     }
 
     fn append(&mut self, subject: &str, payload: Bytes) -> u64 {
@@ -341,6 +435,7 @@ impl StreamState {
             seq,
             subject: subject.into(),
             payload,
+            deleted: false,
         };
         for consumer in self.consumers.values() {
             if consumer.filter.matches(subject) {
@@ -358,9 +453,10 @@ impl StreamState {
         // A durable's cursor moves past what its filter rejects, so a durable that sees only
         // part of the family does not hold back the rest until its next delivery. Amortised
         // O(1) per message and durable: cursors only move forward.
+        // Tombstones are skipped the same way.
         for consumer in self.consumers.values_mut() {
-            while let Some(message) = Self::get(&self.log, consumer.cursor)
-                && !consumer.filter.matches(&message.subject)
+            while let Some(message) = Self::slot(&self.log, consumer.cursor)
+                && (message.deleted || !consumer.filter.matches(&message.subject))
             {
                 consumer.cursor += 1;
             }
@@ -371,17 +467,134 @@ impl StreamState {
             }
         }
         let max_messages = self.limits.max_messages.max(1);
-        while self.log.len() > max_messages
-            || (self.log.len() > 1 && self.bytes > self.limits.max_bytes)
+        while self.live() > max_messages || (self.live() > 1 && self.bytes > self.limits.max_bytes)
         {
             self.pop_front();
         }
     }
 
+    /// Drops the oldest message, then the tombstones behind it, so the front stays live.
     fn pop_front(&mut self) {
         if let Some(message) = self.log.pop_front() {
+            self.forget(&message);
+        }
+        self.pop_tombstones();
+    }
+
+    fn pop_tombstones(&mut self) {
+        while self.log.front().is_some_and(|m| m.deleted) {
+            if let Some(message) = self.log.pop_front() {
+                self.forget(&message);
+            }
+        }
+    }
+
+    /// Updates the counters for an entry leaving the log.
+    fn forget(&mut self, message: &Stored) {
+        if message.deleted {
+            self.tombstones -= 1;
+        } else {
             self.bytes -= message.size();
         }
+    }
+
+    /// Turns `seq` into a tombstone and takes it out of every durable's pending set.
+    fn delete(&mut self, seq: u64) -> bool {
+        let Some(index) = Self::index(&self.log, seq) else {
+            return false;
+        };
+        let Some(message) = self.log.get_mut(index).filter(|m| !m.deleted) else {
+            return false;
+        };
+        self.bytes -= message.size();
+        message.deleted = true;
+        message.payload = Bytes::new();
+        self.tombstones += 1;
+        for consumer in self.consumers.values_mut() {
+            if let Some(pending) = consumer.pending.remove(&seq) {
+                consumer.timers.remove(&(pending.deadline, seq));
+                // A max_ack_pending slot may have opened, and a waiter may be sleeping until
+                // this message's deadline.
+                consumer.notify.notify_waiters();
+            }
+        }
+        self.pop_tombstones();
+        // Removing pending entries may raise the trimming floor.
+        self.trim();
+        true
+    }
+
+    fn info(&self, family: &str) -> StreamInfo {
+        let last_seq = self.next_seq - 1;
+        // NATS reports 0 for a stream that never held a message, and one past the last
+        // sequence for one emptied since.
+        let first_seq = match self.log.front() {
+            Some(message) => message.seq,
+            None if last_seq == 0 => 0,
+            None => self.next_seq,
+        };
+        StreamInfo {
+            family: family.to_owned(),
+            messages: self.live() as u64,
+            first_seq,
+            last_seq,
+            bytes: self.bytes as u64,
+        }
+    }
+
+    fn consumer_info(&self, durable: &str, consumer: &Consumer, now: Instant) -> ConsumerInfo {
+        // Pending entries whose message is gone to the limits, or that ran out of deliveries
+        // and whose last ack_wait passed, are only dropped at the next `pick`; they are not
+        // pending any more, so they are not counted.
+        let (mut ack_pending, mut redelivered) = (0, 0);
+        for (&seq, pending) in &consumer.pending {
+            let exhausted = consumer
+                .opts
+                .max_deliver
+                .is_some_and(|max| pending.delivered >= max)
+                && pending.deadline <= now;
+            if Self::get(&self.log, seq).is_some() && !exhausted {
+                ack_pending += 1;
+                if pending.delivered > 1 {
+                    redelivered += 1;
+                }
+            }
+        }
+        // A scan of what is retained past the cursor: fine for an operator's command, and
+        // trimming keeps the log short while durables keep up. The cursor may lag behind the
+        // front when the limits trimmed messages it never saw.
+        let from = consumer.cursor.max(self.first_seq());
+        let num_pending = Self::index(&self.log, from).map_or(0, |index| {
+            self.log
+                .range(index..)
+                .filter(|m| !m.deleted && consumer.filter.matches(&m.subject))
+                .count()
+        });
+        ConsumerInfo {
+            durable: durable.to_owned(),
+            filter: consumer.filter.as_str().to_owned(),
+            ack_pending,
+            num_pending: num_pending as u64,
+            redelivered,
+            delivered_seq: consumer.last_delivered,
+        }
+    }
+
+    fn read(&self, from_seq: u64, limit: usize) -> Vec<StoredMessage> {
+        let from = from_seq.max(self.first_seq());
+        let Some(index) = Self::index(&self.log, from) else {
+            return Vec::new();
+        };
+        self.log
+            .range(index..)
+            .filter(|m| !m.deleted)
+            .take(limit)
+            .map(|m| StoredMessage {
+                subject: m.subject.to_string(),
+                payload: m.payload.clone(),
+                sequence: m.seq,
+            })
+            .collect()
     }
 
     /// Hands the next message out to `durable`, redeliveries first.
@@ -430,6 +643,7 @@ impl StreamState {
                 if let Some(message) = Self::get(log, seq)
                     && consumer.filter.matches(&message.subject)
                 {
+                    consumer.last_delivered = seq;
                     consumer.schedule(seq, deadline(now, consumer.opts.ack_wait), 1);
                     picked = Some(Picked::Message(message.clone(), 1));
                     break;

@@ -8,6 +8,11 @@
 //! Streams are created on first use with file storage, one replica and no limits (keep
 //! everything). `get_or_create_stream` never rewrites an existing stream, so operators may
 //! edit one (`nats stream edit`: replicas, max age, max bytes) and the bus keeps their choice.
+//!
+//! Inspection maps to the JetStream API: stream and consumer info, message delete (which the
+//! server also applies to every consumer's pending set, like an ack). [`Bus::read`] uses a
+//! short-lived ephemeral consumer without acks rather than one direct get per sequence: server
+//! 2.9 has no batched direct get, and a pull fetches [`READ_BATCH`] messages per round trip.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -17,15 +22,21 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull::{self, MessagesErrorKind};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
-use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishErrorKind};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::response::Response;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::stream::{
+    ConsumerErrorKind, DeleteMessageErrorKind, RawMessageErrorKind,
+};
+use async_nats::jetstream::{self, ErrorCode, consumer, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::error::{BoxError, BusError, Result};
 use crate::subject::{self, Filter};
-use crate::{Acker, Bus, Delivery, SubscribeOptions, Subscription, SubscriptionInner};
+use crate::{
+    Acker, Bus, ConsumerInfo, Delivery, StoredMessage, StreamInfo, SubscribeOptions, Subscription,
+    SubscriptionInner,
+};
 
 /// How long a pull request waits on the server for messages before the client renews it.
 /// Kept well under the default `ack_wait`: a dropped subscription leaves its request behind on
@@ -38,6 +49,15 @@ const PULL_EXPIRES: Duration = Duration::from_secs(10);
 const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Pause after a transient receive error, so a broken connection does not spin the caller.
 const RECEIVE_RETRY: Duration = Duration::from_millis(250);
+/// Messages [`Bus::read`] asks for per pull: few round trips for long reads, while a batch of
+/// large payloads stays well under the server's slow-consumer threshold (64 MiB pending).
+const READ_BATCH: usize = 64;
+/// How long the server keeps a reader's ephemeral consumer after it goes idle. The reader
+/// deletes it when done; this only cleans up after a reader that died midway.
+const READ_CONSUMER_IDLE: Duration = Duration::from_secs(30);
+/// How many times a read starts over after a message went missing in transit (a gap in the
+/// consumer sequence, e.g. across a reconnect) before giving up.
+const READ_RESTARTS: u32 = 3;
 
 /// The JetStream bus. Cloning is cheap and shares the connection.
 ///
@@ -184,6 +204,130 @@ impl NatsBus {
         Ok(stream)
     }
 
+    /// A handle on the family's stream, without a round trip (and without creating it).
+    async fn stream_handle(&self, family: &str) -> Result<stream::Stream<()>> {
+        self.check_open()?;
+        subject::check_family(family)?;
+        self.shared
+            .js
+            .get_stream_no_info(self.stream_name(family))
+            .await
+            .map_err(|err| BusError::nats("get stream", err))
+    }
+
+    /// `{namespace}.`, the prefix of every subject this bus stores.
+    fn prefix(&self) -> String {
+        format!("{}.", self.shared.namespace)
+    }
+
+    /// Maps the server's view of a durable to ours; `None` for an ephemeral consumer (a reader
+    /// of [`Bus::read`], or one made by hand), which is not a durable of this bus.
+    fn to_consumer_info(&self, family: &str, info: consumer::Info) -> Option<ConsumerInfo> {
+        let durable = info.config.durable_name?;
+        let prefix = self.prefix();
+        let filter = match info.config.filter_subject.as_str() {
+            // Made without a filter (by hand): it reads the whole stream.
+            "" => format!("{family}.>"),
+            full => full.strip_prefix(&prefix).unwrap_or(full).to_owned(),
+        };
+        Some(ConsumerInfo {
+            durable,
+            filter,
+            ack_pending: info.num_ack_pending as u64,
+            num_pending: info.num_pending,
+            redelivered: info.num_redelivered as u64,
+            delivered_seq: info.delivered.stream_sequence,
+        })
+    }
+
+    /// One pass of [`Bus::read`]: an ephemeral consumer from `from_seq`, pulled until `out`
+    /// holds `limit` messages or the stream has no more. Returns `false` when a message went
+    /// missing in transit, so the caller starts over after the last one received.
+    async fn read_pass(
+        &self,
+        stream: &stream::Stream<()>,
+        from_seq: u64,
+        limit: usize,
+        out: &mut Vec<StoredMessage>,
+    ) -> Result<bool> {
+        let created = stream
+            .create_consumer(pull::Config {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: from_seq,
+                },
+                // Nothing to acknowledge: the reader takes each message once and goes.
+                ack_policy: AckPolicy::None,
+                inactive_threshold: READ_CONSUMER_IDLE,
+                // Its state is thrown away anyway; spare the disk.
+                memory_storage: true,
+                ..Default::default()
+            })
+            .await;
+        let reader: PullConsumer = match created {
+            Ok(reader) => reader,
+            Err(err)
+                if matches!(err.kind(), ConsumerErrorKind::JetStream(ref js)
+                    if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                return Ok(true);
+            }
+            Err(err) => return Err(BusError::nats("read", err)),
+        };
+        let name = reader.cached_info().name.clone();
+        let pulled = self.pull_into(&reader, limit, out).await;
+        if let Err(err) = stream.delete_consumer(&name).await {
+            tracing::debug!(error = %err, consumer = %name, "reader consumer left to expire");
+        }
+        pulled
+    }
+
+    async fn pull_into(
+        &self,
+        reader: &PullConsumer,
+        limit: usize,
+        out: &mut Vec<StoredMessage>,
+    ) -> Result<bool> {
+        let prefix = self.prefix();
+        // What the stream holds from the start sequence on; each message then tells how many
+        // remain after it, so the last pull does not wait for messages that are not there.
+        let mut remaining = reader.cached_info().num_pending;
+        let mut expected = 1;
+        while remaining > 0 && out.len() < limit {
+            let mut batch = reader
+                .fetch()
+                .max_messages((limit - out.len()).min(READ_BATCH))
+                .messages()
+                .await
+                .map_err(|err| BusError::nats("read", err))?;
+            let mut got = 0;
+            while let Some(message) = batch.next().await {
+                let message = message.map_err(|err| BusError::nats("read", err))?;
+                let (sequence, consumer_sequence, pending) = {
+                    let info = message.info().map_err(|err| BusError::nats("read", err))?;
+                    (info.stream_sequence, info.consumer_sequence, info.pending)
+                };
+                if consumer_sequence != expected {
+                    return Ok(false);
+                }
+                expected += 1;
+                got += 1;
+                remaining = pending;
+                let message = message.split().0;
+                let subject = message.subject.as_str();
+                out.push(StoredMessage {
+                    subject: subject.strip_prefix(&prefix).unwrap_or(subject).to_owned(),
+                    payload: message.payload,
+                    sequence,
+                });
+            }
+            if got == 0 {
+                // Deleted meanwhile: the count at creation was stale.
+                break;
+            }
+        }
+        Ok(true)
+    }
+
     async fn publish_acked(
         &self,
         subject: &str,
@@ -291,6 +435,114 @@ impl Bus for NatsBus {
         })
     }
 
+    async fn stream_info(&self, family: &str) -> Result<Option<StreamInfo>> {
+        self.check_open()?;
+        subject::check_family(family)?;
+        match self.shared.js.get_stream(self.stream_name(family)).await {
+            Ok(stream) => {
+                let state = &stream.cached_info().state;
+                Ok(Some(StreamInfo {
+                    family: family.to_owned(),
+                    messages: state.messages,
+                    first_seq: state.first_sequence,
+                    last_seq: state.last_sequence,
+                    bytes: state.bytes,
+                }))
+            }
+            Err(err)
+                if matches!(err.kind(), GetStreamErrorKind::JetStream(ref js)
+                    if js.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(BusError::nats("stream info", err)),
+        }
+    }
+
+    async fn consumer_info(&self, family: &str, durable: &str) -> Result<Option<ConsumerInfo>> {
+        subject::check_durable(durable)?;
+        let stream = self.stream_handle(family).await?;
+        match stream.consumer_info(durable).await {
+            Ok(info) => Ok(self.to_consumer_info(family, info)),
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    ConsumerInfoErrorKind::NotFound | ConsumerInfoErrorKind::StreamNotFound
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(BusError::nats("consumer info", err)),
+        }
+    }
+
+    async fn consumers(&self, family: &str) -> Result<Vec<ConsumerInfo>> {
+        let stream = self.stream_handle(family).await?;
+        let mut listing = stream.consumers();
+        let mut all = Vec::new();
+        while let Some(info) = listing.next().await {
+            match info {
+                Ok(info) => all.extend(self.to_consumer_info(family, info)),
+                Err(err) if code_in_chain(&err) == Some(ErrorCode::STREAM_NOT_FOUND) => {
+                    return Ok(Vec::new());
+                }
+                Err(err) => return Err(BusError::nats("list consumers", err)),
+            }
+        }
+        all.sort_unstable_by(|a, b| a.durable.cmp(&b.durable));
+        Ok(all)
+    }
+
+    async fn read(&self, family: &str, from_seq: u64, limit: usize) -> Result<Vec<StoredMessage>> {
+        let stream = self.stream_handle(family).await?;
+        let mut out = Vec::new();
+        let mut from = from_seq.max(1);
+        let mut restarts = 0;
+        while out.len() < limit {
+            if self.read_pass(&stream, from, limit, &mut out).await? {
+                break;
+            }
+            restarts += 1;
+            if restarts > READ_RESTARTS {
+                return Err(BusError::nats(
+                    "read",
+                    "messages kept going missing between server and client",
+                ));
+            }
+            from = out.last().map_or(from, |m| m.sequence + 1);
+        }
+        Ok(out)
+    }
+
+    async fn delete(&self, family: &str, sequence: u64) -> Result<bool> {
+        let stream = self.stream_handle(family).await?;
+        if sequence == 0 {
+            // Sequences start at 1; the server would answer with a generic failure.
+            return Ok(false);
+        }
+        let err = match stream.delete_message(sequence).await {
+            Ok(deleted) => return Ok(deleted),
+            Err(err) => err,
+        };
+        let code = match err.kind() {
+            DeleteMessageErrorKind::JetStream(js) => Some(js.error_code()),
+            _ => None,
+        };
+        match code {
+            Some(ErrorCode::SEQUENCE_NOT_FOUND | ErrorCode::STREAM_NOT_FOUND) => Ok(false),
+            // Server 2.9 answers a sequence it no longer (or never) stored with this generic
+            // code, whose cause is only in the text; ask whether the message is there instead
+            // of parsing that.
+            Some(ErrorCode::STREAM_MESSAGE_DELETE_FAILED) => {
+                match stream.get_raw_message(sequence).await {
+                    Err(get) if get.kind() == RawMessageErrorKind::NoMessageFound => Ok(false),
+                    _ => Err(BusError::nats("delete", err)),
+                }
+            }
+            _ => Err(BusError::nats("delete", err)),
+        }
+    }
+
     async fn ping(&self) -> Result<()> {
         self.check_open()?;
         // `$JS.API.INFO`, read loosely: async-nats's typed account info expects fields that
@@ -315,6 +567,19 @@ impl Bus for NatsBus {
             .await
             .map_err(|err| BusError::nats("close", err))
     }
+}
+
+/// The JetStream error code somewhere in `err`'s chain of causes, for errors that wrap the
+/// server's answer instead of exposing it in their kind.
+fn code_in_chain(err: &(dyn std::error::Error + 'static)) -> Option<ErrorCode> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(js) = current.downcast_ref::<jetstream::Error>() {
+            return Some(js.error_code());
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// The NATS side of a [`Subscription`]: a continuous pull that keeps `prefetch` messages

@@ -85,11 +85,8 @@ fn check_tokens(subject: &str) -> std::result::Result<&str, &'static str> {
     if family.is_empty() || subject.split('.').any(str::is_empty) {
         return Err("it has an empty token");
     }
-    if !family
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
-        return Err("the first token (family) must be lowercase ASCII letters, digits, `_` or `-`");
+    if !is_family(family) {
+        return Err(FAMILY_RULE);
     }
     if tokens.next().is_none() {
         return Err("it needs at least two tokens: a family and a name (`orders.placed`)");
@@ -100,6 +97,34 @@ fn check_tokens(subject: &str) -> std::result::Result<&str, &'static str> {
         }
     }
     Ok(family)
+}
+
+/// What a family (a subject's first token) may be made of.
+const FAMILY_RULE: &str =
+    "the first token (family) must be lowercase ASCII letters, digits, `_` or `-`";
+
+fn is_family(family: &str) -> bool {
+    !family.is_empty()
+        && family
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// Checks a family given on its own (to the inspection calls), so that it names a stream the
+/// way the first token of a subject does.
+pub(crate) fn check_family(family: &str) -> Result<()> {
+    if is_family(family) {
+        Ok(())
+    } else {
+        Err(BusError::InvalidSubject {
+            subject: family.to_owned(),
+            reason: if family.is_empty() {
+                "the family is empty"
+            } else {
+                FAMILY_RULE
+            },
+        })
+    }
 }
 
 /// Checks a namespace: non-empty lowercase ASCII letters, digits and `-`.
@@ -176,6 +201,16 @@ mod tests {
 
         for bad in ["*.x", ">", "a.>.b", "orders", "a.b>"] {
             assert!(Filter::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn families_are_checked_on_their_own() {
+        for good in ["orders", "chat", "a_b-1"] {
+            assert!(check_family(good).is_ok(), "{good:?} refused");
+        }
+        for bad in ["", "Orders", "orders.placed", "a*", "a b"] {
+            assert!(check_family(bad).is_err(), "{bad:?} accepted");
         }
     }
 
