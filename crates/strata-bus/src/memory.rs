@@ -906,4 +906,114 @@ mod tests {
         assert_eq!(pending.delivered, 2);
         assert!(pending.deadline > Instant::now());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_message_due_for_redelivery_is_not_redelivered() {
+        let bus = MemoryBus::new();
+        let mut sub = bus.subscribe("a.>", "d", opts(60_000)).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        let first = sub.next().await.unwrap().unwrap();
+        // Due at once, but deleted before anyone asks.
+        first.nack(None).await.unwrap();
+        assert!(bus.delete("a", 1).await.unwrap());
+        let next = sub.next().await.unwrap().unwrap();
+        assert_eq!((next.sequence, next.delivered), (2, 1));
+        // The stale holder's ack and nack are harmless.
+        first.ack().await.unwrap();
+        first.nack(None).await.unwrap();
+        next.ack().await.unwrap();
+        let quiet = tokio::time::timeout(Duration::from_secs(120), sub.next()).await;
+        assert!(quiet.is_err(), "the deleted message came back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deleting_a_pending_message_frees_its_max_ack_pending_slot() {
+        let bus = MemoryBus::new();
+        let limited = SubscribeOptions {
+            max_ack_pending: 1,
+            ..opts(60_000)
+        };
+        let mut sub = bus.subscribe("a.>", "d", limited).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        assert_eq!(sub.next().await.unwrap().unwrap().sequence, 1);
+        let deleter = bus.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            deleter.delete("a", 1).await.unwrap();
+        });
+        let start = Instant::now();
+        assert_eq!(sub.next().await.unwrap().unwrap().sequence, 2);
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1),
+            "woken by the delete"
+        );
+    }
+
+    #[tokio::test]
+    async fn tombstones_keep_cursors_counts_and_limits_right() {
+        let bus = MemoryBus::with_limits(StreamLimits {
+            max_messages: 3,
+            max_bytes: 1 << 20,
+        });
+        let mut sub = bus.subscribe("a.>", "d", opts(30_000)).await.unwrap();
+        for _ in 0..3 {
+            bus.publish("a.b", Bytes::from_static(b"12345"))
+                .await
+                .unwrap();
+        }
+        // The cursor's own message and a later one go.
+        assert!(bus.delete("a", 1).await.unwrap());
+        assert!(bus.delete("a", 3).await.unwrap());
+        assert_eq!(retained(&bus, "a"), vec![2, 3], "3 stays as a tombstone");
+        let info = bus.stream_info("a").await.unwrap().unwrap();
+        assert_eq!((info.messages, info.first_seq, info.bytes), (1, 2, 8));
+        let lag = bus.consumer_info("a", "d").await.unwrap().unwrap();
+        assert_eq!(lag.num_pending, 1);
+
+        // Tombstones do not count against max_messages: three live messages fit.
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        bus.publish("a.b", Bytes::new()).await.unwrap();
+        assert_eq!(retained(&bus, "a"), vec![2, 3, 4, 5]);
+        let got = sub.next().await.unwrap().unwrap();
+        assert_eq!(got.sequence, 2);
+        got.ack().await.unwrap();
+        // Trimming 2 leaves the tombstone 3 at the front, which goes with it.
+        assert_eq!(retained(&bus, "a"), vec![4, 5]);
+        assert_eq!(sub.next().await.unwrap().unwrap().sequence, 4);
+    }
+
+    #[tokio::test]
+    async fn read_and_lag_see_only_retained_messages() {
+        let bus = MemoryBus::with_limits(StreamLimits {
+            max_messages: 2,
+            max_bytes: 1 << 20,
+        });
+        let mut sub = bus.subscribe("a.>", "d", opts(30_000)).await.unwrap();
+        for _ in 0..5 {
+            bus.publish("a.b", Bytes::new()).await.unwrap();
+        }
+        let seqs: Vec<u64> = bus
+            .read("a", 1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.sequence)
+            .collect();
+        assert_eq!(seqs, vec![4, 5], "the limits dropped 1..=3");
+        let info = bus.consumer_info("a", "d").await.unwrap().unwrap();
+        assert_eq!((info.num_pending, info.delivered_seq), (2, 0));
+        let got = sub.next().await.unwrap().unwrap();
+        got.ack().await.unwrap();
+        assert_eq!(got.sequence, 4);
+        assert!(
+            bus.read("a", 1, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| m.sequence == 5)
+        );
+    }
 }
