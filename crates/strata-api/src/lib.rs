@@ -12,6 +12,7 @@ mod cart;
 mod catalog;
 mod error;
 pub mod extract;
+mod notifications;
 pub mod openapi;
 mod orders;
 pub mod prices;

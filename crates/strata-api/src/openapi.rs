@@ -17,7 +17,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
-use crate::{cart, catalog, orders, prices, users};
+use crate::{cart, catalog, notifications, orders, prices, users};
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}` (the
 /// schema of `strata_core::http::ErrorBody`, which is what is actually sent).
@@ -63,6 +63,7 @@ pub struct ErrorDetail {
         orders::place_order,
         orders::list_orders,
         orders::get_order,
+        notifications::list_notifications,
     ),
     components(schemas(
         ErrorBody,
@@ -83,6 +84,8 @@ pub struct ErrorDetail {
         strata_store::OrderStatus,
         strata_store::StatusChange,
         strata_store::OrderPage,
+        strata_store::Notification,
+        strata_store::NotificationPage,
         users::RegisterRequest,
         users::LogInRequest,
         users::SetRoleRequest,
@@ -100,7 +103,7 @@ pub struct ErrorDetail {
         (name = "catalog", description = "Products: search, detail, and admin writes"),
         (name = "prices", description = "Price quotes: quantity tiers, coupons, tax; integer cents"),
         (name = "cart", description = "The caller's cart: by token, or by the anonymous `strata_cart` cookie"),
-        (name = "orders", description = "Checkout (idempotent, never oversells) and the caller's orders"),
+        (name = "orders", description = "Checkout (idempotent, never oversells), the caller's orders and their notifications"),
     )
 )]
 pub struct ApiDoc;

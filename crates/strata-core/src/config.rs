@@ -27,7 +27,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub api: RoleConfig,
     pub chat: RoleConfig,
-    pub worker: RoleConfig,
+    pub worker: WorkerConfig,
     pub auth: AuthConfig,
     pub admin: AdminConfig,
 }
@@ -692,6 +692,180 @@ impl Default for HealthConfig {
     }
 }
 
+/// The workers (`[worker]`, `STRATA_WORKER_<KEY>`): how many, where their operational
+/// endpoints listen, and how they consume events and relay the outbox.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// How many workers `strata up` starts. Default 1.
+    pub instances: usize,
+    /// Address of the first worker's endpoints; worker `i` uses port `port + i`. Default
+    /// `127.0.0.1:8301`.
+    pub listen: SocketAddr,
+    /// Bearer token of `/events/*` (stats, dead letters, replay). Default empty: none needed;
+    /// required when `listen` is not loopback, since replay changes state.
+    pub admin_token: Secret,
+    /// Deliveries handled at once per handler. Default 16: overlaps store round trips and the
+    /// provider's latency without taking every store connection.
+    pub concurrency: usize,
+    /// Deliveries of one event before it goes to the dead-letter stream. Default 5.
+    pub max_deliveries: u32,
+    /// First retry delay in ms, doubled per delivery up to `retry_max_ms`. Default 500.
+    pub retry_base_ms: u64,
+    /// Longest retry delay in ms. Default 30000.
+    pub retry_max_ms: u64,
+    /// Milliseconds an unanswered delivery waits before the bus hands it to another worker (how
+    /// fast a crashed worker's events move on). Default 30000.
+    pub ack_wait_ms: u64,
+    /// Run the outbox relay. Default true. On SQLite `strata up` runs it in its first worker
+    /// only (SQLite has no row locks to share the outbox between relays).
+    pub relay: bool,
+    /// Outbox events per relay round. Default 256.
+    pub relay_batch: u32,
+    /// Milliseconds an idle relay waits between polls. Default 50: the delay a quiet system
+    /// adds to an event.
+    pub relay_interval_ms: u64,
+    /// Seconds sent outbox events are kept before pruning. Default 86400 (a day, to inspect).
+    pub outbox_retention_secs: u64,
+    /// The simulated payment provider: share of orders declined (0.0..=1.0). Default 0.1.
+    pub payment_decline_rate: f64,
+    /// The simulated payment provider: share of calls that fail as unavailable (retried).
+    /// Default 0.0.
+    pub payment_error_rate: f64,
+    /// The simulated payment provider: milliseconds per call. Default 5.
+    pub payment_latency_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            instances: 1,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8301)),
+            admin_token: Secret::default(),
+            concurrency: 16,
+            max_deliveries: 5,
+            retry_base_ms: 500,
+            retry_max_ms: 30_000,
+            ack_wait_ms: 30_000,
+            relay: true,
+            relay_batch: 256,
+            relay_interval_ms: 50,
+            outbox_retention_secs: 86_400,
+            payment_decline_rate: 0.1,
+            payment_error_rate: 0.0,
+            payment_latency_ms: 5,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The listen address of worker `index` (0-based). Port 0 stays 0 (the OS picks).
+    pub fn instance_addr(&self, index: usize) -> SocketAddr {
+        RoleConfig {
+            instances: self.instances,
+            listen: self.listen,
+        }
+        .instance_addr(index)
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Option<Result<(), String>> {
+        Some(match key {
+            "instances" => parse_into(value, &mut self.instances),
+            "listen" => parse_into(value, &mut self.listen),
+            "admin_token" => {
+                self.admin_token = Secret::new(value.trim());
+                Ok(())
+            }
+            "concurrency" => parse_into(value, &mut self.concurrency),
+            "max_deliveries" => parse_into(value, &mut self.max_deliveries),
+            "retry_base_ms" => parse_into(value, &mut self.retry_base_ms),
+            "retry_max_ms" => parse_into(value, &mut self.retry_max_ms),
+            "ack_wait_ms" => parse_into(value, &mut self.ack_wait_ms),
+            "relay" => parse_into(value, &mut self.relay),
+            "relay_batch" => parse_into(value, &mut self.relay_batch),
+            "relay_interval_ms" => parse_into(value, &mut self.relay_interval_ms),
+            "outbox_retention_secs" => parse_into(value, &mut self.outbox_retention_secs),
+            "payment_decline_rate" => parse_into(value, &mut self.payment_decline_rate),
+            "payment_error_rate" => parse_into(value, &mut self.payment_error_rate),
+            "payment_latency_ms" => parse_into(value, &mut self.payment_latency_ms),
+            _ => return None,
+        })
+    }
+
+    /// Every key of `[worker]`.
+    const KEYS: &'static [&'static str] = &[
+        "instances",
+        "listen",
+        "admin_token",
+        "concurrency",
+        "max_deliveries",
+        "retry_base_ms",
+        "retry_max_ms",
+        "ack_wait_ms",
+        "relay",
+        "relay_batch",
+        "relay_interval_ms",
+        "outbox_retention_secs",
+        "payment_decline_rate",
+        "payment_error_rate",
+        "payment_latency_ms",
+    ];
+
+    fn validate(&self, problems: &mut Vec<Problem>) {
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem::new(&format!("worker.{key}"), message));
+            }
+        };
+        check(
+            (1..=1024).contains(&self.concurrency),
+            "concurrency",
+            "expected 1..=1024",
+        );
+        check(
+            (1..=100).contains(&self.max_deliveries),
+            "max_deliveries",
+            "expected 1..=100",
+        );
+        check(
+            self.retry_base_ms >= 1,
+            "retry_base_ms",
+            "must be at least 1",
+        );
+        check(
+            self.retry_max_ms >= self.retry_base_ms,
+            "retry_max_ms",
+            "must be at least retry_base_ms",
+        );
+        check(
+            self.ack_wait_ms >= 100,
+            "ack_wait_ms",
+            "must be at least 100",
+        );
+        check(
+            (1..=10_000).contains(&self.relay_batch),
+            "relay_batch",
+            "expected 1..=10000",
+        );
+        check(
+            self.relay_interval_ms >= 1,
+            "relay_interval_ms",
+            "must be at least 1",
+        );
+        for (key, rate) in [
+            ("payment_decline_rate", self.payment_decline_rate),
+            ("payment_error_rate", self.payment_error_rate),
+        ] {
+            check((0.0..=1.0).contains(&rate), key, "expected 0.0..=1.0");
+        }
+        check(
+            !self.admin_token.is_empty() || self.listen.ip().is_loopback(),
+            "admin_token",
+            "required when worker.listen is not a loopback address",
+        );
+    }
+}
+
 /// A role that runs as one or more instances (api, chat, worker).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -733,7 +907,7 @@ impl Config {
         Self {
             api: RoleConfig::new(3, 8101),
             chat: RoleConfig::new(2, 8201),
-            worker: RoleConfig::new(1, 8301),
+            worker: WorkerConfig::default(),
             ..Self::default()
         }
     }
@@ -848,8 +1022,6 @@ impl Config {
             "api.listen" => put(parse_into(value, &mut self.api.listen)),
             "chat.instances" => put(parse_into(value, &mut self.chat.instances)),
             "chat.listen" => put(parse_into(value, &mut self.chat.listen)),
-            "worker.instances" => put(parse_into(value, &mut self.worker.instances)),
-            "worker.listen" => put(parse_into(value, &mut self.worker.listen)),
             "auth.jwt_secret" => self.auth.jwt_secret = Secret::new(value),
             "auth.key_id" => self.auth.key_id = value.trim().to_owned(),
             "auth.token_ttl_secs" => put(parse_into(value, &mut self.auth.token_ttl_secs)),
@@ -861,6 +1033,15 @@ impl Config {
             }
             "admin.email" => self.admin.email = value.trim().to_owned(),
             "admin.password" => self.admin.password = Secret::new(value),
+            _ if key.starts_with("worker.") => {
+                match key
+                    .strip_prefix("worker.")
+                    .and_then(|k| self.worker.set(k, value))
+                {
+                    Some(result) => put(result),
+                    None => problems.push(Problem::new(key, "unknown configuration key")),
+                }
+            }
             _ => {
                 // `gateway.<pool>.<setting>`, e.g. `gateway.chat.health.interval_ms`.
                 let set = key
@@ -976,18 +1157,19 @@ impl Config {
         }
         self.gateway.api.validate("gateway.api", problems);
         self.gateway.chat.validate("gateway.chat", problems);
-        for (name, role) in [
-            ("api", &self.api),
-            ("chat", &self.chat),
-            ("worker", &self.worker),
+        for (name, instances) in [
+            ("api", self.api.instances),
+            ("chat", self.chat.instances),
+            ("worker", self.worker.instances),
         ] {
             check(
                 problems,
-                role.instances <= 64,
+                instances <= 64,
                 &format!("{name}.instances"),
                 "at most 64 instances per process",
             );
         }
+        self.worker.validate(problems);
         check(
             problems,
             self.api.instances >= 1,
@@ -1087,8 +1269,6 @@ fn all_keys() -> impl Iterator<Item = String> {
         "api.listen",
         "chat.instances",
         "chat.listen",
-        "worker.instances",
-        "worker.listen",
         "auth.jwt_secret",
         "auth.key_id",
         "auth.token_ttl_secs",
@@ -1102,7 +1282,11 @@ fn all_keys() -> impl Iterator<Item = String> {
             .iter()
             .map(move |key| format!("gateway.{pool}.{key}"))
     });
-    KEYS.iter().map(|k| (*k).to_owned()).chain(pools)
+    let worker = WorkerConfig::KEYS.iter().map(|key| format!("worker.{key}"));
+    KEYS.iter()
+        .map(|k| (*k).to_owned())
+        .chain(worker)
+        .chain(pools)
 }
 
 /// Parses `api=http://h:p,http://h:p;chat=http://h:p` (pools separated by `;`).

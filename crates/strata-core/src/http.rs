@@ -394,6 +394,18 @@ pub async fn serve(
     .await
 }
 
+/// Compares two byte strings in time that depends on their lengths only, not on where they
+/// differ, so a token cannot be guessed byte by byte from response times.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
 /// True when `response` is an error carrying the JSON problem body.
 pub fn is_json_error(response: &Response) -> bool {
     response

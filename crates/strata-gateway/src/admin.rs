@@ -25,7 +25,7 @@ use hyper::body::Body;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use strata_core::config::Secret;
-use strata_core::http::{ErrorBody, ErrorDetail};
+use strata_core::http::{ErrorBody, ErrorDetail, constant_time_eq};
 use strata_core::telemetry::render;
 
 use crate::balance::Algorithm;
@@ -328,18 +328,6 @@ fn method_not_allowed() -> Response<Full<Bytes>> {
         "method_not_allowed",
         "method not allowed on this route",
     )
-}
-
-/// Compares two byte strings in time that depends on their lengths only, not on where they
-/// differ, so a token cannot be guessed byte by byte from response times.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
-    }
-    diff == 0
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {

@@ -19,16 +19,45 @@ pub enum WorkerError {
     /// The server stopped with an I/O error.
     #[error("server failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The bus failed.
+    #[error("bus: {0}")]
+    Bus(#[from] strata_bus::BusError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] strata_store::StoreError),
+    /// A request to the operations endpoints was malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The operations endpoints need the admin token.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
 }
 
 impl IntoResponse for WorkerError {
     fn into_response(self) -> Response {
-        // No variant is the client's fault yet: log the cause, show an opaque 500.
-        tracing::error!(error = %self, "request failed");
-        error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        match self {
+            Self::BadRequest(message) => {
+                error_response(StatusCode::BAD_REQUEST, "bad_request", message)
+            }
+            Self::Unauthorized => {
+                error_response(StatusCode::UNAUTHORIZED, "unauthorized", self.to_string())
+            }
+            Self::Bus(_) | Self::Store(_) => {
+                tracing::warn!(error = %self, "backend unavailable");
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "a backend is unavailable; try again",
+                )
+            }
+            Self::Bind { .. } | Self::Serve(_) => {
+                tracing::error!(error = %self, "request failed");
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
     }
 }

@@ -30,6 +30,8 @@ async fn spawn_app() -> TestApp {
     let settings = WorkerSettings {
         instance: instance.clone(),
         listen: "127.0.0.1:0".parse().expect("address"),
+        admin_token: Default::default(),
+        pipeline: Default::default(),
     };
     let server = Worker::build(settings, store, bus)
         .await
@@ -133,6 +135,8 @@ async fn unmigrated_store_is_not_ready() {
     let settings = WorkerSettings {
         instance: "worker-unmigrated".into(),
         listen: "127.0.0.1:0".parse().expect("address"),
+        admin_token: Default::default(),
+        pipeline: Default::default(),
     };
     let bus = AnyBus::connect("memory", "test").await.expect("bus");
     let server = Worker::build(settings, store, bus)

@@ -199,6 +199,40 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// The settings of a worker from the `[worker]` section. `relay` says whether this worker runs
+/// the outbox relay (on top of `worker.relay`).
+pub fn worker_settings(
+    config: &Config,
+    instance: String,
+    listen: std::net::SocketAddr,
+    relay: bool,
+) -> strata_worker::WorkerSettings {
+    let w = &config.worker;
+    strata_worker::WorkerSettings {
+        instance,
+        listen,
+        admin_token: w.admin_token.clone(),
+        pipeline: strata_worker::PipelineSettings {
+            concurrency: w.concurrency,
+            max_deliveries: w.max_deliveries,
+            retry_base: Duration::from_millis(w.retry_base_ms),
+            retry_max: Duration::from_millis(w.retry_max_ms),
+            ack_wait: Duration::from_millis(w.ack_wait_ms),
+            relay: w.relay && relay,
+            relay_batch: w.relay_batch,
+            relay_interval: Duration::from_millis(w.relay_interval_ms),
+            outbox_retention: Duration::from_secs(w.outbox_retention_secs),
+            payments: strata_worker::SimulatedPayments {
+                decline_rate: w.payment_decline_rate,
+                error_rate: w.payment_error_rate,
+                latency: Duration::from_millis(w.payment_latency_ms),
+                ..strata_worker::SimulatedPayments::default()
+            },
+            ..strata_worker::PipelineSettings::default()
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,3 +252,4 @@ mod tests {
         );
     }
 }
+

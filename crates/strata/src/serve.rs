@@ -13,7 +13,7 @@ use strata_core::config::Problem;
 use strata_core::{Config, ConfigError, Shutdown};
 use strata_gateway::Gateway;
 use strata_store::Store;
-use strata_worker::{Worker, WorkerSettings};
+use strata_worker::Worker;
 
 use crate::SHUTDOWN_DEADLINE;
 use crate::backends::{self, Seed};
@@ -173,10 +173,12 @@ async fn worker(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyho
     let store = backends::store(config, Seed::Never).await?;
     let started = async {
         let bus = backends::bus(config).await?;
-        let settings = WorkerSettings {
-            instance: instance(args, config.worker.listen),
-            listen: config.worker.listen,
-        };
+        let settings = backends::worker_settings(
+            config,
+            instance(args, config.worker.listen),
+            config.worker.listen,
+            true,
+        );
         let name = settings.instance.clone();
         let worker = Worker::build(settings, store.clone(), bus.clone())
             .await

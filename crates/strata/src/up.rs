@@ -21,7 +21,7 @@ use strata_core::domain::instance_name;
 use strata_core::{Config, Shutdown};
 use strata_gateway::Gateway;
 use strata_store::Store;
-use strata_worker::{Worker, WorkerSettings};
+use strata_worker::Worker;
 use tokio::task::JoinHandle;
 
 use crate::SHUTDOWN_DEADLINE;
@@ -163,10 +163,14 @@ impl Stack {
             });
         }
         for i in 0..config.worker.instances {
-            let settings = WorkerSettings {
-                instance: instance_name("worker", i),
-                listen: config.worker.instance_addr(i),
-            };
+            // SQLite has no row locks to share the outbox between relays: one relay there.
+            let relay = i == 0 || self.store.dialect() == strata_store::Dialect::Postgres;
+            let settings = backends::worker_settings(
+                config,
+                instance_name("worker", i),
+                config.worker.instance_addr(i),
+                relay,
+            );
             let name = settings.instance.clone();
             let worker = Worker::build(settings, self.store.clone(), bus.clone())
                 .await

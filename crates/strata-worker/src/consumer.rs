@@ -1,0 +1,211 @@
+//! The consume loop of one handler: a durable subscription shared by every worker (so adding
+//! workers spreads the load), up to `concurrency` deliveries handled at once, and the fate of
+//! each delivery:
+//!
+//! - applied, or found already applied: **ack**;
+//! - failed, transient, fewer than `max_deliveries` deliveries so far: **nack with backoff**
+//!   (`retry_base × 2^(deliveries − 1)`, at most `retry_max`), so a provider outage is not
+//!   hammered;
+//! - failed for good (malformed) or for the last time: published to the **dead-letter
+//!   stream**, then acked.
+//!
+//! A delivery that is never answered (the worker died) comes back after the bus's `ack_wait`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_bus::{AnyBus, Bus, Delivery, SubscribeOptions};
+use strata_core::Shutdown;
+use strata_store::Applied;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::dlq::{self, DeadLetter};
+use crate::handlers::{Handler, HandlerError, Handlers};
+use crate::metrics::WorkerMetrics;
+use crate::settings::PipelineSettings;
+
+/// How long a stopping worker waits for the deliveries it is handling.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Pause before subscribing again after the subscription failed.
+const RESUBSCRIBE_PAUSE: Duration = Duration::from_secs(1);
+
+/// The backoff before redelivery number `deliveries + 1`.
+pub(crate) fn backoff(settings: &PipelineSettings, deliveries: u32) -> Duration {
+    let doublings = deliveries.saturating_sub(1).min(20);
+    settings
+        .retry_base
+        .saturating_mul(1 << doublings)
+        .min(settings.retry_max)
+}
+
+/// Everything the deliveries of one handler need.
+#[derive(Clone)]
+pub(crate) struct Consumer {
+    pub handler: Handler,
+    pub handlers: Handlers,
+    pub bus: AnyBus,
+    pub metrics: WorkerMetrics,
+    pub settings: Arc<PipelineSettings>,
+}
+
+impl Consumer {
+    /// Consumes until `shutdown`, then waits (a bounded time) for the deliveries in hand.
+    pub async fn run(self, shutdown: Shutdown) {
+        let name = self.handler.name();
+        let opts = SubscribeOptions {
+            ack_wait: self.settings.ack_wait,
+            // The worker decides when to give up (and dead-letters the event); the bus keeps
+            // redelivering until told.
+            max_deliver: None,
+            max_ack_pending: u32::try_from(self.settings.concurrency * 8).unwrap_or(u32::MAX),
+            prefetch: u32::try_from(self.settings.concurrency * 2).unwrap_or(u32::MAX),
+        };
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let mut tasks = JoinSet::new();
+        'subscribe: while !shutdown.is_cancelled() {
+            let mut sub = tokio::select! {
+                () = shutdown.cancelled() => break,
+                sub = self.bus.subscribe(self.handler.filter(), name, opts) => match sub {
+                    Ok(sub) => sub,
+                    Err(e) => {
+                        tracing::warn!(handler = name, error = %e, "cannot subscribe, retrying");
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(RESUBSCRIBE_PAUSE) => continue,
+                        }
+                    }
+                },
+            };
+            tracing::info!(handler = name, filter = self.handler.filter(), "consuming");
+            loop {
+                let permit = tokio::select! {
+                    () = shutdown.cancelled() => break 'subscribe,
+                    permit = Arc::clone(&permits).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break 'subscribe,
+                    },
+                };
+                let delivery = tokio::select! {
+                    () = shutdown.cancelled() => break 'subscribe,
+                    next = sub.next() => next,
+                };
+                match delivery {
+                    Some(Ok(delivery)) => {
+                        let this = self.clone();
+                        tasks.spawn(async move {
+                            this.process(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(handler = name, error = %e, "subscription failed, resubscribing");
+                        tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+                        continue 'subscribe;
+                    }
+                    None => break 'subscribe,
+                }
+                // Reap finished tasks so the set stays small.
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+        let drained = tokio::time::timeout(STOP_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                handler = name,
+                "stopped with deliveries in hand: they will be redelivered"
+            );
+        }
+    }
+
+    async fn process(&self, delivery: Delivery) {
+        let name = self.handler.name();
+        let started = Instant::now();
+        let result = self.handlers.handle(self.handler, &delivery.payload).await;
+        self.metrics
+            .processing
+            .get_or_create(&WorkerMetrics::handler(name))
+            .observe(started.elapsed().as_secs_f64());
+        let answered = match result {
+            Ok(applied) => {
+                self.metrics.outcome(
+                    name,
+                    match applied {
+                        Applied::Done => "done",
+                        Applied::Duplicate => "duplicate",
+                        Applied::Skipped => "skipped",
+                    },
+                );
+                delivery.ack().await
+            }
+            Err(error) => {
+                self.metrics
+                    .failures
+                    .get_or_create(&WorkerMetrics::handler(name))
+                    .inc();
+                if error.is_transient() && delivery.delivered < self.settings.max_deliveries {
+                    let pause = backoff(&self.settings, delivery.delivered);
+                    tracing::warn!(
+                        handler = name, sequence = delivery.sequence,
+                        deliveries = delivery.delivered, retry_in_ms = pause.as_millis() as u64,
+                        error = %error, "event failed, will retry"
+                    );
+                    self.metrics.outcome(name, "retried");
+                    delivery.nack(Some(pause)).await
+                } else {
+                    self.dead_letter(&delivery, &error).await
+                }
+            }
+        };
+        if let Err(e) = answered {
+            // Not acked: the bus redelivers it after ack_wait, and the handler is idempotent.
+            tracing::warn!(handler = name, sequence = delivery.sequence, error = %e, "cannot answer the bus");
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        error: &HandlerError,
+    ) -> Result<(), strata_bus::BusError> {
+        let name = self.handler.name();
+        let letter = DeadLetter {
+            handler: name.to_owned(),
+            subject: delivery.subject.clone(),
+            sequence: delivery.sequence,
+            deliveries: delivery.delivered,
+            error: error.to_string(),
+            failed_at: OffsetDateTime::now_utc(),
+            payload: String::from_utf8_lossy(&delivery.payload).into_owned(),
+        };
+        let id = dlq::send(&self.bus, &letter).await?;
+        tracing::error!(
+            handler = name, sequence = delivery.sequence, deliveries = delivery.delivered,
+            dead_letter = id, error = %error, "event dead-lettered"
+        );
+        self.metrics.outcome(name, "dead_lettered");
+        delivery.ack().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_max() {
+        let settings = PipelineSettings {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+            ..PipelineSettings::default()
+        };
+        let waits: Vec<u128> = (1..=6).map(|d| backoff(&settings, d).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff(&settings, 0).as_millis(), 100);
+        assert_eq!(backoff(&settings, u32::MAX), Duration::from_secs(1));
+    }
+}
