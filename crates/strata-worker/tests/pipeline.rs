@@ -1,0 +1,663 @@
+//! The event pipeline end to end, in process: checkouts write `order.placed` to the outbox, a
+//! real worker relays and handles the events, and the tests check the invariants the issue
+//! states (every order ends `shipped` or `payment_failed`, each status change and notification
+//! exactly once, stock consistent with the orders) while workers crash, handlers fail for good
+//! and the NATS server restarts. Each test runs on memory bus + SQLite and on NATS + PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strata_bus::{AnyBus, Bus, NatsBus};
+use strata_core::Shutdown;
+use strata_core::testkit::{NATS, POSTGRES, require_service};
+use strata_store::testing::{self, TempFileGuard, TestSchemaGuard};
+use strata_store::{
+    CartOwner, CheckoutRequest, Coupon, NewProduct, NewUser, OrderStatus, PricedLine, PricedOrder,
+    ReservedLine, Store, UserRole,
+};
+use strata_worker::{PipelineSettings, SimulatedPayments, Worker, WorkerSettings};
+use tokio::task::JoinHandle;
+
+/// A store and a bus for one test, and what cleans them up.
+struct Backends {
+    store: Store,
+    bus: AnyBus,
+    bus_url: String,
+    namespace: String,
+    _file: Option<TempFileGuard>,
+    _schema: Option<TestSchemaGuard>,
+}
+
+impl Backends {
+    async fn memory_sqlite() -> Self {
+        let (store, file) = testing::fresh_sqlite().await;
+        store.migrate().await.unwrap();
+        Self {
+            store,
+            bus: AnyBus::connect("memory", "test").await.unwrap(),
+            bus_url: "memory".into(),
+            namespace: "test".into(),
+            _file: Some(file),
+            _schema: None,
+        }
+    }
+
+    /// On PostgreSQL and the NATS server at `nats_url` (the shared one when `None`); `None`
+    /// (after a loud message) when a server is missing outside CI.
+    async fn nats_postgres(nats_url: Option<&str>) -> Option<Self> {
+        let pg = require_service(POSTGRES)?;
+        let nats = match nats_url {
+            Some(url) => url.to_owned(),
+            None => require_service(NATS)?,
+        };
+        let (store, schema) = testing::fresh_postgres(&pg).await.unwrap();
+        store.migrate().await.unwrap();
+        let namespace = format!("wk{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        Some(Self {
+            store,
+            bus: AnyBus::connect(&nats, &namespace).await.unwrap(),
+            bus_url: nats,
+            namespace,
+            _file: None,
+            _schema: Some(schema),
+        })
+    }
+
+    /// Deletes this test's NATS streams.
+    async fn cleanup(&self) {
+        if self.bus_url.starts_with("nats://") {
+            if let Ok(bus) = NatsBus::connect(&self.bus_url, &self.namespace).await {
+                let _ = bus.delete_namespace_streams().await;
+                let _ = bus.close().await;
+            }
+        }
+    }
+}
+
+/// A worker running in a task: `crash` drops it mid-flight, `stop` stops it gracefully.
+struct RunningWorker {
+    base: String,
+    shutdown: Shutdown,
+    task: JoinHandle<Result<(), strata_worker::WorkerError>>,
+}
+
+impl RunningWorker {
+    async fn start(backends: &Backends, pipeline: PipelineSettings) -> Self {
+        let settings = WorkerSettings {
+            instance: "worker-test".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_token: Default::default(),
+            pipeline,
+        };
+        let worker = Worker::build(settings, backends.store.clone(), backends.bus.clone())
+            .await
+            .unwrap();
+        let base = format!("http://{}", worker.local_addr());
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(worker.run(shutdown.clone()));
+        Self {
+            base,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Like SIGKILL for an in-process worker: every task stops where it is; transactions in
+    /// flight roll back, deliveries in hand are never answered.
+    async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Fast retries and redeliveries, so crashes and failures settle within seconds.
+fn quick(decline_rate: f64, error_rate: f64) -> PipelineSettings {
+    PipelineSettings {
+        concurrency: 8,
+        max_deliveries: 3,
+        retry_base: Duration::from_millis(20),
+        retry_max: Duration::from_millis(200),
+        ack_wait: Duration::from_millis(1500),
+        relay_interval: Duration::from_millis(10),
+        stats_interval: Duration::from_millis(200),
+        payments: SimulatedPayments {
+            decline_rate,
+            error_rate,
+            latency: Duration::from_millis(1),
+            seed: 42,
+        },
+        ..PipelineSettings::default()
+    }
+}
+
+fn flat(lines: &[ReservedLine], _coupon: Option<&Coupon>) -> Result<PricedOrder, String> {
+    let lines: Vec<PricedLine> = lines
+        .iter()
+        .map(|l| PricedLine {
+            product_id: l.product_id,
+            unit_price_cents: l.unit_price_cents,
+            quantity: l.quantity,
+            discount_cents: 0,
+            total_cents: l.unit_price_cents * l.quantity,
+        })
+        .collect();
+    let subtotal = lines.iter().map(|l| l.total_cents).sum();
+    Ok(PricedOrder {
+        region: "EU-DE".into(),
+        tax_rate_bps: 0,
+        coupon_code: None,
+        subtotal_cents: subtotal,
+        discount_cents: 0,
+        tax_cents: 0,
+        total_cents: subtotal,
+        lines,
+    })
+}
+
+const PRODUCTS: usize = 4;
+const STOCK: i64 = 1_000_000;
+
+/// Creates the products; returns their ids.
+async fn products(store: &Store) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 0..PRODUCTS {
+        let product = store
+            .products()
+            .insert(&NewProduct {
+                sku: format!("PIPE-{i}"),
+                name: format!("Pipeline product {i}"),
+                description: String::new(),
+                category: "test".into(),
+                price_cents: 500 + i64::try_from(i).unwrap() * 100,
+                stock: STOCK,
+            })
+            .await
+            .unwrap();
+        ids.push(product.id);
+    }
+    ids
+}
+
+/// `orders` checkouts by `buyers` users (concurrently, one task per buyer); each order takes
+/// 1 to 3 units of one product.
+async fn checkouts(store: &Store, products: &[i64], buyers: usize, orders: usize) {
+    let mut tasks = Vec::new();
+    for b in 0..buyers {
+        let store = store.clone();
+        let products = products.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let user = store
+                .users()
+                .insert(&NewUser {
+                    email: format!("buyer{b}-{}@example.test", uuid::Uuid::new_v4().simple()),
+                    display_name: format!("Buyer {b}"),
+                    password_hash: "not-a-real-hash".into(),
+                    role: UserRole::Customer,
+                })
+                .await
+                .unwrap()
+                .id;
+            for n in (b..orders).step_by(buyers) {
+                let product = products[n % products.len()];
+                let quantity = u32::try_from(1 + n % 3).unwrap();
+                store
+                    .carts()
+                    .add(CartOwner::User(user), product, quantity)
+                    .await
+                    .unwrap();
+                let key = format!("order-{n}");
+                store
+                    .orders()
+                    .checkout(
+                        CheckoutRequest {
+                            user_id: user,
+                            idempotency_key: &key,
+                            fingerprint: "{}",
+                            coupon_code: None,
+                        },
+                        flat,
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+/// Orders not yet in a final status.
+async fn unfinished(store: &Store) -> i64 {
+    let counts = store.orders().count_by_status().await.unwrap();
+    counts
+        .iter()
+        .filter(|(status, _)| !status.is_final())
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Waits (at most `limit`) until the pipeline is quiet: every order final, the outbox relayed,
+/// and every handler's consumer without lag or unacknowledged deliveries.
+async fn settle(backends: &Backends, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = unfinished(&backends.store).await;
+        let outbox = backends.store.outbox().pending().await.unwrap().0;
+        let consumers = backends.bus.consumers("order").await.unwrap();
+        let busy: u64 = consumers.iter().map(|c| c.num_pending + c.ack_pending).sum();
+        if left == 0 && outbox == 0 && busy == 0 && consumers.len() == 3 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after {limit:?}: {left} orders unfinished, {outbox} events unrelayed, {consumers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every invariant of the issue over the whole store: `expected` orders, each final with
+/// exactly its status changes in order, one notification per change, stock consistent with the
+/// orders that kept theirs, nothing left in the outbox.
+async fn check_invariants(store: &Store, products: &[i64], expected: usize) {
+    let counts = store.orders().count_by_status().await.unwrap();
+    let total: i64 = counts.values().sum();
+    assert_eq!(total, i64::try_from(expected).unwrap(), "{counts:?}");
+    let shipped = counts.get(&OrderStatus::Shipped).copied().unwrap_or(0);
+    let failed = counts
+        .get(&OrderStatus::PaymentFailed)
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(shipped + failed, total, "{counts:?}");
+
+    let mut sold: HashMap<i64, i64> = HashMap::new();
+    let mut changes = 0;
+    let mut seen = 0;
+    // Order ids are gap-free here (no checkout failed), so ids 1..=expected are every order.
+    for id in 1..=i64::try_from(expected).unwrap() {
+        let order = store.orders().get(id).await.unwrap().unwrap();
+        seen += 1;
+        let history: Vec<OrderStatus> = order.history.iter().map(|h| h.status).collect();
+        let expected_history = match order.status {
+            OrderStatus::Shipped => {
+                vec![OrderStatus::Placed, OrderStatus::Paid, OrderStatus::Shipped]
+            }
+            OrderStatus::PaymentFailed => vec![OrderStatus::Placed, OrderStatus::PaymentFailed],
+            other => panic!("order {} ended {other:?}", order.id),
+        };
+        assert_eq!(history, expected_history, "order {}", order.id);
+        changes += history.len();
+        let kinds: Vec<OrderStatus> = store
+            .notifications()
+            .for_order(order.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|n| n.kind)
+            .collect();
+        assert_eq!(kinds.len(), history.len(), "order {}: {kinds:?}", order.id);
+        for kind in &history {
+            assert!(kinds.contains(kind), "order {}: {kinds:?}", order.id);
+        }
+        if order.status == OrderStatus::Shipped {
+            for line in &order.lines {
+                *sold.entry(line.product_id).or_default() += line.quantity;
+            }
+        }
+    }
+    assert_eq!(seen, expected, "orders found");
+    let (notifications, distinct) = store.notifications().count().await.unwrap();
+    assert_eq!(notifications, distinct, "a status change notified twice");
+    assert_eq!(notifications, i64::try_from(changes).unwrap());
+    for &product in products {
+        let stock = store.products().get(product).await.unwrap().unwrap().stock;
+        let sold = sold.get(&product).copied().unwrap_or(0);
+        assert_eq!(
+            STOCK - stock,
+            sold,
+            "product {product}: stock {stock}, sold {sold}"
+        );
+    }
+    assert_eq!(
+        store.outbox().pending().await.unwrap().0,
+        0,
+        "outbox drained"
+    );
+}
+
+/// 1,000 checkouts while the worker is killed twice mid-processing and restarted.
+async fn orders_survive_two_worker_crashes(backends: &Backends) {
+    const ORDERS: usize = 1000;
+    let store = &backends.store;
+    let products = products(store).await;
+    let mut worker = RunningWorker::start(backends, quick(0.2, 0.0)).await;
+    let placing = {
+        let store = store.clone();
+        let products = products.clone();
+        tokio::spawn(async move { checkouts(&store, &products, 20, ORDERS).await })
+    };
+    // Crash twice, each time once the pipeline has visibly moved on.
+    for round in 1..=2 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done: i64 = store
+                .orders()
+                .count_by_status()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|(s, _)| s.is_final())
+                .map(|(_, n)| n)
+                .sum();
+            if done >= i64::try_from(round * ORDERS / 4).unwrap() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no progress before crash {round}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.crash().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        worker = RunningWorker::start(backends, quick(0.2, 0.0)).await;
+    }
+    placing.await.unwrap();
+    settle(backends, Duration::from_secs(120)).await;
+    worker.stop().await;
+    check_invariants(store, &products, ORDERS).await;
+    let counts = store.orders().count_by_status().await.unwrap();
+    let failed = counts
+        .get(&OrderStatus::PaymentFailed)
+        .copied()
+        .unwrap_or(0);
+    // 20 % declines: both outcomes really happened.
+    assert!((100..=300).contains(&failed), "{counts:?}");
+}
+
+/// A handler that fails every time dead-letters its events after `max_deliveries`; replaying
+/// them once the fault is fixed completes them, exactly once.
+async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends) {
+    let store = &backends.store;
+    let products = products(store).await;
+    // The payment provider is down for good.
+    let worker = RunningWorker::start(backends, quick(0.0, 1.0)).await;
+    checkouts(store, &products, 3, 6).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let letters = loop {
+        let letters: Vec<Value> = client
+            .get(format!("{}/events/dlq", worker.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if letters.len() >= 6 {
+            break letters;
+        }
+        assert!(Instant::now() < deadline, "dead letters: {letters:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(letters.len(), 6, "{letters:?}");
+    for letter in &letters {
+        assert_eq!(letter["handler"], "payment");
+        assert_eq!(letter["subject"], "order.placed");
+        assert_eq!(letter["deliveries"], 3, "{letter}");
+        assert!(letter["error"].as_str().unwrap().contains("unavailable"));
+    }
+    // Nothing was paid; the customers were told their orders were placed.
+    let counts = store.orders().count_by_status().await.unwrap();
+    assert_eq!(counts.get(&OrderStatus::Placed), Some(&6), "{counts:?}");
+    let stats: Value = client
+        .get(format!("{}/events/stats", worker.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let dlq = stats["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "dlq")
+        .unwrap();
+    assert_eq!(dlq["stored"], 6, "{stats}");
+    worker.stop().await;
+
+    // The provider is back: replay two by id, then the rest.
+    let worker = RunningWorker::start(backends, quick(0.0, 0.0)).await;
+    let first: Vec<u64> = letters[..2]
+        .iter()
+        .map(|l| l["id"].as_u64().unwrap())
+        .collect();
+    let replayed: Value = client
+        .post(format!("{}/events/dlq/replay", worker.base))
+        .json(&serde_json::json!({ "ids": [first[0], first[1], 999_999] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        replayed["replayed"].as_array().unwrap().len(),
+        2,
+        "{replayed}"
+    );
+    assert_eq!(replayed["missing"], serde_json::json!([999_999]));
+    let replayed: Value = client
+        .post(format!("{}/events/dlq/replay", worker.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        replayed["replayed"].as_array().unwrap().len(),
+        4,
+        "{replayed}"
+    );
+    settle(backends, Duration::from_secs(30)).await;
+    let left: Vec<Value> = client
+        .get(format!("{}/events/dlq", worker.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    // Bad requests are 400 with the JSON error body.
+    for body in ["{\"ids\": \"all\"}", "{\"other\": 1}", "[1,2"] {
+        let response = client
+            .post(format!("{}/events/dlq/replay", worker.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "bad_request");
+    }
+    let response = client
+        .get(format!("{}/events/dlq?limit=0", worker.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    worker.stop().await;
+    check_invariants(store, &products, 6).await;
+}
+
+macro_rules! both_setups {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn memory_sqlite() {
+                    let backends = super::Backends::memory_sqlite().await;
+                    super::$name(&backends).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn nats_postgres() {
+                    let Some(backends) = super::Backends::nats_postgres(None).await else {
+                        return;
+                    };
+                    let outcome = futures_util::FutureExt::catch_unwind(
+                        std::panic::AssertUnwindSafe(super::$name(&backends)),
+                    )
+                    .await;
+                    backends.cleanup().await;
+                    if let Err(panic) = outcome {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            }
+        )*
+    };
+}
+
+both_setups!(
+    orders_survive_two_worker_crashes,
+    failing_handler_dead_letters_then_replay_completes,
+);
+
+/// A nats-server of the test's own, with JetStream on a temporary directory, so it can be
+/// stopped and started again without disturbing anyone else.
+struct PrivateNats {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateNats {
+    fn binary() -> Option<PathBuf> {
+        [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    }
+
+    fn start() -> Option<Self> {
+        if Self::binary().is_none() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "nats-server is not installed (CI=true)"
+            );
+            eprintln!("SKIPPED: nats-server is not installed");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("strata-nats-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nats = Self {
+            port,
+            dir,
+            child: None,
+        };
+        nats.spawn();
+        Some(nats)
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(Self::binary().unwrap())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// NATS restarted in the middle of a run: the relay and the consumers reconnect by themselves
+/// and every invariant still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_mid_run_loses_nothing() {
+    const ORDERS: usize = 300;
+    let Some(mut nats) = PrivateNats::start() else {
+        return;
+    };
+    let Some(backends) = Backends::nats_postgres(Some(&nats.url())).await else {
+        return;
+    };
+    let store = &backends.store;
+    let products = products(store).await;
+    let worker = RunningWorker::start(&backends, quick(0.2, 0.0)).await;
+    let placing = {
+        let store = store.clone();
+        let products = products.clone();
+        tokio::spawn(async move { checkouts(&store, &products, 10, ORDERS).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while store.orders().count().await.unwrap() < i64::try_from(ORDERS / 3).unwrap() {
+        assert!(Instant::now() < deadline, "no orders");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats.stop();
+    // Checkouts go on meanwhile: their events wait in the outbox.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.spawn();
+    placing.await.unwrap();
+    settle(&backends, Duration::from_secs(120)).await;
+    worker.stop().await;
+    check_invariants(store, &products, ORDERS).await;
+    let _ = backends.bus.close().await;
+}
