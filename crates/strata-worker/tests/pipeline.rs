@@ -71,11 +71,11 @@ impl Backends {
 
     /// Deletes this test's NATS streams.
     async fn cleanup(&self) {
-        if self.bus_url.starts_with("nats://") {
-            if let Ok(bus) = NatsBus::connect(&self.bus_url, &self.namespace).await {
-                let _ = bus.delete_namespace_streams().await;
-                let _ = bus.close().await;
-            }
+        if self.bus_url.starts_with("nats://")
+            && let Ok(bus) = NatsBus::connect(&self.bus_url, &self.namespace).await
+        {
+            let _ = bus.delete_namespace_streams().await;
+            let _ = bus.close().await;
         }
     }
 }
