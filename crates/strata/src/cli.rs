@@ -49,6 +49,60 @@ pub enum Command {
     /// Chat in a room from the terminal: prints the room's messages, sends each line typed
     /// (`/quit` leaves); reconnects and resumes when the server drains or drops.
     Chat(ChatArgs),
+    /// The event pipeline, through a worker's endpoints: per-stream figures, dead letters,
+    /// replay.
+    Events(EventsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// A worker's operational endpoints.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8301",
+        global = true
+    )]
+    pub url: String,
+    /// The worker's `worker.admin_token`, when it has one.
+    #[arg(long, value_name = "TOKEN", env = "STRATA_EVENTS_TOKEN", global = true)]
+    pub token: Option<String>,
+    /// Print the worker's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Per stream: published, stored; per consumer: lag, unacknowledged; dead letters; the
+    /// outbox events not yet relayed.
+    Stats,
+    /// The dead-letter stream: events a handler gave up on.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// First id to show.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Most to show (at most 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+    /// Publish dead letters again on their subjects (all of them when no id is given) and
+    /// remove them from the dead-letter stream.
+    Replay {
+        /// Ids from `dlq list`.
+        ids: Vec<u64>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -206,7 +260,7 @@ impl Cli {
                     out.push(("gateway.upstream", upstream.clone()));
                 }
             }
-            Command::Bench(_) | Command::Chat(_) => {}
+            Command::Bench(_) | Command::Chat(_) | Command::Events(_) => {}
         }
         out
     }

@@ -10,6 +10,7 @@
 mod backends;
 mod bench;
 mod cli;
+mod events;
 mod serve;
 mod up;
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
             Command::Up(_) => up::run(config).await,
             Command::Serve(args) => serve::run(args, config).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Events(args) => events::run(args).await,
             Command::Chat(args) => {
                 strata_chat::client::run_terminal(&args.url, &args.room, &args.token)
                     .await

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod config;
+mod events;
 mod harness;
 mod serve;
 mod shutdown;

@@ -1,0 +1,164 @@
+//! The event pipeline in `strata up`: a checkout through the gateway is paid and shipped by the
+//! worker, the customer sees each step in the order's history and in their notifications, and
+//! `strata events` reports the streams and the (empty) dead-letter stream.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{run_to_exit, spawn_up_with_env, strata};
+
+#[tokio::test]
+async fn a_checkout_in_up_is_paid_shipped_and_notified() {
+    let up = spawn_up_with_env(
+        &["--api", "1", "--chat", "1"],
+        // Nobody is declined, so the order must end shipped.
+        &[("STRATA_WORKER_PAYMENT_DECLINE_RATE", "0")],
+    )
+    .await;
+    let worker = up.instances("worker")[0].addr;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    let email = "pipeline@example.test";
+    let password = "correct horse battery";
+    let registered = client
+        .post(up.url("/api/v1/users"))
+        .json(&json!({"email": email, "password": password, "display_name": "Pip"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let session: Value = client
+        .post(up.url("/api/v1/sessions"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+
+    // Notifications need a token.
+    let anonymous = client
+        .get(up.url("/api/v1/notifications"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    let added = client
+        .post(up.url("/api/v1/cart/items"))
+        .bearer_auth(&token)
+        .json(&json!({"product_id": 1, "quantity": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert!(added.status().is_success(), "{}", added.status());
+    let placed: Value = client
+        .post(up.url("/api/v1/orders"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "pipeline-1")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = placed["id"].as_i64().unwrap();
+    assert_eq!(placed["status"], "placed");
+
+    // The worker takes it from there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let order = loop {
+        let order: Value = client
+            .get(up.url(&format!("/api/v1/orders/{order_id}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if order["status"] == "shipped" {
+            break order;
+        }
+        assert!(Instant::now() < deadline, "{order}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let history: Vec<&str> = order["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["placed", "paid", "shipped"]);
+    assert!(order["history"][2]["at"].is_string());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page: Value = client
+            .get(up.url("/api/v1/notifications"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["total"] == 3 {
+            let kinds: Vec<&str> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["kind"].as_str().unwrap())
+                .collect();
+            assert_eq!(kinds, ["shipped", "paid", "placed"], "newest first");
+            assert_eq!(page["items"][0]["order_id"], order_id);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The operator's view.
+    let url = format!("http://{worker}");
+    let (status, stdout, stderr) =
+        run_to_exit(strata(&["events", "stats", "--json", "--url", &url])).await;
+    assert!(status.success(), "{stderr}");
+    let stats: Value = serde_json::from_str(stdout.trim()).unwrap();
+    let order_stream = stats["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "order")
+        .unwrap();
+    assert_eq!(order_stream["published"], 3, "{stats}");
+    let consumers: Vec<&str> = order_stream["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["consumer"].as_str().unwrap())
+        .collect();
+    assert_eq!(consumers, ["fulfilment", "notifications", "payment"]);
+    let (status, stdout, stderr) = run_to_exit(strata(&["events", "stats", "--url", &url])).await;
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("dead letters: 0"), "{stdout}");
+    let (status, stdout, stderr) =
+        run_to_exit(strata(&["events", "dlq", "list", "--url", &url])).await;
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("0 dead letter(s)"), "{stdout}");
+    let (status, stdout, stderr) =
+        run_to_exit(strata(&["events", "dlq", "replay", "7", "--url", &url])).await;
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("not in the dead-letter stream: [7]"),
+        "{stdout}"
+    );
+
+    // A worker that is not there is a clear error, not a hang.
+    let (status, _, stderr) =
+        run_to_exit(strata(&["events", "stats", "--url", "http://127.0.0.1:9"])).await;
+    assert!(!status.success());
+    assert!(stderr.contains("cannot reach the worker"), "{stderr}");
+}
