@@ -1625,18 +1625,57 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../strata.toml");
         let config = Config::load(Some(&path), Vec::<(String, String)>::new(), &[]).unwrap();
         assert_eq!(config.api.instances, 3);
-        // The file documents every gateway key at its default.
+        // The file documents every gateway and worker key at its default.
         assert_eq!(config.gateway, Config::defaults().gateway);
+        assert_eq!(config.worker, Config::defaults().worker);
         let text = std::fs::read_to_string(&path).unwrap();
         for pool in ["[gateway.api]", "[gateway.chat]"] {
             assert!(text.contains(pool), "{pool} missing from strata.toml");
         }
-        for key in PoolSettings::KEYS {
+        for key in PoolSettings::KEYS.iter().chain(WorkerConfig::KEYS) {
             let leaf = key.rsplit('.').next().unwrap_or(key);
             assert!(
                 text.contains(&format!("\n{leaf} = ")),
                 "{key} missing from strata.toml"
             );
+        }
+    }
+
+    #[test]
+    fn worker_keys_load_from_env_and_bad_values_are_all_reported() {
+        let config = load(
+            &[
+                ("STRATA_WORKER_MAX_DELIVERIES", "7"),
+                ("STRATA_WORKER_PAYMENT_DECLINE_RATE", "0.25"),
+                ("STRATA_WORKER_RELAY", "false"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.worker.max_deliveries, 7);
+        assert_eq!(config.worker.payment_decline_rate, 0.25);
+        assert!(!config.worker.relay);
+        let found = problems(
+            load(
+                &[
+                    ("STRATA_WORKER_PAYMENT_ERROR_RATE", "1.5"),
+                    ("STRATA_WORKER_CONCURRENCY", "0"),
+                    ("STRATA_WORKER_RETRY_MAX_MS", "1"),
+                    ("STRATA_WORKER_LISTEN", "0.0.0.0:8301"),
+                ],
+                &[("worker.nonsense", "1".into())],
+            )
+            .unwrap_err(),
+        );
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "worker.payment_error_rate",
+            "worker.concurrency",
+            "worker.retry_max_ms",
+            "worker.admin_token",
+            "worker.nonsense",
+        ] {
+            assert!(keys.contains(&key), "{key} not in {keys:?}");
         }
     }
 
