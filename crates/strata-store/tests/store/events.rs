@@ -383,3 +383,59 @@ async fn sent_events_are_pruned_by_age(store: &Store) {
     );
     assert_eq!(store.outbox().pending().await.unwrap().0, 1);
 }
+
+/// Two relays on PostgreSQL at once take disjoint batches: the first holds its rows locked
+/// while it publishes, the second skips them.
+#[tokio::test]
+async fn concurrent_relays_share_the_outbox_on_postgres() {
+    let Some(t) = crate::harness::postgres().await else {
+        return;
+    };
+    let store = &t.store;
+    migrated(store).await;
+    for name in ["h1", "h2", "h3", "h4"] {
+        placed_order(store, name, 5, 1).await;
+    }
+    let (got_batch, batch_taken) = tokio::sync::oneshot::channel::<Vec<i64>>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let first = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .outbox()
+                .relay(2, |batch| async move {
+                    let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+                    got_batch.send(ids.clone()).unwrap();
+                    // Publishing takes a while: the rows stay locked meanwhile.
+                    released.await.unwrap();
+                    (ids, None::<&str>)
+                })
+                .await
+                .unwrap()
+        })
+    };
+    let first_ids = batch_taken.await.unwrap();
+    let second_ids = Arc::new(Mutex::new(Vec::new()));
+    let (stamped, _) = {
+        let second_ids = Arc::clone(&second_ids);
+        store
+            .outbox()
+            .relay(10, |batch| async move {
+                let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+                second_ids.lock().unwrap().extend(ids.iter().copied());
+                (ids, None::<&str>)
+            })
+            .await
+            .unwrap()
+    };
+    release.send(()).unwrap();
+    assert_eq!(first.await.unwrap().0, 2);
+    let second_ids = second_ids.lock().unwrap().clone();
+    assert_eq!(stamped, 2);
+    assert_eq!(first_ids.len(), 2);
+    assert!(
+        first_ids.iter().all(|id| !second_ids.contains(id)),
+        "{first_ids:?} vs {second_ids:?}"
+    );
+    assert_eq!(store.outbox().pending().await.unwrap().0, 0);
+}
