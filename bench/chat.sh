@@ -29,7 +29,10 @@ cd "$ROOT"
 
 ulimit -n "$(ulimit -Hn)"
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    cargo build --release -p strata -p strata-chat --example chat_load >&2
+    # Two invocations: a target flag (`--example`) would otherwise restrict both packages to
+    # that example and leave the `strata` binary unbuilt.
+    cargo build --release -p strata --bin strata >&2
+    cargo build --release -p strata-chat --example chat_load >&2
 fi
 BIN="$TARGET/release/strata"
 LOAD="$TARGET/release/examples/chat_load"
