@@ -2,11 +2,13 @@
 //! in the transaction that stores it, so ids are gap-free and a committed id implies every
 //! smaller one is committed too: a reader that sees id 7 can fetch 1 to 6 and find them all.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::StoreError;
-use crate::store::{DbTime, Store, dispatch, retry_on_conflict};
+use crate::store::{Backend, DbTime, Store, dispatch, retry_on_conflict};
 
 /// What a room is for; decides who may join it (the chat role enforces that).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,6 +54,72 @@ pub struct Posted {
     pub message: ChatMessage,
     /// True when the client id had been used before: nothing new was stored.
     pub duplicate: bool,
+}
+
+/// One message for [`ChatRepo::post_many`]: `(room, sender id, client id, body)`.
+pub type NewChatMessage<'a> = (&'a str, i64, &'a str, &'a str);
+
+/// What a batch does, decided under its rooms' locks: the answer for each post, the new
+/// messages with their ids, and each written room's new `last_seq`.
+#[derive(Debug)]
+struct Plan {
+    answers: Vec<Option<Posted>>,
+    fresh: Vec<ChatMessage>,
+    last_seq: BTreeMap<String, i64>,
+}
+
+impl Plan {
+    /// `rooms`: the existing rooms of the batch and their `last_seq`; `existing`: messages
+    /// already stored under one of the batch's (room, sender, client id).
+    fn new(
+        posts: &[NewChatMessage<'_>],
+        rooms: HashMap<String, i64>,
+        existing: Vec<ChatMessage>,
+        now: OffsetDateTime,
+    ) -> Self {
+        let mut known: HashMap<(String, i64, String), ChatMessage> = existing
+            .into_iter()
+            .map(|m| ((m.room_id.clone(), m.sender_id, m.client_id.clone()), m))
+            .collect();
+        let mut last_seq = BTreeMap::new();
+        let mut fresh = Vec::new();
+        let mut answers = Vec::with_capacity(posts.len());
+        for &(room, sender_id, client_id, body) in posts {
+            let Some(&stored_last) = rooms.get(room) else {
+                answers.push(None);
+                continue;
+            };
+            let key = (room.to_owned(), sender_id, client_id.to_owned());
+            if let Some(message) = known.get(&key) {
+                answers.push(Some(Posted {
+                    message: message.clone(),
+                    duplicate: true,
+                }));
+                continue;
+            }
+            let last = last_seq.entry(room.to_owned()).or_insert(stored_last);
+            *last += 1;
+            let message = ChatMessage {
+                room_id: room.to_owned(),
+                seq: *last,
+                sender_id,
+                client_id: client_id.to_owned(),
+                body: body.to_owned(),
+                created_at: now,
+            };
+            known.insert(key, message.clone());
+            fresh.push(message.clone());
+            answers.push(Some(Posted {
+                message,
+                duplicate: false,
+            }));
+        }
+        Self {
+            answers,
+            fresh,
+            last_seq,
+        }
+    }
 }
 
 /// Reads and writes chat rooms and messages. Obtained from [`Store::chat`].
@@ -155,11 +223,8 @@ impl<'a> ChatRepo<'a> {
     }
 
     /// Stores a message under the room's next id, or finds the one `sender_id` already stored
-    /// under `client_id`. `None` when the room does not exist.
-    ///
-    /// The room's row is locked first (`UPDATE … last_seq + 1`), which serializes the room's
-    /// writers; the duplicate check runs under that lock, and a duplicate rolls the increment
-    /// back, so ids stay gap-free.
+    /// under `client_id`. `None` when the room does not exist. A batch of one for
+    /// [`ChatRepo::post_many`].
     ///
     /// # Errors
     /// When the database cannot be written (after a few retries on write conflicts).
@@ -170,8 +235,33 @@ impl<'a> ChatRepo<'a> {
         client_id: &str,
         body: &str,
     ) -> Result<Option<Posted>, StoreError> {
+        let mut posted = self
+            .post_many(&[(room, sender_id, client_id, body)])
+            .await?;
+        Ok(posted.pop().flatten())
+    }
+
+    /// Stores a batch of messages in one transaction (group commit), each under its room's
+    /// next id in batch order, and answers for each, in order: the new message, the one its
+    /// sender stored earlier under the same client id (in the store or earlier in the batch,
+    /// marked `duplicate`), or `None` when its room does not exist.
+    ///
+    /// The rooms' rows are locked first, in id order (so concurrent batches cannot deadlock),
+    /// and the duplicate check runs under those locks; only new messages take ids, so ids
+    /// stay gap-free, and a room's ids are committed in order.
+    ///
+    /// # Errors
+    /// When the database cannot be written (after a few retries on write conflicts); then
+    /// nothing of the batch is stored.
+    pub async fn post_many(
+        &self,
+        posts: &[NewChatMessage<'_>],
+    ) -> Result<Vec<Option<Posted>>, StoreError> {
+        if posts.is_empty() {
+            return Ok(Vec::new());
+        }
         retry_on_conflict(
-            move || self.try_post(room, sender_id, client_id, body),
+            move || self.try_post_many(posts),
             // A unique violation means a concurrent send of the same client id won: the next
             // attempt finds its message.
             |e: &StoreError| matches!(e, StoreError::Conflict(_)) || e.is_unique_violation(),
@@ -179,65 +269,132 @@ impl<'a> ChatRepo<'a> {
         .await
     }
 
-    async fn try_post(
+    async fn try_post_many(
         &self,
-        room: &str,
-        sender_id: i64,
-        client_id: &str,
-        body: &str,
-    ) -> Result<Option<Posted>, StoreError> {
-        let begin = self.store.dialect().begin_write();
+        posts: &[NewChatMessage<'_>],
+    ) -> Result<Vec<Option<Posted>>, StoreError> {
+        let mut rooms: Vec<&str> = posts.iter().map(|p| p.0).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let now = DbTime::now();
         let select_existing = concat!(
             "SELECT ",
             columns!(),
             " FROM chat_messages WHERE room_id = $1 AND sender_id = $2 AND client_id = $3"
         );
-        let insert = concat!(
-            "INSERT INTO chat_messages (",
-            columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
-            columns!()
-        );
-        let posted = dispatch!(self.store, pool => {
-            let mut tx = pool.begin_with(begin).await?;
-            let seq: Option<i64> = sqlx::query_scalar(
-                "UPDATE chat_rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
-            )
-            .bind(room)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(seq) = seq else {
-                return Ok(None);
-            };
-            let existing: Option<ChatMessage> = sqlx::query_as(select_existing)
-                .bind(room)
-                .bind(sender_id)
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
+        match &self.store.backend {
+            // Set-based: five round trips for the whole batch, whatever its size.
+            Backend::Postgres(pool) => {
+                let mut tx = pool.begin_with(self.store.dialect().begin_write()).await?;
+                let locked: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT id, last_seq FROM chat_rooms WHERE id = ANY($1) ORDER BY id \
+                     FOR UPDATE",
+                )
+                .bind(&rooms)
+                .fetch_all(&mut *tx)
                 .await?;
-            if let Some(message) = existing {
-                tx.rollback().await?;
-                return Ok(Some(Posted {
-                    message,
-                    duplicate: true,
-                }));
-            }
-            let message: ChatMessage = sqlx::query_as(insert)
-                .bind(room)
-                .bind(seq)
-                .bind(sender_id)
-                .bind(client_id)
-                .bind(body)
-                .bind(DbTime::now())
-                .fetch_one(&mut *tx)
+                let existing: Vec<ChatMessage> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM chat_messages WHERE (room_id, sender_id, client_id) IN \
+                     (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]))"
+                ))
+                .bind(posts.iter().map(|p| p.0).collect::<Vec<_>>())
+                .bind(posts.iter().map(|p| p.1).collect::<Vec<_>>())
+                .bind(posts.iter().map(|p| p.2).collect::<Vec<_>>())
+                .fetch_all(&mut *tx)
                 .await?;
-            tx.commit().await?;
-            Posted {
-                message,
-                duplicate: false,
+                let plan = Plan::new(posts, locked.into_iter().collect(), existing, now.0);
+                if plan.fresh.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(plan.answers);
+                }
+                let fresh = &plan.fresh;
+                sqlx::query(
+                    "WITH inserted AS ( \
+                       INSERT INTO chat_messages \
+                         (room_id, seq, sender_id, client_id, body, created_at) \
+                       SELECT m.room_id, m.seq, m.sender_id, m.client_id, m.body, $6 \
+                       FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[]) \
+                         AS m(room_id, seq, sender_id, client_id, body)) \
+                     UPDATE chat_rooms SET last_seq = r.last_seq \
+                     FROM unnest($7::text[], $8::int8[]) AS r(id, last_seq) \
+                     WHERE chat_rooms.id = r.id",
+                )
+                .bind(fresh.iter().map(|m| m.room_id.as_str()).collect::<Vec<_>>())
+                .bind(fresh.iter().map(|m| m.seq).collect::<Vec<_>>())
+                .bind(fresh.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+                .bind(
+                    fresh
+                        .iter()
+                        .map(|m| m.client_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(fresh.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+                .bind(now)
+                .bind(plan.last_seq.keys().map(String::as_str).collect::<Vec<_>>())
+                .bind(plan.last_seq.values().copied().collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(plan.answers)
             }
-        });
-        Ok(Some(posted))
+            // SQLite has no arrays to bind, and `BEGIN IMMEDIATE` locks the whole database:
+            // a statement per room and per message, all in-process.
+            Backend::Sqlite(pool) => {
+                let mut tx = pool.begin_with(self.store.dialect().begin_write()).await?;
+                let mut locked = HashMap::new();
+                for room in &rooms {
+                    let last: Option<i64> =
+                        sqlx::query_scalar("SELECT last_seq FROM chat_rooms WHERE id = $1")
+                            .bind(*room)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    if let Some(last) = last {
+                        locked.insert((*room).to_owned(), last);
+                    }
+                }
+                let mut existing = Vec::new();
+                for (room, sender_id, client_id, _) in posts {
+                    let found: Option<ChatMessage> = sqlx::query_as(select_existing)
+                        .bind(*room)
+                        .bind(*sender_id)
+                        .bind(*client_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    existing.extend(found);
+                }
+                let plan = Plan::new(posts, locked, existing, now.0);
+                if plan.fresh.is_empty() {
+                    tx.rollback().await?;
+                    return Ok(plan.answers);
+                }
+                for message in &plan.fresh {
+                    sqlx::query(concat!(
+                        "INSERT INTO chat_messages (",
+                        columns!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6)"
+                    ))
+                    .bind(&message.room_id)
+                    .bind(message.seq)
+                    .bind(message.sender_id)
+                    .bind(&message.client_id)
+                    .bind(&message.body)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (room, last) in &plan.last_seq {
+                    sqlx::query("UPDATE chat_rooms SET last_seq = $2 WHERE id = $1")
+                        .bind(room)
+                        .bind(*last)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(plan.answers)
+            }
+        }
     }
 
     /// Up to `limit` messages of `room` with an id above `after`, oldest first.

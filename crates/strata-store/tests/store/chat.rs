@@ -11,6 +11,7 @@ both_dialects!(
     unknown_rooms_take_no_messages,
     membership_is_recorded_once,
     concurrent_posts_stay_gap_free,
+    batches_store_in_order_and_deduplicate,
 );
 
 async fn messages_get_gap_free_ids_per_room(store: &Store) {
@@ -136,4 +137,45 @@ async fn concurrent_posts_stay_gap_free(store: &Store) {
     let all = store.chat().after("lobby-busy", 0, 1000).await.unwrap();
     let seqs: Vec<i64> = all.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, (1..=80).collect::<Vec<_>>());
+}
+
+async fn batches_store_in_order_and_deduplicate(store: &Store) {
+    migrated(store).await;
+    let chat = store.chat();
+    chat.join("lobby-a", ChatRoomKind::Lobby, 1).await.unwrap();
+    chat.join("lobby-b", ChatRoomKind::Lobby, 1).await.unwrap();
+    chat.post("lobby-a", 1, "old", "before")
+        .await
+        .unwrap()
+        .unwrap();
+    let posted = chat
+        .post_many(&[
+            ("lobby-a", 1, "a1", "one"),
+            ("lobby-b", 2, "b1", "two"),
+            ("lobby-x", 1, "x1", "nowhere"),
+            ("lobby-a", 1, "old", "again"),
+            ("lobby-a", 2, "a2", "three"),
+            ("lobby-a", 1, "a1", "one again"),
+        ])
+        .await
+        .unwrap();
+    let answer = |i: usize| posted[i].clone().unwrap();
+    assert_eq!((answer(0).message.seq, answer(0).duplicate), (2, false));
+    assert_eq!((answer(1).message.seq, answer(1).duplicate), (1, false));
+    assert_eq!(posted[2], None, "unknown rooms take no messages");
+    assert!(answer(3).duplicate, "stored before the batch");
+    assert_eq!(answer(3).message.body, "before");
+    assert_eq!((answer(4).message.seq, answer(4).duplicate), (3, false));
+    assert!(answer(5).duplicate, "earlier in the same batch");
+    assert_eq!(answer(5).message, answer(0).message);
+    let stored = chat.after("lobby-a", 0, 10).await.unwrap();
+    assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(
+        stored[1],
+        answer(0).message,
+        "what the batch answers is what it stored"
+    );
+    assert_eq!(chat.last_seq("lobby-a").await.unwrap(), Some(3));
+    assert_eq!(chat.last_seq("lobby-b").await.unwrap(), Some(1));
+    assert!(chat.post_many(&[]).await.unwrap().is_empty());
 }
