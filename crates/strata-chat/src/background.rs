@@ -1,5 +1,5 @@
 //! The instance's background tasks: the bus subscription that brings other instances'
-//! messages and typing notices, and the presence loop (refresh our users' entries, watch our
+//! messages (batches of them, see [`crate::committer`]) and typing notices, and the presence loop (refresh our users' entries, watch our
 //! rooms' members).
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use strata_bus::{Bus, SubscribeOptions};
 use strata_cache::Cache;
 use strata_store::ChatMessage;
 
+use crate::committer::BATCH_SUBJECT;
 use crate::hub::{Hub, presence_key};
 use crate::protocol::ServerFrame;
 use crate::room::RoomId;
@@ -87,9 +88,16 @@ pub(crate) async fn bus_loop(hub: Arc<Hub>) {
 }
 
 fn handle(hub: &Hub, subject: &str, payload: &Bytes) {
-    if subject.starts_with("chat.room.") {
+    if subject == BATCH_SUBJECT {
+        match serde_json::from_slice::<Vec<ChatMessage>>(payload) {
+            Ok(batch) => hub.fan_out_many(&batch),
+            Err(error) => tracing::warn!(%error, subject, "bad chat messages on the bus"),
+        }
+    } else if subject.starts_with("chat.room.") {
+        // One message per bus message, as instances published before group commit: kept so
+        // that a rolling upgrade delivers both ways.
         match serde_json::from_slice::<ChatMessage>(payload) {
-            Ok(message) => hub.fan_out(&message),
+            Ok(message) => hub.fan_out_many(std::slice::from_ref(&message)),
             Err(error) => tracing::warn!(%error, subject, "bad chat message on the bus"),
         }
     } else if subject.starts_with("chat.typing.")

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use crate::auth::User;
+use crate::committer::Post;
 use crate::hub::{Closer, Hub, Member, Out, message_frame, presence_key};
 use crate::protocol::{ClientFrame, ServerFrame, close};
 use crate::room::RoomId;
@@ -56,7 +57,9 @@ where
     };
     hub.metrics.connections.inc();
     if hub.connected(user.id) {
-        set_presence(&hub, user.id).await;
+        // Boxed, like every backend call here: a future is as large as its largest await,
+        // and this one lives as long as the connection, idle or not.
+        Box::pin(set_presence(&hub, user.id)).await;
     }
     let conn = hub.next_conn_id();
     let (tx, rx) = mpsc::channel(hub.limits.outgoing_buffer);
@@ -112,7 +115,7 @@ where
     hub.metrics.connections.dec();
     // A crashed instance cleans nothing up: its users' presence expires with the TTL.
     if !killed && hub.disconnected(user.id) {
-        let _ = hub.cache.delete(&presence_key(user.id)).await;
+        let _ = Box::pin(hub.cache.delete(&presence_key(user.id))).await;
     }
 }
 
@@ -314,18 +317,19 @@ impl Reader {
                         "instance": &*self.hub.instance,
                     });
                     let subject = format!("chat.typing.{room}");
-                    let _ = self
-                        .hub
-                        .bus
-                        .publish(&subject, Bytes::from(relay.to_string()))
-                        .await;
+                    let _ = Box::pin(
+                        self.hub
+                            .bus
+                            .publish(&subject, Bytes::from(relay.to_string())),
+                    )
+                    .await;
                 }
             }
             ClientFrame::Send {
                 room,
                 client_id,
                 body,
-            } => self.send(&room, client_id, &body).await,
+            } => self.send(&room, client_id, body).await,
         }
     }
 
@@ -350,13 +354,8 @@ impl Reader {
             self.error("forbidden", format!("you may not join {room}"), None);
             return;
         }
-        if let Err(error) = self
-            .hub
-            .store
-            .chat()
-            .join(room.as_str(), room.kind(), self.user.id)
-            .await
-        {
+        let chat = self.hub.store.chat();
+        if let Err(error) = Box::pin(chat.join(room.as_str(), room.kind(), self.user.id)).await {
             tracing::warn!(%error, %room, "cannot record a join");
             self.error("unavailable", "the store is unavailable: try again", None);
             return;
@@ -369,7 +368,7 @@ impl Reader {
             .offer(Out::Join { room, after }, &self.hub.metrics);
     }
 
-    async fn send(&mut self, raw: &str, client_id: String, body: &str) {
+    async fn send(&mut self, raw: &str, client_id: String, body: String) {
         let Some(room) = self.joined_room(raw, Some(&client_id)) else {
             return;
         };
@@ -392,58 +391,17 @@ impl Reader {
             );
             return;
         }
-        let posted = self
-            .hub
-            .store
-            .chat()
-            .post(room.as_str(), self.user.id, &client_id, body)
-            .await;
-        let posted = match posted {
-            Ok(Some(posted)) => posted,
-            Ok(None) => {
-                self.error("unknown_room", "the room does not exist", Some(client_id));
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, %room, "cannot store a message");
-                self.error(
-                    "unavailable",
-                    "not stored: send again with the same client_id",
-                    Some(client_id),
-                );
-                return;
-            }
-        };
-        let message = posted.message;
-        self.reply(&ServerFrame::Ack {
-            room: room.to_string(),
+        let post = Post {
+            room,
+            sender: self.user.id,
             client_id,
-            id: message.seq,
-            duplicate: posted.duplicate,
-        });
-        if posted.duplicate {
-            return;
-        }
-        self.hub.metrics.messages_stored.inc();
-        self.hub.fan_out(&message);
-        publish(&self.hub, &room, &message).await;
-    }
-}
-
-/// Publishes a stored message for the other instances. A failure loses no message: members
-/// elsewhere get it with the room's next message (gap fill) or when they resume.
-async fn publish(hub: &Hub, room: &RoomId, message: &strata_store::ChatMessage) {
-    let payload = match serde_json::to_vec(message) {
-        Ok(payload) => Bytes::from(payload),
-        Err(_) => return,
-    };
-    for attempt in 1..=3 {
-        match hub.bus.publish(&room.subject(), payload.clone()).await {
-            Ok(_) => return,
-            Err(error) => {
-                tracing::warn!(%error, attempt, %room, "cannot publish a message");
-                tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
-            }
+            body,
+            member: self.member.clone(),
+        };
+        // The committer acknowledges once the message is stored; meanwhile this connection
+        // reads on. A full queue waits here, which stops reading from the client.
+        if self.hub.posts.send(post).await.is_err() {
+            self.error("unavailable", "the instance is stopping", None);
         }
     }
 }
@@ -534,11 +492,7 @@ impl Writer {
             Out::Join { room, after } => {
                 let after = match after {
                     Some(after) => after.max(0),
-                    None => self
-                        .hub
-                        .store
-                        .chat()
-                        .last_seq(room.as_str())
+                    None => Box::pin(self.hub.store.chat().last_seq(room.as_str()))
                         .await
                         .ok()
                         .flatten()
@@ -592,8 +546,8 @@ impl Writer {
             };
             let chat = self.hub.store.chat();
             let page = match before {
-                Some(before) => chat.between(room.as_str(), cursor, before, PAGE).await,
-                None => chat.after(room.as_str(), cursor, PAGE).await,
+                Some(before) => Box::pin(chat.between(room.as_str(), cursor, before, PAGE)).await,
+                None => Box::pin(chat.after(room.as_str(), cursor, PAGE)).await,
             };
             let page = match page {
                 Ok(page) => page,

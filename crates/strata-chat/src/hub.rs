@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Verifier;
+use crate::committer::Post;
 use crate::metrics::ChatMetrics;
 use crate::protocol::{ServerFrame, close};
 use crate::room::RoomId;
@@ -111,6 +112,8 @@ pub(crate) struct Hub {
     pub verifier: Verifier,
     pub limits: ChatLimits,
     pub metrics: ChatMetrics,
+    /// The group-commit queue (see [`crate::committer`]).
+    pub posts: mpsc::Sender<Post>,
     rooms: Mutex<HashMap<RoomId, LocalRoom>>,
     online: Mutex<HashMap<i64, usize>>,
     next_conn: AtomicU64,
@@ -145,8 +148,10 @@ impl Hub {
         verifier: Verifier,
         limits: ChatLimits,
         metrics: ChatMetrics,
+        posts: mpsc::Sender<Post>,
     ) -> Self {
         Self {
+            posts,
             instance,
             store,
             cache,
@@ -189,12 +194,22 @@ impl Hub {
         }
     }
 
-    /// Offers a stored message to every local member of its room, once per instance.
-    pub fn fan_out(&self, message: &ChatMessage) {
+    /// Offers stored messages to every local member of their rooms, each once per instance;
+    /// a room's messages must come in id order.
+    pub fn fan_out_many(&self, messages: &[ChatMessage]) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut rooms = lock(&self.rooms);
+        for message in messages {
+            self.fan_out_locked(&mut rooms, message);
+        }
+    }
+
+    fn fan_out_locked(&self, rooms: &mut HashMap<RoomId, LocalRoom>, message: &ChatMessage) {
         let Ok(room) = message.room_id.parse::<RoomId>() else {
             return;
         };
-        let mut rooms = lock(&self.rooms);
         let Some(local) = rooms.get_mut(&room) else {
             return;
         };

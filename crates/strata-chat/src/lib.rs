@@ -11,6 +11,7 @@
 mod auth;
 mod background;
 pub mod client;
+mod committer;
 mod connection;
 mod error;
 mod http;

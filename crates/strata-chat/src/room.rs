@@ -54,11 +54,6 @@ impl RoomId {
             UserRole::Customer => self.customer() == Some(user),
         }
     }
-
-    /// The bus subject its messages are fanned out on.
-    pub fn subject(&self) -> String {
-        format!("chat.room.{}", self.0)
-    }
 }
 
 impl FromStr for RoomId {
@@ -126,7 +121,6 @@ mod tests {
         assert_eq!(lobby.kind(), ChatRoomKind::Lobby);
         assert!(!lobby.admits(1, UserRole::Customer));
         assert!(lobby.admits(1, UserRole::Admin));
-        assert_eq!(lobby.subject(), "chat.room.lobby-night-shift");
         for bad in [
             "",
             "support-",

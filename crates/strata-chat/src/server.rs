@@ -1,19 +1,25 @@
 //! [`ChatServer`]: binds the listener, assembles the router, runs the background tasks and
 //! serves until shutdown, then drains: `/readyz` turns unready, every connection gets its
 //! in-flight frames and a "reconnect" close, and the instance waits for them to finish.
+//!
+//! Accepted sockets get `TCP_NODELAY`: a chat connection writes small frames back to back
+//! (an `ack`, then the message itself), and with Nagle's algorithm the second waits for the
+//! client's delayed ACK of the first, up to 40 ms on Linux.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
 use strata_cache::{AnyCache, Cache};
 use strata_core::Shutdown;
-use strata_core::http::{RoleServer, ready_check, role_router, unready};
+use strata_core::http::{ready_check, role_router, unready};
 use strata_store::Store;
 
 use crate::auth::Verifier;
+use crate::committer::{self, Post};
 use crate::hub::Hub;
 use crate::metrics::ChatMetrics;
 use crate::{ChatError, ROLE, background, http};
@@ -40,8 +46,9 @@ pub struct ChatLimits {
     pub rate_per_sec: u32,
     /// Frames a connection may send in a burst. Default 40.
     pub burst: u32,
-    /// Read buffer per connection. Default 4 KiB: idle connections dominate memory, and
-    /// a small buffer only costs extra reads for large frames.
+    /// Read buffer per connection. Default 1 KiB: idle connections dominate memory, client
+    /// frames are small (a `send` is a few hundred bytes), and a larger frame grows the
+    /// buffer to its size, so a small one only costs extra reads for large bursts.
     pub read_buffer_bytes: usize,
     /// How long draining waits for connections to take their close. Default 5 s.
     pub drain_timeout: Duration,
@@ -56,7 +63,7 @@ impl Default for ChatLimits {
             max_frame_bytes: 16 * 1024,
             rate_per_sec: 20,
             burst: 40,
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -99,8 +106,11 @@ pub struct ChatSettings {
 
 /// One chat instance: a bound listener, the router it will serve and its shared state.
 pub struct ChatServer {
-    server: RoleServer,
+    listener: tokio::net::TcpListener,
+    local_addr: SocketAddr,
+    router: axum::Router,
     hub: Arc<Hub>,
+    posts: tokio::sync::mpsc::Receiver<Post>,
 }
 
 impl ChatServer {
@@ -119,6 +129,7 @@ impl ChatServer {
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
         let mut registry = Registry::default();
         let metrics = ChatMetrics::register(&mut registry);
+        let (posts_tx, posts) = tokio::sync::mpsc::channel(committer::QUEUE);
         let hub = Arc::new(Hub::new(
             instance.clone(),
             store.clone(),
@@ -127,6 +138,7 @@ impl ChatServer {
             Verifier::new(&settings.jwt_secret, &settings.key_id),
             settings.limits,
             metrics,
+            posts_tx,
         ));
         let draining = hub.draining.clone();
         let ready = ready_check(move || {
@@ -149,18 +161,26 @@ impl ChatServer {
             ready,
             MAX_BODY_BYTES,
         );
-        let server = RoleServer::bind(ROLE, instance, settings.listen, router)
+        let bind_error = |source| ChatError::Bind {
+            addr: settings.listen,
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .map_err(|source| ChatError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
-        Ok(Self { server, hub })
+            .map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Self {
+            listener,
+            local_addr,
+            router,
+            hub,
+            posts,
+        })
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
+        self.local_addr
     }
 
     /// Serves until `shutdown` is cancelled, then drains (see the module docs) and returns.
@@ -175,8 +195,21 @@ impl ChatServer {
         let _crash = KillOnDrop(hub.clone());
         let bus_task = tokio::spawn(background::bus_loop(hub.clone()));
         let presence_task = tokio::spawn(background::presence_loop(hub.clone()));
+        let commit_task = tokio::spawn(committer::commit_loop(hub.clone(), self.posts));
         let stop_serving = Shutdown::new();
-        let serving = self.server.run(stop_serving.clone());
+        tracing::info!(role = ROLE, instance = %hub.instance, addr = %self.local_addr, "listening");
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let serving = axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
+        .into_future();
         tokio::pin!(serving);
         let early = tokio::select! {
             served = &mut serving => Some(served),
@@ -201,6 +234,8 @@ impl ChatServer {
         hub.killed.cancel();
         let _ = bus_task.await;
         let _ = presence_task.await;
+        let _ = commit_task.await;
+        tracing::info!(role = ROLE, instance = %hub.instance, "stopped");
         served.map_err(ChatError::Serve)
     }
 }
