@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,11 +15,8 @@ use serde_json::Value;
 use strata_bus::{AnyBus, Bus, NatsBus};
 use strata_core::Shutdown;
 use strata_core::testkit::{NATS, POSTGRES, require_service};
-use strata_store::testing::{self, TempFileGuard, TestSchemaGuard};
-use strata_store::{
-    CartOwner, CheckoutRequest, Coupon, NewProduct, NewUser, OrderStatus, PricedLine, PricedOrder,
-    ReservedLine, Store, UserRole,
-};
+use strata_store::testing::{self, TempFileGuard, TestSchemaGuard, pipeline};
+use strata_store::{OrderStatus, Store};
 use strata_worker::{PipelineSettings, SimulatedPayments, Worker, WorkerSettings};
 use tokio::task::JoinHandle;
 
@@ -141,111 +137,9 @@ fn quick(decline_rate: f64, error_rate: f64) -> PipelineSettings {
     }
 }
 
-fn flat(lines: &[ReservedLine], _coupon: Option<&Coupon>) -> Result<PricedOrder, String> {
-    let lines: Vec<PricedLine> = lines
-        .iter()
-        .map(|l| PricedLine {
-            product_id: l.product_id,
-            unit_price_cents: l.unit_price_cents,
-            quantity: l.quantity,
-            discount_cents: 0,
-            total_cents: l.unit_price_cents * l.quantity,
-        })
-        .collect();
-    let subtotal = lines.iter().map(|l| l.total_cents).sum();
-    Ok(PricedOrder {
-        region: "EU-DE".into(),
-        tax_rate_bps: 0,
-        coupon_code: None,
-        subtotal_cents: subtotal,
-        discount_cents: 0,
-        tax_cents: 0,
-        total_cents: subtotal,
-        lines,
-    })
-}
-
-const PRODUCTS: usize = 4;
-const STOCK: i64 = 1_000_000;
-
-/// Creates the products; returns their ids.
-async fn products(store: &Store) -> Vec<i64> {
-    let mut ids = Vec::new();
-    for i in 0..PRODUCTS {
-        let product = store
-            .products()
-            .insert(&NewProduct {
-                sku: format!("PIPE-{i}"),
-                name: format!("Pipeline product {i}"),
-                description: String::new(),
-                category: "test".into(),
-                price_cents: 500 + i64::try_from(i).unwrap() * 100,
-                stock: STOCK,
-            })
-            .await
-            .unwrap();
-        ids.push(product.id);
-    }
-    ids
-}
-
-/// `orders` checkouts by `buyers` users (concurrently, one task per buyer); each order takes
-/// 1 to 3 units of one product.
-async fn checkouts(store: &Store, products: &[i64], buyers: usize, orders: usize) {
-    let mut tasks = Vec::new();
-    for b in 0..buyers {
-        let store = store.clone();
-        let products = products.to_vec();
-        tasks.push(tokio::spawn(async move {
-            let user = store
-                .users()
-                .insert(&NewUser {
-                    email: format!("buyer{b}-{}@example.test", uuid::Uuid::new_v4().simple()),
-                    display_name: format!("Buyer {b}"),
-                    password_hash: "not-a-real-hash".into(),
-                    role: UserRole::Customer,
-                })
-                .await
-                .unwrap()
-                .id;
-            for n in (b..orders).step_by(buyers) {
-                let product = products[n % products.len()];
-                let quantity = u32::try_from(1 + n % 3).unwrap();
-                store
-                    .carts()
-                    .add(CartOwner::User(user), product, quantity)
-                    .await
-                    .unwrap();
-                let key = format!("order-{n}");
-                store
-                    .orders()
-                    .checkout(
-                        CheckoutRequest {
-                            user_id: user,
-                            idempotency_key: &key,
-                            fingerprint: "{}",
-                            coupon_code: None,
-                        },
-                        flat,
-                    )
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-}
-
 /// Orders not yet in a final status.
 async fn unfinished(store: &Store) -> i64 {
-    let counts = store.orders().count_by_status().await.unwrap();
-    counts
-        .iter()
-        .filter(|(status, _)| !status.is_final())
-        .map(|(_, n)| n)
-        .sum()
+    pipeline::progress(store).await.1
 }
 
 /// Waits (at most `limit`) until the pipeline is quiet: every order final, the outbox relayed,
@@ -256,7 +150,10 @@ async fn settle(backends: &Backends, limit: Duration) {
         let left = unfinished(&backends.store).await;
         let outbox = backends.store.outbox().pending().await.unwrap().0;
         let consumers = backends.bus.consumers("order").await.unwrap();
-        let busy: u64 = consumers.iter().map(|c| c.num_pending + c.ack_pending).sum();
+        let busy: u64 = consumers
+            .iter()
+            .map(|c| c.num_pending + c.ack_pending)
+            .sum();
         if left == 0 && outbox == 0 && busy == 0 && consumers.len() == 3 {
             return;
         }
@@ -268,99 +165,22 @@ async fn settle(backends: &Backends, limit: Duration) {
     }
 }
 
-/// Every invariant of the issue over the whole store: `expected` orders, each final with
-/// exactly its status changes in order, one notification per change, stock consistent with the
-/// orders that kept theirs, nothing left in the outbox.
-async fn check_invariants(store: &Store, products: &[i64], expected: usize) {
-    let counts = store.orders().count_by_status().await.unwrap();
-    let total: i64 = counts.values().sum();
-    assert_eq!(total, i64::try_from(expected).unwrap(), "{counts:?}");
-    let shipped = counts.get(&OrderStatus::Shipped).copied().unwrap_or(0);
-    let failed = counts
-        .get(&OrderStatus::PaymentFailed)
-        .copied()
-        .unwrap_or(0);
-    assert_eq!(shipped + failed, total, "{counts:?}");
-
-    let mut sold: HashMap<i64, i64> = HashMap::new();
-    let mut changes = 0;
-    let mut seen = 0;
-    // Order ids are gap-free here (no checkout failed), so ids 1..=expected are every order.
-    for id in 1..=i64::try_from(expected).unwrap() {
-        let order = store.orders().get(id).await.unwrap().unwrap();
-        seen += 1;
-        let history: Vec<OrderStatus> = order.history.iter().map(|h| h.status).collect();
-        let expected_history = match order.status {
-            OrderStatus::Shipped => {
-                vec![OrderStatus::Placed, OrderStatus::Paid, OrderStatus::Shipped]
-            }
-            OrderStatus::PaymentFailed => vec![OrderStatus::Placed, OrderStatus::PaymentFailed],
-            other => panic!("order {} ended {other:?}", order.id),
-        };
-        assert_eq!(history, expected_history, "order {}", order.id);
-        changes += history.len();
-        let kinds: Vec<OrderStatus> = store
-            .notifications()
-            .for_order(order.id)
-            .await
-            .unwrap()
-            .iter()
-            .map(|n| n.kind)
-            .collect();
-        assert_eq!(kinds.len(), history.len(), "order {}: {kinds:?}", order.id);
-        for kind in &history {
-            assert!(kinds.contains(kind), "order {}: {kinds:?}", order.id);
-        }
-        if order.status == OrderStatus::Shipped {
-            for line in &order.lines {
-                *sold.entry(line.product_id).or_default() += line.quantity;
-            }
-        }
-    }
-    assert_eq!(seen, expected, "orders found");
-    let (notifications, distinct) = store.notifications().count().await.unwrap();
-    assert_eq!(notifications, distinct, "a status change notified twice");
-    assert_eq!(notifications, i64::try_from(changes).unwrap());
-    for &product in products {
-        let stock = store.products().get(product).await.unwrap().unwrap().stock;
-        let sold = sold.get(&product).copied().unwrap_or(0);
-        assert_eq!(
-            STOCK - stock,
-            sold,
-            "product {product}: stock {stock}, sold {sold}"
-        );
-    }
-    assert_eq!(
-        store.outbox().pending().await.unwrap().0,
-        0,
-        "outbox drained"
-    );
-}
-
 /// 1,000 checkouts while the worker is killed twice mid-processing and restarted.
 async fn orders_survive_two_worker_crashes(backends: &Backends) {
     const ORDERS: usize = 1000;
     let store = &backends.store;
-    let products = products(store).await;
+    let products = pipeline::products(store, 4).await;
     let mut worker = RunningWorker::start(backends, quick(0.2, 0.0)).await;
     let placing = {
         let store = store.clone();
         let products = products.clone();
-        tokio::spawn(async move { checkouts(&store, &products, 20, ORDERS).await })
+        tokio::spawn(async move { pipeline::place_orders(&store, &products, 20, ORDERS).await })
     };
     // Crash twice, each time once the pipeline has visibly moved on.
     for round in 1..=2 {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let done: i64 = store
-                .orders()
-                .count_by_status()
-                .await
-                .unwrap()
-                .iter()
-                .filter(|(s, _)| s.is_final())
-                .map(|(_, n)| n)
-                .sum();
+            let (done, _) = pipeline::progress(store).await;
             if done >= i64::try_from(round * ORDERS / 4).unwrap() {
                 break;
             }
@@ -377,7 +197,7 @@ async fn orders_survive_two_worker_crashes(backends: &Backends) {
     placing.await.unwrap();
     settle(backends, Duration::from_secs(120)).await;
     worker.stop().await;
-    check_invariants(store, &products, ORDERS).await;
+    pipeline::check_invariants(store, &products, ORDERS).await;
     let counts = store.orders().count_by_status().await.unwrap();
     let failed = counts
         .get(&OrderStatus::PaymentFailed)
@@ -391,10 +211,10 @@ async fn orders_survive_two_worker_crashes(backends: &Backends) {
 /// them once the fault is fixed completes them, exactly once.
 async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends) {
     let store = &backends.store;
-    let products = products(store).await;
+    let products = pipeline::products(store, 4).await;
     // The payment provider is down for good.
     let worker = RunningWorker::start(backends, quick(0.0, 1.0)).await;
-    checkouts(store, &products, 3, 6).await;
+    pipeline::place_orders(store, &products, 3, 6).await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let letters = loop {
@@ -503,7 +323,7 @@ async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends)
         .unwrap();
     assert_eq!(response.status(), 400);
     worker.stop().await;
-    check_invariants(store, &products, 6).await;
+    pipeline::check_invariants(store, &products, 6).await;
 }
 
 macro_rules! both_setups {
@@ -639,12 +459,12 @@ async fn nats_restart_mid_run_loses_nothing() {
         return;
     };
     let store = &backends.store;
-    let products = products(store).await;
+    let products = pipeline::products(store, 4).await;
     let worker = RunningWorker::start(&backends, quick(0.2, 0.0)).await;
     let placing = {
         let store = store.clone();
         let products = products.clone();
-        tokio::spawn(async move { checkouts(&store, &products, 10, ORDERS).await })
+        tokio::spawn(async move { pipeline::place_orders(&store, &products, 10, ORDERS).await })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while store.orders().count().await.unwrap() < i64::try_from(ORDERS / 3).unwrap() {
@@ -658,6 +478,6 @@ async fn nats_restart_mid_run_loses_nothing() {
     placing.await.unwrap();
     settle(&backends, Duration::from_secs(120)).await;
     worker.stop().await;
-    check_invariants(store, &products, ORDERS).await;
+    pipeline::check_invariants(store, &products, ORDERS).await;
     let _ = backends.bus.close().await;
 }

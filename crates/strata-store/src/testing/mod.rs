@@ -1,6 +1,7 @@
 //! Helpers for tests, in this crate and in every crate that needs a real store: a fresh SQLite
 //! file or a fresh PostgreSQL schema per test, removed again when the test ends (even when it
-//! panics), plus schema introspection for the dialect equivalence test.
+//! panics), plus schema introspection for the dialect equivalence test and a shop for
+//! event-pipeline tests ([`pipeline`]).
 //!
 //! Enabled by the `testing` feature; another crate turns it on in its dev-dependencies:
 //! `strata-store = { workspace = true, features = ["testing"] }`.
@@ -22,6 +23,7 @@
 //! ```
 
 mod introspect;
+pub mod pipeline;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

@@ -5,8 +5,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use strata_bus::{Bus, NatsBus};
+use strata_core::testkit::{NATS, POSTGRES, require_service};
+use strata_store::testing::{self, pipeline};
 
-use crate::harness::{run_to_exit, spawn_up_with_env, strata};
+use crate::harness::{Process, run_to_exit, spawn_up_with_env, strata, with_search_path};
 
 #[tokio::test]
 async fn a_checkout_in_up_is_paid_shipped_and_notified() {
@@ -161,4 +164,88 @@ async fn a_checkout_in_up_is_paid_shipped_and_notified() {
         run_to_exit(strata(&["events", "stats", "--url", "http://127.0.0.1:9"])).await;
     assert!(!status.success());
     assert!(stderr.contains("cannot reach the worker"), "{stderr}");
+}
+
+/// 1,000 checkouts on PostgreSQL + NATS while the `strata serve worker` process is killed with
+/// SIGKILL twice mid-processing and started again: nothing is lost or applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_killed_twice_lose_nothing_on_nats_and_postgres() {
+    const ORDERS: usize = 1000;
+    let Some(base) = require_service(POSTGRES) else {
+        return;
+    };
+    let Some(nats) = require_service(NATS) else {
+        return;
+    };
+    let (store, schema) = testing::fresh_postgres(&base).await.unwrap();
+    store.migrate().await.unwrap();
+    let database_url = with_search_path(&base, schema.schema());
+    let namespace = format!("kill{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let products = pipeline::products(&store, 4).await;
+
+    let start_worker = || {
+        let mut command = strata(&[
+            "serve",
+            "worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &database_url,
+            "--bus",
+            &nats,
+        ]);
+        command
+            .env("STRATA_BUS_NAMESPACE", &namespace)
+            .env("STRATA_WORKER_ACK_WAIT_MS", "1500")
+            .env("STRATA_WORKER_RETRY_BASE_MS", "20")
+            .env("STRATA_WORKER_PAYMENT_DECLINE_RATE", "0.2")
+            .env("STRATA_WORKER_PAYMENT_LATENCY_MS", "1");
+        Process::spawn(command)
+    };
+    let mut worker = start_worker();
+    let placing = {
+        let store = store.clone();
+        let products = products.clone();
+        tokio::spawn(async move { pipeline::place_orders(&store, &products, 20, ORDERS).await })
+    };
+    for round in 1..=2_i64 {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while pipeline::progress(&store).await.0 < round * 250 {
+            assert!(
+                Instant::now() < deadline,
+                "no progress before kill {round}:\n{}",
+                worker.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        worker.kill();
+        assert!(worker.wait_exit(Duration::from_secs(5)).await.is_some());
+        worker = start_worker();
+    }
+    placing.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let bus = NatsBus::connect(&nats, &namespace).await.unwrap();
+    loop {
+        let open = pipeline::progress(&store).await.1;
+        let outbox = store.outbox().pending().await.unwrap().0;
+        let consumers = bus.consumers("order").await.unwrap();
+        let busy: u64 = consumers
+            .iter()
+            .map(|c| c.num_pending + c.ack_pending)
+            .sum();
+        if open == 0 && outbox == 0 && busy == 0 && consumers.len() == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} open, {outbox} unrelayed, {consumers:?}\n{}",
+            worker.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    worker.terminate();
+    assert!(worker.wait_exit(Duration::from_secs(15)).await.is_some());
+    pipeline::check_invariants(&store, &products, ORDERS).await;
+    let _ = bus.delete_namespace_streams().await;
+    let _ = bus.close().await;
 }

@@ -119,6 +119,11 @@ impl Process {
         }
     }
 
+    /// Sends SIGKILL: the process dies at once, with no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
     /// Sends SIGTERM, as an orchestrator would.
     pub fn terminate(&self) {
         let status = Command::new("kill")
@@ -349,4 +354,10 @@ pub async fn gateway_requests_by_instance(
         *counts.entry(instance.to_owned()).or_default() += value;
     }
     counts
+}
+
+/// `base` (a PostgreSQL URL) with every connection's `search_path` set to `schema`.
+pub fn with_search_path(base: &str, schema: &str) -> String {
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}options=-c%20search_path%3D{schema}")
 }

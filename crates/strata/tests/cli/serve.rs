@@ -7,16 +7,10 @@ use std::time::Duration;
 use serde_json::Value;
 use strata_core::testkit::{POSTGRES, require_service};
 
-use crate::harness::{Process, START_TIMEOUT, free_port, strata, wait_ready};
+use crate::harness::{Process, START_TIMEOUT, free_port, strata, wait_ready, with_search_path};
 
 /// The token signing secret every `strata serve api` of a deployment shares.
 const JWT_SECRET: &str = "serve-test-secret-0123456789abcdef";
-
-/// `base` with every connection's `search_path` set to `schema`.
-fn with_search_path(base: &str, schema: &str) -> String {
-    let separator = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{separator}options=-c%20search_path%3D{schema}")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_runs_roles_as_separate_processes_on_postgres() {
