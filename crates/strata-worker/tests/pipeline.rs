@@ -257,6 +257,29 @@ async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends)
         .find(|s| s["stream"] == "dlq")
         .unwrap();
     assert_eq!(dlq["stored"], 6, "{stats}");
+    // The same figures as metrics (the gauges refresh every 200 ms here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client
+            .get(format!("{}/metrics", worker.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let has = |line: &str| metrics.lines().any(|l| l == line);
+        if has("strata_worker_dead_letters 6")
+            && has(r#"strata_worker_handler_failures_total{handler="payment"} 18"#)
+            && has(r#"strata_worker_events_total{handler="payment",outcome="dead_lettered"} 6"#)
+            && metrics.contains(r#"strata_worker_consumer_lag{handler="payment"} 0"#)
+            && metrics.contains("strata_worker_processing_seconds_bucket")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     worker.stop().await;
 
     // The provider is back: replay two by id, then the rest.
