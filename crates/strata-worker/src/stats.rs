@@ -90,6 +90,20 @@ impl EventStats {
         })
     }
 
+    /// True when nothing waits: every outbox event is relayed, and each handler's consumer of
+    /// the order stream exists and has neither lag nor unacknowledged deliveries.
+    pub fn is_quiet(&self) -> bool {
+        let Some(orders) = self.streams.iter().find(|s| s.stream == ORDER_FAMILY) else {
+            return false;
+        };
+        self.outbox_pending == 0
+            && orders.consumers.len() >= crate::Handler::ALL.len()
+            && orders
+                .consumers
+                .iter()
+                .all(|c| c.lag == 0 && c.pending == 0)
+    }
+
     /// Messages in the dead-letter stream.
     pub fn dead_letters(&self) -> u64 {
         self.streams

@@ -17,7 +17,7 @@ use strata_core::Shutdown;
 use strata_core::testkit::{NATS, POSTGRES, require_service};
 use strata_store::testing::{self, TempFileGuard, TestSchemaGuard, pipeline};
 use strata_store::{OrderStatus, Store};
-use strata_worker::{PipelineSettings, SimulatedPayments, Worker, WorkerSettings};
+use strata_worker::{EventStats, PipelineSettings, SimulatedPayments, Worker, WorkerSettings};
 use tokio::task::JoinHandle;
 
 /// A store and a bus for one test, and what cleans them up.
@@ -137,32 +137,15 @@ fn quick(decline_rate: f64, error_rate: f64) -> PipelineSettings {
     }
 }
 
-/// Orders not yet in a final status.
-async fn unfinished(store: &Store) -> i64 {
-    pipeline::progress(store).await.1
-}
-
 /// Waits (at most `limit`) until the pipeline is quiet: every order final, the outbox relayed,
 /// and every handler's consumer without lag or unacknowledged deliveries.
 async fn settle(backends: &Backends, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = unfinished(&backends.store).await;
-        let outbox = backends.store.outbox().pending().await.unwrap().0;
-        let consumers = backends.bus.consumers("order").await.unwrap();
-        let busy: u64 = consumers
-            .iter()
-            .map(|c| c.num_pending + c.ack_pending)
-            .sum();
-        if left == 0 && outbox == 0 && busy == 0 && consumers.len() == 3 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after {limit:?}: {left} orders unfinished, {outbox} events unrelayed, {consumers:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    pipeline::settle(&backends.store, limit, || async {
+        EventStats::read(&backends.bus, &backends.store)
+            .await
+            .is_ok_and(|s| s.is_quiet())
+    })
+    .await;
 }
 
 /// 1,000 checkouts while the worker is killed twice mid-processing and restarted.
@@ -178,18 +161,8 @@ async fn orders_survive_two_worker_crashes(backends: &Backends) {
     };
     // Crash twice, each time once the pipeline has visibly moved on.
     for round in 1..=2 {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (done, _) = pipeline::progress(store).await;
-            if done >= i64::try_from(round * ORDERS / 4).unwrap() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no progress before crash {round}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let done = i64::try_from(round * ORDERS / 4).unwrap();
+        pipeline::wait_final(store, done, Duration::from_secs(60)).await;
         worker.crash().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         worker = RunningWorker::start(backends, quick(0.2, 0.0)).await;

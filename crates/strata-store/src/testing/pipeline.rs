@@ -4,6 +4,8 @@
 //! notification per change, stock consistent with the orders, the outbox drained).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use crate::{
     CartOwner, CheckoutRequest, Coupon, NewProduct, NewUser, OrderStatus, PricedLine, PricedOrder,
@@ -134,6 +136,45 @@ pub async fn progress(store: &Store) -> (i64, i64) {
             (done, open + n)
         }
     })
+}
+
+/// Waits until at least `done` orders are final; panics after `limit`.
+///
+/// # Panics
+/// When `limit` passes first, or the store fails.
+pub async fn wait_final(store: &Store, done: i64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while progress(store).await.0 < done {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {done} orders final after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every order is final and `quiet` (the caller's view of the bus: nothing
+/// unrelayed, unconsumed or unacknowledged) holds; panics after `limit`.
+///
+/// # Panics
+/// When `limit` passes first, or the store fails.
+pub async fn settle<F, Fut>(store: &Store, limit: Duration, mut quiet: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let open = progress(store).await.1;
+        if open == 0 && quiet().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not settled after {limit:?}: {open} orders open"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Checks every invariant of the order pipeline over a store holding exactly `expected`

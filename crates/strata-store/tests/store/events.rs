@@ -5,9 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use strata_store::{
-    Applied, CartOwner, CheckoutRequest, Coupon, NewNotification, ORDER_PAID, ORDER_PAYMENT_FAILED,
-    ORDER_PLACED, ORDER_SHIPPED, OrderStatus, OrderStatusChanged, Page, PricedLine, PricedOrder,
-    ReservedLine, Store, Transition,
+    Applied, CartOwner, CheckoutRequest, NewNotification, ORDER_PAID, ORDER_PAYMENT_FAILED,
+    ORDER_PLACED, ORDER_SHIPPED, OrderStatus, OrderStatusChanged, Page, Store, Transition,
 };
 
 use crate::carts::{futures_join_all, product, user};
@@ -22,30 +21,6 @@ both_dialects!(
     relay_stamps_only_what_the_bus_confirmed,
     sent_events_are_pruned_by_age,
 );
-
-fn flat(lines: &[ReservedLine], _coupon: Option<&Coupon>) -> Result<PricedOrder, String> {
-    let lines: Vec<PricedLine> = lines
-        .iter()
-        .map(|l| PricedLine {
-            product_id: l.product_id,
-            unit_price_cents: l.unit_price_cents,
-            quantity: l.quantity,
-            discount_cents: 0,
-            total_cents: l.unit_price_cents * l.quantity,
-        })
-        .collect();
-    let subtotal = lines.iter().map(|l| l.total_cents).sum();
-    Ok(PricedOrder {
-        region: "EU-DE".into(),
-        tax_rate_bps: 0,
-        coupon_code: None,
-        subtotal_cents: subtotal,
-        discount_cents: 0,
-        tax_cents: 0,
-        total_cents: subtotal,
-        lines,
-    })
-}
 
 /// A user with an order of `quantity` units of a new product with `stock`; returns
 /// (user, product, order).
@@ -66,7 +41,7 @@ async fn placed_order(store: &Store, name: &str, stock: i64, quantity: u32) -> (
                 fingerprint: "{}",
                 coupon_code: None,
             },
-            flat,
+            strata_store::testing::pipeline::flat_price,
         )
         .await
         .unwrap()
