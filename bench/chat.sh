@@ -4,13 +4,14 @@
 # of two chat instances (`strata serve`), on PostgreSQL, Redis and NATS JetStream. The load
 # client (crates/strata-chat/examples/chat_load.rs) opens CONNS WebSocket connections through
 # the gateways (rooms of ROOM_SIZE), measures the chat processes' RSS growth per idle
-# connection, then sends RATE messages/s (one sender per room) for SECS seconds and reports
-# send→receipt latency percentiles over every receipt.
+# connection, then sends RATE messages/s (one sender per room, phases spread evenly over the
+# period unless STAGGER=0, which makes every room's sender fire at once) for SECS seconds and
+# reports send→receipt latency percentiles over every receipt and send→ack percentiles.
 #
 #   bench/chat.sh                       # 10,000 connections, 1,000 messages/s, 10 s
 #   CONNS=2000 RATE=500 bench/chat.sh
 #
-# Knobs: CONNS (10000), ROOM_SIZE (10), RATE (1000), SECS (10), SOURCES (4, loopback source
+# Knobs: CONNS (10000), ROOM_SIZE (10), RATE (1000), SECS (10), STAGGER (1), SOURCES (4, loopback source
 # addresses 127.0.0.1..N), PG_URL, REDIS_URL, NATS_URL, SKIP_BUILD (0).
 # The last line of output is one JSON object.
 set -euo pipefail
@@ -79,5 +80,5 @@ for port in 18201 18202 18081 18082; do
 done
 
 URLS=${LOAD_URLS:-http://127.0.0.1:18081,http://127.0.0.1:18082} SECRET=$STRATA_AUTH_JWT_SECRET \
-    CONNS=$CONNS ROOM_SIZE=$ROOM_SIZE RATE=$RATE SECS=$SECS SOURCES=$SOURCES \
+    CONNS=$CONNS ROOM_SIZE=$ROOM_SIZE RATE=$RATE SECS=$SECS SOURCES=$SOURCES STAGGER=${STAGGER:-1} \
     PIDS=$(IFS=,; echo "${CHAT_PIDS[*]}") "$LOAD"

@@ -1,11 +1,17 @@
 //! Load client of `bench/chat.sh`: opens many chat connections, measures the idle memory per
 //! connection of the given processes, then drives a message rate and reports fan-out latency
-//! (send to receipt) as one JSON line.
+//! (send to receipt by every member) and ack latency (send to the sender's `ack`, which
+//! comes after the commit) as one JSON line.
+//!
+//! One sender per room sends every `rooms / RATE` seconds. With `STAGGER=1` (the default)
+//! the senders' phases are spread evenly over that period, so the instances see a steady
+//! `RATE` messages/s, as from independent clients; with `STAGGER=0` every sender fires at
+//! the same instant, a burst of one message per room at once.
 //!
 //! Environment: `URLS` (comma-separated gateway URLs; connections are spread over them),
 //! `SECRET` (the token secret), `CONNS` (10000), `ROOM_SIZE` (10), `RATE` (messages/s, 1000),
-//! `SECS` (10), `PIDS` (comma-separated pids whose RSS is measured), `SOURCES` (loopback
-//! source addresses to spread over, 1).
+//! `SECS` (10), `STAGGER` (1), `PIDS` (comma-separated pids whose RSS is measured),
+//! `SOURCES` (loopback source addresses to spread over, 1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rate: u64 = env("RATE", 1000);
     let secs: u64 = env("SECS", 10);
     let sources: u8 = env("SOURCES", 1);
+    let stagger: u8 = env("STAGGER", 1);
     let pids: Vec<u32> = std::env::var("PIDS")
         .unwrap_or_default()
         .split(',')
@@ -68,6 +75,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_before = rss_kib(&pids);
     let epoch = Instant::now();
     let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<f64>();
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<f64>();
+    let sent = Arc::new(AtomicUsize::new(0));
     let (go_tx, go_rx) = watch::channel(false);
     let connected = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
@@ -87,9 +96,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         let url = ws_url(&urls[i % urls.len()], Some(&token), Some(&room), None);
         let source = 1 + u8::try_from(i % usize::from(sources.max(1))).unwrap_or(0);
-        let (lat_tx, mut go_rx) = (lat_tx.clone(), go_rx.clone());
+        let (lat_tx, ack_tx, mut go_rx) = (lat_tx.clone(), ack_tx.clone(), go_rx.clone());
+        let sent = sent.clone();
         let (connected, failed, gate) = (connected.clone(), failed.clone(), gate.clone());
         let per_sender = Duration::from_secs_f64(rooms as f64 / rate as f64);
+        // Sender `i` of `rooms` fires `i / rooms` of a period after the start.
+        let phase = if stagger == 0 {
+            per_sender
+        } else {
+            per_sender.mul_f64((1 + i) as f64 / rooms as f64)
+        };
         tasks.push(tokio::spawn(async move {
             let permit = gate.acquire_owned().await;
             let ws = async {
@@ -119,11 +135,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tokio::select! {
                     frame = stream.next() => match frame {
                         Some(Ok(Message::Text(text))) => {
-                            if let Ok(ServerFrame::Message { body, .. }) = serde_json::from_str(&text)
-                                && let Ok(sent) = body.parse::<f64>()
-                            {
-                                let now = epoch.elapsed().as_secs_f64() * 1000.0;
-                                let _ = lat_tx.send(now - sent);
+                            let now = epoch.elapsed().as_secs_f64() * 1000.0;
+                            match serde_json::from_str(&text) {
+                                Ok(ServerFrame::Message { body, .. }) => {
+                                    if let Ok(sent) = body.parse::<f64>() {
+                                        let _ = lat_tx.send(now - sent);
+                                    }
+                                }
+                                // The client id ends with the send time.
+                                Ok(ServerFrame::Ack { client_id, .. }) => {
+                                    if let Some(sent) = client_id
+                                        .rsplit('-')
+                                        .next()
+                                        .and_then(|t| t.parse::<f64>().ok())
+                                    {
+                                        let _ = ack_tx.send(now - sent);
+                                    }
+                                }
+                                _ => {}
                             }
                         }
                         Some(Ok(_)) => {}
@@ -131,11 +160,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     },
                     _ = tick.tick(), if sender && *go_rx.borrow() => {
                         n += 1;
+                        let at = format!("{:.3}", epoch.elapsed().as_secs_f64() * 1000.0);
                         let frame = ClientFrame::Send {
                             room: room.clone(),
-                            client_id: format!("{i}-{n}"),
-                            body: format!("{:.3}", epoch.elapsed().as_secs_f64() * 1000.0),
+                            client_id: format!("{i}-{n}-{at}"),
+                            body: at,
                         };
+                        sent.fetch_add(1, Ordering::Relaxed);
                         let text = serde_json::to_string(&frame).unwrap_or_default();
                         if sink.send(Message::Text(text.into())).await.is_err() {
                             return;
@@ -144,7 +175,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     changed = go_rx.changed(), if sender && !*go_rx.borrow() => {
                         if changed.is_err() { return; }
                         // Ticks missed while waiting must not burst out now.
-                        tick.reset();
+                        tick.reset_at(tokio::time::Instant::now() + phase);
                     }
                 }
             }
@@ -173,11 +204,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         task.abort();
     }
     drop(lat_tx);
+    drop(ack_tx);
     let mut latencies = Vec::new();
     while let Ok(l) = lat_rx.try_recv() {
         latencies.push(l);
     }
     latencies.sort_by(f64::total_cmp);
+    let mut acks = Vec::new();
+    while let Ok(l) = ack_rx.try_recv() {
+        acks.push(l);
+    }
+    acks.sort_by(f64::total_cmp);
     let per_conn = if open > 0 {
         (rss_idle.saturating_sub(rss_before) as f64) / open as f64
     } else {
@@ -192,6 +229,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "rooms": rooms,
             "rate_per_sec": rate,
             "secs": secs,
+            "staggered": stagger != 0,
+            "sent": sent.load(Ordering::Relaxed),
+            "acks": acks.len(),
+            "ack_p50_ms": (percentile(&acks, 50.0) * 100.0).round() / 100.0,
+            "ack_p99_ms": (percentile(&acks, 99.0) * 100.0).round() / 100.0,
             "receipts": latencies.len(),
             "fanout_p50_ms": (percentile(&latencies, 50.0) * 100.0).round() / 100.0,
             "fanout_p99_ms": (percentile(&latencies, 99.0) * 100.0).round() / 100.0,
