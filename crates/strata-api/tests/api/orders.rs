@@ -6,7 +6,10 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
 use strata_api::auth::{AuthUser, Role, Tokens};
-use strata_store::{CartOwner, NewUser, ORDER_PLACED, OrderPlaced, UserRole};
+use strata_store::{
+    Applied, CartOwner, NewNotification, NewUser, ORDER_PLACED, OrderPlaced, OrderStatus,
+    Transition, UserRole,
+};
 
 use crate::helpers::{JWT_SECRET, KEY_ID, TestApp, assert_json_error};
 use crate::prices::add_product;
@@ -21,6 +24,7 @@ backend_tests!(
     refused_checkouts_reserve_nothing,
     coupons_and_regions_price_the_order,
     checkout_and_order_input_is_validated,
+    notifications_are_private_and_paged,
 );
 
 /// Users inserted straight into the store with tokens signed by the test key: quick enough for
@@ -563,4 +567,83 @@ async fn checkout_and_order_input_is_validated(app: TestApp) {
     // An empty JSON object is a valid body (the defaults).
     let response = raw("{}", "application/json").await.expect("send");
     assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+/// What the worker writes (status changes, notifications) shows through the api: the order's
+/// history, and the caller's own notifications, newest first, paged; nobody else's.
+async fn notifications_are_private_and_paged(app: TestApp) {
+    let (alice_id, alice) = mint_customers(&app, 1).await.remove(0);
+    let (_, bob) = mint_customers(&app, 1).await.remove(0);
+    let lamp = add_product(&app, "N-LAMP", 1_000, 10).await;
+    add_to_cart(&app, &alice, lamp, 1).await;
+    let order = json_of(checkout(&app, Some(&alice), Some("n1"), None).await).await;
+    let order_id = order["id"].as_i64().unwrap();
+
+    // As the worker's handlers would: pay the order, notify twice.
+    let paid = app
+        .store
+        .orders()
+        .advance(Transition {
+            handler: "payment",
+            event_id: 1,
+            order_id,
+            from: OrderStatus::Placed,
+            to: OrderStatus::Paid,
+        })
+        .await
+        .unwrap();
+    assert_eq!(paid, Applied::Done);
+    for (event_id, kind) in [(1, OrderStatus::Placed), (2, OrderStatus::Paid)] {
+        let recorded = app
+            .store
+            .notifications()
+            .record(NewNotification {
+                handler: "notifications",
+                event_id,
+                user_id: alice_id,
+                order_id,
+                kind,
+                message: "moved",
+            })
+            .await
+            .unwrap();
+        assert_eq!(recorded, Applied::Done);
+    }
+    let order = json_of(
+        app.get_as(&format!("/api/v1/orders/{order_id}"), &alice)
+            .await,
+    )
+    .await;
+    assert_eq!(order["status"], "paid");
+    assert_eq!(order["history"][1]["status"], "paid");
+
+    let page = json_of(app.get_as("/api/v1/notifications?per_page=1", &alice).await).await;
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"][0]["kind"], "paid", "newest first");
+    assert_eq!(page["items"][0]["order_id"], order_id);
+    let second = json_of(
+        app.get_as("/api/v1/notifications?page=2&per_page=1", &alice)
+            .await,
+    )
+    .await;
+    assert_eq!(second["items"][0]["kind"], "placed");
+    let bobs = json_of(app.get_as("/api/v1/notifications", &bob).await).await;
+    assert_eq!(
+        (bobs["total"].clone(), bobs["items"].clone()),
+        (json!(0), json!([]))
+    );
+
+    assert_json_error(
+        app.get("/api/v1/notifications").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    for bad in ["page=0", "per_page=101", "per_page=x", "color=red"] {
+        let response = app
+            .get_as(&format!("/api/v1/notifications?{bad}"), &alice)
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
 }
