@@ -577,7 +577,7 @@ async fn notifications_are_private_and_paged(app: TestApp) {
     let lamp = add_product(&app, "N-LAMP", 1_000, 10).await;
     add_to_cart(&app, &alice, lamp, 1).await;
     let order = json_of(checkout(&app, Some(&alice), Some("n1"), None).await).await;
-    let order_id = order["id"].as_i64().unwrap();
+    let order_id = order["id"].as_i64().expect("order id");
 
     // As the worker's handlers would: pay the order, notify twice.
     let paid = app
@@ -591,7 +591,7 @@ async fn notifications_are_private_and_paged(app: TestApp) {
             to: OrderStatus::Paid,
         })
         .await
-        .unwrap();
+        .expect("pay");
     assert_eq!(paid, Applied::Done);
     for (event_id, kind) in [(1, OrderStatus::Placed), (2, OrderStatus::Paid)] {
         let recorded = app
@@ -606,7 +606,7 @@ async fn notifications_are_private_and_paged(app: TestApp) {
                 message: "moved",
             })
             .await
-            .unwrap();
+            .expect("notify");
         assert_eq!(recorded, Applied::Done);
     }
     let order = json_of(
@@ -619,7 +619,7 @@ async fn notifications_are_private_and_paged(app: TestApp) {
 
     let page = json_of(app.get_as("/api/v1/notifications?per_page=1", &alice).await).await;
     assert_eq!(page["total"], 2);
-    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(page["items"][0]["kind"], "paid", "newest first");
     assert_eq!(page["items"][0]["order_id"], order_id);
     let second = json_of(
