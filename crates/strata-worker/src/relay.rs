@@ -9,6 +9,7 @@ use strata_bus::{AnyBus, Bus, BusError};
 use strata_core::Shutdown;
 use strata_store::{OutboxMessage, Store};
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 
 use crate::envelope::Envelope;
 use crate::metrics::WorkerMetrics;
@@ -18,15 +19,52 @@ use crate::settings::PipelineSettings;
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 /// Pause after a bus or store failure before trying again.
 const FAILURE_PAUSE: Duration = Duration::from_millis(500);
+/// Publishes of one round awaiting the bus's confirmation at once. 64: enough to hide the
+/// round trip to a bus on loopback or a LAN, well under async-nats's default limit of
+/// in-flight JetStream acks.
+const PUBLISH_WINDOW: usize = 64;
 
-/// Publishes `batch` in order, stopping at the first failure; returns the ids confirmed.
+/// Publishes `batch` with up to [`PUBLISH_WINDOW`] publishes awaiting the bus's confirmation
+/// at once, and returns the ids of the longest prefix the bus confirmed, with the error that
+/// ended it, if any. Publishes past a failure may have been stored too: unstamped, they are
+/// published again next round (a duplicate the handlers absorb).
+///
+/// Why a window rather than one publish at a time: each confirmation is a round trip to the
+/// bus, and waiting for each in turn made the relay the pipeline's slowest step under load
+/// (full batches back to back, see `bench/events.sh`). The publishes of one round may reach
+/// the bus in any order, which no consumer can tell: events of one order never share a round
+/// (an event is written by the handler of the one before it, which the bus delivers only once
+/// an earlier round published it), and rounds follow one another.
 async fn publish(bus: &AnyBus, batch: Vec<OutboxMessage>) -> (Vec<i64>, Option<BusError>) {
-    let mut sent = Vec::with_capacity(batch.len());
+    let window = Arc::new(Semaphore::new(PUBLISH_WINDOW));
+    let mut confirmations = Vec::with_capacity(batch.len());
     for message in &batch {
-        let envelope = Envelope::from_outbox(message);
-        match bus.publish(&message.topic, envelope.to_bytes()).await {
-            Ok(_) => sent.push(message.id),
-            Err(e) => return (sent, Some(e)),
+        let Ok(permit) = Arc::clone(&window).acquire_owned().await else {
+            break;
+        };
+        let bus = bus.clone();
+        let (id, topic) = (message.id, message.topic.clone());
+        let payload = Envelope::from_outbox(message).to_bytes();
+        confirmations.push(tokio::spawn(async move {
+            let confirmed = bus.publish(&topic, payload).await.map(|_| id);
+            drop(permit);
+            confirmed
+        }));
+    }
+    let mut sent = Vec::with_capacity(batch.len());
+    for confirmation in confirmations {
+        match confirmation.await {
+            Ok(Ok(id)) => sent.push(id),
+            Ok(Err(e)) => return (sent, Some(e)),
+            Err(e) => {
+                return (
+                    sent,
+                    Some(BusError::Nats {
+                        op: "publish",
+                        source: e.into(),
+                    }),
+                );
+            }
         }
     }
     (sent, None)
