@@ -70,8 +70,13 @@ async fn publish(bus: &AnyBus, batch: Vec<OutboxMessage>) -> (Vec<i64>, Option<B
     (sent, None)
 }
 
-/// Relays until `shutdown`. A full batch is followed at once by the next one; otherwise the
-/// relay polls every `relay_interval`.
+/// The shortest pause between polls, right after a round that relayed something.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
+/// Relays until `shutdown`. A full batch is followed at once by the next one. Otherwise the
+/// pause before the next poll starts at [`BUSY_POLL`] after a round that relayed something and
+/// doubles with every empty round up to `relay_interval`: while events flow, each one waits
+/// about a millisecond in the outbox; an idle relay still polls only every `relay_interval`.
 pub(crate) async fn run(
     store: Store,
     bus: AnyBus,
@@ -81,6 +86,7 @@ pub(crate) async fn run(
 ) {
     tracing::info!(batch = settings.relay_batch, "outbox relay running");
     let mut last_prune: Option<Instant> = None;
+    let mut idle_pause = BUSY_POLL;
     while !shutdown.is_cancelled() {
         let pause = match store
             .outbox()
@@ -89,10 +95,15 @@ pub(crate) async fn run(
         {
             Ok((sent, None)) => {
                 metrics.relayed.inc_by(sent as u64);
-                if sent < settings.relay_batch as usize {
-                    settings.relay_interval
-                } else {
+                if sent >= settings.relay_batch as usize {
                     Duration::ZERO
+                } else {
+                    idle_pause = if sent > 0 {
+                        BUSY_POLL
+                    } else {
+                        (idle_pause * 2).min(settings.relay_interval)
+                    };
+                    idle_pause.min(settings.relay_interval)
                 }
             }
             Ok((sent, Some(e))) => {
