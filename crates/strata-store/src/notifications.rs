@@ -20,7 +20,7 @@ pub struct Notification {
     pub kind: OrderStatus,
     /// A sentence for the customer.
     pub message: String,
-    /// When it was recorded.
+    /// When the order entered the status.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
@@ -54,6 +54,9 @@ pub struct NewNotification<'a> {
     pub kind: OrderStatus,
     /// A sentence for the customer.
     pub message: &'a str,
+    /// When the order entered the status (the event's time, not the handler's): notifications
+    /// list in the order the changes happened, whatever order the handler saw them in.
+    pub at: OffsetDateTime,
 }
 
 #[derive(sqlx::FromRow)]
@@ -105,6 +108,7 @@ impl<'a> NotificationRepo<'a> {
     async fn try_record(&self, new: NewNotification<'_>) -> Result<Applied, StoreError> {
         let begin = self.store.dialect().begin_write();
         let now = DbTime::now();
+        let at = DbTime(new.at);
         let applied = dispatch!(self.store, pool => {
             let mut tx = pool.begin_with(begin).await?;
             if !claim_event!(tx, new.handler, new.event_id, now) {
@@ -122,7 +126,7 @@ impl<'a> NotificationRepo<'a> {
             .bind(new.kind.as_str())
             .bind(new.message)
             .bind(new.event_id)
-            .bind(now)
+            .bind(at)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -132,7 +136,7 @@ impl<'a> NotificationRepo<'a> {
         Ok(applied)
     }
 
-    /// One page of a user's notifications, newest first.
+    /// One page of a user's notifications, newest status change first.
     ///
     /// # Errors
     /// When the database cannot be queried.
@@ -148,7 +152,7 @@ impl<'a> NotificationRepo<'a> {
                 .await?;
             let rows = sqlx::query_as(
                 "SELECT id, order_id, kind, message, created_at FROM notifications \
-                 WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+                 WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
             )
             .bind(user_id)
             .bind(page.limit())
@@ -168,7 +172,8 @@ impl<'a> NotificationRepo<'a> {
         })
     }
 
-    /// Every notification about one order, oldest first (for tests and inspection).
+    /// Every notification about one order, oldest status change first (for tests and
+    /// inspection).
     ///
     /// # Errors
     /// When the database cannot be queried.
@@ -176,7 +181,7 @@ impl<'a> NotificationRepo<'a> {
         let rows: Vec<NotificationRow> = dispatch!(self.store, pool => {
             sqlx::query_as(
                 "SELECT id, order_id, kind, message, created_at FROM notifications \
-                 WHERE order_id = $1 ORDER BY id",
+                 WHERE order_id = $1 ORDER BY created_at, id",
             )
             .bind(order_id)
             .fetch_all(pool)

@@ -183,6 +183,7 @@ impl Handlers {
                 order_id: order.order_id,
                 kind,
                 message: &message,
+                at: event.created_at,
             })
             .await?)
     }

@@ -14,6 +14,12 @@ use strata_core::{Config, ConfigError};
 /// The variable naming the config file. It is read by clap, not by [`Config::load`], which
 /// would reject it as an unknown `STRATA_*` key.
 const CONFIG_VAR: &str = "STRATA_CONFIG";
+/// The chat client's token (`strata chat --token`).
+const CHAT_TOKEN_VAR: &str = "STRATA_CHAT_TOKEN";
+/// The worker's admin token for `strata events --token`.
+const EVENTS_TOKEN_VAR: &str = "STRATA_EVENTS_TOKEN";
+/// Variables that belong to flags, not to the configuration.
+const FLAG_VARS: [&str; 3] = [CONFIG_VAR, CHAT_TOKEN_VAR, EVENTS_TOKEN_VAR];
 
 /// strata: a shop with live support chat, its load balancer and its load generator, in one
 /// binary.
@@ -65,7 +71,7 @@ pub struct EventsArgs {
     )]
     pub url: String,
     /// The worker's `worker.admin_token`, when it has one.
-    #[arg(long, value_name = "TOKEN", env = "STRATA_EVENTS_TOKEN", global = true)]
+    #[arg(long, value_name = "TOKEN", env = EVENTS_TOKEN_VAR, global = true)]
     pub token: Option<String>,
     /// Print the worker's JSON answer instead of a table.
     #[arg(long, global = true)]
@@ -111,7 +117,7 @@ pub struct ChatArgs {
     #[arg(long, value_name = "ROOM")]
     pub room: String,
     /// A token from `POST /api/v1/sessions`.
-    #[arg(long, value_name = "JWT", env = "STRATA_CHAT_TOKEN")]
+    #[arg(long, value_name = "JWT", env = CHAT_TOKEN_VAR)]
     pub token: String,
     /// The gateway (or a chat instance) to connect to.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
@@ -217,10 +223,10 @@ impl Cli {
     /// # Errors
     /// Every bad key, each named (the caller exits with code 2).
     pub fn load_config(&self) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .filter(|(k, _)| k != CONFIG_VAR)
-            .collect();
+        let env = config_env(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        );
         load(
             self.config.as_deref(),
             env,
@@ -305,6 +311,14 @@ fn load(
     Config::load(file, env, &all)
 }
 
+/// The environment without the variables that stand for flags (`STRATA_CONFIG`,
+/// `STRATA_CHAT_TOKEN`, `STRATA_EVENTS_TOKEN`): the rest of `STRATA_*` is configuration, where
+/// an unknown name is an error.
+fn config_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    vars.filter(|(k, _)| !FLAG_VARS.contains(&k.as_str()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,16 +329,24 @@ mod tests {
 
     fn load_args(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let cli = parse(args);
-        let env = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let env = config_env(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         load(
             cli.config.as_deref(),
             env,
             &cli.overrides(),
             &cli.port_overrides(),
         )
+    }
+
+    #[test]
+    fn token_variables_of_flags_are_not_configuration() {
+        let env = [
+            ("STRATA_CHAT_TOKEN", "a.b.c"),
+            ("STRATA_EVENTS_TOKEN", "secret"),
+        ];
+        assert!(load_args(&["events", "stats"], &env).is_ok());
+        let err = load_args(&["events", "stats"], &[("STRATA_EVENTS_TOKENS", "x")]).unwrap_err();
+        assert!(err.to_string().contains("STRATA_EVENTS_TOKENS"), "{err}");
     }
 
     #[test]

@@ -604,6 +604,7 @@ async fn notifications_are_private_and_paged(app: TestApp) {
                 order_id,
                 kind,
                 message: "moved",
+                at: time::OffsetDateTime::now_utc() + time::Duration::seconds(event_id),
             })
             .await
             .expect("notify");

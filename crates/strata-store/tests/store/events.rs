@@ -234,14 +234,24 @@ async fn notifications_are_recorded_once_per_event_and_only_for_the_owner(store:
     let (ann, _, order) = placed_order(store, "eve", 5, 1).await;
     let other = user(store, "mallory").await;
     let notifications = store.notifications();
-    let new = |event_id, user_id, kind| NewNotification {
+    let placed_at = time::OffsetDateTime::now_utc() - time::Duration::seconds(10);
+    let new = |event_id: i64, user_id, kind| NewNotification {
         handler: "notifications",
         event_id,
         user_id,
         order_id: order,
         kind,
         message: "Your order moved",
+        at: placed_at + time::Duration::seconds(event_id),
     };
+    // The handler sees the later change first: the listing still follows the changes' times.
+    assert_eq!(
+        notifications
+            .record(new(2, ann, OrderStatus::Paid))
+            .await
+            .unwrap(),
+        Applied::Done
+    );
     assert_eq!(
         notifications
             .record(new(1, ann, OrderStatus::Placed))
@@ -255,13 +265,6 @@ async fn notifications_are_recorded_once_per_event_and_only_for_the_owner(store:
             .await
             .unwrap(),
         Applied::Duplicate
-    );
-    assert_eq!(
-        notifications
-            .record(new(2, ann, OrderStatus::Paid))
-            .await
-            .unwrap(),
-        Applied::Done
     );
     // An event naming an order of someone else notifies no one.
     assert_eq!(
@@ -291,7 +294,14 @@ async fn notifications_are_recorded_once_per_event_and_only_for_the_owner(store:
             .total,
         0
     );
-    assert_eq!(notifications.for_order(order).await.unwrap().len(), 2);
+    let oldest_first: Vec<OrderStatus> = notifications
+        .for_order(order)
+        .await
+        .unwrap()
+        .iter()
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(oldest_first, [OrderStatus::Placed, OrderStatus::Paid]);
     assert_eq!(notifications.count().await.unwrap(), (2, 2));
 }
 

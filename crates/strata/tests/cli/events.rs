@@ -117,7 +117,14 @@ async fn a_checkout_in_up_is_paid_shipped_and_notified() {
                 .iter()
                 .map(|n| n["kind"].as_str().unwrap())
                 .collect();
-            assert_eq!(kinds, ["shipped", "paid", "placed"], "newest first");
+            // Newest change first. Paid and shipped may share a millisecond; placed is older
+            // than both by at least the payment provider's latency.
+            assert_eq!(kinds.len(), 3);
+            assert_eq!(kinds[2], "placed", "{kinds:?}");
+            assert!(
+                kinds.contains(&"paid") && kinds.contains(&"shipped"),
+                "{kinds:?}"
+            );
             assert_eq!(page["items"][0]["order_id"], order_id);
             break;
         }
