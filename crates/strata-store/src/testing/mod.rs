@@ -183,6 +183,17 @@ pub async fn execute(store: &Store, sql: &'static str) -> Result<u64, StoreError
     Ok(affected)
 }
 
+/// Applies the embedded migrations up to and including `version` only, so upgrade tests can
+/// fill a schema as an older build left it and then migrate the rest.
+///
+/// # Errors
+/// [`StoreError::Migrate`] when a migration fails.
+pub async fn migrate_to(store: &Store, version: i64) -> Result<(), StoreError> {
+    let migrator = crate::migrate::migrator(store.dialect());
+    dispatch!(store, pool => migrator.run_to(version, pool).await?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -424,3 +424,46 @@ async fn concurrent_relays_share_the_outbox_on_postgres() {
     );
     assert_eq!(store.outbox().pending().await.unwrap().0, 0);
 }
+
+both_dialects!(upgrading_from_0004_keeps_orders_lines_and_ids);
+
+/// A store migrated by the build before the event pipeline, holding an order, takes migration
+/// 0005 (on SQLite a rebuild of `orders` and `order_status_history`) without losing a row, a
+/// line (no cascade from the rebuilt table) or its id counters, and then takes the new status.
+async fn upgrading_from_0004_keeps_orders_lines_and_ids(store: &Store) {
+    strata_store::testing::migrate_to(store, 4).await.unwrap();
+    let (_, item, order) = placed_order(store, "up", 5, 2).await;
+    let before = store.orders().get(order).await.unwrap().unwrap();
+    assert!(!store.migrations_applied().await.unwrap());
+
+    migrated(store).await;
+    assert!(store.migrations_applied().await.unwrap());
+    let after = store.orders().get(order).await.unwrap().unwrap();
+    assert_eq!(after, before, "order, lines and history kept");
+    assert_eq!(after.lines.len(), 1);
+    assert_eq!(stock(store, item).await, 3);
+
+    // The rebuilt tables keep their foreign keys and never reuse an id.
+    let decline = step(
+        "payment",
+        1,
+        order,
+        OrderStatus::Placed,
+        OrderStatus::PaymentFailed,
+    );
+    assert_eq!(
+        store.orders().advance(decline).await.unwrap(),
+        Applied::Done
+    );
+    assert_eq!(stock(store, item).await, 5);
+    let (_, _, next) = placed_order(store, "up2", 5, 1).await;
+    assert!(next > order, "{next} after {order}");
+    let history = store.orders().get(order).await.unwrap().unwrap().history;
+    assert_eq!(history.len(), 2);
+    assert!(
+        strata_store::testing::execute(store, "DELETE FROM users")
+            .await
+            .is_err(),
+        "orders still reference their users"
+    );
+}
