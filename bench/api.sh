@@ -46,6 +46,8 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 PARTS=${PARTS:-catalog,checkout}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/common.sh
+source "$ROOT/bench/lib/common.sh"
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 STRATA=$TARGET_DIR/release/strata
 GW_PORT=$BASE_PORT
@@ -76,11 +78,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
-    echo "installing $2 for $1" >&2
-    apt-get install -y -qq "$2" >/dev/null
-}
 need wrk wrk
 need curl curl
 need python3 python3
@@ -93,27 +90,12 @@ if [[ $SKIP_BUILD != 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p strata)
 fi
 
-# Waits up to 60 s for `url` to answer 2xx.
-wait_ready() {
-    local url=$1
-    for _ in $(seq 1 600); do
-        if curl -fsS -o /dev/null "$url" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "not ready: $url" >&2
-    return 1
-}
-
 # Requests/s of a wrk report on stdin.
 rps() { awk '/^Requests\/sec:/ {print $2}'; }
 # p99 latency (ms) of a wrk --latency report on stdin.
 p99_ms() {
     awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/, "", v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v*=1000}; print v}'
 }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print 0}'; }
 
 JSON_PARTS=()
 TABLE=()
@@ -169,54 +151,13 @@ if [[ $PARTS == *checkout* ]]; then
     wait_ready "http://127.0.0.1:$API_PORT/readyz" || { tail -20 "$WORK/api.log" >&2; exit 1; }
 
     # Users, carts, stock: straight into the database the api migrated.
-    psql_bench <<SQL
-UPDATE products SET stock = 1000000000;
-INSERT INTO users (email, display_name, password_hash, role)
-    SELECT 'bench-' || g || '@example.com', 'Bench ' || g, 'not-a-hash', 'customer'
-    FROM generate_series(1, $BENCH_USERS) AS g;
-INSERT INTO carts (user_id) SELECT id FROM users WHERE email LIKE 'bench-%';
-ANALYZE;
-SQL
-    FIRST_UID=$(psql_bench -At -c "SELECT min(id) FROM users WHERE email LIKE 'bench-%'")
-    refill_carts() {
-        psql_bench <<'SQL'
-DELETE FROM cart_items;
-INSERT INTO cart_items (cart_id, product_id, quantity)
-    SELECT c.id, p.ids[1 + floor(random() * array_length(p.ids, 1))::int],
-           1 + floor(random() * 3)::int
-    FROM carts c CROSS JOIN (SELECT array_agg(id) AS ids FROM products) p
-    WHERE c.user_id IS NOT NULL;
--- The refill leaves a table's worth of dead rows, and each run writes more: clean up and
--- flush now, so autovacuum and checkpoints do not land inside the next measured run (on
--- whichever side happens to run then).
-VACUUM ANALYZE;
-CHECKPOINT;
-SQL
-    }
+    seed_buyers psql_bench "$BENCH_USERS"
 
     # One JWT per user, in user id order (HS256, the api's secret and key id).
-    python3 - "$JWT_SECRET" "$JWT_KID" "$WORK/tokens.txt" "$PG_URL/$DB" <<'PY'
-import base64, hashlib, hmac, json, subprocess, sys, time
-secret, kid, out, db = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4]
-query = "SELECT id, email FROM users WHERE email LIKE 'bench-%' ORDER BY id"
-rows = subprocess.run(["psql", "-X", "-At", "-F", " ", db, "-c", query],
-                      check=True, capture_output=True, text=True).stdout.split("\n")
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}, separators=(",", ":")).encode())
-now = int(time.time())
-with open(out, "w") as f:
-    for row in rows:
-        if not row:
-            continue
-        uid, email = row.split(" ")
-        claims = {"sub": uid, "email": email, "role": "customer", "iat": now, "exp": now + 3600}
-        body = head + b"." + b64(json.dumps(claims, separators=(",", ":")).encode())
-        sig = b64(hmac.new(secret, body, hashlib.sha256).digest())
-        f.write((body + b"." + sig).decode() + "\n")
-PY
+    mint_tokens psql_bench "$JWT_SECRET" "$JWT_KID" "$WORK/tokens.txt"
     TOKENS=$(wc -l <"$WORK/tokens.txt")
     # A token works (and the cart a checkout needs is there).
-    refill_carts
+    refill_carts psql_bench
     probe=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(tail -1 "$WORK/tokens.txt")" \
         "http://127.0.0.1:$API_PORT/api/v1/cart")
     [[ $probe == 200 ]] || { echo "token probe answered $probe" >&2; exit 1; }
@@ -274,7 +215,7 @@ SQL
     pgbench_tps=()
     strata_other=()
     for round in $(seq 1 "$ROUNDS"); do
-        refill_carts
+        refill_carts psql_bench
         out=$(wrk -t1 -c"$CHECKOUT_CONCURRENCY" -d"${DURATION}s" -s "$WORK/checkout.lua" \
             "http://127.0.0.1:$API_PORT" -- "$WORK/tokens.txt" "$round")
         created=$(awk '/^created/ {print $2}' <<<"$out")
@@ -284,7 +225,7 @@ SQL
         fi
         strata_tps+=("$(awk -v c="$created" -v d="$DURATION" 'BEGIN {printf "%.1f", c/d}')")
         strata_other+=("$other")
-        refill_carts
+        refill_carts psql_bench
         out=$(pgbench -n -M prepared -c "$CHECKOUT_CONCURRENCY" -j 2 -T "$DURATION" \
             -f "$WORK/checkout.sql" -D n=0 -D first="$FIRST_UID" \
             -D clients="$CHECKOUT_CONCURRENCY" -D run="$round" \

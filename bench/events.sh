@@ -62,6 +62,8 @@ WAIT_S=${WAIT_S:-300}
 SKIP_BUILD=${SKIP_BUILD:-0}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=lib/common.sh
+source "$ROOT/bench/lib/common.sh"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 STRATA=$TARGET/release/strata
 CEILING=$TARGET/release/examples/jetstream_ceiling
@@ -112,11 +114,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-need() {
-    command -v "$1" >/dev/null 2>&1 && return
-    echo "installing $2 for $1" >&2
-    apt-get install -y -qq "$2" >/dev/null
-}
 need wrk wrk
 need curl curl
 need python3 python3
@@ -128,20 +125,7 @@ if [[ $SKIP_BUILD != 1 ]]; then
         cargo build --release -q -p strata-lab --example jetstream_ceiling)
 fi
 
-# Waits up to 60 s for `url` to answer 2xx.
-wait_ready() {
-    local url=$1
-    for _ in $(seq 1 600); do
-        if curl -fsS -o /dev/null "$url" 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "not ready: $url" >&2
-    return 1
-}
 now_s() { date +%s.%N; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print 0}'; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN {print (a < b) ? a : b}'; }
 
 # Waits (at most WAIT_S) until every order above id $1 is shipped; $2 orders are expected.
@@ -180,48 +164,11 @@ PIDS+=("$WORKER_PID")
 wait_ready "http://127.0.0.1:$WORKER_PORT/readyz" || { tail -20 "$WORK/worker.log" >&2; exit 1; }
 
 USERS=$((ORDERS + LATENCY_ORDERS))
-psql_run <<SQL
-UPDATE products SET stock = 1000000000;
-INSERT INTO users (email, display_name, password_hash, role)
-    SELECT 'bench-' || g || '@example.com', 'Bench ' || g, 'not-a-hash', 'customer'
-    FROM generate_series(1, $USERS) AS g;
-INSERT INTO carts (user_id) SELECT id FROM users WHERE email LIKE 'bench-%';
-ANALYZE;
-SQL
-FIRST_UID=$(psql_run -At -c "SELECT min(id) FROM users WHERE email LIKE 'bench-%'")
-refill_carts() {
-    psql_run <<'SQL'
-DELETE FROM cart_items;
-INSERT INTO cart_items (cart_id, product_id, quantity)
-    SELECT c.id, p.ids[1 + floor(random() * array_length(p.ids, 1))::int],
-           1 + floor(random() * 3)::int
-    FROM carts c CROSS JOIN (SELECT array_agg(id) AS ids FROM products) p
-    WHERE c.user_id IS NOT NULL;
-SQL
-}
-refill_carts
+seed_buyers psql_run "$USERS"
+refill_carts psql_run
 
 # One JWT per user, in user id order (HS256, the api's secret and key id).
-python3 - "$JWT_SECRET" "$JWT_KID" "$WORK/tokens.txt" "$PG_URL/$PG_DB" "$SCHEMA" <<'PY'
-import base64, hashlib, hmac, json, os, subprocess, sys, time
-secret, kid, out, db, schema = sys.argv[1].encode(), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
-query = "SELECT id, email FROM users WHERE email LIKE 'bench-%' ORDER BY id"
-env = dict(os.environ, PGOPTIONS=f"-c search_path={schema}")
-rows = subprocess.run(["psql", "-X", "-At", "-F", " ", db, "-c", query],
-                      check=True, capture_output=True, text=True, env=env).stdout.split("\n")
-b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
-head = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}, separators=(",", ":")).encode())
-now = int(time.time())
-with open(out, "w") as f:
-    for row in rows:
-        if not row:
-            continue
-        uid, email = row.split(" ")
-        claims = {"sub": uid, "email": email, "role": "customer", "iat": now, "exp": now + 3600}
-        body = head + b"." + b64(json.dumps(claims, separators=(",", ":")).encode())
-        sig = b64(hmac.new(secret, body, hashlib.sha256).digest())
-        f.write((body + b"." + sig).decode() + "\n")
-PY
+mint_tokens psql_run "$JWT_SECRET" "$JWT_KID" "$WORK/tokens.txt"
 head -n "$ORDERS" "$WORK/tokens.txt" >"$WORK/tokens-throughput.txt"
 tail -n "$LATENCY_ORDERS" "$WORK/tokens.txt" >"$WORK/tokens-latency.txt"
 
@@ -440,7 +387,7 @@ COMMIT;
 \sleep $RELAY_INTERVAL_MS ms
 \endif
 SQL
-refill_carts
+refill_carts psql_run
 BEFORE_PG=$(psql_run -At -c "SELECT coalesce(max(id), 0) FROM outbox")
 PGB_URL="$PG_URL/$PG_DB"
 export PGOPTIONS="-c search_path=$SCHEMA"
