@@ -79,6 +79,7 @@ impl Backends {
 /// A worker running in a task: `crash` drops it mid-flight, `stop` stops it gracefully.
 struct RunningWorker {
     base: String,
+    client: reqwest::Client,
     shutdown: Shutdown,
     task: JoinHandle<Result<(), strata_worker::WorkerError>>,
 }
@@ -99,6 +100,7 @@ impl RunningWorker {
         let task = tokio::spawn(worker.run(shutdown.clone()));
         Self {
             base,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
             shutdown,
             task,
         }
@@ -109,6 +111,33 @@ impl RunningWorker {
     async fn crash(self) {
         self.task.abort();
         let _ = self.task.await;
+    }
+
+    /// `GET {base}{path}`, answered 2xx.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response
+    }
+
+    /// `POST /events/dlq/replay`, with `body` as JSON when given, answered 2xx.
+    async fn replay(&self, body: Option<Value>) -> Value {
+        let mut request = self.client.post(format!("{}/events/dlq/replay", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        response.json().await.unwrap()
     }
 
     async fn stop(self) {
@@ -188,17 +217,9 @@ async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends)
     // The payment provider is down for good.
     let worker = RunningWorker::start(backends, quick(0.0, 1.0)).await;
     pipeline::place_orders(store, &products, 3, 6).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let letters = loop {
-        let letters: Vec<Value> = client
-            .get(format!("{}/events/dlq", worker.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let letters: Vec<Value> = worker.get("/events/dlq").await.json().await.unwrap();
         if letters.len() >= 6 {
             break letters;
         }
@@ -215,14 +236,7 @@ async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends)
     // Nothing was paid; the customers were told their orders were placed.
     let counts = store.orders().count_by_status().await.unwrap();
     assert_eq!(counts.get(&OrderStatus::Placed), Some(&6), "{counts:?}");
-    let stats: Value = client
-        .get(format!("{}/events/stats", worker.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = worker.get("/events/stats").await.json().await.unwrap();
     let dlq = stats["streams"]
         .as_array()
         .unwrap()
@@ -233,14 +247,7 @@ async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends)
     // The same figures as metrics (the gauges refresh every 200 ms here).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = client
-            .get(format!("{}/metrics", worker.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = worker.get("/metrics").await.text().await.unwrap();
         let has = |line: &str| metrics.lines().any(|l| l == line);
         if has("strata_worker_dead_letters 6")
             && has(r#"strata_worker_handler_failures_total{handler="payment"} 18"#)
@@ -261,47 +268,30 @@ async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends)
         .iter()
         .map(|l| l["id"].as_u64().unwrap())
         .collect();
-    let replayed: Value = client
-        .post(format!("{}/events/dlq/replay", worker.base))
-        .json(&serde_json::json!({ "ids": [first[0], first[1], 999_999] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let replayed = worker
+        .replay(Some(
+            serde_json::json!({ "ids": [first[0], first[1], 999_999] }),
+        ))
+        .await;
     assert_eq!(
         replayed["replayed"].as_array().unwrap().len(),
         2,
         "{replayed}"
     );
     assert_eq!(replayed["missing"], serde_json::json!([999_999]));
-    let replayed: Value = client
-        .post(format!("{}/events/dlq/replay", worker.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let replayed = worker.replay(None).await;
     assert_eq!(
         replayed["replayed"].as_array().unwrap().len(),
         4,
         "{replayed}"
     );
     settle(backends, Duration::from_secs(30)).await;
-    let left: Vec<Value> = client
-        .get(format!("{}/events/dlq", worker.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let left: Vec<Value> = worker.get("/events/dlq").await.json().await.unwrap();
     assert!(left.is_empty(), "{left:?}");
     // Bad requests are 400 with the JSON error body.
     for body in ["{\"ids\": \"all\"}", "{\"other\": 1}", "[1,2"] {
-        let response = client
+        let response = worker
+            .client
             .post(format!("{}/events/dlq/replay", worker.base))
             .header("content-type", "application/json")
             .body(body)
@@ -312,7 +302,8 @@ async fn failing_handler_dead_letters_then_replay_completes(backends: &Backends)
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], "bad_request");
     }
-    let response = client
+    let response = worker
+        .client
         .get(format!("{}/events/dlq?limit=0", worker.base))
         .send()
         .await
