@@ -27,6 +27,8 @@ NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
 TARGET=${CARGO_TARGET_DIR:-target}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=lib/common.sh
+source "$ROOT/bench/lib/common.sh"
 
 ulimit -n "$(ulimit -Hn)"
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
@@ -51,6 +53,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     psql -q "$PG_URL" -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >&2 || true
+    nats_delete_stream "$NATS_URL" "${NS^^}_CHAT"
 }
 trap cleanup EXIT
 

@@ -80,3 +80,13 @@ with open(out, "w") as f:
         f.write((body + b"." + sig).decode() + "\n")
 ' "$2" "$3" "$4"
 }
+
+# nats_delete_stream NATS_URL NAME: deletes a JetStream stream a benchmark created, over the
+# plain NATS protocol (no client needed), so runs do not pile streams up on the server.
+nats_delete_stream() {
+    local hostport=${1#nats://}
+    exec {fd}<>"/dev/tcp/${hostport%:*}/${hostport##*:}" || return 0
+    printf 'CONNECT {"verbose":false}\r\nSUB _INBOX.bench_delete 1\r\nPUB $JS.API.STREAM.DELETE.%s _INBOX.bench_delete 0\r\n\r\nPING\r\n' "$2" >&$fd
+    timeout 2 grep -q -m1 'success' <&$fd || true
+    exec {fd}>&-
+}

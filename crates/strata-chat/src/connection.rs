@@ -16,7 +16,6 @@ use futures_util::{SinkExt, StreamExt};
 use strata_bus::Bus;
 use strata_cache::Cache;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -24,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use crate::auth::User;
 use crate::committer::Post;
-use crate::hub::{Closer, Hub, Member, Out, message_frame, presence_key};
+use crate::hub::{Hub, Member, Next, Out, Outbox, message_frame, presence_key};
 use crate::protocol::{ClientFrame, ServerFrame, close};
 use crate::room::RoomId;
 
@@ -40,33 +39,49 @@ pub(crate) struct Start {
 }
 
 /// Runs one connection to its end.
-pub(crate) async fn run<S>(hub: Arc<Hub>, ws: WebSocketStream<S>, start: Start)
+///
+/// The connection's future lives as long as the connection, idle or not, so it is kept
+/// small: a future is as large as its largest await plus everything it captured, hence the
+/// split before the `async fn` (which would keep the whole stream as an argument) and the
+/// boxed awaits of everything transient (authentication, store and cache calls).
+pub(crate) fn run<S>(
+    hub: Arc<Hub>,
+    ws: WebSocketStream<S>,
+    start: Start,
+) -> impl Future<Output = ()> + Send + 'static
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sink, mut stream) = ws.split();
+    let (sink, stream) = ws.split();
+    live(hub, sink, stream, start)
+}
+
+async fn live<S>(
+    hub: Arc<Hub>,
+    mut sink: Sink<S>,
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    start: Start,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let user = match start.user {
         Some(user) => user,
-        None => match authenticate(&hub, &mut stream).await {
+        None => match Box::pin(authenticate(&hub, &mut stream)).await {
             Ok(user) => user,
             Err(reason) => {
-                let _ = sink.send(close_frame(close::UNAUTHORIZED, reason)).await;
+                let _ = Box::pin(sink.send(close_frame(close::UNAUTHORIZED, reason))).await;
                 return;
             }
         },
     };
     hub.metrics.connections.inc();
     if hub.connected(user.id) {
-        // Boxed, like every backend call here: a future is as large as its largest await,
-        // and this one lives as long as the connection, idle or not.
         Box::pin(set_presence(&hub, user.id)).await;
     }
     let conn = hub.next_conn_id();
-    let (tx, rx) = mpsc::channel(hub.limits.outgoing_buffer);
     let member = Member {
         user: user.id,
-        tx,
-        closer: Closer::default(),
+        outbox: Arc::new(Outbox::new(hub.limits.outgoing_buffer)),
     };
     let last_inbound = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -88,26 +103,27 @@ where
         started,
     };
     if let Some((room, after)) = start.room {
-        reader.join(room, after).await;
+        Box::pin(reader.join(room, after)).await;
     }
+    let outbox = member.outbox.clone();
     let writer = Writer {
         hub: hub.clone(),
-        rx,
-        closer: member.closer.clone(),
+        outbox: outbox.clone(),
         cursors: HashMap::new(),
         last_inbound,
         started,
     };
-    let closer = member.closer.clone();
     let ended = tokio::select! {
         () = reader.run(&mut stream) => None,
         killed = writer.run(&mut sink) => Some(killed),
     };
     // The reader stopped on a close request (frame too big, flood): send the code.
-    if ended.is_none() && closer.code() != 0 && !hub.killed.is_cancelled() {
-        let code = closer.code();
-        let _ = sink.send(close_frame(code, close_reason(code))).await;
+    let code = outbox.code();
+    if ended.is_none() && code != 0 && !hub.killed.is_cancelled() {
+        let _ = Box::pin(sink.send(close_frame(code, close_reason(code)))).await;
     }
+    // Frames offered from now on are dropped, not queued for nobody.
+    outbox.end();
     let killed = ended.unwrap_or(false) || hub.killed.is_cancelled();
     for room in &reader.joined {
         hub.remove_member(room, conn);
@@ -240,7 +256,9 @@ impl Reader {
                         continue;
                     }
                     match serde_json::from_str::<ClientFrame>(&text) {
-                        Ok(frame) => self.handle(frame).await,
+                        // Boxed: the handling (a join, a queued post) is transient, while
+                        // this future lives as long as the connection.
+                        Ok(frame) => Box::pin(self.handle(frame)).await,
                         Err(e) => {
                             self.error("invalid_frame", format!("not a valid frame: {e}"), None)
                         }
@@ -254,7 +272,7 @@ impl Reader {
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => return,
                 Some(Err(tungstenite::Error::Capacity(_))) => {
-                    self.member.closer.close(close::TOO_BIG);
+                    self.member.outbox.close(close::TOO_BIG);
                     return;
                 }
                 Some(Err(_)) => return,
@@ -272,7 +290,7 @@ impl Reader {
         self.hub.metrics.rate_limited.inc();
         self.refused_in_a_row += 1;
         if self.refused_in_a_row > self.hub.limits.burst.saturating_mul(2) {
-            self.member.closer.close(close::POLICY);
+            self.member.outbox.close(close::POLICY);
         } else if self.refused_in_a_row == 1 {
             self.error("rate_limited", "too many frames: slow down", None);
         }
@@ -408,8 +426,7 @@ impl Reader {
 
 struct Writer {
     hub: Arc<Hub>,
-    rx: mpsc::Receiver<Out>,
-    closer: Closer,
+    outbox: Arc<Outbox>,
     cursors: HashMap<RoomId, i64>,
     last_inbound: Arc<AtomicU64>,
     started: Instant,
@@ -430,45 +447,37 @@ impl Writer {
             tokio::select! {
                 biased;
                 () = self.hub.killed.cancelled() => return true,
-                () = self.closer.closed() => {
-                    let code = self.closer.code();
-                    // Queued frames (the error that explains the close) go first, except
-                    // for a client too slow to take them.
-                    while code != close::TOO_SLOW && let Ok(out) = self.rx.try_recv() {
-                        if self.write(sink, out).await.is_err() {
-                            return false;
-                        }
-                    }
-                    let _ = sink.send(close_frame(code, close_reason(code))).await;
-                    return false;
-                }
                 () = self.hub.draining.cancelled() => {
                     // In-flight frames first, then the reconnect request.
-                    while let Ok(out) = self.rx.try_recv() {
+                    let _ = Box::pin(self.finish(sink, close::RECONNECT, true)).await;
+                    return false;
+                }
+                next = self.outbox.next() => match next {
+                    Next::Close(code) => {
+                        // Queued frames (the error that explains the close) go first, except
+                        // for a client too slow to take them.
+                        let _ = Box::pin(self.finish(sink, code, code != close::TOO_SLOW)).await;
+                        return false;
+                    }
+                    Next::Out(out) => {
                         if self.write(sink, out).await.is_err() {
                             return false;
                         }
+                        if self.outbox.is_empty() && sink.flush().await.is_err() {
+                            return false;
+                        }
                     }
-                    let _ = sink.send(close_frame(close::RECONNECT, "reconnect")).await;
-                    return false;
-                }
-                out = self.rx.recv() => {
-                    let Some(out) = out else { return false };
-                    if self.write(sink, out).await.is_err() {
-                        return false;
-                    }
-                    if self.rx.is_empty() && sink.flush().await.is_err() {
-                        return false;
-                    }
-                }
+                },
                 _ = tick.tick() => {
                     let idle = millis_since(self.started)
                         .saturating_sub(self.last_inbound.load(Ordering::Relaxed));
                     let limit = u64::try_from((heartbeat * 2).as_millis()).unwrap_or(u64::MAX);
                     if idle > limit {
-                        let _ = sink
-                            .send(close_frame(close::HEARTBEAT_TIMEOUT, "heartbeat timeout"))
-                            .await;
+                        let _ = Box::pin(sink.send(close_frame(
+                            close::HEARTBEAT_TIMEOUT,
+                            "heartbeat timeout",
+                        )))
+                        .await;
                         return false;
                     }
                     if sink.send(Message::Ping(Bytes::new())).await.is_err() {
@@ -479,7 +488,56 @@ impl Writer {
         }
     }
 
+    /// Sends the queued frames (when `flush_queue`), then a close frame with `code`.
+    async fn finish<S>(
+        &mut self,
+        sink: &mut Sink<S>,
+        code: u16,
+        flush_queue: bool,
+    ) -> Result<(), tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        while flush_queue && let Some(out) = self.outbox.pop() {
+            self.write(sink, out).await?;
+        }
+        sink.send(close_frame(code, close_reason(code))).await
+    }
+
+    /// Sends one queued frame. Plain frames and in-order room messages are written here;
+    /// anything that reads the store (a join, a gap to fill) runs boxed, so the writer's
+    /// own future stays small while the connection idles.
     async fn write<S>(&mut self, sink: &mut Sink<S>, out: Out) -> Result<(), tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match out {
+            Out::Text(text) => sink.feed(Message::Text(text)).await,
+            Out::Message(fanned) => {
+                let Some(&cursor) = self.cursors.get(&fanned.room) else {
+                    return Ok(());
+                };
+                if fanned.seq <= cursor {
+                    return Ok(());
+                }
+                if fanned.seq == cursor + 1 {
+                    sink.feed(Message::Text(fanned.text.clone())).await?;
+                    if let Some(cursor) = self.cursors.get_mut(&fanned.room) {
+                        *cursor = fanned.seq;
+                    }
+                    return Ok(());
+                }
+                Box::pin(self.write_slow(sink, Out::Message(fanned))).await
+            }
+            other => Box::pin(self.write_slow(sink, other)).await,
+        }
+    }
+
+    async fn write_slow<S>(
+        &mut self,
+        sink: &mut Sink<S>,
+        out: Out,
+    ) -> Result<(), tungstenite::Error>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {

@@ -1,16 +1,16 @@
 //! [`Hub`]: what one chat instance knows: its connections by room, who is online here, and
-//! the shared backends. Fan-out locks one `std` mutex for a map lookup and a `try_send` per
-//! member; nothing awaits under it.
+//! the shared backends. Fan-out locks one `std` mutex for a map lookup and a push onto each
+//! member's [`Outbox`]; nothing awaits under it.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use strata_bus::AnyBus;
 use strata_cache::AnyCache;
 use strata_store::{ChatMessage, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,43 +47,116 @@ pub(crate) struct Fanned {
 #[derive(Clone, Debug)]
 pub(crate) struct Member {
     pub user: i64,
-    pub tx: mpsc::Sender<Out>,
-    pub closer: Closer,
-}
-
-/// Asks a connection to close with a code; the first code asked for wins.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Closer {
-    token: CancellationToken,
-    code: Arc<std::sync::atomic::AtomicU16>,
-}
-
-impl Closer {
-    pub fn close(&self, code: u16) {
-        let _ = self
-            .code
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
-        self.token.cancel();
-    }
-
-    pub fn code(&self) -> u16 {
-        self.code.load(Ordering::Acquire)
-    }
-
-    pub async fn closed(&self) {
-        self.token.cancelled().await;
-    }
+    pub outbox: Arc<Outbox>,
 }
 
 impl Member {
     /// Queues `out`; a full queue means the client does not keep up: it is closed with
     /// [`close::TOO_SLOW`] (it resumes after reconnecting), so memory stays bounded.
     pub fn offer(&self, out: Out, metrics: &ChatMetrics) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(out)
-            && self.closer.code() == 0
-        {
+        if !self.outbox.push(out) && self.outbox.code() == 0 {
             metrics.slow_closed.inc();
-            self.closer.close(close::TOO_SLOW);
+            self.outbox.close(close::TOO_SLOW);
+        }
+    }
+}
+
+/// A queue that keeps this many slots after it empties; a larger one (left by a burst or a
+/// catch-up) is given back, so an idle connection holds almost nothing.
+const IDLE_SLOTS: usize = 8;
+
+/// The close code of an ended connection's outbox (never sent: the connection is gone).
+const ENDED: u16 = u16::MAX;
+
+/// What the writer takes next from an [`Outbox`].
+#[derive(Debug)]
+pub(crate) enum Next {
+    Out(Out),
+    /// A close was asked for, with this code.
+    Close(u16),
+}
+
+/// One connection's frames on their way out, bounded, and its close request (the first code
+/// asked for wins). The queue allocates only while it holds frames, unlike a channel's
+/// fixed blocks: idle connections are most connections.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    queue: Mutex<VecDeque<Out>>,
+    capacity: usize,
+    code: AtomicU16,
+    wake: Notify,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            queue: Mutex::new(VecDeque::new()),
+            capacity,
+            code: AtomicU16::new(0),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Queues `out`; false when the queue is full or the connection is closing.
+    pub fn push(&self, out: Out) -> bool {
+        if self.code() != 0 {
+            return false;
+        }
+        let mut queue = lock(&self.queue);
+        if queue.len() >= self.capacity {
+            return false;
+        }
+        queue.push_back(out);
+        drop(queue);
+        self.wake.notify_one();
+        true
+    }
+
+    /// The oldest queued frame, if any.
+    pub fn pop(&self) -> Option<Out> {
+        let mut queue = lock(&self.queue);
+        let out = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > IDLE_SLOTS {
+            *queue = VecDeque::new();
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        lock(&self.queue).is_empty()
+    }
+
+    /// The connection is gone: queued frames are dropped and later ones refused.
+    pub fn end(&self) {
+        self.close(ENDED);
+        *lock(&self.queue) = VecDeque::new();
+    }
+
+    pub fn close(&self, code: u16) {
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+        self.wake.notify_one();
+    }
+
+    /// The close code asked for, or 0.
+    pub fn code(&self) -> u16 {
+        self.code.load(Ordering::Acquire)
+    }
+
+    /// Waits for the next frame; a close request comes before any queued frame.
+    pub async fn next(&self) -> Next {
+        loop {
+            let code = self.code();
+            if code != 0 {
+                return Next::Close(code);
+            }
+            if let Some(out) = self.pop() {
+                return Next::Out(out);
+            }
+            // `notify_one` leaves a permit when nobody waits, so a push between the checks
+            // above and this wait is not missed.
+            self.wake.notified().await;
         }
     }
 }
