@@ -110,21 +110,26 @@ async fn live<S>(
         hub: hub.clone(),
         outbox: outbox.clone(),
         cursors: HashMap::new(),
-        last_inbound,
-        started,
     };
     let ended = tokio::select! {
-        () = reader.run(&mut stream) => None,
-        killed = writer.run(&mut sink) => Some(killed),
+        () = reader.run(&mut stream) => Ended::Reader,
+        killed = writer.run(&mut sink) => if killed { Ended::Killed } else { Ended::Writer },
+        code = watchdog(&hub, &member, &last_inbound, started) => Ended::Watchdog(code),
     };
-    // The reader stopped on a close request (frame too big, flood): send the code.
-    let code = outbox.code();
-    if ended.is_none() && code != 0 && !hub.killed.is_cancelled() {
-        let _ = Box::pin(sink.send(close_frame(code, close_reason(code)))).await;
+    // The reader stopped on a close request (frame too big, flood), or the watchdog did:
+    // the close frame goes out unless the client does not take even that.
+    let code = match ended {
+        Ended::Reader => outbox.code(),
+        Ended::Watchdog(code) => code,
+        Ended::Writer | Ended::Killed => 0,
+    };
+    if code != 0 && !hub.killed.is_cancelled() {
+        let close = sink.send(close_frame(code, close_reason(code)));
+        let _ = tokio::time::timeout(hub.limits.heartbeat, Box::pin(close)).await;
     }
     // Frames offered from now on are dropped, not queued for nobody.
     outbox.end();
-    let killed = ended.unwrap_or(false) || hub.killed.is_cancelled();
+    let killed = matches!(ended, Ended::Killed) || hub.killed.is_cancelled();
     for room in &reader.joined {
         hub.remove_member(room, conn);
     }
@@ -132,6 +137,45 @@ async fn live<S>(
     // A crashed instance cleans nothing up: its users' presence expires with the TTL.
     if !killed && hub.disconnected(user.id) {
         let _ = Box::pin(hub.cache.delete(&presence_key(user.id))).await;
+    }
+}
+
+/// How a connection's run ended.
+enum Ended {
+    /// The client closed, or a close was asked for by the reader.
+    Reader,
+    /// The writer sent its close frame (or the client is gone).
+    Writer,
+    /// The instance was killed: nothing more is sent.
+    Killed,
+    /// The watchdog gave up on the client, with this close code.
+    Watchdog(u16),
+}
+
+/// Pings the client every heartbeat (through the outbox, so a client that reads nothing
+/// overflows it and counts as too slow) and ends the connection, returning the close code,
+/// when the client sent nothing for two heartbeats or when a close asked for a heartbeat
+/// ago has still not gone out: the writer is then stuck on a client that stopped reading,
+/// and only dropping the connection frees it.
+async fn watchdog(hub: &Hub, member: &Member, last_inbound: &AtomicU64, started: Instant) -> u16 {
+    let heartbeat = hub.limits.heartbeat;
+    let limit = u64::try_from((heartbeat * 2).as_millis()).unwrap_or(u64::MAX);
+    let mut closing = false;
+    loop {
+        tokio::time::sleep(heartbeat).await;
+        let code = member.outbox.code();
+        if code != 0 {
+            if closing {
+                return code;
+            }
+            closing = true;
+            continue;
+        }
+        let idle = millis_since(started).saturating_sub(last_inbound.load(Ordering::Relaxed));
+        if idle > limit {
+            return close::HEARTBEAT_TIMEOUT;
+        }
+        member.offer(Out::Ping, &hub.metrics);
     }
 }
 
@@ -428,8 +472,6 @@ struct Writer {
     hub: Arc<Hub>,
     outbox: Arc<Outbox>,
     cursors: HashMap<RoomId, i64>,
-    last_inbound: Arc<AtomicU64>,
-    started: Instant,
 }
 
 type Sink<S> = futures_util::stream::SplitSink<WebSocketStream<S>, Message>;
@@ -440,9 +482,6 @@ impl Writer {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let heartbeat = self.hub.limits.heartbeat;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -468,22 +507,6 @@ impl Writer {
                         }
                     }
                 },
-                _ = tick.tick() => {
-                    let idle = millis_since(self.started)
-                        .saturating_sub(self.last_inbound.load(Ordering::Relaxed));
-                    let limit = u64::try_from((heartbeat * 2).as_millis()).unwrap_or(u64::MAX);
-                    if idle > limit {
-                        let _ = Box::pin(sink.send(close_frame(
-                            close::HEARTBEAT_TIMEOUT,
-                            "heartbeat timeout",
-                        )))
-                        .await;
-                        return false;
-                    }
-                    if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                        return false;
-                    }
-                }
             }
         }
     }
@@ -513,6 +536,7 @@ impl Writer {
     {
         match out {
             Out::Text(text) => sink.feed(Message::Text(text)).await,
+            Out::Ping => sink.feed(Message::Ping(Bytes::new())).await,
             Out::Message(fanned) => {
                 let Some(&cursor) = self.cursors.get(&fanned.room) else {
                     return Ok(());
@@ -543,6 +567,7 @@ impl Writer {
     {
         match out {
             Out::Text(text) => sink.feed(Message::Text(text)).await,
+            Out::Ping => sink.feed(Message::Ping(Bytes::new())).await,
             Out::Leave { room } => {
                 self.cursors.remove(&room);
                 Ok(())

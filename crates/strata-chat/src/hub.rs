@@ -33,6 +33,8 @@ pub(crate) enum Out {
     Join { room: RoomId, after: Option<i64> },
     /// Stop delivering a room.
     Leave { room: RoomId },
+    /// A WebSocket ping (the heartbeat).
+    Ping,
 }
 
 /// One message on its way to local members.

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use strata_bus::AnyBus;
 use strata_cache::AnyCache;
 use strata_chat::client::{ChatClient, Event, ws_url};
@@ -16,6 +17,7 @@ use strata_core::testkit::{NATS, POSTGRES, require_service};
 use strata_store::Store;
 use strata_store::testing::{self, TempFileGuard, TestSchemaGuard};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: [u8; 32] = [7; 32];
 
@@ -409,6 +411,169 @@ async fn draining_closes_with_reconnect_after_pending_frames() {
     .unwrap();
     assert_eq!(code, Some(close::RECONNECT));
     a.task.await.unwrap().unwrap();
+}
+
+/// A client that stops reading overflows its bounded outbox: it is closed with 4009 (or
+/// dropped, when its socket takes not even the close frame), the room's other members get
+/// every message meanwhile, and it resumes from the last id it saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_as_too_slow_and_resumes() {
+    // 200 messages of 60 KB: more than the sockets of the slow connection hold (4 MiB of
+    // send buffer at most on Linux), so its writer blocks and its outbox overflows.
+    const COUNT: i64 = 200;
+    let backends = memory_sqlite().await;
+    let a = spawn(
+        &backends,
+        ChatLimits {
+            outgoing_buffer: 8,
+            heartbeat: Duration::from_secs(1),
+            max_body_bytes: 60_000,
+            max_frame_bytes: 64 * 1024,
+            ..limits()
+        },
+    )
+    .await;
+    let room = "lobby-slow";
+    let url = |user: i64, after: i64| {
+        ws_url(
+            &a.base,
+            Some(&token(user, UserRole::Support)),
+            Some(room),
+            Some(after),
+        )
+    };
+    // The slow client: a tiny receive window, and nothing read once it has joined.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(a.base.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(url(1, 0), stream)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(frame)) = slow.next().await {
+            if let Message::Text(text) = frame
+                && matches!(serde_json::from_str(&text), Ok(ServerFrame::Joined { .. }))
+            {
+                return;
+            }
+        }
+        panic!("the slow client was not joined");
+    })
+    .await
+    .unwrap();
+
+    // A member that keeps up, and a sender (which also keeps up: one message per ack).
+    let mut keeping_up = ChatClient::connect(&url(2, 0)).await.unwrap();
+    expect_frame(&mut keeping_up, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+    let reading = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        while (ids.len() as i64) < COUNT {
+            match keeping_up.next().await.unwrap() {
+                Event::Frame(ServerFrame::Message { id, .. }) => ids.push(id),
+                Event::Frame(_) => {}
+                Event::Closed(code) => panic!("a reading member was closed ({code:?})"),
+            }
+        }
+        ids
+    });
+    let mut sender = ChatClient::connect(&url(3, 0)).await.unwrap();
+    let body = "x".repeat(60_000);
+    for i in 0..COUNT {
+        let client_id = format!("m{i}");
+        sender
+            .send(&ClientFrame::Send {
+                room: room.into(),
+                client_id: client_id.clone(),
+                body: body.clone(),
+            })
+            .await
+            .unwrap();
+        expect_frame(
+            &mut sender,
+            Duration::from_secs(5),
+            |f| matches!(f, ServerFrame::Ack { client_id: c, .. } if *c == client_id),
+        )
+        .await;
+    }
+    let ids = tokio::time::timeout(Duration::from_secs(10), reading)
+        .await
+        .expect("the reading member got every message")
+        .unwrap();
+    assert_eq!(ids, (1..=COUNT).collect::<Vec<_>>());
+
+    // The instance ends the slow connection though the client still reads nothing: with the
+    // close frame (4009) when its socket takes it, or by dropping the connection a heartbeat
+    // or two later when the socket stays full.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let metrics = || async {
+        http.get(format!("{}/metrics", a.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let dropped = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = metrics().await;
+            if text.contains("strata_chat_connections 2\n") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the slow connection is dropped");
+    assert!(
+        dropped.contains("strata_chat_slow_closed_total 1\n"),
+        "one slow close counted: {dropped}"
+    );
+    // What reached it is a gap-free prefix of the room, then the close or the end.
+    let last = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut last = 0;
+        loop {
+            match slow.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    if let Ok(ServerFrame::Message { id, .. }) = serde_json::from_str(&text) {
+                        assert_eq!(id, last + 1, "in order, without gaps");
+                        last = id;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let code = frame.map(|f| u16::from(f.code));
+                    assert_eq!(code, Some(close::TOO_SLOW));
+                    return last;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return last,
+            }
+        }
+    })
+    .await
+    .expect("the slow client reads to the end");
+    assert!(last < COUNT, "the slow client cannot have taken everything");
+
+    // It resumes from its last id and gets the rest, in order.
+    let mut resumed = ChatClient::connect(&url(1, last)).await.unwrap();
+    let mut next = last + 1;
+    while next <= COUNT {
+        let frame = expect_frame(&mut resumed, Duration::from_secs(5), |f| {
+            matches!(f, ServerFrame::Message { .. })
+        })
+        .await;
+        if let ServerFrame::Message { id, .. } = frame {
+            assert_eq!(id, next);
+            next += 1;
+        }
+    }
+    a.shutdown.cancel();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
