@@ -12,7 +12,8 @@
 #   CONNS=2000 RATE=500 bench/chat.sh
 #
 # Knobs: CONNS (10000), ROOM_SIZE (10), RATE (1000), SECS (10), STAGGER (1), SOURCES (4, loopback source
-# addresses 127.0.0.1..N), PG_URL, REDIS_URL, NATS_URL, SKIP_BUILD (0).
+# addresses 127.0.0.1..N), SETTLE (12: seconds between the last connection and the measurements, so
+# the presence announcements of the connect burst are over), PG_URL, REDIS_URL, NATS_URL, SKIP_BUILD (0).
 # The last line of output is one JSON object.
 set -euo pipefail
 
@@ -83,5 +84,5 @@ for port in 18201 18202 18081 18082; do
 done
 
 URLS=${LOAD_URLS:-http://127.0.0.1:18081,http://127.0.0.1:18082} SECRET=$STRATA_AUTH_JWT_SECRET \
-    CONNS=$CONNS ROOM_SIZE=$ROOM_SIZE RATE=$RATE SECS=$SECS SOURCES=$SOURCES STAGGER=${STAGGER:-1} \
+    CONNS=$CONNS ROOM_SIZE=$ROOM_SIZE RATE=$RATE SECS=$SECS SOURCES=$SOURCES STAGGER=${STAGGER:-1} SETTLE=${SETTLE:-12} \
     PIDS=$(IFS=,; echo "${CHAT_PIDS[*]}") "$LOAD"

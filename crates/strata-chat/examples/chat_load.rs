@@ -11,7 +11,10 @@
 //! Environment: `URLS` (comma-separated gateway URLs; connections are spread over them),
 //! `SECRET` (the token secret), `CONNS` (10000), `ROOM_SIZE` (10), `RATE` (messages/s, 1000),
 //! `SECS` (10), `STAGGER` (1), `PIDS` (comma-separated pids whose RSS is measured),
-//! `SOURCES` (loopback source addresses to spread over, 1).
+//! `SOURCES` (loopback source addresses to spread over, 1), `SETTLE` (seconds between the
+//! last connection and the measurements, 12: the instances announce the presence of every
+//! user that came online to its room at their next presence tick, every half heartbeat, a
+//! burst of ten frames per connection that would otherwise land in the latency window).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use strata_chat::{User, UserRole, sign};
 use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
@@ -65,12 +69,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs: u64 = env("SECS", 10);
     let sources: u8 = env("SOURCES", 1);
     let stagger: u8 = env("STAGGER", 1);
+    let settle: u64 = env("SETTLE", 12);
     let pids: Vec<u32> = std::env::var("PIDS")
         .unwrap_or_default()
         .split(',')
         .filter_map(|p| p.parse().ok())
         .collect();
     let rooms = conns.div_ceil(room_size);
+    // Small buffers, like the server's: tungstenite zero-fills its read buffer up to the
+    // configured size on every read, and the default (128 KiB) made this client, which
+    // shares the cores with what it measures, the busiest process of the benchmark.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
 
     let rss_before = rss_kib(&pids);
     let epoch = Instant::now();
@@ -118,7 +129,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .ok()?;
                 let stream = socket.connect(addr).await.ok()?;
                 stream.set_nodelay(true).ok()?;
-                let (ws, _) = tokio_tungstenite::client_async(url, stream).await.ok()?;
+                let (ws, _) =
+                    tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                        .await
+                        .ok()?;
                 Some(ws)
             }
             .await;
@@ -188,7 +202,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     let rss_idle = rss_kib(&pids);
     let open = connected.load(Ordering::Relaxed);
     eprintln!(

@@ -114,7 +114,7 @@ async fn live<S>(
     let ended = tokio::select! {
         () = reader.run(&mut stream) => Ended::Reader,
         killed = writer.run(&mut sink) => if killed { Ended::Killed } else { Ended::Writer },
-        code = watchdog(&hub, &member, &last_inbound, started) => Ended::Watchdog(code),
+        code = watchdog(&hub, conn, &member, &last_inbound, started) => Ended::Watchdog(code),
     };
     // The reader stopped on a close request (frame too big, flood), or the watchdog did:
     // the close frame goes out unless the client does not take even that.
@@ -157,12 +157,24 @@ enum Ended {
 /// when the client sent nothing for two heartbeats or when a close asked for a heartbeat
 /// ago has still not gone out: the writer is then stuck on a client that stopped reading,
 /// and only dropping the connection frees it.
-async fn watchdog(hub: &Hub, member: &Member, last_inbound: &AtomicU64, started: Instant) -> u16 {
+///
+/// The first tick comes after a phase spread by connection id over the interval, so the
+/// pings of connections opened together (a reconnect storm after a drain) do not stay
+/// bunched into one wave per heartbeat.
+async fn watchdog(
+    hub: &Hub,
+    conn: u64,
+    member: &Member,
+    last_inbound: &AtomicU64,
+    started: Instant,
+) -> u16 {
     let heartbeat = hub.limits.heartbeat;
     let limit = u64::try_from((heartbeat * 2).as_millis()).unwrap_or(u64::MAX);
     let mut closing = false;
+    let mut wait = heartbeat.mul_f64(0.1 + 0.9 * spread(conn));
     loop {
-        tokio::time::sleep(heartbeat).await;
+        tokio::time::sleep(wait).await;
+        wait = heartbeat;
         let code = member.outbox.code();
         if code != 0 {
             if closing {
@@ -177,6 +189,15 @@ async fn watchdog(hub: &Hub, member: &Member, last_inbound: &AtomicU64, started:
         }
         member.offer(Out::Ping, &hub.metrics);
     }
+}
+
+/// A fraction in [0, 1) for `n`, evenly spread for consecutive `n` (multiples of the golden
+/// ratio, modulo 1).
+fn spread(n: u64) -> f64 {
+    const GOLDEN: f64 = 0.618_033_988_749_894_8;
+    #[allow(clippy::cast_precision_loss)]
+    let x = (n % (1 << 20)) as f64 * GOLDEN;
+    x.fract()
 }
 
 pub(crate) async fn set_presence(hub: &Hub, user: i64) {
@@ -662,5 +683,27 @@ fn close_reason(code: u16) -> &'static str {
         close::RECONNECT => "reconnect",
         close::UNAUTHORIZED => "unauthorized",
         _ => "closing",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn heartbeat_phases_spread_evenly_over_the_interval() {
+        let mut deciles = [0_u32; 10];
+        for conn in 1..=1000 {
+            let x = spread(conn);
+            assert!((0.0..1.0).contains(&x), "{x}");
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let decile = (x * 10.0) as usize;
+            deciles[decile] += 1;
+        }
+        // 100 per tenth if perfectly even; consecutive ids must not bunch.
+        assert!(
+            deciles.iter().all(|&n| (90..=110).contains(&n)),
+            "{deciles:?}"
+        );
     }
 }
