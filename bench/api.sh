@@ -192,24 +192,8 @@ function done(summary, latency, requests)
 end
 LUA
 
-    # pgbench: the checkout transaction's statements (see orders.rs), each client taking the
-    # next user of its own slice: user = first + client_id + clients × (n − 1).
-    cat >"$WORK/checkout.sql" <<'SQL'
-\set n :n + 1
-\set uid :first + :client_id + :clients * (:n - 1)
-\set ikey :run * 10000000 + :n
-BEGIN;
-INSERT INTO idempotency_keys (user_id, idempotency_key, request_fingerprint, created_at) VALUES (:uid, :ikey, :fingerprint, now()) ON CONFLICT (user_id, idempotency_key) DO NOTHING;
-UPDATE carts SET updated_at = now() WHERE user_id = :uid RETURNING id AS cart_id \gset
-DELETE FROM cart_items WHERE cart_id = :cart_id RETURNING product_id, quantity \gset
-UPDATE products SET stock = stock - :quantity WHERE id = :product_id AND stock >= :quantity RETURNING sku, name, price_cents, price_cents * :quantity AS subtotal, (price_cents * :quantity * 1900 + 5000) / 10000 AS tax, price_cents * :quantity + (price_cents * :quantity * 1900 + 5000) / 10000 AS total \gset
-INSERT INTO orders (user_id, status, region, tax_rate_bps, coupon_code, subtotal_cents, discount_cents, tax_cents, total_cents, created_at, updated_at) VALUES (:uid, 'placed', 'EU-DE', 1900, NULL, :subtotal, 0, :tax, :total, now(), now()) RETURNING id AS order_id \gset
-INSERT INTO order_lines (order_id, position, product_id, sku, name, unit_price_cents, quantity, discount_cents, total_cents) VALUES (:order_id, 1, :product_id, :sku, :name, :price_cents, :quantity, 0, :subtotal);
-INSERT INTO order_status_history (order_id, status, at) VALUES (:order_id, 'placed', now());
-INSERT INTO outbox (topic, payload, created_at) VALUES ('order.placed', :event, now());
-UPDATE idempotency_keys SET order_id = :order_id WHERE user_id = :uid AND idempotency_key = :ikey;
-COMMIT;
-SQL
+    # pgbench: the checkout transaction's statements (bench/lib/checkout.sql), each client
+    # taking the next user of its own slice: user = first + client_id + clients × (n − 1).
 
     strata_tps=()
     pgbench_tps=()
@@ -227,10 +211,10 @@ SQL
         strata_other+=("$other")
         refill_carts psql_bench
         out=$(pgbench -n -M prepared -c "$CHECKOUT_CONCURRENCY" -j 2 -T "$DURATION" \
-            -f "$WORK/checkout.sql" -D n=0 -D first="$FIRST_UID" \
+            -f "$ROOT/bench/lib/checkout.sql" -D n=0 -D first="$FIRST_UID" \
             -D clients="$CHECKOUT_CONCURRENCY" -D run="$round" \
             -D fingerprint='{"coupon":null,"region":null}' \
-            -D event='{"order_id":1000000,"user_id":1000000,"total_cents":123456,"lines":[{"product_id":17,"quantity":2}],"placed_at":"2026-11-23T10:00:00.000000Z"}' "$PG_URL/$DB" 2>&1) || {
+            -D placed='{"order_id":1000000,"user_id":1000000,"total_cents":123456,"lines":[{"product_id":17,"quantity":2}],"placed_at":"2026-11-23T10:00:00.000000Z"}' "$PG_URL/$DB" 2>&1) || {
             echo "$out" >&2
             exit 1
         }

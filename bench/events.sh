@@ -328,23 +328,10 @@ BUS_OPS=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["orders_pe
 echo "(2a) bus alone: $ceiling" >&2
 
 # ---------------------------------------------------------------- (2b) ceiling: the store alone
-# One pgbench transaction = one order's chain. Event ids are the order id × 4 + k (unique,
+# One pgbench transaction = one order's chain: the checkout (bench/lib/checkout.sql), then each
+# handler's transaction. Event ids are the order id × 4 + k (unique,
 # like the outbox ids the handlers key on); user = first + client_id + clients × (n − 1).
-cat >"$WORK/order.sql" <<'SQL'
-\set n :n + 1
-\set uid :first + :client_id + :clients * (:n - 1)
-\set ikey :run * 10000000 + :n
-BEGIN;
-INSERT INTO idempotency_keys (user_id, idempotency_key, request_fingerprint, created_at) VALUES (:uid, :ikey, :fingerprint, now()) ON CONFLICT (user_id, idempotency_key) DO NOTHING;
-UPDATE carts SET updated_at = now() WHERE user_id = :uid RETURNING id AS cart_id \gset
-DELETE FROM cart_items WHERE cart_id = :cart_id RETURNING product_id, quantity \gset
-UPDATE products SET stock = stock - :quantity WHERE id = :product_id AND stock >= :quantity RETURNING sku, name, price_cents, price_cents * :quantity AS subtotal, (price_cents * :quantity * 1900 + 5000) / 10000 AS tax, price_cents * :quantity + (price_cents * :quantity * 1900 + 5000) / 10000 AS total \gset
-INSERT INTO orders (user_id, status, region, tax_rate_bps, coupon_code, subtotal_cents, discount_cents, tax_cents, total_cents, created_at, updated_at) VALUES (:uid, 'placed', 'EU-DE', 1900, NULL, :subtotal, 0, :tax, :total, now(), now()) RETURNING id AS order_id \gset
-INSERT INTO order_lines (order_id, position, product_id, sku, name, unit_price_cents, quantity, discount_cents, total_cents) VALUES (:order_id, 1, :product_id, :sku, :name, :price_cents, :quantity, 0, :subtotal);
-INSERT INTO order_status_history (order_id, status, at) VALUES (:order_id, 'placed', now());
-INSERT INTO outbox (topic, payload, created_at) VALUES ('order.placed', :placed, now());
-UPDATE idempotency_keys SET order_id = :order_id WHERE user_id = :uid AND idempotency_key = :ikey;
-COMMIT;
+{ cat "$ROOT/bench/lib/checkout.sql"; cat <<'SQL'
 \set ev_placed :order_id * 4
 \set ev_paid :order_id * 4 + 1
 \set ev_shipped :order_id * 4 + 2
@@ -374,6 +361,7 @@ INSERT INTO processed_events (handler, event_id, processed_at) VALUES ('notifica
 INSERT INTO notifications (user_id, order_id, kind, message, event_id, created_at) SELECT :uid, :order_id, 'shipped', 'Order ' || :order_id || ': Your order is on its way.', :ev_shipped, now() WHERE EXISTS (SELECT 1 FROM orders WHERE id = :order_id AND user_id = :uid) ON CONFLICT (event_id) DO NOTHING;
 COMMIT;
 SQL
+} >"$WORK/order.sql"
 # The relay loop (outbox.rs `relay`, relay.rs): the batch's ids are gathered in the SELECT so
 # the stamp can name them, as the worker does with the rows it read.
 cat >"$WORK/relay.sql" <<SQL
