@@ -102,6 +102,20 @@ impl Cache for AnyCache {
         }
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        match self {
+            Self::Memory(cache) => cache.get_many(keys).await,
+            Self::Redis(cache) => cache.get_many(keys).await,
+        }
+    }
+
+    async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Duration) -> Result<()> {
+        match self {
+            Self::Memory(cache) => cache.set_many(entries, ttl).await,
+            Self::Redis(cache) => cache.set_many(entries, ttl).await,
+        }
+    }
+
     async fn ping(&self) -> Result<()> {
         match self {
             Self::Memory(cache) => cache.ping().await,

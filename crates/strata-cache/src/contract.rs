@@ -32,6 +32,7 @@ pub async fn run_all<C: Cache + Clone + 'static>(cache: &C) {
         json_roundtrips(cache).await;
         concurrent_sets_and_gets_are_consistent(cache).await;
         counters_count_every_increment(cache).await;
+        many_keys_at_once(cache).await;
     });
 }
 
@@ -309,4 +310,66 @@ pub async fn counters_count_every_increment<C: Cache + Clone + 'static>(cache: &
         "expired counters start over"
     );
     cache.delete(short).await.expect("delete failed");
+}
+
+/// `set_many` stores every entry (the later of two under one key wins) and `get_many` answers
+/// each key in order, `None` for one never written; empty calls succeed; a zero TTL is refused
+/// and stores nothing; each entry is also readable on its own.
+pub async fn many_keys_at_once<C: Cache>(cache: &C) {
+    cache
+        .set_many(&[], LONG)
+        .await
+        .expect("empty set_many failed");
+    assert!(
+        cache
+            .get_many(&[])
+            .await
+            .expect("empty get_many failed")
+            .is_empty()
+    );
+    let entries = [
+        ("contract:many-a", Bytes::from_static(b"alpha")),
+        ("contract:many-b", Bytes::from_static(b"")),
+        ("contract:many-a", Bytes::from_static(b"again")),
+        ("contract:many-c", Bytes::from_static(b"\x00\xff")),
+    ];
+    cache
+        .set_many(&entries, LONG)
+        .await
+        .expect("set_many failed");
+    let values = cache
+        .get_many(&[
+            "contract:many-c",
+            "contract:many-absent",
+            "contract:many-a",
+            "contract:many-b",
+            "contract:many-a",
+        ])
+        .await
+        .expect("get_many failed");
+    assert_eq!(
+        values,
+        vec![
+            Some(Bytes::from_static(b"\x00\xff")),
+            None,
+            Some(Bytes::from_static(b"again")),
+            Some(Bytes::new()),
+            Some(Bytes::from_static(b"again")),
+        ]
+    );
+    assert_eq!(
+        get(cache, "contract:many-c").await.as_deref(),
+        Some(&b"\x00\xff"[..])
+    );
+    let refused = cache
+        .set_many(
+            &[("contract:many-zero", Bytes::from_static(b"x"))],
+            Duration::ZERO,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(CacheError::InvalidTtl(_))),
+        "{refused:?}"
+    );
+    assert_eq!(get(cache, "contract:many-zero").await, None);
 }

@@ -80,6 +80,44 @@ pub trait Cache: Send + Sync {
     /// fails.
     fn incr(&self, key: &str, ttl: Duration) -> impl Future<Output = Result<u64>> + Send;
 
+    /// Reads several keys at once: one answer per key, in order, `None` for an absent or
+    /// expired one. Redis answers with one `MGET` round trip instead of one per key; callers
+    /// bound the number of keys per call (a few thousand at most), since the whole answer is
+    /// held in memory.
+    ///
+    /// # Errors
+    /// As [`Cache::get`]; then no answer is returned for any key.
+    fn get_many(&self, keys: &[&str]) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send {
+        async move {
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                values.push(self.get(key).await?);
+            }
+            Ok(values)
+        }
+    }
+
+    /// Stores several entries, all with the same `ttl`, as [`Cache::set`] would one by one
+    /// (a later entry under the same key wins). Redis receives them as one pipeline, one round
+    /// trip; the writes are not atomic together: on an error, some may have been stored.
+    ///
+    /// # Errors
+    /// [`CacheError::InvalidTtl`] when `ttl` is zero (nothing is stored); otherwise as
+    /// [`Cache::set`].
+    fn set_many(
+        &self,
+        entries: &[(&str, Bytes)],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            checked_ttl(ttl)?;
+            for (key, value) in entries {
+                self.set(key, value.clone(), ttl).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// Checks that the backend answers, for readiness probes (`/readyz`).
     ///
     /// # Errors

@@ -107,10 +107,7 @@ impl Cache for RedisCache {
     }
 
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
-        let ttl = checked_ttl(ttl)?;
-        // PX takes whole milliseconds: round a sub-millisecond TTL up rather than to zero,
-        // which Redis would reject.
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = px_millis(ttl)?;
         let mut connection = self.connection.clone();
         ::redis::cmd("SET")
             .arg(self.full_key(key))
@@ -132,8 +129,7 @@ impl Cache for RedisCache {
     }
 
     async fn incr(&self, key: &str, ttl: Duration) -> Result<u64> {
-        let ttl = checked_ttl(ttl)?;
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = px_millis(ttl)?;
         let mut connection = self.connection.clone();
         // One script, so the counter never exists without its TTL (an INCR followed by a
         // separate PEXPIRE could be cut in between and leave a counter that never expires). A
@@ -148,6 +144,40 @@ impl Cache for RedisCache {
         Ok(count)
     }
 
+    async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        // MGET needs at least one key.
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command = ::redis::cmd("MGET");
+        for key in keys {
+            command.arg(self.full_key(key));
+        }
+        let mut connection = self.connection.clone();
+        let values: Vec<Option<Bytes>> = command.query_async(&mut connection).await?;
+        Ok(values)
+    }
+
+    async fn set_many(&self, entries: &[(&str, Bytes)], ttl: Duration) -> Result<()> {
+        let millis = px_millis(ttl)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut pipeline = ::redis::pipe();
+        for (key, value) in entries {
+            pipeline
+                .cmd("SET")
+                .arg(self.full_key(key))
+                .arg(value.as_ref())
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipeline.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<()> {
         let mut connection = self.connection.clone();
         ::redis::cmd("PING")
@@ -155,4 +185,11 @@ impl Cache for RedisCache {
             .await?;
         Ok(())
     }
+}
+
+/// A TTL as Redis' `PX` argument: validated, capped, and in whole milliseconds, a
+/// sub-millisecond TTL rounded up rather than to zero (which Redis would reject).
+fn px_millis(ttl: Duration) -> Result<u64> {
+    let ttl = checked_ttl(ttl)?;
+    Ok(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
 }
