@@ -113,6 +113,10 @@ fn handle(hub: &Hub, subject: &str, payload: &Bytes) {
     }
 }
 
+/// Presence entries per cache call (one Redis round trip each): a few thousand users cost a
+/// handful of round trips per tick rather than one each, and each answer stays small.
+const PRESENCE_CHUNK: usize = 1000;
+
 /// Every half heartbeat: refreshes the presence entries of this instance's users (every
 /// heartbeat), re-reads stale room rosters, reads the presence of every user watched here
 /// and tells local members about changes.
@@ -127,9 +131,7 @@ pub(crate) async fn presence_loop(hub: Arc<Hub>) {
             _ = tick.tick() => {}
         }
         if refresh {
-            for user in hub.local_users() {
-                crate::connection::set_presence(&hub, user).await;
-            }
+            refresh_presence(&hub).await;
         }
         refresh = !refresh;
         for room in hub.stale_rosters(hub.limits.heartbeat * 10) {
@@ -137,12 +139,49 @@ pub(crate) async fn presence_loop(hub: Arc<Hub>) {
                 hub.set_roster(&room, roster);
             }
         }
-        let mut status = HashMap::new();
-        for user in hub.watched_users() {
-            let online = hub.is_local(user)
-                || matches!(hub.cache.get(&presence_key(user)).await, Ok(Some(_)));
-            status.insert(user, online);
-        }
-        hub.announce_presence(&status);
+        hub.announce_presence(&watched_presence(&hub).await);
     }
+}
+
+/// Renews the presence entry of every user connected here.
+async fn refresh_presence(hub: &Hub) {
+    let ttl = hub.presence_ttl();
+    for users in hub.local_users().chunks(PRESENCE_CHUNK) {
+        let keys: Vec<String> = users.iter().map(|&user| presence_key(user)).collect();
+        let entries: Vec<(&str, Bytes)> = keys
+            .iter()
+            .map(|key| (key.as_str(), Bytes::from_static(b"1")))
+            .collect();
+        if let Err(error) = hub.cache.set_many(&entries, ttl).await {
+            tracing::warn!(%error, users = users.len(), "cannot record presence");
+        }
+    }
+}
+
+/// Whether each watched user is online: connected here, or with a live presence entry. A user
+/// whose entry cannot be read (the cache failing) is left out, so their last known state
+/// stands until the next tick.
+async fn watched_presence(hub: &Hub) -> HashMap<i64, bool> {
+    let mut status = HashMap::new();
+    let mut remote = Vec::new();
+    for user in hub.watched_users() {
+        if hub.is_local(user) {
+            status.insert(user, true);
+        } else {
+            remote.push(user);
+        }
+    }
+    for users in remote.chunks(PRESENCE_CHUNK) {
+        let keys: Vec<String> = users.iter().map(|&user| presence_key(user)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        match hub.cache.get_many(&keys).await {
+            Ok(values) => {
+                status.extend(users.iter().zip(values).map(|(&u, v)| (u, v.is_some())));
+            }
+            Err(error) => {
+                tracing::warn!(%error, users = users.len(), "cannot read presence");
+            }
+        }
+    }
+    status
 }

@@ -138,27 +138,118 @@ fn reply(hub: &Hub, post: &Post, frame: &ServerFrame) {
 }
 
 /// Publishes committed batches for the other instances, in commit order, until the committer
-/// stops.
+/// stops. Batches that queued up while a publish was in flight go out together, so a slow bus
+/// sees fewer, larger messages instead of falling further behind.
 async fn publish_loop(hub: Arc<Hub>, mut batches: mpsc::Receiver<Vec<ChatMessage>>) {
-    while let Some(batch) = batches.recv().await {
-        publish(&hub, &batch).await;
+    let mut waiting = Vec::new();
+    while batches.recv_many(&mut waiting, PUBLISH_QUEUE).await > 0 {
+        for payload in payloads(waiting.drain(..).flatten(), MAX_PAYLOAD_BYTES) {
+            publish(&hub, payload.messages, payload.bytes).await;
+        }
     }
 }
 
-/// Publishes one batch. A failure loses no message: members elsewhere get it with their
-/// room's next message (gap fill) or when they resume.
-async fn publish(hub: &Hub, batch: &[ChatMessage]) {
-    let payload = match serde_json::to_vec(batch) {
-        Ok(payload) => Bytes::from(payload),
-        Err(_) => return,
+/// Bytes of one bus message at most, well under NATS' default `max_payload` (1 MiB): a batch of
+/// large messages is split over several bus messages.
+const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+
+/// One bus message: a JSON array of stored messages.
+struct Payload {
+    messages: usize,
+    bytes: Bytes,
+}
+
+/// Packs messages, in order, into JSON arrays of at most `max_bytes` each (a single message
+/// larger than that goes alone).
+fn payloads(messages: impl Iterator<Item = ChatMessage>, max_bytes: usize) -> Vec<Payload> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut count = 0;
+    let mut flush = |buf: &mut Vec<u8>, count: &mut usize| {
+        if *count > 0 {
+            buf.push(b']');
+            out.push(Payload {
+                messages: *count,
+                bytes: Bytes::from(std::mem::take(buf)),
+            });
+            *count = 0;
+        }
     };
+    for message in messages {
+        let Ok(json) = serde_json::to_vec(&message) else {
+            continue;
+        };
+        // The separator (`[` or `,`) and the closing `]`.
+        if count > 0 && buf.len() + json.len() + 2 > max_bytes {
+            flush(&mut buf, &mut count);
+        }
+        buf.push(if count == 0 { b'[' } else { b',' });
+        buf.extend_from_slice(&json);
+        count += 1;
+    }
+    flush(&mut buf, &mut count);
+    out
+}
+
+/// Publishes one bus message of `messages` stored messages. A failure loses no message:
+/// members elsewhere get it with their room's next message (gap fill) or when they resume.
+async fn publish(hub: &Hub, messages: usize, payload: Bytes) {
     for attempt in 1..=3 {
         match hub.bus.publish(BATCH_SUBJECT, payload.clone()).await {
             Ok(_) => return,
             Err(error) => {
-                tracing::warn!(%error, attempt, messages = batch.len(), "cannot publish messages");
+                tracing::warn!(%error, attempt, messages, "cannot publish messages");
                 tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: i64, body: &str) -> ChatMessage {
+        ChatMessage {
+            room_id: "support-7".to_owned(),
+            seq,
+            sender_id: 7,
+            client_id: format!("c{seq}"),
+            body: body.to_owned(),
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn payloads_keep_order_and_stay_under_the_size_limit() {
+        let messages: Vec<ChatMessage> = (1..=40)
+            .map(|seq| message(seq, &"x".repeat(usize::try_from(seq).unwrap() * 50)))
+            .collect();
+        let packed = payloads(messages.clone().into_iter(), 4096);
+        assert!(
+            packed.len() > 1,
+            "40 messages of up to 2 KB fit no 4 KB payload"
+        );
+        let mut decoded = Vec::new();
+        for payload in &packed {
+            assert!(payload.bytes.len() <= 4096, "{} bytes", payload.bytes.len());
+            let part: Vec<ChatMessage> = serde_json::from_slice(&payload.bytes).unwrap();
+            assert_eq!(part.len(), payload.messages);
+            decoded.extend(part);
+        }
+        assert_eq!(decoded, messages);
+    }
+
+    #[test]
+    fn a_message_over_the_limit_travels_alone_and_nothing_is_empty() {
+        let messages = vec![
+            message(1, "a"),
+            message(2, &"b".repeat(5000)),
+            message(3, "c"),
+        ];
+        let packed = payloads(messages.into_iter(), 1024);
+        let counts: Vec<usize> = packed.iter().map(|p| p.messages).collect();
+        assert_eq!(counts, [1, 1, 1]);
+        assert!(payloads(std::iter::empty(), 1024).is_empty());
     }
 }

@@ -386,7 +386,7 @@ impl Hub {
     }
 
     /// Compares every local room's announced presence with `status` and tells the room's
-    /// local members about each change.
+    /// local members about each change; a user missing from `status` keeps their state.
     pub fn announce_presence(&self, status: &HashMap<i64, bool>) {
         let mut rooms = lock(&self.rooms);
         for (room, local) in rooms.iter_mut() {
@@ -399,7 +399,10 @@ impl Hub {
             users.sort_unstable();
             users.dedup();
             for user in users {
-                let online = status.get(&user).copied().unwrap_or(false);
+                // Unknown (a cache read failed, or the user arrived since): unchanged.
+                let Some(&online) = status.get(&user) else {
+                    continue;
+                };
                 let before = local.presence.insert(user, online);
                 if before == Some(online) || (before.is_none() && !online) {
                     continue;
