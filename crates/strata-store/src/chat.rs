@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
 use time::OffsetDateTime;
 
 use crate::StoreError;
@@ -134,6 +135,51 @@ macro_rules! columns {
         "room_id, seq, sender_id, client_id, body, created_at"
     };
 }
+
+/// [`ChatRepo::post_many`] on PostgreSQL, as one statement: `$1`–`$4` the posts' rooms,
+/// senders, client ids and bodies, `$5` the time. One row per post, in order (`ord` from 1):
+/// the room's columns are NULL when the room does not exist; `stored_by` is the `ord` of the
+/// post that stored the message now, NULL when it was stored before.
+const POST_MANY_PG: &str = "\
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[])
+        WITH ORDINALITY AS m(room_id, sender_id, client_id, body, ord)
+), locked AS (
+    SELECT id, last_seq FROM chat_rooms
+    WHERE id IN (SELECT room_id FROM input)
+    ORDER BY id
+    FOR UPDATE
+), existing AS (
+    SELECT room_id, seq, sender_id, client_id, body, created_at FROM chat_messages
+    WHERE (room_id, sender_id, client_id) IN (SELECT room_id, sender_id, client_id FROM input)
+), fresh AS (
+    SELECT DISTINCT ON (i.room_id, i.sender_id, i.client_id) i.*
+    FROM input i JOIN locked l ON l.id = i.room_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM existing e
+        WHERE (e.room_id, e.sender_id, e.client_id) = (i.room_id, i.sender_id, i.client_id))
+    ORDER BY i.room_id, i.sender_id, i.client_id, i.ord
+), numbered AS (
+    SELECT f.ord, f.room_id,
+           l.last_seq + row_number() OVER (PARTITION BY f.room_id ORDER BY f.ord) AS seq,
+           f.sender_id, f.client_id, f.body, $5::timestamptz AS created_at
+    FROM fresh f JOIN locked l ON l.id = f.room_id
+), inserted AS (
+    INSERT INTO chat_messages (room_id, seq, sender_id, client_id, body, created_at)
+    SELECT room_id, seq, sender_id, client_id, body, created_at FROM numbered
+), bumped AS (
+    UPDATE chat_rooms r SET last_seq = n.last_seq
+    FROM (SELECT room_id, max(seq) AS last_seq FROM numbered GROUP BY room_id) n
+    WHERE r.id = n.room_id
+)
+SELECT i.ord, s.stored_by, s.room_id, s.seq, s.sender_id, s.client_id, s.body, s.created_at
+FROM input i
+LEFT JOIN (
+    SELECT NULL::int8 AS stored_by, e.* FROM existing e
+    UNION ALL
+    SELECT ord, room_id, seq, sender_id, client_id, body, created_at FROM numbered
+) s ON (s.room_id, s.sender_id, s.client_id) = (i.room_id, i.sender_id, i.client_id)
+ORDER BY i.ord";
 
 impl<'a> ChatRepo<'a> {
     pub(crate) fn new(store: &'a Store) -> Self {
@@ -283,61 +329,44 @@ impl<'a> ChatRepo<'a> {
             " FROM chat_messages WHERE room_id = $1 AND sender_id = $2 AND client_id = $3"
         );
         match &self.store.backend {
-            // Set-based: five round trips for the whole batch, whatever its size.
+            // One statement, so one round trip and its own transaction, whatever the batch's
+            // size: lock the batch's rooms in id order, find the messages stored earlier under
+            // the same client ids, number the first post of each new client id after its
+            // room's `last_seq`, insert those, bump the rooms, and answer each post in order.
+            // The duplicate check reads the statement's snapshot, which may predate a
+            // concurrent commit of the same client id that this statement then waited for
+            // on a room lock: the insert then fails on the unique key, and the retry finds
+            // that message. `last_seq` itself is read under the lock, from the newest row.
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin_with(self.store.dialect().begin_write()).await?;
-                let locked: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT id, last_seq FROM chat_rooms WHERE id = ANY($1) ORDER BY id \
-                     FOR UPDATE",
-                )
-                .bind(&rooms)
-                .fetch_all(&mut *tx)
-                .await?;
-                let existing: Vec<ChatMessage> = sqlx::query_as(concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM chat_messages WHERE (room_id, sender_id, client_id) IN \
-                     (SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]))"
-                ))
-                .bind(posts.iter().map(|p| p.0).collect::<Vec<_>>())
-                .bind(posts.iter().map(|p| p.1).collect::<Vec<_>>())
-                .bind(posts.iter().map(|p| p.2).collect::<Vec<_>>())
-                .fetch_all(&mut *tx)
-                .await?;
-                let plan = Plan::new(posts, locked.into_iter().collect(), existing, now.0);
-                if plan.fresh.is_empty() {
-                    tx.rollback().await?;
-                    return Ok(plan.answers);
+                let rows = sqlx::query(POST_MANY_PG)
+                    .bind(posts.iter().map(|p| p.0).collect::<Vec<_>>())
+                    .bind(posts.iter().map(|p| p.1).collect::<Vec<_>>())
+                    .bind(posts.iter().map(|p| p.2).collect::<Vec<_>>())
+                    .bind(posts.iter().map(|p| p.3).collect::<Vec<_>>())
+                    .bind(now)
+                    .fetch_all(pool)
+                    .await?;
+                let mut answers = Vec::with_capacity(posts.len());
+                for row in rows {
+                    let Some(room_id) = row.try_get::<Option<String>, _>("room_id")? else {
+                        answers.push(None);
+                        continue;
+                    };
+                    let ord: i64 = row.try_get("ord")?;
+                    let stored_by: Option<i64> = row.try_get("stored_by")?;
+                    answers.push(Some(Posted {
+                        message: ChatMessage {
+                            room_id,
+                            seq: row.try_get("seq")?,
+                            sender_id: row.try_get("sender_id")?,
+                            client_id: row.try_get("client_id")?,
+                            body: row.try_get("body")?,
+                            created_at: row.try_get("created_at")?,
+                        },
+                        duplicate: stored_by != Some(ord),
+                    }));
                 }
-                let fresh = &plan.fresh;
-                sqlx::query(
-                    "WITH inserted AS ( \
-                       INSERT INTO chat_messages \
-                         (room_id, seq, sender_id, client_id, body, created_at) \
-                       SELECT m.room_id, m.seq, m.sender_id, m.client_id, m.body, $6 \
-                       FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[]) \
-                         AS m(room_id, seq, sender_id, client_id, body)) \
-                     UPDATE chat_rooms SET last_seq = r.last_seq \
-                     FROM unnest($7::text[], $8::int8[]) AS r(id, last_seq) \
-                     WHERE chat_rooms.id = r.id",
-                )
-                .bind(fresh.iter().map(|m| m.room_id.as_str()).collect::<Vec<_>>())
-                .bind(fresh.iter().map(|m| m.seq).collect::<Vec<_>>())
-                .bind(fresh.iter().map(|m| m.sender_id).collect::<Vec<_>>())
-                .bind(
-                    fresh
-                        .iter()
-                        .map(|m| m.client_id.as_str())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(fresh.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
-                .bind(now)
-                .bind(plan.last_seq.keys().map(String::as_str).collect::<Vec<_>>())
-                .bind(plan.last_seq.values().copied().collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(plan.answers)
+                Ok(answers)
             }
             // SQLite has no arrays to bind, and `BEGIN IMMEDIATE` locks the whole database:
             // a statement per room and per message, all in-process.

@@ -12,6 +12,7 @@ both_dialects!(
     membership_is_recorded_once,
     concurrent_posts_stay_gap_free,
     batches_store_in_order_and_deduplicate,
+    concurrent_batches_racing_on_client_ids_store_each_once,
 );
 
 async fn messages_get_gap_free_ids_per_room(store: &Store) {
@@ -178,4 +179,62 @@ async fn batches_store_in_order_and_deduplicate(store: &Store) {
     assert_eq!(chat.last_seq("lobby-a").await.unwrap(), Some(3));
     assert_eq!(chat.last_seq("lobby-b").await.unwrap(), Some(1));
     assert!(chat.post_many(&[]).await.unwrap().is_empty());
+}
+
+/// Batches from several writers at once, over the same two rooms in both orders, where every
+/// writer posts the same client ids: each client id is stored once, every writer is answered
+/// with that stored message, and each room's ids stay gap-free.
+async fn concurrent_batches_racing_on_client_ids_store_each_once(store: &Store) {
+    migrated(store).await;
+    let chat = store.chat();
+    chat.join("lobby-x", ChatRoomKind::Lobby, 1).await.unwrap();
+    chat.join("lobby-y", ChatRoomKind::Lobby, 1).await.unwrap();
+    let mut tasks = Vec::new();
+    for writer in 0..4_usize {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in 0..15 {
+                let key = format!("k{i}");
+                let mut batch = vec![
+                    ("lobby-x", 7, key.as_str(), "x"),
+                    ("lobby-y", 7, key.as_str(), "y"),
+                ];
+                if writer % 2 == 1 {
+                    batch.reverse();
+                }
+                let posted = store.chat().post_many(&batch).await.unwrap();
+                for (post, answer) in batch.iter().zip(posted) {
+                    let answer = answer.unwrap();
+                    assert_eq!(answer.message.room_id, post.0);
+                    assert_eq!(answer.message.client_id, post.2);
+                    answers.push(answer.message);
+                }
+            }
+            answers
+        }));
+    }
+    let mut answered = Vec::new();
+    for task in tasks {
+        answered.extend(task.await.unwrap());
+    }
+    for room in ["lobby-x", "lobby-y"] {
+        let stored = chat.after(room, 0, 1000).await.unwrap();
+        let seqs: Vec<i64> = stored.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=15).collect::<Vec<_>>(),
+            "{room}: one message per client id"
+        );
+        let mut keys: Vec<&str> = stored.iter().map(|m| m.client_id.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 15, "{room}: client ids stored once");
+        for message in answered.iter().filter(|m| m.room_id == room) {
+            assert!(
+                stored.contains(message),
+                "answered {message:?}, which is not stored"
+            );
+        }
+    }
 }
