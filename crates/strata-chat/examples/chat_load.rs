@@ -56,6 +56,38 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// Prints the receipts' latency per second of send time (p50, p99, max), to tell a stall that
+/// hits one second from a slowness spread over the run.
+fn timeline(receipts: &[(f64, f64)]) {
+    let Some(start) = receipts
+        .iter()
+        .map(|&(sent, _)| sent)
+        .min_by(f64::total_cmp)
+    else {
+        return;
+    };
+    let mut seconds: Vec<Vec<f64>> = Vec::new();
+    for &(sent, latency) in receipts {
+        // Truncation is the point: the whole second the message was sent in.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let second = ((sent - start) / 1000.0) as usize;
+        if seconds.len() <= second {
+            seconds.resize_with(second + 1, Vec::new);
+        }
+        seconds[second].push(latency);
+    }
+    for (second, latencies) in seconds.iter_mut().enumerate() {
+        latencies.sort_by(f64::total_cmp);
+        eprintln!(
+            "second {second}: {} receipts, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            latencies.len(),
+            percentile(latencies, 50.0),
+            percentile(latencies, 99.0),
+            latencies.last().copied().unwrap_or(0.0),
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let urls: Vec<String> = std::env::var("URLS")?
@@ -85,7 +117,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let rss_before = rss_kib(&pids);
     let epoch = Instant::now();
-    let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<f64>();
+    // (send time, latency) of every receipt, in milliseconds.
+    let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<(f64, f64)>();
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<f64>();
     let sent = Arc::new(AtomicUsize::new(0));
     let (go_tx, go_rx) = watch::channel(false);
@@ -153,7 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             match serde_json::from_str(&text) {
                                 Ok(ServerFrame::Message { body, .. }) => {
                                     if let Ok(sent) = body.parse::<f64>() {
-                                        let _ = lat_tx.send(now - sent);
+                                        let _ = lat_tx.send((sent, now - sent));
                                     }
                                 }
                                 // The client id ends with the send time.
@@ -219,10 +252,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(lat_tx);
     drop(ack_tx);
-    let mut latencies = Vec::new();
-    while let Ok(l) = lat_rx.try_recv() {
-        latencies.push(l);
+    let mut receipts = Vec::new();
+    while let Ok(r) = lat_rx.try_recv() {
+        receipts.push(r);
     }
+    timeline(&receipts);
+    let mut latencies: Vec<f64> = receipts.iter().map(|&(_, l)| l).collect();
     latencies.sort_by(f64::total_cmp);
     let mut acks = Vec::new();
     while let Ok(l) = ack_rx.try_recv() {
