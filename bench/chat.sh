@@ -52,7 +52,9 @@ export STRATA_AUTH_JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' 
 export STRATA_LOG_LEVEL=warn
 
 PIDS=()
+LOAD_OUT=$(mktemp)
 cleanup() {
+    rm -f "$LOAD_OUT"
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     psql -q "$PG_URL" -c "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >&2 || true
@@ -94,4 +96,24 @@ if [[ ${CHECKPOINT:-1} == 1 ]]; then
 fi
 URLS=${LOAD_URLS:-http://127.0.0.1:18081,http://127.0.0.1:18082} SECRET=$STRATA_AUTH_JWT_SECRET \
     CONNS=$CONNS ROOM_SIZE=$ROOM_SIZE RATE=$RATE SECS=$SECS SOURCES=$SOURCES STAGGER=${STAGGER:-1} SETTLE=${SETTLE:-12} \
-    PIDS=$(IFS=,; echo "${CHAT_PIDS[*]}") "$LOAD"
+    PIDS=$(IFS=,; echo "${CHAT_PIDS[*]}") "$LOAD" >"$LOAD_OUT"
+# Where the time went on each instance: its store commits and bus publishes (whole run,
+# connection set-up included), from the instances' histograms.
+for i in 1 2; do
+    curl -fs "http://127.0.0.1:1820$i/metrics" | awk -v instance="chat-$i" '
+        /^strata_chat_(commit|publish)_seconds_(bucket|count)/ {
+            name = ($1 ~ /commit/) ? "commits" : "publishes"
+            if ($1 ~ /_count/) { count[name] = $2 }
+            else if ($1 ~ /le="0.032"/) { under32[name] = $2 }
+            else if ($1 ~ /le="0.128"/) { under128[name] = $2 }
+        }
+        /^strata_chat_commit_batch_messages_(sum|count)/ { batch[$1 ~ /_sum/ ? "sum" : "n"] = $2 }
+        END {
+            for (name in count) {
+                printf "%s: %d %s, %d over 32 ms, %d over 128 ms\n", instance, count[name], name,
+                    count[name] - under32[name], count[name] - under128[name]
+            }
+            if (batch["n"] > 0) printf "%s: %.1f messages per commit\n", instance, batch["sum"] / batch["n"]
+        }' >&2 || true
+done
+cat "$LOAD_OUT"

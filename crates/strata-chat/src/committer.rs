@@ -78,7 +78,14 @@ async fn commit(hub: &Hub, batch: &[Post]) -> Vec<ChatMessage> {
             )
         })
         .collect();
-    let answers = match hub.store.chat().post_many(&rows).await {
+    let started = std::time::Instant::now();
+    let result = hub.store.chat().post_many(&rows).await;
+    hub.metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    #[allow(clippy::cast_precision_loss)] // at most MAX_BATCH
+    hub.metrics.commit_batch.observe(batch.len() as f64);
+    let answers = match result {
         Ok(answers) => answers,
         Err(error) => {
             tracing::warn!(%error, messages = batch.len(), "cannot store messages");
@@ -195,7 +202,12 @@ fn payloads(messages: impl Iterator<Item = ChatMessage>, max_bytes: usize) -> Ve
 /// members elsewhere get it with their room's next message (gap fill) or when they resume.
 async fn publish(hub: &Hub, messages: usize, payload: Bytes) {
     for attempt in 1..=3 {
-        match hub.bus.publish(BATCH_SUBJECT, payload.clone()).await {
+        let started = std::time::Instant::now();
+        let published = hub.bus.publish(BATCH_SUBJECT, payload.clone()).await;
+        hub.metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match published {
             Ok(_) => return,
             Err(error) => {
                 tracing::warn!(%error, attempt, messages, "cannot publish messages");
