@@ -2,7 +2,8 @@
 //! flight are stored together by the next one, so the store sees one transaction per batch
 //! instead of one per message. Each sender is still acknowledged only after the commit that
 //! stored its message; then the batch is fanned out to local members and handed to the
-//! publisher, which puts it on the bus as one bus message, in commit order.
+//! publisher, which puts it on the bus in commit order: one bus message per batch, or fewer
+//! when batches queue behind a slow publish, more when a batch exceeds 256 KiB.
 
 use std::sync::Arc;
 use std::time::Duration;
