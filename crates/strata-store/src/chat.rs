@@ -319,15 +319,7 @@ impl<'a> ChatRepo<'a> {
         &self,
         posts: &[NewChatMessage<'_>],
     ) -> Result<Vec<Option<Posted>>, StoreError> {
-        let mut rooms: Vec<&str> = posts.iter().map(|p| p.0).collect();
-        rooms.sort_unstable();
-        rooms.dedup();
         let now = DbTime::now();
-        let select_existing = concat!(
-            "SELECT ",
-            columns!(),
-            " FROM chat_messages WHERE room_id = $1 AND sender_id = $2 AND client_id = $3"
-        );
         match &self.store.backend {
             // One statement, so one round trip and its own transaction, whatever the batch's
             // size: lock the batch's rooms in id order, find the messages stored earlier under
@@ -371,6 +363,14 @@ impl<'a> ChatRepo<'a> {
             // SQLite has no arrays to bind, and `BEGIN IMMEDIATE` locks the whole database:
             // a statement per room and per message, all in-process.
             Backend::Sqlite(pool) => {
+                let mut rooms: Vec<&str> = posts.iter().map(|p| p.0).collect();
+                rooms.sort_unstable();
+                rooms.dedup();
+                let select_existing = concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM chat_messages WHERE room_id = $1 AND sender_id = $2 AND client_id = $3"
+                );
                 let mut tx = pool.begin_with(self.store.dialect().begin_write()).await?;
                 let mut locked = HashMap::new();
                 for room in &rooms {
