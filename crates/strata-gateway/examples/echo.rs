@@ -43,7 +43,9 @@ pub async fn run_echo(listener: TcpListener, body: Bytes) {
                 let body = body.clone();
                 async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
             });
+            // Responses to pipelined requests (several read at once) leave in one write.
             let _ = http1::Builder::new()
+                .pipeline_flush(true)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });

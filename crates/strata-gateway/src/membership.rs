@@ -270,6 +270,8 @@ pub struct Pool {
     balance_factor: f64,
     keys: KeySource,
     fail_open: bool,
+    /// Most requests one batch to an instance carries ([`PoolSettings::pipeline_depth`]).
+    pipeline_depth: usize,
     /// The settings the pool was built with, for rebuilds.
     settings: PoolSettings,
     /// The balancer over the instances available at the last health change.
@@ -454,6 +456,11 @@ impl Pool {
     /// The settings the pool was built with.
     pub fn settings(&self) -> &PoolSettings {
         &self.settings
+    }
+
+    /// Most requests to one instance that share a connection (1: no pipelining).
+    pub fn pipeline_depth(&self) -> usize {
+        self.pipeline_depth
     }
 
     fn context<'a>(&self, key: Option<u64>, live: &'a dyn Live) -> PickContext<'a> {
@@ -1255,6 +1262,7 @@ impl Pool {
                 &settings.sticky_cookie,
             ),
             fail_open: settings.fail_open,
+            pipeline_depth: settings.pipeline_depth.max(1),
             settings: settings.clone(),
             selector: ArcSwap::from_pointee(selector),
             everyone,

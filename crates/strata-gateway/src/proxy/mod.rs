@@ -238,7 +238,7 @@ impl Proxy {
         let affinity = pool.affinity(&head.headers, &head.uri, client.ip);
         let first = pool.pick(affinity).map_err(|e| (e, None))?;
         let error = match self
-            .attempt(Arc::clone(first), &mut request, deadline)
+            .attempt(pool, Arc::clone(first), &mut request, deadline)
             .await
         {
             Ok(outcome) => return Ok(stick(pool, affinity, outcome)),
@@ -266,21 +266,23 @@ impl Proxy {
             "attempt failed; retrying on the next instance",
         );
         pool.metrics().retries.inc();
-        self.attempt(Arc::clone(next), &mut request, deadline)
+        self.attempt(pool, Arc::clone(next), &mut request, deadline)
             .await
             .map(|outcome| stick(pool, affinity, outcome))
             .map_err(|e| (e, Some(Arc::clone(next))))
     }
 
-    /// One attempt on `instance`, bounded by `deadline`.
+    /// One attempt on `instance` of `pool`, bounded by `deadline`.
     async fn attempt(
         &self,
+        pool: &Pool,
         instance: Arc<Instance>,
         request: &mut Outgoing,
         deadline: tokio::time::Instant,
     ) -> Result<Outcome, ProxyError> {
         let lease = Lease::new(Arc::clone(&instance));
-        let sent = tokio::time::timeout_at(deadline, instance.upstream().send(request)).await;
+        let sending = instance.upstream().send(request, pool.pipeline_depth());
+        let sent = tokio::time::timeout_at(deadline, sending).await;
         let result = match sent {
             Ok(Ok(Exchange {
                 body: UpstreamBody::Upgraded(_),

@@ -5,9 +5,13 @@
 //! request head is written once into a byte buffer (which a retry sends again as it is), the
 //! response head is parsed with `httparse`, and a response whose body is already in the read
 //! buffer (the common small response) gives its connection back before the response is even
-//! returned. Nothing is spawned, no channel or extra task sits between a request and its
-//! connection, and no `HeaderMap` is built for the request. Measured, hyper's client machinery
-//! was most of what separated a proxied request from a direct one in user space.
+//! returned. No `HeaderMap` is built for the request. Measured, hyper's client machinery was
+//! most of what separated a proxied request from a direct one in user space.
+//!
+//! A request sent alone (a `POST`, a streamed body, a pool with `pipeline_depth = 1`) is
+//! driven by its own task: nothing is spawned and no channel sits between it and its
+//! connection. Safe requests that arrive together are written as one batch on one connection
+//! by a task of their own ([`pipeline`]), and each waits for its answer on a channel.
 //!
 //! Connections belong to the worker thread that opened them (see [`set_worker`]): each worker
 //! has its own idle stack per instance, so a connection is only ever used by the runtime it is
@@ -29,13 +33,14 @@
 //! head, for the WebSocket relay.
 
 pub mod h1;
+mod pipeline;
 
 use std::cell::Cell;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -174,6 +179,9 @@ pub struct Outgoing {
     /// Whether the request may be repeated (idempotent or keyed): a stale connection is then
     /// retried transparently even after the request was written.
     repeatable: bool,
+    /// Whether it may share a connection with others in one batch ([`pipeline`]): a safe
+    /// method (`GET`, `HEAD`, `OPTIONS`, `TRACE`), no streamed body, no upgrade.
+    pipelinable: bool,
 }
 
 #[derive(Debug)]
@@ -236,12 +244,14 @@ impl Outgoing {
         if let Some(full) = full {
             bytes.extend_from_slice(&full);
         }
+        let pipelinable = head.method.is_safe() && stream.is_none() && !upgrade;
         Self {
             bytes,
             stream,
             has_host,
             head_request: head.method == Method::HEAD,
             repeatable,
+            pipelinable,
         }
     }
 
@@ -351,6 +361,11 @@ enum Target {
 
 /// The connections to one instance.
 pub struct Upstream {
+    shared: Arc<Shared>,
+}
+
+/// What an [`Upstream`] shares with its batches' tasks ([`pipeline`]).
+struct Shared {
     target: Target,
     /// `host:port`, sent as `Host` when the client sent none (HTTP/1.0).
     authority: HeaderValue,
@@ -358,12 +373,16 @@ pub struct Upstream {
     max_idle: usize,
     /// One stack of idle connections per worker thread (see the module docs).
     idle: Box<[Mutex<Vec<Conn>>]>,
+    /// The batch each worker is filling, sent when its task runs ([`pipeline`]).
+    open: Box<[Mutex<Option<pipeline::Batch>>]>,
+    /// Bound on one batch's whole exchange (the requests' own deadline).
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("target", &self.target)
+            .field("target", &self.shared.target)
             .field("idle", &self.idle_count())
             .finish()
     }
@@ -381,19 +400,24 @@ impl Upstream {
         };
         let authority = HeaderValue::from_str(&format!("{host}:{port}"))
             .map_err(|_| format!("`{host}:{port}` is not a valid host"))?;
+        let workers = limits.workers.max(1);
         Ok(Self {
-            target,
-            authority,
-            connect_timeout: limits.connect_timeout,
-            max_idle: limits.max_idle_per_instance,
-            idle: (0..limits.workers.max(1))
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
+            shared: Arc::new(Shared {
+                target,
+                authority,
+                connect_timeout: limits.connect_timeout,
+                max_idle: limits.max_idle_per_instance,
+                idle: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+                open: (0..workers).map(|_| Mutex::new(None)).collect(),
+                request_timeout: limits.request_timeout,
+            }),
         })
     }
 
-    /// Sends `request` on an idle connection, or on a fresh one when none is usable, and
-    /// reads the response head. A body that arrived with the head is returned whole and its
+    /// Sends `request` and reads the response head. A request that may be pipelined (see
+    /// [`pipeline`]) joins the batch this worker is filling for the instance, up to
+    /// `pipeline_depth` requests (the pool's setting); any other request goes alone on an idle connection, or on a fresh one
+    /// when none is usable. A body that arrived with the head is returned whole and its
     /// connection is already back in the idle stack; otherwise the caller reads the body
     /// ([`Body::Streaming`]) and hands the connection back with [`Upstream::put_back`].
     ///
@@ -403,13 +427,47 @@ impl Upstream {
     /// connection ended before any response byte; [`ProxyError::Protocol`] for an invalid
     /// response; body failures of the client as [`ProxyError::BodyTooLarge`] or
     /// [`ProxyError::ClientBody`].
-    pub async fn send(&self, request: &mut Outgoing) -> Result<Exchange, ProxyError> {
+    pub async fn send(
+        &self,
+        request: &mut Outgoing,
+        pipeline_depth: usize,
+    ) -> Result<Exchange, ProxyError> {
+        if request.pipelinable
+            && pipeline_depth > 1
+            && let Some(reply) = pipeline::join(&self.shared, request, pipeline_depth)
+        {
+            return pipeline::answer(reply).await;
+        }
+        self.shared.send(request).await
+    }
+
+    /// Keeps a connection whose last response was read to its end for the next request of the
+    /// same worker.
+    pub fn put_back(&self, conn: Conn) {
+        self.shared.put_back(conn);
+    }
+
+    /// Closes every idle connection of every worker (shutdown, instance removed).
+    pub fn close_idle(&self) {
+        self.shared.close_idle();
+    }
+
+    /// Idle connections kept now, all workers together.
+    pub fn idle_count(&self) -> usize {
+        self.shared.idle_count()
+    }
+}
+
+impl Shared {
+    /// Sends `request` alone (see [`Upstream::send`]).
+    async fn send(&self, request: &mut Outgoing) -> Result<Exchange, ProxyError> {
         let Outgoing {
             bytes,
             stream,
             has_host,
             head_request,
             repeatable,
+            pipelinable: _,
         } = request;
         let with_host;
         let bytes: &[u8] = if *has_host {
@@ -524,9 +582,7 @@ impl Upstream {
         })
     }
 
-    /// Keeps a connection whose last response was read to its end for the next request of the
-    /// same worker.
-    pub fn put_back(&self, conn: Conn) {
+    fn put_back(&self, conn: Conn) {
         if !conn.buf.is_empty() {
             // The instance sent more than the response: it cannot be trusted with another.
             return;
@@ -537,8 +593,7 @@ impl Upstream {
         }
     }
 
-    /// Closes every idle connection of every worker (shutdown, instance removed).
-    pub fn close_idle(&self) {
+    fn close_idle(&self) {
         for stack in &self.idle {
             let drained =
                 std::mem::take(&mut *stack.lock().unwrap_or_else(PoisonError::into_inner));
@@ -547,8 +602,7 @@ impl Upstream {
         }
     }
 
-    /// Idle connections kept now, all workers together.
-    pub fn idle_count(&self) -> usize {
+    fn idle_count(&self) -> usize {
         self.idle
             .iter()
             .map(|stack| stack.lock().unwrap_or_else(PoisonError::into_inner).len())
