@@ -8,8 +8,10 @@
 #
 # Knobs (environment): WORKERS (1), ROUNDS (3), DURATION (5, seconds per wrk run),
 # CONNECTIONS (32), WRK_THREADS (1), ACCESS_LOG (0), PIN (none|split), BASE_PORT (18100),
-# SKIP_BUILD (0), RUNTIME (workers|multi: one single-threaded runtime per worker thread,
-# the default, or one multi-threaded runtime with WORKERS threads).
+# SKIP_BUILD (0), PIPELINE_DEPTH (16, strata's default; 1 turns pipelining to the backends off).
+#
+# strata is the product binary, `strata serve gateway` with `gateway.workers = WORKERS`; the
+# backends are `crates/strata-gateway/examples/echo.rs`.
 #
 # Equivalent configurations: round robin over the two backends, keep-alive to them, the same
 # worker count, no access logs (strata at `warn`; ACCESS_LOG=1 adds a run at `info` to price
@@ -42,11 +44,12 @@ ACCESS_LOG=${ACCESS_LOG:-0}
 PIN=${PIN:-none}
 BASE_PORT=${BASE_PORT:-18100}
 SKIP_BUILD=${SKIP_BUILD:-0}
-RUNTIME=${RUNTIME:-workers}
+PIPELINE_DEPTH=${PIPELINE_DEPTH:-16}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/examples
+STRATA=$TARGET_DIR/release/strata
 
 BACKEND1=$((BASE_PORT + 1))
 BACKEND2=$((BASE_PORT + 2))
@@ -74,8 +77,9 @@ PATH=$PATH:/usr/sbin
 
 # --- build ---------------------------------------------------------------------------------
 if [ "$SKIP_BUILD" != 1 ]; then
-    log "building release examples (gateway, echo)"
-    (cd "$ROOT" && timeout 1200 cargo build --release -q -p strata-gateway --example gateway --example echo)
+    log "building release strata and the echo backend"
+    (cd "$ROOT" && timeout 1800 cargo build --release -q -p strata --bin strata &&
+        timeout 1200 cargo build --release -q -p strata-gateway --example echo)
 fi
 
 # --- pinning -------------------------------------------------------------------------------
@@ -148,16 +152,16 @@ DIRECT_PORT=$((BACKEND1 + 50))
 start direct "${PIN_DIRECT[@]}" -- "$BIN/echo" "127.0.0.1:$DIRECT_PORT"
 
 UPSTREAM="api=http://127.0.0.1:$BACKEND1,http://127.0.0.1:$BACKEND2"
-start strata "${PIN_PROXY[@]}" -- env STRATA_GATEWAY_LISTEN="127.0.0.1:$STRATA_PORT" \
-    STRATA_GATEWAY_ADMIN_LISTEN="127.0.0.1:$STRATA_ADMIN" STRATA_GATEWAY_UPSTREAM="$UPSTREAM" \
-    STRATA_LOG_LEVEL=warn GATEWAY_WORKERS="$WORKERS" GATEWAY_RUNTIME="$RUNTIME" "$BIN/gateway"
+start_strata() { # start_strata NAME PORT ADMIN_PORT LOG_LEVEL
+    start "$1" "${PIN_PROXY[@]}" -- env STRATA_GATEWAY_LISTEN="127.0.0.1:$2" \
+        STRATA_GATEWAY_ADMIN_LISTEN="127.0.0.1:$3" STRATA_GATEWAY_UPSTREAM="$UPSTREAM" \
+        STRATA_GATEWAY_WORKERS="$WORKERS" STRATA_GATEWAY_API_PIPELINE_DEPTH="$PIPELINE_DEPTH" \
+        STRATA_LOG_LEVEL="$4" "$STRATA" serve gateway
+}
+start_strata strata "$STRATA_PORT" "$STRATA_ADMIN" warn
 if [ "$ACCESS_LOG" = 1 ]; then
     # JSON access lines go to a file, as they would in production (not to a terminal).
-    start strata_log "${PIN_PROXY[@]}" -- env STRATA_GATEWAY_LISTEN="127.0.0.1:$STRATA_LOG_PORT" \
-        STRATA_GATEWAY_ADMIN_LISTEN="127.0.0.1:$STRATA_LOG_ADMIN" \
-        STRATA_GATEWAY_UPSTREAM="$UPSTREAM" STRATA_LOG_LEVEL=info GATEWAY_WORKERS="$WORKERS" \
-        GATEWAY_RUNTIME="$RUNTIME" \
-        "$BIN/gateway"
+    start_strata strata_log "$STRATA_LOG_PORT" "$STRATA_LOG_ADMIN" info
 fi
 
 mkdir -p "$WORK/nginx"
@@ -229,7 +233,7 @@ for target in "${TARGETS[@]}"; do
         exit 1
     }
 done
-log "strata runtime=$RUNTIME workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s connections=$CONNECTIONS pin: $PIN_DESC"
+log "strata pipeline_depth=$PIPELINE_DEPTH workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s connections=$CONNECTIONS pin: $PIN_DESC"
 
 # --- measuring -----------------------------------------------------------------------------
 to_ms() { # "542.00us" | "1.20ms" | "1.01s" -> milliseconds
@@ -288,7 +292,7 @@ for target in "${TARGETS[@]}"; do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print 0 }'; }
-json="{\"workers\":$WORKERS,\"pin\":\"$PIN\",\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS"
+json="{\"workers\":$WORKERS,\"pipeline_depth\":$PIPELINE_DEPTH,\"pin\":\"$PIN\",\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS"
 for target in "${TARGETS[@]}"; do
     json+=",\"${target}_rps\":$(printf '%.0f' "${RPS[$target]}")"
     json+=",\"${target}_p50_ms\":${P50[$target]},\"${target}_p99_ms\":${P99[$target]}"

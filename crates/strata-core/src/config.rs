@@ -221,6 +221,11 @@ pub struct GatewayConfig {
     /// at start). Default 5000: a Kubernetes headless Service's answer follows pods within
     /// seconds, and one lookup per name every 5 s costs nothing.
     pub dns_refresh_ms: u64,
+    /// Threads serving client connections, like nginx's worker processes: each runs its own
+    /// event loop with its own connections to the instances, accepting from its own listening
+    /// socket (`SO_REUSEPORT`). 0 (the default): one per CPU the process may use (cgroup
+    /// quotas included). Read at start; a reload does not change it.
+    pub workers: usize,
     /// Bearer token of the admin API's `/admin/*` routes (`Authorization: Bearer <token>`).
     /// Required when `admin_listen` is not a loopback address. Default empty: no token, which
     /// is only accepted on loopback.
@@ -256,6 +261,7 @@ impl Default for GatewayConfig {
             websocket_idle_timeout_ms: 300_000,
             drain_timeout_ms: 30_000,
             dns_refresh_ms: 5000,
+            workers: 0,
             admin_token: Secret::default(),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
@@ -292,6 +298,11 @@ impl GatewayConfig {
             self.websocket_idle_timeout_ms > 0,
             "gateway.websocket_idle_timeout_ms",
             "must be at least 1",
+        );
+        check(
+            self.workers <= 256,
+            "gateway.workers",
+            "must be at most 256 (0: one per CPU)",
         );
         check(
             self.admin_listen.ip().is_loopback() || !self.admin_token.is_empty(),
@@ -1025,6 +1036,7 @@ impl Config {
                 put(parse_into(value, &mut self.gateway.drain_timeout_ms))
             }
             "gateway.dns_refresh_ms" => put(parse_into(value, &mut self.gateway.dns_refresh_ms)),
+            "gateway.workers" => put(parse_into(value, &mut self.gateway.workers)),
             "gateway.admin_token" => self.gateway.admin_token = Secret::new(value.trim()),
             "gateway.tls_cert" => self.gateway.tls_cert = PathBuf::from(value),
             "gateway.tls_key" => self.gateway.tls_key = PathBuf::from(value),
@@ -1277,6 +1289,7 @@ fn all_keys() -> impl Iterator<Item = String> {
         "gateway.websocket_idle_timeout_ms",
         "gateway.drain_timeout_ms",
         "gateway.dns_refresh_ms",
+        "gateway.workers",
         "gateway.admin_token",
         "gateway.tls_cert",
         "gateway.tls_key",

@@ -4,7 +4,7 @@
 //! ```text
 //! STRATA_GATEWAY_LISTEN=127.0.0.1:8080 STRATA_GATEWAY_ADMIN_LISTEN=127.0.0.1:9090 \
 //! STRATA_GATEWAY_UPSTREAM=api=http://127.0.0.1:8101,http://127.0.0.1:8102 \
-//! STRATA_LOG_LEVEL=warn GATEWAY_WORKERS=1 [GATEWAY_RUNTIME=multi] \
+//! STRATA_LOG_LEVEL=warn STRATA_GATEWAY_WORKERS=1 [GATEWAY_RUNTIME=multi] \
 //! cargo run --release -p strata-gateway --example gateway
 //! ```
 
@@ -16,15 +16,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(None, std::env::vars(), &[])?;
     init_logging(&config.log);
     let mut limits = Limits::from_config(&config.gateway);
-    if let Some(workers) = std::env::var("GATEWAY_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-    {
-        limits.workers = workers;
-    }
     // Worker 0 runs here; the gateway starts the others, each on its own single-threaded
-    // runtime (see `Limits::workers`). GATEWAY_RUNTIME=multi serves everything from one
-    // multi-threaded runtime with that many threads instead, for comparison.
+    // runtime (see `Limits::workers`), as `strata serve gateway` runs all of them.
+    // GATEWAY_RUNTIME=multi serves everything from one multi-threaded runtime with that many
+    // threads instead, for comparison.
     let mut runtime = if std::env::var("GATEWAY_RUNTIME").is_ok_and(|r| r == "multi") {
         let mut builder = tokio::runtime::Builder::new_multi_thread();
         builder.worker_threads(limits.workers.max(1));

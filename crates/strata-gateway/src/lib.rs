@@ -405,5 +405,6 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
         "gateway.dns_refresh_ms",
     );
     differs(old.admin_token != new.admin_token, "gateway.admin_token");
+    differs(old.workers != new.workers, "gateway.workers");
     keys
 }

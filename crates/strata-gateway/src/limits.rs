@@ -42,11 +42,13 @@ pub struct Limits {
     /// Idle keep-alive connections kept per instance. Default 256: enough for the concurrency
     /// of a benchmark with 2 cores, beyond it connections are closed after use.
     pub max_idle_per_instance: usize,
-    /// Threads serving client connections, like nginx's worker processes: each has its own
+    /// Threads serving client connections, like nginx's worker processes
+    /// (`gateway.workers`, default 0: one per CPU the process may use): each has its own
     /// single-threaded runtime, its share of `max_connections` and its own idle connections to
-    /// the instances, so a request never leaves the thread that accepted it. Default 1: the
-    /// runtime [`crate::Gateway::run`] is called on serves everything; `n > 1` adds `n - 1`
-    /// threads, each accepting from its own `SO_REUSEPORT` socket on the same address.
+    /// the instances, so a request never leaves the thread that accepted it, and each accepts
+    /// from its own `SO_REUSEPORT` socket on the same address. Worker 0 runs on the runtime
+    /// [`crate::Gateway::run`] is called on when that runtime is single-threaded (tests,
+    /// embedding), on a thread of its own otherwise.
     pub workers: usize,
     /// A WebSocket tunnel idle (no byte either way) this long is closed
     /// (`gateway.websocket_idle_timeout_ms`, default 5 min).
@@ -69,7 +71,10 @@ impl Limits {
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_idle_per_instance: 256,
-            workers: 1,
+            workers: match config.workers {
+                0 => std::thread::available_parallelism().map_or(1, usize::from),
+                n => n,
+            },
             websocket_idle_timeout: Duration::from_millis(config.websocket_idle_timeout_ms.max(1)),
             drain_timeout: Duration::from_millis(config.drain_timeout_ms),
         }

@@ -58,12 +58,18 @@ pub fn http1_builder(limits: &Limits) -> http1::Builder {
 }
 
 /// Like [`serve`], with one worker per listener in `listeners` (one per [`Limits::workers`],
-/// bound with `SO_REUSEPORT` so the kernel spreads new connections over them): the calling
-/// task's runtime serves the first as worker 0 and each further worker is a thread with its
-/// own single-threaded runtime, accepting from its own listening socket and serving its
-/// connections start to end, with its own idle connections to the instances
-/// ([`crate::upstream::set_worker`]). `max_connections` is shared out between the workers.
-/// Returns when every worker has drained.
+/// bound with `SO_REUSEPORT` so the kernel spreads new connections over them): each worker is
+/// a thread with its own single-threaded runtime, accepting from its own listening socket and
+/// serving its connections start to end, with its own idle connections to the instances
+/// ([`crate::upstream::set_worker`]). When the calling task's runtime is single-threaded
+/// (tests, an embedding program), it serves worker 0 itself. `max_connections` is shared out
+/// between the workers. Returns when every worker has drained.
+///
+/// A worker's requests never leave its thread, so requests that arrive together are handled
+/// in one turn of its event loop, one after the other, before the tasks they wake: that is
+/// what lets them share a write to an instance ([`crate::upstream`]'s pipelining). (A
+/// multi-threaded runtime runs a task it has just woken next, so each request would send
+/// alone.)
 ///
 /// (Duplicates of one listening socket would not do: every worker waits on the same queue,
 /// and under load the one that wakes first takes nearly every connection.)
@@ -85,32 +91,86 @@ pub async fn serve_on_workers<C, H, F, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let workers = listeners.len();
-    let mut listeners = listeners.into_iter();
-    let Some(first) = listeners.next() else {
+    if workers == 0 {
         tracing::error!(listener = name, "no listening socket");
         return;
-    };
-    if workers == 1 {
-        return serve(name, first, limits, drain, tls, connect, shutdown).await;
     }
+    let inline = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::CurrentThread;
     let mut share = limits.clone();
     share.max_connections = (limits.max_connections / workers).max(1);
     let connect = Arc::new(connect);
-    let mut finished = Vec::with_capacity(workers - 1);
+    let mut listeners = listeners.into_iter().enumerate();
+    let first = if inline { listeners.next() } else { None };
+    let mut finished = Vec::with_capacity(workers);
     // A worker that cannot start drops its socket, so the kernel stops routing to it.
-    for (index, listener) in (1..workers).zip(listeners) {
+    for (index, listener) in listeners {
+        let worker = Worker {
+            name,
+            index,
+            limits: share.clone(),
+            drain,
+            tls: tls.clone(),
+            shutdown: shutdown.clone(),
+        };
+        if let Some(done) = worker.spawn(listener, Arc::clone(&connect)) {
+            finished.push(done);
+        }
+    }
+    if let Some((_, first)) = first {
+        let connect = move |peer| connect(peer);
+        serve(name, first, &share, drain, tls, connect, shutdown).await;
+    }
+    for worker in finished {
+        // An error only means the thread ended without reporting (it panicked): nothing to wait.
+        let _ = worker.await;
+    }
+}
+
+/// What a worker thread needs to serve its listener.
+struct Worker {
+    name: &'static str,
+    index: usize,
+    limits: Limits,
+    drain: Duration,
+    tls: Option<Arc<Tls>>,
+    shutdown: Shutdown,
+}
+
+impl Worker {
+    /// Starts the worker's thread and runtime; the receiver completes when it has drained.
+    /// `None` when it cannot start (logged).
+    fn spawn<C, H, F, B>(
+        self,
+        listener: TcpListener,
+        connect: Arc<C>,
+    ) -> Option<tokio::sync::oneshot::Receiver<()>>
+    where
+        C: Fn(SocketAddr) -> H + Send + Sync + 'static,
+        H: Fn(Request<Incoming>) -> F + Send + 'static,
+        F: Future<Output = Response<B>> + Send + 'static,
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Worker {
+            name,
+            index,
+            limits,
+            drain,
+            tls,
+            shutdown,
+        } = self;
         // A listener registered with this runtime cannot be polled by another: it moves to
         // the worker's runtime as a std socket.
         let own = match listener.into_std() {
             Ok(own) => own,
             Err(error) => {
                 tracing::warn!(listener = name, index, %error, "cannot start worker");
-                continue;
+                return None;
             }
         };
-        let (done, finished_rx) = tokio::sync::oneshot::channel::<()>();
-        let (connect, share, shutdown) = (Arc::clone(&connect), share.clone(), shutdown.clone());
-        let tls = tls.clone();
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("strata-gw-{index}"))
             .spawn(move || {
@@ -123,7 +183,7 @@ pub async fn serve_on_workers<C, H, F, B>(
                         match TcpListener::from_std(own) {
                             Ok(listener) => {
                                 let connect = move |peer| connect(peer);
-                                serve(name, listener, &share, drain, tls, connect, shutdown)
+                                serve(name, listener, &limits, drain, tls, connect, shutdown)
                                     .await;
                             }
                             Err(error) => {
@@ -138,15 +198,12 @@ pub async fn serve_on_workers<C, H, F, B>(
                 let _ = done.send(());
             });
         match spawned {
-            Ok(_) => finished.push(finished_rx),
-            Err(error) => tracing::warn!(listener = name, index, %error, "cannot start worker"),
+            Ok(_) => Some(finished),
+            Err(error) => {
+                tracing::warn!(listener = name, index, %error, "cannot start worker");
+                None
+            }
         }
-    }
-    let connect = move |peer| connect(peer);
-    serve(name, first, &share, drain, tls, connect, shutdown).await;
-    for worker in finished {
-        // An error only means the thread ended without reporting (it panicked): nothing to wait.
-        let _ = worker.await;
     }
 }
 

@@ -264,6 +264,9 @@ pub fn config(pools: &[(&str, Vec<String>)]) -> GatewayConfig {
                 instances: instances.clone(),
             })
             .collect(),
+        // One worker: on a test's single-threaded runtime it is the test's own, so paused
+        // time and in-test backends share one clock and one loop.
+        workers: 1,
         ..GatewayConfig::default()
     };
     for settings in [&mut config.api, &mut config.chat] {

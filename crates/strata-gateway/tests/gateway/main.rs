@@ -12,6 +12,7 @@ mod helpers;
 mod limits;
 mod membership;
 mod nodes;
+mod pipelining;
 mod reload;
 mod routing;
 mod shutdown;
