@@ -292,6 +292,8 @@ pub struct Streaming {
     conn: Conn,
     reader: BodyReader,
     keep_alive: bool,
+    /// Body bytes already read off the connection, given out first.
+    read: Option<Bytes>,
 }
 
 impl Streaming {
@@ -301,6 +303,9 @@ impl Streaming {
     /// # Errors
     /// The instance's framing errors and connection failures.
     pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamError>>> {
+        if let Some(read) = self.read.take() {
+            return Poll::Ready(Some(Ok(read)));
+        }
         loop {
             match self.reader.decode(&mut self.conn.buf) {
                 Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
@@ -324,12 +329,13 @@ impl Streaming {
 
     /// Whether the body has been read to its end.
     pub fn is_done(&self) -> bool {
-        self.reader.is_done()
+        self.read.is_none() && self.reader.is_done()
     }
 
     /// Bytes still expected, when known.
     pub fn remaining(&self) -> Option<u64> {
-        self.reader.remaining()
+        let read = self.read.as_ref().map_or(0, |read| read.len() as u64);
+        self.reader.remaining().map(|rest| rest + read)
     }
 
     /// The connection, when the body was read to its end and the instance keeps it alive.
@@ -573,6 +579,7 @@ impl Shared {
                 conn,
                 reader: BodyReader::new(body),
                 keep_alive,
+                read: None,
             }),
         };
         Ok(Exchange {

@@ -20,20 +20,25 @@
 //! # Failures
 //! - A reused connection found closed before its first response starts: the batch is sent on
 //!   another one (up to the same bound as a single request's stale connections).
-//! - The connection ends, or the instance answers `Connection: close`, after some responses:
-//!   the unanswered requests were not processed by HTTP's rules, or are safe to repeat anyway,
-//!   so they are sent once more on a fresh connection; if that fails too, each gets
-//!   [`ProxyError::Reset`] and the proxy's retry policy takes over (another instance, within
-//!   the retry budget).
+//! - The connection ends, or the instance answers `Connection: close`, after answering part
+//!   of the batch: the unanswered requests (not processed, by HTTP's rules, and safe to
+//!   repeat anyway) are sent again on another connection, as long as each connection answers
+//!   at least one of them, so a batch always ends. A fresh connection that answers none
+//!   fails them all with [`ProxyError::Reset`], as a single request would fail, and the
+//!   proxy's retry policy takes over (another instance, within the retry budget).
 //! - No connection can be opened: every request gets the connect error, as a single request
 //!   would.
 //! - An invalid response: that request gets [`ProxyError::Protocol`], the rest are sent again
-//!   on a fresh connection (the instance's framing of that connection cannot be trusted).
+//!   on another connection (the instance's framing of this one cannot be trusted).
 //!
+//! # Bodies
 //! A response whose body has not fully arrived with its head is handed to its request still
-//! streaming, with the connection, when it is the batch's last; an earlier one is read whole
-//! first (up to [`MAX_BUFFERED_BODY`]; a larger body ends the batch as an invalid response
-//! would, so large downloads should not share a connection).
+//! streaming, with the connection, when it is the batch's last. An earlier one is read whole
+//! first when it is chunked or declares at most [`MAX_BUFFERED_BODY`] bytes; a larger
+//! declared body, or one delimited by the connection's end, is handed to its request
+//! streaming and the requests after it go again on another connection (the instance may then
+//! answer them twice: they are safe requests). A chunked body that grows past
+//! [`MAX_BUFFERED_BODY`] while read is handed over the same way, with what was read so far.
 
 use std::collections::VecDeque;
 use std::io;
@@ -246,37 +251,47 @@ async fn answer_in_order(
             }
             BodyKind::Length(_) | BodyKind::Chunked | BodyKind::Close => None,
         };
+        // Too long to hold in memory while the batch waits (or delimited by the connection's
+        // end): the request reads it from the connection itself, and the rest of the batch
+        // goes again on another connection.
+        let stream_alone = match body {
+            BodyKind::Close => true,
+            BodyKind::Length(n) => n > MAX_BUFFERED_BODY as u64,
+            BodyKind::Empty | BodyKind::Chunked => false,
+        };
         let body = match complete {
             Some(bytes) => Body::Complete(bytes),
-            // The last request, or a body delimited by the connection's end: the request
-            // reads it from the connection itself.
-            None if last || body == BodyKind::Close => {
-                let streaming = Streaming {
+            // The last request reads its body from the connection, as a request sent alone.
+            None if last || stream_alone => {
+                let reader = BodyReader::new(body);
+                return hand_over(
                     conn,
-                    reader: BodyReader::new(body),
-                    keep_alive: keep_alive && last,
-                };
-                answer_next(
+                    reader,
+                    None,
+                    keep_alive && last,
+                    status,
+                    headers,
                     pending,
                     start,
-                    Ok(Exchange {
-                        status,
-                        headers,
-                        body: Body::Streaming(streaming),
-                    }),
+                    answered,
                 );
-                return if pending.is_empty() {
-                    Ended::HandedOver
-                } else {
-                    Ended::Unanswered {
-                        answered,
-                        stale: false,
-                    }
-                };
             }
             None => match read_whole(&mut conn, body).await {
                 Ok(bytes) => Body::Complete(bytes),
-                Err(error) => {
+                Err(Whole::TooLarge { read, reader }) => {
+                    return hand_over(
+                        conn,
+                        reader,
+                        Some(read),
+                        false,
+                        status,
+                        headers,
+                        pending,
+                        start,
+                        answered,
+                    );
+                }
+                Err(Whole::Failed(error)) => {
                     answer_next(pending, start, Err(error));
                     return Ended::Unanswered {
                         answered,
@@ -316,20 +331,69 @@ fn answer_next(
     }
 }
 
+/// Gives the next request its response with the body still to read from `conn` (after
+/// `read`, what was already taken off it), and with it the connection.
+#[allow(clippy::too_many_arguments)]
+fn hand_over(
+    conn: Conn,
+    reader: BodyReader,
+    read: Option<Bytes>,
+    keep_alive: bool,
+    status: StatusCode,
+    headers: http::HeaderMap,
+    pending: &mut VecDeque<Member>,
+    start: &mut usize,
+    answered: usize,
+) -> Ended {
+    let streaming = Streaming {
+        conn,
+        reader,
+        keep_alive,
+        read,
+    };
+    let body = Body::Streaming(streaming);
+    answer_next(
+        pending,
+        start,
+        Ok(Exchange {
+            status,
+            headers,
+            body,
+        }),
+    );
+    if pending.is_empty() {
+        Ended::HandedOver
+    } else {
+        Ended::Unanswered {
+            answered,
+            stale: false,
+        }
+    }
+}
+
+/// Why a body was not read whole.
+enum Whole {
+    /// It grew past [`MAX_BUFFERED_BODY`]: what was read, and the reader to go on with.
+    TooLarge {
+        read: Bytes,
+        reader: BodyReader,
+    },
+    Failed(ProxyError),
+}
+
 /// Reads a body that did not arrive with its head, whole, up to [`MAX_BUFFERED_BODY`].
-async fn read_whole(conn: &mut Conn, kind: BodyKind) -> Result<Bytes, ProxyError> {
-    let invalid = |error: H1Error| ProxyError::Protocol(Box::new(error));
+async fn read_whole(conn: &mut Conn, kind: BodyKind) -> Result<Bytes, Whole> {
+    let invalid = |error: H1Error| Whole::Failed(ProxyError::Protocol(Box::new(error)));
     let mut reader = BodyReader::new(kind);
     let mut whole = BytesMut::new();
     loop {
         match reader.decode(&mut conn.buf).map_err(invalid)? {
             Decoded::Data(data) => {
-                if whole.len() + data.len() > MAX_BUFFERED_BODY {
-                    return Err(ProxyError::Protocol(Box::new(io::Error::other(format!(
-                        "a pipelined response body over {MAX_BUFFERED_BODY} bytes"
-                    )))));
-                }
                 whole.extend_from_slice(&data);
+                if whole.len() > MAX_BUFFERED_BODY {
+                    let read = whole.freeze();
+                    return Err(Whole::TooLarge { read, reader });
+                }
             }
             Decoded::Done => return Ok(whole.freeze()),
             Decoded::NeedMore => match conn.fill().await {
@@ -337,7 +401,7 @@ async fn read_whole(conn: &mut Conn, kind: BodyKind) -> Result<Bytes, ProxyError
                     reader.eof().map_err(invalid)?;
                 }
                 Ok(_) => {}
-                Err(error) => return Err(ProxyError::Protocol(Box::new(error))),
+                Err(error) => return Err(Whole::Failed(ProxyError::Protocol(Box::new(error)))),
             },
         }
     }
@@ -748,6 +812,73 @@ mod tests {
         assert_eq!(body_of(&upstream, rd).await, big);
         assert_eq!(upstream.idle_count(), 1);
         assert_eq!(received.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_too_large_to_hold_streams_alone_and_the_rest_go_again() {
+        let huge = "h".repeat(MAX_BUFFERED_BODY + 1);
+        let (addr, received) = scripted(vec![
+            vec![
+                Step::Read(2),
+                Step::Write(ok(&huge)),
+                Step::Write(ok("b-late")),
+            ],
+            vec![Step::Read(1), Step::Write(ok("b")), Step::Read(1)],
+        ])
+        .await;
+        let upstream = upstream(addr);
+        let (mut a, mut b) = (get(Method::GET, "/huge"), get(Method::GET, "/b"));
+        let (ra, rb) =
+            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
+                .await;
+        assert_eq!(body_of(&upstream, rb).await, "b");
+        assert!(matches!(
+            ra,
+            Ok(Exchange {
+                body: Body::Streaming(_),
+                ..
+            })
+        ));
+        assert_eq!(within(body_of(&upstream, ra)).await.len(), huge.len());
+        assert_eq!(
+            *received.lock().unwrap(),
+            vec![lines(&["/huge", "/b"]), lines(&["/b"])]
+        );
+        // The connection that streamed is not kept (it still holds the late answer to /b).
+        assert_eq!(upstream.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_growing_too_large_streams_on_with_what_was_read() {
+        let piece = "c".repeat(64 * 1024);
+        let pieces = MAX_BUFFERED_BODY / piece.len() + 2;
+        let mut chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..pieces {
+            chunked.extend_from_slice(format!("{:x}\r\n{piece}\r\n", piece.len()).as_bytes());
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let (addr, received) = scripted(vec![
+            vec![
+                Step::Read(2),
+                Step::Write(chunked),
+                Step::Write(ok("b-late")),
+            ],
+            vec![Step::Read(1), Step::Write(ok("b")), Step::Read(1)],
+        ])
+        .await;
+        let upstream = upstream(addr);
+        let (mut a, mut b) = (get(Method::GET, "/download"), get(Method::GET, "/b"));
+        let (ra, rb) =
+            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
+                .await;
+        let body = within(body_of(&upstream, ra)).await;
+        assert_eq!(body.len(), pieces * piece.len());
+        assert!(body.bytes().all(|b| b == b'c'));
+        assert_eq!(body_of(&upstream, rb).await, "b");
+        assert_eq!(
+            *received.lock().unwrap(),
+            vec![lines(&["/download", "/b"]), lines(&["/b"])]
+        );
     }
 
     #[tokio::test]
