@@ -1822,7 +1822,17 @@ mod tests {
         ] {
             assert!(keys.contains(&key), "{key} not reported in {keys:?}");
         }
-        assert_eq!(found.len(), 11, "{found:?}");
+        assert_eq!(found.len(), 13, "{found:?}");
+    }
+
+    #[test]
+    fn gateway_workers_default_to_one_per_cpu_and_are_bounded() {
+        assert_eq!(GatewayConfig::default().workers, 0);
+        let config = load(&[("STRATA_GATEWAY_WORKERS", "3")], &[]).unwrap();
+        assert_eq!(config.gateway.workers, 3);
+        let found = problems(load(&[], &[("gateway.workers", "257".to_owned())]).unwrap_err());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].key, "gateway.workers");
     }
 
     #[test]
