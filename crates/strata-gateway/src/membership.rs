@@ -116,8 +116,8 @@ impl Instance {
         source: Option<String>,
     ) -> Result<Self, String> {
         let address = parsed.address();
-        let upstream = Upstream::new(&parsed.host, parsed.port, limits)?;
         let metrics = metrics.instance(pool, &address);
+        let upstream = Upstream::new(&parsed.host, parsed.port, limits, metrics.batches.clone())?;
         let health = InstanceHealth::new(
             Arc::clone(policy),
             metrics.health.clone(),

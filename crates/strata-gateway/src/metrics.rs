@@ -73,6 +73,8 @@ pub struct Metrics {
     health_checks: Family<CheckLabels, Counter>,
     websockets_open: Family<InstanceLabels, Gauge>,
     websockets: Family<InstanceLabels, Counter>,
+    batches: Family<InstanceLabels, Counter>,
+    batched_requests: Family<InstanceLabels, Counter>,
 }
 
 impl Metrics {
@@ -90,6 +92,8 @@ impl Metrics {
             health_checks: Family::default(),
             websockets_open: Family::default(),
             websockets: Family::default(),
+            batches: Family::default(),
+            batched_requests: Family::default(),
         };
         registry.register(
             "strata_gateway_requests",
@@ -146,6 +150,16 @@ impl Metrics {
             "WebSocket tunnels opened (upgrades the instance accepted)",
             metrics.websockets.clone(),
         );
+        registry.register(
+            "strata_gateway_batches",
+            "Batches of pipelined requests written to an instance, one write each",
+            metrics.batches.clone(),
+        );
+        registry.register(
+            "strata_gateway_batched_requests",
+            "Requests sent in batches; divided by strata_gateway_batches, the mean batch size",
+            metrics.batched_requests.clone(),
+        );
         metrics
     }
 
@@ -191,6 +205,10 @@ impl Metrics {
             checks_failed: check("failure"),
         };
         InstanceMetrics {
+            batches: BatchCounters {
+                batches: self.batches.get_or_create(&labels).clone(),
+                requests: self.batched_requests.get_or_create(&labels).clone(),
+            },
             websockets_open: self.websockets_open.get_or_create(&labels).clone(),
             websockets: self.websockets.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
@@ -228,6 +246,17 @@ pub struct InstanceMetrics {
     pub websockets_open: Gauge,
     /// `strata_gateway_websockets_total{pool, instance}`.
     pub websockets: Counter,
+    /// Pipelined batches to the instance, moved into its connections.
+    pub batches: BatchCounters,
+}
+
+/// `strata_gateway_batches_total` and `strata_gateway_batched_requests_total` of one instance.
+#[derive(Debug, Clone, Default)]
+pub struct BatchCounters {
+    /// Batches written.
+    pub batches: Counter,
+    /// Requests they carried.
+    pub requests: Counter,
 }
 
 impl InstanceMetrics {

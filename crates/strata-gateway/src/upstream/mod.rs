@@ -53,6 +53,7 @@ use tokio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::limits::Limits;
+use crate::metrics::BatchCounters;
 use crate::proxy::RequestBody;
 use h1::{BodyKind, BodyReader, Decoded, H1Error, RequestFraming};
 
@@ -383,6 +384,8 @@ struct Shared {
     open: Box<[Mutex<Option<pipeline::Batch>>]>,
     /// Bound on one batch's whole exchange (the requests' own deadline).
     request_timeout: Duration,
+    /// Batches sent and the requests they carried.
+    batches: BatchCounters,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -395,11 +398,16 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// Connections to `host:port`, none opened yet.
+    /// Connections to `host:port`, none opened yet, counting pipelined batches in `batches`.
     ///
     /// # Errors
     /// `host:port` is not a valid `Host` header value.
-    pub fn new(host: &str, port: u16, limits: &Limits) -> Result<Self, String> {
+    pub fn new(
+        host: &str,
+        port: u16,
+        limits: &Limits,
+        batches: BatchCounters,
+    ) -> Result<Self, String> {
         let target = match host.trim_start_matches('[').trim_end_matches(']').parse() {
             Ok(ip) => Target::Addr(SocketAddr::new(ip, port)),
             Err(_) => Target::Name(host.to_owned(), port),
@@ -416,6 +424,7 @@ impl Upstream {
                 idle: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
                 open: (0..workers).map(|_| Mutex::new(None)).collect(),
                 request_timeout: limits.request_timeout,
+                batches,
             }),
         })
     }

@@ -133,6 +133,8 @@ async fn send(shared: Arc<Shared>, worker: usize) {
         .unwrap_or_else(PoisonError::into_inner)
         .take();
     let Some(batch) = batch else { return };
+    shared.batches.batches.inc();
+    shared.batches.requests.inc_by(batch.members.len() as u64);
     // On timeout the members are dropped: each request has timed out already.
     let _ = tokio::time::timeout(shared.request_timeout, exchange(&shared, batch)).await;
 }
@@ -435,6 +437,7 @@ mod tests {
 
     use super::*;
     use crate::limits::Limits;
+    use crate::metrics::BatchCounters;
     use crate::proxy::RequestBody;
     use crate::upstream::Upstream;
 
@@ -575,7 +578,13 @@ mod tests {
     }
 
     fn upstream(addr: SocketAddr) -> Upstream {
-        Upstream::new("127.0.0.1", addr.port(), &Limits::default()).unwrap()
+        Upstream::new(
+            "127.0.0.1",
+            addr.port(),
+            &Limits::default(),
+            BatchCounters::default(),
+        )
+        .unwrap()
     }
 
     /// The body of a successful exchange, read whole.

@@ -71,11 +71,13 @@ async fn mirror() -> (SocketAddr, Reads) {
 async fn concurrent_clients_get_their_own_answers_and_posts_never_share_a_connection() {
     let (one, reads_one) = mirror().await;
     let (two, reads_two) = mirror().await;
-    let gateway = spawn_gateway(config(&[(
+    let mut config = config(&[(
         "api",
         vec![format!("http://{one}"), format!("http://{two}")],
-    )]))
-    .await;
+    )]);
+    // Deeper than the clients are many, so no GET is left out of a full batch.
+    config.api.pipeline_depth = 64;
+    let gateway = spawn_gateway(config).await;
     let gateway = Arc::new(gateway);
     let clients: Vec<_> = (0..48)
         .map(|client| {
@@ -122,6 +124,24 @@ async fn concurrent_clients_get_their_own_answers_and_posts_never_share_a_connec
         reads.iter().any(|read| read.len() > 1),
         "no requests were pipelined"
     );
+    // The metrics tell the same: more requests than batches, and every GET in one.
+    let (mut batches, mut batched) = (0.0, 0.0);
+    for addr in [one, two] {
+        let labels = format!(r#"{{pool="api",instance="{addr}"}}"#);
+        batches += gateway
+            .sample(&format!("strata_gateway_batches_total{labels}"))
+            .await
+            .unwrap();
+        batched += gateway
+            .sample(&format!("strata_gateway_batched_requests_total{labels}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(batched, f64::from(48 * 20), "every GET went in a batch");
+    assert!(
+        batches < batched,
+        "{batches} batches for {batched} requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +166,9 @@ async fn pipeline_depth_one_sends_every_request_alone() {
     for client in clients {
         client.await.unwrap();
     }
-    let reads = reads.lock().unwrap();
+    let reads = reads.lock().unwrap().clone();
     assert_eq!(reads.iter().map(Vec::len).sum::<usize>(), 32 * 20);
     assert!(reads.iter().all(|read| read.len() == 1));
+    let series = format!(r#"strata_gateway_batches_total{{pool="api",instance="{one}"}}"#);
+    assert_eq!(gateway.sample(&series).await, Some(0.0));
 }
