@@ -431,10 +431,11 @@ impl Upstream {
 
     /// Sends `request` and reads the response head. A request that may be pipelined (see
     /// [`pipeline`]) joins the batch this worker is filling for the instance, up to
-    /// `pipeline_depth` requests (the pool's setting); any other request goes alone on an idle connection, or on a fresh one
-    /// when none is usable. A body that arrived with the head is returned whole and its
-    /// connection is already back in the idle stack; otherwise the caller reads the body
-    /// ([`Body::Streaming`]) and hands the connection back with [`Upstream::put_back`].
+    /// `pipeline_depth` requests (the pool's setting); any other request goes alone on an idle
+    /// connection, or on a fresh one when none is usable. A body that arrived with the head
+    /// is returned whole and its connection is already back in the idle stack; otherwise the
+    /// caller reads the body ([`Body::Streaming`]) and hands the connection back with
+    /// [`Upstream::put_back`].
     ///
     /// # Errors
     /// [`ProxyError::Connect`] and [`ProxyError::ConnectTimeout`] when no connection could be
