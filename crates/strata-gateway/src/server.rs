@@ -100,11 +100,14 @@ pub async fn serve_on_workers<C, H, F, B>(
     let mut share = limits.clone();
     share.max_connections = (limits.max_connections / workers).max(1);
     let connect = Arc::new(connect);
-    let mut listeners = listeners.into_iter().enumerate();
+    let mut listeners = listeners
+        .into_iter()
+        .zip(Listening::group(workers))
+        .enumerate();
     let first = if inline { listeners.next() } else { None };
     let mut finished = Vec::with_capacity(workers);
     // A worker that cannot start drops its socket, so the kernel stops routing to it.
-    for (index, listener) in listeners {
+    for (index, (listener, listening)) in listeners {
         let worker = Worker {
             name,
             index,
@@ -113,13 +116,17 @@ pub async fn serve_on_workers<C, H, F, B>(
             tls: tls.clone(),
             shutdown: shutdown.clone(),
         };
-        if let Some(done) = worker.spawn(listener, Arc::clone(&connect)) {
+        if let Some(done) = worker.spawn(listener, listening, Arc::clone(&connect)) {
             finished.push(done);
         }
     }
-    if let Some((_, first)) = first {
+    if let Some((_, (first, listening))) = first {
         let connect = move |peer| connect(peer);
-        serve(name, first, &share, drain, tls, connect, shutdown).await;
+        let listening = Some(listening);
+        serve_listening(
+            name, first, listening, &share, drain, tls, connect, shutdown,
+        )
+        .await;
     }
     for worker in finished {
         // An error only means the thread ended without reporting (it panicked): nothing to wait.
@@ -143,6 +150,7 @@ impl Worker {
     fn spawn<C, H, F, B>(
         self,
         listener: TcpListener,
+        listening: Listening,
         connect: Arc<C>,
     ) -> Option<tokio::sync::oneshot::Receiver<()>>
     where
@@ -183,8 +191,12 @@ impl Worker {
                         match TcpListener::from_std(own) {
                             Ok(listener) => {
                                 let connect = move |peer| connect(peer);
-                                serve(name, listener, &limits, drain, tls, connect, shutdown)
-                                    .await;
+                                let listening = Some(listening);
+                                serve_listening(
+                                    name, listener, listening, &limits, drain, tls, connect,
+                                    shutdown,
+                                )
+                                .await;
                             }
                             Err(error) => {
                                 tracing::warn!(listener = name, index, %error, "cannot start worker");
@@ -214,6 +226,33 @@ impl Worker {
 pub async fn serve<C, H, F, B>(
     name: &'static str,
     listener: TcpListener,
+    limits: &Limits,
+    drain: Duration,
+    tls: Option<Arc<Tls>>,
+    connect: C,
+    shutdown: Shutdown,
+) where
+    C: Fn(SocketAddr) -> H,
+    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listening = Listening::group(1).pop();
+    serve_listening(
+        name, listener, listening, limits, drain, tls, connect, shutdown,
+    )
+    .await;
+}
+
+/// [`serve`], for one listener of a group bound to the same address ([`serve_on_workers`]):
+/// draining starts once every listener of the group is closed (or after [`CLOSE_GRACE`]).
+#[allow(clippy::too_many_arguments)]
+async fn serve_listening<C, H, F, B>(
+    name: &'static str,
+    listener: TcpListener,
+    listening: Option<Listening>,
     limits: &Limits,
     drain: Duration,
     tls: Option<Arc<Tls>>,
@@ -309,6 +348,12 @@ pub async fn serve<C, H, F, B>(
         });
     }
     drop(listener);
+    // Draining sends busy clients to reconnect (`Connection: close`): while another worker's
+    // listener is still open, they would land in its accept queue, and its closing would reset
+    // them with their request written. So no worker drains before every listener is closed.
+    if let Some(listening) = listening {
+        listening.close().all_closed(CLOSE_GRACE.min(drain)).await;
+    }
     draining.store(true, Ordering::Relaxed);
     tracing::info!(
         listener = name,
@@ -335,6 +380,63 @@ pub async fn serve<C, H, F, B>(
             "connections still open after the drain bound; closing them"
         );
         abort.cancel();
+    }
+}
+
+/// One open listener of a group bound to the same address; dropping or closing it counts it
+/// closed, whatever path its worker took (one that fails to start drops it at once).
+struct Listening {
+    group: Arc<ListenerGroup>,
+}
+
+#[derive(Debug)]
+struct ListenerGroup {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+impl Listening {
+    /// `n` listeners of one group, all open.
+    fn group(n: usize) -> Vec<Listening> {
+        let group = Arc::new(ListenerGroup {
+            open: std::sync::atomic::AtomicUsize::new(n),
+            closed: tokio::sync::Notify::new(),
+        });
+        (0..n)
+            .map(|_| Listening {
+                group: Arc::clone(&group),
+            })
+            .collect()
+    }
+
+    /// Counts this listener closed; the group, to wait for the others.
+    fn close(self) -> Arc<ListenerGroup> {
+        Arc::clone(&self.group)
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if self.group.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.group.closed.notify_waiters();
+        }
+    }
+}
+
+impl ListenerGroup {
+    /// Returns once every listener of the group is closed, or after `bound`.
+    async fn all_closed(&self, bound: Duration) {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let notified = self.closed.notified();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 }
 
