@@ -95,20 +95,20 @@ impl Process {
         self.stderr.lock().expect("stderr lock").clone()
     }
 
-    /// Waits until stdout contains `needle`; panics (with stderr) when the process exits first
-    /// or `timeout` passes.
-    pub async fn wait_for_stdout(&mut self, needle: &str, timeout: Duration) {
+    /// Waits until stdout contains `needle` (`Ok`) or the process exits (`Err` with its
+    /// status); panics (with stderr) when `timeout` passes.
+    pub async fn wait_for_stdout_or_exit(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<(), ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if self.stdout().contains(needle) {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.try_status() {
-                panic!(
-                    "strata exited ({status}) before printing {needle:?}\nstdout:\n{}\nstderr:\n{}",
-                    self.stdout(),
-                    self.stderr()
-                );
+                return Err(status);
             }
             assert!(
                 Instant::now() < deadline,
@@ -241,30 +241,48 @@ pub async fn spawn_up(args: &[&str]) -> Up {
 
 /// As [`spawn_up`], with extra environment variables (`STRATA_ADMIN_EMAIL`, …).
 pub async fn spawn_up_with_env(args: &[&str], env: &[(&str, &str)]) -> Up {
-    let dir = TempDir::new("up");
-    let (port, admin_port) = (free_port().to_string(), free_port().to_string());
-    let data_dir = dir.path().join("data");
-    let data_dir = data_dir.to_str().expect("utf-8 temp path");
-    let mut all = vec![
-        "up",
-        "--port",
-        &port,
-        "--admin-port",
-        &admin_port,
-        "--data-dir",
-        data_dir,
-    ];
-    all.extend_from_slice(args);
-    let mut command = strata(&all);
-    command
-        .env("STRATA_API_LISTEN", "127.0.0.1:0")
-        .env("STRATA_CHAT_LISTEN", "127.0.0.1:0")
-        .env("STRATA_WORKER_LISTEN", "127.0.0.1:0");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let mut process = Process::spawn(command);
-    process.wait_for_stdout(UP_BANNER_END, START_TIMEOUT).await;
+    // The gateway's ports are chosen here and taken by the child later: meanwhile another
+    // socket (another test's, or one of the child's own instances on port 0) may take one.
+    // Such a start is repeated on other ports, a few times at most.
+    let mut attempts = 0;
+    let (dir, process, port, admin_port) = loop {
+        attempts += 1;
+        let dir = TempDir::new("up");
+        let (port, admin_port) = (free_port().to_string(), free_port().to_string());
+        let data_dir = dir.path().join("data");
+        let data_dir = data_dir.to_str().expect("utf-8 temp path");
+        let mut all = vec![
+            "up",
+            "--port",
+            &port,
+            "--admin-port",
+            &admin_port,
+            "--data-dir",
+            data_dir,
+        ];
+        all.extend_from_slice(args);
+        let mut command = strata(&all);
+        command
+            .env("STRATA_API_LISTEN", "127.0.0.1:0")
+            .env("STRATA_CHAT_LISTEN", "127.0.0.1:0")
+            .env("STRATA_WORKER_LISTEN", "127.0.0.1:0");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut process = Process::spawn(command);
+        match process
+            .wait_for_stdout_or_exit(UP_BANNER_END, START_TIMEOUT)
+            .await
+        {
+            Ok(()) => break (dir, process, port, admin_port),
+            Err(_) if attempts < 3 && process.stderr().contains("Address already in use") => {}
+            Err(status) => panic!(
+                "strata exited ({status}) before printing {UP_BANNER_END:?}\nstdout:\n{}\nstderr:\n{}",
+                process.stdout(),
+                process.stderr()
+            ),
+        }
+    };
     let rows = parse_table(&process.stdout());
     let find = |name: &str| {
         rows.iter()
