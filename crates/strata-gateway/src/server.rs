@@ -9,10 +9,11 @@
 //!
 //! As in mini-redis, each connection task owns a semaphore permit, so at most
 //! `max_connections` are open and the accept loop waits (leaving clients in the kernel's
-//! backlog) rather than run out of file descriptors. On shutdown the loop stops accepting,
-//! responses start carrying `Connection: close` for a short grace, then hyper closes idle
-//! keep-alive connections and lets each in-flight request finish; whatever is still open after
-//! the drain bound is dropped.
+//! backlog) rather than run out of file descriptors. On shutdown the loop stops accepting and
+//! closes its listening socket; once every worker's socket is closed, responses start carrying
+//! `Connection: close` for a short grace, then hyper closes idle keep-alive connections and
+//! lets each in-flight request finish; whatever is still open after the drain bound is
+//! dropped.
 
 use std::convert::Infallible;
 use std::future::Future;
