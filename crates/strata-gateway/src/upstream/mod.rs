@@ -113,6 +113,19 @@ impl Conn {
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
+    /// The whole body of the response whose head was just read, when it is empty or already
+    /// in the buffer (taken out of it); `None` when it is still to be read.
+    fn take_complete(&mut self, body: BodyKind) -> Option<Bytes> {
+        match body {
+            BodyKind::Empty => Some(Bytes::new()),
+            BodyKind::Length(n) if n <= self.buf.len() as u64 => {
+                // Whole in the buffer: `n` fits in `usize` since it is at most `len()`.
+                Some(self.buf.split_to(usize::try_from(n).unwrap_or(0)).freeze())
+            }
+            BodyKind::Length(_) | BodyKind::Chunked | BodyKind::Close => None,
+        }
+    }
+
     /// Reads more bytes into the buffer; `Ok(0)` at the end of the stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < 1024 {
@@ -570,15 +583,7 @@ impl Shared {
                 body: Body::Upgraded(conn),
             });
         }
-        let complete = match body {
-            BodyKind::Empty => Some(Bytes::new()),
-            BodyKind::Length(n) if n <= conn.buf.len() as u64 => {
-                // Whole in the buffer: `n` fits in `usize` since it is at most `len()`.
-                Some(conn.buf.split_to(usize::try_from(n).unwrap_or(0)).freeze())
-            }
-            BodyKind::Length(_) | BodyKind::Chunked | BodyKind::Close => None,
-        };
-        let body = match complete {
+        let body = match conn.take_complete(body) {
             Some(bytes) => {
                 if keep_alive {
                     self.put_back(conn);

@@ -245,14 +245,7 @@ async fn answer_in_order(
             };
         }
         let last = pending.len() == 1;
-        let complete = match body {
-            BodyKind::Empty => Some(Bytes::new()),
-            BodyKind::Length(n) if n <= conn.buf.len() as u64 => {
-                // `n` fits in `usize`: it is at most `len()`.
-                Some(conn.buf.split_to(usize::try_from(n).unwrap_or(0)).freeze())
-            }
-            BodyKind::Length(_) | BodyKind::Chunked | BodyKind::Close => None,
-        };
+        let complete = conn.take_complete(body);
         // Too long to hold in memory while the batch waits (or delimited by the connection's
         // end): the request reads it from the connection itself, and the rest of the batch
         // goes again on another connection.
@@ -577,6 +570,20 @@ mod tests {
         )
     }
 
+    /// Sends a `GET` for each of `paths` at once, as requests that reach a worker together.
+    async fn send_together<const N: usize>(
+        upstream: &Upstream,
+        paths: [&str; N],
+        depth: usize,
+    ) -> [Result<Exchange, ProxyError>; N] {
+        let mut requests = paths.map(|path| get(Method::GET, path));
+        let sends = requests
+            .iter_mut()
+            .map(|request| upstream.send(request, depth));
+        let answers = within(futures_util::future::join_all(sends)).await;
+        answers.try_into().expect("one answer per request")
+    }
+
     fn upstream(addr: SocketAddr) -> Upstream {
         Upstream::new(
             "127.0.0.1",
@@ -641,19 +648,7 @@ mod tests {
         ]])
         .await;
         let upstream = upstream(addr);
-        let (mut a, mut b, mut c) = (
-            get(Method::GET, "/a"),
-            get(Method::GET, "/b"),
-            get(Method::GET, "/c"),
-        );
-        let (ra, rb, rc) = within(async {
-            tokio::join!(
-                upstream.send(&mut a, 16),
-                upstream.send(&mut b, 16),
-                upstream.send(&mut c, 16)
-            )
-        })
-        .await;
+        let [ra, rb, rc] = send_together(&upstream, ["/a", "/b", "/c"], 16).await;
         assert_eq!(body_of(&upstream, ra).await, "a");
         assert_eq!(body_of(&upstream, rb).await, "bb");
         assert_eq!(body_of(&upstream, rc).await, "ccc");
@@ -666,30 +661,13 @@ mod tests {
     async fn a_full_batch_sends_later_requests_alone_and_depth_one_turns_it_off() {
         let (addr, received) = echoing().await;
         let upstream = upstream(addr);
-        let mut requests: Vec<Outgoing> = ["/a", "/b", "/c"]
-            .iter()
-            .map(|p| get(Method::GET, p))
-            .collect();
-        let [a, b, c] = &mut requests[..] else {
-            unreachable!()
-        };
-        let (ra, rb, rc) = within(async {
-            tokio::join!(
-                upstream.send(a, 2),
-                upstream.send(b, 2),
-                upstream.send(c, 2)
-            )
-        })
-        .await;
+        let [ra, rb, rc] = send_together(&upstream, ["/a", "/b", "/c"], 2).await;
         assert_eq!(body_of(&upstream, ra).await, "/a");
         assert_eq!(body_of(&upstream, rb).await, "/b");
         assert_eq!(body_of(&upstream, rc).await, "/c");
         // Depth 1: each request alone, on a connection of its own.
         upstream.close_idle();
-        let (mut d, mut e) = (get(Method::GET, "/d"), get(Method::GET, "/e"));
-        let (rd, re) =
-            within(async { tokio::join!(upstream.send(&mut d, 1), upstream.send(&mut e, 1)) })
-                .await;
+        let [rd, re] = send_together(&upstream, ["/d", "/e"], 1).await;
         assert_eq!(body_of(&upstream, rd).await, "/d");
         assert_eq!(body_of(&upstream, re).await, "/e");
         let mut seen = received.lock().unwrap().clone();
@@ -717,19 +695,7 @@ mod tests {
         ])
         .await;
         let upstream = upstream(addr);
-        let (mut a, mut b, mut c) = (
-            get(Method::GET, "/a"),
-            get(Method::GET, "/b"),
-            get(Method::GET, "/c"),
-        );
-        let (ra, rb, rc) = within(async {
-            tokio::join!(
-                upstream.send(&mut a, 16),
-                upstream.send(&mut b, 16),
-                upstream.send(&mut c, 16)
-            )
-        })
-        .await;
+        let [ra, rb, rc] = send_together(&upstream, ["/a", "/b", "/c"], 16).await;
         assert_eq!(body_of(&upstream, ra).await, "a");
         assert_eq!(body_of(&upstream, rb).await, "b");
         assert_eq!(body_of(&upstream, rc).await, "c");
@@ -747,10 +713,7 @@ mod tests {
     async fn a_connection_that_answers_nothing_fails_the_batch_as_reset() {
         let (addr, received) = scripted(vec![vec![Step::Read(2)]]).await;
         let upstream = upstream(addr);
-        let (mut a, mut b) = (get(Method::GET, "/a"), get(Method::GET, "/b"));
-        let (ra, rb) =
-            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
-                .await;
+        let [ra, rb] = send_together(&upstream, ["/a", "/b"], 16).await;
         for result in [ra, rb] {
             assert!(matches!(result, Err(ProxyError::Reset(_))), "{result:?}");
         }
@@ -764,10 +727,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let upstream = upstream(addr);
-        let (mut a, mut b) = (get(Method::GET, "/a"), get(Method::GET, "/b"));
-        let (ra, rb) =
-            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
-                .await;
+        let [ra, rb] = send_together(&upstream, ["/a", "/b"], 16).await;
         for result in [ra, rb] {
             assert!(matches!(result, Err(ProxyError::Connect(_))), "{result:?}");
         }
@@ -789,22 +749,8 @@ mod tests {
         ]])
         .await;
         let upstream = upstream(addr);
-        let mut requests: Vec<Outgoing> = ["/big", "/chunked", "/empty", "/last"]
-            .iter()
-            .map(|p| get(Method::GET, p))
-            .collect();
-        let [a, b, c, d] = &mut requests[..] else {
-            unreachable!()
-        };
-        let (ra, rb, rc, rd) = within(async {
-            tokio::join!(
-                upstream.send(a, 16),
-                upstream.send(b, 16),
-                upstream.send(c, 16),
-                upstream.send(d, 16)
-            )
-        })
-        .await;
+        let [ra, rb, rc, rd] =
+            send_together(&upstream, ["/big", "/chunked", "/empty", "/last"], 16).await;
         assert_eq!(body_of(&upstream, ra).await, big);
         assert_eq!(body_of(&upstream, rb).await, "chunked");
         let empty = rc.unwrap();
@@ -836,10 +782,7 @@ mod tests {
         ])
         .await;
         let upstream = upstream(addr);
-        let (mut a, mut b) = (get(Method::GET, "/huge"), get(Method::GET, "/b"));
-        let (ra, rb) =
-            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
-                .await;
+        let [ra, rb] = send_together(&upstream, ["/huge", "/b"], 16).await;
         assert_eq!(body_of(&upstream, rb).await, "b");
         assert!(matches!(
             ra,
@@ -876,10 +819,7 @@ mod tests {
         ])
         .await;
         let upstream = upstream(addr);
-        let (mut a, mut b) = (get(Method::GET, "/download"), get(Method::GET, "/b"));
-        let (ra, rb) =
-            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
-                .await;
+        let [ra, rb] = send_together(&upstream, ["/download", "/b"], 16).await;
         let body = within(body_of(&upstream, ra)).await;
         assert_eq!(body.len(), pieces * piece.len());
         assert!(body.bytes().all(|b| b == b'c'));
@@ -901,10 +841,7 @@ mod tests {
         ])
         .await;
         let upstream = upstream(addr);
-        let (mut a, mut b) = (get(Method::GET, "/a"), get(Method::GET, "/b"));
-        let (ra, rb) =
-            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
-                .await;
+        let [ra, rb] = send_together(&upstream, ["/a", "/b"], 16).await;
         assert!(matches!(ra, Err(ProxyError::Protocol(_))), "{ra:?}");
         assert_eq!(body_of(&upstream, rb).await, "b");
         assert_eq!(
@@ -928,10 +865,7 @@ mod tests {
         assert_eq!(upstream.idle_count(), 1);
         // Let the close arrive (or not: a close racing the write is also a stale connection).
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let (mut a, mut b) = (get(Method::GET, "/a"), get(Method::GET, "/b"));
-        let (ra, rb) =
-            within(async { tokio::join!(upstream.send(&mut a, 16), upstream.send(&mut b, 16)) })
-                .await;
+        let [ra, rb] = send_together(&upstream, ["/a", "/b"], 16).await;
         assert_eq!(body_of(&upstream, ra).await, "a");
         assert_eq!(body_of(&upstream, rb).await, "b");
         assert_eq!(
