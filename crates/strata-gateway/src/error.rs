@@ -178,9 +178,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => StatusCode::BAD_GATEWAY,
             Self::Protocol(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -194,9 +192,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => {
-                "upstream_unavailable"
-            }
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => "upstream_unavailable",
             Self::Protocol(_) => "upstream_invalid_response",
             Self::Timeout(_) => "upstream_timeout",
         }

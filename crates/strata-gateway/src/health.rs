@@ -500,7 +500,11 @@ async fn check(instance: &Instance, policy: &HealthPolicy) -> bool {
     let address = instance.address();
     // The configuration only accepts a valid path; one built otherwise fails its checks.
     let Ok(path) = policy.path.parse::<PathAndQuery>() else {
-        tracing::debug!(instance = address, path = policy.path, "health check path invalid");
+        tracing::debug!(
+            instance = address,
+            path = policy.path,
+            "health check path invalid"
+        );
         return false;
     };
     let probe = instance.upstream().probe(path.as_str());

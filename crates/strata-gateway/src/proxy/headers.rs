@@ -4,8 +4,8 @@
 //! repeated. The HTTP/1.1 client ([`crate::upstream::h1`]) applies them while it writes a
 //! request head and parses a response head, so each message is rewritten once.
 
-use http::header::{CONNECTION, HeaderMap, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use http::HeaderValue;
+use http::header::{CONNECTION, HeaderMap, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 
 /// The client addresses the request passed through, oldest first.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -118,15 +118,14 @@ impl Proxy {
                 }
                 // A refusal (400, 401, 404, 426…): small, read whole, then the connection
                 // closes.
-                let bytes = match tokio::time::timeout_at(deadline, read_refusal(refusal.body))
-                    .await
-                {
-                    Ok(bytes) => bytes,
-                    Err(_) => {
-                        let error = ProxyError::Timeout(self.limits.request_timeout);
-                        return Err((error, Some(instance)));
-                    }
-                };
+                let bytes =
+                    match tokio::time::timeout_at(deadline, read_refusal(refusal.body)).await {
+                        Ok(bytes) => bytes,
+                        Err(_) => {
+                            let error = ProxyError::Timeout(self.limits.request_timeout);
+                            return Err((error, Some(instance)));
+                        }
+                    };
                 drop(lease);
                 let mut response = Response::new(ResponseBody::full(bytes));
                 *response.status_mut() = refusal.status;

@@ -1,11 +1,11 @@
 //! Configuration reload: pools change under load without a failed request or a dropped
 //! WebSocket.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::helpers::{
     Backend, TestGateway, WsBackend, config, eventually, spawn_gateway, ws_connect, ws_echo,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Requests in flight on `backend`, as the admin API lists them (0 when it is not listed).
 async fn in_flight(gateway: &TestGateway, backend: &Backend) -> u64 {
