@@ -20,7 +20,6 @@
 
 pub mod admin;
 pub mod balance;
-pub mod dns;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -45,6 +44,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 pub use error::{GatewayError, Party, ProxyError, RetrySafety};
 pub use limits::Limits;
+pub use membership::dns;
 
 use crate::admin::Admin;
 use crate::membership::Membership;
