@@ -56,7 +56,7 @@ pub enum RequestFraming {
 }
 
 /// Writes a request head for an instance into `out`: origin-form `target`, HTTP/1.1, the
-/// client's headers that [`headers::forwards`] lets through, without its framing headers, then
+/// client's headers that `proxy::headers::forwards` lets through, without its framing headers, then
 /// `X-Forwarded-For` (the client's chain plus `client_ip`), `X-Forwarded-Proto` (`https` when
 /// the client came over TLS), the framing, and the blank line. With `upgrade` (a WebSocket
 /// handshake), the client's `Upgrade` is kept and `Connection: upgrade` asks for the switch.
@@ -183,7 +183,7 @@ pub enum BodyKind {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
-    /// The headers [`headers::forwards`] lets through (`Upgrade`/`Connection` too on a 101).
+    /// The headers `proxy::headers::forwards` lets through (`Upgrade`/`Connection` too on a 101).
     pub headers: HeaderMap,
     pub body: BodyKind,
     /// Whether the connection may carry another request once this response is read.

@@ -4,7 +4,7 @@
 //! This module is the one way the gateway talks to an instance: proxied requests
 //! ([`Upstream::send`]), WebSocket upgrades ([`Upstream::upgrade`]) and active health checks
 //! ([`Upstream::probe`]) all go through [`Upstream`], with one header rewrite
-//! ([`crate::proxy::headers`]).
+//! (`proxy::headers`).
 //!
 //! The client is a plain socket and a read buffer, used by the request task itself: the
 //! request head is written once into a byte buffer (which a retry sends again as it is), the
@@ -16,7 +16,7 @@
 //! A request sent alone (a `POST`, a streamed body, a pool with `pipeline_depth = 1`) is
 //! driven by its own task: nothing is spawned and no channel sits between it and its
 //! connection. Safe requests that arrive together are written as one batch on one connection
-//! by a task of their own ([`pipeline`]), and each waits for its answer on a channel.
+//! by a task of their own (`pipeline`), and each waits for its answer on a channel.
 //!
 //! Connections belong to the worker thread that opened them (see [`set_worker`]): each worker
 //! has its own idle stack per instance, so a connection is only ever used by the runtime it is
@@ -33,7 +33,7 @@
 //! never written; otherwise it fails as [`ProxyError::Reset`] and the retry policy decides.
 //!
 //! # Upgrades and health checks
-//! Both go on a fresh connection that never joins the idle stacks ([`fresh`]): after a `101`
+//! Both go on a fresh connection that never joins the idle stacks (`fresh`): after a `101`
 //! the connection is the WebSocket tunnel, and a check must prove the instance accepts
 //! connections. A `101` to an ordinary request is an invalid response.
 
@@ -455,7 +455,7 @@ impl Upstream {
     }
 
     /// Sends `request` and reads the response head. A request that may be pipelined (see
-    /// [`pipeline`]) joins the batch this worker is filling for the instance, up to
+    /// `pipeline`) joins the batch this worker is filling for the instance, up to
     /// `pipeline_depth` requests (the pool's setting); any other request goes alone on an idle
     /// connection, or on a fresh one when none is usable. A body that arrived with the head
     /// is returned whole and its connection is already back in the idle stack; otherwise the
