@@ -39,24 +39,17 @@ use crate::membership::{Instance, Membership, MembershipError};
 /// Largest admin request body: a few fields of JSON.
 const MAX_BODY: usize = 16 * 1024;
 
-/// The role name in `/healthz` and `/readyz` answers and metric names.
+/// The role name in `/healthz` and `/readyz` answers.
 const ROLE: &str = "gateway";
 
 /// The admin API's state.
+#[derive(Debug)]
 pub struct Admin {
     membership: Arc<Membership>,
     /// `/healthz`, `/readyz` and `/metrics`, as every role serves them.
     ops: axum::Router,
     /// Required bearer token of `/admin/*`; `None`: open (loopback only, see the config).
     token: Option<Secret>,
-}
-
-impl std::fmt::Debug for Admin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin")
-            .field("protected", &self.token.is_some())
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Serialize)]
