@@ -9,6 +9,9 @@
 //! | `DELETE /admin/pools/{pool}/instances/{id}` | drains, then drops the instance once idle |
 //! | `PATCH /admin/pools/{pool}/instances/{id}` | sets `{"weight": N}` |
 //!
+//! `/healthz`, `/readyz` and `/metrics` are the ones every strata role serves
+//! ([`strata_core::http::ops_router`]): the same bodies, naming the role and the instance.
+//!
 //! `{id}` is the instance's hex id (as listed) or its address (`10.0.0.5:8101`). Errors are
 //! the JSON body every strata service uses. When `gateway.admin_token` is set, `/admin/*`
 //! needs `Authorization: Bearer <token>` (compared in constant time); `/metrics`, `/healthz`
@@ -25,8 +28,8 @@ use hyper::body::Body;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use strata_core::config::Secret;
-use strata_core::http::{ErrorBody, ErrorDetail, constant_time_eq};
-use strata_core::telemetry::render;
+use strata_core::http::{ErrorBody, ErrorDetail, Ops, constant_time_eq, ops_router, ready_check};
+use tower::ServiceExt as _;
 
 use crate::balance::Algorithm;
 use crate::balance::key::format_id;
@@ -36,19 +39,17 @@ use crate::membership::{Instance, Membership, MembershipError};
 /// Largest admin request body: a few fields of JSON.
 const MAX_BODY: usize = 16 * 1024;
 
+/// The role name in `/healthz` and `/readyz` answers.
+const ROLE: &str = "gateway";
+
 /// The admin API's state.
 #[derive(Debug)]
 pub struct Admin {
     membership: Arc<Membership>,
-    registry: Arc<Registry>,
+    /// `/healthz`, `/readyz` and `/metrics`, as every role serves them.
+    ops: axum::Router,
     /// Required bearer token of `/admin/*`; `None`: open (loopback only, see the config).
     token: Option<Secret>,
-}
-
-#[derive(Serialize)]
-struct Status {
-    status: &'static str,
-    role: &'static str,
 }
 
 #[derive(Serialize)]
@@ -139,12 +140,31 @@ struct SetWeight {
 }
 
 impl Admin {
-    /// The admin API over `membership`, rendering `registry` on `/metrics`; `/admin/*` needs
-    /// `token` when it is not empty.
-    pub fn new(membership: Arc<Membership>, registry: Arc<Registry>, token: &Secret) -> Self {
+    /// The admin API over `membership`, rendering `registry` on `/metrics` and naming the
+    /// gateway `instance` in `/healthz` and `/readyz`; `/admin/*` needs `token` when it is not
+    /// empty.
+    pub fn new(
+        membership: Arc<Membership>,
+        registry: Arc<Registry>,
+        token: &Secret,
+        instance: Arc<str>,
+    ) -> Self {
+        let ready = {
+            let membership = Arc::clone(&membership);
+            ready_check(move || {
+                let readiness = membership.readiness();
+                async move { readiness }
+            })
+        };
+        let ops = ops_router(Ops {
+            role: ROLE,
+            instance,
+            registry,
+            ready,
+        });
         Self {
             membership,
-            registry,
+            ops,
             token: (!token.is_empty()).then(|| token.clone()),
         }
     }
@@ -188,32 +208,29 @@ impl Admin {
             };
         }
         match path.as_str() {
-            "/metrics" => {
-                let mut response = Response::new(Full::new(Bytes::from(render(&self.registry))));
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-                );
+            "/metrics" | "/healthz" | "/readyz" => self.ops(request).await,
+            _ => not_found(),
+        }
+    }
+
+    /// Answers `/healthz`, `/readyz` or `/metrics` through the router every role shares.
+    async fn ops<B>(&self, request: Request<B>) -> Response<Full<Bytes>> {
+        // The three are GET (or HEAD) endpoints: a body is never read.
+        let (head, _) = request.into_parts();
+        let request = Request::from_parts(head, axum::body::Body::empty());
+        let response = match self.ops.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (head, body) = response.into_parts();
+        match body.collect().await {
+            Ok(collected) => Response::from_parts(head, Full::new(collected.to_bytes())),
+            Err(e) => {
+                tracing::error!(error = %e, "ops response could not be read");
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                 response
             }
-            "/healthz" => json(
-                StatusCode::OK,
-                &Status {
-                    status: "ok",
-                    role: "gateway",
-                },
-            ),
-            "/readyz" => match self.membership.readiness() {
-                Ok(()) => json(
-                    StatusCode::OK,
-                    &Status {
-                        status: "ready",
-                        role: "gateway",
-                    },
-                ),
-                Err(reason) => error(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &reason),
-            },
-            _ => not_found(),
         }
     }
 

@@ -1,7 +1,6 @@
 //! Errors as data: who failed (client, upstream instance, gateway) and whether repeating the
 //! request is safe, so the retry policy and the response mapping read fields, not messages.
 
-use std::error::Error as _;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +38,7 @@ pub enum Party {
 /// Whether sending the same request again, to another instance, is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetrySafety {
-    /// The request never reached an instance (refused, connect timeout, failed handshake).
+    /// The request never reached an instance (refused, connect timeout).
     NotSent,
     /// The request was written but no response byte came back: the instance may have acted on
     /// it, so only an idempotent request (or one with an `Idempotency-Key`) may be repeated.
@@ -112,9 +111,6 @@ pub enum ProxyError {
     /// TCP connect to the instance took longer than `gateway.connect_timeout_ms`.
     #[error("connecting to the instance took longer than {0:?}")]
     ConnectTimeout(Duration),
-    /// The HTTP/1.1 handshake on a fresh connection failed.
-    #[error("HTTP handshake with the instance failed: {0}")]
-    Handshake(#[source] hyper::Error),
     /// The connection closed or reset after the request was written, before any response byte.
     #[error("the instance closed the connection before responding: {0}")]
     Reset(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -136,7 +132,6 @@ impl ProxyError {
             }
             Self::Connect(_)
             | Self::ConnectTimeout(_)
-            | Self::Handshake(_)
             | Self::Reset(_)
             | Self::Protocol(_)
             | Self::Timeout(_) => Party::Upstream,
@@ -146,7 +141,7 @@ impl ProxyError {
     /// Whether the request may be sent again to another instance.
     pub fn retry_safety(&self) -> RetrySafety {
         match self {
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) => RetrySafety::NotSent,
+            Self::Connect(_) | Self::ConnectTimeout(_) => RetrySafety::NotSent,
             Self::Reset(_) => RetrySafety::MaybeProcessed,
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
@@ -161,7 +156,7 @@ impl ProxyError {
     /// The metric kind of an upstream failure; `None` when the instance is not to blame.
     pub fn upstream_kind(&self) -> Option<UpstreamErrorKind> {
         match self {
-            Self::Connect(_) | Self::Handshake(_) => Some(UpstreamErrorKind::Connect),
+            Self::Connect(_) => Some(UpstreamErrorKind::Connect),
             Self::ConnectTimeout(_) => Some(UpstreamErrorKind::ConnectTimeout),
             Self::Reset(_) => Some(UpstreamErrorKind::Reset),
             Self::Protocol(_) => Some(UpstreamErrorKind::Protocol),
@@ -183,9 +178,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) | Self::Reset(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => StatusCode::BAD_GATEWAY,
             Self::Protocol(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -199,9 +192,7 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) | Self::Reset(_) => {
-                "upstream_unavailable"
-            }
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => "upstream_unavailable",
             Self::Protocol(_) => "upstream_invalid_response",
             Self::Timeout(_) => "upstream_timeout",
         }
@@ -218,51 +209,13 @@ impl ProxyError {
             Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
             Self::ClientBody(_) => "the request body could not be read".to_owned(),
             Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Handshake(_) | Self::Reset(_) => {
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => {
                 "no instance could take the request".to_owned()
             }
             Self::Protocol(_) => "the instance sent an invalid response".to_owned(),
             Self::Timeout(_) => "the instance did not respond in time".to_owned(),
         }
     }
-
-    /// Classifies an error of the HTTP client after the request was handed to a connection.
-    /// A failure of the request body (the client's side) is found in the source chain.
-    pub(crate) fn from_send(error: hyper::Error) -> Self {
-        let mut source = error.source();
-        while let Some(cause) = source {
-            if let Some(body) = cause.downcast_ref::<crate::proxy::BodyError>() {
-                return match body {
-                    crate::proxy::BodyError::TooLarge { limit } => {
-                        Self::BodyTooLarge { limit: *limit }
-                    }
-                    crate::proxy::BodyError::Client(_) => Self::ClientBody(error),
-                };
-            }
-            if let Some(io) = cause.downcast_ref::<io::Error>()
-                && is_reset(io.kind())
-            {
-                return Self::Reset(Box::new(error));
-            }
-            source = cause.source();
-        }
-        if error.is_incomplete_message() || error.is_canceled() || error.is_closed() {
-            Self::Reset(Box::new(error))
-        } else {
-            Self::Protocol(Box::new(error))
-        }
-    }
-}
-
-/// I/O error kinds that mean "the peer went away" rather than "the peer misbehaved".
-fn is_reset(kind: io::ErrorKind) -> bool {
-    matches!(
-        kind,
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
 }
 
 #[cfg(test)]

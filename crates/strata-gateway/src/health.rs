@@ -7,7 +7,8 @@
 //!
 //! - **Active checks.** One task per instance sends `GET <path>` every `interval` (jittered by
 //!   ±10 % so checks of many instances do not arrive together), on a fresh connection so a
-//!   check also proves the instance accepts connections, and waits at most `timeout`. `fall`
+//!   check also proves the instance accepts connections ([`Upstream::probe`]), and waits at
+//!   most `timeout`. `fall`
 //!   failures in a row take the instance down, `rise` successes bring it back. Instances start
 //!   up, so a fresh gateway serves at once and a dead instance is found by its first `fall`
 //!   checks (or sooner, by passive ejection).
@@ -22,6 +23,8 @@
 //!   described in [`crate::balance`].
 //!
 //! Time is read from tokio's clock, so tests can pause and advance it.
+//!
+//! [`Upstream::probe`]: crate::upstream::Upstream::probe
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -29,17 +32,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use bytes::Bytes;
-use http::header::{CONNECTION, HOST, USER_AGENT};
-use http::{HeaderValue, Request, StatusCode};
-use http_body_util::Empty;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use http::uri::PathAndQuery;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use strata_core::Shutdown;
 use strata_core::config::HealthConfig;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -461,7 +458,7 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
             let ok = tokio::select! {
                 biased;
                 () = stop.cancelled() => break,
-                ok = check(&instance.host, instance.port, &policy) => ok,
+                ok = check(&instance, &policy) => ok,
             };
             health.count_check(ok);
             if ok {
@@ -499,49 +496,33 @@ fn unit(rng: &Rng) -> f64 {
 
 /// One active check: `GET <path>` on a fresh connection within the timeout; a 2xx or 3xx
 /// answer passes.
-async fn check(host: &str, port: u16, policy: &HealthPolicy) -> bool {
-    match tokio::time::timeout(policy.timeout, probe(host, port, &policy.path)).await {
+async fn check(instance: &Instance, policy: &HealthPolicy) -> bool {
+    let address = instance.address();
+    // The configuration only accepts a valid path; one built otherwise fails its checks.
+    let Ok(path) = policy.path.parse::<PathAndQuery>() else {
+        tracing::debug!(
+            instance = address,
+            path = policy.path,
+            "health check path invalid"
+        );
+        return false;
+    };
+    let probe = instance.upstream().probe(path.as_str());
+    match tokio::time::timeout(policy.timeout, probe).await {
         Ok(Ok(status)) if status.is_success() || status.is_redirection() => true,
         Ok(Ok(status)) => {
-            tracing::debug!(host, port, %status, "health check failed: status");
+            tracing::debug!(instance = address, %status, "health check failed: status");
             false
         }
         Ok(Err(error)) => {
-            tracing::debug!(host, port, %error, "health check failed");
+            tracing::debug!(instance = address, %error, "health check failed");
             false
         }
         Err(_) => {
-            tracing::debug!(host, port, timeout = ?policy.timeout, "health check timed out");
+            tracing::debug!(instance = address, timeout = ?policy.timeout, "health check timed out");
             false
         }
     }
-}
-
-async fn probe(
-    host: &str,
-    port: u16,
-    path: &str,
-) -> Result<StatusCode, Box<dyn std::error::Error + Send + Sync>> {
-    let stream =
-        TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    // Ends with the connection: the response head is all a check needs.
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let request = Request::get(path)
-        .header(HOST, HeaderValue::from_str(&format!("{host}:{port}"))?)
-        .header(
-            USER_AGENT,
-            HeaderValue::from_static("strata-gateway-health"),
-        )
-        .header(CONNECTION, HeaderValue::from_static("close"))
-        .body(Empty::<Bytes>::new())?;
-    let status = sender.send_request(request).await.map(|r| r.status());
-    drop(sender);
-    driver.abort();
-    Ok(status?)
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@
 
 pub mod admin;
 pub mod balance;
-pub mod dns;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -45,6 +44,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 pub use error::{GatewayError, Party, ProxyError, RetrySafety};
 pub use limits::Limits;
+pub use membership::dns;
 
 use crate::admin::Admin;
 use crate::membership::Membership;
@@ -194,10 +194,14 @@ impl Gateway {
         tracing::info!(%local_addr, %admin_addr, https, workers, "gateway serving");
         let drain = limits.request_timeout;
         let proxy = Arc::new(Proxy::new(Arc::clone(&membership), limits.clone()));
+        // As `strata serve` names a role instance without `--instance`: `<role>@<listen
+        // address>`, unique across hosts without coordination.
+        let instance: Arc<str> = format!("gateway@{local_addr}").into();
         let admin_api = Arc::new(Admin::new(
             Arc::clone(&membership),
             registry,
             &config.admin_token,
+            instance,
         ));
         // Health checks and DNS refreshes run until shutdown, or until `run` returns or is
         // dropped.

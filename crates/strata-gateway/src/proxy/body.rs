@@ -16,18 +16,6 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use crate::membership::Instance;
 use crate::upstream::Streaming;
 
-/// Why the request body could not be forwarded; found again in the HTTP client's error to
-/// tell the client's failures from the instance's.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    /// A chunked body went past `gateway.max_body_bytes` while streaming.
-    #[error("request body larger than {limit} bytes")]
-    TooLarge { limit: u64 },
-    /// Reading the client's body failed.
-    #[error("reading the client's body failed: {0}")]
-    Client(#[source] hyper::Error),
-}
-
 /// A request body on its way to an instance.
 #[derive(Debug)]
 pub enum RequestBody {
@@ -53,57 +41,14 @@ impl RequestBody {
         }
     }
 
-    /// A streamed body that fails with [`BodyError::TooLarge`] past `limit` bytes.
+    /// A streamed body that fails with [`ProxyError::BodyTooLarge`] past `limit` bytes.
+    ///
+    /// [`ProxyError::BodyTooLarge`]: crate::error::ProxyError::BodyTooLarge
     pub fn stream(body: Incoming, limit: u64) -> Self {
         Self::Stream {
             body,
             seen: 0,
             limit,
-        }
-    }
-}
-
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            Self::Empty => Poll::Ready(None),
-            Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Self::Stream { body, seen, limit } => match Pin::new(body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Some(data) = frame.data_ref() {
-                        *seen = seen.saturating_add(data.len() as u64);
-                        if *seen > *limit {
-                            return Poll::Ready(Some(Err(BodyError::TooLarge { limit: *limit })));
-                        }
-                    }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Client(e)))),
-                Poll::Ready(None) => Poll::Ready(None),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Self::Empty | Self::Full(None) => true,
-            Self::Full(Some(_)) => false,
-            Self::Stream { body, .. } => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Self::Empty | Self::Full(None) => SizeHint::with_exact(0),
-            Self::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
-            Self::Stream { body, .. } => body.size_hint(),
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Header rewriting between client and instance, done once per message: hop-by-hop headers
-//! out (both ways), `X-Forwarded-For` and `X-Forwarded-Proto` in.
+//! The header rules between client and instance, one home for every path that talks to an
+//! instance (requests proxied, pipelined or upgraded, and the responses coming back): which
+//! headers are hop-by-hop, the forwarding headers the gateway adds, and when a request may be
+//! repeated. The HTTP/1.1 client ([`crate::upstream::h1`]) applies them while it writes a
+//! request head and parses a response head, so each message is rewritten once.
 
-use http::header::{
-    CONNECTION, HeaderMap, HeaderName, HeaderValue, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
-};
+use http::HeaderValue;
+use http::header::{CONNECTION, HeaderMap, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 
 /// The client addresses the request passed through, oldest first.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -22,68 +23,40 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == TRAILER
         || name == TRANSFER_ENCODING
         || name == UPGRADE
-        || name == PROXY_AUTHENTICATE
-        || name == PROXY_AUTHORIZATION
         || name.as_str() == "keep-alive"
         || name.as_str().starts_with("proxy-")
 }
 
-/// Removes hop-by-hop headers and the headers that `Connection` names.
-///
-/// Most messages have none, so one scan decides; only a message that carries some pays for
-/// collecting and removing them.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_hop_by_hop) {
-        return;
-    }
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| is_hop_by_hop(n))
-        .cloned()
-        .collect();
+/// The header names a message's `Connection` header lists, which are hop-by-hop too. Most
+/// messages have no `Connection` header: no allocation then.
+pub fn connection_tokens(headers: &HeaderMap) -> Vec<&[u8]> {
+    let mut tokens = Vec::new();
     for value in headers.get_all(CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        for token in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
-                doomed.push(name);
-            }
-        }
+        tokens.extend(connection_value_tokens(value.as_bytes()));
     }
-    for name in doomed {
-        headers.remove(name);
-    }
+    tokens
 }
 
-/// Appends the client's address to `X-Forwarded-For` (or sets it) and sets
-/// `X-Forwarded-Proto: http`. `client_ip` was rendered once per connection.
-pub fn add_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue) {
-    let mut earlier = headers.get_all(&X_FORWARDED_FOR).iter();
-    let combined = match (earlier.next(), earlier.next()) {
-        (None, _) => client_ip.clone(),
-        (Some(first), None) => join(&[first.as_bytes(), client_ip.as_bytes()]),
-        (Some(first), Some(second)) => {
-            let mut parts: Vec<&[u8]> = vec![first.as_bytes(), second.as_bytes()];
-            parts.extend(earlier.map(HeaderValue::as_bytes));
-            parts.push(client_ip.as_bytes());
-            join(&parts)
-        }
-    };
-    headers.insert(X_FORWARDED_FOR, combined);
-    // The gateway terminates plain HTTP for now; a client's own claim is not to be believed.
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+/// The non-empty, trimmed tokens of one `Connection` header value.
+pub fn connection_value_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
-/// `a, b, c` as one header value.
-fn join(parts: &[&[u8]]) -> HeaderValue {
-    let mut out = Vec::with_capacity(parts.iter().map(|p| p.len() + 2).sum());
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(part);
+/// Whether header `name` travels on to the next hop: it is not hop-by-hop and the message's
+/// `Connection` header does not name it (`named`, see [`connection_tokens`]). On a protocol
+/// switch (`switching`: a WebSocket handshake and its `101`), `Upgrade` and `Connection`
+/// travel too, since the other side must see them.
+pub fn forwards(name: &HeaderName, named: &[&[u8]], switching: bool) -> bool {
+    if switching && (name == UPGRADE || name == CONNECTION) {
+        return true;
     }
-    // Joining valid header values with ", " keeps them valid; fall back to the last hop only.
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    !is_hop_by_hop(name)
+        && !named
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
 }
 
 /// A fresh request id: 32 lowercase hex digits, like the UUIDs the other roles generate, but
@@ -162,9 +135,18 @@ mod tests {
         map
     }
 
+    /// The names of `map` that [`forwards`] lets through.
+    fn forwarded(map: &HeaderMap, switching: bool) -> Vec<&str> {
+        let named = connection_tokens(map);
+        map.keys()
+            .filter(|n| forwards(n, &named, switching))
+            .map(HeaderName::as_str)
+            .collect()
+    }
+
     #[test]
-    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
-        let mut map = headers(&[
+    fn hop_by_hop_headers_and_those_connection_names_stay_behind() {
+        let map = headers(&[
             ("host", "shop"),
             ("connection", "keep-alive, X-Secret"),
             ("keep-alive", "timeout=5"),
@@ -177,35 +159,18 @@ mod tests {
             ("x-secret", "1"),
             ("x-kept", "2"),
         ]);
-        strip_hop_by_hop(&mut map);
-        let left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
-        assert_eq!(left, ["host", "x-kept"]);
+        assert_eq!(forwarded(&map, false), ["host", "x-kept"]);
+        assert_eq!(
+            forwarded(&map, true),
+            ["host", "connection", "upgrade", "x-kept"],
+            "a protocol switch keeps its two headers"
+        );
     }
 
     #[test]
-    fn end_to_end_headers_are_untouched() {
-        let mut map = headers(&[("host", "a"), ("content-length", "3"), ("cookie", "x=1")]);
-        strip_hop_by_hop(&mut map);
-        assert_eq!(map.len(), 3);
-    }
-
-    #[test]
-    fn forwarded_for_is_set_or_appended() {
-        let ip = HeaderValue::from_static("10.0.0.9");
-        let mut fresh = HeaderMap::new();
-        add_forwarded(&mut fresh, &ip);
-        assert_eq!(fresh[&X_FORWARDED_FOR], "10.0.0.9");
-        assert_eq!(fresh[&X_FORWARDED_PROTO], "http");
-        let mut one = headers(&[("x-forwarded-for", "1.1.1.1")]);
-        add_forwarded(&mut one, &ip);
-        assert_eq!(one[&X_FORWARDED_FOR], "1.1.1.1, 10.0.0.9");
-        let mut two = headers(&[
-            ("x-forwarded-for", "1.1.1.1"),
-            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
-        ]);
-        add_forwarded(&mut two, &ip);
-        assert_eq!(two.get_all(&X_FORWARDED_FOR).iter().count(), 1);
-        assert_eq!(two[&X_FORWARDED_FOR], "1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9");
+    fn end_to_end_headers_travel() {
+        let map = headers(&[("host", "a"), ("content-length", "3"), ("cookie", "x=1")]);
+        assert_eq!(forwarded(&map, false).len(), 3);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! # Retries
 //! A failed attempt is repeated once, on the next instance of the pool, when all of these hold:
 //! - the failure happened before any response byte: the connection was refused, timed out,
-//!   failed its handshake, or closed right after the request was written;
+//!   or closed right after the request was written;
 //! - the request may be repeated: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, or any request
 //!   with an `Idempotency-Key` (never a plain `POST` or `PATCH`, even when the connection was
 //!   refused: the policy is kept simple and conservative);
@@ -31,12 +31,12 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 
-pub use body::{BodyError, Lease, RequestBody, ResponseBody};
+pub use body::{Lease, RequestBody, ResponseBody};
 
 use crate::error::{Party, ProxyError, RetrySafety};
 use crate::limits::Limits;
 use crate::membership::{Instance, Membership, Pool};
-use crate::upstream::{Body as UpstreamBody, Exchange, Outgoing};
+use crate::upstream::{Body as UpstreamBody, Outgoing};
 
 /// What the proxy knows of a client connection, computed once when it is accepted.
 #[derive(Debug, Clone)]
@@ -284,12 +284,6 @@ impl Proxy {
         let sending = instance.upstream().send(request, pool.pipeline_depth());
         let sent = tokio::time::timeout_at(deadline, sending).await;
         let result = match sent {
-            Ok(Ok(Exchange {
-                body: UpstreamBody::Upgraded(_),
-                ..
-            })) => Err(ProxyError::Protocol(
-                "101 Switching Protocols to a request that asked for no upgrade".into(),
-            )),
             Ok(result) => result,
             Err(_) => Err(ProxyError::Timeout(self.limits.request_timeout)),
         };
@@ -306,7 +300,6 @@ impl Proxy {
                     // Whole already, its connection back in the idle stack: the request is
                     // over as far as the instance is concerned.
                     UpstreamBody::Complete(bytes) => ResponseBody::full(bytes),
-                    UpstreamBody::Upgraded(_) => ResponseBody::Full(None),
                 };
                 let mut response = Response::new(body);
                 *response.status_mut() = exchange.status;

@@ -1,8 +1,9 @@
 //! HTTP/1.1 upgrades (WebSocket): the request is routed like any other (chat's consistent
-//! hash on `room` pins a room to one instance), sent on a fresh connection with its `Upgrade`
-//! and `Connection: upgrade` headers kept, and when the instance answers `101 Switching
-//! Protocols` both connections are taken over from hyper and bytes are copied both ways until
-//! either side closes.
+//! hash on `room` pins a room to one instance), written by the gateway's own client with its
+//! `Upgrade` header kept and `Connection: upgrade` (see [`crate::upstream::h1`]) on a fresh
+//! connection ([`crate::upstream::Upstream::upgrade`]), and when the instance answers `101
+//! Switching Protocols` the client's connection is taken over from hyper and bytes are copied
+//! both ways until either side closes.
 //!
 //! - The instance's connection is never pooled: after a 101 it is the tunnel.
 //! - The tunnel counts as a request in flight on the instance for its whole life, so
@@ -14,6 +15,7 @@
 //! [`Limits::websocket_idle_timeout`]: crate::limits::Limits::websocket_idle_timeout
 //! [`Limits::drain_timeout`]: crate::limits::Limits::drain_timeout
 
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,20 +23,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, UPGRADE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
+use http::{HeaderMap, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::{ClientInfo, Lease, Outcome, Proxy, ResponseBody, headers};
-use crate::error::ProxyError;
+use super::{ClientInfo, Lease, Outcome, Proxy, RequestBody, ResponseBody};
+use crate::error::{ProxyError, RetrySafety};
 use crate::membership::{Instance, Pool};
+use crate::upstream::{Body as UpstreamBody, Outgoing, Switched, Upgrade};
 
 /// Largest body of a non-101 answer to an upgrade request that is passed on.
 const REFUSAL_BYTES: usize = 64 * 1024;
@@ -65,31 +65,6 @@ fn connection_has_upgrade(headers: &HeaderMap) -> bool {
     })
 }
 
-/// Rewrites an upgrade request's head for the instance: origin-form target, HTTP/1.1,
-/// hop-by-hop headers out except the two that ask for the upgrade, forwarding headers in.
-fn prepare(head: &mut Parts, client: &ClientInfo) {
-    if head.uri.scheme().is_some() || head.uri.authority().is_some() {
-        let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        head.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-    }
-    head.version = Version::HTTP_11;
-    let protocol = head.headers.get(UPGRADE).cloned();
-    headers::strip_hop_by_hop(&mut head.headers);
-    // Hop-by-hop, yet the instance must see them to switch protocols.
-    if let Some(protocol) = protocol {
-        head.headers.insert(UPGRADE, protocol);
-        head.headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    }
-    headers::add_forwarded(&mut head.headers, &client.forwarded_for);
-    if client.https {
-        head.headers.insert(
-            headers::X_FORWARDED_PROTO,
-            HeaderValue::from_static("https"),
-        );
-    }
-}
-
 impl Proxy {
     /// Forwards an upgrade request to an instance of `pool` and, on a 101, starts the tunnel.
     /// A failed connect is tried once more on the next instance (nothing was sent).
@@ -97,7 +72,7 @@ impl Proxy {
         &self,
         pool: &Pool,
         client: &ClientInfo,
-        mut head: Parts,
+        head: Parts,
         on_client: OnUpgrade,
         started: Instant,
     ) -> Result<Outcome, (ProxyError, Option<Arc<Instance>>)> {
@@ -106,81 +81,80 @@ impl Proxy {
             return Err((ProxyError::NoInstance { pool }, None));
         }
         let deadline = tokio::time::Instant::from_std(started + self.limits.request_timeout);
-        prepare(&mut head, client);
+        // The client's body, if any, is not forwarded: a handshake carries none.
+        let request = Outgoing::new(
+            &head,
+            &client.forwarded_for,
+            client.is_https(),
+            RequestBody::Empty,
+            false,
+            true,
+        );
         let affinity = pool.affinity(&head.headers, &head.uri, client.ip);
         let first = Arc::clone(pool.pick(affinity).map_err(|e| (e, None))?);
-        let (instance, sender) = match self.open(&first, deadline).await {
-            Ok(sender) => (first, sender),
-            Err(error) => {
+        let (instance, lease, answer) = match self.upgrade_on(&first, &request, deadline).await {
+            Err(error) if error.retry_safety() == RetrySafety::NotSent => {
                 let Some(next) = pool.next_after(&first, affinity).cloned() else {
                     return Err((error, Some(first)));
                 };
-                match self.open(&next, deadline).await {
-                    Ok(sender) => (next, sender),
+                match self.upgrade_on(&next, &request, deadline).await {
+                    Ok((lease, answer)) => (next, lease, answer),
                     Err(error) => return Err((error, Some(next))),
                 }
             }
+            Err(error) => return Err((error, Some(first))),
+            Ok((lease, answer)) => (first, lease, answer),
         };
-        let lease = Lease::new(Arc::clone(&instance));
-        let request = Request::from_parts(head, Empty::<Bytes>::new());
-        let mut sender = sender;
-        let sent = tokio::time::timeout_at(deadline, sender.send_request(request)).await;
-        let mut response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(error)) => {
-                instance.health().record_failure();
-                return Err((ProxyError::from_send(error), Some(instance)));
+        let switched = match answer {
+            Upgrade::Switched(switched) => {
+                instance.health().record_success();
+                switched
             }
-            Err(_) => {
-                instance.health().record_failure();
-                let error = ProxyError::Timeout(self.limits.request_timeout);
-                return Err((error, Some(instance)));
+            Upgrade::Refused(refusal) => {
+                if refusal.status.is_server_error() {
+                    instance.health().record_failure();
+                } else {
+                    instance.health().record_success();
+                }
+                // A refusal (400, 401, 404, 426…): small, read whole, then the connection
+                // closes.
+                let bytes =
+                    match tokio::time::timeout_at(deadline, read_refusal(refusal.body)).await {
+                        Ok(bytes) => bytes,
+                        Err(_) => {
+                            let error = ProxyError::Timeout(self.limits.request_timeout);
+                            return Err((error, Some(instance)));
+                        }
+                    };
+                drop(lease);
+                let mut response = Response::new(ResponseBody::full(bytes));
+                *response.status_mut() = refusal.status;
+                *response.headers_mut() = refusal.headers;
+                response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                return Ok(Outcome {
+                    response,
+                    served_by: Some(Arc::clone(&instance)),
+                    tried: Some(instance),
+                });
             }
         };
-        if response.status().is_server_error() {
-            instance.health().record_failure();
-        } else {
-            instance.health().record_success();
-        }
-        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            // A refusal (400, 401, 404, 426…): small, read whole, then the connection closes.
-            let (mut parts, body) = response.into_parts();
-            headers::strip_hop_by_hop(&mut parts.headers);
-            let limited = http_body_util::Limited::new(body, REFUSAL_BYTES);
-            let bytes = match tokio::time::timeout_at(deadline, limited.collect()).await {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                // Too large or cut short: the status says enough.
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "refusal of an upgrade: body dropped");
-                    Bytes::new()
-                }
-                Err(_) => {
-                    let error = ProxyError::Timeout(self.limits.request_timeout);
-                    return Err((error, Some(instance)));
-                }
-            };
-            drop(lease);
-            parts.headers.remove(http::header::CONTENT_LENGTH);
-            let response = Response::from_parts(parts, ResponseBody::full(bytes));
-            return Ok(Outcome {
-                response,
-                served_by: Some(Arc::clone(&instance)),
-                tried: Some(instance),
-            });
-        }
-        let on_upstream = hyper::upgrade::on(&mut response);
         let mut switching = Response::new(ResponseBody::Full(None));
         *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         // The instance's 101 as it is: Upgrade, Connection, Sec-WebSocket-Accept and the
         // negotiated protocol and extensions.
-        *switching.headers_mut() = std::mem::take(response.headers_mut());
+        let Switched {
+            headers,
+            stream,
+            early,
+        } = switched;
+        *switching.headers_mut() = headers;
         let tunnel = Tunnel {
             instance: Arc::clone(&instance),
             pool: pool.name().into(),
             lease,
             idle: self.limits.websocket_idle_timeout,
         };
-        tokio::spawn(tunnel.run(on_client, on_upstream));
+        tokio::spawn(tunnel.run(on_client, stream, early));
         Ok(Outcome {
             response: switching,
             served_by: Some(Arc::clone(&instance)),
@@ -188,45 +162,58 @@ impl Proxy {
         })
     }
 
-    /// A fresh connection to `instance`, driven by a task of its own (it becomes the tunnel).
-    async fn open(
+    /// Sends the upgrade `request` to `instance`, counted in its in-flight requests from the
+    /// start. A failure is counted against the instance.
+    async fn upgrade_on(
         &self,
         instance: &Arc<Instance>,
+        request: &Outgoing,
         deadline: tokio::time::Instant,
-    ) -> Result<http1::SendRequest<Empty<Bytes>>, ProxyError> {
-        let timeout = self.limits.connect_timeout;
-        let host = instance.host.trim_start_matches('[').trim_end_matches(']');
-        let connecting = TcpStream::connect((host, instance.port));
-        let connect_by = deadline.min(tokio::time::Instant::now() + timeout);
-        let stream = match tokio::time::timeout_at(connect_by, connecting).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(self.failed(instance, ProxyError::Connect(error))),
-            Err(_) => return Err(self.failed(instance, ProxyError::ConnectTimeout(timeout))),
+    ) -> Result<(Lease, Upgrade), ProxyError> {
+        let lease = Lease::new(Arc::clone(instance));
+        let sent = tokio::time::timeout_at(deadline, instance.upstream().upgrade(request)).await;
+        let error = match sent {
+            Ok(Ok(answer)) => return Ok((lease, answer)),
+            Ok(Err(error)) => error,
+            Err(_) => ProxyError::Timeout(self.limits.request_timeout),
         };
-        // Frames are small and interactive: no coalescing delay.
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.failed(instance, ProxyError::Handshake(e)))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "upgrade connection to the instance ended with an error");
-            }
-        });
-        Ok(sender)
-    }
-
-    /// Counts a failed attempt on `instance`.
-    fn failed(&self, instance: &Instance, error: ProxyError) -> ProxyError {
         if let Some(kind) = error.upstream_kind() {
             instance.metrics().upstream_error(kind);
             instance.health().record_failure();
         }
-        error
+        Err(error)
     }
 }
 
-/// An accepted upgrade, waiting for both connections to be handed over.
+/// The body of a refused upgrade, at most [`REFUSAL_BYTES`]; too large or cut short, it is
+/// dropped: the status says enough.
+async fn read_refusal(body: UpstreamBody) -> Bytes {
+    let mut streaming = match body {
+        UpstreamBody::Complete(bytes) if bytes.len() <= REFUSAL_BYTES => return bytes,
+        UpstreamBody::Complete(_) => {
+            tracing::debug!("refusal of an upgrade: body dropped (too large)");
+            return Bytes::new();
+        }
+        UpstreamBody::Streaming(streaming) => streaming,
+    };
+    let mut whole = BytesMut::new();
+    while let Some(data) = poll_fn(|cx| streaming.poll_data(cx)).await {
+        match data {
+            Ok(data) if whole.len() + data.len() <= REFUSAL_BYTES => whole.extend_from_slice(&data),
+            Ok(_) => {
+                tracing::debug!("refusal of an upgrade: body dropped (too large)");
+                return Bytes::new();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "refusal of an upgrade: body dropped");
+                return Bytes::new();
+            }
+        }
+    }
+    whole.freeze()
+}
+
+/// An accepted upgrade, waiting for the client's connection to be handed over.
 struct Tunnel {
     instance: Arc<Instance>,
     pool: Arc<str>,
@@ -236,9 +223,12 @@ struct Tunnel {
 }
 
 impl Tunnel {
-    async fn run(self, on_client: OnUpgrade, on_upstream: OnUpgrade) {
-        let (client, upstream) = match tokio::try_join!(on_client, on_upstream) {
-            Ok(both) => both,
+    /// Relays bytes between the client and the instance's connection (`upstream`, which
+    /// already delivered `early`) until either side closes, the tunnel idles or the instance
+    /// drains.
+    async fn run(self, on_client: OnUpgrade, upstream: tokio::net::TcpStream, early: Bytes) {
+        let client = match on_client.await {
+            Ok(client) => client,
             Err(error) => {
                 tracing::debug!(%error, pool = %self.pool, instance = self.instance.address(), "upgrade not completed");
                 return;
@@ -249,11 +239,21 @@ impl Tunnel {
         metrics.websockets_open.inc();
         let activity = Arc::new(Activity::default());
         let mut client = Watched::new(TokioIo::new(client), &activity);
-        let mut upstream = Watched::new(TokioIo::new(upstream), &activity);
+        let mut upstream = Watched::new(upstream, &activity);
+        let delivered = if early.is_empty() {
+            Ok(())
+        } else {
+            activity.touch();
+            client.write_all(&early).await
+        };
         let closing = self.instance.tunnels_closing().clone();
         let opened = Instant::now();
+        let relay = async {
+            delivered?;
+            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+        };
         let why = tokio::select! {
-            copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => match copied {
+            copied = relay => match copied {
                 Ok(_) => "closed",
                 Err(error) if is_reset(&error) => "closed",
                 Err(error) => {
@@ -372,6 +372,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
 #[cfg(test)]
 mod tests {
+    use http::{HeaderValue, Request};
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -1,6 +1,11 @@
 //! Connections to one instance: TCP connect with a timeout, the gateway's own HTTP/1.1 client
 //! ([`h1`]), and stacks of idle keep-alive connections reused by later requests.
 //!
+//! This module is the one way the gateway talks to an instance: proxied requests
+//! ([`Upstream::send`]), WebSocket upgrades ([`Upstream::upgrade`]) and active health checks
+//! ([`Upstream::probe`]) all go through [`Upstream`], with one header rewrite
+//! (`proxy::headers`).
+//!
 //! The client is a plain socket and a read buffer, used by the request task itself: the
 //! request head is written once into a byte buffer (which a retry sends again as it is), the
 //! response head is parsed with `httparse`, and a response whose body is already in the read
@@ -11,7 +16,7 @@
 //! A request sent alone (a `POST`, a streamed body, a pool with `pipeline_depth = 1`) is
 //! driven by its own task: nothing is spawned and no channel sits between it and its
 //! connection. Safe requests that arrive together are written as one batch on one connection
-//! by a task of their own ([`pipeline`]), and each waits for its answer on a channel.
+//! by a task of their own (`pipeline`), and each waits for its answer on a channel.
 //!
 //! Connections belong to the worker thread that opened them (see [`set_worker`]): each worker
 //! has its own idle stack per instance, so a connection is only ever used by the runtime it is
@@ -27,14 +32,18 @@
 //! instance is not involved), when its bytes are still at hand and it is idempotent or was
 //! never written; otherwise it fails as [`ProxyError::Reset`] and the retry policy decides.
 //!
-//! # Upgrades
-//! A `101 Switching Protocols` answer comes back as [`Body::Upgraded`] holding the [`Conn`];
-//! [`Conn::into_parts`] gives the raw [`TcpStream`] and the bytes the instance sent after the
-//! head, for the WebSocket relay.
+//! # Upgrades and health checks
+//! Both go on a fresh connection that never joins the idle stacks (`fresh`): after a `101`
+//! the connection is the WebSocket tunnel, and a check must prove the instance accepts
+//! connections. A `101` to an ordinary request is an invalid response.
 
+mod fresh;
 pub mod h1;
 mod pipeline;
 
+pub use fresh::{Switched, Upgrade};
+
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::poll_fn;
 use std::io;
@@ -94,12 +103,6 @@ impl Conn {
             buf: BytesMut::new(),
             reused: false,
         }
-    }
-
-    /// The socket and the bytes already read past the response head: what a protocol switched
-    /// to after a `101` starts with.
-    pub fn into_parts(self) -> (TcpStream, Bytes) {
-        (self.stream, self.buf.freeze())
     }
 
     /// Whether an idle connection still looks usable: nothing arrived on it since its last
@@ -176,6 +179,17 @@ enum ReadFailure {
     Io(io::Error),
     /// What came is not a valid response.
     Invalid(H1Error),
+}
+
+impl ReadFailure {
+    /// The failure of a request that cannot be sent again on another connection.
+    fn into_error(self) -> ProxyError {
+        match self {
+            Self::Nothing(error) => ProxyError::Reset(Box::new(error)),
+            Self::Io(error) => ProxyError::Protocol(Box::new(error)),
+            Self::Invalid(error) => ProxyError::Protocol(Box::new(error)),
+        }
+    }
 }
 
 /// A request ready for an instance: its head (and a buffered body) as bytes, written once and
@@ -296,8 +310,6 @@ pub enum Body {
     Complete(Bytes),
     /// A body still arriving on its connection.
     Streaming(Streaming),
-    /// A `101` answer: the connection now speaks another protocol.
-    Upgraded(Conn),
 }
 
 /// A response body being read from its connection.
@@ -443,7 +455,7 @@ impl Upstream {
     }
 
     /// Sends `request` and reads the response head. A request that may be pipelined (see
-    /// [`pipeline`]) joins the batch this worker is filling for the instance, up to
+    /// `pipeline`) joins the batch this worker is filling for the instance, up to
     /// `pipeline_depth` requests (the pool's setting); any other request goes alone on an idle
     /// connection, or on a fresh one when none is usable. A body that arrived with the head
     /// is returned whole and its connection is already back in the idle stack; otherwise the
@@ -498,15 +510,9 @@ impl Shared {
             repeatable,
             pipelinable: _,
         } = request;
-        let with_host;
-        let bytes: &[u8] = if *has_host {
-            bytes
-        } else {
-            with_host = h1::insert_host(bytes, self.authority.as_bytes());
-            &with_host
-        };
+        let bytes = self.with_host(bytes, *has_host);
         let request = Attempt {
-            bytes,
+            bytes: &bytes,
             head_request: *head_request,
             repeatable: *repeatable,
         };
@@ -556,19 +562,10 @@ impl Shared {
         }
         let head = match conn.read_head(request.head_request).await {
             Ok(head) => head,
-            Err(ReadFailure::Nothing(error)) => {
-                return Err(if reused && request.repeatable && !streamed {
-                    Failed::Stale
-                } else {
-                    Failed::Error(ProxyError::Reset(Box::new(error)))
-                });
+            Err(ReadFailure::Nothing(_)) if reused && request.repeatable && !streamed => {
+                return Err(Failed::Stale);
             }
-            Err(ReadFailure::Io(error)) => {
-                return Err(Failed::Error(ProxyError::Protocol(Box::new(error))));
-            }
-            Err(ReadFailure::Invalid(error)) => {
-                return Err(Failed::Error(ProxyError::Protocol(Box::new(error))));
-            }
+            Err(failure) => return Err(Failed::Error(failure.into_error())),
         };
         let h1::ResponseHead {
             status,
@@ -577,11 +574,10 @@ impl Shared {
             keep_alive,
         } = head;
         if status == StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Exchange {
-                status,
-                headers,
-                body: Body::Upgraded(conn),
-            });
+            // Upgrades go through `Upstream::upgrade`, on a connection of their own.
+            return Err(Failed::Error(ProxyError::Protocol(
+                "101 Switching Protocols to a request that asked for no upgrade".into(),
+            )));
         }
         let body = match conn.take_complete(body) {
             Some(bytes) => {
@@ -649,22 +645,34 @@ impl Shared {
         None
     }
 
-    /// Opens a connection.
+    /// Opens a connection within the connect timeout.
     async fn connect(&self) -> Result<Conn, ProxyError> {
-        let connecting = async {
-            match &self.target {
-                Target::Addr(addr) => TcpStream::connect(addr).await,
-                Target::Name(host, port) => TcpStream::connect((host.as_str(), *port)).await,
-            }
-        };
-        let stream = tokio::time::timeout(self.connect_timeout, connecting)
+        tokio::time::timeout(self.connect_timeout, self.open())
             .await
             .map_err(|_| ProxyError::ConnectTimeout(self.connect_timeout))?
-            .map_err(ProxyError::Connect)?;
+    }
+
+    /// Opens a connection, in the caller's time.
+    async fn open(&self) -> Result<Conn, ProxyError> {
+        let stream = match &self.target {
+            Target::Addr(addr) => TcpStream::connect(addr).await,
+            Target::Name(host, port) => TcpStream::connect((host.as_str(), *port)).await,
+        }
+        .map_err(ProxyError::Connect)?;
         // Requests and responses are small and written whole: waiting to coalesce them
         // (Nagle) only adds latency.
         stream.set_nodelay(true).map_err(ProxyError::Connect)?;
         Ok(Conn::new(stream))
+    }
+
+    /// The request head as sent: with the instance's authority as `Host` when the client sent
+    /// none (HTTP/1.0).
+    fn with_host<'a>(&self, bytes: &'a [u8], has_host: bool) -> Cow<'a, [u8]> {
+        if has_host {
+            Cow::Borrowed(bytes)
+        } else {
+            Cow::Owned(h1::insert_host(bytes, self.authority.as_bytes()))
+        }
     }
 }
 

@@ -610,7 +610,6 @@ mod tests {
                 }
                 whole.freeze()
             }
-            Body::Upgraded(_) => panic!("upgraded"),
         };
         String::from_utf8(bytes.to_vec()).unwrap()
     }

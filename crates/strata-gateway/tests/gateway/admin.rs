@@ -6,10 +6,15 @@ use crate::helpers::{Backend, config, spawn_gateway};
 async fn health_readiness_metrics_and_unknown_routes() {
     let backend = Backend::start("api-1").await;
     let gateway = spawn_gateway(config(&[("api", vec![backend.url()])])).await;
+    // The bodies every role serves, naming the role and the instance.
+    let instance = format!("gateway@{}", gateway.addr);
     let (status, body) = gateway.admin_json("/healthz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+    assert_eq!(body["role"], "gateway");
+    assert_eq!(body["instance"], instance.as_str());
     let (status, body) = gateway.admin_json("/readyz").await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    assert_eq!(body["instance"], instance.as_str());
     let (status, body) = gateway.admin_json("/nope").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),

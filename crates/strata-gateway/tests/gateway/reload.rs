@@ -1,11 +1,23 @@
 //! Configuration reload: pools change under load without a failed request or a dropped
 //! WebSocket.
 
+use crate::helpers::{
+    Backend, TestGateway, WsBackend, config, eventually, spawn_gateway, ws_connect, ws_echo,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
-use crate::helpers::{Backend, WsBackend, config, eventually, spawn_gateway, ws_connect, ws_echo};
+/// Requests in flight on `backend`, as the admin API lists them (0 when it is not listed).
+async fn in_flight(gateway: &TestGateway, backend: &Backend) -> u64 {
+    let address = backend.addr.to_string();
+    gateway
+        .instances("api")
+        .await
+        .iter()
+        .find(|i| i["address"] == address.as_str())
+        .and_then(|i| i["in_flight"].as_u64())
+        .unwrap_or(0)
+}
 
 #[tokio::test]
 async fn a_reload_changes_instances_and_weights_and_drops_nothing() {
@@ -49,7 +61,10 @@ async fn a_reload_changes_instances_and_weights_and_drops_nothing() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("requests in flight on a", || async {
+        a.count() > 10 && in_flight(&gateway, &a).await > 0
+    })
+    .await;
 
     // 1. b joins with weight 3 under weighted round robin.
     let mut second = config(&[
@@ -68,7 +83,10 @@ async fn a_reload_changes_instances_and_weights_and_drops_nothing() {
     let (_, pools) = gateway.admin_json("/admin/pools").await;
     assert_eq!(pools["pools"][0]["algorithm"], "weighted_round_robin");
     eventually("b takes traffic", || async { b.count() > 10 }).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("requests in flight on a", || async {
+        in_flight(&gateway, &a).await > 0
+    })
+    .await;
 
     // 2. a leaves: drained while its requests finish, then dropped.
     let third = config(&[("api", vec![b.url()]), ("chat", vec![chat.url()])]);
@@ -81,8 +99,11 @@ async fn a_reload_changes_instances_and_weights_and_drops_nothing() {
         gateway.instances("api").await.len() == 1
     })
     .await;
-    let served_by_a = a.count();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (served_by_a, served_by_b) = (a.count(), b.count());
+    eventually("the load goes on, on b", || async {
+        b.count() > served_by_b + 20
+    })
+    .await;
     assert_eq!(
         a.count(),
         served_by_a,

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Backend, config, spawn_gateway};
+use crate::helpers::{Backend, config, eventually, spawn_gateway};
 
 #[tokio::test]
 async fn an_in_flight_request_completes_after_shutdown_is_requested() {
@@ -18,7 +18,10 @@ async fn an_in_flight_request_completes_after_shutdown_is_requested() {
             (response.status(), response.text().await.unwrap())
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the slow request reached the instance", || async {
+        backend.seen().iter().any(|seen| seen.path == "/slow")
+    })
+    .await;
     let started = Instant::now();
     gateway.shutdown.cancel();
 

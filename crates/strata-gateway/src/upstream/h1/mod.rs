@@ -1,26 +1,25 @@
 //! HTTP/1.1 on the instance side, without I/O: the request head written straight into a byte
 //! buffer, the response head parsed with `httparse`, and the response body's framing
-//! (`Content-Length`, chunked, until close, none). The connection code in
-//! [`crate::upstream`] feeds these bytes from and to the socket; everything here is tested
-//! byte by byte.
+//! (`Content-Length`, chunked, until close, none: [`BodyReader`], in `body`). The connection
+//! code in [`crate::upstream`] feeds these bytes from and to the socket; everything here is
+//! tested byte by byte.
 
-use bytes::{Buf, Bytes, BytesMut};
+mod body;
+
+use bytes::BytesMut;
 use http::header::{
-    CONNECTION, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING,
 };
 use http::{Method, StatusCode};
 
-use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use crate::proxy::headers::{self, X_FORWARDED_FOR, X_FORWARDED_PROTO};
+
+pub use body::{BodyReader, Decoded};
 
 /// Most headers a response head may carry (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
 /// Largest response head accepted from an instance, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Longest chunk-size line (size and extensions) accepted.
-const MAX_CHUNK_LINE: usize = 4096;
-/// Most trailer bytes accepted after a chunked body (they are read and dropped).
-const MAX_TRAILER_BYTES: usize = 16 * 1024;
 
 /// Why an instance's response could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -57,11 +56,12 @@ pub enum RequestFraming {
 }
 
 /// Writes a request head for an instance into `out`: origin-form `target`, HTTP/1.1, the
-/// client's headers without hop-by-hop ones (and those `Connection` names) and without its
-/// framing headers, then `X-Forwarded-For` (the client's chain plus `client_ip`),
-/// `X-Forwarded-Proto` (`https` when the client came over TLS), the framing, and the blank line. With `upgrade`, `Upgrade` and
-/// `Connection: upgrade` are kept (a WebSocket handshake). Returns whether the client sent a
-/// `Host` (when not, the caller adds the instance's authority: see [`insert_host`]).
+/// client's headers that `proxy::headers::forwards` lets through, without its framing headers, then
+/// `X-Forwarded-For` (the client's chain plus `client_ip`), `X-Forwarded-Proto` (`https` when
+/// the client came over TLS), the framing, and the blank line. With `upgrade` (a WebSocket
+/// handshake), the client's `Upgrade` is kept and `Connection: upgrade` asks for the switch.
+/// Returns whether the client sent a `Host` (when not, the caller adds the instance's
+/// authority: see [`insert_host`]).
 #[allow(clippy::too_many_arguments)]
 pub fn encode_request(
     out: &mut Vec<u8>,
@@ -77,24 +77,29 @@ pub fn encode_request(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    let named = connection_tokens(headers);
+    let named = headers::connection_tokens(headers);
     let mut has_host = false;
     let mut forwarded = 0usize;
     for (name, value) in headers {
         if name == HOST {
             has_host = true;
-        } else if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == X_FORWARDED_PROTO {
+        } else if name == CONTENT_LENGTH
+            || name == TRANSFER_ENCODING
+            || name == X_FORWARDED_PROTO
+            // Written below, reduced to the one token the instance needs.
+            || name == CONNECTION
+        {
             continue;
         } else if name == X_FORWARDED_FOR {
             forwarded += 1;
             continue;
-        } else if upgrade && (name == UPGRADE || name == CONNECTION) {
-            // Kept as sent: the instance must see the handshake.
-        } else if is_hop_by_hop(name) || named.iter().any(|n| n.eq_ignore_ascii_case(name.as_str()))
-        {
+        } else if !headers::forwards(name, &named, upgrade) {
             continue;
         }
         put_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if forwarded > 0 {
@@ -161,28 +166,6 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// The header names a message's `Connection` header lists (besides `close`/`keep-alive`),
-/// which are hop-by-hop too. Most messages have no `Connection` header: no allocation then.
-fn connection_tokens(headers: &HeaderMap) -> Vec<&str> {
-    let mut tokens = Vec::new();
-    for value in headers.get_all(CONNECTION) {
-        let Ok(value) = value.to_str() else { continue };
-        tokens.extend(value.split(',').map(str::trim).filter(|t| !t.is_empty()));
-    }
-    tokens
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1) plus `Proxy-*`.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str().starts_with("proxy-")
-}
-
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
@@ -200,7 +183,7 @@ pub enum BodyKind {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
-    /// End-to-end headers (hop-by-hop ones removed, except `Upgrade`/`Connection` on a 101).
+    /// The headers `proxy::headers::forwards` lets through (`Upgrade`/`Connection` too on a 101).
     pub headers: HeaderMap,
     pub body: BodyKind,
     /// Whether the connection may carry another request once this response is read.
@@ -280,14 +263,14 @@ pub fn parse_response_head(
             chunked = value
                 .rsplit(|&b| b == b',')
                 .next()
-                .is_some_and(|last| trim(last).eq_ignore_ascii_case(b"chunked"));
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for token in value.split(|&b| b == b',').map(trim) {
+            for token in headers::connection_value_tokens(value) {
                 if token.eq_ignore_ascii_case(b"close") {
                     keep_alive = false;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     keep_alive |= minor == 0;
-                } else if !token.is_empty() {
+                } else {
                     named.push(token);
                 }
             }
@@ -297,15 +280,7 @@ pub fn parse_response_head(
     let mut headers = HeaderMap::with_capacity(count);
     for &(ns, ne, vs, ve) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[ns..ne]).map_err(|_| H1Error::Header)?;
-        let forward = if upgrade && (name == UPGRADE || name == CONNECTION) {
-            true
-        } else {
-            !is_hop_by_hop(&name)
-                && !named
-                    .iter()
-                    .any(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
-        };
-        if !forward {
+        if !headers::forwards(&name, &named, upgrade) {
             continue;
         }
         let value =
@@ -350,241 +325,18 @@ pub fn parse_response_head(
 }
 
 fn parse_length(value: &[u8]) -> Result<u64, H1Error> {
-    let value = trim(value);
+    let value = value.trim_ascii();
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return Err(H1Error::ContentLength);
     }
     Ok(value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |p| p + 1);
-    &bytes[start..end]
-}
-
-/// What the next step of reading a body gave.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decoded {
-    /// Body bytes (sharing the read buffer's memory).
-    Data(Bytes),
-    /// The buffer holds no more of the body: read from the socket.
-    NeedMore,
-    /// The body ended.
-    Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// Hex digits of the chunk size.
-    Size,
-    /// Whitespace after the size, before `;` or CR.
-    SizeSpace,
-    /// Chunk extensions, ignored up to the CR.
-    Extension,
-    /// The LF ending the size line.
-    SizeLf,
-    /// Chunk data.
-    Data,
-    /// The CR after chunk data.
-    DataCr,
-    /// The LF after chunk data.
-    DataLf,
-    /// Start of a trailer line, or the final CRLF.
-    TrailerStart,
-    /// Inside a trailer field line (dropped).
-    Trailer,
-    /// The LF ending a trailer line.
-    TrailerLf,
-    /// The LF of the final CRLF.
-    EndLf,
-    Done,
-}
-
-/// The framing of a response body being read.
-#[derive(Debug)]
-pub struct BodyReader {
-    kind: Reader,
-}
-
-#[derive(Debug)]
-enum Reader {
-    Length(u64),
-    Chunked {
-        state: Chunk,
-        size: u64,
-        digits: usize,
-        line: usize,
-        trailer: usize,
-    },
-    Close,
-    Done,
-}
-
-impl BodyReader {
-    /// A reader for a body of `kind`.
-    pub fn new(kind: BodyKind) -> Self {
-        let kind = match kind {
-            BodyKind::Empty | BodyKind::Length(0) => Reader::Done,
-            BodyKind::Length(n) => Reader::Length(n),
-            BodyKind::Chunked => Reader::Chunked {
-                state: Chunk::Size,
-                size: 0,
-                digits: 0,
-                line: 0,
-                trailer: 0,
-            },
-            BodyKind::Close => Reader::Close,
-        };
-        Self { kind }
-    }
-
-    /// Whether the body has been read to its end.
-    pub fn is_done(&self) -> bool {
-        matches!(self.kind, Reader::Done)
-    }
-
-    /// Bytes still expected, when known.
-    pub fn remaining(&self) -> Option<u64> {
-        match self.kind {
-            Reader::Length(n) => Some(n),
-            Reader::Done => Some(0),
-            Reader::Chunked { .. } | Reader::Close => None,
-        }
-    }
-
-    /// Takes the next piece of body out of `buf`.
-    ///
-    /// # Errors
-    /// [`H1Error::Chunked`] for malformed chunked framing.
-    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, H1Error> {
-        match &mut self.kind {
-            Reader::Done => Ok(Decoded::Done),
-            Reader::Length(remaining) => {
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                let n = usize::try_from(*remaining).map_or(buf.len(), |r| r.min(buf.len()));
-                *remaining -= n as u64;
-                let data = buf.split_to(n).freeze();
-                if *remaining == 0 {
-                    self.kind = Reader::Done;
-                }
-                Ok(Decoded::Data(data))
-            }
-            Reader::Close => {
-                if buf.is_empty() {
-                    Ok(Decoded::NeedMore)
-                } else {
-                    Ok(Decoded::Data(buf.split().freeze()))
-                }
-            }
-            Reader::Chunked {
-                state,
-                size,
-                digits,
-                line,
-                trailer,
-            } => loop {
-                if *state == Chunk::Done {
-                    self.kind = Reader::Done;
-                    return Ok(Decoded::Done);
-                }
-                if buf.is_empty() {
-                    return Ok(Decoded::NeedMore);
-                }
-                if *state == Chunk::Data {
-                    let n = usize::try_from(*size).map_or(buf.len(), |s| s.min(buf.len()));
-                    *size -= n as u64;
-                    if *size == 0 {
-                        *state = Chunk::DataCr;
-                    }
-                    return Ok(Decoded::Data(buf.split_to(n).freeze()));
-                }
-                let byte = buf[0];
-                buf.advance(1);
-                *state = match (*state, byte) {
-                    (Chunk::Size, b) if b.is_ascii_hexdigit() => {
-                        if *size > u64::MAX >> 4 {
-                            return Err(H1Error::Chunked("chunk size overflows"));
-                        }
-                        *size = (*size << 4) | u64::from(hex(b));
-                        *digits += 1;
-                        Chunk::Size
-                    }
-                    (Chunk::Size | Chunk::SizeSpace, b' ' | b'\t') if *digits > 0 => {
-                        Chunk::SizeSpace
-                    }
-                    (Chunk::Size | Chunk::SizeSpace, b';') if *digits > 0 => Chunk::Extension,
-                    (Chunk::Size | Chunk::SizeSpace | Chunk::Extension, b'\r') if *digits > 0 => {
-                        Chunk::SizeLf
-                    }
-                    (Chunk::Extension, b) if b != b'\n' => {
-                        *line += 1;
-                        if *line > MAX_CHUNK_LINE {
-                            return Err(H1Error::Chunked("chunk extensions too long"));
-                        }
-                        Chunk::Extension
-                    }
-                    (Chunk::SizeLf, b'\n') => {
-                        *digits = 0;
-                        *line = 0;
-                        if *size == 0 {
-                            Chunk::TrailerStart
-                        } else {
-                            Chunk::Data
-                        }
-                    }
-                    (Chunk::DataCr, b'\r') => Chunk::DataLf,
-                    (Chunk::DataLf, b'\n') => Chunk::Size,
-                    (Chunk::TrailerStart, b'\r') => Chunk::EndLf,
-                    (Chunk::TrailerStart | Chunk::Trailer, b) if b != b'\r' && b != b'\n' => {
-                        *trailer += 1;
-                        if *trailer > MAX_TRAILER_BYTES {
-                            return Err(H1Error::Chunked("trailers too large"));
-                        }
-                        Chunk::Trailer
-                    }
-                    (Chunk::Trailer, b'\r') => Chunk::TrailerLf,
-                    (Chunk::TrailerLf, b'\n') => Chunk::TrailerStart,
-                    (Chunk::EndLf, b'\n') => Chunk::Done,
-                    _ => return Err(H1Error::Chunked("unexpected byte")),
-                };
-            },
-        }
-    }
-
-    /// The connection ended (read returned 0): fine only for a close-delimited body.
-    ///
-    /// # Errors
-    /// [`H1Error::Incomplete`] when the framing expected more.
-    pub fn eof(&mut self) -> Result<(), H1Error> {
-        match self.kind {
-            Reader::Close | Reader::Done => {
-                self.kind = Reader::Done;
-                Ok(())
-            }
-            Reader::Length(_) | Reader::Chunked { .. } => Err(H1Error::Incomplete),
-        }
-    }
-}
-
-fn hex(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b - b'A' + 10,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use http::header::UPGRADE;
+
     use super::*;
 
     fn parse_whole(bytes: &[u8], head_request: bool) -> ResponseHead {
@@ -672,36 +424,6 @@ mod tests {
         assert!(!head.headers.contains_key("transfer-encoding"));
         assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz");
         assert_eq!(left, b"next");
-    }
-
-    #[test]
-    fn malformed_chunks_are_refused() {
-        for bad in [
-            &b"zz\r\n"[..],
-            b"5\r\nhelloXX",
-            b";x\r\n",
-            b"5\nhello",
-            b"fffffffffffffffff\r\n",
-        ] {
-            let mut reader = BodyReader::new(BodyKind::Chunked);
-            let mut buf = BytesMut::from(bad);
-            let mut failed = false;
-            for _ in 0..10 {
-                match reader.decode(&mut buf) {
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                    Ok(Decoded::NeedMore | Decoded::Done) => break,
-                    Ok(Decoded::Data(_)) => {}
-                }
-            }
-            assert!(failed, "{:?}", String::from_utf8_lossy(bad));
-        }
-        let mut reader = BodyReader::new(BodyKind::Chunked);
-        let mut long = BytesMut::from(&b"5;"[..]);
-        long.extend_from_slice(&vec![b'x'; MAX_CHUNK_LINE + 1]);
-        assert!(reader.decode(&mut long).is_err());
     }
 
     #[test]
@@ -894,9 +616,49 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_for_is_set_or_appended_and_the_proto_is_the_gateways() {
+        let written = |pairs: &[(&'static str, &'static str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                );
+            }
+            let mut out = Vec::new();
+            encode_request(
+                &mut out,
+                &Method::GET,
+                "/",
+                &headers,
+                b"10.0.0.9",
+                false,
+                RequestFraming::None,
+                false,
+            );
+            String::from_utf8(out).unwrap()
+        };
+        assert!(written(&[]).contains("x-forwarded-for: 10.0.0.9\r\n"));
+        assert!(
+            written(&[("x-forwarded-for", "1.1.1.1")])
+                .contains("x-forwarded-for: 1.1.1.1, 10.0.0.9\r\n")
+        );
+        let two = written(&[
+            ("x-forwarded-for", "1.1.1.1"),
+            ("x-forwarded-for", "2.2.2.2, 3.3.3.3"),
+        ]);
+        assert_eq!(two.matches("x-forwarded-for").count(), 1, "{two}");
+        assert!(two.contains("x-forwarded-for: 1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9\r\n"));
+        assert!(
+            written(&[("x-forwarded-proto", "https")]).contains("x-forwarded-proto: http\r\n"),
+            "a client's own claim is not believed"
+        );
+    }
+
+    #[test]
     fn upgrade_requests_keep_their_handshake_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
         let mut out = Vec::new();
         encode_request(
@@ -910,7 +672,8 @@ mod tests {
             true,
         );
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("connection: Upgrade\r\n"), "{text}");
+        assert!(text.contains("connection: upgrade\r\n"), "{text}");
+        assert_eq!(text.matches("connection:").count(), 1, "{text}");
         assert!(text.contains("upgrade: websocket\r\n"), "{text}");
     }
 }
