@@ -5,7 +5,7 @@
 //! Every write runs in one transaction that first touches the cart's row (`UPDATE carts SET
 //! updated_at …`). On PostgreSQL that row lock serializes writers of one cart, so the line
 //! limit cannot be overrun by two concurrent adds; on SQLite `BEGIN IMMEDIATE` serializes all
-//! writers anyway. Checkout takes the same lock first (see `orders.rs`).
+//! writers anyway. Checkout takes the same lock first (see `checkout.rs`).
 
 use serde::Serialize;
 use time::OffsetDateTime;
