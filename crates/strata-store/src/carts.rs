@@ -28,7 +28,7 @@ pub enum CartOwner<'a> {
 }
 
 /// One line of a cart with the product's current catalog data.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CartLine {
     /// The product.
     pub product_id: i64,
@@ -44,7 +44,6 @@ pub struct CartLine {
     pub quantity: i64,
     /// When the line was first added (lines are listed in this order).
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub added_at: OffsetDateTime,
 }
 

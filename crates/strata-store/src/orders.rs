@@ -71,7 +71,7 @@ impl OrderStatus {
 }
 
 /// An order with its lines and status history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Order {
     /// Increasing, never reused.
     pub id: i64,
@@ -95,11 +95,9 @@ pub struct Order {
     pub total_cents: i64,
     /// When it was placed.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     /// When its status last changed.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
     /// Its lines, in the order they were written.
     pub lines: Vec<OrderLine>,
@@ -108,7 +106,7 @@ pub struct Order {
 }
 
 /// One line of an order, at the price quoted at checkout.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct OrderLine {
     /// The product.
     pub product_id: i64,
@@ -127,18 +125,17 @@ pub struct OrderLine {
 }
 
 /// A status an order entered, and when.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StatusChange {
     /// The status entered.
     pub status: OrderStatus,
     /// When.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
 }
 
 /// One page of orders, newest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OrderPage {
     /// The orders of this page.
     pub items: Vec<Order>,
