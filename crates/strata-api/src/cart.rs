@@ -25,16 +25,16 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
+use strata_core::domain::ProductId;
 use strata_store::{CartError, CartLine, CartOwner, MAX_CART_LINES, MAX_LINE_QUANTITY};
 use time::OffsetDateTime;
 
 use crate::ApiError;
 use crate::auth::{AuthUser, OptionalAuthUser};
-use crate::extract::{Json, PathId, Query};
+use crate::extract::{FromWire, Json, PathId, Quantity, Valid, ValidQuery};
 use crate::openapi::ErrorBody;
-use crate::prices::{
-    JsonObject, LineInput, PriceRules, Quote, lookup_coupon, parse_coupon, parse_region, quote,
-};
+use crate::prices::{LineInput, PriceRules, Quote, quote};
+use crate::quote::{Pricing, lookup_coupon};
 use crate::state::AppState;
 
 /// The name of the anonymous cart cookie.
@@ -59,9 +59,55 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CartView {
     /// The lines, oldest first.
-    pub items: Vec<CartLine>,
+    pub items: Vec<CartLineView>,
     /// The price of the lines (tiers, coupon and tax as asked for in the query, if any).
     pub quote: Quote,
+}
+
+/// One line of a cart with the product's current catalog data.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CartLine)]
+pub struct CartLineView {
+    /// The product.
+    pub product_id: i64,
+    /// Its sku.
+    pub sku: String,
+    /// Its name.
+    pub name: String,
+    /// Its current unit price in cents.
+    pub unit_price_cents: i64,
+    /// Units on hand now (checkout may still find fewer).
+    pub stock: i64,
+    /// Units in the cart, `1..=99`.
+    pub quantity: i64,
+    /// When the line was first added (lines are listed in this order).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub added_at: OffsetDateTime,
+}
+
+impl From<&CartLine> for CartLineView {
+    fn from(line: &CartLine) -> Self {
+        Self {
+            product_id: line.product_id,
+            sku: line.sku.clone(),
+            name: line.name.clone(),
+            unit_price_cents: line.unit_price_cents,
+            stock: line.stock,
+            quantity: line.quantity,
+            added_at: line.added_at,
+        }
+    }
+}
+
+impl CartView {
+    /// The view of `lines` priced as `quote`.
+    fn new(lines: &[CartLine], quote: Quote) -> Self {
+        Self {
+            items: lines.iter().map(CartLineView::from).collect(),
+            quote,
+        }
+    }
 }
 
 /// `POST /api/v1/cart/items` body.
@@ -74,6 +120,32 @@ pub struct AddItemRequest {
     /// Units to add, 1 to 99 (the line may hold at most 99).
     #[schema(minimum = 1, maximum = 99)]
     pub quantity: i64,
+}
+
+/// An [`AddItemRequest`], checked.
+#[derive(Debug)]
+pub(crate) struct AddItem {
+    product_id: ProductId,
+    quantity: Quantity,
+}
+
+impl FromWire for AddItem {
+    type Wire = AddItemRequest;
+
+    fn from_wire(wire: AddItemRequest) -> Result<Self, ApiError> {
+        if wire.quantity < 1 {
+            return Err(quantity_error("at least 1 unit must be added"));
+        }
+        let quantity = Quantity::try_from(wire.quantity)
+            .map_err(|_| line_limit(wire.product_id, wire.quantity))?;
+        // A product id that cannot exist is refused like one that does not.
+        let product_id = ProductId::try_from(wire.product_id)
+            .map_err(|_| ApiError::UnknownProduct(wire.product_id))?;
+        Ok(Self {
+            product_id,
+            quantity,
+        })
+    }
 }
 
 /// `PATCH /api/v1/cart/items/{product_id}` body.
@@ -96,6 +168,14 @@ pub struct PriceQuery {
     pub coupon: Option<String>,
 }
 
+impl FromWire for Pricing {
+    type Wire = PriceQuery;
+
+    fn from_wire(wire: PriceQuery) -> Result<Self, ApiError> {
+        Pricing::parse(wire.region.as_deref(), wire.coupon.as_deref())
+    }
+}
+
 /// Show the caller's cart, priced.
 #[utoipa::path(
     get,
@@ -113,7 +193,7 @@ pub struct PriceQuery {
 pub(crate) async fn get_cart(
     State(state): State<AppState>,
     caller: CartCaller,
-    Query(pricing): Query<PriceQuery>,
+    ValidQuery(pricing): ValidQuery<Pricing>,
 ) -> Result<Response, ApiError> {
     let (owner, cookie) = caller.resolve(&state, false).await?;
     let Some(cart) = owner.as_owner() else {
@@ -123,18 +203,17 @@ pub(crate) async fn get_cart(
         let lines = state.store.carts().lines(cart).await?;
         return respond(&state, lines, &pricing, cookie).await;
     }
-    // Validated before the key is made, so a bad region is refused and never cached.
-    let region = parse_region(pricing.region.as_deref())?;
+    // The region was validated by the extractor, so a bad one is refused and never cached.
     let key = owner_key(cart);
     let body = state
         .cache
         .read_cart_json(
             &key,
-            &format!("region={}", region.as_deref().unwrap_or("-")),
+            &format!("region={}", pricing.region().unwrap_or("-")),
             async {
                 let items = state.store.carts().lines(cart).await?;
                 let quote = price_lines(&state, &items, &pricing).await?;
-                Ok(Some(CartView { items, quote }))
+                Ok(Some(CartView::new(&items, quote)))
             },
         )
         .await?
@@ -214,25 +293,15 @@ fn owner_key(owner: CartOwner<'_>) -> String {
 pub(crate) async fn add_item(
     State(state): State<AppState>,
     caller: CartCaller,
-    Query(pricing): Query<PriceQuery>,
-    Json(JsonObject(body)): Json<JsonObject<AddItemRequest>>,
+    ValidQuery(pricing): ValidQuery<Pricing>,
+    Valid(item): Valid<AddItem>,
 ) -> Result<Response, ApiError> {
-    if body.quantity < 1 {
-        return Err(quantity_error("at least 1 unit must be added"));
-    }
-    let quantity = u32::try_from(body.quantity)
-        .ok()
-        .filter(|q| *q <= MAX_LINE_QUANTITY)
-        .ok_or_else(|| line_limit(body.product_id, body.quantity))?;
-    if body.product_id < 1 {
-        return Err(ApiError::UnknownProduct(body.product_id));
-    }
     let (owner, cookie) = caller.resolve(&state, true).await?;
     let owner = owner.as_owner().ok_or_else(no_owner)?;
     state
         .store
         .carts()
-        .add(owner, body.product_id, quantity)
+        .add(owner, item.product_id.get(), item.quantity.get())
         .await
         .map_err(cart_error)?;
     state.cache.invalidate_cart(&owner_key(owner)).await;
@@ -261,25 +330,20 @@ pub(crate) async fn add_item(
 pub(crate) async fn set_item(
     State(state): State<AppState>,
     caller: CartCaller,
-    PathId(product_id): PathId,
-    Query(pricing): Query<PriceQuery>,
-    Json(JsonObject(body)): Json<JsonObject<SetItemRequest>>,
+    PathId(product_id): PathId<ProductId>,
+    ValidQuery(pricing): ValidQuery<Pricing>,
+    Json(body): Json<SetItemRequest>,
 ) -> Result<Response, ApiError> {
-    if body.quantity < 0 {
-        return Err(quantity_error(
-            "a quantity cannot be negative (0 removes the line)",
-        ));
-    }
-    let quantity = u32::try_from(body.quantity)
-        .ok()
-        .filter(|q| *q <= MAX_LINE_QUANTITY)
-        .ok_or_else(|| line_limit(product_id, body.quantity))?;
+    // Parsed here rather than by an extractor: the refusal names the path's product.
+    let quantity = new_quantity(product_id, body.quantity)?;
     let (owner, cookie) = caller.resolve(&state, false).await?;
-    let owner = owner.as_owner().ok_or(ApiError::NotInCart(product_id))?;
+    let owner = owner
+        .as_owner()
+        .ok_or(ApiError::NotInCart(product_id.get()))?;
     state
         .store
         .carts()
-        .set(owner, product_id, quantity)
+        .set(owner, product_id.get(), quantity.map_or(0, Quantity::get))
         .await
         .map_err(cart_error)?;
     state.cache.invalidate_cart(&owner_key(owner)).await;
@@ -304,15 +368,17 @@ pub(crate) async fn set_item(
 pub(crate) async fn remove_item(
     State(state): State<AppState>,
     caller: CartCaller,
-    PathId(product_id): PathId,
-    Query(pricing): Query<PriceQuery>,
+    PathId(product_id): PathId<ProductId>,
+    ValidQuery(pricing): ValidQuery<Pricing>,
 ) -> Result<Response, ApiError> {
     let (owner, cookie) = caller.resolve(&state, false).await?;
-    let owner = owner.as_owner().ok_or(ApiError::NotInCart(product_id))?;
+    let owner = owner
+        .as_owner()
+        .ok_or(ApiError::NotInCart(product_id.get()))?;
     state
         .store
         .carts()
-        .remove(owner, product_id)
+        .remove(owner, product_id.get())
         .await
         .map_err(cart_error)?;
     state.cache.invalidate_cart(&owner_key(owner)).await;
@@ -324,15 +390,11 @@ pub(crate) async fn remove_item(
 async fn respond(
     state: &AppState,
     lines: Vec<CartLine>,
-    pricing: &PriceQuery,
+    pricing: &Pricing,
     cookie: CookieAction,
 ) -> Result<Response, ApiError> {
     let quote = price_lines(state, &lines, pricing).await?;
-    let mut response = Json(CartView {
-        items: lines,
-        quote,
-    })
-    .into_response();
+    let mut response = Json(CartView::new(&lines, quote)).into_response();
     cookie.apply(response.headers_mut());
     Ok(response)
 }
@@ -341,11 +403,9 @@ async fn respond(
 async fn price_lines(
     state: &AppState,
     lines: &[CartLine],
-    pricing: &PriceQuery,
+    pricing: &Pricing,
 ) -> Result<Quote, ApiError> {
-    let region = parse_region(pricing.region.as_deref())?;
-    let code = parse_coupon(pricing.coupon.as_deref())?;
-    let coupon = lookup_coupon(&state.store, code.as_deref()).await?;
+    let coupon = lookup_coupon(&state.store, pricing.coupon.as_ref()).await?;
     let inputs = lines
         .iter()
         .map(|l| {
@@ -362,10 +422,23 @@ async fn price_lines(
     Ok(quote(
         &inputs,
         &PriceRules::standard(),
-        coupon.as_input(code.as_deref()),
-        region.as_deref(),
+        coupon.as_input(pricing.coupon.as_ref()),
+        pricing.region(),
         OffsetDateTime::now_utc(),
     )?)
+}
+
+/// The quantity a `PATCH` sets on the line of `product_id`: `None` (0) removes the line.
+fn new_quantity(product_id: ProductId, raw: i64) -> Result<Option<Quantity>, ApiError> {
+    match raw {
+        ..0 => Err(quantity_error(
+            "a quantity cannot be negative (0 removes the line)",
+        )),
+        0 => Ok(None),
+        _ => Quantity::try_from(raw)
+            .map(Some)
+            .map_err(|_| line_limit(product_id.get(), raw)),
+    }
 }
 
 fn quantity_error(message: &str) -> ApiError {

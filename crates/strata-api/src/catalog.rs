@@ -8,24 +8,24 @@
 //! axum's plain text.
 
 use axum::Router;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use strata_core::domain::ProductId;
 use strata_store::{
     NewProduct, Page, Product, ProductPage, ProductQuery, ProductSort, ProductUpdate, SearchText,
 };
+use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::ApiError;
 use crate::auth::AdminUser;
 use crate::error::echo;
-use crate::extract::Json;
+use crate::extract::{Json, PathId, PriceCents};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -37,9 +37,6 @@ const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 5000;
 /// Longest sku and category slug, in characters.
 const MAX_SLUG_CHARS: usize = 64;
-/// Highest price accepted: 10^12 cents (ten billion in the currency), far above any product,
-/// far below where sums of many lines could overflow an `i64`.
-pub const MAX_PRICE_CENTS: i64 = 1_000_000_000_000;
 /// Highest stock accepted: a billion units.
 pub const MAX_STOCK: i64 = 1_000_000_000;
 
@@ -51,6 +48,75 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/products/{id}",
             get(get_product).patch(update_product),
         )
+}
+
+/// A product as stored. Money is integer cents, never floating point.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Product)]
+pub struct ProductView {
+    /// Assigned by the database, increasing, never reused.
+    pub id: i64,
+    /// The stock keeping unit: the product's stable business key, unique.
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Longer text for the product page; may be empty.
+    pub description: String,
+    /// Lowercase category slug (`books`, `kitchen`, ...), indexed for filtering.
+    pub category: String,
+    /// Unit price in cents, never negative.
+    pub price_cents: i64,
+    /// Units on hand, never negative.
+    pub stock: i64,
+    /// When the row was inserted (UTC); serialized as RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// When the row last changed (UTC); serialized as RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Product> for ProductView {
+    fn from(p: Product) -> Self {
+        Self {
+            id: p.id,
+            sku: p.sku,
+            name: p.name,
+            description: p.description,
+            category: p.category,
+            price_cents: p.price_cents,
+            stock: p.stock,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// One page of products, with what a client needs to draw pagination.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProductPage)]
+pub struct ProductPageView {
+    /// The products of this page, in the order asked for (by ascending id by default).
+    pub items: Vec<ProductView>,
+    /// How many products exist in total (that match the search, for a search).
+    pub total: i64,
+    /// The 1-based page number that was asked for.
+    pub page: u32,
+    /// The page size that was asked for (the last page may hold fewer items).
+    pub per_page: u32,
+}
+
+impl From<ProductPage> for ProductPageView {
+    fn from(page: ProductPage) -> Self {
+        Self {
+            items: page.items.into_iter().map(ProductView::from).collect(),
+            total: page.total,
+            page: page.page,
+            per_page: page.per_page,
+        }
+    }
 }
 
 /// List and search products, one page at a time, with the total number of matches.
@@ -68,7 +134,7 @@ pub(crate) fn routes() -> Router<AppState> {
         ("per_page" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
     ),
     responses(
-        (status = 200, description = "One page of matching products", body = ProductPage),
+        (status = 200, description = "One page of matching products", body = ProductPageView),
         (status = 400, description = "`invalid_query`: unknown, repeated or malformed parameter", body = ErrorBody),
     )
 )]
@@ -81,7 +147,9 @@ pub(crate) async fn list_products(
     let body = state
         .cache
         .read_catalog_json(&key, async {
-            Ok(Some(store.products().search(&query).await?))
+            Ok(Some(ProductPageView::from(
+                store.products().search(&query).await?,
+            )))
         })
         .await?
         .ok_or_else(|| ApiError::Unexpected("a product page loader returned nothing".into()))?;
@@ -95,20 +163,22 @@ pub(crate) async fn list_products(
     tag = "catalog",
     params(("id" = i64, Path, description = "The product's id", minimum = 1)),
     responses(
-        (status = 200, description = "The product", body = Product),
+        (status = 200, description = "The product", body = ProductView),
         (status = 400, description = "`invalid_id`: not a positive integer", body = ErrorBody),
         (status = 404, description = "`not_found`: no product has this id", body = ErrorBody),
     )
 )]
 pub(crate) async fn get_product(
     State(state): State<AppState>,
-    ProductIdParam(id): ProductIdParam,
+    PathId(id): PathId<ProductId>,
 ) -> Result<Response, ApiError> {
     let key = product_key(id);
     let store = &state.store;
     state
         .cache
-        .read_catalog_json(&key, async { Ok(store.products().get(id.get()).await?) })
+        .read_catalog_json(&key, async {
+            Ok(store.products().get(id.get()).await?.map(ProductView::from))
+        })
         .await?
         .map(|body| json(StatusCode::OK, body))
         .ok_or(ApiError::ProductNotFound(id))
@@ -164,7 +234,7 @@ pub struct ProductPatch {
     security(("bearer" = [])),
     request_body = NewProductRequest,
     responses(
-        (status = 201, description = "The product as stored", body = Product),
+        (status = 201, description = "The product as stored", body = ProductView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
@@ -184,7 +254,7 @@ pub(crate) async fn create_product(
         name: parse_name(&body.name)?,
         description: parse_description(body.description)?,
         category: parse_category(&body.category)?,
-        price_cents: parse_price(body.price_cents)?,
+        price_cents: parse_price(body.price_cents)?.get(),
         stock: parse_stock(body.stock)?,
     };
     let product = match state.store.products().insert(&new).await {
@@ -194,7 +264,7 @@ pub(crate) async fn create_product(
     };
     state.cache.bump_catalog_version().await;
     tracing::info!(product_id = product.id, by = user.id, "product created");
-    Ok((StatusCode::CREATED, Json(product)).into_response())
+    Ok((StatusCode::CREATED, Json(ProductView::from(product))).into_response())
 }
 
 /// Change a product's name, description, category, price or stock (admins only).
@@ -206,7 +276,7 @@ pub(crate) async fn create_product(
     params(("id" = i64, Path, description = "The product's id", minimum = 1)),
     request_body = ProductPatch,
     responses(
-        (status = 200, description = "The product as stored after the change", body = Product),
+        (status = 200, description = "The product as stored after the change", body = ProductView),
         (status = 400, description = "`invalid_id` or malformed JSON", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
         (status = 403, description = "`forbidden`: not an admin", body = ErrorBody),
@@ -219,14 +289,18 @@ pub(crate) async fn create_product(
 pub(crate) async fn update_product(
     State(state): State<AppState>,
     AdminUser(user): AdminUser,
-    ProductIdParam(id): ProductIdParam,
+    PathId(id): PathId<ProductId>,
     Json(body): Json<ProductPatch>,
 ) -> Result<Response, ApiError> {
     let update = ProductUpdate {
         name: body.name.as_deref().map(parse_name).transpose()?,
         description: body.description.map(parse_description).transpose()?,
         category: body.category.as_deref().map(parse_category).transpose()?,
-        price_cents: body.price_cents.map(parse_price).transpose()?,
+        price_cents: body
+            .price_cents
+            .map(parse_price)
+            .transpose()?
+            .map(PriceCents::get),
         stock: body.stock.map(parse_stock).transpose()?,
     };
     if update.is_empty() {
@@ -243,7 +317,7 @@ pub(crate) async fn update_product(
     // After the commit: readers that took the old version fill dead keys from here on.
     state.cache.bump_catalog_version().await;
     tracing::info!(product_id = product.id, by = user.id, "product updated");
-    Ok(Json(product).into_response())
+    Ok(Json(ProductView::from(product)).into_response())
 }
 
 fn field(field: &'static str, message: impl Into<String>) -> ApiError {
@@ -303,11 +377,9 @@ fn parse_category(raw: &str) -> Result<String, ApiError> {
         .ok_or_else(|| field("category", "expected 1 to 64 of a-z 0-9 -"))
 }
 
-fn parse_price(cents: i64) -> Result<i64, ApiError> {
-    (0..=MAX_PRICE_CENTS)
-        .contains(&cents)
-        .then_some(cents)
-        .ok_or_else(|| field("price_cents", "expected 0 to 1000000000000 cents"))
+fn parse_price(cents: i64) -> Result<PriceCents, ApiError> {
+    PriceCents::try_from(cents)
+        .map_err(|_| field("price_cents", "expected 0 to 1000000000000 cents"))
 }
 
 fn parse_stock(stock: i64) -> Result<i64, ApiError> {
@@ -474,15 +546,15 @@ fn parse_count(key: &str, value: &str) -> Result<u32, ApiError> {
         })
 }
 
-/// A price bound in cents: plain digits, at most [`MAX_PRICE_CENTS`].
+/// A price bound in cents: plain digits, at most [`PriceCents::MAX`].
 fn parse_price_param(key: &str, value: &str) -> Result<i64, ApiError> {
-    digits(value)
-        .then(|| value.parse::<i64>().ok())
-        .flatten()
-        .filter(|cents| *cents <= MAX_PRICE_CENTS)
-        .ok_or_else(|| {
+    value
+        .parse::<PriceCents>()
+        .map(PriceCents::get)
+        .map_err(|_| {
             ApiError::InvalidQuery(format!(
-                "`{key}` must be a whole number of cents from 0 to {MAX_PRICE_CENTS}, got `{}`",
+                "`{key}` must be a whole number of cents from 0 to {}, got `{}`",
+                PriceCents::MAX,
                 echo(value)
             ))
         })
@@ -490,27 +562,6 @@ fn parse_price_param(key: &str, value: &str) -> Result<i64, ApiError> {
 
 fn digits(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// The `{id}` of a product route, parsed as a [`ProductId`]; anything else is `invalid_id`.
-#[derive(Debug)]
-pub(crate) struct ProductIdParam(ProductId);
-
-impl<S: Send + Sync> FromRequestParts<S> for ProductIdParam {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let raw = match Path::<String>::from_request_parts(parts, state).await {
-            Ok(Path(raw)) => raw,
-            // Percent-encoded bytes that are not UTF-8, for instance: still the client's input.
-            Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                tracing::debug!(error = %e.body_text(), "undecodable product id");
-                return Err(ApiError::InvalidId("(text that is not UTF-8)".into()));
-            }
-            Err(e) => return Err(ApiError::Unexpected(format!("product id path: {e}"))),
-        };
-        raw.parse().map(Self).map_err(|_| ApiError::InvalidId(raw))
-    }
 }
 
 #[cfg(test)]
@@ -605,7 +656,7 @@ mod tests {
         assert!(parse_category("home-2").is_ok());
         assert!(parse_category("Home").is_err());
         assert!(parse_price(-1).is_err());
-        assert!(parse_price(MAX_PRICE_CENTS + 1).is_err());
+        assert!(parse_price(PriceCents::MAX + 1).is_err());
         assert!(parse_price(0).is_ok());
         assert!(parse_stock(-1).is_err());
         assert!(parse_stock(MAX_STOCK).is_ok());

@@ -8,6 +8,15 @@
 //!   (`ApiSettings::max_body_bytes`) is a 413. As a response, `Json(value)` is a 200 with the
 //!   encoded value.
 //! - [`Query<T>`]: the query string decoded into `T`; any failure is a 400 `invalid_query`.
+//! - [`Valid<T>`] and [`ValidQuery<T>`]: a body or a query string decoded into its wire form
+//!   (the DTO the OpenAPI document describes) and then parsed into `T` ([`FromWire`]), so a
+//!   handler receives values that are already valid.
+//! - [`PathId<T>`]: the `{id}` of a route as one of the id types of `strata_core::domain`.
+//!
+//! The values a request carries are parsed here too, into types that cannot hold a wrong
+//! value: [`Quantity`], [`PriceCents`], [`Region`] and [`CouponCode`]. Each one's refusal is
+//! mapped by its caller to the error of its context (a quantity over the limit is
+//! `cart_limit` in the cart, `invalid_quantity` in a quote).
 //!
 //! Messages repeat at most a bounded amount of the client's input ([`MAX_MESSAGE_CHARS`]).
 
@@ -19,6 +28,8 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use strata_core::domain::InvalidId;
+use strata_store::{MAX_COUPON_CODE_LEN, MAX_LINE_QUANTITY, normalize_coupon_code};
 
 use crate::ApiError;
 
@@ -139,28 +150,215 @@ where
     }
 }
 
-/// The single `{id}` of a route, parsed as a positive `i64` (digits only, no sign, no
-/// spaces); anything else is a 400 `invalid_id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PathId(pub i64);
+/// A request value decoded from its wire form and then checked: what [`Valid`] and
+/// [`ValidQuery`] hand to a handler.
+pub trait FromWire: Sized {
+    /// The decoded form, as the client sends it and the OpenAPI document describes it (a
+    /// `#[serde(deny_unknown_fields)]` DTO).
+    type Wire: DeserializeOwned;
 
-impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    /// Checks the decoded form.
+    ///
+    /// # Errors
+    /// The [`ApiError`] the client sees for the first value that is not acceptable.
+    fn from_wire(wire: Self::Wire) -> Result<Self, ApiError>;
+}
+
+/// A JSON body decoded as `T::Wire` (with [`Json`]'s rules) and parsed into `T`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Valid<T>(pub T);
+
+impl<T, S> FromRequest<S> for Valid<T>
+where
+    T: FromWire,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(wire) = Json::<T::Wire>::from_request(request, state).await?;
+        T::from_wire(wire).map(Valid)
+    }
+}
+
+/// A query string decoded as `T::Wire` (with [`Query`]'s rules) and parsed into `T`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ValidQuery<T>
+where
+    T: FromWire,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(wire) = Query::<T::Wire>::from_request_parts(parts, state).await?;
+        T::from_wire(wire).map(ValidQuery)
+    }
+}
+
+/// The single `{id}` of a route, parsed as the id type `T` (`ProductId`, `OrderId`, `UserId`);
+/// anything but a positive integer is a 400 `invalid_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathId<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathId<T>
+where
+    T: std::str::FromStr<Err = InvalidId>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let raw = match axum::extract::Path::<String>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(raw)) => raw,
             // Percent-encoded bytes that are not UTF-8, for instance: still the client's input.
-            Err(axum::extract::rejection::PathRejection::FailedToDeserializePathParams(_)) => {
+            Err(axum::extract::rejection::PathRejection::FailedToDeserializePathParams(e)) => {
+                tracing::debug!(error = %e.body_text(), "undecodable path id");
                 return Err(ApiError::InvalidId("(text that is not UTF-8)".into()));
             }
             Err(e) => return Err(ApiError::Unexpected(format!("id path: {e}"))),
         };
-        let digits = !raw.is_empty() && raw.len() <= 18 && raw.bytes().all(|b| b.is_ascii_digit());
-        match digits.then(|| raw.parse::<i64>().ok()).flatten() {
-            Some(id) if id > 0 => Ok(Self(id)),
-            _ => Err(ApiError::InvalidId(raw)),
+        raw.parse().map(Self).map_err(|_| ApiError::InvalidId(raw))
+    }
+}
+
+/// Units of one product on a cart, quote or order line: 1 to [`Quantity::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// The most units one line holds: the store's limit (and the schema's CHECK).
+    pub const MAX: u32 = MAX_LINE_QUANTITY;
+
+    /// The number of units.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Quantity {
+    type Error = QuantityOutOfRange;
+    fn try_from(n: i64) -> Result<Self, QuantityOutOfRange> {
+        u32::try_from(n)
+            .ok()
+            .filter(|q| (1..=Self::MAX).contains(q))
+            .map(Self)
+            .ok_or(QuantityOutOfRange)
+    }
+}
+
+/// A quantity outside `1..=`[`Quantity::MAX`]; each caller names the error of its context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantityOutOfRange;
+
+/// A unit price in integer cents: 0 to [`PriceCents::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PriceCents(i64);
+
+impl PriceCents {
+    /// Highest price accepted: 10^12 cents (ten billion in the currency), far above any
+    /// product, far below where sums of many lines could overflow an `i64`.
+    pub const MAX: i64 = 1_000_000_000_000;
+
+    /// The amount in cents.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for PriceCents {
+    type Error = PriceOutOfRange;
+    fn try_from(cents: i64) -> Result<Self, PriceOutOfRange> {
+        if (0..=Self::MAX).contains(&cents) {
+            Ok(Self(cents))
+        } else {
+            Err(PriceOutOfRange)
         }
+    }
+}
+
+impl std::str::FromStr for PriceCents {
+    type Err = PriceOutOfRange;
+    /// Plain digits only: no sign, spaces or exponent.
+    fn from_str(s: &str) -> Result<Self, PriceOutOfRange> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(PriceOutOfRange);
+        }
+        s.parse::<i64>()
+            .map_err(|_| PriceOutOfRange)
+            .and_then(Self::try_from)
+    }
+}
+
+/// A price that is not a whole number of cents from 0 to [`PriceCents::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriceOutOfRange;
+
+/// The longest region code accepted.
+const MAX_REGION_LEN: usize = 16;
+
+/// A region to tax for, as a client names it: trimmed, upper case, 1 to 16 ASCII letters,
+/// digits or `-`. Whether the shop knows it is [`crate::prices::quote`]'s to say
+/// (`unknown_region`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region(String);
+
+impl Region {
+    /// Parses a region as sent.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidField`] (`region`) for anything but a well-formed code.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let region = raw.trim();
+        let valid = !region.is_empty()
+            && region.len() <= MAX_REGION_LEN
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if valid {
+            Ok(Self(region.to_ascii_uppercase()))
+        } else {
+            Err(ApiError::InvalidField {
+                field: "region",
+                message: format!(
+                    "a region code is 1 to {MAX_REGION_LEN} letters, digits or `-`, such as `EU-DE`"
+                ),
+            })
+        }
+    }
+
+    /// The normalized code.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A coupon code as a client types it, normalized (trimmed, upper case; see
+/// `strata_store::normalize_coupon_code`). Whether a coupon has it is the store's to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponCode(String);
+
+impl CouponCode {
+    /// Parses a code as sent.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidField`] (`coupon`) when it cannot be a code at all.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        normalize_coupon_code(raw)
+            .map(Self)
+            .ok_or_else(|| ApiError::InvalidField {
+                field: "coupon",
+                message: format!(
+                    "a coupon code is 1 to {MAX_COUPON_CODE_LEN} letters, digits, `-` or `_`"
+                ),
+            })
+    }
+
+    /// The normalized code.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -248,6 +446,68 @@ mod tests {
             "{}",
             message.len()
         );
+    }
+
+    #[test]
+    fn quantities_are_1_to_99() {
+        assert_eq!(Quantity::try_from(1).map(Quantity::get), Ok(1));
+        assert_eq!(Quantity::try_from(99).map(Quantity::get), Ok(99));
+        for bad in [0, -1, 100, i64::MAX, i64::MIN] {
+            assert_eq!(Quantity::try_from(bad), Err(QuantityOutOfRange), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prices_are_whole_cents_up_to_the_maximum() {
+        assert_eq!(PriceCents::try_from(0).map(PriceCents::get), Ok(0));
+        assert!(PriceCents::try_from(PriceCents::MAX).is_ok());
+        assert!(PriceCents::try_from(PriceCents::MAX + 1).is_err());
+        assert!(PriceCents::try_from(-1).is_err());
+        assert_eq!("250".parse::<PriceCents>().map(PriceCents::get), Ok(250));
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1e3",
+            " 1",
+            "1000000000001",
+            "99999999999999999999",
+        ] {
+            assert!(bad.parse::<PriceCents>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn regions_and_coupon_codes_are_normalized() {
+        assert_eq!(Region::parse(" eu-de ").unwrap().as_str(), "EU-DE");
+        for bad in ["", "  ", "EU DE", "EU_DE", &"A".repeat(17), "ÉU"] {
+            assert!(
+                matches!(
+                    Region::parse(bad),
+                    Err(ApiError::InvalidField {
+                        field: "region",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            CouponCode::parse(" welcome10 ").unwrap().as_str(),
+            "WELCOME10"
+        );
+        for bad in ["", "has space", "DROP;TABLE"] {
+            assert!(
+                matches!(
+                    CouponCode::parse(bad),
+                    Err(ApiError::InvalidField {
+                        field: "coupon",
+                        ..
+                    })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

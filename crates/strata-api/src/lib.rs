@@ -16,6 +16,7 @@ mod notifications;
 pub mod openapi;
 mod orders;
 pub mod prices;
+mod quote;
 mod server;
 mod state;
 mod users;

@@ -4,7 +4,9 @@
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use strata_store::{NotificationPage, Page};
+use serde::Serialize;
+use strata_store::{Notification, NotificationPage, OrderStatus, Page};
+use time::OffsetDateTime;
 
 use crate::ApiError;
 use crate::auth::AuthUser;
@@ -17,6 +19,61 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/notifications", get(list_notifications))
 }
 
+/// One notification.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Notification)]
+pub struct NotificationView {
+    /// Increasing, never reused.
+    pub id: i64,
+    /// The order it is about.
+    pub order_id: i64,
+    /// The status the order entered.
+    pub kind: OrderStatus,
+    /// A sentence for the customer.
+    pub message: String,
+    /// When the order entered the status.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        Self {
+            id: n.id,
+            order_id: n.order_id,
+            kind: n.kind,
+            message: n.message,
+            created_at: n.created_at,
+        }
+    }
+}
+
+/// One page of a user's notifications, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = NotificationPage)]
+pub struct NotificationPageView {
+    /// The notifications of this page.
+    pub items: Vec<NotificationView>,
+    /// How many the user has in total.
+    pub total: i64,
+    /// The 1-based page number asked for.
+    pub page: u32,
+    /// The page size asked for.
+    pub per_page: u32,
+}
+
+impl From<NotificationPage> for NotificationPageView {
+    fn from(page: NotificationPage) -> Self {
+        Self {
+            items: page.items.into_iter().map(NotificationView::from).collect(),
+            total: page.total,
+            page: page.page,
+            per_page: page.per_page,
+        }
+    }
+}
+
 /// The caller's notifications, newest first.
 #[utoipa::path(
     get,
@@ -25,7 +82,7 @@ pub(crate) fn routes() -> Router<AppState> {
     security(("bearer" = [])),
     params(ListOrdersQuery),
     responses(
-        (status = 200, description = "One page of the caller's notifications, newest first", body = NotificationPage),
+        (status = 200, description = "One page of the caller's notifications, newest first", body = NotificationPageView),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
     )
@@ -34,7 +91,7 @@ pub(crate) async fn list_notifications(
     State(state): State<AppState>,
     user: AuthUser,
     Query(query): Query<ListOrdersQuery>,
-) -> Result<Json<NotificationPage>, ApiError> {
+) -> Result<Json<NotificationPageView>, ApiError> {
     let page = Page::new(
         query.page.unwrap_or(1),
         query.per_page.unwrap_or(Page::DEFAULT_PER_PAGE),
@@ -45,6 +102,7 @@ pub(crate) async fn list_notifications(
             .store
             .notifications()
             .list_for_user(user.id, page)
-            .await?,
+            .await?
+            .into(),
     ))
 }

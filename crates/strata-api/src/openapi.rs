@@ -6,6 +6,10 @@
 //! response, errors with `body = ErrorBody`; `security(("bearer" = []))` when it takes an
 //! `AuthUser`), then add the handler to `paths(...)` and its DTOs to `components(schemas(...))`
 //! of [`ApiDoc`] below. A test checks that every route of the router is in the document.
+//!
+//! Responses are the api's own view types (`OrderView`, `ProductView`, …, named in the
+//! document `Order`, `Product`, … with `#[schema(as = …)]`), built from the store's rows: the
+//! wire changes only when a view does, never because a table gained a column.
 
 use axum::Router;
 use axum::http::header;
@@ -17,7 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
-use crate::{cart, catalog, notifications, orders, prices, users};
+use crate::{cart, catalog, notifications, orders, prices, quote, users};
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}` (the
 /// schema of `strata_core::http::ErrorBody`, which is what is actually sent).
@@ -55,7 +59,7 @@ pub struct ErrorDetail {
         catalog::get_product,
         catalog::create_product,
         catalog::update_product,
-        prices::quote_items,
+        quote::quote_items,
         cart::get_cart,
         cart::add_item,
         cart::set_item,
@@ -68,8 +72,8 @@ pub struct ErrorDetail {
     components(schemas(
         ErrorBody,
         ErrorDetail,
-        prices::QuoteRequest,
-        prices::QuoteItem,
+        quote::QuoteRequest,
+        quote::QuoteItem,
         prices::Quote,
         prices::QuoteLine,
         prices::CouponOutcome,
@@ -77,15 +81,15 @@ pub struct ErrorDetail {
         cart::CartView,
         cart::AddItemRequest,
         cart::SetItemRequest,
-        strata_store::CartLine,
+        cart::CartLineView,
         orders::CheckoutBody,
-        strata_store::Order,
-        strata_store::OrderLine,
+        orders::OrderView,
+        orders::OrderLineView,
         strata_store::OrderStatus,
-        strata_store::StatusChange,
-        strata_store::OrderPage,
-        strata_store::Notification,
-        strata_store::NotificationPage,
+        orders::StatusChangeView,
+        orders::OrderPageView,
+        notifications::NotificationView,
+        notifications::NotificationPageView,
         users::RegisterRequest,
         users::LogInRequest,
         users::SetRoleRequest,
@@ -94,8 +98,8 @@ pub struct ErrorDetail {
         crate::auth::Role,
         catalog::NewProductRequest,
         catalog::ProductPatch,
-        strata_store::Product,
-        strata_store::ProductPage,
+        catalog::ProductView,
+        catalog::ProductPageView,
     )),
     modifiers(&BearerAuth),
     tags(

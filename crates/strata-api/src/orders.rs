@@ -17,21 +17,20 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use strata_core::domain::OrderId;
 use strata_store::{
-    CheckoutError, CheckoutRequest, Coupon, Order, OrderPage, Page, PricedLine, PricedOrder,
-    ReservedLine,
+    CheckoutError, CheckoutRequest, Coupon, Order, OrderLine, OrderPage, OrderStatus, Page,
+    PricedLine, PricedOrder, ReservedLine, StatusChange,
 };
 use time::OffsetDateTime;
 
 use crate::ApiError;
 use crate::auth::AuthUser;
 use crate::cart::CartCaller;
-use crate::extract::{Json, PathId, Query};
+use crate::extract::{CouponCode, Json, PathId, Query};
 use crate::openapi::ErrorBody;
-use crate::prices::{
-    CouponRule, FoundCoupon, JsonObject, LineInput, PriceError, PriceRules, parse_coupon,
-    parse_region, quote,
-};
+use crate::prices::{CouponRule, LineInput, PriceError, PriceRules, quote};
+use crate::quote::{FoundCoupon, Pricing};
 use crate::state::AppState;
 
 /// The header that names one checkout attempt.
@@ -82,6 +81,149 @@ pub struct ListOrdersQuery {
     pub per_page: Option<u32>,
 }
 
+/// An order with its lines and status history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Order)]
+pub struct OrderView {
+    /// Increasing, never reused.
+    pub id: i64,
+    /// Who placed it.
+    pub user_id: i64,
+    /// Where it is now.
+    pub status: OrderStatus,
+    /// The region it was taxed for.
+    pub region: String,
+    /// That region's tax rate in basis points.
+    pub tax_rate_bps: i64,
+    /// The coupon applied, if any.
+    pub coupon_code: Option<String>,
+    /// Sum of the line totals, in cents.
+    pub subtotal_cents: i64,
+    /// The coupon's discount, in cents.
+    pub discount_cents: i64,
+    /// Tax, in cents.
+    pub tax_cents: i64,
+    /// `subtotal − discount + tax`, in cents.
+    pub total_cents: i64,
+    /// When it was placed.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    /// When its status last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: OffsetDateTime,
+    /// Its lines, in the order they were written.
+    pub lines: Vec<OrderLineView>,
+    /// Every status it has had, oldest first.
+    pub history: Vec<StatusChangeView>,
+}
+
+impl From<Order> for OrderView {
+    fn from(order: Order) -> Self {
+        Self {
+            id: order.id,
+            user_id: order.user_id,
+            status: order.status,
+            region: order.region,
+            tax_rate_bps: order.tax_rate_bps,
+            coupon_code: order.coupon_code,
+            subtotal_cents: order.subtotal_cents,
+            discount_cents: order.discount_cents,
+            tax_cents: order.tax_cents,
+            total_cents: order.total_cents,
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+            lines: order.lines.into_iter().map(OrderLineView::from).collect(),
+            history: order
+                .history
+                .into_iter()
+                .map(StatusChangeView::from)
+                .collect(),
+        }
+    }
+}
+
+/// One line of an order, at the price quoted at checkout.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OrderLine)]
+pub struct OrderLineView {
+    /// The product.
+    pub product_id: i64,
+    /// Its sku at checkout.
+    pub sku: String,
+    /// Its name at checkout.
+    pub name: String,
+    /// Unit price in cents at checkout.
+    pub unit_price_cents: i64,
+    /// Units.
+    pub quantity: i64,
+    /// Quantity-tier discount on the line, in cents.
+    pub discount_cents: i64,
+    /// `unit_price × quantity − discount`, in cents.
+    pub total_cents: i64,
+}
+
+impl From<OrderLine> for OrderLineView {
+    fn from(line: OrderLine) -> Self {
+        Self {
+            product_id: line.product_id,
+            sku: line.sku,
+            name: line.name,
+            unit_price_cents: line.unit_price_cents,
+            quantity: line.quantity,
+            discount_cents: line.discount_cents,
+            total_cents: line.total_cents,
+        }
+    }
+}
+
+/// A status an order entered, and when.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = StatusChange)]
+pub struct StatusChangeView {
+    /// The status entered.
+    pub status: OrderStatus,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub at: OffsetDateTime,
+}
+
+impl From<StatusChange> for StatusChangeView {
+    fn from(change: StatusChange) -> Self {
+        Self {
+            status: change.status,
+            at: change.at,
+        }
+    }
+}
+
+/// One page of orders, newest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OrderPage)]
+pub struct OrderPageView {
+    /// The orders of this page.
+    pub items: Vec<OrderView>,
+    /// How many orders there are in total.
+    pub total: i64,
+    /// The 1-based page number asked for.
+    pub page: u32,
+    /// The page size asked for.
+    pub per_page: u32,
+}
+
+impl From<OrderPage> for OrderPageView {
+    fn from(page: OrderPage) -> Self {
+        Self {
+            items: page.items.into_iter().map(OrderView::from).collect(),
+            total: page.total,
+            page: page.page,
+            per_page: page.per_page,
+        }
+    }
+}
+
 /// Check out the caller's cart: reserve the stock, write the order at the quoted prices, empty
 /// the cart. Never oversells; one order per `Idempotency-Key`.
 #[utoipa::path(
@@ -92,9 +234,9 @@ pub struct ListOrdersQuery {
     params(("Idempotency-Key" = String, Header, description = "Names this checkout: 1 to 128 printable ASCII characters, e.g. a UUID. Replays with the same key and body return the same order.")),
     request_body(content = Option<CheckoutBody>, description = "Optional; no body means no coupon and the default region"),
     responses(
-        (status = 201, description = "The order was placed", body = Order,
+        (status = 201, description = "The order was placed", body = OrderView,
             headers(("Location" = String, description = "The order's URL"))),
-        (status = 200, description = "A replay of an earlier checkout with this key: the same order, nothing reserved again", body = Order,
+        (status = 200, description = "A replay of an earlier checkout with this key: the same order, nothing reserved again", body = OrderView,
             headers(("Idempotent-Replayed" = String, description = "`true`"))),
         (status = 400, description = "`idempotency_key_required`, `invalid_idempotency_key`, `malformed_json`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
@@ -112,12 +254,10 @@ pub(crate) async fn place_order(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(request.headers())?;
     let caller = CartCaller::new(user.clone(), request.headers());
-    let body = optional_body(request, &state).await?;
-    let region = parse_region(body.region.as_deref())?;
-    let code = parse_coupon(body.coupon.as_deref())?;
+    let pricing = optional_body(request, &state).await?;
     let fingerprint = serde_json::to_string(&Canonical {
-        coupon: code.as_deref(),
-        region: region.as_deref(),
+        coupon: pricing.coupon.as_ref().map(CouponCode::as_str),
+        region: pricing.region(),
     })?;
 
     // An anonymous cart brought along is merged first (and its cookie cleared).
@@ -126,20 +266,13 @@ pub(crate) async fn place_order(
     let rules = PriceRules::standard();
     let now = OffsetDateTime::now_utc();
     let price = |lines: &[ReservedLine], coupon: Option<&Coupon>| {
-        price_checkout(
-            lines,
-            coupon,
-            code.as_deref(),
-            region.as_deref(),
-            &rules,
-            now,
-        )
+        price_checkout(lines, coupon, &pricing, &rules, now)
     };
     let request = CheckoutRequest {
         user_id: user.id,
         idempotency_key: &key,
         fingerprint: &fingerprint,
-        coupon_code: code.as_deref(),
+        coupon_code: pricing.coupon.as_ref().map(CouponCode::as_str),
     };
     let outcome = state
         .store
@@ -150,7 +283,7 @@ pub(crate) async fn place_order(
     // The checkout emptied the cart (a replay changed nothing, but dropping the key is cheap).
     crate::cart::invalidate_user_cart(&state, user.id).await;
 
-    let order = outcome.order;
+    let order = OrderView::from(outcome.order);
     let mut response = if outcome.replayed {
         let mut response = Json(&order).into_response();
         response
@@ -182,7 +315,7 @@ pub(crate) async fn place_order(
     security(("bearer" = [])),
     params(ListOrdersQuery),
     responses(
-        (status = 200, description = "One page of the caller's orders, newest first", body = OrderPage),
+        (status = 200, description = "One page of the caller's orders, newest first", body = OrderPageView),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
     )
@@ -191,14 +324,19 @@ pub(crate) async fn list_orders(
     State(state): State<AppState>,
     user: AuthUser,
     Query(query): Query<ListOrdersQuery>,
-) -> Result<Json<OrderPage>, ApiError> {
+) -> Result<Json<OrderPageView>, ApiError> {
     let page = Page::new(
         query.page.unwrap_or(1),
         query.per_page.unwrap_or(Page::DEFAULT_PER_PAGE),
     )
     .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
     Ok(Json(
-        state.store.orders().list_for_user(user.id, page).await?,
+        state
+            .store
+            .orders()
+            .list_for_user(user.id, page)
+            .await?
+            .into(),
     ))
 }
 
@@ -210,7 +348,7 @@ pub(crate) async fn list_orders(
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The order's id", minimum = 1)),
     responses(
-        (status = 200, description = "The order with its lines and status history", body = Order),
+        (status = 200, description = "The order with its lines and status history", body = OrderView),
         (status = 400, description = "`invalid_id`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
         (status = 404, description = "`not_found`: no such order, or another customer's", body = ErrorBody),
@@ -219,12 +357,12 @@ pub(crate) async fn list_orders(
 pub(crate) async fn get_order(
     State(state): State<AppState>,
     user: AuthUser,
-    PathId(id): PathId,
-) -> Result<Json<Order>, ApiError> {
-    match state.store.orders().get(id).await? {
+    PathId(id): PathId<OrderId>,
+) -> Result<Json<OrderView>, ApiError> {
+    match state.store.orders().get(id.get()).await? {
         // Someone else's order looks exactly like a missing one.
-        Some(order) if order.user_id == user.id || user.is_admin() => Ok(Json(order)),
-        _ => Err(ApiError::OrderNotFound(id)),
+        Some(order) if order.user_id == user.id || user.is_admin() => Ok(Json(order.into())),
+        _ => Err(ApiError::OrderNotFound(id.get())),
     }
 }
 
@@ -249,9 +387,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-/// The checkout body: none (no `Content-Length`, or 0, and not chunked) means the defaults;
-/// anything else must be a JSON [`CheckoutBody`].
-async fn optional_body(request: Request, state: &AppState) -> Result<CheckoutBody, ApiError> {
+/// The checkout body, checked: none (no `Content-Length`, or 0, and not chunked) means the
+/// defaults; anything else must be a JSON [`CheckoutBody`].
+async fn optional_body(request: Request, state: &AppState) -> Result<Pricing, ApiError> {
     let headers = request.headers();
     let declared_empty = headers
         .get(header::CONTENT_LENGTH)
@@ -259,11 +397,10 @@ async fn optional_body(request: Request, state: &AppState) -> Result<CheckoutBod
             v.as_bytes() == b"0"
         });
     if declared_empty {
-        return Ok(CheckoutBody::default());
+        return Ok(Pricing::default());
     }
-    let Json(JsonObject(body)) =
-        Json::<JsonObject<CheckoutBody>>::from_request(request, state).await?;
-    Ok(body)
+    let Json(body) = Json::<CheckoutBody>::from_request(request, state).await?;
+    Pricing::parse(body.region.as_deref(), body.coupon.as_deref())
 }
 
 /// Prices reserved lines for checkout with the same function as quotes. A coupon asked for
@@ -271,8 +408,7 @@ async fn optional_body(request: Request, state: &AppState) -> Result<CheckoutBod
 fn price_checkout(
     lines: &[ReservedLine],
     coupon: Option<&Coupon>,
-    code: Option<&str>,
-    region: Option<&str>,
+    pricing: &Pricing,
     rules: &PriceRules,
     now: OffsetDateTime,
 ) -> Result<PricedOrder, ApiError> {
@@ -292,7 +428,13 @@ fn price_checkout(
         })
         .collect::<Result<Vec<_>, PriceError>>()?;
     let found = FoundCoupon(coupon.cloned().map(CouponRule::from));
-    let quoted = quote(&inputs, rules, found.as_input(code), region, now)?;
+    let quoted = quote(
+        &inputs,
+        rules,
+        found.as_input(pricing.coupon.as_ref()),
+        pricing.region(),
+        now,
+    )?;
     if let Some((code, rejection)) = quoted.coupon_rejection() {
         return Err(ApiError::CouponRejected {
             code: code.to_owned(),
@@ -409,7 +551,8 @@ mod tests {
         ];
         let rules = PriceRules::standard();
         let now = OffsetDateTime::now_utc();
-        let priced = price_checkout(&lines, None, None, Some("US-CA"), &rules, now).unwrap();
+        let us = Pricing::parse(Some("US-CA"), None).unwrap();
+        let priced = price_checkout(&lines, None, &us, &rules, now).unwrap();
         assert_eq!(priced.region, "US-CA");
         assert_eq!(priced.subtotal_cents, 1_582 + 2_000);
         assert_eq!(
@@ -419,7 +562,8 @@ mod tests {
         assert_eq!(priced.lines[0].discount_cents, 83);
         assert_eq!(priced.coupon_code, None);
 
-        let unknown = price_checkout(&lines, None, Some("NOPE"), None, &rules, now);
+        let nope = Pricing::parse(None, Some("NOPE")).unwrap();
+        let unknown = price_checkout(&lines, None, &nope, &rules, now);
         assert!(
             matches!(unknown, Err(ApiError::CouponRejected { ref code, .. }) if code == "NOPE"),
             "{unknown:?}"
@@ -430,8 +574,8 @@ mod tests {
             min_subtotal_cents: 0,
             expires_at: None,
         };
-        let priced =
-            price_checkout(&lines, Some(&welcome), Some("WELCOME10"), None, &rules, now).unwrap();
+        let code = Pricing::parse(None, Some("welcome10")).unwrap();
+        let priced = price_checkout(&lines, Some(&welcome), &code, &rules, now).unwrap();
         assert_eq!(priced.coupon_code.as_deref(), Some("WELCOME10"));
         assert_eq!(priced.discount_cents, 358);
     }

@@ -1,6 +1,7 @@
 //! Pricing: one pure function, [`quote`], that turns priced lines, the rules, an optional coupon,
-//! a region and the current time into a [`Quote`]. `POST /api/v1/prices/quote`, the cart and
-//! checkout all call it, so a customer is charged exactly what they were shown.
+//! a region and the current time into a [`Quote`]. `POST /api/v1/prices/quote` (in `quote.rs`),
+//! the cart and checkout all call it, so a customer is charged exactly what they were shown.
+//! Nothing here reads the store or knows HTTP beyond the status of a [`PriceError`].
 //!
 //! # The rules, in the order they apply
 //! 1. **Line**: `gross = unit_price × quantity`.
@@ -25,18 +26,9 @@
 //! At most [`MAX_LINES`] lines, each product once, quantities in `1..=`[`MAX_QUANTITY`]; all
 //! arithmetic is checked, so an absurd price is an error, never a wrapped total.
 
-use axum::Router;
-use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use serde::{Deserialize, Serialize};
-use strata_store::Store;
+use serde::Serialize;
 use time::OffsetDateTime;
-
-use crate::ApiError;
-use crate::extract::Json;
-use crate::openapi::ErrorBody;
-use crate::state::AppState;
 
 /// Most units of one product on one line: the cart's limit (and the schema's CHECK).
 pub const MAX_QUANTITY: u32 = strata_store::MAX_LINE_QUANTITY;
@@ -469,219 +461,6 @@ fn apply_coupon(
     }))
 }
 
-/// The price routes, to be merged into the api router.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/prices/quote", post(quote_items))
-}
-
-/// `POST /api/v1/prices/quote` body.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteRequest {
-    /// 1 to 50 lines, each product at most once.
-    pub items: Vec<QuoteItem>,
-    /// A coupon code (1 to 32 letters, digits, `-` or `_`; case does not matter).
-    #[serde(default)]
-    #[schema(example = "WELCOME10")]
-    pub coupon: Option<String>,
-    /// The region to tax for (default `EU-DE`).
-    #[serde(default)]
-    #[schema(example = "EU-DE")]
-    pub region: Option<String>,
-}
-
-/// One line of a [`QuoteRequest`].
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct QuoteItem {
-    /// The product.
-    #[schema(minimum = 1)]
-    pub product_id: i64,
-    /// Units, 1 to 99.
-    #[schema(minimum = 1, maximum = 99)]
-    pub quantity: i64,
-}
-
-/// Price some products: quantity tiers, an optional coupon and the region's tax, in integer
-/// cents. Reads the products' current prices and the coupon; changes nothing.
-#[utoipa::path(
-    post,
-    path = "/api/v1/prices/quote",
-    tag = "prices",
-    request_body = QuoteRequest,
-    responses(
-        (status = 200, description = "The quote; a coupon that does not apply is reported in `coupon.rejection` (`unknown`, `expired`, `below_minimum`)", body = Quote),
-        (status = 400, description = "`malformed_json`", body = ErrorBody),
-        (status = 413, description = "Body over the size limit", body = ErrorBody),
-        (status = 415, description = "Not `application/json`", body = ErrorBody),
-        (status = 422, description = "`invalid_body` (wrong shape, unknown field), `invalid_field` (no items, malformed coupon or region), `invalid_quantity`, `too_many_lines`, `duplicate_product`, `unknown_product`, `unknown_region`, `price_overflow`", body = ErrorBody),
-    )
-)]
-pub(crate) async fn quote_items(
-    State(state): State<AppState>,
-    Json(JsonObject(body)): Json<JsonObject<QuoteRequest>>,
-) -> Result<Json<Quote>, ApiError> {
-    if body.items.is_empty() {
-        return Err(ApiError::InvalidField {
-            field: "items",
-            message: "at least one item is needed".into(),
-        });
-    }
-    if body.items.len() > MAX_LINES {
-        return Err(PriceError::TooManyLines(body.items.len()).into());
-    }
-    let region = parse_region(body.region.as_deref())?;
-    let coupon_code = parse_coupon(body.coupon.as_deref())?;
-    // Everything that can be checked without the store is checked before reading it.
-    let mut seen = std::collections::HashSet::new();
-    for item in &body.items {
-        line_quantity(item.product_id, item.quantity)?;
-        if !seen.insert(item.product_id) {
-            return Err(PriceError::DuplicateProduct(item.product_id).into());
-        }
-    }
-    let mut lines = Vec::with_capacity(body.items.len());
-    for item in &body.items {
-        let product = match item.product_id {
-            id if id > 0 => state.store.products().get(id).await?,
-            _ => None,
-        };
-        let product = product.ok_or(ApiError::UnknownProduct(item.product_id))?;
-        lines.push(LineInput {
-            product_id: product.id,
-            unit_price_cents: product.price_cents,
-            quantity: line_quantity(item.product_id, item.quantity)?,
-        });
-    }
-    let coupon = lookup_coupon(&state.store, coupon_code.as_deref()).await?;
-    let quoted = quote(
-        &lines,
-        &PriceRules::standard(),
-        coupon.as_input(coupon_code.as_deref()),
-        region.as_deref(),
-        OffsetDateTime::now_utc(),
-    )?;
-    Ok(Json(quoted))
-}
-
-/// A line quantity from a request, in `1..=MAX_QUANTITY`.
-fn line_quantity(product_id: i64, quantity: i64) -> Result<u32, PriceError> {
-    u32::try_from(quantity)
-        .ok()
-        .filter(|q| (1..=MAX_QUANTITY).contains(q))
-        .ok_or(PriceError::QuantityOutOfRange {
-            product_id,
-            quantity,
-        })
-}
-
-/// The longest region code accepted.
-const MAX_REGION_LEN: usize = 16;
-
-/// A region as sent by a client: trimmed, upper case, 1 to 16 ASCII letters, digits or `-`.
-/// Whether the shop knows it is [`quote`]'s to say (`unknown_region`).
-///
-/// # Errors
-/// [`ApiError::InvalidField`] for anything else.
-pub(crate) fn parse_region(region: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(region) = region else {
-        return Ok(None);
-    };
-    let region = region.trim();
-    let valid = !region.is_empty()
-        && region.len() <= MAX_REGION_LEN
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if valid {
-        Ok(Some(region.to_ascii_uppercase()))
-    } else {
-        Err(ApiError::InvalidField {
-            field: "region",
-            message: format!(
-                "a region code is 1 to {MAX_REGION_LEN} letters, digits or `-`, such as `EU-DE`"
-            ),
-        })
-    }
-}
-
-/// A coupon code as sent by a client, normalized (trimmed, upper case).
-///
-/// # Errors
-/// [`ApiError::InvalidField`] when it cannot be a code at all.
-pub(crate) fn parse_coupon(code: Option<&str>) -> Result<Option<String>, ApiError> {
-    code.map(|code| {
-        strata_store::normalize_coupon_code(code).ok_or_else(|| ApiError::InvalidField {
-            field: "coupon",
-            message: format!(
-                "a coupon code is 1 to {} letters, digits, `-` or `_`",
-                strata_store::MAX_COUPON_CODE_LEN
-            ),
-        })
-    })
-    .transpose()
-}
-
-/// A looked-up coupon: `None` when none was asked for or the code names none.
-pub(crate) struct FoundCoupon(pub(crate) Option<CouponRule>);
-
-impl FoundCoupon {
-    /// The [`CouponInput`] for a request that asked for `code`.
-    pub(crate) fn as_input<'a>(&'a self, code: Option<&'a str>) -> CouponInput<'a> {
-        match (&self.0, code) {
-            (Some(rule), _) => CouponInput::Known(rule),
-            (None, Some(code)) => CouponInput::Unknown(code),
-            (None, None) => CouponInput::None,
-        }
-    }
-}
-
-/// Reads the coupon `code` names (normalized), if any.
-///
-/// # Errors
-/// When the store cannot be read.
-pub(crate) async fn lookup_coupon(
-    store: &Store,
-    code: Option<&str>,
-) -> Result<FoundCoupon, ApiError> {
-    let Some(code) = code else {
-        return Ok(FoundCoupon(None));
-    };
-    Ok(FoundCoupon(
-        store.coupons().get(code).await?.map(CouponRule::from),
-    ))
-}
-
-/// A request body that must be a JSON object. serde's derived structs also accept a JSON
-/// array of their fields in order (`[3, 1]` for `{"product_id": 3, "quantity": 1}`); the bodies
-/// of the price, cart and order endpoints are objects only, so an array is `invalid_body`.
-/// Errors keep their field paths (the inner value is read from the same map).
-// TODO(extract): this belongs in `extract::decode`, for every endpoint's body.
-#[derive(Debug)]
-pub(crate) struct JsonObject<T>(pub T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for JsonObject<T> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
-
-        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
-            type Value = T;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
-                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-            }
-        }
-
-        deserializer
-            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
-            .map(JsonObject)
-    }
-}
-
 /// `amount × bps / 10 000`, rounded half to even, for `amount ≥ 0`. With `bps ≤ 10 000` the
 /// result is at most `amount`; the product is formed in 128 bits, so it cannot overflow.
 fn share(amount: i64, bps: u32) -> Result<i64, PriceError> {
@@ -737,34 +516,6 @@ mod tests {
 
     fn standard(lines: &[LineInput], coupon: CouponInput<'_>) -> Quote {
         quote(lines, &PriceRules::standard(), coupon, None, now()).unwrap()
-    }
-
-    #[test]
-    fn bodies_must_be_objects_and_keep_their_error_paths() {
-        use crate::extract::decode;
-        let JsonObject(item) =
-            decode::<JsonObject<QuoteItem>>(br#"{"product_id": 3, "quantity": 1}"#).unwrap();
-        assert_eq!((item.product_id, item.quantity), (3, 1));
-        for bad in [&br"[3, 1]"[..], b"[]", b"3", b"null", b"\"x\""] {
-            assert!(
-                matches!(
-                    decode::<JsonObject<QuoteItem>>(bad),
-                    Err(ApiError::InvalidBody(_))
-                ),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
-        }
-        let Err(ApiError::InvalidBody(message)) = decode::<JsonObject<QuoteRequest>>(
-            br#"{"items": [{"product_id": 1, "quantity": "x"}]}"#,
-        ) else {
-            panic!("expected invalid_body");
-        };
-        assert!(message.contains("items[0].quantity"), "{message}");
-        assert!(matches!(
-            decode::<JsonObject<QuoteItem>>(br#"{"product_id": 1, "quantity": 1, "x": 0}"#),
-            Err(ApiError::InvalidBody(_))
-        ));
     }
 
     #[test]

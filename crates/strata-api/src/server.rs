@@ -17,7 +17,7 @@ use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, To
 use crate::cache_aside::CacheAside;
 use crate::extract::BodyLimit;
 use crate::state::AppState;
-use crate::{ApiError, ROLE, cart, catalog, notifications, openapi, orders, prices, users, web};
+use crate::{ApiError, ROLE, cart, catalog, notifications, openapi, orders, quote, users, web};
 
 /// What one api instance needs besides its backends.
 #[derive(Clone, Debug)]
@@ -177,7 +177,7 @@ fn app_routes(state: AppState) -> Router {
         .merge(web::routes())
         .merge(catalog::routes())
         .merge(users::routes())
-        .merge(prices::routes())
+        .merge(quote::routes())
         .merge(cart::routes())
         .merge(orders::routes())
         .merge(notifications::routes())

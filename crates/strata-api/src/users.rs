@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
+use strata_core::domain::UserId;
 use strata_store::{NewUser, Store, User};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -274,9 +275,10 @@ pub(crate) async fn me(
 pub(crate) async fn set_role(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,
-    PathId(id): PathId,
+    PathId(id): PathId<UserId>,
     Json(body): Json<SetRoleRequest>,
 ) -> Result<Json<UserView>, ApiError> {
+    let id = id.get();
     if id == caller.id {
         // An admin demoting themselves could leave the shop without one.
         return Err(ApiError::Forbidden("admins cannot change their own role"));

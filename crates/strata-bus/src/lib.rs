@@ -24,7 +24,7 @@
 //! # Backends
 //! [`AnyBus::connect`] picks one from a URL: `memory` ([`MemoryBus`], one process, the default of
 //! `strata up`) or `nats://…` ([`NatsBus`], JetStream, for `strata serve`). Both pass the same
-//! contract test suite ([`contract`]).
+//! contract test suite (`contract`, built with the `testing` feature).
 
 #![forbid(unsafe_code)]
 
@@ -34,6 +34,7 @@ mod memory;
 mod nats;
 mod subject;
 
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod contract;
 

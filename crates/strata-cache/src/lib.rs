@@ -5,11 +5,13 @@
 //! (cache-aside) and treat any [`CacheError`] as a miss. Roles hold an [`AnyCache`], chosen at
 //! start-up from a URL by [`AnyCache::from_url`], so handlers never branch on the backend.
 //!
-//! Every backend runs the same [`contract`] test suite.
+//! Every backend runs the same contract test suite (`contract`, built with the `testing`
+//! feature).
 
 #![forbid(unsafe_code)]
 
 mod any;
+#[cfg(any(test, feature = "testing"))]
 pub mod contract;
 mod error;
 mod memory;

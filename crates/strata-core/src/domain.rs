@@ -5,42 +5,66 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A product id: a positive integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ProductId(i64);
+/// Defines an id type: a positive integer, parsed strictly from text (digits only: no sign, no
+/// spaces, no leading `+`, at most what fits an `i64`), serialized as the bare number.
+macro_rules! positive_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(i64);
 
-impl ProductId {
-    /// The id as stored.
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl FromStr for ProductId {
-    type Err = InvalidId;
-    fn from_str(s: &str) -> Result<Self, InvalidId> {
-        // Digits only: no sign, no spaces, no leading `+`; at most what fits an i64.
-        if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(InvalidId);
+        impl $name {
+            /// The id as stored.
+            pub fn get(self) -> i64 {
+                self.0
+            }
         }
-        match s.parse::<i64>() {
-            Ok(n) if n > 0 => Ok(Self(n)),
-            _ => Err(InvalidId),
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, InvalidId> {
+                parse_positive(s).map(Self)
+            }
         }
-    }
+
+        impl TryFrom<i64> for $name {
+            type Error = InvalidId;
+            fn try_from(n: i64) -> Result<Self, InvalidId> {
+                if n > 0 { Ok(Self(n)) } else { Err(InvalidId) }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
 }
 
-impl TryFrom<i64> for ProductId {
-    type Error = InvalidId;
-    fn try_from(n: i64) -> Result<Self, InvalidId> {
-        if n > 0 { Ok(Self(n)) } else { Err(InvalidId) }
-    }
-}
+positive_id!(
+    /// A product id: a positive integer.
+    ProductId
+);
+positive_id!(
+    /// An order id: a positive integer.
+    OrderId
+);
+positive_id!(
+    /// An account id: a positive integer.
+    UserId
+);
 
-impl fmt::Display for ProductId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+/// A positive integer written as digits only.
+fn parse_positive(s: &str) -> Result<i64, InvalidId> {
+    // At most 18 digits: every such number fits an i64, so `parse` only fails on zero.
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(InvalidId);
+    }
+    match s.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(InvalidId),
     }
 }
 
@@ -73,6 +97,16 @@ mod tests {
             "1e3",
         ] {
             assert!(bad.parse::<ProductId>().is_err(), "{bad:?} accepted");
+            assert!(bad.parse::<OrderId>().is_err(), "{bad:?} accepted");
         }
+        assert_eq!(
+            "999999999999999999".parse::<UserId>().map(UserId::get),
+            Ok(999_999_999_999_999_999)
+        );
+        assert_eq!(OrderId::try_from(0), Err(InvalidId));
+        assert_eq!(
+            OrderId::try_from(7).map(|id| id.to_string()).as_deref(),
+            Ok("7")
+        );
     }
 }

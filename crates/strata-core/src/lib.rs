@@ -7,6 +7,7 @@ pub mod domain;
 pub mod http;
 pub mod shutdown;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
 pub mod testkit;
 
 pub use config::{Config, ConfigError};

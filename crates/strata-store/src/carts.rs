@@ -5,7 +5,7 @@
 //! Every write runs in one transaction that first touches the cart's row (`UPDATE carts SET
 //! updated_at …`). On PostgreSQL that row lock serializes writers of one cart, so the line
 //! limit cannot be overrun by two concurrent adds; on SQLite `BEGIN IMMEDIATE` serializes all
-//! writers anyway. Checkout takes the same lock first (see `orders.rs`).
+//! writers anyway. Checkout takes the same lock first (see `checkout.rs`).
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -28,7 +28,7 @@ pub enum CartOwner<'a> {
 }
 
 /// One line of a cart with the product's current catalog data.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct CartLine {
     /// The product.
     pub product_id: i64,
@@ -44,7 +44,6 @@ pub struct CartLine {
     pub quantity: i64,
     /// When the line was first added (lines are listed in this order).
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub added_at: OffsetDateTime,
 }
 

@@ -24,6 +24,7 @@
 
 mod carts;
 mod chat;
+mod checkout;
 mod coupons;
 mod error;
 mod events;
@@ -44,14 +45,16 @@ pub use carts::{
     CartError, CartLine, CartOwner, CartRepo, MAX_CART_LINES, MAX_LINE_QUANTITY, MergeOutcome,
 };
 pub use chat::{ChatMessage, ChatRepo, ChatRoomKind, Posted};
+pub use checkout::{
+    CheckoutError, CheckoutOutcome, CheckoutRequest, PricedLine, PricedOrder, ReservedLine,
+};
 pub use coupons::{Coupon, CouponKind, CouponRepo, MAX_COUPON_CODE_LEN, normalize_coupon_code};
 pub use error::{ConstraintKind, StoreError};
 pub use events::EventRepo;
 pub use notifications::{NewNotification, Notification, NotificationPage, NotificationRepo};
 pub use orders::{
-    Applied, CheckoutError, CheckoutOutcome, CheckoutRequest, ORDER_PAID, ORDER_PAYMENT_FAILED,
-    ORDER_PLACED, ORDER_SHIPPED, Order, OrderLine, OrderPage, OrderPlaced, OrderRepo, OrderStatus,
-    OrderStatusChanged, PlacedLine, PricedLine, PricedOrder, ReservedLine, StatusChange,
+    Applied, ORDER_PAID, ORDER_PAYMENT_FAILED, ORDER_PLACED, ORDER_SHIPPED, Order, OrderLine,
+    OrderPage, OrderPlaced, OrderRepo, OrderStatus, OrderStatusChanged, PlacedLine, StatusChange,
     Transition, status_topic,
 };
 pub use outbox::{OutboxMessage, OutboxRepo};

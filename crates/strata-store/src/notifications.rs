@@ -10,7 +10,7 @@ use crate::store::{DbTime, Store, dispatch, retry_on_conflict};
 use crate::{Applied, Page, StoreError};
 
 /// One notification.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Notification {
     /// Increasing, never reused.
     pub id: i64,
@@ -22,12 +22,11 @@ pub struct Notification {
     pub message: String,
     /// When the order entered the status.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
 /// One page of a user's notifications, newest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NotificationPage {
     /// The notifications of this page.
     pub items: Vec<Notification>,

@@ -17,7 +17,7 @@ macro_rules! product_columns {
 }
 
 /// A product as stored. Money is integer cents, never floating point.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct Product {
     /// Assigned by the database, increasing, never reused.
     pub id: i64,
@@ -35,11 +35,9 @@ pub struct Product {
     pub stock: i64,
     /// When the row was inserted (UTC); serialized as RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     /// When the row last changed (UTC); serialized as RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
@@ -83,7 +81,7 @@ impl ProductUpdate {
 }
 
 /// One page of products, with what a client needs to draw pagination.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ProductPage {
     /// The products of this page, in the order asked for (by ascending id by default).
     pub items: Vec<Product>,

@@ -665,6 +665,23 @@ async fn cart_input_is_validated(app: TestApp) {
     )
     .await;
     assert_json_error(response, StatusCode::UNPROCESSABLE_ENTITY, "unknown_region").await;
+    // A malformed pricing query is refused before a write, not after it.
+    let writes = [
+        (
+            Method::POST,
+            "/api/v1/cart/items?region=EU%20DE".to_owned(),
+            json!({"product_id": lamp, "quantity": 2}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/cart/items/{lamp}?coupon=has%20space"),
+            json!({"quantity": 5}),
+        ),
+    ];
+    for (method, path, body) in writes {
+        let response = cart_request(&app, method, &path, Some(&token), None, Some(&body)).await;
+        assert_json_error(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    }
     // Nothing above changed the cart.
     let cart =
         ok_json(cart_request(&app, Method::GET, "/api/v1/cart", Some(&token), None, None).await)
