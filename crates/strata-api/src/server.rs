@@ -91,9 +91,9 @@ impl ApiServer {
     /// is created or promoted here (which needs the migrated store).
     ///
     /// # Errors
-    /// [`ApiError::Role`] (invalid settings) for a zero TTL or body limit, a short JWT secret, bad argon2
-    /// parameters or an unacceptable admin email or password; store errors from the admin
-    /// bootstrap; [`ApiError::Role`] when the address cannot be bound.
+    /// [`ApiError::Role`] for settings that make no sense (a zero TTL or body limit, a short
+    /// JWT secret, bad argon2 parameters, an unacceptable admin email or password) and when the
+    /// address cannot be bound; store errors from the admin bootstrap.
     pub async fn build(
         settings: ApiSettings,
         store: Store,

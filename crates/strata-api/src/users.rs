@@ -295,7 +295,8 @@ pub(crate) async fn set_role(
 /// left as it is). Safe to run from every instance at once.
 ///
 /// # Errors
-/// [`ApiError::Role`] (invalid settings) when the email or password breaks the account rules; store errors.
+/// [`ApiError::Role`] (invalid settings) when the email or password breaks the account rules;
+/// store errors.
 pub(crate) async fn bootstrap_admin(
     store: &Store,
     passwords: &Passwords,

@@ -11,7 +11,7 @@ use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
 use strata_cache::{AnyCache, Cache};
 use strata_core::Shutdown;
-use strata_core::auth::{TokenError, TokenKey};
+use strata_core::auth::TokenKey;
 use strata_core::http::{RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
 
@@ -120,12 +120,8 @@ impl ChatServer {
         bus: AnyBus,
     ) -> Result<Self, ChatError> {
         settings.limits.check()?;
-        let tokens =
-            TokenKey::new(&settings.jwt_secret, &settings.key_id).map_err(|e| match e {
-                TokenError::InvalidKey(reason) => ChatError::settings(reason),
-                // Making a key signs nothing.
-                TokenError::Sign(_) => ChatError::settings("unusable token key"),
-            })?;
+        let tokens = TokenKey::new(&settings.jwt_secret, &settings.key_id)
+            .map_err(|e| ChatError::settings(e.0))?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
         let mut registry = Registry::default();
         let metrics = ChatMetrics::register(&mut registry);

@@ -117,16 +117,16 @@ pub struct TokenUser {
     pub role: UserRole,
 }
 
-/// Why a key cannot be made or a token cannot be signed.
+/// Why a [`TokenKey`] cannot be made: the message names the setting (`auth.jwt_secret`,
+/// `auth.key_id`) and what is wrong with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidKey(pub &'static str);
+
+/// Signing a token failed (it does not, with an HMAC key).
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    /// The secret or key id is unusable; the message names the setting.
-    #[error("{0}")]
-    InvalidKey(&'static str),
-    /// Signing failed (it does not, with an HMAC key).
-    #[error("cannot sign a token: {0}")]
-    Sign(#[source] jsonwebtoken::errors::Error),
-}
+#[error("cannot sign a token: {0}")]
+pub struct SignError(#[source] jsonwebtoken::errors::Error);
 
 /// Why a token was refused. The message is safe to show the client (a 401 body).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -159,16 +159,14 @@ impl TokenKey {
     /// The key for `secret`, named `key_id` in every token's header.
     ///
     /// # Errors
-    /// [`TokenError::InvalidKey`] when the secret is shorter than [`MIN_SECRET_BYTES`] or the
-    /// key id is empty.
-    pub fn new(secret: &[u8], key_id: &str) -> Result<Self, TokenError> {
+    /// [`InvalidKey`] when the secret is shorter than [`MIN_SECRET_BYTES`] or the key id is
+    /// empty.
+    pub fn new(secret: &[u8], key_id: &str) -> Result<Self, InvalidKey> {
         if secret.len() < MIN_SECRET_BYTES {
-            return Err(TokenError::InvalidKey(
-                "auth.jwt_secret must be at least 32 bytes",
-            ));
+            return Err(InvalidKey("auth.jwt_secret must be at least 32 bytes"));
         }
         if key_id.is_empty() {
-            return Err(TokenError::InvalidKey("auth.key_id must not be empty"));
+            return Err(InvalidKey("auth.key_id must not be empty"));
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
@@ -191,8 +189,8 @@ impl TokenKey {
     /// Issues a token for `user`, valid from now for `ttl` (whole seconds).
     ///
     /// # Errors
-    /// [`TokenError::Sign`] when signing fails.
-    pub fn issue(&self, user: &TokenUser, ttl: Duration) -> Result<String, TokenError> {
+    /// [`SignError`] when signing fails.
+    pub fn issue(&self, user: &TokenUser, ttl: Duration) -> Result<String, SignError> {
         let now = unix_now();
         self.sign(&Claims {
             sub: user.id.to_string(),
@@ -207,11 +205,11 @@ impl TokenKey {
     /// user; tests use it for tokens that are already expired.
     ///
     /// # Errors
-    /// [`TokenError::Sign`] when signing fails.
-    pub fn sign(&self, claims: &Claims) -> Result<String, TokenError> {
+    /// [`SignError`] when signing fails.
+    pub fn sign(&self, claims: &Claims) -> Result<String, SignError> {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(self.inner.key_id.clone());
-        jsonwebtoken::encode(&header, claims, &self.inner.encoding).map_err(TokenError::Sign)
+        jsonwebtoken::encode(&header, claims, &self.inner.encoding).map_err(SignError)
     }
 
     /// Verifies a compact JWT and returns who it names.
@@ -308,14 +306,14 @@ mod tests {
 
     #[test]
     fn short_secrets_and_empty_key_ids_are_refused() {
-        assert!(matches!(
-            TokenKey::new(&SECRET[..31], "k1"),
-            Err(TokenError::InvalidKey(_))
-        ));
-        assert!(matches!(
-            TokenKey::new(SECRET, ""),
-            Err(TokenError::InvalidKey(_))
-        ));
+        assert_eq!(
+            TokenKey::new(&SECRET[..31], "k1").map(|_| ()),
+            Err(InvalidKey("auth.jwt_secret must be at least 32 bytes"))
+        );
+        assert_eq!(
+            TokenKey::new(SECRET, "").map(|_| ()),
+            Err(InvalidKey("auth.key_id must not be empty"))
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use strata_core::auth::{Claims, TokenError, TokenKey, TokenUser};
+use strata_core::auth::{Claims, SignError, TokenKey, TokenUser};
 
 use crate::ApiError;
 use crate::auth::AuthUser;
@@ -33,10 +33,7 @@ impl Tokens {
     /// [`MIN_SECRET_BYTES`](strata_core::auth::MIN_SECRET_BYTES), the key id is empty or the
     /// TTL is zero.
     pub fn new(secret: &[u8], key_id: &str, ttl: Duration) -> Result<Tokens, ApiError> {
-        let key = TokenKey::new(secret, key_id).map_err(|e| match e {
-            TokenError::InvalidKey(reason) => ApiError::settings(reason),
-            TokenError::Sign(_) => ApiError::Credentials(e.to_string()),
-        })?;
+        let key = TokenKey::new(secret, key_id).map_err(|e| ApiError::settings(e.0))?;
         if ttl.as_secs() == 0 {
             return Err(ApiError::settings(
                 "auth.token_ttl must be at least one second",
@@ -99,7 +96,7 @@ impl Tokens {
     }
 }
 
-fn signing_failed(e: TokenError) -> ApiError {
+fn signing_failed(e: SignError) -> ApiError {
     ApiError::Credentials(e.to_string())
 }
 
