@@ -5,8 +5,10 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_core::domain::ProductId;
-use strata_core::http::error_response;
+use strata_core::http::{RoleError, error_response};
 use strata_store::StoreError;
+
+use crate::ROLE;
 
 /// The longest piece of client input repeated in an error message; longer input is cut, so an
 /// error body never grows with a hostile request.
@@ -143,21 +145,10 @@ pub enum ApiError {
     /// Something that should not happen did (500 `internal`): a bug, described for the logs.
     #[error("unexpected: {0}")]
     Unexpected(String),
-    /// The settings given to `ApiServer::build` make no sense.
-    #[error("invalid api settings: {0}")]
-    Settings(&'static str),
-    /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-        /// Why binding failed.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The server stopped with an I/O error.
-    #[error("server failed: {0}")]
-    Serve(#[source] std::io::Error),
+    /// The instance cannot start or stopped serving: bad settings, an address that cannot
+    /// be bound, a failed listener.
+    #[error(transparent)]
+    Role(#[from] RoleError),
 }
 
 impl From<StoreError> for ApiError {
@@ -171,6 +162,11 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// Settings of an api instance that make no sense; `reason` names the setting.
+    pub(crate) fn settings(reason: &'static str) -> Self {
+        Self::Role(RoleError::Settings { role: ROLE, reason })
+    }
+
     /// The HTTP status and the machine-readable code a client sees.
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
@@ -209,9 +205,7 @@ impl ApiError {
             | Self::Credentials(_)
             | Self::Encode(_)
             | Self::Unexpected(_)
-            | Self::Settings(_)
-            | Self::Bind { .. }
-            | Self::Serve(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            | Self::Role(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 }

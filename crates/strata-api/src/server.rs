@@ -91,19 +91,19 @@ impl ApiServer {
     /// is created or promoted here (which needs the migrated store).
     ///
     /// # Errors
-    /// [`ApiError::Settings`] for a zero TTL or body limit, a short JWT secret, bad argon2
-    /// parameters or an unacceptable admin email or password; store errors from the admin
-    /// bootstrap; [`ApiError::Bind`] when the address cannot be bound.
+    /// [`ApiError::Role`] for settings that make no sense (a zero TTL or body limit, a short
+    /// JWT secret, bad argon2 parameters, an unacceptable admin email or password) and when the
+    /// address cannot be bound; store errors from the admin bootstrap.
     pub async fn build(
         settings: ApiSettings,
         store: Store,
         cache: AnyCache,
     ) -> Result<ApiServer, ApiError> {
         if settings.cache_ttl.is_zero() {
-            return Err(ApiError::Settings("cache_ttl must be more than zero"));
+            return Err(ApiError::settings("cache_ttl must be more than zero"));
         }
         if settings.max_body_bytes == 0 {
-            return Err(ApiError::Settings("max_body_bytes must be more than zero"));
+            return Err(ApiError::settings("max_body_bytes must be more than zero"));
         }
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
@@ -141,12 +141,7 @@ impl ApiServer {
             ready,
             settings.max_body_bytes,
         );
-        let server = RoleServer::bind(ROLE, instance, settings.listen, router)
-            .await
-            .map_err(|source| ApiError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+        let server = RoleServer::bind(ROLE, instance, settings.listen, router).await?;
         Ok(Self { server })
     }
 
@@ -164,9 +159,9 @@ impl ApiServer {
     /// requests finish and returns.
     ///
     /// # Errors
-    /// [`ApiError::Serve`] when the listener fails.
+    /// [`ApiError::Role`] when the listener fails.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ApiError> {
-        self.server.run(shutdown).await.map_err(ApiError::Serve)
+        Ok(self.server.run(shutdown).await?)
     }
 }
 

@@ -297,7 +297,8 @@ pub(crate) async fn set_role(
 /// left as it is). Safe to run from every instance at once.
 ///
 /// # Errors
-/// [`ApiError::Settings`] when the email or password breaks the account rules; store errors.
+/// [`ApiError::Role`] (invalid settings) when the email or password breaks the account rules;
+/// store errors.
 pub(crate) async fn bootstrap_admin(
     store: &Store,
     passwords: &Passwords,
@@ -306,9 +307,9 @@ pub(crate) async fn bootstrap_admin(
     let email: Email = admin
         .email
         .parse()
-        .map_err(|_| ApiError::Settings("admin.email is not a valid email address"))?;
+        .map_err(|_| ApiError::settings("admin.email is not a valid email address"))?;
     let password = Password::new(admin.password.expose().to_owned())
-        .map_err(|_| ApiError::Settings("admin.password must have 8 to 128 characters"))?;
+        .map_err(|_| ApiError::settings("admin.password must have 8 to 128 characters"))?;
     let password_hash = passwords.hash(&password).await?;
     let user = store
         .users()

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use strata_chat::client::ws_url;
 use strata_chat::protocol::{ClientFrame, ServerFrame};
-use strata_chat::{User, UserRole, sign};
+use strata_core::auth::{TokenKey, TokenUser, UserRole};
 use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
@@ -95,6 +95,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(str::to_owned)
         .collect();
     let secret = std::env::var("SECRET")?;
+    let key = TokenKey::new(secret.as_bytes(), "k1")?;
     let conns: usize = env("CONNS", 10_000);
     let room_size: usize = env("ROOM_SIZE", 10);
     let rate: u64 = env("RATE", 1000);
@@ -129,14 +130,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..conns {
         let room = format!("lobby-b{}", i % rooms);
         let sender = i < rooms; // one sender per room
-        let token = sign(
-            secret.as_bytes(),
-            "k1",
-            User {
-                id: i64::try_from(i).unwrap_or(0) + 1,
+        let id = i64::try_from(i).unwrap_or(0) + 1;
+        let token = key.issue(
+            &TokenUser {
+                id,
+                email: format!("user{id}@example.com"),
                 role: UserRole::Support,
             },
-            3600,
+            Duration::from_secs(3600),
         )?;
         let url = ws_url(&urls[i % urls.len()], Some(&token), Some(&room), None);
         let source = 1 + u8::try_from(i % usize::from(sources.max(1))).unwrap_or(0);

@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
-use crate::auth::User;
+use crate::auth::{self, User};
 use crate::committer::Post;
 use crate::hub::{Hub, Member, Next, Out, Outbox, message_frame, presence_key};
 use crate::protocol::{ClientFrame, ServerFrame, close};
@@ -236,7 +236,7 @@ where
         }
     };
     match serde_json::from_str::<ClientFrame>(&first) {
-        Ok(ClientFrame::Auth { token }) => hub.verifier.verify(&token).map_err(|e| e.0),
+        Ok(ClientFrame::Auth { token }) => auth::verify(&hub.verifier, &token).map_err(|e| e.0),
         _ => Err("the first frame must be auth"),
     }
 }

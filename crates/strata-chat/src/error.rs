@@ -2,26 +2,17 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use strata_core::http::error_response;
+use strata_core::http::{RoleError, error_response};
+
+use crate::ROLE;
 
 /// Everything that can go wrong in the chat role.
 #[derive(Debug, thiserror::Error)]
 pub enum ChatError {
-    /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-        /// Why binding failed.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The server stopped with an I/O error.
-    #[error("server failed: {0}")]
-    Serve(#[source] std::io::Error),
-    /// A setting cannot work (zero heartbeat, empty buffer).
-    #[error("invalid chat settings: {0}")]
-    Settings(&'static str),
+    /// The instance cannot start or stopped serving: bad settings, an address that cannot
+    /// be bound, a failed listener.
+    #[error(transparent)]
+    Role(#[from] RoleError),
     /// No valid token (401).
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
@@ -37,6 +28,13 @@ pub enum ChatError {
     /// The instance is draining or a backend is down (503).
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+impl ChatError {
+    /// Settings of a chat instance that cannot work; `reason` names the setting.
+    pub(crate) fn settings(reason: &'static str) -> Self {
+        Self::Role(RoleError::Settings { role: ROLE, reason })
+    }
 }
 
 impl IntoResponse for ChatError {
@@ -57,7 +55,7 @@ impl IntoResponse for ChatError {
                     "try again shortly",
                 )
             }
-            ChatError::Bind { .. } | ChatError::Serve(_) | ChatError::Settings(_) => {
+            ChatError::Role(_) => {
                 tracing::error!(error = %message, "request failed");
                 error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::ChatError;
-use crate::auth::User;
+use crate::auth::{self, User};
 use crate::connection::{self, Start};
 use crate::hub::{Hub, presence_key};
 use crate::room::RoomId;
@@ -43,9 +43,7 @@ fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<User, ChatError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ChatError::Unauthorized("missing bearer token"))?;
-    hub.verifier
-        .verify(token.trim())
-        .map_err(|e| ChatError::Unauthorized(e.0))
+    auth::verify(&hub.verifier, token.trim()).map_err(|e| ChatError::Unauthorized(e.0))
 }
 
 fn room_for(user: User, raw: &str) -> Result<RoomId, ChatError> {
@@ -94,11 +92,9 @@ async fn websocket(
     };
     let accept = derive_accept_key(key.as_bytes());
     let user = match &query.token {
-        Some(token) => Some(
-            hub.verifier
-                .verify(token)
-                .map_err(|e| ChatError::Unauthorized(e.0))?,
-        ),
+        Some(token) => {
+            Some(auth::verify(&hub.verifier, token).map_err(|e| ChatError::Unauthorized(e.0))?)
+        }
         None => None,
     };
     let room = match (&query.room, user) {

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use strata_bus::AnyBus;
 use strata_cache::AnyCache;
+use strata_core::auth::TokenKey;
 use strata_store::{ChatMessage, Store};
 use tokio::sync::{Notify, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Verifier;
 use crate::committer::Post;
 use crate::metrics::ChatMetrics;
 use crate::protocol::{ServerFrame, close};
@@ -184,7 +184,7 @@ pub(crate) struct Hub {
     pub store: Store,
     pub cache: AnyCache,
     pub bus: AnyBus,
-    pub verifier: Verifier,
+    pub verifier: TokenKey,
     pub limits: ChatLimits,
     pub metrics: ChatMetrics,
     /// The group-commit queue (see [`crate::committer`]).
@@ -220,7 +220,7 @@ impl Hub {
         store: Store,
         cache: AnyCache,
         bus: AnyBus,
-        verifier: Verifier,
+        verifier: TokenKey,
         limits: ChatLimits,
         metrics: ChatMetrics,
         posts: mpsc::Sender<Post>,

@@ -21,11 +21,10 @@ pub mod protocol;
 mod room;
 mod server;
 
-pub use crate::auth::{Unauthorized, User, Verifier, sign};
 pub use crate::error::ChatError;
 pub use crate::room::{RoomId, UnknownRoom};
 pub use crate::server::{ChatLimits, ChatServer, ChatSettings};
-pub use strata_store::UserRole;
+pub use strata_core::auth::UserRole;
 
 /// The role name: the `role` of `/healthz` and the `strata_chat_…` prefix of every metric.
 pub const ROLE: &str = "chat";

@@ -1,24 +1,20 @@
 //! [`ChatServer`]: binds the listener, assembles the router, runs the background tasks and
 //! serves until shutdown, then drains: `/readyz` turns unready, every connection gets its
 //! in-flight frames and a "reconnect" close, and the instance waits for them to finish.
-//!
-//! Accepted sockets get `TCP_NODELAY`: a chat connection writes small frames back to back
-//! (an `ack`, then the message itself), and with Nagle's algorithm the second waits for the
-//! client's delayed ACK of the first, up to 40 ms on Linux.
+//! Listening and serving are [`RoleServer`]'s, as in every role.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
 use strata_cache::{AnyCache, Cache};
 use strata_core::Shutdown;
-use strata_core::http::{ready_check, role_router, unready};
+use strata_core::auth::TokenKey;
+use strata_core::http::{RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
 
-use crate::auth::Verifier;
 use crate::committer::{self, Post};
 use crate::hub::Hub;
 use crate::metrics::ChatMetrics;
@@ -72,15 +68,15 @@ impl Default for ChatLimits {
 impl ChatLimits {
     fn check(&self) -> Result<(), ChatError> {
         if self.heartbeat < Duration::from_millis(20) {
-            return Err(ChatError::Settings("heartbeat must be at least 20 ms"));
+            return Err(ChatError::settings("heartbeat must be at least 20 ms"));
         }
         if self.outgoing_buffer == 0 || self.rate_per_sec == 0 || self.burst == 0 {
-            return Err(ChatError::Settings(
+            return Err(ChatError::settings(
                 "outgoing_buffer, rate_per_sec and burst must be at least 1",
             ));
         }
         if self.max_body_bytes == 0 || self.max_frame_bytes < self.max_body_bytes {
-            return Err(ChatError::Settings(
+            return Err(ChatError::settings(
                 "max_frame_bytes must be at least max_body_bytes, which must be positive",
             ));
         }
@@ -106,9 +102,7 @@ pub struct ChatSettings {
 
 /// One chat instance: a bound listener, the router it will serve and its shared state.
 pub struct ChatServer {
-    listener: tokio::net::TcpListener,
-    local_addr: SocketAddr,
-    router: axum::Router,
+    server: RoleServer,
     hub: Arc<Hub>,
     posts: tokio::sync::mpsc::Receiver<Post>,
 }
@@ -117,8 +111,8 @@ impl ChatServer {
     /// Binds the listener and builds the router. Nothing is served until [`ChatServer::run`].
     ///
     /// # Errors
-    /// [`ChatError::Settings`] for unusable limits, [`ChatError::Bind`] when the address
-    /// cannot be bound.
+    /// [`ChatError::Role`] for unusable limits or token key (a secret shorter than 32 bytes,
+    /// an empty key id), or when the address cannot be bound.
     pub async fn build(
         settings: ChatSettings,
         store: Store,
@@ -126,6 +120,8 @@ impl ChatServer {
         bus: AnyBus,
     ) -> Result<Self, ChatError> {
         settings.limits.check()?;
+        let tokens = TokenKey::new(&settings.jwt_secret, &settings.key_id)
+            .map_err(|e| ChatError::settings(e.0))?;
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
         let mut registry = Registry::default();
         let metrics = ChatMetrics::register(&mut registry);
@@ -135,7 +131,7 @@ impl ChatServer {
             store.clone(),
             cache.clone(),
             bus.clone(),
-            Verifier::new(&settings.jwt_secret, &settings.key_id),
+            tokens,
             settings.limits,
             metrics,
             posts_tx,
@@ -161,26 +157,13 @@ impl ChatServer {
             ready,
             MAX_BODY_BYTES,
         );
-        let bind_error = |source| ChatError::Bind {
-            addr: settings.listen,
-            source,
-        };
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
-        Ok(Self {
-            listener,
-            local_addr,
-            router,
-            hub,
-            posts,
-        })
+        let server = RoleServer::bind(ROLE, instance, settings.listen, router).await?;
+        Ok(Self { server, hub, posts })
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// Serves until `shutdown` is cancelled, then drains (see the module docs) and returns.
@@ -189,7 +172,7 @@ impl ChatServer {
     /// connections drop without a close frame and presence is left to expire.
     ///
     /// # Errors
-    /// [`ChatError::Serve`] when the listener fails.
+    /// [`ChatError::Role`] when the listener fails.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ChatError> {
         let hub = self.hub;
         let _crash = KillOnDrop(hub.clone());
@@ -197,19 +180,9 @@ impl ChatServer {
         let presence_task = tokio::spawn(background::presence_loop(hub.clone()));
         let commit_task = tokio::spawn(committer::commit_loop(hub.clone(), self.posts));
         let stop_serving = Shutdown::new();
-        tracing::info!(role = ROLE, instance = %hub.instance, addr = %self.local_addr, "listening");
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let serving = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_serving.clone().cancelled_owned())
-        .into_future();
+        // Serving goes on while draining, so that `/readyz` answers "draining" and the
+        // gateway takes the instance out of its pool; it stops once the connections are gone.
+        let serving = self.server.run(stop_serving.clone());
         tokio::pin!(serving);
         let early = tokio::select! {
             served = &mut serving => Some(served),
@@ -235,8 +208,7 @@ impl ChatServer {
         let _ = bus_task.await;
         let _ = presence_task.await;
         let _ = commit_task.await;
-        tracing::info!(role = ROLE, instance = %hub.instance, "stopped");
-        served.map_err(ChatError::Serve)
+        Ok(served?)
     }
 }
 

@@ -320,6 +320,31 @@ async fn metrics(State(ops): State<Ops>) -> Response {
         .into_response()
 }
 
+/// How a role instance fails to start or to keep serving. Every role's error enum wraps it,
+/// so the three ways are written once.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    /// The settings given to the role's `build` make no sense.
+    #[error("invalid {role} settings: {reason}")]
+    Settings {
+        /// The role (`api`, `chat`, …).
+        role: &'static str,
+        /// What is wrong, naming the setting.
+        reason: &'static str,
+    },
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
 /// One role instance's HTTP server: its bound listener and the router it will serve. Roles
 /// bind in `build` (so a port in use fails start-up, and port 0 reports the OS's choice) and
 /// serve in `run`.
@@ -335,15 +360,18 @@ impl RoleServer {
     /// Binds `addr`; nothing is served until [`RoleServer::run`].
     ///
     /// # Errors
-    /// The address cannot be bound.
+    /// [`RoleError::Bind`] when the address cannot be bound.
     pub async fn bind(
         role: &'static str,
         instance: Arc<str>,
         addr: std::net::SocketAddr,
         router: Router,
-    ) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local_addr = listener.local_addr()?;
+    ) -> Result<Self, RoleError> {
+        let bind_error = |source| RoleError::Bind { addr, source };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
         Ok(Self {
             role,
             instance,
@@ -366,11 +394,13 @@ impl RoleServer {
     /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and returns.
     ///
     /// # Errors
-    /// An I/O error of the listener.
-    pub async fn run(self, shutdown: Shutdown) -> std::io::Result<()> {
+    /// [`RoleError::Serve`] on an I/O error of the listener.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), RoleError> {
         let (role, instance) = (self.role, self.instance);
         tracing::info!(role, instance = %instance, addr = %self.local_addr, "listening");
-        serve(self.listener, self.router, shutdown).await?;
+        serve(self.listener, self.router, shutdown)
+            .await
+            .map_err(RoleError::Serve)?;
         tracing::info!(role, instance = %instance, "stopped");
         Ok(())
     }

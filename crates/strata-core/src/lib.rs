@@ -1,14 +1,20 @@
-//! strata-core: configuration, telemetry, shutdown and the domain types every role shares.
+//! strata-core: configuration, telemetry, shutdown, the domain types, the session tokens and
+//! the HTTP role scaffolding every role shares.
 //!
 //! Nothing here knows about a particular role; roles depend on this crate, never on each other.
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod http;
+#[cfg(feature = "testing")]
+pub mod ops_checks;
 pub mod shutdown;
 pub mod telemetry;
-#[cfg(any(test, feature = "testing"))]
+#[cfg(feature = "testing")]
 pub mod testkit;
+#[cfg(feature = "testing")]
+pub mod wait;
 
 pub use config::{Config, ConfigError};
 pub use shutdown::Shutdown;

@@ -63,4 +63,6 @@ pub use products::{NewProduct, Product, ProductPage, ProductRepo, ProductUpdate}
 pub use search::{ProductQuery, ProductSort, SearchText};
 pub use seed::demo_catalog;
 pub use store::{Dialect, Store, StoreOptions};
-pub use users::{NewUser, UnknownRole, User, UserRepo, UserRole};
+// Roles live in `strata-core`, with the tokens that carry them; the rows here store them.
+pub use strata_core::auth::{UnknownRole, UserRole};
+pub use users::{NewUser, User, UserRepo};

@@ -4,9 +4,8 @@
 //! arrive as argon2id hashes (both done in the api, at the boundary).
 
 use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use strata_core::auth::UserRole;
 use time::OffsetDateTime;
 
 use crate::StoreError;
@@ -17,64 +16,6 @@ macro_rules! user_columns {
     () => {
         "id, email, display_name, password_hash, role, created_at"
     };
-}
-
-/// What an account may do. Stored as its lowercase name; the database's CHECK constraint
-/// `users_role_check` admits exactly these three.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema, Default,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum UserRole {
-    /// Shops: catalog, own cart, own orders. Every new account starts here.
-    #[default]
-    Customer,
-    /// Answers customers in the support chat.
-    Support,
-    /// Manages the catalog and grants roles.
-    Admin,
-}
-
-impl UserRole {
-    /// Every role, lowest privilege first.
-    pub const ALL: [UserRole; 3] = [UserRole::Customer, UserRole::Support, UserRole::Admin];
-
-    /// The stored (and serialized) name: `customer`, `support` or `admin`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UserRole::Customer => "customer",
-            UserRole::Support => "support",
-            UserRole::Admin => "admin",
-        }
-    }
-}
-
-impl fmt::Display for UserRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A role name that is none of `customer`, `support`, `admin`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role: expected customer, support or admin")]
-pub struct UnknownRole;
-
-impl FromStr for UserRole {
-    type Err = UnknownRole;
-    fn from_str(s: &str) -> Result<Self, UnknownRole> {
-        UserRole::ALL
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or(UnknownRole)
-    }
-}
-
-impl TryFrom<String> for UserRole {
-    type Error = UnknownRole;
-    fn try_from(s: String) -> Result<Self, UnknownRole> {
-        s.parse()
-    }
 }
 
 /// An account as stored. Its `Debug` leaves the password hash out.
@@ -247,23 +188,5 @@ impl<'a> UserRepo<'a> {
                 .await?
         });
         Ok(count)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_round_trip_through_their_names() {
-        for role in UserRole::ALL {
-            assert_eq!(role.as_str().parse::<UserRole>(), Ok(role));
-            assert_eq!(
-                serde_json::to_value(role).unwrap(),
-                serde_json::Value::String(role.as_str().into())
-            );
-        }
-        assert_eq!("Admin".parse::<UserRole>(), Err(UnknownRole));
-        assert_eq!("".parse::<UserRole>(), Err(UnknownRole));
     }
 }

@@ -2,23 +2,15 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use strata_core::http::error_response;
+use strata_core::http::{RoleError, error_response};
 
 /// Everything that can go wrong in the worker role.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// The listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: std::net::SocketAddr,
-        /// Why binding failed.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The server stopped with an I/O error.
-    #[error("server failed: {0}")]
-    Serve(#[source] std::io::Error),
+    /// The worker cannot start or stopped serving: an address that cannot be bound, a
+    /// failed listener.
+    #[error(transparent)]
+    Role(#[from] RoleError),
     /// The bus failed.
     #[error("bus: {0}")]
     Bus(#[from] strata_bus::BusError),
@@ -50,7 +42,7 @@ impl IntoResponse for WorkerError {
                     "a backend is unavailable; try again",
                 )
             }
-            Self::Bind { .. } | Self::Serve(_) => {
+            Self::Role(_) => {
                 tracing::error!(error = %self, "request failed");
                 error_response(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -69,7 +69,7 @@ impl Worker {
     /// Binds the listener and builds the router. Nothing runs until [`Worker::run`].
     ///
     /// # Errors
-    /// [`WorkerError::Bind`] when the address cannot be bound.
+    /// [`WorkerError::Role`] when the address cannot be bound.
     pub async fn build(
         settings: WorkerSettings,
         store: Store,
@@ -107,12 +107,7 @@ impl Worker {
             ready,
             MAX_BODY_BYTES,
         );
-        let server = RoleServer::bind(ROLE, instance, settings.listen, router)
-            .await
-            .map_err(|source| WorkerError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+        let server = RoleServer::bind(ROLE, instance, settings.listen, router).await?;
         Ok(Self {
             server,
             store,
@@ -135,7 +130,7 @@ impl Worker {
     /// after `ack_wait`.
     ///
     /// # Errors
-    /// [`WorkerError::Serve`] when the listener fails.
+    /// [`WorkerError::Role`] when the listener fails.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), WorkerError> {
         // Owned by this future: dropping it aborts every task.
         let mut tasks = JoinSet::new();
@@ -171,7 +166,7 @@ impl Worker {
         ));
         let served = self.server.run(shutdown).await;
         while tasks.join_next().await.is_some() {}
-        served.map_err(WorkerError::Serve)
+        Ok(served?)
     }
 }
 

@@ -28,10 +28,11 @@ use axum::http::request::Parts;
 pub use self::email::{Email, InvalidEmail};
 pub use self::password::{Password, PasswordParams, Passwords};
 pub use self::throttle::{LoginThrottle, ThrottleSettings, client_ip};
-pub use self::tokens::{Claims, IssuedToken, LEEWAY_SECS, MIN_SECRET_BYTES, Tokens, unix_now};
+pub use self::tokens::{IssuedToken, Tokens};
 use crate::ApiError;
 /// What an account may do: `customer`, `support` or `admin` (snake_case in JSON and tokens).
-pub use strata_store::UserRole as Role;
+pub use strata_core::auth::UserRole as Role;
+pub use strata_core::auth::{Claims, MIN_SECRET_BYTES, unix_now};
 
 /// The authenticated caller, from a verified token.
 #[derive(Clone, Debug, PartialEq, Eq)]

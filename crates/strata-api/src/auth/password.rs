@@ -126,7 +126,7 @@ impl Passwords {
     /// A hasher with these parameters.
     ///
     /// # Errors
-    /// [`ApiError::Settings`] when argon2 refuses the parameters.
+    /// [`ApiError::Role`] (invalid settings) when argon2 refuses the parameters.
     pub fn new(params: PasswordParams) -> Result<Passwords, ApiError> {
         let params = Params::new(
             params.memory_kib,
@@ -134,7 +134,7 @@ impl Passwords {
             params.parallelism,
             None,
         )
-        .map_err(|_| ApiError::Settings("invalid argon2 parameters"))?;
+        .map_err(|_| ApiError::settings("invalid argon2 parameters"))?;
         Ok(Passwords {
             inner: Arc::new(Inner {
                 params,

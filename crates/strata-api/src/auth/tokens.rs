@@ -1,51 +1,13 @@
-//! [`Tokens`]: issues and verifies the JWTs that are the api's sessions.
-//!
-//! A token is HS256-signed with the deployment's shared secret (`auth.jwt_secret`) and names
-//! its key in the `kid` header (`auth.key_id`), so every instance verifies every token on its
-//! own, with no session store. Claims: `sub` (the user id, as a string, RFC 7519), `email`,
-//! `role`, `iat` and `exp` (seconds since the epoch). Verification accepts HS256 only (so
-//! neither `alg: none` nor a public-key algorithm can be slipped in), the configured `kid`
-//! only, and an unexpired `exp` (with [`LEEWAY_SECS`] for clock skew between instances).
-//!
-//! The role in a token is the one the account had at log-in: a role granted later takes
-//! effect at the next log-in (within `auth.token_ttl_secs`).
+//! [`Tokens`]: the api's sessions. The api issues the tokens; the rules of a token (claims,
+//! HS256 only, the configured `kid`, leeway, required claims) are
+//! [`strata_core::auth`]'s, shared with chat, which verifies the same tokens.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use strata_core::auth::{Claims, SignError, TokenKey, TokenUser};
 
 use crate::ApiError;
-use crate::auth::{AuthUser, Role};
-
-/// The shortest signing secret accepted: 32 bytes, the output size of HMAC-SHA-256, below
-/// which the key, not the hash, is the weak point (RFC 7518 §3.2).
-pub const MIN_SECRET_BYTES: usize = 32;
-
-/// Seconds of clock skew tolerated on `exp` between the instance that issued a token and the
-/// one that verifies it. Small: instances of one deployment share NTP.
-pub const LEEWAY_SECS: u64 = 5;
-
-/// The longest `Authorization` token looked at; longer ones are refused unparsed. Ours are
-/// about 300 bytes.
-const MAX_TOKEN_LEN: usize = 4096;
-
-/// The claims of a strata token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user id, as a decimal string.
-    pub sub: String,
-    /// The account's email at log-in.
-    pub email: String,
-    /// The account's role at log-in.
-    pub role: Role,
-    /// Issued at, seconds since the epoch.
-    pub iat: u64,
-    /// Expires at, seconds since the epoch.
-    pub exp: u64,
-}
+use crate::auth::AuthUser;
 
 /// A freshly issued token and how long it lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,70 +19,37 @@ pub struct IssuedToken {
 }
 
 /// Signs and verifies tokens with one key. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Tokens {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    key_id: String,
+    key: TokenKey,
     ttl: Duration,
-}
-
-impl std::fmt::Debug for Tokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokens")
-            .field("key_id", &self.inner.key_id)
-            .field("ttl", &self.inner.ttl)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Tokens {
     /// Keys for `secret`, named `key_id`, issuing tokens that live for `ttl`.
     ///
     /// # Errors
-    /// [`ApiError::Settings`] when the secret is shorter than [`MIN_SECRET_BYTES`], the key id
-    /// is empty or the TTL is zero.
+    /// [`ApiError::Role`] (invalid settings) when the secret is shorter than
+    /// [`MIN_SECRET_BYTES`](strata_core::auth::MIN_SECRET_BYTES), the key id is empty or the
+    /// TTL is zero.
     pub fn new(secret: &[u8], key_id: &str, ttl: Duration) -> Result<Tokens, ApiError> {
-        if secret.len() < MIN_SECRET_BYTES {
-            return Err(ApiError::Settings(
-                "auth.jwt_secret must be at least 32 bytes",
-            ));
-        }
-        if key_id.is_empty() {
-            return Err(ApiError::Settings("auth.key_id must not be empty"));
-        }
+        let key = TokenKey::new(secret, key_id).map_err(|e| ApiError::settings(e.0))?;
         if ttl.as_secs() == 0 {
-            return Err(ApiError::Settings(
+            return Err(ApiError::settings(
                 "auth.token_ttl must be at least one second",
             ));
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Ok(Tokens {
-            inner: Arc::new(Inner {
-                encoding: EncodingKey::from_secret(secret),
-                decoding: DecodingKey::from_secret(secret),
-                validation,
-                key_id: key_id.to_owned(),
-                ttl,
-            }),
-        })
+        Ok(Tokens { key, ttl })
     }
 
     /// The key id written in every token's header.
     pub fn key_id(&self) -> &str {
-        &self.inner.key_id
+        self.key.key_id()
     }
 
     /// How long issued tokens live.
     pub fn ttl(&self) -> Duration {
-        self.inner.ttl
+        self.ttl
     }
 
     /// Issues a token for `user`, valid from now for [`Tokens::ttl`].
@@ -128,18 +57,15 @@ impl Tokens {
     /// # Errors
     /// [`ApiError::Credentials`] when signing fails (it does not, with an HMAC key).
     pub fn issue(&self, user: &AuthUser) -> Result<IssuedToken, ApiError> {
-        let now = unix_now();
-        let ttl = self.inner.ttl.as_secs();
-        let claims = Claims {
-            sub: user.id.to_string(),
+        let user = TokenUser {
+            id: user.id,
             email: user.email.clone(),
             role: user.role,
-            iat: now,
-            exp: now.saturating_add(ttl),
         };
+        let token = self.key.issue(&user, self.ttl).map_err(signing_failed)?;
         Ok(IssuedToken {
-            token: self.sign(&claims)?,
-            expires_in: ttl,
+            token,
+            expires_in: self.ttl.as_secs(),
         })
     }
 
@@ -149,10 +75,7 @@ impl Tokens {
     /// # Errors
     /// [`ApiError::Credentials`] when signing fails.
     pub fn sign(&self, claims: &Claims) -> Result<String, ApiError> {
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.inner.key_id.clone());
-        jsonwebtoken::encode(&header, claims, &self.inner.encoding)
-            .map_err(|e| ApiError::Credentials(format!("cannot sign a token: {e}")))
+        self.key.sign(claims).map_err(signing_failed)
     }
 
     /// Verifies a compact JWT and returns who it names.
@@ -161,50 +84,29 @@ impl Tokens {
     /// [`ApiError::Unauthorized`] when the token is malformed, signed with another algorithm,
     /// key or key id, tampered with, expired, or names no valid user.
     pub fn verify(&self, token: &str) -> Result<AuthUser, ApiError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(ApiError::Unauthorized("malformed token"));
-        }
-        // The header is read first only to check the key id; the signature check below is
-        // what makes the token trustworthy.
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| ApiError::Unauthorized("malformed token"))?;
-        if header.alg != Algorithm::HS256 {
-            return Err(ApiError::Unauthorized("unsupported token algorithm"));
-        }
-        if header.kid.as_deref() != Some(self.inner.key_id.as_str()) {
-            return Err(ApiError::Unauthorized("token signed with an unknown key"));
-        }
-        let data =
-            jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::ExpiredSignature => ApiError::Unauthorized("token expired"),
-                    _ => ApiError::Unauthorized("invalid token"),
-                })?;
-        let claims = data.claims;
-        let id = claims
-            .sub
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
-            .ok_or(ApiError::Unauthorized("invalid token"))?;
+        let user = self
+            .key
+            .verify(token)
+            .map_err(|rejected| ApiError::Unauthorized(rejected.0))?;
         Ok(AuthUser {
-            id,
-            email: claims.email,
-            role: claims.role,
+            id: user.id,
+            email: user.email,
+            role: user.role,
         })
     }
 }
 
-/// Seconds since the epoch, now.
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+fn signing_failed(e: SignError) -> ApiError {
+    ApiError::Credentials(e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
+    use jsonwebtoken::Algorithm;
+    use strata_core::auth::unix_now;
+
     use super::*;
+    use crate::auth::Role;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -235,6 +137,23 @@ mod tests {
         let header = jsonwebtoken::decode_header(&issued.token).unwrap();
         assert_eq!(header.kid.as_deref(), Some("k1"));
         assert_eq!(header.alg, Algorithm::HS256);
+    }
+
+    /// Chat verifies with a bare [`TokenKey`] of the same secret and key id: it accepts what
+    /// the api issues, and neither accepts the token once altered.
+    #[test]
+    fn issued_tokens_pass_chat_verification_and_tampered_ones_neither() {
+        let issued = tokens().issue(&user()).unwrap().token;
+        let chat = TokenKey::new(SECRET, "k1").unwrap();
+        let verified = chat.verify(&issued).unwrap();
+        assert_eq!((verified.id, verified.role), (7, Role::Support));
+
+        let mut tampered = issued.into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(chat.verify(&tampered).is_err());
+        assert_eq!(unauthorized(tokens().verify(&tampered)), "invalid token");
     }
 
     #[test]

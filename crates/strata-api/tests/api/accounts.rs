@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use strata_api::auth::{Claims, Role, Tokens, unix_now};
 use strata_api::{AdminBootstrap, ApiError};
 use strata_core::config::Secret;
+use strata_core::http::RoleError;
 
 use crate::helpers::{
     ADMIN_EMAIL, ADMIN_PASSWORD, JWT_SECRET, KEY_ID, TestApp, assert_json_error, test_auth,
@@ -411,7 +412,7 @@ async fn admin_is_bootstrapped_from_settings(app: TestApp) {
         });
         let result = app.sibling_with(auth).await;
         assert!(
-            matches!(result, Err(ApiError::Settings(_))),
+            matches!(result, Err(ApiError::Role(RoleError::Settings { .. }))),
             "{email}/{password}"
         );
     }
@@ -419,7 +420,7 @@ async fn admin_is_bootstrapped_from_settings(app: TestApp) {
     auth.jwt_secret = Secret::new("too short");
     assert!(matches!(
         app.sibling_with(auth).await,
-        Err(ApiError::Settings(_))
+        Err(ApiError::Role(RoleError::Settings { .. }))
     ));
 }
 

@@ -1,0 +1,87 @@
+//! A role built from the shared pieces (`role_router`, `RoleServer`), on port 0: it serves the
+//! operational endpoints that every role's tests check with `OpsCheck`, and reports binding
+//! and settings failures as `RoleError`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use prometheus_client::registry::Registry;
+use strata_core::Shutdown;
+use strata_core::http::{RoleError, RoleServer, ready_check, role_router};
+use strata_core::ops_checks::OpsCheck;
+
+const ROLE: &str = "probe";
+
+async fn bind(instance: &str, ready: bool) -> RoleServer {
+    let check = ready_check(move || async move {
+        if ready {
+            Ok(())
+        } else {
+            Err("store not ready".to_owned())
+        }
+    });
+    let router = role_router(
+        ROLE,
+        Arc::from(instance),
+        Registry::default(),
+        Router::new(),
+        check,
+        1024,
+    );
+    RoleServer::bind(
+        ROLE,
+        Arc::from(instance),
+        "127.0.0.1:0".parse().expect("address"),
+        router,
+    )
+    .await
+    .expect("bind")
+}
+
+#[tokio::test]
+async fn a_role_serves_the_operational_endpoints_and_json_fallbacks() {
+    let server = bind("probe-1", true).await;
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    let ops = OpsCheck::new(&base, ROLE, "probe-1");
+    ops.probes_answer_with_the_instance_header().await;
+    ops.metrics_name_the_role().await;
+    ops.unknown_routes_and_methods_are_json_errors(&["/api/v1/nowhere"])
+        .await;
+    shutdown.cancel();
+    task.await.expect("no panic").expect("graceful stop");
+}
+
+#[tokio::test]
+async fn an_unready_role_says_so() {
+    let server = bind("probe-2", false).await;
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    OpsCheck::new(&base, ROLE, "probe-2").not_ready().await;
+    shutdown.cancel();
+    task.await.expect("no panic").expect("graceful stop");
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_bind_error_naming_the_address() {
+    let taken = bind("probe-3", true).await;
+    let addr = taken.local_addr();
+    let router = Router::new();
+    match RoleServer::bind(ROLE, Arc::from("probe-4"), addr, router).await {
+        Err(error @ RoleError::Bind { .. }) => {
+            assert!(error.to_string().contains(&addr.to_string()), "{error}");
+        }
+        Err(other) => panic!("expected a bind error, got {other}"),
+        Ok(_) => panic!("bound a port in use"),
+    }
+    let settings = RoleError::Settings {
+        role: ROLE,
+        reason: "x must be positive",
+    };
+    assert_eq!(
+        settings.to_string(),
+        "invalid probe settings: x must be positive"
+    );
+}
