@@ -322,19 +322,18 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Retries `check` until it holds or 2 s pass.
+/// Retries `check` until it holds or 2 s pass ([`strata_core::wait::eventually`] for a yes/no
+/// condition).
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..100 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never became true: {what}");
+    strata_core::wait::eventually(Duration::from_secs(2), what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await;
 }
 
 /// A WebSocket instance (tokio-tungstenite): greets each client with `welcome from <name>`,
