@@ -9,5 +9,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod testkit;
 
-pub use config::{Config, ConfigError};
+pub use config::ConfigError;
 pub use shutdown::Shutdown;

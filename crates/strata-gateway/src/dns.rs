@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::parse_instance_url;
 use strata_core::Shutdown;
-use strata_core::config::parse_instance_url;
 
 use crate::membership::Membership;
 

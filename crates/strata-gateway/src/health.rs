@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::config::HealthConfig;
 use bytes::Bytes;
 use http::header::{CONNECTION, HOST, USER_AGENT};
 use http::{HeaderValue, Request, StatusCode};
@@ -38,7 +39,6 @@ use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use strata_core::Shutdown;
-use strata_core::config::HealthConfig;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;

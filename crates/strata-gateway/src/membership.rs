@@ -23,10 +23,10 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::config::{GatewayConfig, InstanceUrl, PoolSettings, parse_instance_url};
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Uri};
 use strata_core::Shutdown;
-use strata_core::config::{GatewayConfig, InstanceUrl, PoolSettings, parse_instance_url};
 
 use crate::balance::key::{self, KeySource};
 use crate::balance::{self, Algorithm, Balancer, Live, PickContext, Snapshot};
@@ -852,10 +852,10 @@ impl Membership {
     ) -> Result<Arc<Instance>, MembershipError> {
         let mut parsed = parse_instance_url(url).map_err(MembershipError::Invalid)?;
         if let Some(weight) = weight {
-            if !(1..=strata_core::config::MAX_WEIGHT).contains(&weight) {
+            if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
                 return Err(MembershipError::Invalid(format!(
                     "weight must be 1..={}",
-                    strata_core::config::MAX_WEIGHT
+                    crate::config::MAX_WEIGHT
                 )));
             }
             parsed.weight = weight;
@@ -944,10 +944,10 @@ impl Membership {
         id: &str,
         weight: u32,
     ) -> Result<Arc<Instance>, MembershipError> {
-        if !(1..=strata_core::config::MAX_WEIGHT).contains(&weight) {
+        if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
             return Err(MembershipError::Invalid(format!(
                 "weight must be 1..={}",
-                strata_core::config::MAX_WEIGHT
+                crate::config::MAX_WEIGHT
             )));
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1275,8 +1275,8 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::{HashKey, PoolConfig};
     use prometheus_client::registry::Registry;
-    use strata_core::config::{HashKey, PoolConfig};
 
     use super::*;
 
