@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::section::{Checks, parse};
+use super::section::parse;
 
 crate::config_section! {
     /// The relational store (`[store]`, `STRATA_STORE_<KEY>`).
@@ -13,15 +13,20 @@ crate::config_section! {
     pub struct StoreConfig {
         /// `sqlite://PATH` or `postgres://user@host:port/db`. Empty (default):
         /// `sqlite://<data_dir>/strata.db`, the embedded store that needs no server.
-        restart database_url: String = String::new() => parse::verbatim,
+        restart database_url: String = String::new() => parse::verbatim;
+            check |db| db.is_empty()
+                || ["sqlite:", "postgres://", "postgresql://"]
+                    .iter()
+                    .any(|s| db.starts_with(s)),
+            "expected sqlite://PATH or postgres://…",
         /// Where the embedded store and generated secrets live. Default `./strata-data`.
         restart data_dir: PathBuf = PathBuf::from("./strata-data") => parse::verbatim,
         /// Connections per process. Default 16: enough for the api's concurrency on a small
         /// machine without exhausting PostgreSQL's default 100 connections across a few
         /// processes.
-        restart max_connections: u32 = 16,
+        restart max_connections: u32 = 16;
+            check |n| (1..=1000).contains(n), "expected 1..=1000",
     }
-    validate = StoreConfig::check;
 }
 
 impl StoreConfig {
@@ -33,23 +38,6 @@ impl StoreConfig {
             self.database_url.clone()
         }
     }
-
-    fn check(&self, checks: &mut Checks<'_>) {
-        let db = &self.database_url;
-        checks.check(
-            db.is_empty()
-                || ["sqlite:", "postgres://", "postgresql://"]
-                    .iter()
-                    .any(|s| db.starts_with(s)),
-            "database_url",
-            "expected sqlite://PATH or postgres://…",
-        );
-        checks.check(
-            (1..=1000).contains(&self.max_connections),
-            "max_connections",
-            "expected 1..=1000",
-        );
-    }
 }
 
 crate::config_section! {
@@ -58,31 +46,16 @@ crate::config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct CacheConfig {
         /// `memory` (default, in process) or `redis://host:port`.
-        restart url: String = "memory".into() => parse::verbatim,
+        restart url: String = "memory".into() => parse::verbatim;
+            check |url| url == "memory" || url.starts_with("redis://") || url.starts_with("rediss://"),
+            "expected `memory` or redis://host:port",
         /// Namespace of every key, so deployments sharing one Redis never collide. Default
         /// `strata`.
-        restart prefix: String = "strata".into() => parse::verbatim,
+        restart prefix: String = "strata".into() => parse::verbatim;
+            check |prefix| valid_name(prefix), "expected letters, digits, `-` or `_`",
         /// Time to live of cached reads in seconds. Default 60: writes invalidate entries, so
         /// the TTL only bounds how long a missed invalidation can linger.
-        restart ttl_secs: u64 = 60,
-    }
-    validate = CacheConfig::check;
-}
-
-impl CacheConfig {
-    fn check(&self, checks: &mut Checks<'_>) {
-        let url = &self.url;
-        checks.check(
-            url == "memory" || url.starts_with("redis://") || url.starts_with("rediss://"),
-            "url",
-            "expected `memory` or redis://host:port",
-        );
-        checks.check(self.ttl_secs > 0, "ttl_secs", "must be at least 1");
-        checks.check(
-            valid_name(&self.prefix),
-            "prefix",
-            "expected letters, digits, `-` or `_`",
-        );
+        restart ttl_secs: u64 = 60; check |ttl| *ttl > 0, "must be at least 1",
     }
 }
 
@@ -92,26 +65,12 @@ crate::config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct BusConfig {
         /// `memory` (default, in process) or `nats://host:port` (JetStream).
-        restart url: String = "memory".into() => parse::verbatim,
-        /// Namespace of streams and subjects. Default `strata`.
-        restart namespace: String = "strata".into() => parse::verbatim,
-    }
-    validate = BusConfig::check;
-}
-
-impl BusConfig {
-    fn check(&self, checks: &mut Checks<'_>) {
-        let url = &self.url;
-        checks.check(
-            url == "memory" || url.starts_with("nats://"),
-            "url",
+        restart url: String = "memory".into() => parse::verbatim;
+            check |url| url == "memory" || url.starts_with("nats://"),
             "expected `memory` or nats://host:port",
-        );
-        checks.check(
-            valid_name(&self.namespace),
-            "namespace",
-            "expected letters, digits, `-` or `_`",
-        );
+        /// Namespace of streams and subjects. Default `strata`.
+        restart namespace: String = "strata".into() => parse::verbatim;
+            check |namespace| valid_name(namespace), "expected letters, digits, `-` or `_`",
     }
 }
 

@@ -24,7 +24,7 @@ pub use load::{env_var, keys, set};
 pub use log::{LogConfig, LogFormat};
 pub use problem::{ConfigError, Problem};
 pub use secret::Secret;
-pub use section::{Checks, Item, ItemKind, Reload, Section, join, parse, to_value};
+pub use section::{Checks, Item, ItemKind, Reload, Section, join, parse, passes, to_value};
 
 /// Environment variables that start with this prefix are configuration overrides.
 pub const ENV_PREFIX: &str = "STRATA_";
@@ -61,7 +61,7 @@ mod tests {
         #[serde(default, deny_unknown_fields)]
         struct Extra {
             /// Applied by a reload.
-            live weight: u32 = 1,
+            live weight: u32 = 1; check |w| *w >= 1, "must be at least 1",
             /// A token.
             restart token: Secret = Secret::default() => parse::trimmed,
             /// Only in a file.
@@ -146,6 +146,7 @@ mod tests {
                     ("bus.url", "kafka://x".into()),
                     ("bus.colour", "blue".into()),
                     ("log.format", "xml".into()),
+                    ("extra.weight", "0".into()),
                 ],
             )
             .unwrap_err(),
@@ -162,6 +163,7 @@ mod tests {
             assert!(keys.contains(&key), "{key} not in {keys:?}");
         }
         let message = |key: &str| &found.iter().find(|p| p.key == key).unwrap().message;
+        assert_eq!(message("extra.weight"), "must be at least 1");
         assert_eq!(message("STRATA_NOPE"), "unknown configuration variable");
         assert_eq!(message("bus.colour"), "unknown configuration key");
         assert_eq!(

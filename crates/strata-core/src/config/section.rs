@@ -154,6 +154,12 @@ pub mod parse {
     }
 }
 
+/// Applies a declaration's `check` to its field (typed here, so the closure needs no types).
+#[doc(hidden)]
+pub fn passes<T>(value: &T, check: impl FnOnce(&T) -> bool) -> bool {
+    check(value)
+}
+
 /// The TOML form of a value, for the key table.
 #[doc(hidden)]
 pub fn to_value<T: Serialize>(value: &T) -> Option<toml::Value> {
@@ -161,9 +167,11 @@ pub fn to_value<T: Serialize>(value: &T) -> Option<toml::Value> {
 }
 
 /// Declares a configuration section once: each field's doc comment, reload behaviour, name,
-/// type, default and (optionally, after `=>`) parser. It generates the struct, its `Default`
-/// and its [`Section`] implementation, so the `STRATA_*` variables, the unknown-key check,
-/// `strata.toml`, the README's table and "needs a restart" all follow from the declaration.
+/// type, default, optionally its parser (after `=>`) and its check (after `; check`: a
+/// predicate on the value and the problem reported when it fails). It generates the struct,
+/// its `Default` and its [`Section`] implementation, so the `STRATA_*` variables, the
+/// unknown-key check, `strata.toml`, the README's table and "needs a restart" all follow from
+/// the declaration.
 ///
 /// A field starts with its kind:
 /// - `live` / `restart`: a key, applied by a reload or only at start ([`Reload`]);
@@ -172,8 +180,9 @@ pub fn to_value<T: Serialize>(value: &T) -> Option<toml::Value> {
 ///
 /// An optional `setters { live name => function, }` block adds keys of variables and flags
 /// only, with no field of their own (`function(&mut Self, &str) -> Result<(), String>`); an
-/// optional `validate = function;` names the section's own checks (`fn(&Self, &mut Checks)`),
-/// run before those of its nested sections.
+/// optional `validate = function;` names the rules that read several keys
+/// (`fn(&Self, &mut Checks)`). Problems come in that order: the keys' checks in declaration
+/// order, then the section's rules, then its nested sections'.
 ///
 /// ```
 /// use strata_core::config_section;
@@ -185,7 +194,7 @@ pub fn to_value<T: Serialize>(value: &T) -> Option<toml::Value> {
 ///     #[serde(default, deny_unknown_fields)]
 ///     pub struct CacheConfig {
 ///         /// Time to live of cached reads in seconds.
-///         restart ttl_secs: u64 = 60,
+///         restart ttl_secs: u64 = 60; check |ttl| *ttl > 0, "must be at least 1",
 ///         /// Namespace of every key.
 ///         restart prefix: String = "strata".into() => strata_core::config::parse::verbatim,
 ///     }
@@ -199,6 +208,7 @@ macro_rules! config_section {
             $(
                 $(#[doc = $doc:literal])*
                 $kind:ident $field:ident : $ty:ty = $default:expr $(=> $parse:expr)?
+                $(; check $check:expr, $message:literal)?
             ),* $(,)?
         }
         $(setters {
@@ -271,7 +281,16 @@ macro_rules! config_section {
                 prefix: &str,
                 problems: &mut ::std::vec::Vec<$crate::config::Problem>,
             ) {
-                $(($validate)(self, &mut $crate::config::Checks::new(prefix, problems));)?
+                {
+                    #[allow(unused_mut)]
+                    let mut checks = $crate::config::Checks::new(prefix, problems);
+                    $($(checks.check(
+                        $crate::config::passes(&self.$field, $check),
+                        stringify!($field),
+                        $message,
+                    );)?)*
+                    $(($validate)(self, &mut checks);)?
+                }
                 $($crate::__config_validate!($kind, self, $field, prefix, problems);)*
             }
         }

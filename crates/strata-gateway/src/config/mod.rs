@@ -34,16 +34,17 @@ config_section! {
         restart admin_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9090)),
         /// Time to connect to an instance, in milliseconds. Default 1000: instances are near,
         /// and a refused or silent connect should move on to another instance quickly.
-        restart connect_timeout_ms: u64 = 1000,
+        restart connect_timeout_ms: u64 = 1000; check |ms| *ms > 0, "must be at least 1",
         /// Time for a whole proxied request, in milliseconds (504 after). Default 30000.
-        restart request_timeout_ms: u64 = 30_000,
+        restart request_timeout_ms: u64 = 30_000; check |ms| *ms > 0, "must be at least 1",
         /// Largest request body accepted, in bytes (larger bodies get 413). Default 1 MiB: the
         /// shop's bodies are small JSON.
-        restart max_body_bytes: u64 = 1024 * 1024,
+        restart max_body_bytes: u64 = 1024 * 1024; check |n| *n > 0, "must be at least 1",
         /// A WebSocket tunnel with no byte in either direction for this long is closed, in
         /// milliseconds. Default 300000 (5 minutes): chat clients ping far more often, so only
         /// dead tunnels (a peer gone without a FIN) are closed.
-        restart websocket_idle_timeout_ms: u64 = 300_000,
+        restart websocket_idle_timeout_ms: u64 = 300_000;
+            check |ms| *ms > 0, "must be at least 1",
         /// How long a draining (or removed) instance keeps its WebSockets before they are
         /// closed, in milliseconds (its in-flight requests always finish). Default 30000: the
         /// same grace as Kubernetes' `terminationGracePeriodSeconds`, so a chat client can move
@@ -58,12 +59,14 @@ config_section! {
         /// event loop with its own connections to the instances, accepting from its own
         /// listening socket (`SO_REUSEPORT`). 0 (the default): one per CPU the process may use
         /// (cgroup quotas included).
-        restart workers: usize = 0,
+        restart workers: usize = 0; check |n| *n <= 256, "must be at most 256 (0: one per CPU)",
         /// Bearer token of the admin API's `/admin/*` routes (`Authorization: Bearer <token>`),
         /// at least 16 characters. Required when `admin_listen` is not a loopback address.
         /// Default empty: no token, which is only accepted on loopback. Prefer
         /// `STRATA_GATEWAY_ADMIN_TOKEN` to a file.
-        restart admin_token: Secret = Secret::default() => parse::trimmed,
+        restart admin_token: Secret = Secret::default() => parse::trimmed;
+            check |token| token.is_empty() || token.expose().len() >= 16,
+            "must be at least 16 characters",
         /// PEM certificate chain of the public listener; with `tls_key`, the listener speaks
         /// HTTPS (TLS 1.2 and 1.3), and turning that on or off needs a restart. Both or
         /// neither; both files are re-read on reload (new handshakes use them). Default empty:
@@ -133,42 +136,12 @@ impl GatewayConfig {
         Ok(())
     }
 
-    /// Problems of values that parse but make no sense (the pools' settings check their own).
+    /// The rules between keys, and the pools' instances.
     fn check(&self, checks: &mut Checks<'_>) {
-        checks.check(
-            self.connect_timeout_ms > 0,
-            "connect_timeout_ms",
-            "must be at least 1",
-        );
-        checks.check(
-            self.request_timeout_ms > 0,
-            "request_timeout_ms",
-            "must be at least 1",
-        );
-        checks.check(
-            self.max_body_bytes > 0,
-            "max_body_bytes",
-            "must be at least 1",
-        );
-        checks.check(
-            self.websocket_idle_timeout_ms > 0,
-            "websocket_idle_timeout_ms",
-            "must be at least 1",
-        );
-        checks.check(
-            self.workers <= 256,
-            "workers",
-            "must be at most 256 (0: one per CPU)",
-        );
         checks.check(
             self.admin_listen.ip().is_loopback() || !self.admin_token.is_empty(),
             "admin_token",
             "required when gateway.admin_listen is not a loopback address",
-        );
-        checks.check(
-            self.admin_token.is_empty() || self.admin_token.expose().len() >= 16,
-            "admin_token",
-            "must be at least 16 characters",
         );
         checks.check(
             self.tls_cert.as_os_str().is_empty() == self.tls_key.as_os_str().is_empty(),

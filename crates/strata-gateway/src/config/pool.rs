@@ -55,10 +55,13 @@ config_section! {
         /// instance carries more than 25 % above the average, while keys stay on their
         /// instance in normal operation (HAProxy's `hash-balance-factor` and Google's
         /// "consistent hashing with bounded loads").
-        live balance_factor: f64 = 1.25,
+        live balance_factor: f64 = 1.25;
+            check |f| f.is_finite() && *f >= 1.0, "must be a number of at least 1.0",
         /// Cookie that pins a client to an instance under `sticky`. Default `strata_affinity`:
         /// prefixed, so it cannot collide with the shop's own cookies.
-        live sticky_cookie: String = "strata_affinity".into() => parse::trimmed,
+        live sticky_cookie: String = "strata_affinity".into() => parse::trimmed;
+            check |name| is_token(name),
+            "expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
         /// When no instance is available (all down, ejected or at their in-flight limit), try
         /// one anyway instead of answering 503. Default false: a 503 with `Retry-After` is quick
         /// and honest, while sending traffic to instances known to fail only adds latency.
@@ -70,11 +73,11 @@ config_section! {
         /// off. Default 16: under load it halves the system calls per request on both sides of
         /// the connection. Set 1 for instances that answer some `GET`s slowly (seconds), so
         /// quick ones never wait behind them, or that mishandle pipelined requests.
-        live pipeline_depth: usize = 16,
+        live pipeline_depth: usize = 16;
+            check |depth| (1..=256).contains(depth), "must be between 1 (no pipelining) and 256",
         /// Active health checks, passive ejection and slow start of the pool's instances.
         section health: HealthConfig = HealthConfig::default(),
     }
-    validate = PoolSettings::check;
 }
 
 impl PoolSettings {
@@ -85,25 +88,6 @@ impl PoolSettings {
             hash_key: HashKey::Query("room".into()),
             ..Self::default()
         }
-    }
-
-    /// Problems of values that parse but make no sense.
-    fn check(&self, checks: &mut Checks<'_>) {
-        checks.check(
-            self.balance_factor.is_finite() && self.balance_factor >= 1.0,
-            "balance_factor",
-            "must be a number of at least 1.0",
-        );
-        checks.check(
-            is_token(&self.sticky_cookie),
-            "sticky_cookie",
-            "expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
-        );
-        checks.check(
-            (1..=256).contains(&self.pipeline_depth),
-            "pipeline_depth",
-            "must be between 1 (no pipelining) and 256",
-        );
     }
 }
 
@@ -119,7 +103,9 @@ config_section! {
         /// Path of the active check, `GET`; a 2xx or 3xx answer is a success. Default
         /// `/readyz`: every strata process serves it, and it fails while the instance's
         /// backends are down.
-        live path: String = "/readyz".into() => parse::trimmed,
+        live path: String = "/readyz".into() => parse::trimmed;
+            check |path| path.starts_with('/') && path.parse::<http::uri::PathAndQuery>().is_ok(),
+            "expected a path such as /readyz",
         /// Milliseconds between two checks of one instance (each jittered by ±10 % so a
         /// gateway's checks do not arrive in bursts); 0 turns active checks off. Default 1000:
         /// with `fall` 2 a silent instance is taken out within about two seconds, at one
@@ -128,13 +114,13 @@ config_section! {
         /// Milliseconds a check may take, connect included, at most `interval_ms`. Default 500:
         /// an instance that cannot answer its readiness probe in half a second is not fit to
         /// serve.
-        live timeout_ms: u64 = 500,
+        live timeout_ms: u64 = 500; check |ms| *ms >= 1, "must be at least 1",
         /// Consecutive successful checks that bring a down instance up. Default 2: one lucky
         /// answer does not bring back a flapping instance.
-        live rise: u32 = 2,
+        live rise: u32 = 2; check |n| *n >= 1, "must be at least 1",
         /// Consecutive failed checks that take an up instance down. Default 2: one lost probe
         /// does not remove a healthy instance.
-        live fall: u32 = 2,
+        live fall: u32 = 2; check |n| *n >= 1, "must be at least 1",
         /// Consecutive failed requests (connect error, reset, timeout, 5xx) that eject an
         /// instance; 0 turns passive ejection off. Default 3: requests find a dead instance
         /// long before the next check does, and three in a row is rarely bad luck.
@@ -142,7 +128,7 @@ config_section! {
         /// First ejection's length in milliseconds; each consecutive ejection doubles it, and
         /// an ejected instance comes back at the first successful check after its ejection
         /// ends. Default 1000: a restarting instance is tried again soon.
-        live eject_base_ms: u64 = 1000,
+        live eject_base_ms: u64 = 1000; check |ms| *ms >= 1, "must be at least 1",
         /// Longest ejection in milliseconds. Default 30000: a broken instance costs a few
         /// probes a minute, and comes back within half a minute of being fixed.
         live eject_max_ms: u64 = 30_000,
@@ -155,25 +141,12 @@ config_section! {
 }
 
 impl HealthConfig {
-    /// Problems of values that parse but make no sense.
+    /// The rules between keys.
     fn check(&self, checks: &mut Checks<'_>) {
-        checks.check(
-            self.path.starts_with('/') && self.path.parse::<http::uri::PathAndQuery>().is_ok(),
-            "path",
-            "expected a path such as /readyz",
-        );
-        checks.check(self.timeout_ms >= 1, "timeout_ms", "must be at least 1");
         checks.check(
             self.interval_ms == 0 || self.timeout_ms <= self.interval_ms,
             "timeout_ms",
             "must not exceed health.interval_ms, so checks never pile up",
-        );
-        checks.check(self.rise >= 1, "rise", "must be at least 1");
-        checks.check(self.fall >= 1, "fall", "must be at least 1");
-        checks.check(
-            self.eject_base_ms >= 1,
-            "eject_base_ms",
-            "must be at least 1",
         );
         checks.check(
             self.eject_max_ms >= self.eject_base_ms,

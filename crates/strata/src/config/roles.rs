@@ -18,11 +18,11 @@ config_section! {
     pub struct RoleConfig {
         /// How many instances `strata up` starts (at most 64); `strata serve` runs one per
         /// process.
-        restart instances: usize = 1,
+        restart instances: usize = 1;
+            check |n| *n <= MAX_INSTANCES, "at most 64 instances per process",
         /// Address of the first instance; instance `i` (from 0) listens on port `port + i`.
         restart listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0)),
     }
-    validate = RoleConfig::check;
 }
 
 impl RoleConfig {
@@ -43,14 +43,6 @@ impl RoleConfig {
         }
         addr
     }
-
-    fn check(&self, checks: &mut Checks<'_>) {
-        checks.check(
-            self.instances <= MAX_INSTANCES,
-            "instances",
-            "at most 64 instances per process",
-        );
-    }
 }
 
 config_section! {
@@ -60,7 +52,8 @@ config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct WorkerConfig {
         /// How many workers `strata up` starts. Default 1.
-        restart instances: usize = 1,
+        restart instances: usize = 1;
+            check |n| *n <= MAX_INSTANCES, "at most 64 instances per process",
         /// Address of the first worker's endpoints; worker `i` uses port `port + i`. Default
         /// `127.0.0.1:8301`.
         restart listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8301)),
@@ -71,34 +64,36 @@ config_section! {
         /// Deliveries handled at once per handler (payment, fulfilment, notifications). Default
         /// 16: overlaps store round trips and the provider's latency without taking every store
         /// connection.
-        restart concurrency: usize = 16,
+        restart concurrency: usize = 16; check |n| (1..=1024).contains(n), "expected 1..=1024",
         /// Deliveries of one event before it goes to the dead-letter stream (`strata events
         /// dlq`). Default 5.
-        restart max_deliveries: u32 = 5,
+        restart max_deliveries: u32 = 5; check |n| (1..=100).contains(n), "expected 1..=100",
         /// First retry delay in ms, doubled per delivery up to `retry_max_ms`. Default 500.
-        restart retry_base_ms: u64 = 500,
+        restart retry_base_ms: u64 = 500; check |ms| *ms >= 1, "must be at least 1",
         /// Longest retry delay in ms. Default 30000.
         restart retry_max_ms: u64 = 30_000,
         /// Milliseconds an unanswered delivery waits before the bus hands it to another worker
         /// (how fast a crashed worker's events move on). Default 30000.
-        restart ack_wait_ms: u64 = 30_000,
+        restart ack_wait_ms: u64 = 30_000; check |ms| *ms >= 100, "must be at least 100",
         /// Run the outbox relay. Default true. On SQLite `strata up` runs it in its first worker
         /// only (SQLite has no row locks to share the outbox between relays).
         restart relay: bool = true,
         /// Outbox events per relay round. Default 256.
-        restart relay_batch: u32 = 256,
+        restart relay_batch: u32 = 256; check |n| (1..=10_000).contains(n), "expected 1..=10000",
         /// Milliseconds an idle relay waits between polls. Default 50: the delay a quiet system
         /// adds to an event.
-        restart relay_interval_ms: u64 = 50,
+        restart relay_interval_ms: u64 = 50; check |ms| *ms >= 1, "must be at least 1",
         /// Seconds sent outbox events are kept before pruning. Default 86400 (a day, to
         /// inspect).
         restart outbox_retention_secs: u64 = 86_400,
         /// The simulated payment provider: share of orders declined (0.0..=1.0), whose stock
         /// goes back. Default 0.1.
-        restart payment_decline_rate: f64 = 0.1,
+        restart payment_decline_rate: f64 = 0.1;
+            check |rate| (0.0..=1.0).contains(rate), "expected 0.0..=1.0",
         /// The simulated payment provider: share of calls that fail as unavailable (retried,
         /// then dead-lettered). Default 0.0.
-        restart payment_error_rate: f64 = 0.0,
+        restart payment_error_rate: f64 = 0.0;
+            check |rate| (0.0..=1.0).contains(rate), "expected 0.0..=1.0",
         /// The simulated payment provider: milliseconds per call. Default 5.
         restart payment_latency_ms: u64 = 5,
     }
@@ -115,53 +110,13 @@ impl WorkerConfig {
         .instance_addr(index)
     }
 
+    /// The rules between keys.
     fn check(&self, checks: &mut Checks<'_>) {
-        checks.check(
-            self.instances <= MAX_INSTANCES,
-            "instances",
-            "at most 64 instances per process",
-        );
-        checks.check(
-            (1..=1024).contains(&self.concurrency),
-            "concurrency",
-            "expected 1..=1024",
-        );
-        checks.check(
-            (1..=100).contains(&self.max_deliveries),
-            "max_deliveries",
-            "expected 1..=100",
-        );
-        checks.check(
-            self.retry_base_ms >= 1,
-            "retry_base_ms",
-            "must be at least 1",
-        );
         checks.check(
             self.retry_max_ms >= self.retry_base_ms,
             "retry_max_ms",
             "must be at least retry_base_ms",
         );
-        checks.check(
-            self.ack_wait_ms >= 100,
-            "ack_wait_ms",
-            "must be at least 100",
-        );
-        checks.check(
-            (1..=10_000).contains(&self.relay_batch),
-            "relay_batch",
-            "expected 1..=10000",
-        );
-        checks.check(
-            self.relay_interval_ms >= 1,
-            "relay_interval_ms",
-            "must be at least 1",
-        );
-        for (key, rate) in [
-            ("payment_decline_rate", self.payment_decline_rate),
-            ("payment_error_rate", self.payment_error_rate),
-        ] {
-            checks.check((0.0..=1.0).contains(&rate), key, "expected 0.0..=1.0");
-        }
         checks.check(
             !self.admin_token.is_empty() || self.listen.ip().is_loopback(),
             "admin_token",
@@ -180,50 +135,20 @@ config_section! {
         /// `STRATA_AUTH_JWT_SECRET` rather than writing it in a file); `strata up` generates one
         /// (with the OS's random generator) on first start and keeps it in
         /// `<store.data_dir>/jwt.secret` (mode 0600), so tokens survive restarts. Default empty.
-        restart jwt_secret: Secret = Secret::default() => parse::verbatim,
+        restart jwt_secret: Secret = Secret::default() => parse::verbatim;
+            check |secret| secret.is_empty() || secret.expose().len() >= 32,
+            "must be at least 32 bytes",
         /// Names the signing key in every token's `kid` header. Default `k1`.
-        restart key_id: String = "k1".into() => parse::trimmed,
+        restart key_id: String = "k1".into() => parse::trimmed;
+            check |id| valid_name(id), "expected letters, digits, `-` or `_`",
         /// Lifetime of a session token in seconds. Default 3600: a stolen token is useful for an
         /// hour at most, and a granted role shows within the hour.
-        restart token_ttl_secs: u64 = 3600,
+        restart token_ttl_secs: u64 = 3600; check |secs| *secs >= 1, "must be at least 1",
         /// argon2id memory per password hash, KiB, at least 8. Default 19456 (19 MiB), OWASP's
         /// recommendation with `password_iterations` 2.
-        restart password_memory_kib: u32 = 19 * 1024,
+        restart password_memory_kib: u32 = 19 * 1024; check |kib| *kib >= 8, "must be at least 8",
         /// argon2id passes over that memory, at least 1. Default 2.
-        restart password_iterations: u32 = 2,
-    }
-    validate = AuthConfig::check;
-}
-
-impl AuthConfig {
-    /// The secret's presence is checked by the roles that need it (`strata serve api`), not
-    /// here: a gateway runs without one.
-    fn check(&self, checks: &mut Checks<'_>) {
-        checks.check(
-            self.jwt_secret.is_empty() || self.jwt_secret.expose().len() >= 32,
-            "jwt_secret",
-            "must be at least 32 bytes",
-        );
-        checks.check(
-            valid_name(&self.key_id),
-            "key_id",
-            "expected letters, digits, `-` or `_`",
-        );
-        checks.check(
-            self.token_ttl_secs >= 1,
-            "token_ttl_secs",
-            "must be at least 1",
-        );
-        checks.check(
-            self.password_memory_kib >= 8,
-            "password_memory_kib",
-            "must be at least 8",
-        );
-        checks.check(
-            self.password_iterations >= 1,
-            "password_iterations",
-            "must be at least 1",
-        );
+        restart password_iterations: u32 = 2; check |n| *n >= 1, "must be at least 1",
     }
 }
 
@@ -238,12 +163,16 @@ config_section! {
         restart email: String = String::new() => parse::trimmed,
         /// The first admin's password (8 to 128 characters), used only when the account is
         /// created. Default empty.
-        restart password: Secret = Secret::default() => parse::verbatim,
+        restart password: Secret = Secret::default() => parse::verbatim;
+            check |password| password.is_empty()
+                || (8..=128).contains(&password.expose().chars().count()),
+            "must have 8 to 128 characters",
     }
     validate = AdminConfig::check;
 }
 
 impl AdminConfig {
+    /// The two keys go together.
     fn check(&self, checks: &mut Checks<'_>) {
         checks.check(
             self.email.is_empty() == self.password.is_empty(),
@@ -253,11 +182,6 @@ impl AdminConfig {
                 "password"
             },
             "admin.email and admin.password go together: set both or neither",
-        );
-        checks.check(
-            self.password.is_empty() || (8..=128).contains(&self.password.expose().chars().count()),
-            "password",
-            "must have 8 to 128 characters",
         );
     }
 }
