@@ -50,7 +50,7 @@ pub enum ItemKind {
 }
 
 /// A configuration section (or a whole configuration, which is a section of sections).
-/// Implemented by [`config_section!`]; not meant to be written by hand.
+/// Implemented by [`config_section!`](crate::config_section); not meant to be written by hand.
 pub trait Section: Default {
     /// The key table: every key and nested section in declaration order, with current values.
     /// Values are shown as they are, secrets included: render docs from defaults only.
@@ -122,7 +122,8 @@ impl<'a> Checks<'a> {
     }
 }
 
-/// The parsers a declaration may name after `=>`; without one a key parses with [`from_str`].
+/// The parsers a declaration may name after `=>`; without one a key parses with
+/// [`from_str`](parse::from_str).
 pub mod parse {
     use super::{FromStr, fmt};
 
