@@ -16,5 +16,5 @@ pub mod testkit;
 #[cfg(feature = "testing")]
 pub mod wait;
 
-pub use config::{Config, ConfigError};
+pub use config::ConfigError;
 pub use shutdown::Shutdown;

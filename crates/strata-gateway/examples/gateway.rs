@@ -9,9 +9,24 @@
 //! cargo run --release -p strata-gateway --example gateway
 //! ```
 
-use strata_core::Config;
+use serde::{Deserialize, Serialize};
+use strata_core::config::{LogConfig, Section};
+use strata_core::config_section;
 use strata_core::telemetry::init_logging;
+use strata_gateway::config::GatewayConfig;
 use strata_gateway::{Gateway, Limits};
+
+config_section! {
+    /// The two sections this example reads, composed as the binary composes all of them.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    struct Config {
+        /// Logs.
+        section log: LogConfig = LogConfig::default(),
+        /// The gateway.
+        section gateway: GatewayConfig = GatewayConfig::default(),
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::load(None, std::env::vars(), &[])?;

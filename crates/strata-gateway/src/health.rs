@@ -32,11 +32,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::config::HealthConfig;
 use http::uri::PathAndQuery;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use strata_core::Shutdown;
-use strata_core::config::HealthConfig;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 

@@ -9,7 +9,7 @@
 //! gateway takes a new configuration through [`GatewayHandle::reload`] (SIGHUP in the binary).
 //!
 //! ```no_run
-//! # async fn example(config: strata_core::config::GatewayConfig) -> Result<(), strata_gateway::GatewayError> {
+//! # async fn example(config: strata_gateway::config::GatewayConfig) -> Result<(), strata_gateway::GatewayError> {
 //! let gateway = strata_gateway::Gateway::build(&config).await?;
 //! println!("listening on {}", gateway.local_addr());
 //! let shutdown = strata_core::Shutdown::new();
@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod balance;
+pub mod config;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -37,9 +38,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
 
+use crate::config::GatewayConfig;
 use prometheus_client::registry::Registry;
 use strata_core::Shutdown;
-use strata_core::config::GatewayConfig;
 use tokio::net::{TcpListener, TcpSocket};
 
 pub use error::{GatewayError, Party, ProxyError, RetrySafety};
@@ -363,7 +364,7 @@ impl GatewayHandle {
         if let (Some(current), Some(new)) = (&shared.tls, tls) {
             current.install(new);
         }
-        let restart = needs_restart(&shared.started_with, config);
+        let restart = shared.started_with.needs_restart(config);
         if !restart.is_empty() {
             tracing::warn!(keys = ?restart, "configuration reloaded; these keys only change with a restart");
         } else {
@@ -371,44 +372,4 @@ impl GatewayHandle {
         }
         Ok(())
     }
-}
-
-/// The keys of `new` that differ from `old` and that a reload cannot apply.
-fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let mut differs = |changed: bool, key: &'static str| {
-        if changed {
-            keys.push(key);
-        }
-    };
-    differs(old.listen != new.listen, "gateway.listen");
-    differs(old.admin_listen != new.admin_listen, "gateway.admin_listen");
-    differs(old.tls_enabled() != new.tls_enabled(), "gateway.tls_cert");
-    differs(
-        old.connect_timeout_ms != new.connect_timeout_ms,
-        "gateway.connect_timeout_ms",
-    );
-    differs(
-        old.request_timeout_ms != new.request_timeout_ms,
-        "gateway.request_timeout_ms",
-    );
-    differs(
-        old.max_body_bytes != new.max_body_bytes,
-        "gateway.max_body_bytes",
-    );
-    differs(
-        old.websocket_idle_timeout_ms != new.websocket_idle_timeout_ms,
-        "gateway.websocket_idle_timeout_ms",
-    );
-    differs(
-        old.drain_timeout_ms != new.drain_timeout_ms,
-        "gateway.drain_timeout_ms",
-    );
-    differs(
-        old.dns_refresh_ms != new.dns_refresh_ms,
-        "gateway.dns_refresh_ms",
-    );
-    differs(old.admin_token != new.admin_token, "gateway.admin_token");
-    differs(old.workers != new.workers, "gateway.workers");
-    keys
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use strata_core::config::GatewayConfig;
+use crate::config::GatewayConfig;
 
 /// Limits on clients, bodies and instance connections. Built once from the configuration
 /// ([`Limits::from_config`]); the fields not in the configuration have fixed defaults chosen

@@ -59,7 +59,7 @@ impl Tls {
 }
 
 /// The TLS files of a configuration, when both are set.
-pub fn paths(config: &strata_core::config::GatewayConfig) -> Option<(PathBuf, PathBuf)> {
+pub fn paths(config: &crate::config::GatewayConfig) -> Option<(PathBuf, PathBuf)> {
     config
         .tls_enabled()
         .then(|| (config.tls_cert.clone(), config.tls_key.clone()))

@@ -5,12 +5,12 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::config::Config;
 use anyhow::Context;
 use strata_api::auth::{PasswordParams, ThrottleSettings};
 use strata_api::{AdminBootstrap, AuthSettings};
 use strata_bus::AnyBus;
 use strata_cache::AnyCache;
-use strata_core::Config;
 use strata_core::config::Secret;
 use strata_store::{Store, StoreOptions};
 

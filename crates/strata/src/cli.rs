@@ -9,7 +9,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use strata_core::{Config, ConfigError};
+use strata_core::ConfigError;
+use strata_core::config::Section;
+
+use crate::config::Config;
 
 /// The variable naming the config file. It is read by clap, not by [`Config::load`], which
 /// would reject it as an unknown `STRATA_*` key.

@@ -10,6 +10,7 @@
 mod backends;
 mod bench;
 mod cli;
+mod config;
 mod events;
 mod serve;
 mod up;

@@ -10,7 +10,7 @@ use strata_api::{ApiServer, ApiSettings};
 use strata_bus::Bus;
 use strata_chat::{ChatServer, ChatSettings};
 use strata_core::config::Problem;
-use strata_core::{Config, ConfigError, Shutdown};
+use strata_core::{ConfigError, Shutdown};
 use strata_gateway::Gateway;
 use strata_store::Store;
 use strata_worker::Worker;
@@ -18,6 +18,7 @@ use strata_worker::Worker;
 use crate::SHUTDOWN_DEADLINE;
 use crate::backends::{self, Seed};
 use crate::cli::{Role, ServeArgs};
+use crate::config::Config;
 use crate::up::print_stdout;
 
 /// Runs the role until Ctrl-C or SIGTERM, then stops it gracefully and closes its backends.

@@ -16,16 +16,17 @@ use anyhow::Context;
 use strata_api::{ApiServer, ApiSettings};
 use strata_bus::{AnyBus, Bus};
 use strata_chat::{ChatServer, ChatSettings};
-use strata_core::config::PoolConfig;
+use strata_core::Shutdown;
 use strata_core::domain::instance_name;
-use strata_core::{Config, Shutdown};
 use strata_gateway::Gateway;
+use strata_gateway::config::PoolConfig;
 use strata_store::Store;
 use strata_worker::Worker;
 use tokio::task::JoinHandle;
 
 use crate::SHUTDOWN_DEADLINE;
 use crate::backends::{self, Seed};
+use crate::config::Config;
 
 /// Runs the stack until Ctrl-C or SIGTERM (or until a part of it stops on its own, which is an
 /// error), then shuts it down in order within [`SHUTDOWN_DEADLINE`].

@@ -5,9 +5,9 @@
 
 use std::net::IpAddr;
 
+use crate::config::{Algorithm, HashKey};
 use http::header::COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use strata_core::config::{Algorithm, HashKey};
 
 use super::hash::hash_bytes;
 

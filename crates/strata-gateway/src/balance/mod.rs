@@ -35,13 +35,13 @@ mod weighted_round_robin;
 
 use std::fmt;
 
+pub use crate::config::Algorithm;
 pub use consistent_hash::ConsistentHash;
 pub use least_connections::LeastConnections;
 pub use power_of_two::PowerOfTwo;
 pub use random::Random;
 pub use round_robin::RoundRobin;
 pub use sticky::Sticky;
-pub use strata_core::config::Algorithm;
 pub use weighted_random::WeightedRandom;
 pub use weighted_round_robin::WeightedRoundRobin;
 

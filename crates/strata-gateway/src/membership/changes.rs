@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use strata_core::config::{GatewayConfig, PoolSettings, parse_instance_url};
+use crate::config::{GatewayConfig, PoolSettings, parse_instance_url};
 
 use super::instance::{ACTIVE, DRAINING, REMOVING};
 use super::{Instance, Membership, Pool, PoolTable};
@@ -108,10 +108,10 @@ impl Membership {
     ) -> Result<Arc<Instance>, MembershipError> {
         let mut parsed = parse_instance_url(url).map_err(MembershipError::Invalid)?;
         if let Some(weight) = weight {
-            if !(1..=strata_core::config::MAX_WEIGHT).contains(&weight) {
+            if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
                 return Err(MembershipError::Invalid(format!(
                     "weight must be 1..={}",
-                    strata_core::config::MAX_WEIGHT
+                    crate::config::MAX_WEIGHT
                 )));
             }
             parsed.weight = weight;
@@ -200,10 +200,10 @@ impl Membership {
         id: &str,
         weight: u32,
     ) -> Result<Arc<Instance>, MembershipError> {
-        if !(1..=strata_core::config::MAX_WEIGHT).contains(&weight) {
+        if !(1..=crate::config::MAX_WEIGHT).contains(&weight) {
             return Err(MembershipError::Invalid(format!(
                 "weight must be 1..={}",
-                strata_core::config::MAX_WEIGHT
+                crate::config::MAX_WEIGHT
             )));
         }
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);

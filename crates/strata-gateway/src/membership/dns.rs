@@ -14,8 +14,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
+use crate::config::{InstanceUrl, parse_instance_url};
 use strata_core::Shutdown;
-use strata_core::config::{InstanceUrl, parse_instance_url};
 
 use super::Membership;
 use super::instance::{Instance, REMOVING};

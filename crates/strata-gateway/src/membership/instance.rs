@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::config::{InstanceUrl, parse_instance_url};
 use strata_core::Shutdown;
-use strata_core::config::{InstanceUrl, parse_instance_url};
 
 use crate::balance;
 use crate::health::{HealthPolicy, InstanceHealth};

@@ -28,9 +28,9 @@ mod table;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::config::GatewayConfig;
 use arc_swap::ArcSwap;
 use strata_core::Shutdown;
-use strata_core::config::GatewayConfig;
 
 pub use changes::MembershipError;
 pub use instance::Instance;
@@ -64,7 +64,7 @@ impl Membership {
     ///
     /// # Errors
     /// [`GatewayError::Config`] listing every bad pool: a name no route leads to, a duplicate
-    /// name, an instance URL that [`parse_instance_url`](strata_core::config::parse_instance_url)
+    /// name, an instance URL that [`parse_instance_url`](crate::config::parse_instance_url)
     /// rejects, or an instance listed twice.
     pub fn build(
         config: &GatewayConfig,
@@ -187,9 +187,9 @@ impl Membership {
 mod tests {
     use std::net::IpAddr;
 
+    use crate::config::{HashKey, PoolConfig};
     use http::{HeaderMap, HeaderValue, Uri};
     use prometheus_client::registry::Registry;
-    use strata_core::config::{HashKey, PoolConfig};
 
     use super::*;
     use crate::balance::{self, Algorithm, key};

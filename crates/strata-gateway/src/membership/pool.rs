@@ -6,9 +6,9 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::config::PoolSettings;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Uri};
-use strata_core::config::PoolSettings;
 
 use super::Instance;
 use crate::balance::key::{self, KeySource};

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
-use strata_core::config::{GatewayConfig, parse_instance_url};
+use crate::config::{GatewayConfig, parse_instance_url};
 
 use super::instance::ACTIVE;
 use super::{Instance, Membership, Pool, Route};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use strata_core::config::Algorithm;
+use strata_gateway::config::Algorithm;
 
 use crate::helpers::{config, spawn_gateway};
 use crate::nodes::{Node, instance_view, served_by};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use strata_core::config::{GatewayConfig, HealthConfig};
+use strata_gateway::config::{GatewayConfig, HealthConfig};
 
 use crate::helpers::{TestGateway, config, spawn_gateway};
 use crate::nodes::{Node, health_of, instance_view, served_by, within};

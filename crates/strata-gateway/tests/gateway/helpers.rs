@@ -15,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use strata_core::Shutdown;
-use strata_core::config::{GatewayConfig, PoolConfig};
+use strata_gateway::config::{GatewayConfig, PoolConfig};
 use strata_gateway::{Gateway, GatewayError, GatewayHandle, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -123,7 +123,7 @@ async fn remove_drops_the_instance_once_its_requests_finished_and_add_brings_one
 async fn weights_are_set_and_bad_requests_get_json_errors() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
     let mut config = config(&[("api", vec![a.url(), b.url()])]);
-    config.api.algorithm = strata_core::config::Algorithm::WeightedRoundRobin;
+    config.api.algorithm = strata_gateway::config::Algorithm::WeightedRoundRobin;
     let gateway = spawn_gateway(config).await;
     let (status, body) = gateway
         .admin(

@@ -71,7 +71,7 @@ async fn a_reload_changes_instances_and_weights_and_drops_nothing() {
         ("api", vec![a.url(), format!("{}?weight=3", b.url())]),
         ("chat", vec![chat.url()]),
     ]);
-    second.api.algorithm = strata_core::config::Algorithm::WeightedRoundRobin;
+    second.api.algorithm = strata_gateway::config::Algorithm::WeightedRoundRobin;
     gateway.handle.reload(&second).unwrap();
     assert_eq!(
         ws_echo(&mut ws, "after one").await.unwrap(),

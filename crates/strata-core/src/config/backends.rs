@@ -1,0 +1,83 @@
+//! The backend sections: `[store]`, `[cache]` and `[bus]`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::section::parse;
+
+crate::config_section! {
+    /// The relational store (`[store]`, `STRATA_STORE_<KEY>`).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct StoreConfig {
+        /// `sqlite://PATH` or `postgres://user@host:port/db`. Empty (default):
+        /// `sqlite://<data_dir>/strata.db`, the embedded store that needs no server.
+        restart database_url: String = String::new() => parse::verbatim;
+            check |db| db.is_empty()
+                || ["sqlite:", "postgres://", "postgresql://"]
+                    .iter()
+                    .any(|s| db.starts_with(s)),
+            "expected sqlite://PATH or postgres://…",
+        /// Where the embedded store and generated secrets live. Default `./strata-data`.
+        restart data_dir: PathBuf = PathBuf::from("./strata-data") => parse::verbatim,
+        /// Connections per process. Default 16: enough for the api's concurrency on a small
+        /// machine without exhausting PostgreSQL's default 100 connections across a few
+        /// processes.
+        restart max_connections: u32 = 16;
+            check |n| (1..=1000).contains(n), "expected 1..=1000",
+    }
+}
+
+impl StoreConfig {
+    /// The database URL to connect to: the configured one, or the SQLite file in the data dir.
+    pub fn effective_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("strata.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+crate::config_section! {
+    /// The cache (`[cache]`, `STRATA_CACHE_<KEY>`).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct CacheConfig {
+        /// `memory` (default, in process) or `redis://host:port`.
+        restart url: String = "memory".into() => parse::verbatim;
+            check |url| url == "memory" || url.starts_with("redis://") || url.starts_with("rediss://"),
+            "expected `memory` or redis://host:port",
+        /// Namespace of every key, so deployments sharing one Redis never collide. Default
+        /// `strata`.
+        restart prefix: String = "strata".into() => parse::verbatim;
+            check |prefix| valid_name(prefix), "expected letters, digits, `-` or `_`",
+        /// Time to live of cached reads in seconds. Default 60: writes invalidate entries, so
+        /// the TTL only bounds how long a missed invalidation can linger.
+        restart ttl_secs: u64 = 60; check |ttl| *ttl > 0, "must be at least 1",
+    }
+}
+
+crate::config_section! {
+    /// The message bus (`[bus]`, `STRATA_BUS_<KEY>`).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct BusConfig {
+        /// `memory` (default, in process) or `nats://host:port` (JetStream).
+        restart url: String = "memory".into() => parse::verbatim;
+            check |url| url == "memory" || url.starts_with("nats://"),
+            "expected `memory` or nats://host:port",
+        /// Namespace of streams and subjects. Default `strata`.
+        restart namespace: String = "strata".into() => parse::verbatim;
+            check |namespace| valid_name(namespace), "expected letters, digits, `-` or `_`",
+    }
+}
+
+/// A namespace or key id: 1 to 64 ASCII letters, digits, `-` or `_`.
+pub fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}

@@ -1,0 +1,177 @@
+//! The gateway's configuration (`[gateway]`, `STRATA_GATEWAY_<KEY>`): listeners, timeouts,
+//! limits, TLS, the pools and their settings, and the vocabulary they use (algorithms, hash
+//! keys, instance URLs). Declared with strata-core's `config_section!`; the binary composes it
+//! into the whole configuration under [`SECTION`].
+
+mod algorithm;
+mod instance;
+mod pool;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use strata_core::config::{Checks, Secret, Section, parse};
+use strata_core::config_section;
+
+pub use algorithm::{Algorithm, HashKey};
+pub use instance::{InstanceUrl, MAX_WEIGHT, parse_instance_url};
+pub use pool::{HealthConfig, PoolConfig, PoolSettings};
+
+/// Where the gateway's section sits in a composed configuration (`gateway.listen`,
+/// `STRATA_GATEWAY_LISTEN`).
+pub const SECTION: &str = "gateway";
+
+config_section! {
+    /// The gateway (load balancer).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct GatewayConfig {
+        /// Public listener (HTTP and WebSocket). Default `127.0.0.1:8080`: loopback until an
+        /// operator opens it.
+        restart listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)),
+        /// Admin API and `/metrics`. Default `127.0.0.1:9090`.
+        restart admin_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9090)),
+        /// Time to connect to an instance, in milliseconds. Default 1000: instances are near,
+        /// and a refused or silent connect should move on to another instance quickly.
+        restart connect_timeout_ms: u64 = 1000; check |ms| *ms > 0, "must be at least 1",
+        /// Time for a whole proxied request, in milliseconds (504 after). Default 30000.
+        restart request_timeout_ms: u64 = 30_000; check |ms| *ms > 0, "must be at least 1",
+        /// Largest request body accepted, in bytes (larger bodies get 413). Default 1 MiB: the
+        /// shop's bodies are small JSON.
+        restart max_body_bytes: u64 = 1024 * 1024; check |n| *n > 0, "must be at least 1",
+        /// A WebSocket tunnel with no byte in either direction for this long is closed, in
+        /// milliseconds. Default 300000 (5 minutes): chat clients ping far more often, so only
+        /// dead tunnels (a peer gone without a FIN) are closed.
+        restart websocket_idle_timeout_ms: u64 = 300_000;
+            check |ms| *ms > 0, "must be at least 1",
+        /// How long a draining (or removed) instance keeps its WebSockets before they are
+        /// closed, in milliseconds (its in-flight requests always finish). Default 30000: the
+        /// same grace as Kubernetes' `terminationGracePeriodSeconds`, so a chat client can move
+        /// at its own pace.
+        restart drain_timeout_ms: u64 = 30_000,
+        /// How often instance host names are resolved again, in milliseconds; every address a
+        /// name resolves to is an instance, and 0 resolves names once at start. Default 5000: a
+        /// Kubernetes headless Service's answer follows pods within seconds, and one lookup per
+        /// name every 5 s costs nothing.
+        restart dns_refresh_ms: u64 = 5000,
+        /// Threads serving client connections, like nginx's worker processes: each runs its own
+        /// event loop with its own connections to the instances, accepting from its own
+        /// listening socket (`SO_REUSEPORT`). 0 (the default): one per CPU the process may use
+        /// (cgroup quotas included).
+        restart workers: usize = 0; check |n| *n <= 256, "must be at most 256 (0: one per CPU)",
+        /// Bearer token of the admin API's `/admin/*` routes (`Authorization: Bearer <token>`),
+        /// at least 16 characters. Required when `admin_listen` is not a loopback address.
+        /// Default empty: no token, which is only accepted on loopback. Prefer
+        /// `STRATA_GATEWAY_ADMIN_TOKEN` to a file.
+        restart admin_token: Secret = Secret::default() => parse::trimmed;
+            check |token| token.is_empty() || token.expose().len() >= 16,
+            "must be at least 16 characters",
+        /// PEM certificate chain of the public listener; with `tls_key`, the listener speaks
+        /// HTTPS (TLS 1.2 and 1.3), and turning that on or off needs a restart. Both or
+        /// neither; both files are re-read on reload (new handshakes use them). Default empty:
+        /// plain HTTP (TLS usually ends at a cloud load balancer or an ingress in front).
+        live tls_cert: PathBuf = PathBuf::new() => parse::verbatim,
+        /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`. Default empty.
+        live tls_key: PathBuf = PathBuf::new() => parse::verbatim,
+        /// Pools of instances: a list of `[[gateway.pools]]` tables, each with a `name` (`api`
+        /// or `chat`) and `instances`, such as `["http://10.0.0.5:8101"]`. An instance URL may
+        /// carry its weight (1..=1000, default 1) and in-flight limit (0, the default, means
+        /// none): `http://10.0.0.5:8101?weight=5&max_in_flight=100`. Empty in `strata up`,
+        /// which builds the pools from the instances it starts; `strata serve gateway` needs at
+        /// least the `api` pool.
+        file pools: Vec<PoolConfig> = Vec::new(),
+        /// How the `api` pool balances and checks its instances (`STRATA_GATEWAY_API_<KEY>`).
+        /// Kept apart from `pools`, which only lists instances, so the settings also apply to
+        /// the pools `strata up` builds from its own instances. Default: round robin (api
+        /// instances are stateless and alike).
+        section api: PoolSettings = PoolSettings::default(),
+        /// How the `chat` pool balances and checks its instances (`STRATA_GATEWAY_CHAT_<KEY>`),
+        /// the same keys. Default: consistent hash on the `room` query parameter of
+        /// `/api/v1/chat/ws?room=…`, so every member of a room reaches the chat instance that
+        /// holds the room.
+        section chat: PoolSettings = PoolSettings::chat(),
+    }
+    setters {
+        /// The pools' instances in one value, `api=URL,URL;chat=URL` (pools separated by `;`):
+        /// each pool named replaces the file's pool of that name.
+        live upstream => GatewayConfig::set_upstream,
+    }
+    validate = GatewayConfig::check;
+}
+
+impl GatewayConfig {
+    /// The settings of pool `name` (`api` or `chat`); `None` for any other name.
+    pub fn pool_settings(&self, name: &str) -> Option<&PoolSettings> {
+        match name {
+            "api" => Some(&self.api),
+            "chat" => Some(&self.chat),
+            _ => None,
+        }
+    }
+
+    /// Whether the public listener terminates TLS (`tls_cert` and `tls_key` both set).
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.as_os_str().is_empty() && !self.tls_key.as_os_str().is_empty()
+    }
+
+    /// The keys (`gateway.listen`) that differ in `new` and that a reload cannot apply: those
+    /// declared `restart`, and `gateway.tls_cert` when TLS is turned on or off (the files
+    /// themselves are re-read).
+    pub fn needs_restart(&self, new: &GatewayConfig) -> Vec<String> {
+        let mut keys = Vec::new();
+        self.restart_changes(new, SECTION, &mut keys);
+        if self.tls_enabled() != new.tls_enabled() {
+            keys.push(format!("{SECTION}.tls_cert"));
+        }
+        keys
+    }
+
+    /// The `upstream` key: each pool it names replaces the pool of that name.
+    fn set_upstream(&mut self, value: &str) -> Result<(), String> {
+        for pool in instance::parse_upstreams(value)? {
+            self.pools.retain(|p| p.name != pool.name);
+            self.pools.push(pool);
+        }
+        Ok(())
+    }
+
+    /// The rules between keys, and the pools' instances.
+    fn check(&self, checks: &mut Checks<'_>) {
+        checks.check(
+            self.admin_listen.ip().is_loopback() || !self.admin_token.is_empty(),
+            "admin_token",
+            "required when gateway.admin_listen is not a loopback address",
+        );
+        checks.check(
+            self.tls_cert.as_os_str().is_empty() == self.tls_key.as_os_str().is_empty(),
+            if self.tls_cert.as_os_str().is_empty() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            },
+            "gateway.tls_cert and gateway.tls_key go together: set both or neither",
+        );
+        for (i, pool) in self.pools.iter().enumerate() {
+            let key = format!("pools[{i}]");
+            checks.check(
+                ["api", "chat"].contains(&pool.name.as_str()),
+                &key,
+                "pool name must be `api` or `chat`",
+            );
+            checks.check(
+                !pool.instances.is_empty(),
+                &key,
+                "a pool needs at least one instance",
+            );
+            for url in &pool.instances {
+                if let Err(message) = parse_instance_url(url) {
+                    checks.problem(&key, &message);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

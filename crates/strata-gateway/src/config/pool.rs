@@ -1,0 +1,157 @@
+//! A pool's configuration: its instances ([`PoolConfig`]), how it balances ([`PoolSettings`])
+//! and how its instances' health is judged ([`HealthConfig`]).
+
+use serde::{Deserialize, Serialize};
+use strata_core::config::{Checks, parse};
+use strata_core::config_section;
+
+use super::algorithm::{Algorithm, HashKey, is_token};
+
+/// One pool of interchangeable instances behind the gateway.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Pool name: `api` or `chat` (their routes are fixed by the design: `/api/v1/chat/` goes to
+    /// `chat`, everything else to `api`).
+    pub name: String,
+    /// Base URLs of the instances, `http://host:port`, optionally with the instance's weight and
+    /// in-flight limit as query parameters: `http://host:port?weight=5&max_in_flight=100`
+    /// (see [`parse_instance_url`](super::parse_instance_url)).
+    pub instances: Vec<String>,
+}
+
+impl PoolConfig {
+    /// A pool named `name` with the instances at `instances` (base URLs).
+    pub fn new(name: impl Into<String>, instances: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            instances,
+        }
+    }
+}
+
+config_section! {
+    /// How one pool spreads requests and decides which instances may take them.
+    ///
+    /// `Default` is the `api` pool's setting; [`PoolSettings::chat`] the `chat` pool's. Every
+    /// field may be set alone (file, `STRATA_GATEWAY_<POOL>_<KEY>`, flag
+    /// `gateway.<pool>.<key>`); the others keep their defaults. A reload applies all of them.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct PoolSettings {
+        /// The balancing algorithm: `round_robin`, `weighted_round_robin`, `random`,
+        /// `weighted_random`, `least_connections`, `power_of_two`, `consistent_hash` or
+        /// `sticky`. Default `round_robin` for api (stateless instances, even spread at the
+        /// lowest cost); `consistent_hash` for chat (a room must stay on one instance).
+        live algorithm: Algorithm = Algorithm::RoundRobin,
+        /// Where `consistent_hash` reads its key: `cookie:NAME`, `header:NAME`, `query:NAME` or
+        /// `client_ip`. A request without the key is hashed on its client IP. Default
+        /// `client_ip` for api (it has no natural key), `query:room` for chat (the WebSocket is
+        /// `/api/v1/chat/ws?room=…`).
+        live hash_key: HashKey = HashKey::ClientIp,
+        /// Bounded load of `consistent_hash`, at least 1.0: an instance takes a request only
+        /// while its in-flight count is below `ceil((total in flight + 1) × factor /
+        /// instances)`, otherwise the key moves clockwise to the next instance. Default 1.25: no
+        /// instance carries more than 25 % above the average, while keys stay on their
+        /// instance in normal operation (HAProxy's `hash-balance-factor` and Google's
+        /// "consistent hashing with bounded loads").
+        live balance_factor: f64 = 1.25;
+            check |f| f.is_finite() && *f >= 1.0, "must be a number of at least 1.0",
+        /// Cookie that pins a client to an instance under `sticky`. Default `strata_affinity`:
+        /// prefixed, so it cannot collide with the shop's own cookies.
+        live sticky_cookie: String = "strata_affinity".into() => parse::trimmed;
+            check |name| is_token(name),
+            "expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+        /// When no instance is available (all down, ejected or at their in-flight limit), try
+        /// one anyway instead of answering 503. Default false: a 503 with `Retry-After` is quick
+        /// and honest, while sending traffic to instances known to fail only adds latency.
+        live fail_open: bool = false,
+        /// Most requests to one instance that share a connection and one write when they reach
+        /// the gateway together (HTTP/1.1 pipelining): only safe requests (`GET`, `HEAD`,
+        /// `OPTIONS`) without a streamed body, never one behind another that is still waiting,
+        /// so a request waits at most for the others that arrived with it. 1 to 256; 1 turns it
+        /// off. Default 16: under load it halves the system calls per request on both sides of
+        /// the connection. Set 1 for instances that answer some `GET`s slowly (seconds), so
+        /// quick ones never wait behind them, or that mishandle pipelined requests.
+        live pipeline_depth: usize = 16;
+            check |depth| (1..=256).contains(depth), "must be between 1 (no pipelining) and 256",
+        /// Active health checks, passive ejection and slow start of the pool's instances.
+        section health: HealthConfig = HealthConfig::default(),
+    }
+}
+
+impl PoolSettings {
+    /// The chat pool's defaults: consistent hash on the `room` query parameter.
+    pub fn chat() -> Self {
+        Self {
+            algorithm: Algorithm::ConsistentHash,
+            hash_key: HashKey::Query("room".into()),
+            ..Self::default()
+        }
+    }
+}
+
+config_section! {
+    /// Health of a pool's instances: active checks, passive ejection, slow start.
+    ///
+    /// An instance takes requests while it is *up* (not failing active checks) and not
+    /// *ejected* (passively, after errors). Instances start up, so a fresh gateway serves at
+    /// once.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct HealthConfig {
+        /// Path of the active check, `GET`; a 2xx or 3xx answer is a success. Default
+        /// `/readyz`: every strata process serves it, and it fails while the instance's
+        /// backends are down.
+        live path: String = "/readyz".into() => parse::trimmed;
+            check |path| path.starts_with('/') && path.parse::<http::uri::PathAndQuery>().is_ok(),
+            "expected a path such as /readyz",
+        /// Milliseconds between two checks of one instance (each jittered by ±10 % so a
+        /// gateway's checks do not arrive in bursts); 0 turns active checks off. Default 1000:
+        /// with `fall` 2 a silent instance is taken out within about two seconds, at one
+        /// request per second per instance.
+        live interval_ms: u64 = 1000,
+        /// Milliseconds a check may take, connect included, at most `interval_ms`. Default 500:
+        /// an instance that cannot answer its readiness probe in half a second is not fit to
+        /// serve.
+        live timeout_ms: u64 = 500; check |ms| *ms >= 1, "must be at least 1",
+        /// Consecutive successful checks that bring a down instance up. Default 2: one lucky
+        /// answer does not bring back a flapping instance.
+        live rise: u32 = 2; check |n| *n >= 1, "must be at least 1",
+        /// Consecutive failed checks that take an up instance down. Default 2: one lost probe
+        /// does not remove a healthy instance.
+        live fall: u32 = 2; check |n| *n >= 1, "must be at least 1",
+        /// Consecutive failed requests (connect error, reset, timeout, 5xx) that eject an
+        /// instance; 0 turns passive ejection off. Default 3: requests find a dead instance
+        /// long before the next check does, and three in a row is rarely bad luck.
+        live eject_after: u32 = 3,
+        /// First ejection's length in milliseconds; each consecutive ejection doubles it, and
+        /// an ejected instance comes back at the first successful check after its ejection
+        /// ends. Default 1000: a restarting instance is tried again soon.
+        live eject_base_ms: u64 = 1000; check |ms| *ms >= 1, "must be at least 1",
+        /// Longest ejection in milliseconds. Default 30000: a broken instance costs a few
+        /// probes a minute, and comes back within half a minute of being fixed.
+        live eject_max_ms: u64 = 30_000,
+        /// Milliseconds over which a recovered instance's share ramps from 10 % to 100 %; 0
+        /// turns slow start off. Default 5000: long enough for cold caches and connection pools
+        /// to warm.
+        live slow_start_ms: u64 = 5000,
+    }
+    validate = HealthConfig::check;
+}
+
+impl HealthConfig {
+    /// The rules between keys.
+    fn check(&self, checks: &mut Checks<'_>) {
+        checks.check(
+            self.interval_ms == 0 || self.timeout_ms <= self.interval_ms,
+            "timeout_ms",
+            "must not exceed health.interval_ms, so checks never pile up",
+        );
+        checks.check(
+            self.eject_max_ms >= self.eject_base_ms,
+            "eject_max_ms",
+            "must be at least health.eject_base_ms",
+        );
+    }
+}

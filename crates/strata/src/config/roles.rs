@@ -1,0 +1,187 @@
+//! The sections that say how the binary runs its roles: `[api]` and `[chat]` (instances and
+//! listeners), `[worker]`, `[auth]` and `[admin]`. The binary turns them into each role's own
+//! settings when it starts the role.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use strata_core::config::{Checks, Secret, parse, valid_name};
+use strata_core::config_section;
+
+/// Most instances of one role that `strata up` starts in one process.
+const MAX_INSTANCES: usize = 64;
+
+config_section! {
+    /// A role that runs as one or more instances (api, chat).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct RoleConfig {
+        /// How many instances `strata up` starts (at most 64); `strata serve` runs one per
+        /// process.
+        restart instances: usize = 1;
+            check |n| *n <= MAX_INSTANCES, "at most 64 instances per process",
+        /// Address of the first instance; instance `i` (from 0) listens on port `port + i`.
+        restart listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0)),
+    }
+}
+
+impl RoleConfig {
+    /// `instances` instances from port `port` of the loopback address.
+    pub fn new(instances: usize, port: u16) -> Self {
+        Self {
+            instances,
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// The listen address of instance `index` (0-based). Port 0 stays 0 (the OS picks).
+    pub fn instance_addr(&self, index: usize) -> SocketAddr {
+        let mut addr = self.listen;
+        if addr.port() != 0 {
+            let offset = u16::try_from(index).unwrap_or(u16::MAX);
+            addr.set_port(addr.port().saturating_add(offset));
+        }
+        addr
+    }
+}
+
+config_section! {
+    /// The workers (`[worker]`, `STRATA_WORKER_<KEY>`): how many, where their operational
+    /// endpoints listen, and how they consume events and relay the outbox.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct WorkerConfig {
+        /// How many workers `strata up` starts. Default 1.
+        restart instances: usize = 1;
+            check |n| *n <= MAX_INSTANCES, "at most 64 instances per process",
+        /// Address of the first worker's endpoints; worker `i` uses port `port + i`. Default
+        /// `127.0.0.1:8301`.
+        restart listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8301)),
+        /// Bearer token of the worker's `/events/*` (stats, dead letters, replay). Default
+        /// empty: none needed; required when `listen` is not loopback, since replay changes
+        /// state. Prefer `STRATA_WORKER_ADMIN_TOKEN` to a file.
+        restart admin_token: Secret = Secret::default() => parse::trimmed,
+        /// Deliveries handled at once per handler (payment, fulfilment, notifications). Default
+        /// 16: overlaps store round trips and the provider's latency without taking every store
+        /// connection.
+        restart concurrency: usize = 16; check |n| (1..=1024).contains(n), "expected 1..=1024",
+        /// Deliveries of one event before it goes to the dead-letter stream (`strata events
+        /// dlq`). Default 5.
+        restart max_deliveries: u32 = 5; check |n| (1..=100).contains(n), "expected 1..=100",
+        /// First retry delay in ms, doubled per delivery up to `retry_max_ms`. Default 500.
+        restart retry_base_ms: u64 = 500; check |ms| *ms >= 1, "must be at least 1",
+        /// Longest retry delay in ms. Default 30000.
+        restart retry_max_ms: u64 = 30_000,
+        /// Milliseconds an unanswered delivery waits before the bus hands it to another worker
+        /// (how fast a crashed worker's events move on). Default 30000.
+        restart ack_wait_ms: u64 = 30_000; check |ms| *ms >= 100, "must be at least 100",
+        /// Run the outbox relay. Default true. On SQLite `strata up` runs it in its first worker
+        /// only (SQLite has no row locks to share the outbox between relays).
+        restart relay: bool = true,
+        /// Outbox events per relay round. Default 256.
+        restart relay_batch: u32 = 256; check |n| (1..=10_000).contains(n), "expected 1..=10000",
+        /// Milliseconds an idle relay waits between polls. Default 50: the delay a quiet system
+        /// adds to an event.
+        restart relay_interval_ms: u64 = 50; check |ms| *ms >= 1, "must be at least 1",
+        /// Seconds sent outbox events are kept before pruning. Default 86400 (a day, to
+        /// inspect).
+        restart outbox_retention_secs: u64 = 86_400,
+        /// The simulated payment provider: share of orders declined (0.0..=1.0), whose stock
+        /// goes back. Default 0.1.
+        restart payment_decline_rate: f64 = 0.1;
+            check |rate| (0.0..=1.0).contains(rate), "expected 0.0..=1.0",
+        /// The simulated payment provider: share of calls that fail as unavailable (retried,
+        /// then dead-lettered). Default 0.0.
+        restart payment_error_rate: f64 = 0.0;
+            check |rate| (0.0..=1.0).contains(rate), "expected 0.0..=1.0",
+        /// The simulated payment provider: milliseconds per call. Default 5.
+        restart payment_latency_ms: u64 = 5,
+    }
+    validate = WorkerConfig::check;
+}
+
+impl WorkerConfig {
+    /// The listen address of worker `index` (0-based). Port 0 stays 0 (the OS picks).
+    pub fn instance_addr(&self, index: usize) -> SocketAddr {
+        RoleConfig {
+            instances: self.instances,
+            listen: self.listen,
+        }
+        .instance_addr(index)
+    }
+
+    /// The rules between keys.
+    fn check(&self, checks: &mut Checks<'_>) {
+        checks.check(
+            self.retry_max_ms >= self.retry_base_ms,
+            "retry_max_ms",
+            "must be at least retry_base_ms",
+        );
+        checks.check(
+            !self.admin_token.is_empty() || self.listen.ip().is_loopback(),
+            "admin_token",
+            "required when worker.listen is not a loopback address",
+        );
+    }
+}
+
+config_section! {
+    /// How the api authenticates (`[auth]`, `STRATA_AUTH_<KEY>`).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct AuthConfig {
+        /// The HS256 secret that signs session tokens, at least 32 bytes, the same for every api
+        /// process of a deployment. Required by `strata serve api` (set
+        /// `STRATA_AUTH_JWT_SECRET` rather than writing it in a file); `strata up` generates one
+        /// (with the OS's random generator) on first start and keeps it in
+        /// `<store.data_dir>/jwt.secret` (mode 0600), so tokens survive restarts. Default empty.
+        restart jwt_secret: Secret = Secret::default() => parse::verbatim;
+            check |secret| secret.is_empty() || secret.expose().len() >= 32,
+            "must be at least 32 bytes",
+        /// Names the signing key in every token's `kid` header. Default `k1`.
+        restart key_id: String = "k1".into() => parse::trimmed;
+            check |id| valid_name(id), "expected letters, digits, `-` or `_`",
+        /// Lifetime of a session token in seconds. Default 3600: a stolen token is useful for an
+        /// hour at most, and a granted role shows within the hour.
+        restart token_ttl_secs: u64 = 3600; check |secs| *secs >= 1, "must be at least 1",
+        /// argon2id memory per password hash, KiB, at least 8. Default 19456 (19 MiB), OWASP's
+        /// recommendation with `password_iterations` 2.
+        restart password_memory_kib: u32 = 19 * 1024; check |kib| *kib >= 8, "must be at least 8",
+        /// argon2id passes over that memory, at least 1. Default 2.
+        restart password_iterations: u32 = 2; check |n| *n >= 1, "must be at least 1",
+    }
+}
+
+config_section! {
+    /// The first admin account (`[admin]`, `STRATA_ADMIN_EMAIL`, `STRATA_ADMIN_PASSWORD`),
+    /// created by the api at start-up when missing, promoted to admin when present. Both empty
+    /// (the default): no admin is bootstrapped.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct AdminConfig {
+        /// The first admin's email. Default empty.
+        restart email: String = String::new() => parse::trimmed,
+        /// The first admin's password (8 to 128 characters), used only when the account is
+        /// created. Default empty.
+        restart password: Secret = Secret::default() => parse::verbatim;
+            check |password| password.is_empty()
+                || (8..=128).contains(&password.expose().chars().count()),
+            "must have 8 to 128 characters",
+    }
+    validate = AdminConfig::check;
+}
+
+impl AdminConfig {
+    /// The two keys go together.
+    fn check(&self, checks: &mut Checks<'_>) {
+        checks.check(
+            self.email.is_empty() == self.password.is_empty(),
+            if self.email.is_empty() {
+                "email"
+            } else {
+                "password"
+            },
+            "admin.email and admin.password go together: set both or neither",
+        );
+    }
+}
