@@ -11,6 +11,7 @@ mod backends;
 mod bench;
 mod cli;
 mod events;
+mod health;
 mod serve;
 mod up;
 
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args, config).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Events(args) => events::run(args).await,
+            Command::Health(args) => health::run(args).await,
             Command::Chat(args) => {
                 strata_chat::client::run_terminal(&args.url, &args.room, &args.token)
                     .await
