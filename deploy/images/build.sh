@@ -6,6 +6,8 @@
 #   debian:bookworm-slim         debootstrap (minbase) of Debian 12, imported
 #   rust:<X.Y>-slim-bookworm     the above + gcc, libc6-dev, ca-certificates + this machine's
 #                                Rust toolchain (`rustc --print sysroot`, without its docs)
+#                                and its local certificate authorities
+#                                (/usr/local/share/ca-certificates)
 #   postgres:15-bookworm         Debian's postgresql-15, with an entry point that honours the
 #                                official image's POSTGRES_* variables and PGDATA
 #   redis:7-bookworm             Debian's redis-server, `redis-server` as the command
@@ -73,6 +75,10 @@ build_rust() {
     mkdir -p "$context/toolchain"
     # The toolchain without its documentation (800 MB of HTML).
     tar -C "$sysroot" --exclude=./share/doc -c . | tar -C "$context/toolchain" -x
+    # Certificate authorities this machine added locally (e.g. an outbound proxy's), so cargo
+    # in the image reaches crates.io the way it does here.
+    mkdir -p "$context/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$context/ca-certificates/" 2>/dev/null || true
     cp "$HERE/rust.Dockerfile" "$context/Dockerfile"
     docker build -q --build-arg "RUST_VERSION=$version" -t "$tag" -t "rust:$version-slim-bookworm" \
         "$context" >/dev/null

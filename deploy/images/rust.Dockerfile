@@ -10,6 +10,8 @@ ENV RUSTUP_HOME=/usr/local/rustup \
     CARGO_HOME=/usr/local/cargo \
     PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     RUST_VERSION=${RUST_VERSION}
+COPY ca-certificates /usr/local/share/ca-certificates
+RUN update-ca-certificates >/dev/null
 COPY toolchain /usr/local/rustup/toolchains/${RUST_VERSION}-x86_64-unknown-linux-gnu
 RUN mkdir -p /usr/local/cargo/bin \
  && for tool in cargo rustc rustdoc; do \
