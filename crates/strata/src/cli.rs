@@ -21,8 +21,10 @@ const CONFIG_VAR: &str = "STRATA_CONFIG";
 const CHAT_TOKEN_VAR: &str = "STRATA_CHAT_TOKEN";
 /// The worker's admin token for `strata events --token`.
 const EVENTS_TOKEN_VAR: &str = "STRATA_EVENTS_TOKEN";
+/// The URL `strata health` checks when none is given (containers set it per role).
+const HEALTH_URL_VAR: &str = "STRATA_HEALTH_URL";
 /// Variables that belong to flags, not to the configuration.
-const FLAG_VARS: [&str; 3] = [CONFIG_VAR, CHAT_TOKEN_VAR, EVENTS_TOKEN_VAR];
+const FLAG_VARS: [&str; 4] = [CONFIG_VAR, CHAT_TOKEN_VAR, EVENTS_TOKEN_VAR, HEALTH_URL_VAR];
 
 /// strata: a shop with live support chat, its load balancer and its load generator, in one
 /// binary.
@@ -61,6 +63,27 @@ pub enum Command {
     /// The event pipeline, through a worker's endpoints: per-stream figures, dead letters,
     /// replay.
     Events(EventsArgs),
+    /// Probe an endpoint (e.g. a role's `/readyz`): exit 0 when it answers 2xx in time, 1
+    /// otherwise. Needs no shell or curl, so a container image can use it as its health check.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The endpoint to probe, e.g. http://127.0.0.1:8101/readyz.
+    #[arg(value_name = "URL", env = HEALTH_URL_VAR)]
+    pub url: String,
+    /// Seconds to wait for the answer (more than 0, at most 3600).
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = probe_timeout)]
+    pub timeout: std::time::Duration,
+}
+
+/// `--timeout` of `strata health`: a bad value is a usage error (exit code 2), like any flag.
+fn probe_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs > 0.0 && secs <= 3600.0 => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!("expected seconds in (0, 3600], got `{text}`")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -269,7 +292,7 @@ impl Cli {
                     out.push(("gateway.upstream", upstream.clone()));
                 }
             }
-            Command::Bench(_) | Command::Chat(_) | Command::Events(_) => {}
+            Command::Bench(_) | Command::Chat(_) | Command::Events(_) | Command::Health(_) => {}
         }
         out
     }

@@ -12,6 +12,7 @@ mod bench;
 mod cli;
 mod config;
 mod events;
+mod health;
 mod serve;
 mod up;
 
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args, config).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Events(args) => events::run(args).await,
+            Command::Health(args) => health::run(args).await,
             Command::Chat(args) => {
                 strata_chat::client::run_terminal(&args.url, &args.room, &args.token)
                     .await

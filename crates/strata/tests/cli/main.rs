@@ -7,6 +7,7 @@
 mod config;
 mod events;
 mod harness;
+mod health;
 mod serve;
 mod shutdown;
 mod up;
