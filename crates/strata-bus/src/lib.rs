@@ -328,9 +328,31 @@ pub enum AnyBus {
     Nats(NatsBus),
 }
 
+/// How a bus is set up beyond its URL and namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusOptions {
+    /// Copies JetStream keeps of each stream the bus creates (1 to 5; the memory bus has one
+    /// by nature). Default 1, a single server.
+    pub replicas: usize,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        Self { replicas: 1 }
+    }
+}
+
 impl AnyBus {
-    /// Connects to the bus named by `url`: `memory` for a new [`MemoryBus`], `nats://…` for
-    /// [`NatsBus::connect`].
+    /// As [`AnyBus::connect_with`], with the default [`BusOptions`].
+    ///
+    /// # Errors
+    /// As [`AnyBus::connect_with`].
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::connect_with(url, namespace, &BusOptions::default()).await
+    }
+
+    /// Connects to the bus named by `url`: `memory` for a new [`MemoryBus`], `nats://…` (or a
+    /// comma-separated list of a cluster's servers) for [`NatsBus::connect_with`].
     ///
     /// `namespace` prefixes NATS subjects and stream names so deployments and tests can share a
     /// server; the memory bus is private to its process and only checks it.
@@ -338,12 +360,14 @@ impl AnyBus {
     /// # Errors
     /// [`BusError::UnsupportedUrl`] for any other URL, [`BusError::InvalidName`] for a bad
     /// namespace, [`BusError::Connect`] when the NATS server cannot be reached.
-    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+    pub async fn connect_with(url: &str, namespace: &str, options: &BusOptions) -> Result<Self> {
         if url == "memory" {
             subject::check_namespace(namespace)?;
             Ok(Self::Memory(MemoryBus::new()))
         } else if url.starts_with("nats://") {
-            Ok(Self::Nats(NatsBus::connect(url, namespace).await?))
+            Ok(Self::Nats(
+                NatsBus::connect_with(url, namespace, options).await?,
+            ))
         } else {
             Err(BusError::UnsupportedUrl(url.to_owned()))
         }

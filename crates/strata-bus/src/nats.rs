@@ -5,9 +5,14 @@
 //! ack on that stream, filtered to `ns.{filter}`. Subjects handed to and from callers never
 //! carry the namespace.
 //!
-//! Streams are created on first use with file storage, one replica and no limits (keep
-//! everything). `get_or_create_stream` never rewrites an existing stream, so operators may
-//! edit one (`nats stream edit`: replicas, max age, max bytes) and the bus keeps their choice.
+//! Streams are created on first use with file storage, [`BusOptions::replicas`] copies (one
+//! by default; three on a three-node cluster, so a node may fail without losing or stalling a
+//! stream) and no limits (keep everything). `get_or_create_stream` never rewrites an existing
+//! stream, so operators may edit one (`nats stream edit`: replicas, max age, max bytes) and the
+//! bus keeps their choice.
+//!
+//! The URL may list several servers of one cluster, separated by commas: the client connects
+//! to any that answers and reconnects to another when it goes away.
 //!
 //! Inspection maps to the JetStream API: stream and consumer info, message delete (which the
 //! server also applies to every consumer's pending set, like an ack). [`Bus::read`] uses a
@@ -34,8 +39,8 @@ use futures_util::StreamExt;
 use crate::error::{BoxError, BusError, Result};
 use crate::subject::{self, Filter};
 use crate::{
-    Acker, Bus, ConsumerInfo, Delivery, StoredMessage, StreamInfo, SubscribeOptions, Subscription,
-    SubscriptionInner,
+    Acker, Bus, BusOptions, ConsumerInfo, Delivery, StoredMessage, StreamInfo, SubscribeOptions,
+    Subscription, SubscriptionInner,
 };
 
 /// How long a pull request waits on the server for messages before the client renews it.
@@ -73,6 +78,8 @@ struct Shared {
     client: async_nats::Client,
     js: jetstream::Context,
     namespace: String,
+    /// Copies of each stream this process creates.
+    replicas: usize,
     /// Families whose stream this process already ensured, so a publish is one round trip.
     known_streams: Mutex<HashSet<String>>,
     closed: AtomicBool,
@@ -85,27 +92,42 @@ impl NatsBus {
     /// # Errors
     /// [`BusError::InvalidName`] when `namespace` is not lowercase ASCII letters, digits and
     /// `-`; [`BusError::Connect`] when the server cannot be reached (within 5 s).
-    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+    pub async fn connect_with(url: &str, namespace: &str, options: &BusOptions) -> Result<Self> {
         subject::check_namespace(namespace)?;
+        let connect_error = |source: BoxError| BusError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let servers = url
+            .split(',')
+            .map(|server| server.trim().parse::<async_nats::ServerAddr>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|err| connect_error(err.into()))?;
         let client = async_nats::ConnectOptions::new()
             .name(format!("strata-bus {namespace}"))
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None)
-            .connect(url)
+            .connect(servers)
             .await
-            .map_err(|err| BusError::Connect {
-                url: url.to_owned(),
-                source: err.into(),
-            })?;
+            .map_err(|err| connect_error(err.into()))?;
         Ok(Self {
             shared: Arc::new(Shared {
                 js: jetstream::new(client.clone()),
                 client,
                 namespace: namespace.to_owned(),
+                replicas: options.replicas,
                 known_streams: Mutex::default(),
                 closed: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// As [`NatsBus::connect_with`], with the default [`BusOptions`].
+    ///
+    /// # Errors
+    /// As [`NatsBus::connect_with`].
+    pub async fn connect(url: &str, namespace: &str) -> Result<Self> {
+        Self::connect_with(url, namespace, &BusOptions::default()).await
     }
 
     /// The namespace given to [`NatsBus::connect`].
@@ -194,6 +216,7 @@ impl NatsBus {
                 description: Some(format!("strata-bus `{family}` events")),
                 subjects: vec![format!("{}.{family}.>", self.shared.namespace)],
                 storage: stream::StorageType::File,
+                num_replicas: self.shared.replicas,
                 retention: stream::RetentionPolicy::Limits,
                 discard: stream::DiscardPolicy::Old,
                 ..Default::default()

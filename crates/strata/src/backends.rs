@@ -9,7 +9,7 @@ use crate::config::Config;
 use anyhow::Context;
 use strata_api::auth::{PasswordParams, ThrottleSettings};
 use strata_api::{AdminBootstrap, AuthSettings};
-use strata_bus::AnyBus;
+use strata_bus::{AnyBus, BusOptions};
 use strata_cache::AnyCache;
 use strata_core::config::Secret;
 use strata_store::{Store, StoreOptions};
@@ -162,7 +162,10 @@ pub async fn cache(config: &Config) -> anyhow::Result<AnyCache> {
 /// # Errors
 /// When the URL is not supported or NATS cannot be reached.
 pub async fn bus(config: &Config) -> anyhow::Result<AnyBus> {
-    let bus = AnyBus::connect(&config.bus.url, &config.bus.namespace)
+    let options = BusOptions {
+        replicas: config.bus.replicas,
+    };
+    let bus = AnyBus::connect_with(&config.bus.url, &config.bus.namespace, &options)
         .await
         .with_context(|| format!("cannot connect to the bus at {}", redact(&config.bus.url)))?;
     tracing::info!(url = %redact(&config.bus.url), "bus ready");

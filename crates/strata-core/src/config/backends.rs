@@ -64,13 +64,18 @@ crate::config_section! {
     #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
     #[serde(default, deny_unknown_fields)]
     pub struct BusConfig {
-        /// `memory` (default, in process) or `nats://host:port` (JetStream).
+        /// `memory` (default, in process) or `nats://host:port` (JetStream); a cluster's
+        /// servers may be listed, separated by commas.
         restart url: String = "memory".into() => parse::verbatim;
             check |url| url == "memory" || url.starts_with("nats://"),
             "expected `memory` or nats://host:port",
         /// Namespace of streams and subjects. Default `strata`.
         restart namespace: String = "strata".into() => parse::verbatim;
             check |namespace| valid_name(namespace), "expected letters, digits, `-` or `_`",
+        /// Copies NATS JetStream keeps of each stream strata creates, 1 to 5. Default 1: one
+        /// server; a three-node cluster wants 3, so losing a node loses no event. Streams that
+        /// exist keep their own setting.
+        restart replicas: usize = 1; check |n| (1..=5).contains(n), "expected 1..=5",
     }
 }
 
