@@ -94,29 +94,11 @@ impl From<Product> for ProductView {
     }
 }
 
-/// One page of products, with what a client needs to draw pagination.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(as = ProductPage)]
-pub struct ProductPageView {
-    /// The products of this page, in the order asked for (by ascending id by default).
-    pub items: Vec<ProductView>,
-    /// How many products exist in total (that match the search, for a search).
-    pub total: i64,
-    /// The 1-based page number that was asked for.
-    pub page: u32,
-    /// The page size that was asked for (the last page may hold fewer items).
-    pub per_page: u32,
-}
-
-impl From<ProductPage> for ProductPageView {
-    fn from(page: ProductPage) -> Self {
-        Self {
-            items: page.items.into_iter().map(ProductView::from).collect(),
-            total: page.total,
-            page: page.page,
-            per_page: page.per_page,
-        }
-    }
+crate::page::page_view! {
+    /// One page of products, with what a client needs to draw pagination.
+    ProductPageView as ProductPage: ProductView from ProductPage;
+    items: "The products of this page, in the order asked for (by ascending id by default).",
+    total: "How many products exist in total (that match the search, for a search).",
 }
 
 /// List and search products, one page at a time, with the total number of matches.

@@ -15,6 +15,7 @@ pub mod extract;
 mod notifications;
 pub mod openapi;
 mod orders;
+mod page;
 pub mod prices;
 mod quote;
 mod server;

@@ -49,29 +49,11 @@ impl From<Notification> for NotificationView {
     }
 }
 
-/// One page of a user's notifications, newest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = NotificationPage)]
-pub struct NotificationPageView {
-    /// The notifications of this page.
-    pub items: Vec<NotificationView>,
-    /// How many the user has in total.
-    pub total: i64,
-    /// The 1-based page number asked for.
-    pub page: u32,
-    /// The page size asked for.
-    pub per_page: u32,
-}
-
-impl From<NotificationPage> for NotificationPageView {
-    fn from(page: NotificationPage) -> Self {
-        Self {
-            items: page.items.into_iter().map(NotificationView::from).collect(),
-            total: page.total,
-            page: page.page,
-            per_page: page.per_page,
-        }
-    }
+crate::page::page_view! {
+    /// One page of a user's notifications, newest first.
+    NotificationPageView as NotificationPage: NotificationView from NotificationPage;
+    items: "The notifications of this page.",
+    total: "How many the user has in total.",
 }
 
 /// The caller's notifications, newest first.

@@ -199,29 +199,11 @@ impl From<StatusChange> for StatusChangeView {
     }
 }
 
-/// One page of orders, newest first.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[schema(as = OrderPage)]
-pub struct OrderPageView {
-    /// The orders of this page.
-    pub items: Vec<OrderView>,
-    /// How many orders there are in total.
-    pub total: i64,
-    /// The 1-based page number asked for.
-    pub page: u32,
-    /// The page size asked for.
-    pub per_page: u32,
-}
-
-impl From<OrderPage> for OrderPageView {
-    fn from(page: OrderPage) -> Self {
-        Self {
-            items: page.items.into_iter().map(OrderView::from).collect(),
-            total: page.total,
-            page: page.page,
-            per_page: page.per_page,
-        }
-    }
+crate::page::page_view! {
+    /// One page of orders, newest first.
+    OrderPageView as OrderPage: OrderView from OrderPage;
+    items: "The orders of this page.",
+    total: "How many orders there are in total.",
 }
 
 /// Check out the caller's cart: reserve the stock, write the order at the quoted prices, empty

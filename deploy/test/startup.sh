@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Start-up figures of the compose cluster (deploy/compose.yaml), from the host:
+#   - the size of the strata image;
+#   - time from `docker-compose up` to every strata container healthy (its /readyz through
+#     `strata health`, the image's health check);
+#   - time from `docker start` of a stopped api (and chat) container to its /readyz answering
+#     200, polled from the host over the container's bridge address every 10 ms, ROUNDS times.
+# Brings the cluster up on a fresh project (volumes included) and removes it at the end.
+#
+#   deploy/test/startup.sh            # needs the images: deploy/images/build.sh, docker build
+#
+# Knobs: ROUNDS (5), PROJECT (strata-startup), STRATA_IMAGE (strata:dev), UP_TIMEOUT (180 s).
+# The last line of output is one JSON object.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ROUNDS=${ROUNDS:-5}
+PROJECT=${PROJECT:-strata-startup}
+UP_TIMEOUT=${UP_TIMEOUT:-180}
+export STRATA_IMAGE=${STRATA_IMAGE:-strata:dev}
+# Host ports of this run, away from a cluster a developer may have running.
+export STRATA_PORT=${STRATA_PORT:-18580} STRATA_ADMIN_PORT=${STRATA_ADMIN_PORT:-18590}
+export PROMETHEUS_PORT=${PROMETHEUS_PORT:-18591}
+
+compose() { docker-compose -p "$PROJECT" -f "$ROOT/deploy/compose.yaml" "$@"; }
+log() { printf '== %s\n' "$*" >&2; }
+now_ms() { date +%s%3N; }
+cleanup() { compose down -v --remove-orphans >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+container() { compose ps -q "$1"; }
+healthy() { [[ $(docker inspect -f '{{.State.Health.Status}}' "$(container "$1")" 2>/dev/null) == healthy ]]; }
+address() {
+    docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$(container "$1")" |
+        awk '{print $1}'
+}
+# Milliseconds from `docker start SERVICE` until http://ADDR:PORT/readyz answers 200.
+start_to_ready() {
+    local service=$1 port=$2 start ip
+    docker stop -t 10 "$(container "$service")" >/dev/null
+    start=$(now_ms)
+    docker start "$(container "$service")" >/dev/null
+    for _ in $(seq 1 3000); do
+        ip=$(address "$service")
+        if [[ -n $ip ]] && curl -fsS -m 0.2 -o /dev/null "http://$ip:$port/readyz" 2>/dev/null; then
+            echo $(($(now_ms) - start))
+            return
+        fi
+        sleep 0.01
+    done
+    log "$service never became ready"
+    return 1
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+image_bytes=$(docker image inspect -f '{{.Size}}' "$STRATA_IMAGE")
+cleanup
+log "compose up"
+start=$(now_ms)
+compose up -d >/dev/null 2>&1
+services=(gateway api-1 api-2 api-3 chat-1 chat-2 worker-1 worker-2)
+deadline=$(( $(date +%s) + UP_TIMEOUT ))
+all_healthy() { local s; for s in "${services[@]}"; do healthy "$s" || return 1; done; }
+until all_healthy; do
+    (( $(date +%s) < deadline )) || { log "not every service became healthy"; compose ps >&2; exit 1; }
+    sleep 0.1
+done
+up_ms=$(( $(now_ms) - start ))
+log "every strata container healthy after ${up_ms} ms"
+
+api=() chat=()
+for _ in $(seq 1 "$ROUNDS"); do
+    api+=("$(start_to_ready api-1 8101)")
+    chat+=("$(start_to_ready chat-1 8201)")
+done
+log "api start to ready (ms): ${api[*]}; chat: ${chat[*]}"
+api_median=$(printf '%s\n' "${api[@]}" | median)
+chat_median=$(printf '%s\n' "${chat[@]}" | median)
+printf '{"image_mb":%.1f,"compose_up_to_ready_ms":%d,"api_start_to_ready_ms":%d,"chat_start_to_ready_ms":%d,"rounds":%d}\n' \
+    "$(echo "$image_bytes / 1000000" | bc -l)" "$up_ms" "$api_median" "$chat_median" "$ROUNDS"
