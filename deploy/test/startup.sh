@@ -9,7 +9,7 @@
 #
 #   deploy/test/startup.sh            # needs the images: deploy/images/build.sh, docker build
 #
-# Knobs: ROUNDS (5), PROJECT (strata-startup), STRATA_IMAGE (strata:dev), UP_TIMEOUT (180 s).
+# Knobs: ROUNDS (5), PROJECT (strata-startup), CLUSTER_IMAGE (strata:dev), UP_TIMEOUT (180 s).
 # The last line of output is one JSON object.
 set -euo pipefail
 
@@ -17,10 +17,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ROUNDS=${ROUNDS:-5}
 PROJECT=${PROJECT:-strata-startup}
 UP_TIMEOUT=${UP_TIMEOUT:-180}
-export STRATA_IMAGE=${STRATA_IMAGE:-strata:dev}
+export CLUSTER_IMAGE=${CLUSTER_IMAGE:-strata:dev}
 # Host ports of this run, away from a cluster a developer may have running.
-export STRATA_PORT=${STRATA_PORT:-18580} STRATA_ADMIN_PORT=${STRATA_ADMIN_PORT:-18590}
-export PROMETHEUS_PORT=${PROMETHEUS_PORT:-18591}
+export CLUSTER_PORT=${CLUSTER_PORT:-18580} CLUSTER_ADMIN_PORT=${CLUSTER_ADMIN_PORT:-18590}
+export CLUSTER_PROMETHEUS_PORT=${CLUSTER_PROMETHEUS_PORT:-18591}
 
 compose() { docker-compose -p "$PROJECT" -f "$ROOT/deploy/compose.yaml" "$@"; }
 log() { printf '== %s\n' "$*" >&2; }
@@ -53,7 +53,7 @@ start_to_ready() {
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-image_bytes=$(docker image inspect -f '{{.Size}}' "$STRATA_IMAGE")
+image_bytes=$(docker image inspect -f '{{.Size}}' "$CLUSTER_IMAGE")
 cleanup
 log "compose up"
 start=$(now_ms)
