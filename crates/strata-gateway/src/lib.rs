@@ -68,6 +68,8 @@ pub struct Gateway {
     membership: Arc<Membership>,
     registry: Arc<Registry>,
     handle: GatewayHandle,
+    /// The name the admin listener's `/healthz` and `/readyz` answer with.
+    instance: Arc<str>,
 }
 
 impl Gateway {
@@ -138,7 +140,18 @@ impl Gateway {
             membership,
             registry: Arc::new(registry),
             handle,
+            // As `strata serve` names a role instance without `--instance`: `<role>@<listen
+            // address>`, unique across hosts without coordination.
+            instance: format!("gateway@{local_addr}").into(),
         })
+    }
+
+    /// Names this gateway in its admin listener's `/healthz` and `/readyz` (`strata serve
+    /// gateway --instance NAME`); `gateway@<public address>` otherwise.
+    #[must_use]
+    pub fn named(mut self, instance: &str) -> Self {
+        self.instance = instance.into();
+        self
     }
 
     /// A handle that reloads the running gateway's configuration (clone it before
@@ -187,6 +200,7 @@ impl Gateway {
             membership,
             registry,
             handle,
+            instance,
         } = self;
         let config = &handle.shared.started_with;
         let tls = handle.shared.tls.clone();
@@ -195,9 +209,6 @@ impl Gateway {
         tracing::info!(%local_addr, %admin_addr, https, workers, "gateway serving");
         let drain = limits.request_timeout;
         let proxy = Arc::new(Proxy::new(Arc::clone(&membership), limits.clone()));
-        // As `strata serve` names a role instance without `--instance`: `<role>@<listen
-        // address>`, unique across hosts without coordination.
-        let instance: Arc<str> = format!("gateway@{local_addr}").into();
         let admin_api = Arc::new(Admin::new(
             Arc::clone(&membership),
             registry,

@@ -213,7 +213,8 @@ pub struct ServeArgs {
     /// the flag for the `chat` pool.
     #[arg(long, value_name = "POOL=URL,…")]
     pub upstream: Vec<String>,
-    /// Instance name sent in `X-Strata-Instance`. Default `<role>@<listen address>`.
+    /// Instance name, sent in `X-Strata-Instance` and in the answers of `/healthz` and
+    /// `/readyz`. Default `<role>@<listen address>`.
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
 }

@@ -35,14 +35,14 @@ pub async fn run(args: &ServeArgs, config: Config) -> anyhow::Result<()> {
         ));
     }
     match args.role {
-        Role::Gateway => gateway(config, signalled).await,
+        Role::Gateway => gateway(args, config, signalled).await,
         Role::Api => api(args, &config, signalled).await,
         Role::Chat => chat(args, &config, signalled).await,
         Role::Worker => worker(args, &config, signalled).await,
     }
 }
 
-async fn gateway(config: Config, signalled: Shutdown) -> anyhow::Result<()> {
+async fn gateway(args: &ServeArgs, config: Config, signalled: Shutdown) -> anyhow::Result<()> {
     if !config.gateway.pools.iter().any(|p| p.name == "api") {
         return Err(invalid(
             "gateway.upstream",
@@ -50,9 +50,12 @@ async fn gateway(config: Config, signalled: Shutdown) -> anyhow::Result<()> {
              (or STRATA_GATEWAY_UPSTREAM, or [[gateway.pools]] in the config file)",
         ));
     }
-    let gateway = Gateway::build(&config.gateway)
+    let mut gateway = Gateway::build(&config.gateway)
         .await
         .context("cannot start the gateway")?;
+    if let Some(name) = &args.instance {
+        gateway = gateway.named(name);
+    }
     let (public, admin) = (gateway.local_addr(), gateway.admin_addr());
     print_stdout(&format!(
         "strata gateway: public http://{public}/  admin http://{admin}/admin/pools  metrics http://{admin}/metrics\n"

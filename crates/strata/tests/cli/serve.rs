@@ -52,6 +52,8 @@ async fn serve_runs_roles_as_separate_processes_on_postgres() {
         &format!("127.0.0.1:{admin}"),
         "--upstream",
         &upstream,
+        "--instance",
+        "gateway-a",
     ])));
 
     let client = reqwest::Client::new();
@@ -69,6 +71,16 @@ async fn serve_runs_roles_as_separate_processes_on_postgres() {
         START_TIMEOUT,
     )
     .await;
+    // The gateway answers its probes under the name it was given, as every role does.
+    let health: Value = client
+        .get(format!("http://127.0.0.1:{admin}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["instance"], "gateway-a", "{health}");
 
     let mut seen = BTreeSet::new();
     for _ in 0..20 {
