@@ -4,7 +4,8 @@
 
 use strata_core::auth::{Rejected, TokenKey, TokenUser, UserRole};
 
-/// Who a verified token names.
+/// Who a verified token names: the part of [`TokenUser`] chat uses. Every connection holds
+/// one, so it stays two words and `Copy` (the email, a heap string, is left out).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct User {
     /// The account id.
