@@ -9,9 +9,14 @@
 //!   ±10 % so checks of many instances do not arrive together), on a fresh connection so a
 //!   check also proves the instance accepts connections ([`Upstream::probe`]), and waits at
 //!   most `timeout`. `fall`
-//!   failures in a row take the instance down, `rise` successes bring it back. Instances start
-//!   up, so a fresh gateway serves at once and a dead instance is found by its first `fall`
-//!   checks (or sooner, by passive ejection).
+//!   failures in a row take the instance down, `rise` successes bring it back. While an
+//!   instance is between states (a check failed but not yet `fall` of them, or passed but not
+//!   yet `rise`) the next check comes after a quarter of the interval, and a request that
+//!   fails on an up instance asks for a check at once (as HAProxy's `fastinter` and
+//!   `on-error fastinter`): a dead instance is out about `timeout` + (`fall` − 1) ×
+//!   (`interval` / 4 + `timeout`) after it failed its first request, instead of up to `fall`
+//!   whole intervals. Instances start up, so a fresh gateway serves at once and a dead
+//!   instance is found by its first `fall` checks (or sooner, by passive ejection).
 //! - **Passive ejection.** The proxy reports the outcome of every attempt: a connect error,
 //!   reset, timeout or 5xx is a failure, any other answer a success. `eject_after` failures in
 //!   a row eject the instance for a backoff of `eject_base`, doubled for each further
@@ -27,7 +32,7 @@
 //! [`Upstream::probe`]: crate::upstream::Upstream::probe
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -147,6 +152,8 @@ pub struct InstanceHealth {
     recovered_at: AtomicU64,
     /// Wakes the health task when the proxy ejects the instance.
     wake: Notify,
+    /// A request failed on the instance while it was up: check it now.
+    check_soon: AtomicBool,
     metrics: HealthMetrics,
     /// For logs: `pool/instance`.
     name: Arc<str>,
@@ -165,6 +172,7 @@ impl InstanceHealth {
             ejected_until: AtomicU64::new(0),
             recovered_at: AtomicU64::new(NOT_RAMPING),
             wake: Notify::new(),
+            check_soon: AtomicBool::new(false),
             metrics,
             name: name.into(),
         }
@@ -234,6 +242,13 @@ impl InstanceHealth {
     /// Counts a failed request (connect error, reset, timeout, invalid response, 5xx); the
     /// `eject_after`-th in a row ejects the instance.
     pub fn record_failure(&self) {
+        // An instance that fails a request may have died: an active check settles it sooner
+        // than the next interval (once per run of failures; the task clears the flag).
+        if self.status.load(Ordering::Relaxed) & DOWN == 0
+            && !self.check_soon.swap(true, Ordering::Relaxed)
+        {
+            self.wake.notify_one();
+        }
         let after = self.policy.load().eject_after;
         if after == 0 {
             return;
@@ -424,6 +439,7 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
     // The first check comes anywhere in the first interval, so a gateway's checks spread out.
     let first = |interval: Duration| Instant::now() + interval.mul_f64(unit(&rng));
     let mut next_check = health.policy().interval.map(first);
+    let mut last_check: Option<Instant> = None;
     let (mut passed, mut failed) = (0u32, 0u32);
     loop {
         // Reloaded each turn: a configuration reload may have changed it.
@@ -442,6 +458,14 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
             biased;
             () = stop.cancelled() => break,
             () = health.wake.notified() => {
+                // A failed request: check soon (not sooner than a quarter interval after the
+                // last check, so a burst of failures is one check).
+                if health.check_soon.swap(false, Ordering::Relaxed)
+                    && let (Some(interval), Some(at)) = (policy.interval, next_check)
+                {
+                    let earliest = last_check.map_or_else(Instant::now, |l| l + fast(interval));
+                    next_check = Some(at.min(earliest.max(Instant::now())));
+                }
                 // Ejected by the proxy (or a new policy): rebuild, then sleep until the next
                 // event.
                 refresh();
@@ -461,6 +485,7 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
                 ok = check(&instance, &policy) => ok,
             };
             health.count_check(ok);
+            last_check = Some(Instant::now());
             if ok {
                 passed = passed.saturating_add(1);
                 failed = 0;
@@ -481,12 +506,22 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
                     health.eject_for_next_backoff();
                 }
             }
-            next_check = Some(Instant::now() + jittered(interval));
+            // Between states (failing but not yet down, passing but not yet up): look again
+            // sooner.
+            let down = health.status.load(Ordering::Relaxed) & DOWN != 0;
+            let settling = (failed > 0 && !down) || (passed > 0 && down);
+            let wait = if settling { fast(interval) } else { interval };
+            next_check = Some(Instant::now() + jittered(wait));
         } else if ejection_over {
             health.end_ejection();
         }
         refresh();
     }
+}
+
+/// The time between checks of an instance between states: a quarter of the interval.
+fn fast(interval: Duration) -> Duration {
+    interval / 4
 }
 
 /// A uniform number in `[0, 1)`.

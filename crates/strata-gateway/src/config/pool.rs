@@ -107,9 +107,11 @@ config_section! {
             check |path| path.starts_with('/') && path.parse::<http::uri::PathAndQuery>().is_ok(),
             "expected a path such as /readyz",
         /// Milliseconds between two checks of one instance (each jittered by ±10 % so a
-        /// gateway's checks do not arrive in bursts); 0 turns active checks off. Default 1000:
-        /// with `fall` 2 a silent instance is taken out within about two seconds, at one
-        /// request per second per instance.
+        /// gateway's checks do not arrive in bursts); 0 turns active checks off. After a
+        /// failed check (or a failed request) the next comes after a quarter of it, until the
+        /// instance is down or passes again; likewise while a down instance rises. Default
+        /// 1000: with `fall` 2 a dead instance is out within about 1.5 s of its first failed
+        /// check or request, at one check per second per instance.
         live interval_ms: u64 = 1000,
         /// Milliseconds a check may take, connect included, at most `interval_ms`. Default 500:
         /// an instance that cannot answer its readiness probe in half a second is not fit to

@@ -112,6 +112,80 @@ async fn an_instance_killed_under_load_costs_no_request_and_is_out_within_a_seco
     );
 }
 
+/// Checks every 4 s, passive ejection off: only active checks take instances out, so the
+/// times below tell the quicker checks of an instance between states from whole intervals.
+fn slow_checks(nodes: &[&Node]) -> GatewayConfig {
+    let mut config = config(&[("api", nodes.iter().map(|n| n.url()).collect())]);
+    config.api.health = HealthConfig {
+        interval_ms: 4000,
+        timeout_ms: 500,
+        eject_after: 0,
+        slow_start_ms: 0,
+        ..HealthConfig::default()
+    };
+    config
+}
+
+#[tokio::test]
+async fn a_failed_request_brings_the_next_check_forward_and_a_failing_instance_is_rechecked_sooner()
+{
+    let a = Node::start("a").await;
+    let mut b = Node::start("b").await;
+    let gateway = spawn_gateway(slow_checks(&[&a, &b])).await;
+    let victim = b.addr;
+    b.kill().await;
+    // Requests that reach the dead instance fail to connect and are retried on `a`.
+    let started = tokio::time::Instant::now();
+    for _ in 0..4 {
+        let response = gateway
+            .client
+            .get(gateway.url("/api/v1/products"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // A check at once (fails), the next a quarter interval later (fails): down after about
+    // one second, where two whole intervals would take eight.
+    within(
+        Duration::from_millis(2500),
+        "the dead instance is down",
+        || async { health_of(&gateway, victim).await == "down" },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_millis(2500));
+}
+
+#[tokio::test]
+async fn a_down_instance_that_passes_a_check_is_rechecked_sooner() {
+    let a = Node::start("a").await;
+    let b = Node::start("b").await;
+    let gateway = spawn_gateway(slow_checks(&[&a, &b])).await;
+    b.set_ready(false);
+    within(
+        Duration::from_secs(12),
+        "the unready instance is down",
+        || async { health_of(&gateway, b.addr).await == "down" },
+    )
+    .await;
+    b.set_ready(true);
+    let checks = b.checks();
+    within(
+        Duration::from_secs(6),
+        "a check after it is ready",
+        || async { b.checks() > checks },
+    )
+    .await;
+    // `rise` 2: the second passing check comes a quarter interval after the first.
+    let took = within(
+        Duration::from_secs(3),
+        "the instance is up again",
+        || async { health_of(&gateway, b.addr).await == "up" },
+    )
+    .await;
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+}
+
 #[tokio::test]
 async fn an_instance_answering_5xx_is_ejected_and_comes_back_after_its_backoff_and_a_check() {
     let nodes = [Node::start("a").await, Node::start("b").await];
