@@ -45,6 +45,9 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A read replica was given to a store that is not PostgreSQL, or is not PostgreSQL itself.
+    #[error("a read replica needs PostgreSQL, for both the primary and the replica")]
+    ReplicaNeedsPostgres,
     /// A write broke a named constraint (unique, check, foreign key, not null).
     #[error("{kind} constraint {constraint:?} violated")]
     Constraint {

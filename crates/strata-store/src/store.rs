@@ -19,7 +19,7 @@ use crate::coupons::CouponRepo;
 use crate::lock::{FileLock, LockError, LockMode};
 use crate::orders::OrderRepo;
 use crate::outbox::OutboxRepo;
-use crate::products::ProductRepo;
+use crate::products::{CatalogReads, ProductRepo};
 use crate::users::UserRepo;
 
 /// How long a SQLite connection waits for another writer before failing with `SQLITE_BUSY`.
@@ -188,10 +188,14 @@ impl Default for StoreOptions {
     }
 }
 
-/// A cheap-to-clone handle on the database: clones share one connection pool.
+/// A cheap-to-clone handle on the database: clones share one connection pool (and the read
+/// replica's, when there is one).
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// A read-only PostgreSQL replica for catalog reads ([`Store::with_read_replica`]); the
+    /// store inside has neither a replica nor a lock of its own.
+    replica: Option<Arc<Store>>,
     /// A SQLite file's shared lock (see [`crate::lock`]), released by [`Store::close`].
     lock: Option<Arc<FileLock>>,
 }
@@ -294,6 +298,7 @@ impl Store {
         let pool = pool.connect_with(options).await?;
         Ok(Store {
             backend: Backend::Sqlite(pool),
+            replica: None,
             lock,
         })
     }
@@ -311,8 +316,50 @@ impl Store {
             .await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            replica: None,
             lock: None,
         })
+    }
+
+    /// This store, with catalog reads ([`Store::catalog_reads`]) served by `replica`: a
+    /// read-only PostgreSQL streaming replica of this store's database. Everything else
+    /// (writes, carts, checkout, orders, accounts, and [`Store::products`]) stays on this
+    /// store's own pool. A replica lags its primary by the replication delay, so a catalog
+    /// read may show a product as it was a moment ago; checkout reads stock on the primary.
+    ///
+    /// # Errors
+    /// [`StoreError::ReplicaNeedsPostgres`] unless both this store and `replica` are
+    /// PostgreSQL.
+    pub fn with_read_replica(self, replica: Store) -> Result<Store, StoreError> {
+        if self.dialect() != Dialect::Postgres || replica.dialect() != Dialect::Postgres {
+            return Err(StoreError::ReplicaNeedsPostgres);
+        }
+        let replica = Store {
+            backend: replica.backend,
+            replica: None,
+            lock: None,
+        };
+        Ok(Store {
+            replica: Some(Arc::new(replica)),
+            ..self
+        })
+    }
+
+    /// True when catalog reads go to a read replica ([`Store::with_read_replica`]).
+    pub fn has_read_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Readiness of the read replica, when there is one: it answers and has every embedded
+    /// migration (which reach it through replication). `Ok` without a replica.
+    ///
+    /// # Errors
+    /// As [`Store::ready`], about the replica.
+    pub async fn read_replica_ready(&self) -> Result<(), StoreError> {
+        match &self.replica {
+            Some(replica) => replica.ready().await,
+            None => Ok(()),
+        }
     }
 
     /// Which dialect this store speaks.
@@ -335,9 +382,16 @@ impl Store {
         Ok(())
     }
 
-    /// The product catalog.
+    /// The product catalog, on the primary: writes, and reads that must see them.
     pub fn products(&self) -> ProductRepo<'_> {
         ProductRepo::new(self)
+    }
+
+    /// Reads of the catalog that may be served by the read replica when the store has one
+    /// ([`Store::with_read_replica`]), and by the primary otherwise. What they return may lag
+    /// the primary by the replication delay.
+    pub fn catalog_reads(&self) -> CatalogReads<'_> {
+        CatalogReads::new(ProductRepo::new(self.replica.as_deref().unwrap_or(self)))
     }
 
     /// Accounts.
@@ -386,16 +440,22 @@ impl Store {
     /// log into the database file and empties the log, so a stopped `strata up` leaves one
     /// self-contained file that can be copied or inspected without its `-wal` companion.
     ///
-    /// A SQLite file's lock is released. Closing an already closed store does nothing.
+    /// The read replica's pool, if any, is closed too, and a SQLite file's lock released.
+    /// Closing an already closed store does nothing.
     ///
     /// # Errors
     /// When the checkpoint cannot run. The pool is closed in every case.
     pub async fn close(&self) -> Result<(), StoreError> {
+        let replica = match &self.replica {
+            // The replica's store has no replica and no lock of its own.
+            Some(replica) => replica.close_pool().await,
+            None => Ok(()),
+        };
         let closed = self.close_pool().await;
         if let Some(lock) = &self.lock {
             lock.release();
         }
-        closed
+        closed.and(replica)
     }
 
     async fn close_pool(&self) -> Result<(), StoreError> {
@@ -578,6 +638,16 @@ mod tests {
         let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
         store.close().await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_postgres_takes_a_read_replica() {
+        let primary = Store::connect("sqlite::memory:", StoreOptions::default())
+            .await
+            .unwrap();
+        let replica = primary.clone();
+        let err = primary.with_read_replica(replica).unwrap_err();
+        assert!(matches!(err, StoreError::ReplicaNeedsPostgres), "{err:?}");
     }
 
     #[test]
