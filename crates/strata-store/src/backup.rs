@@ -244,12 +244,14 @@ impl EmbeddedDatabase {
     /// [`BackupError::Missing`] when there is no database; [`BackupError::BeingRestored`]
     /// during a restore; I/O and database errors otherwise. On error `dest` is as it was.
     pub async fn backup(&self, dest: &Path, replace: bool) -> Result<BackupSummary, BackupError> {
-        let _lock = self.lock(LockMode::Shared)?;
+        // Looked for before the lock, whose file would otherwise be made in a directory
+        // that may not even exist.
         if !exists(&self.path)? {
             return Err(BackupError::Missing {
                 path: self.path.clone(),
             });
         }
+        let _lock = self.lock(LockMode::Shared)?;
         if !replace && exists(dest)? {
             return Err(BackupError::Exists {
                 path: dest.to_path_buf(),
@@ -288,13 +290,13 @@ impl EmbeddedDatabase {
     /// [`BackupError::UnknownMigration`] or [`BackupError::MigrationMismatch`] for a source
     /// that does not pass the checks, with the database left as it was; I/O errors otherwise.
     pub async fn restore(&self, source: &Path) -> Result<BackupSummary, BackupError> {
-        create_dir(parent_dir(&self.path)).await?;
-        let lock = self.lock(LockMode::Exclusive)?;
         if !exists(source)? {
             return Err(BackupError::Missing {
                 path: source.to_path_buf(),
             });
         }
+        create_dir(parent_dir(&self.path)).await?;
+        let lock = self.lock(LockMode::Exclusive)?;
         let partial = PartialFile::next_to(&self.path, "restore")?;
         tokio::fs::copy(source, partial.path())
             .await

@@ -174,6 +174,21 @@ async fn a_missing_database_is_not_backed_up() {
     assert!(matches!(err, BackupError::Missing { .. }), "{err:?}");
     assert!(!file.0.exists());
     assert!(!missing.0.exists(), "the backup created the database");
+    let lock = format!("{}.lock", missing.0.display());
+    assert!(!Path::new(&lock).exists(), "the backup created {lock}");
+
+    // Nor in a directory that does not exist.
+    let nowhere = std::env::temp_dir()
+        .join(format!("strata-nowhere-{}", uuid::Uuid::new_v4()))
+        .join("strata.db");
+    let err = EmbeddedDatabase::new(&nowhere)
+        .backup(&file.0, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackupError::Missing { path } if *path == nowhere),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -325,6 +340,14 @@ async fn restore_refuses_a_file_that_is_not_a_database() {
 
     let err = refused(Path::new("/nonexistent/strata-backup.db")).await;
     assert!(matches!(err, BackupError::Missing { .. }), "{err:?}");
+    // A missing backup leaves no data directory behind either.
+    let dir = std::env::temp_dir().join(format!("strata-restore-{}", uuid::Uuid::new_v4()));
+    let err = EmbeddedDatabase::new(dir.join("strata.db"))
+        .restore(Path::new("/nonexistent/strata-backup.db"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackupError::Missing { .. }), "{err:?}");
+    assert!(!dir.exists(), "{} was created", dir.display());
 }
 
 #[tokio::test]
