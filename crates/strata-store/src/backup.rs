@@ -274,8 +274,9 @@ impl EmbeddedDatabase {
     /// Replaces the database with a copy of `source` (a file `backup` wrote, or the database
     /// file of a stopped store) and returns what is now in place.
     ///
-    /// It takes the store's lock exclusively first, so it fails at once while any strata has
-    /// the store open, and no strata can open it until the restore is done. Then it copies
+    /// It takes the store's lock exclusively before it writes anything, so it fails at once
+    /// while any strata has the store open, and no strata can open it until the restore is
+    /// done. Then it copies
     /// `source` to a temporary file next to the database and checks that copy: a SQLite
     /// database, `PRAGMA integrity_check` clean, with a migration history that is a prefix of
     /// this build's migrations (an older store is migrated forward by the next start; a newer
