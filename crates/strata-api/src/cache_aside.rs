@@ -24,7 +24,9 @@
 //! processes share Redis. (`strata serve api` with `cache.url = "memory"` keeps one cache
 //! per process, which another process's write cannot reach: run Redis when serving more than
 //! one api process.) When the cache cannot be written at the moment of a write, the stale
-//! entries live until their TTL (`cache.ttl_secs`).
+//! entries live until their TTL (`cache.ttl_secs`). With a read replica (`store.read_url`)
+//! the loaders read the replica, which may not have replayed the write yet: a load within the
+//! replication delay fills the new version with the older row, until its TTL.
 //!
 //! # Carts: one generation per owner
 //!

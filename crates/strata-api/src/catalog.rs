@@ -3,6 +3,11 @@
 //! (`POST /api/v1/products`, `PATCH /api/v1/products/{id}`), each of which invalidates every
 //! cached catalog read (see `cache_aside` for how, and why a writer never reads its old price).
 //!
+//! Reads go to [`Store::catalog_reads`](strata_store::Store::catalog_reads): a PostgreSQL read
+//! replica when `store.read_url` names one, so they may lag a write by the replication delay
+//! (and a read that loads within that delay after a write caches the older row for up to
+//! `cache.ttl_secs`); writes go to the primary and return the row as it committed there.
+//!
 //! Query strings, path ids and bodies are parsed here, at the boundary, by extractors whose
 //! rejection is an [`ApiError`], so a malformed request gets the JSON error body, never
 //! axum's plain text.
@@ -130,7 +135,7 @@ pub(crate) async fn list_products(
         .cache
         .read_catalog_json(&key, async {
             Ok(Some(ProductPageView::from(
-                store.products().search(&query).await?,
+                store.catalog_reads().search(&query).await?,
             )))
         })
         .await?
@@ -159,7 +164,11 @@ pub(crate) async fn get_product(
     state
         .cache
         .read_catalog_json(&key, async {
-            Ok(store.products().get(id.get()).await?.map(ProductView::from))
+            Ok(store
+                .catalog_reads()
+                .get(id.get())
+                .await?
+                .map(ProductView::from))
         })
         .await?
         .map(|body| json(StatusCode::OK, body))

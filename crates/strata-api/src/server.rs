@@ -87,7 +87,8 @@ impl ApiServer {
     /// Binds the listener and builds the router. Nothing is served until [`ApiServer::run`].
     ///
     /// The store is expected to be migrated already (the binary does it once per process);
-    /// `/readyz` reports not ready until it is. When the settings name an admin, the account
+    /// `/readyz` reports not ready until it is, and while the store's read replica (if it has
+    /// one) does not answer or has not replayed every migration yet. When the settings name an admin, the account
     /// is created or promoted here (which needs the migrated store).
     ///
     /// # Errors
@@ -128,9 +129,16 @@ impl ApiServer {
         };
         // The cache is left out on purpose: reads fall back to the store when it is down, so
         // an unreachable cache must not take every api instance out of the gateway's pools.
+        // A read replica is in: the catalog pages are read from it only.
         let ready = ready_check(move || {
             let store = store.clone();
-            async move { store.ready().await.map_err(|e| unready("store", e)) }
+            async move {
+                store.ready().await.map_err(|e| unready("store", e))?;
+                store
+                    .read_replica_ready()
+                    .await
+                    .map_err(|e| unready("store read replica", e))
+            }
         });
         let routes = app_routes(state).layer(Extension(BodyLimit(settings.max_body_bytes)));
         let router = role_router(

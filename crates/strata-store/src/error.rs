@@ -30,6 +30,24 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The SQLite file is locked exclusively: `strata restore` is replacing it.
+    #[error("the store at {path} is being restored; start again once the restore is done")]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The lock file next to the SQLite file could not be opened or locked.
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A read replica was given to a store that is not PostgreSQL, or is not PostgreSQL itself.
+    #[error("a read replica needs PostgreSQL, for both the primary and the replica")]
+    ReplicaNeedsPostgres,
     /// A write broke a named constraint (unique, check, foreign key, not null).
     #[error("{kind} constraint {constraint:?} violated")]
     Constraint {

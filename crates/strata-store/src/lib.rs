@@ -22,12 +22,14 @@
 
 #![forbid(unsafe_code)]
 
+mod backup;
 mod carts;
 mod chat;
 mod checkout;
 mod coupons;
 mod error;
 mod events;
+mod lock;
 mod migrate;
 mod notifications;
 mod orders;
@@ -41,6 +43,7 @@ mod store;
 pub mod testing;
 mod users;
 
+pub use backup::{BackupError, BackupSummary, EmbeddedDatabase};
 pub use carts::{
     CartError, CartLine, CartOwner, CartRepo, MAX_CART_LINES, MAX_LINE_QUANTITY, MergeOutcome,
 };
@@ -59,7 +62,7 @@ pub use orders::{
 };
 pub use outbox::{OutboxMessage, OutboxRepo};
 pub use page::{Page, PageError};
-pub use products::{NewProduct, Product, ProductPage, ProductRepo, ProductUpdate};
+pub use products::{CatalogReads, NewProduct, Product, ProductPage, ProductRepo, ProductUpdate};
 pub use search::{ProductQuery, ProductSort, SearchText};
 pub use seed::demo_catalog;
 pub use store::{Dialect, Store, StoreOptions};

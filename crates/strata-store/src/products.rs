@@ -1,4 +1,6 @@
-//! The product catalog: the rows `GET /products` and `GET /products/{id}` serve.
+//! The product catalog: the rows `GET /products` and `GET /products/{id}` serve, written on the
+//! primary ([`ProductRepo`]) and read, for those pages, where [`CatalogReads`] points (a read
+//! replica when there is one).
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -268,6 +270,54 @@ impl<'a> ProductRepo<'a> {
             .await?
         });
         Ok(product)
+    }
+}
+
+/// The catalog's reads that may be served by a read replica: what the api's product pages,
+/// lists and searches show. Obtained from [`Store::catalog_reads`]; it has no writes, and its
+/// results may lag the primary by the replication delay (stock shown is advisory: checkout
+/// reserves it on the primary).
+#[derive(Clone, Copy, Debug)]
+pub struct CatalogReads<'a> {
+    products: ProductRepo<'a>,
+}
+
+impl<'a> CatalogReads<'a> {
+    /// Reads through `products`, a repository on the replica's store or on the primary's.
+    pub(crate) fn new(products: ProductRepo<'a>) -> Self {
+        Self { products }
+    }
+
+    /// As [`ProductRepo::get`].
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn get(&self, id: i64) -> Result<Option<Product>, StoreError> {
+        self.products.get(id).await
+    }
+
+    /// As [`ProductRepo::list`].
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn list(&self, page: Page) -> Result<ProductPage, StoreError> {
+        self.products.list(page).await
+    }
+
+    /// As [`ProductRepo::search`].
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn search(&self, query: &ProductQuery) -> Result<ProductPage, StoreError> {
+        self.products.search(query).await
+    }
+
+    /// As [`ProductRepo::count`].
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        self.products.count().await
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -15,9 +16,10 @@ use crate::StoreError;
 use crate::carts::CartRepo;
 use crate::chat::ChatRepo;
 use crate::coupons::CouponRepo;
+use crate::lock::{FileLock, LockError, LockMode};
 use crate::orders::OrderRepo;
 use crate::outbox::OutboxRepo;
-use crate::products::ProductRepo;
+use crate::products::{CatalogReads, ProductRepo};
 use crate::users::UserRepo;
 
 /// How long a SQLite connection waits for another writer before failing with `SQLITE_BUSY`.
@@ -186,10 +188,16 @@ impl Default for StoreOptions {
     }
 }
 
-/// A cheap-to-clone handle on the database: clones share one connection pool.
+/// A cheap-to-clone handle on the database: clones share one connection pool (and the read
+/// replica's, when there is one).
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) backend: Backend,
+    /// A read-only PostgreSQL replica for catalog reads ([`Store::with_read_replica`]); the
+    /// store inside has neither a replica nor a lock of its own.
+    replica: Option<Arc<Store>>,
+    /// A SQLite file's shared lock (see [`crate::lock`]), released by [`Store::close`].
+    lock: Option<Arc<FileLock>>,
 }
 
 /// The pool behind a [`Store`]. Private to the crate: repositories match on it (usually through
@@ -230,9 +238,15 @@ impl Store {
     /// The first connection is opened here, so a bad URL or an unreachable server fails now
     /// rather than on the first request.
     ///
+    /// A SQLite file is held with a shared lock on `<file>.lock` until [`Store::close`] (or the
+    /// process's end): any number of stores and backups may have the file open, but
+    /// [`EmbeddedDatabase::restore`](crate::EmbeddedDatabase::restore) will not replace it
+    /// meanwhile.
+    ///
     /// # Errors
     /// [`StoreError::UnsupportedScheme`] or [`StoreError::MissingScheme`] for other URLs,
-    /// [`StoreError::CreateDir`] when the SQLite file's directory cannot be created, and
+    /// [`StoreError::CreateDir`] when the SQLite file's directory cannot be created,
+    /// [`StoreError::Locked`] while the file is being restored, and
     /// [`StoreError::Unavailable`] or [`StoreError::Database`] when connecting fails.
     pub async fn connect(url: &str, opts: StoreOptions) -> Result<Store, StoreError> {
         let Some((scheme, _)) = url.split_once(':') else {
@@ -264,6 +278,7 @@ impl Store {
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
         let mut pool = SqlitePoolOptions::new().acquire_timeout(opts.acquire_timeout);
+        let mut lock = None;
         if in_memory {
             // The database vanishes with its last connection, so keep one open for good.
             pool = pool
@@ -275,12 +290,16 @@ impl Store {
             options = options
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal);
-            create_parent_dir(options.get_filename()).await?;
+            let file = options.get_filename();
+            create_parent_dir(file).await?;
+            lock = Some(Arc::new(shared_lock(file)?));
             pool = pool.max_connections(opts.max_connections.max(1));
         }
         let pool = pool.connect_with(options).await?;
         Ok(Store {
             backend: Backend::Sqlite(pool),
+            replica: None,
+            lock,
         })
     }
 
@@ -297,7 +316,50 @@ impl Store {
             .await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            replica: None,
+            lock: None,
         })
+    }
+
+    /// This store, with catalog reads ([`Store::catalog_reads`]) served by `replica`: a
+    /// read-only PostgreSQL streaming replica of this store's database. Everything else
+    /// (writes, carts, checkout, orders, accounts, and [`Store::products`]) stays on this
+    /// store's own pool. A replica lags its primary by the replication delay, so a catalog
+    /// read may show a product as it was a moment ago; checkout reads stock on the primary.
+    ///
+    /// # Errors
+    /// [`StoreError::ReplicaNeedsPostgres`] unless both this store and `replica` are
+    /// PostgreSQL.
+    pub fn with_read_replica(self, replica: Store) -> Result<Store, StoreError> {
+        if self.dialect() != Dialect::Postgres || replica.dialect() != Dialect::Postgres {
+            return Err(StoreError::ReplicaNeedsPostgres);
+        }
+        let replica = Store {
+            backend: replica.backend,
+            replica: None,
+            lock: None,
+        };
+        Ok(Store {
+            replica: Some(Arc::new(replica)),
+            ..self
+        })
+    }
+
+    /// True when catalog reads go to a read replica ([`Store::with_read_replica`]).
+    pub fn has_read_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Readiness of the read replica, when there is one: it answers and has every embedded
+    /// migration (which reach it through replication). `Ok` without a replica.
+    ///
+    /// # Errors
+    /// As [`Store::ready`], about the replica.
+    pub async fn read_replica_ready(&self) -> Result<(), StoreError> {
+        match &self.replica {
+            Some(replica) => replica.ready().await,
+            None => Ok(()),
+        }
     }
 
     /// Which dialect this store speaks.
@@ -320,9 +382,16 @@ impl Store {
         Ok(())
     }
 
-    /// The product catalog.
+    /// The product catalog, on the primary: writes, and reads that must see them.
     pub fn products(&self) -> ProductRepo<'_> {
         ProductRepo::new(self)
+    }
+
+    /// Reads of the catalog that may be served by the read replica when the store has one
+    /// ([`Store::with_read_replica`]), and by the primary otherwise. What they return may lag
+    /// the primary by the replication delay.
+    pub fn catalog_reads(&self) -> CatalogReads<'_> {
+        CatalogReads::new(ProductRepo::new(self.replica.as_deref().unwrap_or(self)))
     }
 
     /// Accounts.
@@ -371,11 +440,25 @@ impl Store {
     /// log into the database file and empties the log, so a stopped `strata up` leaves one
     /// self-contained file that can be copied or inspected without its `-wal` companion.
     ///
+    /// The read replica's pool, if any, is closed too, and a SQLite file's lock released.
     /// Closing an already closed store does nothing.
     ///
     /// # Errors
     /// When the checkpoint cannot run. The pool is closed in every case.
     pub async fn close(&self) -> Result<(), StoreError> {
+        let replica = match &self.replica {
+            // The replica's store has no replica and no lock of its own.
+            Some(replica) => replica.close_pool().await,
+            None => Ok(()),
+        };
+        let closed = self.close_pool().await;
+        if let Some(lock) = &self.lock {
+            lock.release();
+        }
+        closed.and(replica)
+    }
+
+    async fn close_pool(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(pool) if pool.is_closed() => Ok(()),
             Backend::Sqlite(pool) => {
@@ -394,13 +477,26 @@ impl Store {
 /// True for `sqlite::memory:`, `sqlite://:memory:` and `…?mode=memory` URLs, which have no file
 /// to prepare. Read from the URL because sqlx keeps the flag private (and cannot rebuild a URL
 /// from in-memory options).
-fn is_in_memory_url(url: &str) -> bool {
+pub(crate) fn is_in_memory_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
         .unwrap_or(url);
     let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
     database == ":memory:" || params.split('&').any(|pair| pair == "mode=memory")
+}
+
+/// Takes the shared lock of the SQLite file at `file`.
+fn shared_lock(file: &Path) -> Result<FileLock, StoreError> {
+    FileLock::acquire(file, LockMode::Shared).map_err(|e| match e {
+        LockError::Busy => StoreError::Locked {
+            path: file.to_path_buf(),
+        },
+        LockError::Io(source) => StoreError::Lock {
+            path: crate::lock::lock_path(file),
+            source,
+        },
+    })
 }
 
 /// Creates the directory that will hold the SQLite file, so `sqlite://strata-data/strata.db`
@@ -515,6 +611,43 @@ mod tests {
         assert!(file.exists(), "{} was not created", file.display());
         store.close().await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_being_restored_is_not_opened_and_a_closed_store_lets_go_of_it() {
+        let dir = std::env::temp_dir().join(format!("strata-store-{}", uuid::Uuid::new_v4()));
+        let file = dir.join("strata.db");
+        let url = format!("sqlite://{}", file.display());
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        assert!(matches!(
+            FileLock::acquire(&file, LockMode::Exclusive),
+            Err(LockError::Busy)
+        ));
+        store.close().await.unwrap();
+
+        let restoring = FileLock::acquire(&file, LockMode::Exclusive).unwrap();
+        let err = Store::connect(&url, StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Locked { path } if *path == file),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("being restored"), "{err}");
+        drop(restoring);
+        let store = Store::connect(&url, StoreOptions::default()).await.unwrap();
+        store.close().await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_postgres_takes_a_read_replica() {
+        let primary = Store::connect("sqlite::memory:", StoreOptions::default())
+            .await
+            .unwrap();
+        let replica = primary.clone();
+        let err = primary.with_read_replica(replica).unwrap_err();
+        assert!(matches!(err, StoreError::ReplicaNeedsPostgres), "{err:?}");
     }
 
     #[test]

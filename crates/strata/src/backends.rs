@@ -63,6 +63,48 @@ pub async fn store(config: &Config, seed: Seed) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// The store of a process that runs the api: [`store`], seeded when empty, and with the read
+/// replica of `store.read_url` when one is configured (the api's catalog reads go there; the
+/// other roles never read from it).
+///
+/// # Errors
+/// As [`store`]; and when the replica cannot be reached (the primary is closed again).
+pub async fn api_store(config: &Config) -> anyhow::Result<Store> {
+    let store = store(config, Seed::IfEmpty).await?;
+    let read_url = &config.store.read_url;
+    if read_url.is_empty() {
+        return Ok(store);
+    }
+    let shown = redact(read_url);
+    let options = StoreOptions {
+        max_connections: config.store.max_connections,
+        ..StoreOptions::default()
+    };
+    let replica = match Store::connect(read_url, options).await {
+        Ok(replica) => replica,
+        Err(e) => {
+            close_quietly(&store).await;
+            return Err(e)
+                .with_context(|| format!("cannot connect to the read replica at {shown}"));
+        }
+    };
+    let with_replica = store
+        .clone()
+        .with_read_replica(replica.clone())
+        .with_context(|| format!("cannot read the catalog from {shown}"));
+    match with_replica {
+        Ok(store) => {
+            tracing::info!(replica = %shown, "catalog reads go to the read replica");
+            Ok(store)
+        }
+        Err(e) => {
+            close_quietly(&replica).await;
+            close_quietly(&store).await;
+            Err(e)
+        }
+    }
+}
+
 /// The api's authentication settings from `[auth]` and `[admin]`, around `jwt_secret` (the
 /// configured one, or the one `strata up` keeps in its data directory).
 pub fn api_auth(config: &Config, jwt_secret: Secret) -> AuthSettings {

@@ -1,4 +1,4 @@
-//! The command line: global flags, the three commands, and how flags become configuration keys.
+//! The command line: global flags, the commands, and how flags become configuration keys.
 //!
 //! Flags are the last layer of the configuration (defaults < `--config` file < `STRATA_*`
 //! variables < flags): each flag is turned into a `(key, value)` override and handed to
@@ -66,6 +66,45 @@ pub enum Command {
     /// Probe an endpoint (e.g. a role's `/readyz`): exit 0 when it answers 2xx in time, 1
     /// otherwise. Needs no shell or curl, so a container image can use it as its health check.
     Health(HealthArgs),
+    /// Write a consistent copy of the embedded SQLite store to FILE, also while strata serves
+    /// and writes to it. A PostgreSQL store has its own tools (pg_dump, pg_basebackup).
+    Backup(BackupArgs),
+    /// Replace the embedded SQLite store with FILE (a backup), once FILE is checked; refused
+    /// while a strata has the store open.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write the copy; it appears complete or not at all.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Replace FILE when it exists.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to put in place of the store.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Which store `strata backup` and `strata restore` work on.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded store (key `store.data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// sqlite://PATH of the store, when it is not `<data dir>/strata.db` (key
+    /// `store.database_url`).
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +332,15 @@ impl Cli {
                     out.push(("gateway.upstream", upstream.clone()));
                 }
             }
+            Command::Backup(BackupArgs { store, .. })
+            | Command::Restore(RestoreArgs { store, .. }) => {
+                push(
+                    &mut out,
+                    "store.data_dir",
+                    store.data_dir.as_ref().map(|d| d.display().to_string()),
+                );
+                push(&mut out, "store.database_url", store.database_url.clone());
+            }
             Command::Bench(_) | Command::Chat(_) | Command::Events(_) | Command::Health(_) => {}
         }
         out
@@ -443,6 +491,24 @@ mod tests {
         assert_eq!(config.gateway.pools.len(), 2);
         let err = load_args(&["serve", "worker", "--listen", "nowhere"], &[]).unwrap_err();
         assert!(err.to_string().contains("worker.listen"), "{err}");
+    }
+
+    #[test]
+    fn backup_and_restore_flags_name_the_store_keys() {
+        let config = load_args(&["backup", "--data-dir", "/tmp/d", "b.db"], &[]).unwrap();
+        assert_eq!(config.store.data_dir, PathBuf::from("/tmp/d"));
+        assert_eq!(config.store.effective_url(), "sqlite:///tmp/d/strata.db");
+        let config = load_args(
+            &["restore", "--database-url", "sqlite:///srv/s.db", "b.db"],
+            &[("STRATA_STORE_DATABASE_URL", "sqlite:///elsewhere.db")],
+        )
+        .unwrap();
+        assert_eq!(config.store.database_url, "sqlite:///srv/s.db");
+        let cli = parse(&["backup", "--force", "b.db"]);
+        assert!(matches!(
+            cli.command,
+            Command::Backup(BackupArgs { force: true, .. })
+        ));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod backends;
+mod backup;
 mod bench;
 mod cli;
 mod config;
@@ -67,6 +68,8 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Events(args) => events::run(args).await,
             Command::Health(args) => health::run(args).await,
+            Command::Backup(args) => backup::backup(args, &config).await,
+            Command::Restore(args) => backup::restore(args, &config).await,
             Command::Chat(args) => {
                 strata_chat::client::run_terminal(&args.url, &args.room, &args.token)
                     .await
@@ -100,7 +103,8 @@ pub fn on_signal() -> Shutdown {
     token
 }
 
-/// 2 when the error is the user's configuration or arguments, 1 otherwise.
+/// 2 when the error is the user's configuration or arguments (a PostgreSQL store given to
+/// `strata backup`, a backup file that exists without `--force`…), 1 otherwise.
 fn exit_code(error: &anyhow::Error) -> u8 {
     let usage = error.chain().any(|cause| {
         cause.is::<ConfigError>()
@@ -112,6 +116,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 cause.downcast_ref(),
                 Some(strata_gateway::GatewayError::Config { .. })
             )
+            || cause
+                .downcast_ref::<strata_store::BackupError>()
+                .is_some_and(strata_store::BackupError::is_usage)
     });
     if usage { EXIT_USAGE } else { 1 }
 }

@@ -109,7 +109,7 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
              process: at least 32 bytes in STRATA_AUTH_JWT_SECRET (or [auth] jwt_secret)",
         ));
     }
-    let store = backends::store(config, Seed::IfEmpty).await?;
+    let store = backends::api_store(config).await?;
     let started = async {
         let cache = backends::cache(config).await?;
         let settings = ApiSettings {

@@ -25,7 +25,7 @@ use strata_worker::Worker;
 use tokio::task::JoinHandle;
 
 use crate::SHUTDOWN_DEADLINE;
-use crate::backends::{self, Seed};
+use crate::backends;
 use crate::config::Config;
 
 /// Runs the stack until Ctrl-C or SIGTERM (or until a part of it stops on its own, which is an
@@ -39,7 +39,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = &config.store.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = backends::store(&config, Seed::IfEmpty).await?;
+    let store = backends::api_store(&config).await?;
     let mut stack = Stack::new(store);
     if let Err(e) = stack.start(&config).await {
         // Stop whatever did start, so listeners close and the store is checkpointed.

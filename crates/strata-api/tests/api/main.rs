@@ -11,4 +11,5 @@ mod openapi;
 mod ops;
 mod orders;
 mod prices;
+mod replica;
 mod search;

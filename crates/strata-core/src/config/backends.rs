@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::section::parse;
+use super::section::{Checks, parse};
 
 crate::config_section! {
     /// The relational store (`[store]`, `STRATA_STORE_<KEY>`).
@@ -26,10 +26,38 @@ crate::config_section! {
         /// processes.
         restart max_connections: u32 = 16;
             check |n| (1..=1000).contains(n), "expected 1..=1000",
+        /// A streaming replica of a PostgreSQL `database_url`, `postgres://user@host:port/db`,
+        /// that serves the api's catalog reads. Empty (default): no replica. When set, the api
+        /// reads product pages, lists and searches from it, through a pool of its own (up to
+        /// `max_connections` more connections); everything else, writes, carts, checkout,
+        /// orders and accounts included, stays on `database_url`. Catalog reads then lag the
+        /// primary by the replication delay: a product just changed may show its old values
+        /// for that long (and, read within it, stay cached so for up to `cache.ttl_secs`).
+        /// Stock shown in catalog reads is advisory; checkout reserves it on the primary, so
+        /// it never oversells. `/readyz` of the api includes the replica.
+        restart read_url: String = String::new() => parse::verbatim;
+            check |url| url.is_empty()
+                || ["postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)),
+            "expected postgres://… (a streaming replica of database_url)",
     }
+    validate = StoreConfig::check;
 }
 
 impl StoreConfig {
+    /// Rules across the section's keys.
+    fn check(&self, checks: &mut Checks<'_>) {
+        let primary_is_postgres = ["postgres://", "postgresql://"]
+            .iter()
+            .any(|s| self.database_url.starts_with(s));
+        if !self.read_url.is_empty() && !primary_is_postgres {
+            checks.problem(
+                "read_url",
+                "a read replica needs a PostgreSQL database_url (the embedded SQLite store \
+                 has no replicas)",
+            );
+        }
+    }
+
     /// The database URL to connect to: the configured one, or the SQLite file in the data dir.
     pub fn effective_url(&self) -> String {
         if self.database_url.is_empty() {

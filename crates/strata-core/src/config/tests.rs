@@ -143,6 +143,57 @@ fn all_problems_are_reported_with_their_keys() {
 }
 
 #[test]
+fn a_read_replica_needs_postgres_on_both_sides() {
+    let primary = ("STRATA_STORE_DATABASE_URL", "postgres://app@primary/shop");
+    let config = load(
+        &[
+            primary,
+            ("STRATA_STORE_READ_URL", "postgres://app@replica/shop"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.store.read_url, "postgres://app@replica/shop");
+    assert!(load(&[primary], &[]).unwrap().store.read_url.is_empty());
+
+    let not_postgres = problems(
+        load(
+            &[primary, ("STRATA_STORE_READ_URL", "sqlite://replica.db")],
+            &[],
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(not_postgres.len(), 1, "{not_postgres:?}");
+    assert_eq!(not_postgres[0].key, "store.read_url");
+    assert!(
+        not_postgres[0].message.contains("postgres://"),
+        "{not_postgres:?}"
+    );
+
+    // On the embedded store (the default, or a sqlite:// URL), reported with the other
+    // problems at once.
+    for database_url in ["", "sqlite://strata-data/strata.db"] {
+        let found = problems(
+            load(
+                &[
+                    ("STRATA_STORE_DATABASE_URL", database_url),
+                    ("STRATA_STORE_READ_URL", "postgres://app@replica/shop"),
+                    ("STRATA_CACHE_URL", "mem"),
+                ],
+                &[],
+            )
+            .unwrap_err(),
+        );
+        let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["store.read_url", "cache.url"], "{found:?}");
+        assert!(
+            found[0].message.contains("PostgreSQL database_url"),
+            "{found:?}"
+        );
+    }
+}
+
+#[test]
 fn file_errors_name_the_key() {
     let (dir, file) = temp_file("[cache]\nttl_secs = \"long\"\n");
     let err = Root::load(Some(&file), Vec::<(String, String)>::new(), &[]).unwrap_err();

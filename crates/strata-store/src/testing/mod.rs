@@ -122,7 +122,7 @@ impl Drop for TestSchemaGuard {
 }
 
 /// Creates a store on a new SQLite file `strata-store-<uuid>.db` in the system's temporary
-/// directory, unmigrated. The guard deletes the file and its `-wal`/`-shm` companions.
+/// directory, unmigrated. The guard deletes the file and its `-wal`/`-shm`/`.lock` companions.
 ///
 /// # Panics
 /// When the file cannot be created: a broken test machine, not a test failure to handle.
@@ -156,7 +156,7 @@ impl TempFileGuard {
 
 impl Drop for TempFileGuard {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
+        for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
             // Missing companions are normal (no WAL after a clean close).
             let _ = std::fs::remove_file(companion(&self.path, suffix));
         }

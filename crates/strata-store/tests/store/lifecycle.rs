@@ -72,7 +72,7 @@ async fn close_leaves_a_checkpointed_sqlite_file() {
     .unwrap();
     let count = reopened.products().count().await;
     reopened.close().await.unwrap();
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".lock"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
     }
     assert_eq!(count.unwrap(), seeded as i64);

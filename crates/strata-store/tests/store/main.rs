@@ -5,6 +5,7 @@
 // does not reach them; a failed unwrap is exactly how a test should fail.
 #![allow(clippy::unwrap_used)]
 
+mod backup;
 mod carts;
 mod chat;
 mod events;

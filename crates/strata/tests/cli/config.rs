@@ -17,6 +17,36 @@ async fn a_bad_environment_value_exits_2_naming_its_key() {
 }
 
 #[tokio::test]
+async fn a_read_replica_on_the_embedded_store_exits_2_with_the_other_problems() {
+    let dir = TempDir::new("config");
+    let data = dir.path().join("data");
+    let mut command = strata(&["up", "--data-dir", data.to_str().unwrap()]);
+    command
+        .env(
+            "STRATA_STORE_READ_URL",
+            "postgres://postgres@replica/strata",
+        )
+        .env("STRATA_CACHE_TTL_SECS", "0");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("store.read_url") && stderr.contains("PostgreSQL database_url"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cache.ttl_secs"), "{stderr}");
+    assert!(!data.exists(), "nothing may start on a bad configuration");
+
+    let mut command = strata(&["serve", "api", "--database-url", "postgres://postgres@db/s"]);
+    command.env("STRATA_STORE_READ_URL", "mysql://replica/strata");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("store.read_url") && stderr.contains("expected postgres://"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_key_in_the_config_file_exits_2_naming_it() {
     let dir = TempDir::new("config");
     let file = dir.path().join("strata.toml");

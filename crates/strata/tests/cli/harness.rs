@@ -203,19 +203,20 @@ pub struct Row {
 }
 
 /// A running `strata up` and the addresses it printed. Fields drop in order: the process is
-/// killed before its data directory is removed.
+/// killed before its data directory is removed (when the data directory is its own).
 pub struct Up {
     pub process: Process,
     pub public: SocketAddr,
     pub admin: SocketAddr,
     pub rows: Vec<Row>,
-    dir: TempDir,
+    data: PathBuf,
+    _dir: Option<TempDir>,
 }
 
 impl Up {
     /// The stack's data directory (`--data-dir`).
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     /// Instance rows of `role` (`api`, `chat`, `worker`).
@@ -241,16 +242,32 @@ pub async fn spawn_up(args: &[&str]) -> Up {
 
 /// As [`spawn_up`], with extra environment variables (`STRATA_ADMIN_EMAIL`, …).
 pub async fn spawn_up_with_env(args: &[&str], env: &[(&str, &str)]) -> Up {
+    spawn_up_at(None, args, env).await
+}
+
+/// As [`spawn_up_with_env`], on the data directory `data_dir`, which the caller owns (and
+/// removes): for a stack started again on the data of an earlier one.
+pub async fn spawn_up_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Up {
+    spawn_up_at(Some(data_dir), args, env).await
+}
+
+async fn spawn_up_at(data: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Up {
     // The gateway's ports are chosen here and taken by the child later: meanwhile another
     // socket (another test's, or one of the child's own instances on port 0) may take one.
     // Such a start is repeated on other ports, a few times at most.
     let mut attempts = 0;
-    let (dir, process, port, admin_port) = loop {
+    let (dir, data, process, port, admin_port) = loop {
         attempts += 1;
-        let dir = TempDir::new("up");
+        let (dir, data) = match data {
+            Some(data) => (None, data.to_path_buf()),
+            None => {
+                let dir = TempDir::new("up");
+                let data = dir.path().join("data");
+                (Some(dir), data)
+            }
+        };
         let (port, admin_port) = (free_port().to_string(), free_port().to_string());
-        let data_dir = dir.path().join("data");
-        let data_dir = data_dir.to_str().expect("utf-8 temp path");
+        let data_dir = data.to_str().expect("utf-8 temp path");
         let mut all = vec![
             "up",
             "--port",
@@ -274,7 +291,7 @@ pub async fn spawn_up_with_env(args: &[&str], env: &[(&str, &str)]) -> Up {
             .wait_for_stdout_or_exit(UP_BANNER_END, START_TIMEOUT)
             .await
         {
-            Ok(()) => break (dir, process, port, admin_port),
+            Ok(()) => break (dir, data, process, port, admin_port),
             Err(_) if attempts < 3 && process.stderr().contains("Address already in use") => {}
             Err(status) => panic!(
                 "strata exited ({status}) before printing {UP_BANNER_END:?}\nstdout:\n{}\nstderr:\n{}",
@@ -298,7 +315,8 @@ pub async fn spawn_up_with_env(args: &[&str], env: &[(&str, &str)]) -> Up {
         public,
         admin,
         rows,
-        dir,
+        data,
+        _dir: dir,
     }
 }
 

@@ -4,6 +4,7 @@
 // Helpers outside `#[test]` functions panic on a broken test machine, as the tests do.
 #![allow(clippy::unwrap_used)]
 
+mod backup;
 mod config;
 mod events;
 mod harness;
