@@ -120,8 +120,13 @@ impl Cluster {
     /// instance answers `/readyz`. Returns the cluster and the time that took.
     pub fn up(name: &str) -> (Cluster, Duration) {
         let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/compose.yaml");
+        // A project of its own per run: what an interrupted run left behind (a volume, or a
+        // network the engine failed to remove) never meets the next one.
+        let run = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() % 1_000_000);
         let cluster = Cluster {
-            project: format!("strata-cluster-{name}"),
+            project: format!("strata-cluster-{name}-{run}"),
             file,
             tool: compose_tool().expect("a compose tool"),
         };
@@ -288,11 +293,29 @@ impl Cluster {
         }
     }
 
-    /// Removes the project: containers, networks and volumes.
+    /// Removes the project: containers, networks and volumes. `down` stops at the first
+    /// network the engine refuses to remove, before the volumes, so what is left is removed
+    /// by the project's label.
     fn remove(&self) {
         let _ = self
             .command(&["down", "-v", "--remove-orphans", "-t", "5"])
             .output();
+        let label = format!("label=com.docker.compose.project={}", self.project);
+        for kind in ["volume", "network"] {
+            let listed = Command::new("docker")
+                .args([kind, "ls", "-q", "--filter", &label])
+                .output();
+            for id in listed
+                .map(|out| text(&out.stdout))
+                .unwrap_or_default()
+                .lines()
+            {
+                let removed = Command::new("docker").args([kind, "rm", id]).output();
+                if !removed.is_ok_and(|out| out.status.success()) {
+                    eprintln!("cluster {}: {kind} {id} could not be removed", self.project);
+                }
+            }
+        }
     }
 }
 
