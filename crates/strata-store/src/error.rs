@@ -128,6 +128,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if is_conflict(db.as_ref()) => StoreError::Conflict(err),
+            sqlx::Error::Database(db) if is_unavailable(db.as_ref()) => {
+                StoreError::Unavailable(err)
+            }
             sqlx::Error::Database(db) => {
                 let kind = match db.kind() {
                     ErrorKind::UniqueViolation => ConstraintKind::Unique,
@@ -170,6 +173,22 @@ fn is_conflict(db: &dyn sqlx::error::DatabaseError) -> bool {
     } else {
         matches!(code.as_ref(), "40001" | "40P01" | "55P03")
     }
+}
+
+/// True for PostgreSQL errors that say the server cannot serve now, not that the statement is
+/// wrong: class `08` (connection exception), `53300` (too many connections), `57P01`–`57P03`
+/// (the server is shutting down, crashed, or starting up). A stopped or restarting server
+/// sends these to the connections it had; the request is worth sending again later (503).
+fn is_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_none()
+    {
+        return false;
+    }
+    db.code().is_some_and(|code| {
+        code.starts_with("08") || matches!(code.as_ref(), "53300" | "57P01" | "57P02" | "57P03")
+    })
 }
 
 /// SQLite does not report constraint names separately; its messages read

@@ -108,3 +108,38 @@ async fn unreachable_postgres_is_unavailable() {
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_connection_the_server_terminated_is_unavailable_not_a_bug() {
+    let Some(url) = require_service(POSTGRES) else {
+        return;
+    };
+    // One connection, not checked before use: the next statement meets the termination.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect(&url)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    // What a stopping server does to its connections (SQLSTATE 57P01, admin shutdown).
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&admin)
+        .await
+        .unwrap();
+    let error = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
+    let error = strata_store::StoreError::from(error);
+    assert!(
+        error.is_transient(),
+        "{error:?} should be unavailable (503)"
+    );
+}
