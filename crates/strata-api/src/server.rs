@@ -88,7 +88,8 @@ impl ApiServer {
     ///
     /// The store is expected to be migrated already (the binary does it once per process);
     /// `/readyz` reports not ready until it is, and while the store's read replica (if it has
-    /// one) does not answer or has not replayed every migration yet. When the settings name an admin, the account
+    /// one) answers without every migration (an unreachable replica is no reason: catalog
+    /// reads go to the primary meanwhile). When the settings name an admin, the account
     /// is created or promoted here (which needs the migrated store).
     ///
     /// # Errors
@@ -129,7 +130,8 @@ impl ApiServer {
         };
         // The cache is left out on purpose: reads fall back to the store when it is down, so
         // an unreachable cache must not take every api instance out of the gateway's pools.
-        // A read replica is in: the catalog pages are read from it only.
+        // A read replica is in only when it answers behind on migrations: an unreachable one
+        // is no reason, catalog reads then go to the primary.
         let ready = ready_check(move || {
             let store = store.clone();
             async move {

@@ -276,48 +276,72 @@ impl<'a> ProductRepo<'a> {
 /// The catalog's reads that may be served by a read replica: what the api's product pages,
 /// lists and searches show. Obtained from [`Store::catalog_reads`]; it has no writes, and its
 /// results may lag the primary by the replication delay (stock shown is advisory: checkout
-/// reserves it on the primary).
+/// reserves it on the primary). They come from the primary when there is no replica or the
+/// replica cannot answer now (down, unreachable, restarting): a replica outage moves the
+/// catalog's reads to the primary, it does not fail them.
 #[derive(Clone, Copy, Debug)]
 pub struct CatalogReads<'a> {
-    products: ProductRepo<'a>,
+    replica: Option<ProductRepo<'a>>,
+    primary: ProductRepo<'a>,
 }
 
 impl<'a> CatalogReads<'a> {
-    /// Reads through `products`, a repository on the replica's store or on the primary's.
-    pub(crate) fn new(products: ProductRepo<'a>) -> Self {
-        Self { products }
+    /// Reads through `replica` when there is one, else (or when it is unavailable) `primary`.
+    pub(crate) fn new(replica: Option<ProductRepo<'a>>, primary: ProductRepo<'a>) -> Self {
+        Self { replica, primary }
+    }
+
+    /// `op` on the replica, and on the primary when there is no replica or it is unavailable.
+    async fn read<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: Fn(ProductRepo<'a>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        if let Some(replica) = self.replica {
+            match op(replica).await {
+                Err(error) if error.is_transient() => {
+                    tracing::debug!(%error, "read replica unavailable; reading the primary");
+                }
+                answer => return answer,
+            }
+        }
+        op(self.primary).await
     }
 
     /// As [`ProductRepo::get`].
     ///
     /// # Errors
-    /// When the database cannot be queried.
+    /// When neither the replica nor the primary can be queried.
     pub async fn get(&self, id: i64) -> Result<Option<Product>, StoreError> {
-        self.products.get(id).await
+        self.read(|products| async move { products.get(id).await })
+            .await
     }
 
     /// As [`ProductRepo::list`].
     ///
     /// # Errors
-    /// When the database cannot be queried.
+    /// When neither the replica nor the primary can be queried.
     pub async fn list(&self, page: Page) -> Result<ProductPage, StoreError> {
-        self.products.list(page).await
+        self.read(|products| async move { products.list(page).await })
+            .await
     }
 
     /// As [`ProductRepo::search`].
     ///
     /// # Errors
-    /// When the database cannot be queried.
+    /// When neither the replica nor the primary can be queried.
     pub async fn search(&self, query: &ProductQuery) -> Result<ProductPage, StoreError> {
-        self.products.search(query).await
+        self.read(|products| async move { products.search(query).await })
+            .await
     }
 
     /// As [`ProductRepo::count`].
     ///
     /// # Errors
-    /// When the database cannot be queried.
+    /// When neither the replica nor the primary can be queried.
     pub async fn count(&self) -> Result<i64, StoreError> {
-        self.products.count().await
+        self.read(|products| async move { products.count().await })
+            .await
     }
 }
 

@@ -350,14 +350,20 @@ impl Store {
         self.replica.is_some()
     }
 
-    /// Readiness of the read replica, when there is one: it answers and has every embedded
-    /// migration (which reach it through replication). `Ok` without a replica.
+    /// Readiness of the read replica, when there is one: when it answers, it must have every
+    /// embedded migration (which reach it through replication), or catalog reads would meet
+    /// an older schema. A replica that does not answer is no reason to stop serving: catalog
+    /// reads go to the primary meanwhile. `Ok` without a replica.
     ///
     /// # Errors
-    /// As [`Store::ready`], about the replica.
+    /// [`StoreError::MigrationsPending`] when the replica answers without every migration;
+    /// errors other than unavailability from querying it.
     pub async fn read_replica_ready(&self) -> Result<(), StoreError> {
         match &self.replica {
-            Some(replica) => replica.ready().await,
+            Some(replica) => match replica.ready().await {
+                Err(error) if error.is_transient() => Ok(()),
+                ready => ready,
+            },
             None => Ok(()),
         }
     }
@@ -388,10 +394,13 @@ impl Store {
     }
 
     /// Reads of the catalog that may be served by the read replica when the store has one
-    /// ([`Store::with_read_replica`]), and by the primary otherwise. What they return may lag
-    /// the primary by the replication delay.
+    /// ([`Store::with_read_replica`]), and by the primary otherwise or while the replica is
+    /// unavailable. What they return may lag the primary by the replication delay.
     pub fn catalog_reads(&self) -> CatalogReads<'_> {
-        CatalogReads::new(ProductRepo::new(self.replica.as_deref().unwrap_or(self)))
+        CatalogReads::new(
+            self.replica.as_deref().map(ProductRepo::new),
+            ProductRepo::new(self),
+        )
     }
 
     /// Accounts.

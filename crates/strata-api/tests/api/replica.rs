@@ -156,3 +156,24 @@ async fn the_api_is_not_ready_until_the_replica_has_every_migration() {
     replica.migrate().await.expect("migrate the replica");
     assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn with_the_replica_gone_catalog_reads_come_from_the_primary_and_the_api_stays_ready() {
+    let Some((primary, replica, g1, g2)) = primary_and_replica(true).await else {
+        return;
+    };
+    let app = app_on(&primary, &replica, (g1, g2)).await;
+    // The replica's pool, shared with the api's store, closes: every read on it fails as
+    // unavailable, as with a replica that is down.
+    replica.close().await.expect("close the replica");
+    assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+    let product: Value = app.get("/api/v1/products/7").await.json().await.unwrap();
+    assert_ne!(product["name"], REPLICA_NAME, "read from the primary");
+    let page: Value = app
+        .get("/api/v1/products?q=cookbook")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(page["total"].as_i64().unwrap() >= 1, "{page}");
+}

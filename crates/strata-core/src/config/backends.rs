@@ -34,7 +34,8 @@ crate::config_section! {
         /// primary by the replication delay: a product just changed may show its old values
         /// for that long (and, read within it, stay cached so for up to `cache.ttl_secs`).
         /// Stock shown in catalog reads is advisory; checkout reserves it on the primary, so
-        /// it never oversells. `/readyz` of the api includes the replica.
+        /// it never oversells. While the replica does not answer, catalog reads go to the
+        /// primary.
         restart read_url: String = String::new() => parse::verbatim;
             check |url| url.is_empty()
                 || ["postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)),

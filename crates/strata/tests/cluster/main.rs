@@ -74,10 +74,17 @@ struct Drill {
     figures: serde_json::Map<String, Value>,
     /// What the gateway got wrong, asserted once the figures are reported.
     broken: Vec<String>,
+    /// This test's turn: one cluster at a time. Last, so it is released after the cluster
+    /// is removed (fields drop in order).
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Drill {
-    async fn start(name: &'static str) -> Drill {
+    /// Waits for its turn, brings the cluster up and puts the load on it; `None` when the
+    /// cluster cannot run here (and `CI` is not set).
+    async fn start(name: &'static str) -> Option<Drill> {
+        prerequisites()?;
+        let turn = TURN.lock().await;
         let (cluster, took) = Cluster::up(name);
         let shop = Shop::new(&format!("http://127.0.0.1:{GATEWAY_PORT}"));
         let fixture = Fixture::prepare(&shop, Shape::STEADY, (ADMIN_EMAIL, ADMIN_PASSWORD)).await;
@@ -86,7 +93,7 @@ impl Drill {
         let api = GatewayWatch::start(admin.clone(), "api", load.record.clone());
         let chat = GatewayWatch::start(admin, "chat", load.record.clone());
         tokio::time::sleep(WARM_UP).await;
-        Drill {
+        Some(Drill {
             name,
             cluster,
             shop,
@@ -97,7 +104,8 @@ impl Drill {
             up_ms: took.as_millis(),
             figures: serde_json::Map::new(),
             broken: Vec::new(),
-        }
+            _turn: turn,
+        })
     }
 
     /// Now, in ms since the load started, recorded as figure `name` (`fault_at_ms`,
@@ -245,14 +253,41 @@ fn assert_no_failed_idempotent(name: &str, per_kind: &[(Kind, watch::Failures)])
     }
 }
 
+/// How an outage takes a container away.
+#[derive(Clone, Copy)]
+enum Away {
+    /// `docker kill`: SIGKILL, no goodbye.
+    Kill,
+    /// `docker stop`: SIGTERM, a clean shutdown (10 s before SIGKILL).
+    Stop,
+}
+
+/// Takes `service`'s container away, starts it again after `down`, and records both times
+/// from the engine; returns them.
+async fn outage(drill: &mut Drill, service: &str, away: Away, down: Duration) -> (u64, u64) {
+    match away {
+        Away::Kill => drill.cluster.kill(service),
+        Away::Stop => drill.cluster.stop(service, Duration::from_secs(10)),
+    }
+    let fault = drill.mark_engine("fault_at_ms", service, "FinishedAt");
+    tokio::time::sleep(down).await;
+    drill.cluster.start(service);
+    let heal = drill.mark_engine("heal_at_ms", service, "StartedAt");
+    (fault, heal)
+}
+
+/// Outages of a service the gateway does not route to, each followed by 2 s of load.
+async fn outages(drill: &mut Drill, service: &str, away: Away, down: Duration) {
+    for _ in 0..rounds() {
+        outage(drill, service, away, down).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 /// Kills a container, starts it again after `down`, and measures how the gateway saw it.
 async fn kill_and_return(drill: &mut Drill, service: &str, chat: bool, down: Duration) {
     for _ in 0..rounds() {
-        drill.cluster.kill(service);
-        let fault = drill.mark_engine("fault_at_ms", service, "FinishedAt");
-        tokio::time::sleep(down).await;
-        drill.cluster.start(service);
-        let heal = drill.mark_engine("heal_at_ms", service, "StartedAt");
+        let (fault, heal) = outage(drill, service, Away::Kill, down).await;
         drill
             .detect_and_recover(chat, service, (fault, heal), true)
             .await;
@@ -261,9 +296,9 @@ async fn kill_and_return(drill: &mut Drill, service: &str, chat: bool, down: Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_container_killed() {
-    let Some(()) = prerequisites() else { return };
-    let _turn = TURN.lock().await;
-    let mut drill = Drill::start("api_kill").await;
+    let Some(mut drill) = Drill::start("api_kill").await else {
+        return;
+    };
     kill_and_return(&mut drill, "api-1", false, Duration::from_secs(5)).await;
     let per_kind = drill.finish().await;
     assert_no_failed_idempotent("api_kill", &per_kind);
@@ -271,9 +306,9 @@ async fn api_container_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_container_killed() {
-    let Some(()) = prerequisites() else { return };
-    let _turn = TURN.lock().await;
-    let mut drill = Drill::start("chat_kill").await;
+    let Some(mut drill) = Drill::start("chat_kill").await else {
+        return;
+    };
     kill_and_return(&mut drill, "chat-1", true, Duration::from_secs(5)).await;
     let per_kind = drill.finish().await;
     // Members of the killed instance lost their connection and came back through the
@@ -286,42 +321,28 @@ async fn chat_container_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_container_killed() {
-    let Some(()) = prerequisites() else { return };
-    let _turn = TURN.lock().await;
-    let mut drill = Drill::start("worker_kill").await;
-    for _ in 0..rounds() {
-        drill.cluster.kill("worker-1");
-        drill.mark_engine("fault_at_ms", "worker-1", "FinishedAt");
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drill.cluster.start("worker-1");
-        drill.mark_engine("heal_at_ms", "worker-1", "StartedAt");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let Some(mut drill) = Drill::start("worker_kill").await else {
+        return;
+    };
+    outages(&mut drill, "worker-1", Away::Kill, Duration::from_secs(5)).await;
     let per_kind = drill.finish().await;
     assert_no_failed_idempotent("worker_kill", &per_kind);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_node_killed() {
-    let Some(()) = prerequisites() else { return };
-    let _turn = TURN.lock().await;
-    let mut drill = Drill::start("nats_node_kill").await;
-    for _ in 0..rounds() {
-        drill.cluster.kill("nats-1");
-        drill.mark_engine("fault_at_ms", "nats-1", "FinishedAt");
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        drill.cluster.start("nats-1");
-        drill.mark_engine("heal_at_ms", "nats-1", "StartedAt");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let Some(mut drill) = Drill::start("nats_node_kill").await else {
+        return;
+    };
+    outages(&mut drill, "nats-1", Away::Kill, Duration::from_secs(10)).await;
     drill.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_partitioned_from_gateway() {
-    let Some(()) = prerequisites() else { return };
-    let _turn = TURN.lock().await;
-    let mut drill = Drill::start("api_partition").await;
+    let Some(mut drill) = Drill::start("api_partition").await else {
+        return;
+    };
     for _ in 0..rounds() {
         // In place once the command returns; measured from then.
         drill.cluster.disconnect("api-1", "app");
@@ -338,25 +359,35 @@ async fn api_partitioned_from_gateway() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped() {
-    let Some(()) = prerequisites() else { return };
-    let _turn = TURN.lock().await;
-    let mut drill = Drill::start("postgres_stop").await;
-    for _ in 0..rounds() {
-        drill.cluster.stop("postgres", Duration::from_secs(10));
-        drill.mark_engine("fault_at_ms", "postgres", "FinishedAt");
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        drill.cluster.start("postgres");
-        drill.mark_engine("heal_at_ms", "postgres", "StartedAt");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let Some(mut drill) = Drill::start("postgres_stop").await else {
+        return;
+    };
+    outages(&mut drill, "postgres", Away::Stop, Duration::from_secs(10)).await;
     drill.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replica_stopped() {
+    let Some(mut drill) = Drill::start("replica_stop").await else {
+        return;
+    };
+    // Catalog reads move to the primary while the replica is away: nothing fails.
+    outages(
+        &mut drill,
+        "postgres-replica",
+        Away::Stop,
+        Duration::from_secs(10),
+    )
+    .await;
+    let per_kind = drill.finish().await;
+    assert_no_failed_idempotent("replica_stop", &per_kind);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_rolling_replacement() {
-    let Some(()) = prerequisites() else { return };
-    let _turn = TURN.lock().await;
-    let mut drill = Drill::start("api_rolling").await;
+    let Some(mut drill) = Drill::start("api_rolling").await else {
+        return;
+    };
     let next = "strata-rolled:next";
     docker::docker(&["tag", &docker::strata_image(), next]);
     for _ in 0..rounds() {
