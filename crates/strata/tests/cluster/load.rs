@@ -625,6 +625,8 @@ impl Member {
         let mut pending: Option<Pending> = None;
         let mut sent = 0u64;
         let mut quiet_noted = false;
+        // Since when the member has only been reading (stopped, everything acknowledged).
+        let mut settling: Option<Instant> = None;
         let give_up = Instant::now() + Duration::from_secs(600);
         'connection: loop {
             assert!(
@@ -656,7 +658,10 @@ impl Member {
                             log.received[room].last().map_or(0, |m| m.0) >= *last
                         })
                     });
-                    if done == Some(true) {
+                    // Bounded: a member still missing messages after a minute returns what it
+                    // has, and the checks say what is missing.
+                    let settled = *settling.get_or_insert_with(Instant::now);
+                    if done == Some(true) || settled.elapsed() > Duration::from_secs(60) {
                         client.close().await;
                         return log;
                     }
