@@ -1,6 +1,7 @@
 //! Catalog reads from a PostgreSQL read replica (`store.read_url`): product pages, lists and
-//! searches come from the replica, while checkout reserves stock on the primary, and `/readyz`
-//! waits for the replica. The replica here is a second schema, migrated and seeded like the
+//! searches come from the replica (from the primary while the replica does not answer), while
+//! checkout reserves stock on the primary, and `/readyz` waits for a replica behind on
+//! migrations. The replica here is a second schema, migrated and seeded like the
 //! primary, whose product 7 is named differently: what a lagging replica looks like, and how a
 //! test tells which pool served a read.
 
