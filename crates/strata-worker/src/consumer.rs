@@ -5,7 +5,9 @@
 //! - applied, or found already applied: **ack**;
 //! - failed, transient, fewer than `max_deliveries` deliveries so far: **nack with backoff**
 //!   (`retry_base × 2^(deliveries − 1)`, at most `retry_max`), so a provider outage is not
-//!   hammered;
+//!   hammered; failed because the store cannot serve now: nack with backoff however many
+//!   deliveries there were (the event is fine; a database restart must not fill the
+//!   dead-letter stream);
 //! - failed for good (malformed) or for the last time: published to the **dead-letter
 //!   stream**, then acked.
 //!
@@ -38,6 +40,12 @@ pub(crate) fn backoff(settings: &PipelineSettings, deliveries: u32) -> Duration 
         .retry_base
         .saturating_mul(1 << doublings)
         .min(settings.retry_max)
+}
+
+/// Whether a delivery that failed with `error`, delivered `delivered` times, goes back for
+/// another try (else it is dead-lettered).
+fn retries(error: &HandlerError, delivered: u32, max_deliveries: u32) -> bool {
+    error.is_store_outage() || (error.is_transient() && delivered < max_deliveries)
 }
 
 /// Everything the deliveries of one handler need.
@@ -147,7 +155,7 @@ impl Consumer {
                     .failures
                     .get_or_create(&WorkerMetrics::handler(name))
                     .inc();
-                if error.is_transient() && delivery.delivered < self.settings.max_deliveries {
+                if retries(&error, delivery.delivered, self.settings.max_deliveries) {
                     let pause = backoff(&self.settings, delivery.delivered);
                     tracing::warn!(
                         handler = name, sequence = delivery.sequence,
@@ -195,6 +203,20 @@ impl Consumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_store_outage_is_retried_past_max_deliveries_and_other_failures_are_not() {
+        // A store that cannot serve: its pool is closed.
+        let (store, _guard) = strata_store::testing::fresh_sqlite().await;
+        store.close().await.unwrap();
+        let outage = HandlerError::Store(store.products().count().await.unwrap_err());
+        assert!(outage.is_store_outage());
+        assert!(retries(&outage, 50, 5));
+        let provider = HandlerError::Payment(crate::payment::PaymentError::Unavailable);
+        assert!(retries(&provider, 4, 5));
+        assert!(!retries(&provider, 5, 5));
+        assert!(!retries(&HandlerError::Malformed("x".into()), 1, 5));
+    }
 
     #[test]
     fn backoff_doubles_from_the_base_up_to_the_max() {

@@ -83,6 +83,13 @@ impl HandlerError {
     pub fn is_transient(&self) -> bool {
         !matches!(self, Self::Malformed(_))
     }
+
+    /// True when the store cannot serve now (down, restarting, overloaded): nothing is wrong
+    /// with the event, so it is retried for as long as that lasts and never dead-lettered
+    /// for it.
+    pub fn is_store_outage(&self) -> bool {
+        matches!(self, Self::Store(error) if error.is_transient())
+    }
 }
 
 /// The fields of an order event every handler needs (both `OrderPlaced` and

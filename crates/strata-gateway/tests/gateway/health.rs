@@ -37,7 +37,7 @@ async fn an_instance_killed_under_load_costs_no_request_and_is_out_within_a_seco
         Node::start("b").await,
         Node::start("c").await,
     ];
-    // The production health settings: checks every second, ejection after 3 failures.
+    // The production health settings: checks every half second, ejection after 3 failures.
     let mut config = config(&[("api", nodes.iter().map(Node::url).collect())]);
     config.api.health = HealthConfig::default();
     let gateway = Arc::new(spawn_gateway(config).await);

@@ -83,14 +83,10 @@ async fn check_orders(
             }
         }
         verdict.orders += acked.len();
-        // One notification per status change of each order, none twice.
-        let mut notified: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        for n in pages(shop, "/api/v1/notifications", token).await {
-            notified
-                .entry(n["order_id"].as_i64().unwrap())
-                .or_default()
-                .push(n["kind"].as_str().unwrap().to_owned());
-        }
+        // One notification per status change of each order, none twice. The notifications
+        // handler consumes the same events as the others, at its own pace (after a store
+        // outage, at its retry backoff): looked at until they match, two minutes at most.
+        let mut expected: BTreeMap<i64, Vec<String>> = BTreeMap::new();
         for id in &acked {
             let order = final_order(shop, token, *id).await;
             let mut statuses: Vec<String> = order["history"]
@@ -100,17 +96,35 @@ async fn check_orders(
                 .map(|c| c["status"].as_str().unwrap().to_owned())
                 .collect();
             statuses.sort();
-            let mut kinds = notified.remove(id).unwrap_or_default();
-            kinds.sort();
-            assert_eq!(
-                kinds, statuses,
-                "order {id}: notifications against statuses"
-            );
+            expected.insert(*id, statuses);
         }
-        assert!(
-            notified.is_empty(),
-            "notifications of orders never acknowledged: {notified:?}"
-        );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut notified: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+            for n in pages(shop, "/api/v1/notifications", token).await {
+                notified
+                    .entry(n["order_id"].as_i64().unwrap())
+                    .or_default()
+                    .push(n["kind"].as_str().unwrap().to_owned());
+            }
+            notified.values_mut().for_each(|kinds| kinds.sort());
+            if notified == expected {
+                break;
+            }
+            // More than expected is final (a notification never goes away): fail at once.
+            let extra = notified.iter().any(|(id, kinds)| {
+                expected
+                    .get(id)
+                    .is_none_or(|statuses| kinds.iter().any(|k| !statuses.contains(k)))
+                    || kinds.windows(2).any(|pair| pair[0] == pair[1])
+            });
+            assert!(
+                !extra && Instant::now() < deadline,
+                "customer {}: notifications {notified:?} against statuses {expected:?}",
+                customer.id
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     verdict.settle_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
 }

@@ -388,9 +388,12 @@ async fn api_rolling_replacement() {
     let Some(mut drill) = Drill::start("api_rolling").await else {
         return;
     };
-    let next = "strata-rolled:next";
-    docker::docker(&["tag", &docker::strata_image(), next]);
-    for _ in 0..rounds() {
+    // A new tag each round: compose replaces a container only when its image changed.
+    let tags: Vec<String> = (1..=rounds())
+        .map(|round| format!("strata-rolled:round-{round}"))
+        .collect();
+    for next in &tags {
+        docker::docker(&["tag", &docker::strata_image(), next]);
         for service in ["api-1", "api-2", "api-3"] {
             let old = drill.cluster.container(service);
             let fault = drill.mark("fault_at_ms");
@@ -411,6 +414,8 @@ async fn api_rolling_replacement() {
         }
     }
     let per_kind = drill.finish().await;
-    docker::docker(&["rmi", next]);
+    for tag in &tags {
+        docker::docker(&["rmi", tag]);
+    }
     assert_no_failed_idempotent("api_rolling", &per_kind);
 }
