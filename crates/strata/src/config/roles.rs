@@ -66,7 +66,8 @@ config_section! {
         /// connection.
         restart concurrency: usize = 16; check |n| (1..=1024).contains(n), "expected 1..=1024",
         /// Deliveries of one event before it goes to the dead-letter stream (`strata events
-        /// dlq`). Default 5.
+        /// dlq`). Failures because the store cannot serve (down, restarting) do not send an
+        /// event there: those are retried for as long as the outage lasts. Default 5.
         restart max_deliveries: u32 = 5; check |n| (1..=100).contains(n), "expected 1..=100",
         /// First retry delay in ms, doubled per delivery up to `retry_max_ms`. Default 500.
         restart retry_base_ms: u64 = 500; check |ms| *ms >= 1, "must be at least 1",
