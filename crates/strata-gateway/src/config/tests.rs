@@ -69,7 +69,7 @@ fn pools_default_to_round_robin_for_api_and_room_hashing_for_chat() {
     let health = &api.health;
     assert_eq!(
         (health.path.as_str(), health.interval_ms, health.timeout_ms),
-        ("/readyz", 1000, 500)
+        ("/readyz", 500, 500)
     );
     assert_eq!((health.rise, health.fall, health.eject_after), (2, 2, 3));
     assert_eq!(
