@@ -81,6 +81,36 @@ async fn serve_runs_roles_as_separate_processes_on_postgres() {
         .await
         .unwrap();
     assert_eq!(health["instance"], "gateway-a", "{health}");
+    // The gateway started with the instances and may have found one not listening yet: it is
+    // out until it passes `rise` checks. Round robin is judged once both are in.
+    strata_core::wait::eventually(
+        START_TIMEOUT,
+        "both api instances up in the gateway",
+        || {
+            let client = client.clone();
+            async move {
+                let pools: Value = client
+                    .get(format!("http://127.0.0.1:{admin}/admin/pools"))
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                let api = pools["pools"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["name"] == "api")?;
+                let up = api["instances"]
+                    .as_array()?
+                    .iter()
+                    .filter(|i| i["health"] == "up")
+                    .count();
+                (up == 2).then_some(())
+            }
+        },
+    )
+    .await;
 
     let mut seen = BTreeSet::new();
     for _ in 0..20 {
