@@ -32,6 +32,9 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Tokens, passwords, the log-in throttle and the first admin.
     pub auth: AuthSettings,
+    /// How long the instance goes on serving, unready, once shutdown is asked for
+    /// ([`RoleServer::drain_delay`]). Zero: stop accepting at once.
+    pub drain_delay: Duration,
 }
 
 /// How the api authenticates: every instance of a deployment must have the same
@@ -151,7 +154,9 @@ impl ApiServer {
             ready,
             settings.max_body_bytes,
         );
-        let server = RoleServer::bind(ROLE, instance, settings.listen, router).await?;
+        let server = RoleServer::bind(ROLE, instance, settings.listen, router)
+            .await?
+            .drain_delay(settings.drain_delay);
         Ok(Self { server })
     }
 

@@ -48,6 +48,10 @@ pub struct ChatLimits {
     pub read_buffer_bytes: usize,
     /// How long draining waits for connections to take their close. Default 5 s.
     pub drain_timeout: Duration,
+    /// How long the instance answers `/readyz` with 503, once shutdown is asked for, before
+    /// it tells its connections to reconnect: a balancer that checks readiness stops sending
+    /// new connections first, so reconnecting clients land elsewhere. Default zero.
+    pub drain_delay: Duration,
 }
 
 impl Default for ChatLimits {
@@ -61,6 +65,7 @@ impl Default for ChatLimits {
             burst: 40,
             read_buffer_bytes: 1024,
             drain_timeout: Duration::from_secs(5),
+            drain_delay: Duration::ZERO,
         }
     }
 }
@@ -180,6 +185,7 @@ impl ChatServer {
         let presence_task = tokio::spawn(background::presence_loop(hub.clone()));
         let commit_task = tokio::spawn(committer::commit_loop(hub.clone(), self.posts));
         let stop_serving = Shutdown::new();
+        let unready = self.server.draining();
         // Serving goes on while draining, so that `/readyz` answers "draining" and the
         // gateway takes the instance out of its pool; it stops once the connections are gone.
         let serving = self.server.run(stop_serving.clone());
@@ -188,21 +194,10 @@ impl ChatServer {
             served = &mut serving => Some(served),
             () = shutdown.cancelled() => None,
         };
-        if early.is_none() {
-            tracing::info!(instance = %hub.instance, "draining chat connections");
-            hub.draining.cancel();
-            hub.tracker.close();
-            if tokio::time::timeout(hub.limits.drain_timeout, hub.tracker.wait())
-                .await
-                .is_err()
-            {
-                tracing::warn!(instance = %hub.instance, "connections still open after the drain timeout");
-            }
-        }
-        stop_serving.cancel();
         let served = match early {
             Some(served) => served,
-            None => serving.await,
+            // The listener is polled all along, so `/readyz` keeps answering "draining".
+            None => tokio::join!(&mut serving, drain(&hub, &unready, &stop_serving)).0,
         };
         hub.killed.cancel();
         let _ = bus_task.await;
@@ -210,6 +205,27 @@ impl ChatServer {
         let _ = commit_task.await;
         Ok(served?)
     }
+}
+
+/// Drains: unready for the drain delay, then every connection is told to reconnect and
+/// waited for (up to the drain timeout); then serving stops.
+async fn drain(hub: &Hub, unready: &Shutdown, stop_serving: &Shutdown) {
+    unready.cancel();
+    let limits = hub.limits;
+    if !limits.drain_delay.is_zero() {
+        tracing::info!(instance = %hub.instance, delay_ms = limits.drain_delay.as_millis(), "draining: unready before telling clients to reconnect");
+        tokio::time::sleep(limits.drain_delay).await;
+    }
+    tracing::info!(instance = %hub.instance, "draining chat connections");
+    hub.draining.cancel();
+    hub.tracker.close();
+    if tokio::time::timeout(limits.drain_timeout, hub.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(instance = %hub.instance, "connections still open after the drain timeout");
+    }
+    stop_serving.cancel();
 }
 
 /// Cancels the hub's `killed` token when `run` ends in any way, dropped mid-flight included.

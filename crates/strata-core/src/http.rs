@@ -354,6 +354,11 @@ pub struct RoleServer {
     listener: tokio::net::TcpListener,
     local_addr: std::net::SocketAddr,
     router: Router,
+    /// Cancelled when the instance starts draining: `/readyz` answers 503 from then on.
+    draining: Shutdown,
+    /// How long `run` keeps serving after shutdown is asked for, unready, before it stops
+    /// accepting ([`RoleServer::drain_delay`]).
+    drain_delay: std::time::Duration,
 }
 
 impl RoleServer {
@@ -372,13 +377,38 @@ impl RoleServer {
             .await
             .map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let draining = Shutdown::new();
+        let router = router.layer(axum::middleware::from_fn_with_state(
+            draining.clone(),
+            unready_while_draining,
+        ));
         Ok(Self {
             role,
             instance,
             listener,
             local_addr,
             router,
+            draining,
+            drain_delay: std::time::Duration::ZERO,
         })
+    }
+
+    /// Sets how long [`RoleServer::run`] goes on serving once shutdown is asked for, with
+    /// `/readyz` answering 503 `draining`, before it stops accepting connections. A load
+    /// balancer that checks readiness (the gateway does, every `health.interval_ms`) takes
+    /// the instance out meanwhile, so no request meets a closed port. Default zero: stop
+    /// accepting at once (right when the balancer is told first, as `strata up` does).
+    #[must_use]
+    pub fn drain_delay(mut self, delay: std::time::Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// The token that marks this instance as draining: cancelled, `/readyz` answers 503
+    /// `draining` while every other route keeps serving. [`RoleServer::run`] cancels it when
+    /// shutdown is asked for; a role that drains in steps of its own cancels it first.
+    pub fn draining(&self) -> Shutdown {
+        self.draining.clone()
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
@@ -391,19 +421,55 @@ impl RoleServer {
         self.router.clone()
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests finish and returns.
+    /// Serves until `shutdown` is cancelled; then, unready, goes on serving for the drain
+    /// delay, stops accepting, lets in-flight requests finish and returns.
     ///
     /// # Errors
     /// [`RoleError::Serve`] on an I/O error of the listener.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), RoleError> {
         let (role, instance) = (self.role, self.instance);
         tracing::info!(role, instance = %instance, addr = %self.local_addr, "listening");
-        serve(self.listener, self.router, shutdown)
-            .await
-            .map_err(RoleError::Serve)?;
+        let stop = Shutdown::new();
+        let (draining, delay) = (self.draining, self.drain_delay);
+        let delayed_stop = {
+            let (stop, instance) = (stop.clone(), instance.clone());
+            async move {
+                shutdown.cancelled().await;
+                draining.cancel();
+                if !delay.is_zero() {
+                    tracing::info!(role, instance = %instance, delay_ms = delay.as_millis(), "draining: unready before the listener closes");
+                    tokio::time::sleep(delay).await;
+                }
+                stop.cancel();
+            }
+        };
+        let serving = serve(self.listener, self.router, stop);
+        tokio::pin!(serving);
+        let served = tokio::select! {
+            served = &mut serving => served,
+            () = delayed_stop => serving.await,
+        };
+        served.map_err(RoleError::Serve)?;
         tracing::info!(role, instance = %instance, "stopped");
         Ok(())
     }
+}
+
+/// Answers `/readyz` with 503 `draining` once `draining` is cancelled, whatever the role's own
+/// check says: the instance is on its way out and wants no new traffic.
+async fn unready_while_draining(
+    State(draining): State<Shutdown>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if draining.is_cancelled() && request.uri().path() == "/readyz" {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "draining: shutting down",
+        );
+    }
+    next.run(request).await
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets

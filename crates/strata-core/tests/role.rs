@@ -85,3 +85,48 @@ async fn a_port_in_use_is_a_bind_error_naming_the_address() {
         "invalid probe settings: x must be positive"
     );
 }
+
+/// On shutdown with a drain delay, the instance answers `/readyz` 503 and still serves every
+/// other request for the delay (a balancer takes it out meanwhile), then stops accepting.
+#[tokio::test]
+async fn a_draining_role_is_unready_but_serving_until_its_delay_ends() {
+    let delay = std::time::Duration::from_millis(1500);
+    let server = bind("probe-5", true).await.drain_delay(delay);
+    let addr = server.local_addr();
+    let base = format!("http://{addr}");
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let status = |path: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}{path}"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(status("/readyz").await.unwrap(), 200);
+    let asked = std::time::Instant::now();
+    shutdown.cancel();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // New connections are still accepted, and told the instance is on its way out.
+    let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = fresh.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("draining"),
+        "{body}"
+    );
+    assert_eq!(status("/healthz").await.unwrap(), 200);
+    task.await.expect("no panic").expect("graceful stop");
+    assert!(asked.elapsed() >= delay, "stopped before its drain delay");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after the drain"
+    );
+}

@@ -118,6 +118,7 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             cache_ttl: Duration::from_secs(config.cache.ttl_secs),
             max_body_bytes: usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX),
             auth: backends::api_auth(config, config.auth.jwt_secret.clone()),
+            drain_delay: Duration::from_millis(config.api.drain_delay_ms),
         };
         let name = settings.instance.clone();
         let server = ApiServer::build(settings, store.clone(), cache)
@@ -152,7 +153,10 @@ async fn chat(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow:
             listen: config.chat.listen,
             jwt_secret: config.auth.jwt_secret.expose().as_bytes().to_vec(),
             key_id: config.auth.key_id.clone(),
-            limits: strata_chat::ChatLimits::default(),
+            limits: strata_chat::ChatLimits {
+                drain_delay: Duration::from_millis(config.chat.drain_delay_ms),
+                ..strata_chat::ChatLimits::default()
+            },
         };
         let name = settings.instance.clone();
         let server = ChatServer::build(settings, store.clone(), cache, bus.clone())

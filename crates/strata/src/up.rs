@@ -127,6 +127,8 @@ impl Stack {
                 cache_ttl,
                 max_body_bytes,
                 auth: auth.clone(),
+                // The gateway drains first and stops sending before the instances stop.
+                drain_delay: Duration::ZERO,
             };
             let name = settings.instance.clone();
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())

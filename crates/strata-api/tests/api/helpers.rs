@@ -157,6 +157,7 @@ pub async fn try_start(
         cache_ttl: Duration::from_secs(60),
         max_body_bytes: MAX_BODY_BYTES,
         auth,
+        drain_delay: Duration::ZERO,
     };
     let server = ApiServer::build(settings, store.clone(), cache.clone()).await?;
     let base = format!("http://{}", server.local_addr());

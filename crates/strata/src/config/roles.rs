@@ -22,6 +22,13 @@ config_section! {
             check |n| *n <= MAX_INSTANCES, "at most 64 instances per process",
         /// Address of the first instance; instance `i` (from 0) listens on port `port + i`.
         restart listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0)),
+        /// `strata serve` only: on SIGTERM, how long an instance goes on serving with
+        /// `/readyz` answering 503 before it stops accepting (api) or tells its clients to
+        /// reconnect (chat), in milliseconds. Default 2000: the gateway checks readiness every
+        /// 500 ms and takes an instance out after two failed checks, so by then no new request
+        /// or connection is sent to it and none meets a closed port. `strata up` tells its
+        /// gateway first and needs no delay.
+        restart drain_delay_ms: u64 = 2000; check |ms| *ms <= 300_000, "at most 300000 (5 minutes)",
     }
 }
 
@@ -31,6 +38,7 @@ impl RoleConfig {
         Self {
             instances,
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            drain_delay_ms: 2000,
         }
     }
 
@@ -107,6 +115,7 @@ impl WorkerConfig {
         RoleConfig {
             instances: self.instances,
             listen: self.listen,
+            ..RoleConfig::default()
         }
         .instance_addr(index)
     }
