@@ -38,7 +38,8 @@ pub enum Party {
 /// Whether sending the same request again, to another instance, is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetrySafety {
-    /// The request never reached an instance (refused, connect timeout).
+    /// The request never reached an instance (refused, connect timeout): no byte of it was
+    /// written, nor of its body read from the client, so any request may go to another one.
     NotSent,
     /// The request was written but no response byte came back: the instance may have acted on
     /// it, so only an idempotent request (or one with an `Idempotency-Key`) may be repeated.

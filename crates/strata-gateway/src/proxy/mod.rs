@@ -3,14 +3,17 @@
 //!
 //! # Retries
 //! A failed attempt is repeated once, on the next instance of the pool, when all of these hold:
-//! - the failure happened before any response byte: the connection was refused, timed out,
-//!   or closed right after the request was written;
-//! - the request may be repeated: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, or any request
-//!   with an `Idempotency-Key` (never a plain `POST` or `PATCH`, even when the connection was
-//!   refused: the policy is kept simple and conservative);
-//! - its body can be sent again: empty, or at most [`Limits::max_replay_body_bytes`] with a
-//!   `Content-Length`, which the gateway then reads whole before the first attempt. Larger and
-//!   chunked bodies stream straight through and are never retried.
+//! - the request never reached the instance (the connection was refused or timed out; a
+//!   pooled connection found closed before the request was written is replaced by a fresh one
+//!   first, see [`crate::upstream`]): any method, since nothing was sent, and any body, since
+//!   none of it was read yet (as nginx does);
+//! - or it was written and the connection closed before any response byte, and
+//!   - the request may be repeated: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, or any request
+//!     with an `Idempotency-Key` (never a plain `POST` or `PATCH`: the instance may have acted
+//!     on it);
+//!   - its body can be sent again: empty, or at most [`Limits::max_replay_body_bytes`] with a
+//!     `Content-Length`, which the gateway then reads whole before the first attempt. Larger
+//!     and chunked bodies stream straight through and are not repeated once sent.
 //!
 //! The deadline ([`Limits::request_timeout`]) covers every attempt up to the response head;
 //! past it the client gets 504 and nothing is retried.
@@ -244,11 +247,14 @@ impl Proxy {
             Ok(outcome) => return Ok(stick(pool, affinity, outcome)),
             Err(error) => error,
         };
-        let retry = matches!(
-            error.retry_safety(),
-            RetrySafety::NotSent | RetrySafety::MaybeProcessed
-        );
-        if !(retry && repeatable && request.is_replayable()) {
+        let retry = match error.retry_safety() {
+            // Nothing left the gateway: any method is safe to send elsewhere, and the body,
+            // streamed or not, is still unread.
+            RetrySafety::NotSent => true,
+            RetrySafety::MaybeProcessed => repeatable && request.is_replayable(),
+            RetrySafety::Never => false,
+        };
+        if !retry {
             return Err((error, Some(Arc::clone(first))));
         }
         let Some(next) = pool.next_after(first, affinity) else {
