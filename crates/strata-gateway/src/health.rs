@@ -18,7 +18,8 @@
 //!   whole intervals. Instances start up, so a fresh gateway serves at once and a dead
 //!   instance is found by its first `fall` checks (or sooner, by passive ejection).
 //! - **Passive ejection.** The proxy reports the outcome of every attempt: a connect error,
-//!   reset, timeout or 5xx is a failure, any other answer a success. `eject_after` failures in
+//!   reset, timeout (once the whole request was sent) or 5xx is a failure, any other answer a
+//!   success; a client's failure (a slow or cut body) is neither. `eject_after` failures in
 //!   a row eject the instance for a backoff of `eject_base`, doubled for each further
 //!   ejection without a successful request in between, up to `eject_max`. When the backoff
 //!   ends, the instance comes back at the next successful active check (at once when active

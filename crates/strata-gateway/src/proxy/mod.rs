@@ -17,6 +17,12 @@
 //!
 //! The deadline ([`Limits::request_timeout`]) covers every attempt up to the response head;
 //! past it the client gets 504 and nothing is retried.
+//!
+//! # Slow clients
+//! A request body is read piece by piece, each piece awaited at most
+//! [`Limits::body_timeout`]; a client that stalls, or whose body is still arriving when the
+//! deadline passes, gets 408. Either is the client's failure: it never counts against the
+//! instance the body was going to (passive ejection only sees the instance's own failures).
 
 mod body;
 pub(crate) mod headers;
@@ -30,11 +36,10 @@ use std::time::Instant;
 use http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 
-pub use body::{Lease, RequestBody, ResponseBody};
+pub use body::{Lease, RequestBody, ResponseBody, next_frame};
 
 use crate::error::{Party, ProxyError, RetrySafety};
 use crate::limits::Limits;
@@ -214,16 +219,17 @@ impl Proxy {
         let body = if body.is_end_stream() {
             RequestBody::Empty
         } else if repeatable && declared.is_some_and(|n| n <= self.limits.max_replay_body_bytes) {
-            let bytes = match tokio::time::timeout_at(deadline, body.collect()).await {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(e)) => return Err((ProxyError::ClientBody(e), None)),
+            let collecting = body::collect(body, self.limits.body_timeout);
+            let bytes = match tokio::time::timeout_at(deadline, collecting).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(error)) => return Err((error, None)),
                 Err(_) => {
                     return Err((ProxyError::ClientTimeout(self.limits.request_timeout), None));
                 }
             };
             RequestBody::full(bytes)
         } else {
-            RequestBody::stream(body, self.limits.max_body_bytes)
+            RequestBody::stream(body, self.limits.max_body_bytes, self.limits.body_timeout)
         };
         // The request is written once, as bytes; a second attempt sends the same bytes (see
         // the module docs), so nothing is cloned for it.
@@ -291,6 +297,11 @@ impl Proxy {
         let sent = tokio::time::timeout_at(deadline, sending).await;
         let result = match sent {
             Ok(result) => result,
+            // The deadline passed while the gateway waited for the client's body: the client's
+            // failure (408), not the instance's.
+            Err(_) if request.awaits_client() => {
+                Err(ProxyError::ClientTimeout(self.limits.request_timeout))
+            }
             Err(_) => Err(ProxyError::Timeout(self.limits.request_timeout)),
         };
         match result {
