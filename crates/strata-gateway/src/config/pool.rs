@@ -130,7 +130,8 @@ config_section! {
         live eject_after: u32 = 3,
         /// First ejection's length in milliseconds; each consecutive ejection doubles it, and
         /// an ejected instance comes back at the first successful check after its ejection
-        /// ends. Default 1000: a restarting instance is tried again soon.
+        /// ends, or once it passes `rise` checks after failing one, whatever is left of its
+        /// ejection. Default 1000: a restarting instance is tried again soon.
         live eject_base_ms: u64 = 1000; check |ms| *ms >= 1, "must be at least 1",
         /// Longest ejection in milliseconds. Default 30000: a broken instance costs a few
         /// probes a minute, and comes back within half a minute of being fixed.
