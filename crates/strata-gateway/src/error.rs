@@ -97,6 +97,10 @@ pub enum ProxyError {
     /// does not fail open).
     #[error("pool `{pool}` has no healthy instance")]
     NoHealthyInstance { pool: Arc<str> },
+    /// The request is malformed or ambiguous in a way the gateway must not forward (a missing,
+    /// repeated or invalid `Host`; conflicting body framing): what is wrong, for the client.
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
     /// The request body is larger than `gateway.max_body_bytes`.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
@@ -128,9 +132,10 @@ impl ProxyError {
     pub fn party(&self) -> Party {
         match self {
             Self::NoInstance { .. } | Self::NoHealthyInstance { .. } => Party::Gateway,
-            Self::BodyTooLarge { .. } | Self::ClientBody(_) | Self::ClientTimeout(_) => {
-                Party::Client
-            }
+            Self::BadRequest(_)
+            | Self::BodyTooLarge { .. }
+            | Self::ClientBody(_)
+            | Self::ClientTimeout(_) => Party::Client,
             Self::Connect(_)
             | Self::ConnectTimeout(_)
             | Self::Reset(_)
@@ -146,6 +151,7 @@ impl ProxyError {
             Self::Reset(_) => RetrySafety::MaybeProcessed,
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
+            | Self::BadRequest(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_)
@@ -164,6 +170,7 @@ impl ProxyError {
             Self::Timeout(_) => Some(UpstreamErrorKind::Timeout),
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
+            | Self::BadRequest(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_) => None,
@@ -177,7 +184,7 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => StatusCode::BAD_GATEWAY,
             Self::Protocol(_) => StatusCode::BAD_GATEWAY,
@@ -190,6 +197,7 @@ impl ProxyError {
         match self {
             Self::NoInstance { .. } => "no_instance",
             Self::NoHealthyInstance { .. } => "no_healthy_instance",
+            Self::BadRequest(_) => "bad_request",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
@@ -197,6 +205,13 @@ impl ProxyError {
             Self::Protocol(_) => "upstream_invalid_response",
             Self::Timeout(_) => "upstream_timeout",
         }
+    }
+
+    /// Whether the client's connection must close after the answer: its framing can no
+    /// longer be trusted (a malformed request, a body that could not be read), so whatever
+    /// follows on it is not read as another request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Self::BadRequest(_) | Self::ClientBody(_))
     }
 
     /// The message shown to the client: what happened, without internal addresses or causes
@@ -207,6 +222,7 @@ impl ProxyError {
             Self::NoHealthyInstance { pool } => {
                 format!("no instance of pool `{pool}` is healthy; try again shortly")
             }
+            Self::BadRequest(what) => (*what).to_owned(),
             Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
             Self::ClientBody(_) => "the request body could not be read".to_owned(),
             Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),

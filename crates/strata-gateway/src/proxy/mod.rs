@@ -28,12 +28,13 @@ mod body;
 pub(crate) mod headers;
 // strata: WebSocket (HTTP/1.1 Upgrade) proxying lives in `upgrade`.
 mod upgrade;
+mod validate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use hyper::body::{Body, Incoming};
@@ -119,15 +120,14 @@ impl Proxy {
         let (method, uri) = (head.method.clone(), head.uri.clone());
 
         // strata: upgrades (WebSocket) branch off here; see `upgrade`.
-        let forwarded = match upgrade::take(&mut head) {
-            Some(on_client) => {
-                self.forward_upgrade(&pool, client, head, on_client, started)
-                    .await
-            }
-            None => {
-                self.forward(&pool, client, head, body, started, &request_id)
-                    .await
-            }
+        let forwarded = if let Err(error) = validate::check(&mut head) {
+            Err((error, None))
+        } else if let Some(on_client) = upgrade::take(&mut head) {
+            self.forward_upgrade(&pool, client, head, on_client, started)
+                .await
+        } else {
+            self.forward(&pool, client, head, body, started, &request_id)
+                .await
         };
         let outcome = match forwarded {
             Ok(outcome) => outcome,
@@ -377,6 +377,10 @@ fn error_response(error: &ProxyError) -> Response<ResponseBody> {
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if error.closes_connection() {
+        // hyper closes the connection after a response that says so.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     if matches!(
         error,
         ProxyError::NoInstance { .. } | ProxyError::NoHealthyInstance { .. }
