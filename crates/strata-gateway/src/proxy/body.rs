@@ -28,9 +28,13 @@ pub enum RequestBody {
     /// A small body read whole, so a retry can send it again (`Bytes` clones share memory).
     Full(Option<Bytes>),
     /// A body streamed from the client as it arrives, counted against the limit, each piece
-    /// awaited at most `idle`.
+    /// awaited at most `idle`. Its first piece was read before an instance was chosen.
     Stream {
         body: Incoming,
+        /// The first piece, still to be sent.
+        first: Option<Bytes>,
+        /// The length the client announced (`Content-Length`); `None`: chunked.
+        declared: Option<u64>,
         seen: u64,
         limit: u64,
         idle: Duration,
@@ -47,16 +51,42 @@ impl RequestBody {
         }
     }
 
-    /// A streamed body that fails with [`ProxyError::BodyTooLarge`] past `limit` bytes and
-    /// with [`ProxyError::ClientTimeout`] when the client sends nothing for `idle`.
-    pub fn stream(body: Incoming, limit: u64, idle: Duration) -> Self {
+    /// A streamed body whose first piece (`first`) was already read, of the announced length
+    /// `declared` (`None`: chunked); it fails with [`ProxyError::BodyTooLarge`] past `limit`
+    /// bytes and with [`ProxyError::ClientTimeout`] when the client sends nothing for `idle`.
+    pub fn stream(
+        body: Incoming,
+        first: Bytes,
+        declared: Option<u64>,
+        limit: u64,
+        idle: Duration,
+    ) -> Self {
         Self::Stream {
             body,
+            first: Some(first),
+            declared,
             seen: 0,
             limit,
             idle,
         }
     }
+}
+
+/// The first piece of data of a client's body (`None` when the body is empty), read before
+/// an instance is chosen: a body that never comes, or whose framing is broken from the start
+/// (an invalid first chunk), then costs no instance anything.
+///
+/// # Errors
+/// As [`next_frame`].
+pub async fn first_data(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, ProxyError> {
+    while let Some(frame) = next_frame(body, idle).await? {
+        if let Ok(data) = frame.into_data()
+            && !data.is_empty()
+        {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
 }
 
 /// The next frame of a client's request body, waited for at most `idle` (the body timeout):

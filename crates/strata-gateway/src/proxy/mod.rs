@@ -43,6 +43,7 @@ use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 pub use body::{Lease, RequestBody, ResponseBody, next_frame};
 
 use crate::error::{Party, ProxyError, RetrySafety};
+use crate::framing::Refused;
 use crate::limits::Limits;
 use crate::membership::{Instance, Membership, Pool};
 use crate::upstream::{Body as UpstreamBody, Outgoing};
@@ -120,7 +121,10 @@ impl Proxy {
         let (method, uri) = (head.method.clone(), head.uri.clone());
 
         // strata: upgrades (WebSocket) branch off here; see `upgrade`.
-        let forwarded = if let Err(error) = validate::check(&mut head) {
+        let refused = head.extensions.get::<Refused>().map(|r| r.0);
+        let forwarded = if let Some(why) = refused {
+            Err((ProxyError::BadRequest(why), None))
+        } else if let Err(error) = validate::check(&mut head) {
             Err((error, None))
         } else if let Some(on_client) = upgrade::take(&mut head) {
             self.forward_upgrade(&pool, client, head, on_client, started)
@@ -229,7 +233,23 @@ impl Proxy {
             };
             RequestBody::full(bytes)
         } else {
-            RequestBody::stream(body, self.limits.max_body_bytes, self.limits.body_timeout)
+            let mut body = body;
+            let first = body::first_data(&mut body, self.limits.body_timeout);
+            match tokio::time::timeout_at(deadline, first).await {
+                Ok(Ok(None)) => RequestBody::Empty,
+                Ok(Ok(Some(first))) if body.is_end_stream() => RequestBody::full(first),
+                Ok(Ok(Some(first))) => RequestBody::stream(
+                    body,
+                    first,
+                    declared,
+                    self.limits.max_body_bytes,
+                    self.limits.body_timeout,
+                ),
+                Ok(Err(error)) => return Err((error, None)),
+                Err(_) => {
+                    return Err((ProxyError::ClientTimeout(self.limits.request_timeout), None));
+                }
+            }
         };
         // The request is written once, as bytes; a second attempt sends the same bytes (see
         // the module docs), so nothing is cloned for it.

@@ -2,9 +2,8 @@
 //! instance could read differently from the gateway (RFC 9112 §3.2 and §6). Each is answered
 //! 400 with the JSON error body and the connection is closed ([`ProxyError::BadRequest`]).
 //!
-//! hyper parses the client's request head and already refuses some (differing
-//! `Content-Length`s, obs-fold, a `Transfer-Encoding` not ending in `chunked`); the rules here
-//! are the ones it leaves to the application.
+//! Body framing is judged on the raw bytes ([`crate::framing`]), since hyper's parsed head no
+//! longer shows it; the `Host` rules are judged here, on the parsed head.
 
 use http::header::HOST;
 use http::request::Parts;

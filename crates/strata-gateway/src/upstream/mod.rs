@@ -56,7 +56,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -217,6 +217,8 @@ pub struct Outgoing {
 #[derive(Debug)]
 struct StreamBody {
     body: Incoming,
+    /// The first piece, read before the instance was chosen, sent first.
+    first: Option<Bytes>,
     chunked: bool,
     seen: u64,
     limit: u64,
@@ -261,11 +263,12 @@ impl Outgoing {
             ),
             RequestBody::Stream {
                 body,
+                first,
+                declared,
                 seen,
                 limit,
                 idle,
             } => {
-                let declared = body.size_hint().exact();
                 let framing = declared.map_or(RequestFraming::Chunked, RequestFraming::Length);
                 let chunked = declared.is_none();
                 (
@@ -273,6 +276,7 @@ impl Outgoing {
                     None,
                     Some(StreamBody {
                         body,
+                        first,
                         chunked,
                         seen,
                         limit,
@@ -735,17 +739,22 @@ async fn send_body(
 ) -> Result<(), ProxyError> {
     let mut framed = Vec::new();
     loop {
-        *progress = BodyProgress::ReadingClient;
-        let frame = crate::proxy::next_frame(&mut stream.body, stream.idle).await?;
-        *progress = BodyProgress::WritingInstance;
-        let data = match frame {
-            None => break,
-            Some(frame) => match frame.into_data() {
-                Ok(data) => data,
-                // Trailers of the client's chunked body are not forwarded.
-                Err(_) => continue,
-            },
+        let data = match stream.first.take() {
+            Some(first) => first,
+            None => {
+                *progress = BodyProgress::ReadingClient;
+                let frame = crate::proxy::next_frame(&mut stream.body, stream.idle).await?;
+                match frame {
+                    None => break,
+                    Some(frame) => match frame.into_data() {
+                        Ok(data) => data,
+                        // Trailers of the client's chunked body are not forwarded.
+                        Err(_) => continue,
+                    },
+                }
+            }
         };
+        *progress = BodyProgress::WritingInstance;
         stream.seen = stream.seen.saturating_add(data.len() as u64);
         if stream.seen > stream.limit {
             return Err(ProxyError::BodyTooLarge {
