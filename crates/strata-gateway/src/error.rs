@@ -101,6 +101,9 @@ pub enum ProxyError {
     /// repeated or invalid `Host`; conflicting body framing): what is wrong, for the client.
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    /// The path is one of the instances' operational endpoints, not served publicly.
+    #[error("not served on the public listener: {0}")]
+    NotPublic(String),
     /// The request body is larger than `gateway.max_body_bytes`.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
@@ -133,6 +136,7 @@ impl ProxyError {
         match self {
             Self::NoInstance { .. } | Self::NoHealthyInstance { .. } => Party::Gateway,
             Self::BadRequest(_)
+            | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_) => Party::Client,
@@ -152,6 +156,7 @@ impl ProxyError {
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
             | Self::BadRequest(_)
+            | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_)
@@ -171,6 +176,7 @@ impl ProxyError {
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
             | Self::BadRequest(_)
+            | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_) => None,
@@ -185,6 +191,7 @@ impl ProxyError {
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::NotPublic(_) => StatusCode::NOT_FOUND,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => StatusCode::BAD_GATEWAY,
             Self::Protocol(_) => StatusCode::BAD_GATEWAY,
@@ -198,6 +205,7 @@ impl ProxyError {
             Self::NoInstance { .. } => "no_instance",
             Self::NoHealthyInstance { .. } => "no_healthy_instance",
             Self::BadRequest(_) => "bad_request",
+            Self::NotPublic(_) => "not_found",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
@@ -223,6 +231,7 @@ impl ProxyError {
                 format!("no instance of pool `{pool}` is healthy; try again shortly")
             }
             Self::BadRequest(what) => (*what).to_owned(),
+            Self::NotPublic(_) => "no such resource".to_owned(),
             Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
             Self::ClientBody(_) => "the request body could not be read".to_owned(),
             Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),

@@ -126,6 +126,8 @@ impl Proxy {
             Err((ProxyError::BadRequest(why), None))
         } else if let Err(error) = validate::check(&mut head) {
             Err((error, None))
+        } else if pool.is_internal(head.uri.path()) {
+            Err((ProxyError::NotPublic(head.uri.path().to_owned()), None))
         } else if let Some(on_client) = upgrade::take(&mut head) {
             self.forward_upgrade(&pool, client, head, on_client, started)
                 .await
