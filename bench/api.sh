@@ -103,6 +103,9 @@ TABLE=()
 # ---------------------------------------------------------------- (a) cached catalog reads
 if [[ $PARTS == *catalog* ]]; then
     mkdir -p "$WORK/up"
+    # The reference is the instance's /healthz through the gateway, which keeps the instances'
+    # operational endpoints off its public listener by default: let /healthz through here.
+    STRATA_GATEWAY_API_INTERNAL_PATHS=/metrics,/readyz \
     STRATA_AUTH_JWT_SECRET=$JWT_SECRET "$STRATA" up --api 1 --chat 1 --port "$GW_PORT" \
         --admin-port "$GW_ADMIN_PORT" --data-dir "$WORK/up" --log-level warn \
         >"$WORK/up.log" 2>&1 &

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -161,6 +161,24 @@ async fn limit_declared_body(State(limit): State<usize>, request: Request, next:
     }
 }
 
+/// The `method` label of a request: its method when it is one of the standard ones (RFC 9110
+/// §9 and `PATCH`), `other` otherwise. The method is the client's to choose, so any other
+/// value would let a client create series without bound.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -241,7 +259,7 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         .metrics
         .requests
         .get_or_create(&RequestLabels {
-            method: method.to_string(),
+            method: method_label(&method).to_owned(),
             route: route.clone(),
             status: status.as_u16(),
         })
@@ -536,6 +554,14 @@ mod tests {
         assert_eq!(accept_request_id(Some(&long)), None);
         assert_eq!(accept_request_id(None), None);
         assert_eq!(new_request_id().len(), 32);
+    }
+
+    #[test]
+    fn methods_outside_the_standard_set_are_labelled_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let made_up = Method::from_bytes(b"FOOBAR123").unwrap();
+        assert_eq!(method_label(&made_up), "other");
     }
 
     #[test]

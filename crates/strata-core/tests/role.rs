@@ -129,4 +129,40 @@ async fn a_draining_role_is_unready_but_serving_until_its_delay_ends() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still accepting after the drain"
     );
+
+#[tokio::test]
+async fn a_made_up_method_is_counted_as_other() {
+    let server = bind("probe-4", true).await;
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let method = reqwest::Method::from_bytes(b"FOOBAR123").expect("a token");
+    let response = client
+        .request(method, format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("answered");
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("FOOBAR123"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("strata_probe_http_requests_total{")
+                && l.contains(r#"method="other""#)),
+        "{metrics}"
+    );
+    shutdown.cancel();
+    task.await.expect("no panic").expect("graceful stop");
 }

@@ -38,7 +38,8 @@ pub enum Party {
 /// Whether sending the same request again, to another instance, is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetrySafety {
-    /// The request never reached an instance (refused, connect timeout).
+    /// The request never reached an instance (refused, connect timeout): no byte of it was
+    /// written, nor of its body read from the client, so any request may go to another one.
     NotSent,
     /// The request was written but no response byte came back: the instance may have acted on
     /// it, so only an idempotent request (or one with an `Idempotency-Key`) may be repeated.
@@ -96,6 +97,13 @@ pub enum ProxyError {
     /// does not fail open).
     #[error("pool `{pool}` has no healthy instance")]
     NoHealthyInstance { pool: Arc<str> },
+    /// The request is malformed or ambiguous in a way the gateway must not forward (a missing,
+    /// repeated or invalid `Host`; conflicting body framing): what is wrong, for the client.
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    /// The path is one of the instances' operational endpoints, not served publicly.
+    #[error("not served on the public listener: {0}")]
+    NotPublic(String),
     /// The request body is larger than `gateway.max_body_bytes`.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
@@ -127,9 +135,11 @@ impl ProxyError {
     pub fn party(&self) -> Party {
         match self {
             Self::NoInstance { .. } | Self::NoHealthyInstance { .. } => Party::Gateway,
-            Self::BodyTooLarge { .. } | Self::ClientBody(_) | Self::ClientTimeout(_) => {
-                Party::Client
-            }
+            Self::BadRequest(_)
+            | Self::NotPublic(_)
+            | Self::BodyTooLarge { .. }
+            | Self::ClientBody(_)
+            | Self::ClientTimeout(_) => Party::Client,
             Self::Connect(_)
             | Self::ConnectTimeout(_)
             | Self::Reset(_)
@@ -145,6 +155,8 @@ impl ProxyError {
             Self::Reset(_) => RetrySafety::MaybeProcessed,
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
+            | Self::BadRequest(_)
+            | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_)
@@ -163,6 +175,8 @@ impl ProxyError {
             Self::Timeout(_) => Some(UpstreamErrorKind::Timeout),
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
+            | Self::BadRequest(_)
+            | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
             | Self::ClientTimeout(_) => None,
@@ -176,7 +190,8 @@ impl ProxyError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
+            Self::NotPublic(_) => StatusCode::NOT_FOUND,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => StatusCode::BAD_GATEWAY,
             Self::Protocol(_) => StatusCode::BAD_GATEWAY,
@@ -189,6 +204,8 @@ impl ProxyError {
         match self {
             Self::NoInstance { .. } => "no_instance",
             Self::NoHealthyInstance { .. } => "no_healthy_instance",
+            Self::BadRequest(_) => "bad_request",
+            Self::NotPublic(_) => "not_found",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
@@ -196,6 +213,13 @@ impl ProxyError {
             Self::Protocol(_) => "upstream_invalid_response",
             Self::Timeout(_) => "upstream_timeout",
         }
+    }
+
+    /// Whether the client's connection must close after the answer: its framing can no
+    /// longer be trusted (a malformed request, a body that could not be read), so whatever
+    /// follows on it is not read as another request.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Self::BadRequest(_) | Self::ClientBody(_))
     }
 
     /// The message shown to the client: what happened, without internal addresses or causes
@@ -206,6 +230,8 @@ impl ProxyError {
             Self::NoHealthyInstance { pool } => {
                 format!("no instance of pool `{pool}` is healthy; try again shortly")
             }
+            Self::BadRequest(what) => (*what).to_owned(),
+            Self::NotPublic(_) => "no such resource".to_owned(),
             Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
             Self::ClientBody(_) => "the request body could not be read".to_owned(),
             Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),

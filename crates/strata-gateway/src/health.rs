@@ -18,11 +18,15 @@
 //!   whole intervals. Instances start up, so a fresh gateway serves at once and a dead
 //!   instance is found by its first `fall` checks (or sooner, by passive ejection).
 //! - **Passive ejection.** The proxy reports the outcome of every attempt: a connect error,
-//!   reset, timeout or 5xx is a failure, any other answer a success. `eject_after` failures in
+//!   reset, timeout (once the whole request was sent) or 5xx is a failure, any other answer a
+//!   success; a client's failure (a slow or cut body) is neither. `eject_after` failures in
 //!   a row eject the instance for a backoff of `eject_base`, doubled for each further
 //!   ejection without a successful request in between, up to `eject_max`. When the backoff
 //!   ends, the instance comes back at the next successful active check (at once when active
-//!   checks are off); a failed one ejects it again for the next backoff.
+//!   checks are off); a failed one ejects it again for the next backoff. An ejected instance
+//!   that failed a check (it was dead or restarting) comes back as soon as it passes `rise`
+//!   checks in a row, whatever is left of its backoff: the backoff only grows for instances
+//!   that keep failing.
 //! - **Slow start.** An instance that comes back (down → up, or an ejection ends) ramps its
 //!   effective weight linearly from 10 % to 100 % over `slow_start`; the balancer uses it as
 //!   described in [`crate::balance`].
@@ -441,6 +445,10 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
     let mut next_check = health.policy().interval.map(first);
     let mut last_check: Option<Instant> = None;
     let (mut passed, mut failed) = (0u32, 0u32);
+    // A check failed during the current ejection: the instance itself was in trouble (dead,
+    // restarting), so `rise` passing checks prove it recovered, whatever is left of the
+    // backoff.
+    let mut failed_while_ejected = false;
     loop {
         // Reloaded each turn: a configuration reload may have changed it.
         let policy = health.policy();
@@ -489,10 +497,12 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
             if ok {
                 passed = passed.saturating_add(1);
                 failed = 0;
-                if passed >= policy.rise {
+                let risen = passed >= policy.rise;
+                if risen {
                     health.set_down(false);
                 }
-                if ejection_over {
+                if ejection_over || (risen && failed_while_ejected) {
+                    failed_while_ejected = false;
                     health.end_ejection();
                 }
             } else {
@@ -501,6 +511,7 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
                 if failed >= policy.fall {
                     health.set_down(true);
                 }
+                failed_while_ejected |= health.ejection_end().is_some();
                 if ejection_over {
                     // Still failing after its backoff: eject again, for longer.
                     health.eject_for_next_backoff();
@@ -514,6 +525,9 @@ async fn watch(instance: Arc<Instance>, refresh: Arc<dyn Fn() + Send + Sync>, st
             next_check = Some(Instant::now() + jittered(wait));
         } else if ejection_over {
             health.end_ejection();
+        }
+        if health.ejection_end().is_none() {
+            failed_while_ejected = false;
         }
         refresh();
     }

@@ -3,7 +3,8 @@
 //! Requests arrive on the public listener, are routed by path to a pool (`/api/v1/chat/` →
 //! `chat`, everything else → `api`), spread over the pool's instances by its [`balance`]
 //! algorithm and forwarded over pooled keep-alive connections ([`upstream`]); WebSocket
-//! upgrades are tunnelled ([`proxy`]). The public listener speaks HTTPS when a certificate is
+//! upgrades are tunnelled ([`proxy`]). Requests whose framing an instance could read
+//! differently are refused on the raw bytes ([`framing`]). The public listener speaks HTTPS when a certificate is
 //! configured ([`tls`]). The admin listener serves `/metrics`, `/healthz`, `/readyz` and the
 //! membership API ([`admin`]); instance host names are re-resolved ([`dns`]); a running
 //! gateway takes a new configuration through [`GatewayHandle::reload`] (SIGHUP in the binary).
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod balance;
 pub mod config;
 pub mod error;
+pub mod framing;
 pub mod health;
 pub mod limits;
 pub mod membership;

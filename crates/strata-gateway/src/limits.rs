@@ -33,6 +33,11 @@ pub struct Limits {
     /// instance, in bytes. Default 64 KiB: covers the shop's JSON bodies; larger or chunked
     /// bodies stream through unbuffered and such requests are never retried.
     pub max_replay_body_bytes: u64,
+    /// Longest wait for the next bytes of a request body (`gateway.body_timeout_ms`, default
+    /// 10 s); past it the client gets 408. The whole body is also bounded by
+    /// `request_timeout`, and a body still arriving then gets 408 as well: a trickling client
+    /// is the client's failure, never the instance's.
+    pub body_timeout: Duration,
     /// Time to open a TCP connection to an instance (`gateway.connect_timeout_ms`, default 1 s).
     pub connect_timeout: Duration,
     /// Time from receiving a request to receiving the instance's response head
@@ -68,6 +73,7 @@ impl Limits {
             max_connections: 10_000,
             max_body_bytes: config.max_body_bytes,
             max_replay_body_bytes: 64 * 1024,
+            body_timeout: Duration::from_millis(config.body_timeout_ms.max(1)),
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_idle_per_instance: 256,

@@ -219,6 +219,44 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Deletes every series of the instance `instance` of `pool` (whose handles are
+    /// `handles`) from every family: an instance that left must not stay in `/metrics`, or
+    /// instances churning through DNS (pods replaced) would grow it without bound.
+    pub fn forget_instance(&self, pool: &str, instance: &str, handles: &InstanceMetrics) {
+        let labels = InstanceLabels {
+            pool: pool.to_owned(),
+            instance: instance.to_owned(),
+        };
+        for family in [&self.in_flight, &self.instance_up, &self.websockets_open] {
+            family.remove(&labels);
+        }
+        for family in [
+            &self.ejections,
+            &self.websockets,
+            &self.batches,
+            &self.batched_requests,
+        ] {
+            family.remove(&labels);
+        }
+        for kind in UpstreamErrorKind::ALL {
+            self.upstream_errors.remove(&ErrorLabels {
+                pool: pool.to_owned(),
+                instance: instance.to_owned(),
+                kind: kind.as_str(),
+            });
+        }
+        for result in ["success", "failure"] {
+            self.health_checks.remove(&CheckLabels {
+                pool: pool.to_owned(),
+                instance: instance.to_owned(),
+                result,
+            });
+        }
+        handles.responses.forget();
+    }
+}
+
 /// Metric handles of one pool.
 #[derive(Debug)]
 pub struct PoolMetrics {
@@ -380,6 +418,19 @@ impl StatusCounters {
             pool: pool.into(),
             instance: instance.into(),
             slots,
+        }
+    }
+
+    /// Deletes the series of every status counted so far from the family.
+    fn forget(&self) {
+        for (code, slot) in (STATUS_MIN..=STATUS_MAX).zip(self.slots.iter()) {
+            if slot.get().is_some() {
+                self.family.remove(&ResponseLabels {
+                    pool: self.pool.to_string(),
+                    instance: self.instance.to_string(),
+                    status: code,
+                });
+            }
         }
     }
 

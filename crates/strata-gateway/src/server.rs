@@ -32,6 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::framing::{Verdicts, Watched};
 use crate::limits::Limits;
 use crate::tls::Tls;
 
@@ -308,7 +309,13 @@ async fn serve_listening<C, H, F, B>(
         }
         let handler = connect(peer);
         let draining_flag = Arc::clone(&draining);
-        let service = service_fn(move |request| {
+        let verdicts = Arc::new(Verdicts::default());
+        let judged = Arc::clone(&verdicts);
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            // The watcher judged this request's head as it was read (see `framing`).
+            if let Some(refused) = judged.next() {
+                request.extensions_mut().insert(refused);
+            }
             let response = handler(request);
             let draining = Arc::clone(&draining_flag);
             async move {
@@ -324,9 +331,11 @@ async fn serve_listening<C, H, F, B>(
         let (http, closing, abort) = (http.clone(), closing.clone(), abort.clone());
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         let handshake_timeout = limits.header_read_timeout;
+        let max_head = limits.max_header_bytes;
         tokio::spawn(async move {
             let _permit = permit;
             let Some(acceptor) = acceptor else {
+                let stream = Watched::new(stream, max_head, verdicts);
                 serve_connection(name, peer, &http, stream, service, &closing, &abort).await;
                 return;
             };
@@ -337,6 +346,7 @@ async fn serve_listening<C, H, F, B>(
             };
             match handshake {
                 Ok(Ok(stream)) => {
+                    let stream = Watched::new(stream, max_head, verdicts);
                     serve_connection(name, peer, &http, stream, service, &closing, &abort).await;
                 }
                 Ok(Err(error)) => {

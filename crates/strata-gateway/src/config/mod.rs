@@ -40,6 +40,12 @@ config_section! {
         /// Largest request body accepted, in bytes (larger bodies get 413). Default 1 MiB: the
         /// shop's bodies are small JSON.
         restart max_body_bytes: u64 = 1024 * 1024; check |n| *n > 0, "must be at least 1",
+        /// Longest wait for the next bytes of a request body, in milliseconds (408 after); a
+        /// body still arriving when `request_timeout_ms` ends also gets 408. A slow client is
+        /// never counted as a failure of the instance it was sending to. Default 10000: a
+        /// client that sends nothing for 10 s in the middle of its body is stalled or
+        /// trickling on purpose, not slow.
+        restart body_timeout_ms: u64 = 10_000; check |ms| *ms > 0, "must be at least 1",
         /// A WebSocket tunnel with no byte in either direction for this long is closed, in
         /// milliseconds. Default 300000 (5 minutes): chat clients ping far more often, so only
         /// dead tunnels (a peer gone without a FIN) are closed.

@@ -75,9 +75,40 @@ config_section! {
         /// quick ones never wait behind them, or that mishandle pipelined requests.
         live pipeline_depth: usize = 16;
             check |depth| (1..=256).contains(depth), "must be between 1 (no pipelining) and 256",
+        /// Path prefixes of the instances' operational endpoints, which the public listener
+        /// answers 404 without forwarding: a prefix matches the path itself and what lies
+        /// below it (`/metrics` and `/metrics/x`, not `/metricsx`), compared after decoding
+        /// percent-escapes and resolving dot segments. In a variable or flag, separated by
+        /// commas. The gateway's own health checks and Prometheus reach the instances
+        /// directly. Default `/metrics`, `/healthz`, `/readyz`: every strata process serves
+        /// them, and per-route request counts and readiness details are nobody's business
+        /// outside.
+        live internal_paths: Vec<String> = default_internal_paths() => path_list;
+            check |paths| paths.iter().all(|p| p.starts_with('/')),
+            "expected path prefixes starting with /, such as /metrics,/healthz",
         /// Active health checks, passive ejection and slow start of the pool's instances.
         section health: HealthConfig = HealthConfig::default(),
     }
+}
+
+/// The operational endpoints every strata process serves.
+fn default_internal_paths() -> Vec<String> {
+    ["/metrics", "/healthz", "/readyz"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// A comma-separated list of paths (blanks around each ignored, empty items dropped).
+///
+/// # Errors
+/// Never: the check judges the paths.
+fn path_list(value: &str) -> Result<Vec<String>, String> {
+    Ok(value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 impl PoolSettings {
@@ -130,7 +161,8 @@ config_section! {
         live eject_after: u32 = 3,
         /// First ejection's length in milliseconds; each consecutive ejection doubles it, and
         /// an ejected instance comes back at the first successful check after its ejection
-        /// ends. Default 1000: a restarting instance is tried again soon.
+        /// ends, or once it passes `rise` checks after failing one, whatever is left of its
+        /// ejection. Default 1000: a restarting instance is tried again soon.
         live eject_base_ms: u64 = 1000; check |ms| *ms >= 1, "must be at least 1",
         /// Longest ejection in milliseconds. Default 30000: a broken instance costs a few
         /// probes a minute, and comes back within half a minute of being fixed.

@@ -347,6 +347,18 @@ impl Membership {
         }
         instance.retired.cancel();
         instance.upstream.close_idle();
+        // Its series leave `/metrics` with it, unless an instance of the same address joined
+        // meanwhile and counts into them.
+        let rejoined = self.table.load().pool(pool).is_some_and(|current| {
+            current
+                .instances
+                .iter()
+                .any(|i| i.address() == instance.address())
+        });
+        if !rejoined {
+            self.metrics
+                .forget_instance(pool, instance.address(), instance.metrics());
+        }
         tracing::info!(pool, instance = instance.address(), "instance dropped");
     }
 }

@@ -227,6 +227,24 @@ impl Pool {
         self.pipeline_depth
     }
 
+    /// Whether `path` is one of the instances' operational endpoints
+    /// ([`PoolSettings::internal_paths`]), which the public listener does not forward. The
+    /// path is compared in the forms an instance's router may read it: percent-escapes
+    /// decoded, `.` and `..` segments resolved, repeated slashes merged.
+    pub fn is_internal(&self, path: &str) -> bool {
+        let prefixes = &self.settings.internal_paths;
+        if prefixes.is_empty() {
+            return false;
+        }
+        let decoded = normalized(&percent_decoded(path));
+        prefixes.iter().any(|prefix| {
+            let prefix = prefix.trim_end_matches('/').as_bytes();
+            decoded
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+        })
+    }
+
     fn context<'a>(&self, key: Option<u64>, live: &'a dyn Live) -> PickContext<'a> {
         PickContext {
             len: self.instances.len(),
@@ -244,6 +262,59 @@ impl Live for Pool {
     fn is_available(&self, index: usize) -> bool {
         self.instances.get(index).is_some_and(|i| i.is_available())
     }
+}
+
+/// `path` with its `.` and `..` segments resolved and empty segments dropped (`/a//./b/../c`
+/// is `/a/c`).
+fn normalized(path: &[u8]) -> Vec<u8> {
+    let mut segments: Vec<&[u8]> = Vec::new();
+    for segment in path.split(|&b| b == b'/') {
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                segments.pop();
+            }
+            segment => segments.push(segment),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for segment in segments {
+        out.push(b'/');
+        out.extend_from_slice(segment);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+/// `path` with its `%XX` escapes decoded (a malformed escape is kept as it is). Borrowed when
+/// there is none, the usual case.
+fn percent_decoded(path: &str) -> std::borrow::Cow<'_, [u8]> {
+    let bytes = path.as_bytes();
+    if !bytes.contains(&b'%') {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| Some((hex(*bytes.get(i + 1)?)?, hex(*bytes.get(i + 2)?)?)))
+            .flatten();
+        match escaped {
+            Some((high, low)) => {
+                // Two hex digits: at most 255.
+                out.push(u8::try_from(high * 16 + low).unwrap_or(b'%'));
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A pool's live state with every instance available: the last resort of `fail_open`.

@@ -10,8 +10,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::error::ProxyError;
 
 use crate::membership::Instance;
 use crate::upstream::Streaming;
@@ -23,11 +27,17 @@ pub enum RequestBody {
     Empty,
     /// A small body read whole, so a retry can send it again (`Bytes` clones share memory).
     Full(Option<Bytes>),
-    /// A body streamed from the client as it arrives, counted against the limit.
+    /// A body streamed from the client as it arrives, counted against the limit, each piece
+    /// awaited at most `idle`. Its first piece was read before an instance was chosen.
     Stream {
         body: Incoming,
+        /// The first piece, still to be sent.
+        first: Option<Bytes>,
+        /// The length the client announced (`Content-Length`); `None`: chunked.
+        declared: Option<u64>,
         seen: u64,
         limit: u64,
+        idle: Duration,
     },
 }
 
@@ -41,16 +51,76 @@ impl RequestBody {
         }
     }
 
-    /// A streamed body that fails with [`ProxyError::BodyTooLarge`] past `limit` bytes.
-    ///
-    /// [`ProxyError::BodyTooLarge`]: crate::error::ProxyError::BodyTooLarge
-    pub fn stream(body: Incoming, limit: u64) -> Self {
+    /// A streamed body whose first piece (`first`) was already read, of the announced length
+    /// `declared` (`None`: chunked); it fails with [`ProxyError::BodyTooLarge`] past `limit`
+    /// bytes and with [`ProxyError::ClientTimeout`] when the client sends nothing for `idle`.
+    pub fn stream(
+        body: Incoming,
+        first: Bytes,
+        declared: Option<u64>,
+        limit: u64,
+        idle: Duration,
+    ) -> Self {
         Self::Stream {
             body,
+            first: Some(first),
+            declared,
             seen: 0,
             limit,
+            idle,
         }
     }
+}
+
+/// The first piece of data of a client's body (`None` when the body is empty), read before
+/// an instance is chosen: a body that never comes, or whose framing is broken from the start
+/// (an invalid first chunk), then costs no instance anything.
+///
+/// # Errors
+/// As [`next_frame`].
+pub async fn first_data(body: &mut Incoming, idle: Duration) -> Result<Option<Bytes>, ProxyError> {
+    while let Some(frame) = next_frame(body, idle).await? {
+        if let Ok(data) = frame.into_data()
+            && !data.is_empty()
+        {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
+/// The next frame of a client's request body, waited for at most `idle` (the body timeout):
+/// the one place a request body is read, so a stalled client fails the same way whether its
+/// body is buffered or streamed.
+///
+/// # Errors
+/// [`ProxyError::ClientTimeout`] after `idle` without a frame; [`ProxyError::ClientBody`] when
+/// the body cannot be read (connection cut, bad chunk framing).
+pub async fn next_frame(
+    body: &mut Incoming,
+    idle: Duration,
+) -> Result<Option<Frame<Bytes>>, ProxyError> {
+    let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx));
+    match tokio::time::timeout(idle, frame).await {
+        Ok(Some(Ok(frame))) => Ok(Some(frame)),
+        Ok(Some(Err(error))) => Err(ProxyError::ClientBody(error)),
+        Ok(None) => Ok(None),
+        Err(_) => Err(ProxyError::ClientTimeout(idle)),
+    }
+}
+
+/// Reads a whole request body, each frame within `idle` (trailers are dropped).
+///
+/// # Errors
+/// As [`next_frame`].
+pub async fn collect(mut body: Incoming, idle: Duration) -> Result<Bytes, ProxyError> {
+    let mut whole = bytes::BytesMut::new();
+    while let Some(frame) = next_frame(&mut body, idle).await? {
+        if let Ok(data) = frame.into_data() {
+            whole.extend_from_slice(&data);
+        }
+    }
+    Ok(whole.freeze())
 }
 
 /// A request being served by an instance: counted in the instance's in-flight gauge from the

@@ -3,37 +3,47 @@
 //!
 //! # Retries
 //! A failed attempt is repeated once, on the next instance of the pool, when all of these hold:
-//! - the failure happened before any response byte: the connection was refused, timed out,
-//!   or closed right after the request was written;
-//! - the request may be repeated: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, or any request
-//!   with an `Idempotency-Key` (never a plain `POST` or `PATCH`, even when the connection was
-//!   refused: the policy is kept simple and conservative);
-//! - its body can be sent again: empty, or at most [`Limits::max_replay_body_bytes`] with a
-//!   `Content-Length`, which the gateway then reads whole before the first attempt. Larger and
-//!   chunked bodies stream straight through and are never retried.
+//! - the request never reached the instance (the connection was refused or timed out; a
+//!   pooled connection found closed before the request was written is replaced by a fresh one
+//!   first, see [`crate::upstream`]): any method, since nothing was sent, and any body, since
+//!   none of it was read yet (as nginx does);
+//! - or it was written and the connection closed before any response byte, and
+//!   - the request may be repeated: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, or any request
+//!     with an `Idempotency-Key` (never a plain `POST` or `PATCH`: the instance may have acted
+//!     on it);
+//!   - its body can be sent again: empty, or at most [`Limits::max_replay_body_bytes`] with a
+//!     `Content-Length`, which the gateway then reads whole before the first attempt. Larger
+//!     and chunked bodies stream straight through and are not repeated once sent.
 //!
 //! The deadline ([`Limits::request_timeout`]) covers every attempt up to the response head;
 //! past it the client gets 504 and nothing is retried.
+//!
+//! # Slow clients
+//! A request body is read piece by piece, each piece awaited at most
+//! [`Limits::body_timeout`]; a client that stalls, or whose body is still arriving when the
+//! deadline passes, gets 408. Either is the client's failure: it never counts against the
+//! instance the body was going to (passive ejection only sees the instance's own failures).
 
 mod body;
 pub(crate) mod headers;
 // strata: WebSocket (HTTP/1.1 Upgrade) proxying lives in `upgrade`.
 mod upgrade;
+mod validate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
+use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
-use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 
-pub use body::{Lease, RequestBody, ResponseBody};
+pub use body::{Lease, RequestBody, ResponseBody, next_frame};
 
 use crate::error::{Party, ProxyError, RetrySafety};
+use crate::framing::Refused;
 use crate::limits::Limits;
 use crate::membership::{Instance, Membership, Pool};
 use crate::upstream::{Body as UpstreamBody, Outgoing};
@@ -111,15 +121,19 @@ impl Proxy {
         let (method, uri) = (head.method.clone(), head.uri.clone());
 
         // strata: upgrades (WebSocket) branch off here; see `upgrade`.
-        let forwarded = match upgrade::take(&mut head) {
-            Some(on_client) => {
-                self.forward_upgrade(&pool, client, head, on_client, started)
-                    .await
-            }
-            None => {
-                self.forward(&pool, client, head, body, started, &request_id)
-                    .await
-            }
+        let refused = head.extensions.get::<Refused>().map(|r| r.0);
+        let forwarded = if let Some(why) = refused {
+            Err((ProxyError::BadRequest(why), None))
+        } else if let Err(error) = validate::check(&mut head) {
+            Err((error, None))
+        } else if pool.is_internal(head.uri.path()) {
+            Err((ProxyError::NotPublic(head.uri.path().to_owned()), None))
+        } else if let Some(on_client) = upgrade::take(&mut head) {
+            self.forward_upgrade(&pool, client, head, on_client, started)
+                .await
+        } else {
+            self.forward(&pool, client, head, body, started, &request_id)
+                .await
         };
         let outcome = match forwarded {
             Ok(outcome) => outcome,
@@ -211,16 +225,33 @@ impl Proxy {
         let body = if body.is_end_stream() {
             RequestBody::Empty
         } else if repeatable && declared.is_some_and(|n| n <= self.limits.max_replay_body_bytes) {
-            let bytes = match tokio::time::timeout_at(deadline, body.collect()).await {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(e)) => return Err((ProxyError::ClientBody(e), None)),
+            let collecting = body::collect(body, self.limits.body_timeout);
+            let bytes = match tokio::time::timeout_at(deadline, collecting).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(error)) => return Err((error, None)),
                 Err(_) => {
                     return Err((ProxyError::ClientTimeout(self.limits.request_timeout), None));
                 }
             };
             RequestBody::full(bytes)
         } else {
-            RequestBody::stream(body, self.limits.max_body_bytes)
+            let mut body = body;
+            let first = body::first_data(&mut body, self.limits.body_timeout);
+            match tokio::time::timeout_at(deadline, first).await {
+                Ok(Ok(None)) => RequestBody::Empty,
+                Ok(Ok(Some(first))) if body.is_end_stream() => RequestBody::full(first),
+                Ok(Ok(Some(first))) => RequestBody::stream(
+                    body,
+                    first,
+                    declared,
+                    self.limits.max_body_bytes,
+                    self.limits.body_timeout,
+                ),
+                Ok(Err(error)) => return Err((error, None)),
+                Err(_) => {
+                    return Err((ProxyError::ClientTimeout(self.limits.request_timeout), None));
+                }
+            }
         };
         // The request is written once, as bytes; a second attempt sends the same bytes (see
         // the module docs), so nothing is cloned for it.
@@ -244,11 +275,14 @@ impl Proxy {
             Ok(outcome) => return Ok(stick(pool, affinity, outcome)),
             Err(error) => error,
         };
-        let retry = matches!(
-            error.retry_safety(),
-            RetrySafety::NotSent | RetrySafety::MaybeProcessed
-        );
-        if !(retry && repeatable && request.is_replayable()) {
+        let retry = match error.retry_safety() {
+            // Nothing left the gateway: any method is safe to send elsewhere, and the body,
+            // streamed or not, is still unread.
+            RetrySafety::NotSent => true,
+            RetrySafety::MaybeProcessed => repeatable && request.is_replayable(),
+            RetrySafety::Never => false,
+        };
+        if !retry {
             return Err((error, Some(Arc::clone(first))));
         }
         let Some(next) = pool.next_after(first, affinity) else {
@@ -285,6 +319,11 @@ impl Proxy {
         let sent = tokio::time::timeout_at(deadline, sending).await;
         let result = match sent {
             Ok(result) => result,
+            // The deadline passed while the gateway waited for the client's body: the client's
+            // failure (408), not the instance's.
+            Err(_) if request.awaits_client() => {
+                Err(ProxyError::ClientTimeout(self.limits.request_timeout))
+            }
             Err(_) => Err(ProxyError::Timeout(self.limits.request_timeout)),
         };
         match result {
@@ -360,6 +399,10 @@ fn error_response(error: &ProxyError) -> Response<ResponseBody> {
     *response.status_mut() = error.status();
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if error.closes_connection() {
+        // hyper closes the connection after a response that says so.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     if matches!(
         error,
         ProxyError::NoInstance { .. } | ProxyError::NoHealthyInstance { .. }

@@ -131,6 +131,12 @@ impl Proxy {
                 *response.status_mut() = refusal.status;
                 *response.headers_mut() = refusal.headers;
                 response.headers_mut().remove(http::header::CONTENT_LENGTH);
+                // The client's connection closes too: the framing watcher stopped at the
+                // upgrade request (`crate::framing`), so no request after it may be read.
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
                 return Ok(Outcome {
                     response,
                     served_by: Some(Arc::clone(&instance)),

@@ -56,7 +56,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -198,9 +198,11 @@ impl ReadFailure {
 pub struct Outgoing {
     /// Request line, headers, and a buffered body.
     bytes: Vec<u8>,
-    /// A body streamed from the client after `bytes`; `None` once consumed or when there is
-    /// none (then `bytes` can be sent again).
+    /// A body streamed from the client after `bytes`; `None` once taken or when there is
+    /// none.
     stream: Option<StreamBody>,
+    /// How far the streamed body got: `bytes` can be sent again only while none of it was.
+    progress: BodyProgress,
     /// Whether the client sent `Host` (when not, each instance's authority is added).
     has_host: bool,
     head_request: bool,
@@ -215,9 +217,27 @@ pub struct Outgoing {
 #[derive(Debug)]
 struct StreamBody {
     body: Incoming,
+    /// The first piece, read before the instance was chosen, sent first.
+    first: Option<Bytes>,
     chunked: bool,
     seen: u64,
     limit: u64,
+    /// Longest wait for the client's next piece ([`crate::limits::Limits::body_timeout`]).
+    idle: Duration,
+}
+
+/// Where the streaming of a request body stands: when the request's deadline passes, it says
+/// whose failure that is (the client's while the gateway waits for its body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyProgress {
+    /// Nothing streamed yet (or nothing to stream).
+    NotStarted,
+    /// Waiting for the client's next piece.
+    ReadingClient,
+    /// Writing a piece to the instance.
+    WritingInstance,
+    /// The whole body was sent: it cannot be sent again.
+    Sent,
 }
 
 impl Outgoing {
@@ -241,8 +261,14 @@ impl Outgoing {
                 Some(bytes),
                 None,
             ),
-            RequestBody::Stream { body, seen, limit } => {
-                let declared = body.size_hint().exact();
+            RequestBody::Stream {
+                body,
+                first,
+                declared,
+                seen,
+                limit,
+                idle,
+            } => {
                 let framing = declared.map_or(RequestFraming::Chunked, RequestFraming::Length);
                 let chunked = declared.is_none();
                 (
@@ -250,9 +276,11 @@ impl Outgoing {
                     None,
                     Some(StreamBody {
                         body,
+                        first,
                         chunked,
                         seen,
                         limit,
+                        idle,
                     }),
                 )
             }
@@ -276,6 +304,7 @@ impl Outgoing {
         Self {
             bytes,
             stream,
+            progress: BodyProgress::NotStarted,
             has_host,
             head_request: head.method == Method::HEAD,
             repeatable,
@@ -283,9 +312,16 @@ impl Outgoing {
         }
     }
 
-    /// Whether the whole request is still at hand, so it can be sent again.
+    /// Whether the whole request is still at hand, so it can be sent again: its body was
+    /// buffered (or there is none). A streamed body, once started, is gone.
     pub fn is_replayable(&self) -> bool {
-        self.stream.is_none()
+        self.stream.is_none() && self.progress == BodyProgress::NotStarted
+    }
+
+    /// Whether the gateway is (or was, when the attempt was dropped) waiting for the client's
+    /// next piece of body: a deadline passing then is the client's doing.
+    pub fn awaits_client(&self) -> bool {
+        self.progress == BodyProgress::ReadingClient
     }
 
     /// The request as written, for tests and logs.
@@ -505,6 +541,7 @@ impl Shared {
         let Outgoing {
             bytes,
             stream,
+            progress,
             has_host,
             head_request,
             repeatable,
@@ -520,14 +557,14 @@ impl Shared {
             let Some(conn) = self.take_idle() else {
                 break;
             };
-            match self.exchange(conn, &request, stream).await {
+            match self.exchange(conn, &request, stream, progress).await {
                 Ok(exchange) => return Ok(exchange),
                 Err(Failed::Stale) => {}
                 Err(Failed::Error(error)) => return Err(error),
             }
         }
         let conn = self.connect().await?;
-        match self.exchange(conn, &request, stream).await {
+        match self.exchange(conn, &request, stream, progress).await {
             Ok(exchange) => Ok(exchange),
             Err(Failed::Error(error)) => Err(error),
             Err(Failed::Stale) => Err(ProxyError::Reset(Box::new(io::Error::from(
@@ -542,6 +579,7 @@ impl Shared {
         mut conn: Conn,
         request: &Attempt<'_>,
         stream: &mut Option<StreamBody>,
+        progress: &mut BodyProgress,
     ) -> Result<Exchange, Failed> {
         let reused = conn.reused;
         conn.reused = true;
@@ -556,9 +594,10 @@ impl Shared {
         }
         if let Some(mut stream) = stream.take() {
             // Past this point the body is consumed: the request cannot be sent again.
-            send_body(&mut conn, &mut stream)
+            send_body(&mut conn, &mut stream, progress)
                 .await
                 .map_err(Failed::Error)?;
+            *progress = BodyProgress::Sent;
         }
         let head = match conn.read_head(request.head_request).await {
             Ok(head) => head,
@@ -691,20 +730,31 @@ enum Failed {
     Error(ProxyError),
 }
 
-/// Streams the client's body to the instance, chunked when its length is unknown.
-async fn send_body(conn: &mut Conn, stream: &mut StreamBody) -> Result<(), ProxyError> {
+/// Streams the client's body to the instance, chunked when its length is unknown, noting in
+/// `progress` which side it waits for.
+async fn send_body(
+    conn: &mut Conn,
+    stream: &mut StreamBody,
+    progress: &mut BodyProgress,
+) -> Result<(), ProxyError> {
     let mut framed = Vec::new();
     loop {
-        let frame = poll_fn(|cx| Pin::new(&mut stream.body).poll_frame(cx)).await;
-        let data = match frame {
-            None => break,
-            Some(Err(error)) => return Err(ProxyError::ClientBody(error)),
-            Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) => data,
-                // Trailers of the client's chunked body are not forwarded.
-                Err(_) => continue,
-            },
+        let data = match stream.first.take() {
+            Some(first) => first,
+            None => {
+                *progress = BodyProgress::ReadingClient;
+                let frame = crate::proxy::next_frame(&mut stream.body, stream.idle).await?;
+                match frame {
+                    None => break,
+                    Some(frame) => match frame.into_data() {
+                        Ok(data) => data,
+                        // Trailers of the client's chunked body are not forwarded.
+                        Err(_) => continue,
+                    },
+                }
+            }
         };
+        *progress = BodyProgress::WritingInstance;
         stream.seen = stream.seen.saturating_add(data.len() as u64);
         if stream.seen > stream.limit {
             return Err(ProxyError::BodyTooLarge {

@@ -45,10 +45,10 @@ async fn health_readiness_metrics_and_unknown_routes() {
     ] {
         assert!(text.contains(family), "{family} missing from\n{text}");
     }
-    // The public listener does not serve the admin API: /metrics there is proxied.
-    let proxied = gateway.get("/metrics").await;
-    assert_eq!(proxied.status(), 200);
-    assert_eq!(proxied.headers()["x-strata-instance"], "api-1");
+    // The public listener serves neither the admin API nor the instances' /metrics.
+    let public = gateway.get("/metrics").await;
+    assert_eq!(public.status(), 404);
+    assert!(!public.text().await.unwrap().contains("strata_gateway"));
 }
 
 #[tokio::test]

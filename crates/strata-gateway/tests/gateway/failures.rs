@@ -1,6 +1,6 @@
 //! Failing instances: retries where safe, 502 where not, 504 on timeouts.
 
-use crate::helpers::{Backend, config, dead_url, rude_backend, spawn_gateway};
+use crate::helpers::{Backend, config, dead_url, raw_exchange, rude_backend, spawn_gateway};
 
 #[tokio::test]
 async fn gets_succeed_through_a_dead_instance_by_retrying_on_the_next() {
@@ -27,27 +27,46 @@ async fn gets_succeed_through_a_dead_instance_by_retrying_on_the_next() {
 }
 
 #[tokio::test]
-async fn a_post_without_idempotency_key_is_never_retried() {
-    let live = Backend::start("api-2").await;
-    // Round robin starts at the first instance: the dead one.
-    let gateway = spawn_gateway(config(&[("api", vec![dead_url().await, live.url()])])).await;
-    let response = gateway
-        .client
-        .post(gateway.url("/api/v1/orders"))
-        .body(r#"{"item":1}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 502);
-    assert_eq!(response.headers()["content-type"], "application/json");
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "upstream_unavailable");
-    assert_eq!(live.count(), 0, "the other instance saw the POST");
+async fn posts_that_never_reached_an_instance_go_to_the_next_whatever_their_method() {
+    let (a, b) = (Backend::start("api-1").await, Backend::start("api-3").await);
+    // The middle instance refuses connections: nothing of a request reaches it.
+    let gateway = spawn_gateway(config(&[("api", vec![a.url(), dead_url().await, b.url()])])).await;
+    for i in 0..12 {
+        let body = format!("item {i:02}");
+        if i % 2 == 0 {
+            // With a length.
+            let response = gateway
+                .client
+                .post(gateway.url("/echo"))
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "POST {i}");
+            assert_eq!(response.text().await.unwrap(), body);
+        } else {
+            // Chunked: streamed from the client, not buffered by the gateway.
+            let request = format!(
+                "POST /echo HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\
+                 connection: close\r\n\r\n7\r\n{body}\r\n0\r\n\r\n"
+            );
+            let response = raw_exchange(gateway.addr, request.as_bytes()).await;
+            assert!(response.starts_with("HTTP/1.1 200"), "POST {i}: {response}");
+            assert!(response.ends_with(&body), "POST {i}: {response}");
+        }
+    }
+    assert_eq!(a.count() + b.count(), 12);
+    assert!(
+        a.seen()
+            .iter()
+            .chain(b.seen().iter())
+            .all(|s| s.method == http::Method::POST),
+    );
     assert_eq!(
         gateway
             .sample(r#"strata_gateway_retries_total{pool="api"}"#)
             .await,
-        Some(0.0)
+        Some(4.0)
     );
 }
 

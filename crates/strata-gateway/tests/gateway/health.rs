@@ -349,3 +349,46 @@ async fn health_checks_stop_with_the_gateway() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(node.checks(), after, "checks went on after shutdown");
 }
+
+#[tokio::test]
+async fn a_restarted_instance_comes_back_after_rise_checks_whatever_is_left_of_its_ejection() {
+    let a = Node::start("a").await;
+    let mut b = Node::start("b").await;
+    let mut config = checked(config(&[("api", vec![a.url(), b.url()])]), 400);
+    // Long ejections: the second one (after a failed check at the end of the first) lasts
+    // 4 s, far longer than the checks that show b is back.
+    config.api.health.eject_base_ms = 2000;
+    config.api.health.eject_max_ms = 20_000;
+    let gateway = spawn_gateway(config).await;
+    let victim = b.addr;
+    b.kill().await;
+    // Three requests refused by b (each retried on a) eject it.
+    for _ in 0..6 {
+        assert_eq!(gateway.get("/x").await.status(), 200);
+    }
+    assert_eq!(health_of(&gateway, victim).await, "ejected");
+    // Its backoff ends, the check fails: ejected again, for twice as long.
+    within(
+        Duration::from_secs(4),
+        "b ejected again after its backoff",
+        || async { metric(&gateway, "strata_gateway_ejections_total", &b).await == Some(2.0) },
+    )
+    .await;
+    let left = instance_view(&gateway, victim).await["ejected_for_ms"]
+        .as_u64()
+        .unwrap();
+    assert!(left > 3000, "{left} ms left");
+
+    // b restarts: two passing checks (a quarter interval apart) bring it back.
+    let b = Node::start_at("b", victim).await;
+    let took = within(Duration::from_millis(1500), "b is back", || async {
+        health_of(&gateway, victim).await == "up"
+    })
+    .await;
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    let before = b.traffic();
+    for _ in 0..10 {
+        assert_eq!(gateway.get("/x").await.status(), 200);
+    }
+    assert_eq!(b.traffic() - before, 5, "b takes its turns again");
+}

@@ -102,6 +102,11 @@ impl Backend {
         self.seen.lock().unwrap().clone()
     }
 
+    /// Forgets the requests seen so far.
+    pub fn forget(&self) {
+        self.seen.lock().unwrap().clear();
+    }
+
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::SeqCst)

@@ -163,3 +163,128 @@ async fn a_client_sending_a_byte_a_second_is_closed_at_the_header_timeout_while_
     );
     assert_eq!(backend.count(), 5);
 }
+
+/// Sends a POST head announcing 40 body bytes, then `bytes` body bytes `every` apart (then
+/// nothing), and returns what the gateway answered before closing.
+async fn trickle(
+    addr: std::net::SocketAddr,
+    idempotency_key: Option<&str>,
+    bytes: usize,
+    every: Duration,
+) -> String {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let key = idempotency_key.map_or(String::new(), |k| format!("idempotency-key: {k}\r\n"));
+    let head = format!(
+        "POST /api/v1/cart/items HTTP/1.1\r\nhost: shop\r\ncontent-type: application/json\r\n\
+         {key}content-length: 40\r\n\r\n"
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        for _ in 0..bytes {
+            tokio::time::sleep(every).await;
+            if write.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        // Keep the write side open: a stalled client, not a finished one.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(write);
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), read.read_to_end(&mut out)).await;
+    writer.abort();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn trickling_bodies_get_408_and_never_count_against_an_instance() {
+    let backends = [
+        Backend::start("api-1").await,
+        Backend::start("api-2").await,
+        Backend::start("api-3").await,
+    ];
+    let mut config = config(&[("api", backends.iter().map(Backend::url).collect())]);
+    // Passive ejection as in production: three failures in a row eject.
+    config.api.health.eject_after = 3;
+    config.request_timeout_ms = 800;
+    config.body_timeout_ms = 300;
+    let gateway = spawn_gateway(config).await;
+
+    // Nine clients, three per instance: a byte every 100 ms (never idle for the body timeout,
+    // so the request deadline passes while the body trickles in), or two bytes and then
+    // silence (the body timeout). Some with an Idempotency-Key, whose bodies the gateway
+    // buffers before choosing an instance.
+    let tricklers: Vec<_> = (0..9)
+        .map(|i| {
+            let addr = gateway.addr;
+            let (bytes, key) = match i % 3 {
+                0 => (39, None),
+                1 => (2, None),
+                _ => (39, Some(format!("k-{i}"))),
+            };
+            tokio::spawn(async move {
+                trickle(addr, key.as_deref(), bytes, Duration::from_millis(100)).await
+            })
+        })
+        .collect();
+    // A bystander meanwhile.
+    let mut served = Vec::new();
+    for _ in 0..10 {
+        let response = gateway.get("/api/v1/products").await;
+        assert_eq!(response.status(), 200);
+        served.push(
+            response.headers()["x-strata-instance"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for trickler in tricklers {
+        let response = trickler.await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+        assert!(
+            response.contains(r#""code":"request_body_timeout""#),
+            "{response}"
+        );
+    }
+    // Every instance still takes requests: none was ejected or counted a failure.
+    for _ in 0..9 {
+        let response = gateway.get("/api/v1/products").await;
+        assert_eq!(response.status(), 200);
+        served.push(
+            response.headers()["x-strata-instance"]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for backend in &backends {
+        assert!(
+            served.contains(&backend.name),
+            "{} served nothing: {served:?}",
+            backend.name
+        );
+        let series = |name: &str| format!(r#"{name}{{pool="api",instance="{}"}}"#, backend.addr);
+        assert_eq!(
+            gateway
+                .sample(&series("strata_gateway_ejections_total"))
+                .await,
+            Some(0.0)
+        );
+        assert_eq!(
+            gateway.sample(&series("strata_gateway_instance_up")).await,
+            Some(1.0)
+        );
+    }
+    let timeouts = gateway.metrics().await;
+    assert!(
+        !timeouts
+            .lines()
+            .any(|l| l.starts_with("strata_gateway_upstream_errors_total")
+                && l.contains(r#"kind="timeout""#)
+                && !l.ends_with(" 0")),
+        "{timeouts}"
+    );
+}

@@ -10,6 +10,7 @@ mod failures;
 mod health;
 mod helpers;
 mod limits;
+mod malformed;
 mod membership;
 mod nodes;
 mod pipelining;

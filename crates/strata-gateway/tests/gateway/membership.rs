@@ -285,3 +285,60 @@ async fn a_host_name_becomes_the_addresses_it_resolves_to() {
     assert_eq!(gateway.instances("api").await.len(), listed.len());
     assert_eq!(gateway.get("/dns").await.status(), 200);
 }
+
+#[tokio::test]
+async fn the_series_of_instances_that_left_are_deleted() {
+    let a = Backend::start("a").await;
+    let gateway = spawn_gateway(config(&[("api", vec![a.url()])])).await;
+    assert_eq!(gateway.get("/x").await.status(), 200);
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let at_start = series(&gateway.metrics().await);
+
+    // Instances come and go (pods replaced), each serving some requests meanwhile.
+    for round in 0..3 {
+        let joined: Vec<Backend> = [Backend::start("b").await, Backend::start("c").await].into();
+        for backend in &joined {
+            let (status, body) = gateway
+                .admin(
+                    Method::POST,
+                    "/admin/pools/api/instances",
+                    Some(json!({"url": backend.url()})),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+        for _ in 0..6 {
+            assert_eq!(gateway.get("/x").await.status(), 200);
+        }
+        let text = gateway.metrics().await;
+        for backend in &joined {
+            assert!(backend.count() > 0, "round {round}");
+            assert!(text.contains(&backend.addr.to_string()), "round {round}");
+        }
+        for backend in &joined {
+            let (status, body) = gateway
+                .admin(
+                    Method::DELETE,
+                    &format!("/admin/pools/api/instances/{}", backend.addr),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(status, 202, "{body}");
+        }
+        eventually("the instances left the table", || async {
+            gateway.instances("api").await.len() == 1
+        })
+        .await;
+        let text = gateway.metrics().await;
+        for backend in &joined {
+            let address = backend.addr.to_string();
+            assert!(
+                !text.contains(&address),
+                "round {round}: {address} still in\n{text}"
+            );
+        }
+        assert_eq!(series(&text), at_start, "round {round}:\n{text}");
+    }
+}

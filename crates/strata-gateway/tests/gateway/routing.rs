@@ -266,3 +266,60 @@ async fn head_and_empty_responses_keep_the_connection_pooled() {
     assert_eq!(backend.count(), 10);
     assert_eq!(backend.connections(), 1);
 }
+
+#[tokio::test]
+async fn the_instances_operational_endpoints_are_not_public() {
+    let node = crate::nodes::Node::start("api-1").await;
+    let chat = Backend::start("chat-1").await;
+    let mut config = config(&[("api", vec![node.url()]), ("chat", vec![chat.url()])]);
+    // The gateway's own checks of the instance keep working.
+    config.api.health.interval_ms = 50;
+    config.api.health.timeout_ms = 50;
+    let gateway = spawn_gateway(config).await;
+    for path in [
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/metrics/",
+        "/readyz?verbose=1",
+        "/%6detrics",
+        "/%2Fhealthz",
+        "//healthz",
+    ] {
+        let response = gateway.get(path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    // Dot segments, sent as they are (an HTTP client library would resolve them).
+    for path in [
+        "/x/../readyz",
+        "/api/v1/chat/../../../metrics",
+        "/./metrics",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n");
+        let response = raw_exchange(gateway.addr, request.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 404"), "{path}: {response}");
+    }
+    assert_eq!(node.traffic(), 0, "an operational endpoint was forwarded");
+    assert_eq!(chat.count(), 0);
+    crate::helpers::eventually("the gateway checks the instance", || async {
+        node.checks() >= 2
+    })
+    .await;
+    // Paths that only start like one are forwarded.
+    assert_eq!(gateway.get("/metricsx").await.status(), 200);
+    assert_eq!(gateway.get("/api/v1/metrics").await.status(), 200);
+    assert_eq!(node.traffic(), 2);
+}
+
+#[tokio::test]
+async fn internal_paths_are_configured_per_pool() {
+    let backend = Backend::start("api-1").await;
+    let mut config = config(&[("api", vec![backend.url()])]);
+    config.api.internal_paths = vec!["/private".into()];
+    let gateway = spawn_gateway(config).await;
+    assert_eq!(gateway.get("/private/x").await.status(), 404);
+    assert_eq!(gateway.get("/metrics").await.status(), 200);
+    assert_eq!(backend.count(), 1);
+}

@@ -105,7 +105,7 @@ async fn a_refused_upgrade_comes_back_as_an_ordinary_response() {
         )
         .await
         .unwrap();
-    // The connection stays open (keep-alive): read until the body is in.
+    // Read until the body is in (the connection closes after it).
     let mut response = String::new();
     let mut buf = [0u8; 4096];
     while !response.contains("hello from") {
