@@ -129,6 +129,7 @@ async fn a_draining_role_is_unready_but_serving_until_its_delay_ends() {
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still accepting after the drain"
     );
+}
 
 #[tokio::test]
 async fn a_made_up_method_is_counted_as_other() {
