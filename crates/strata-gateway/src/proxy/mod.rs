@@ -36,6 +36,7 @@ pub use body::{Lease, RequestBody, ResponseBody};
 use crate::error::{Party, ProxyError, RetrySafety};
 use crate::limits::Limits;
 use crate::membership::{Instance, Membership, Pool};
+use crate::rate_limit::{RateLimiter, Verdict};
 use crate::upstream::{Body as UpstreamBody, Outgoing};
 
 /// What the proxy knows of a client connection, computed once when it is accepted.
@@ -79,6 +80,7 @@ impl ClientInfo {
 pub struct Proxy {
     membership: Arc<Membership>,
     limits: Limits,
+    rate_limits: Arc<RateLimiter>,
 }
 
 /// The outcome of forwarding, before counting and logging.
@@ -91,9 +93,13 @@ struct Outcome {
 }
 
 impl Proxy {
-    /// A proxy over `membership` enforcing `limits`.
-    pub fn new(membership: Arc<Membership>, limits: Limits) -> Self {
-        Self { membership, limits }
+    /// A proxy over `membership` enforcing `limits` and `rate_limits`.
+    pub fn new(membership: Arc<Membership>, limits: Limits, rate_limits: Arc<RateLimiter>) -> Self {
+        Self {
+            membership,
+            limits,
+            rate_limits,
+        }
     }
 
     /// Serves one client request: always a response, errors included (JSON bodies).
@@ -110,16 +116,26 @@ impl Proxy {
         // Both clones share their bytes with the originals; they outlive `head` for the log.
         let (method, uri) = (head.method.clone(), head.uri.clone());
 
+        // A client beyond its rate limit is answered here: no instance sees the request.
+        let limited = self.rate_limits.check(pool.name(), &head, client.ip);
+        let refusal = limited.as_ref().and_then(Verdict::refusal);
         // strata: upgrades (WebSocket) branch off here; see `upgrade`.
-        let forwarded = match upgrade::take(&mut head) {
-            Some(on_client) => {
-                self.forward_upgrade(&pool, client, head, on_client, started)
-                    .await
-            }
-            None => {
-                self.forward(&pool, client, head, body, started, &request_id)
-                    .await
-            }
+        let forwarded = match refusal {
+            Some(response) => Ok(Outcome {
+                response,
+                served_by: None,
+                tried: None,
+            }),
+            None => match upgrade::take(&mut head) {
+                Some(on_client) => {
+                    self.forward_upgrade(&pool, client, head, on_client, started)
+                        .await
+                }
+                None => {
+                    self.forward(&pool, client, head, body, started, &request_id)
+                        .await
+                }
+            },
         };
         let outcome = match forwarded {
             Ok(outcome) => outcome,
@@ -146,6 +162,9 @@ impl Proxy {
         response
             .headers_mut()
             .insert(REQUEST_ID, request_id.clone());
+        if let Some(verdict) = &limited {
+            verdict.annotate(response.headers_mut());
+        }
 
         let status = response.status();
         match &served_by {

@@ -13,6 +13,7 @@ mod limits;
 mod membership;
 mod nodes;
 mod pipelining;
+mod rate_limits;
 mod reload;
 mod routing;
 mod shutdown;
