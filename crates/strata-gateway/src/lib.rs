@@ -29,6 +29,7 @@ pub mod limits;
 pub mod membership;
 pub mod metrics;
 pub mod proxy;
+pub mod rate_limit;
 pub mod retry_budget;
 mod server;
 pub mod tls;
@@ -53,6 +54,7 @@ use crate::admin::Admin;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::proxy::{ClientInfo, Proxy};
+use crate::rate_limit::{ConnectionCap, RateLimiter};
 use crate::tls::Tls;
 
 /// hyper refuses read buffers below 8 KiB, so request heads cannot be limited below that.
@@ -128,6 +130,8 @@ impl Gateway {
                 membership: Arc::clone(&membership),
                 tls,
                 started_with: config.clone(),
+                rate_limits: Arc::new(RateLimiter::new(&config.rate_limits)),
+                per_ip: Arc::new(ConnectionCap::new(config.max_connections_per_ip)),
                 accepted: (0..limits.workers.max(1))
                     .map(|_| AtomicU64::new(0))
                     .collect(),
@@ -210,7 +214,11 @@ impl Gateway {
         let workers = public.len();
         tracing::info!(%local_addr, %admin_addr, https, workers, "gateway serving");
         let drain = limits.request_timeout;
-        let proxy = Arc::new(Proxy::new(Arc::clone(&membership), limits.clone()));
+        let proxy = Arc::new(Proxy::new(
+            Arc::clone(&membership),
+            limits.clone(),
+            Arc::clone(&handle.shared.rate_limits),
+        ));
         let admin_api = Arc::new(Admin::new(
             Arc::clone(&membership),
             registry,
@@ -239,11 +247,20 @@ impl Gateway {
                     accepted.fetch_add(1, Ordering::Relaxed);
                 }
                 let proxy = Arc::clone(&proxy);
+                // Held by the handler, so for as long as the connection is served.
+                let slot = shared.per_ip.enter(peer.ip()).map(Arc::new);
                 let client = ClientInfo::new(peer.ip());
                 let client = Arc::new(if https { client.over_tls() } else { client });
                 move |request| {
                     let (proxy, client) = (Arc::clone(&proxy), Arc::clone(&client));
-                    async move { proxy.handle(&client, request).await }
+                    let within_cap = slot.is_some();
+                    async move {
+                        if within_cap {
+                            proxy.handle(&client, request).await
+                        } else {
+                            rate_limit::too_many_connections()
+                        }
+                    }
                 }
             },
             shutdown.clone(),
@@ -343,6 +360,10 @@ struct Shared {
     /// The configuration the gateway was built with: keys that need a restart are compared
     /// against it.
     started_with: GatewayConfig,
+    /// `gateway.rate_limits`, shared by every worker.
+    rate_limits: Arc<RateLimiter>,
+    /// `gateway.max_connections_per_ip`, shared by every worker.
+    per_ip: Arc<ConnectionCap>,
     /// Client connections accepted by each worker of the public listener.
     accepted: Box<[AtomicU64]>,
 }
@@ -374,6 +395,8 @@ impl GatewayHandle {
             _ => None,
         };
         shared.membership.reload(config)?;
+        shared.rate_limits.reload(&config.rate_limits);
+        shared.per_ip.set(config.max_connections_per_ip);
         if let (Some(current), Some(new)) = (&shared.tls, tls) {
             current.install(new);
         }

@@ -6,6 +6,7 @@
 mod algorithm;
 mod instance;
 mod pool;
+mod rate_limit;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use strata_core::config_section;
 pub use algorithm::{Algorithm, HashKey};
 pub use instance::{InstanceUrl, MAX_WEIGHT, parse_instance_url};
 pub use pool::{HealthConfig, PoolConfig, PoolSettings};
+pub use rate_limit::{MAX_RATE_PER_SEC, RateLimitRule};
 
 /// Where the gateway's section sits in a composed configuration (`gateway.listen`,
 /// `STRATA_GATEWAY_LISTEN`).
@@ -87,6 +89,19 @@ config_section! {
         /// which builds the pools from the instances it starts; `strata serve gateway` needs at
         /// least the `api` pool.
         file pools: Vec<PoolConfig> = Vec::new(),
+        /// Rate limits: a list of `[[gateway.rate_limits]]` tables, each giving every client a
+        /// token bucket for the requests it covers: `per_second` (required) and `burst`
+        /// (default: one second's worth), for `pool` (`api`, `chat`, or empty for both) and
+        /// the paths under `prefix` (default `/`), clients told apart by `key` (`client_ip`,
+        /// the default, or `header:NAME`, `cookie:NAME`, `query:NAME`, falling back to the
+        /// client IP). The most specific rule applies (its pool, then the longest prefix);
+        /// beyond its bucket a client gets 429 with `Retry-After`. Default: none.
+        file rate_limits: Vec<RateLimitRule> = Vec::new(),
+        /// Client connections one IP address may hold open on the public listener at once;
+        /// beyond it new connections from that address are closed at once. 0: no cap.
+        /// Default 1024: far above a browser's handful or a NAT's busy office, far below the
+        /// 10,000 the whole listener takes, so one address cannot hold every slot.
+        live max_connections_per_ip: usize = 1024,
         /// How the `api` pool balances and checks its instances (`STRATA_GATEWAY_API_<KEY>`).
         /// Kept apart from `pools`, which only lists instances, so the settings also apply to
         /// the pools `strata up` builds from its own instances. Default: round robin (api
@@ -158,6 +173,11 @@ impl GatewayConfig {
             },
             "gateway.tls_cert and gateway.tls_key go together: set both or neither",
         );
+        for (i, rule) in self.rate_limits.iter().enumerate() {
+            if let Some(message) = rule.problem() {
+                checks.problem(&format!("rate_limits[{i}]"), &message);
+            }
+        }
         for (i, pool) in self.pools.iter().enumerate() {
             let key = format!("pools[{i}]");
             checks.check(

@@ -46,6 +46,7 @@ use crate::error::{Party, ProxyError, RetrySafety};
 use crate::framing::Refused;
 use crate::limits::Limits;
 use crate::membership::{Instance, Membership, Pool};
+use crate::rate_limit::{RateLimiter, Verdict};
 use crate::upstream::{Body as UpstreamBody, Outgoing};
 
 /// What the proxy knows of a client connection, computed once when it is accepted.
@@ -89,6 +90,7 @@ impl ClientInfo {
 pub struct Proxy {
     membership: Arc<Membership>,
     limits: Limits,
+    rate_limits: Arc<RateLimiter>,
 }
 
 /// The outcome of forwarding, before counting and logging.
@@ -101,9 +103,13 @@ struct Outcome {
 }
 
 impl Proxy {
-    /// A proxy over `membership` enforcing `limits`.
-    pub fn new(membership: Arc<Membership>, limits: Limits) -> Self {
-        Self { membership, limits }
+    /// A proxy over `membership` enforcing `limits` and `rate_limits`.
+    pub fn new(membership: Arc<Membership>, limits: Limits, rate_limits: Arc<RateLimiter>) -> Self {
+        Self {
+            membership,
+            limits,
+            rate_limits,
+        }
     }
 
     /// Serves one client request: always a response, errors included (JSON bodies).
@@ -120,6 +126,9 @@ impl Proxy {
         // Both clones share their bytes with the originals; they outlive `head` for the log.
         let (method, uri) = (head.method.clone(), head.uri.clone());
 
+        // A client beyond its rate limit is answered here: no instance sees the request.
+        let limited = self.rate_limits.check(pool.name(), &head, client.ip);
+        let refusal = limited.as_ref().and_then(Verdict::refusal);
         // strata: upgrades (WebSocket) branch off here; see `upgrade`.
         let refused = head.extensions.get::<Refused>().map(|r| r.0);
         let forwarded = if let Some(why) = refused {
@@ -128,6 +137,12 @@ impl Proxy {
             Err((error, None))
         } else if pool.is_internal(head.uri.path()) {
             Err((ProxyError::NotPublic(head.uri.path().to_owned()), None))
+        } else if let Some(response) = refusal {
+            Ok(Outcome {
+                response,
+                served_by: None,
+                tried: None,
+            })
         } else if let Some(on_client) = upgrade::take(&mut head) {
             self.forward_upgrade(&pool, client, head, on_client, started)
                 .await
@@ -160,6 +175,9 @@ impl Proxy {
         response
             .headers_mut()
             .insert(REQUEST_ID, request_id.clone());
+        if let Some(verdict) = &limited {
+            verdict.annotate(response.headers_mut());
+        }
 
         let status = response.status();
         match &served_by {

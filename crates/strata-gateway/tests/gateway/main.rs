@@ -14,6 +14,7 @@ mod malformed;
 mod membership;
 mod nodes;
 mod pipelining;
+mod rate_limits;
 mod reload;
 mod routing;
 mod shutdown;
