@@ -190,11 +190,14 @@ pub async fn rude_backend() -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}"), swallowed)
 }
 
-/// An address nobody listens on: bound, then closed.
+/// An address nobody listens on: a socket bound to it but never listening, kept open for the
+/// rest of the test run, so connections are refused and no later listener (the gateway's own
+/// included) can take the port.
 pub async fn dead_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket);
     format!("http://{addr}")
 }
 
