@@ -886,3 +886,56 @@ async fn api_tokens_are_accepted_and_tampered_ones_refused() {
     );
     a.shutdown.cancel();
 }
+
+/// With a drain delay, shutdown first turns the instance unready while its connections stay
+/// and new ones are still accepted (a balancer stops sending meanwhile); only after the delay
+/// are clients told to reconnect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_delay_keeps_connections_and_turns_unready_first() {
+    let backends = memory_sqlite().await;
+    let delay = Duration::from_millis(1500);
+    let a = spawn(
+        &backends,
+        ChatLimits {
+            drain_delay: delay,
+            ..limits()
+        },
+    )
+    .await;
+    let t = token(6, UserRole::Customer);
+    let url = ws_url(&a.base, Some(&t), Some("support-6"), Some(0));
+    let mut client = ChatClient::connect(&url).await.unwrap();
+    expect_frame(&mut client, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+    let asked = std::time::Instant::now();
+    a.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = http.get(format!("{}/readyz", a.base)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "still ready while draining");
+    // The listener still answers within the delay.
+    let health = http
+        .get(format!("{}/healthz", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let code = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Event::Closed(code) = client.next().await.unwrap() {
+                return code;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(close::RECONNECT));
+    assert!(
+        asked.elapsed() >= delay,
+        "told to reconnect after {:?}, before the delay",
+        asked.elapsed()
+    );
+    a.task.await.unwrap().unwrap();
+}
