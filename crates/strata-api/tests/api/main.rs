@@ -6,6 +6,7 @@ mod helpers;
 mod accounts;
 mod cart;
 mod catalog;
+mod contract;
 mod input;
 mod openapi;
 mod ops;
