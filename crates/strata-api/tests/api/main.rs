@@ -13,4 +13,5 @@ mod ops;
 mod orders;
 mod prices;
 mod replica;
+mod schemathesis;
 mod search;
