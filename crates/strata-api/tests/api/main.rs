@@ -4,6 +4,7 @@
 #[macro_use]
 mod helpers;
 mod accounts;
+mod authz;
 mod cart;
 mod catalog;
 mod contract;
