@@ -9,6 +9,7 @@ mod cart;
 mod catalog;
 mod contract;
 mod input;
+mod logs;
 mod openapi;
 mod ops;
 mod orders;
