@@ -31,7 +31,7 @@ use time::OffsetDateTime;
 
 use crate::ApiError;
 use crate::auth::{AuthUser, OptionalAuthUser};
-use crate::extract::{FromWire, Json, PathId, Quantity, Valid, ValidQuery};
+use crate::extract::{FromWire, Json, PathId, Quantity, Valid, ValidQuery, schema, whole_number};
 use crate::openapi::ErrorBody;
 use crate::prices::{LineInput, PriceRules, Quote, quote};
 use crate::quote::{Pricing, lookup_coupon};
@@ -115,10 +115,12 @@ impl CartView {
 #[serde(deny_unknown_fields)]
 pub struct AddItemRequest {
     /// The product.
-    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(schema_with = schema::product_id)]
     pub product_id: i64,
-    /// Units to add, 1 to 99 (the line may hold at most 99).
-    #[schema(minimum = 1, maximum = 99)]
+    /// Units to add (the line may hold at most the same limit: more is `cart_limit`).
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(schema_with = schema::quantity)]
     pub quantity: i64,
 }
 
@@ -152,8 +154,9 @@ impl FromWire for AddItem {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetItemRequest {
-    /// The line's new quantity, 0 to 99; 0 removes the line.
-    #[schema(minimum = 0, maximum = 99)]
+    /// The line's new quantity; 0 removes the line.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(schema_with = schema::new_quantity)]
     pub quantity: i64,
 }
 
@@ -162,9 +165,12 @@ pub struct SetItemRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PriceQuery {
-    /// The region to tax for (default `EU-DE`).
+    /// The region to tax for; absent or empty: `EU-DE`.
+    #[param(schema_with = schema::region_param)]
     pub region: Option<String>,
-    /// A coupon code to price with (reported in `quote.coupon` when it does not apply).
+    /// A coupon code to price with (reported in `quote.coupon` when it does not apply);
+    /// absent or empty: none.
+    #[param(schema_with = schema::coupon_param)]
     pub coupon: Option<String>,
 }
 
@@ -363,6 +369,7 @@ pub(crate) async fn set_item(
         (status = 400, description = "`invalid_id`, `invalid_query`", body = ErrorBody),
         (status = 401, description = "`unauthorized`: an invalid or expired token", body = ErrorBody),
         (status = 404, description = "`not_in_cart`: the product has no line in the cart", body = ErrorBody),
+        (status = 422, description = "`invalid_field` (malformed region or coupon), `unknown_region`, `price_overflow`: the cart after the change cannot be priced as asked", body = ErrorBody),
     )
 )]
 pub(crate) async fn remove_item(

@@ -22,15 +22,16 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use strata_core::domain::ProductId;
 use strata_store::{
-    NewProduct, Page, Product, ProductPage, ProductQuery, ProductSort, ProductUpdate, SearchText,
+    NewProduct, Product, ProductPage, ProductQuery, ProductSort, ProductUpdate, SearchText,
 };
 use time::OffsetDateTime;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::ApiError;
 use crate::auth::AdminUser;
 use crate::error::echo;
-use crate::extract::{Json, PathId, PriceCents};
+use crate::extract::{Json, PathId, PriceCents, optional_whole_number, schema, whole_number};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -106,20 +107,78 @@ crate::page::page_view! {
     total: "How many products exist in total (that match the search, for a search).",
 }
 
+/// The query of `GET /api/v1/products` as the document describes it, each parameter's schema
+/// built from the limits [`parse_list_query`] enforces (which decodes the query itself, to
+/// refuse unknown and repeated keys).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ListParams {
+    #[param(schema_with = q_schema)]
+    q: Option<String>,
+    #[param(schema_with = category_filter_schema)]
+    category: Option<String>,
+    #[param(schema_with = min_price_schema)]
+    min_price: Option<i64>,
+    #[param(schema_with = max_price_schema)]
+    max_price: Option<i64>,
+    #[param(schema_with = sort_schema)]
+    sort: Option<String>,
+    #[param(schema_with = crate::page::page_schema)]
+    page: Option<u32>,
+    #[param(schema_with = crate::page::per_page_schema)]
+    per_page: Option<u32>,
+}
+
+fn q_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_QUERY_CHARS))
+        .description(Some(format!(
+            "Words to find in name or description (all must occur; the last also as a \
+             prefix), at most {MAX_QUERY_CHARS} characters; empty: no search."
+        )))
+        .build()
+}
+
+fn category_filter_schema() -> Object {
+    schema::string(
+        format!("^[a-z0-9-]{{0,{MAX_SLUG_CHARS}}}$"),
+        "Exact category slug, e.g. `books`; empty: every category.",
+    )
+    .build()
+}
+
+fn min_price_schema() -> Object {
+    schema::integer(
+        0,
+        PriceCents::MAX,
+        "Lowest price in cents, inclusive (above `max_price`: no product matches).",
+    )
+    .build()
+}
+
+fn max_price_schema() -> Object {
+    schema::integer(0, PriceCents::MAX, "Highest price in cents, inclusive.").build()
+}
+
+fn sort_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ProductSort::ALL.map(ProductSort::as_str)))
+        .description(Some(
+            "`id` (the default without words to search), `price_asc`, `price_desc`, `name`, or \
+             `relevance` (the default with words; name matches first; without words: by id)",
+        ))
+        .build()
+}
+
 /// List and search products, one page at a time, with the total number of matches.
 #[utoipa::path(
     get,
     path = "/api/v1/products",
     tag = "catalog",
-    params(
-        ("q" = Option<String>, Query, description = "Words to find in name or description (all must occur; the last also as a prefix). At most 200 characters."),
-        ("category" = Option<String>, Query, description = "Exact category slug, e.g. `books`"),
-        ("min_price" = Option<i64>, Query, description = "Lowest price in cents, inclusive", minimum = 0),
-        ("max_price" = Option<i64>, Query, description = "Highest price in cents, inclusive", minimum = 0),
-        ("sort" = Option<String>, Query, description = "`id` (default without q), `price_asc`, `price_desc`, `name`, or `relevance` (default with q; name matches first)"),
-        ("page" = Option<u32>, Query, description = "1-based page number (default 1)", minimum = 1),
-        ("per_page" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
-    ),
+    params(ListParams),
     responses(
         (status = 200, description = "One page of matching products", body = ProductPageView),
         (status = 400, description = "`invalid_query`: unknown, repeated or malformed parameter", body = ErrorBody),
@@ -179,23 +238,26 @@ pub(crate) async fn get_product(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProductRequest {
-    /// Unique business key: 1 to 64 of `A-Z a-z 0-9 . _ -`.
-    #[schema(example = "LAMP-042")]
+    /// Unique business key.
+    #[schema(schema_with = sku_schema)]
     pub sku: String,
-    /// Display name, 1 to 200 characters after trimming.
-    #[schema(example = "Desk Lamp")]
+    /// Display name.
+    #[schema(schema_with = name_schema)]
     pub name: String,
-    /// Longer text, at most 5000 characters (default empty).
+    /// Longer text (default empty).
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: String,
-    /// Category slug: 1 to 64 of `a-z 0-9 -`.
-    #[schema(example = "home")]
+    /// Category slug.
+    #[schema(schema_with = category_schema)]
     pub category: String,
-    /// Unit price in cents, 0 to 10^12.
-    #[schema(example = 2999, minimum = 0)]
+    /// Unit price in cents.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(schema_with = price_schema)]
     pub price_cents: i64,
-    /// Units on hand, 0 to 10^9.
-    #[schema(example = 10, minimum = 0)]
+    /// Units on hand.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(schema_with = stock_schema)]
     pub stock: i64,
 }
 
@@ -203,17 +265,22 @@ pub struct NewProductRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
-    /// New display name (1 to 200 characters after trimming).
+    /// New display name.
+    #[schema(schema_with = optional_name_schema)]
     pub name: Option<String>,
-    /// New description (at most 5000 characters).
+    /// New description.
+    #[schema(schema_with = optional_description_schema)]
     pub description: Option<String>,
     /// New category slug.
+    #[schema(schema_with = optional_category_schema)]
     pub category: Option<String>,
-    /// New unit price in cents, 0 to 10^12.
-    #[schema(minimum = 0)]
+    /// New unit price in cents.
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    #[schema(schema_with = optional_price_schema)]
     pub price_cents: Option<i64>,
-    /// New units on hand, 0 to 10^9.
-    #[schema(minimum = 0)]
+    /// New units on hand.
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    #[schema(schema_with = optional_stock_schema)]
     pub stock: Option<i64>,
 }
 
@@ -311,6 +378,97 @@ pub(crate) async fn update_product(
     Ok(Json(ProductView::from(product)).into_response())
 }
 
+/// The schemas of the product fields, from the limits the parsers below enforce.
+fn sku_schema() -> Object {
+    schema::string(
+        format!("^[A-Za-z0-9._-]{{1,{MAX_SLUG_CHARS}}}$"),
+        &format!("Unique business key: 1 to {MAX_SLUG_CHARS} of `A-Z a-z 0-9 . _ -`."),
+    )
+    .examples(["LAMP-042"])
+    .build()
+}
+
+/// Not only spaces; no control characters (stored trimmed).
+const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+/// Any text but control characters other than line breaks and tabs.
+const DESCRIPTION_PATTERN: &str = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$";
+
+fn name_builder() -> ObjectBuilder {
+    schema::string(
+        NAME_PATTERN.to_owned(),
+        &format!(
+            "Display name: 1 to {MAX_NAME_CHARS} characters, not only spaces, no control \
+             characters; stored without surrounding spaces."
+        ),
+    )
+    .min_length(Some(1))
+    .max_length(Some(MAX_NAME_CHARS))
+    .examples(["Desk Lamp"])
+}
+
+fn name_schema() -> Object {
+    name_builder().build()
+}
+
+fn optional_name_schema() -> Object {
+    schema::nullable(name_builder(), Type::String)
+}
+
+fn description_builder() -> ObjectBuilder {
+    schema::string(
+        DESCRIPTION_PATTERN.to_owned(),
+        &format!(
+            "Longer text: at most {MAX_DESCRIPTION_CHARS} characters, no control characters \
+             but line breaks and tabs."
+        ),
+    )
+    .max_length(Some(MAX_DESCRIPTION_CHARS))
+}
+
+fn description_schema() -> Object {
+    description_builder().build()
+}
+
+fn optional_description_schema() -> Object {
+    schema::nullable(description_builder(), Type::String)
+}
+
+fn category_builder() -> ObjectBuilder {
+    schema::string(
+        format!("^[a-z0-9-]{{1,{MAX_SLUG_CHARS}}}$"),
+        &format!("Category slug: 1 to {MAX_SLUG_CHARS} of `a-z 0-9 -`."),
+    )
+    .examples(["home"])
+}
+
+fn category_schema() -> Object {
+    category_builder().build()
+}
+
+fn optional_category_schema() -> Object {
+    schema::nullable(category_builder(), Type::String)
+}
+
+fn price_schema() -> Object {
+    schema::price_cents().examples([2999]).build()
+}
+
+fn optional_price_schema() -> Object {
+    schema::nullable(schema::price_cents(), Type::Integer)
+}
+
+fn stock_builder() -> ObjectBuilder {
+    schema::integer(0, MAX_STOCK, &format!("Units on hand, 0 to {MAX_STOCK}."))
+}
+
+fn stock_schema() -> Object {
+    stock_builder().examples([10]).build()
+}
+
+fn optional_stock_schema() -> Object {
+    schema::nullable(stock_builder(), Type::Integer)
+}
+
 fn field(field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::InvalidField {
         field,
@@ -327,10 +485,10 @@ fn parse_sku(raw: &str) -> Result<String, ApiError> {
         .ok_or_else(|| field("sku", "expected 1 to 64 of A-Z a-z 0-9 . _ -"))
 }
 
+/// Counted before trimming, as the document's `maxLength` counts.
 fn parse_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
+    if name.is_empty() || raw.chars().count() > MAX_NAME_CHARS {
         return Err(field("name", "expected 1 to 200 characters"));
     }
     if name.chars().any(char::is_control) {
@@ -465,7 +623,9 @@ fn parse_list_query(pairs: &[(String, String)]) -> Result<ProductQuery, ApiError
         Some(q) => SearchText::parse(q),
         None => None,
     };
+    // An empty `category=` is no filter, as an empty `q=` is no search.
     let category = category
+        .filter(|c| !c.is_empty())
         .map(|c| {
             is_slug(c).then(|| c.to_owned()).ok_or_else(|| {
                 ApiError::InvalidQuery(format!(
@@ -481,16 +641,12 @@ fn parse_list_query(pairs: &[(String, String)]) -> Result<ProductQuery, ApiError
     let max_price = max_price
         .map(|v| parse_price_param("max_price", v))
         .transpose()?;
-    if let (Some(min), Some(max)) = (min_price, max_price)
-        && min > max
-    {
-        return Err(ApiError::InvalidQuery(
-            "`min_price` must not exceed `max_price`".into(),
-        ));
-    }
+    // `min_price` above `max_price` is a range no product is in: an empty page, as documented.
     let sort = match sort {
         None if text.is_some() => ProductSort::Relevance,
         None => ProductSort::Id,
+        // Relevance without words to weigh ranks every product alike: by id, as documented.
+        Some("relevance") if text.is_none() => ProductSort::Id,
         Some(name) => ProductSort::parse(name).ok_or_else(|| {
             ApiError::InvalidQuery(format!(
                 "`sort` must be one of id, price_asc, price_desc, name, relevance; got `{}`",
@@ -498,21 +654,10 @@ fn parse_list_query(pairs: &[(String, String)]) -> Result<ProductQuery, ApiError
             ))
         })?,
     };
-    if sort == ProductSort::Relevance && text.is_none() {
-        return Err(ApiError::InvalidQuery(
-            "`sort=relevance` needs a `q` with at least one word".into(),
-        ));
-    }
-    let page = Page::new(
-        page.map(|v| parse_count("page", v))
-            .transpose()?
-            .unwrap_or(1),
-        per_page
-            .map(|v| parse_count("per_page", v))
-            .transpose()?
-            .unwrap_or(Page::DEFAULT_PER_PAGE),
-    )
-    .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let page = crate::page::page(
+        page.map(|v| parse_count("page", v)).transpose()?,
+        per_page.map(|v| parse_count("per_page", v)).transpose()?,
+    )?;
     Ok(ProductQuery {
         text,
         category,
@@ -557,6 +702,8 @@ fn digits(value: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use strata_store::Page;
+
     use super::*;
 
     fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -612,14 +759,11 @@ mod tests {
             &[("page", "1"), ("page", "2")],
             &[("colour", "red")],
             &[("sort", "cheapest")],
-            &[("sort", "relevance")],
-            &[("q", ""), ("sort", "relevance")],
             &[("min_price", "-1")],
             &[("min_price", "1e3")],
             &[("max_price", "1000000000001")],
-            &[("min_price", "10"), ("max_price", "9")],
             &[("category", "Books")],
-            &[("category", "")],
+            &[("page", "2147483648")],
             &[("category", "a b")],
             &[("q", long.as_str())],
         ];

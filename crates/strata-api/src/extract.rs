@@ -19,6 +19,11 @@
 //! `cart_limit` in the cart, `invalid_quantity` in a quote).
 //!
 //! Messages repeat at most a bounded amount of the client's input ([`MAX_MESSAGE_CHARS`]).
+//!
+//! The OpenAPI document describes these values with the schemas of [`schema`], built from the
+//! same constants as the parsers (`#[schema(schema_with = …)]` on the DTOs' fields), so the
+//! document cannot promise a limit other than the one enforced. Integers in bodies are read
+//! with [`whole_number`]: JSON Schema's `integer` includes `62.0`, so the server takes it too.
 
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -224,6 +229,81 @@ where
     }
 }
 
+/// Reads a JSON integer field: `62` or `62.0` (a number with no fractional part, which JSON
+/// Schema's `integer` includes), within `i64`. `62.5`, `"62"` and numbers beyond `i64` are
+/// refused (`invalid_body`). Use with `#[serde(deserialize_with = "whole_number")]`.
+///
+/// # Errors
+/// The decoder's error for anything but a whole number within `i64`.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    deserializer.deserialize_any(WholeNumber)
+}
+
+/// [`whole_number`] for an optional field (absent or `null`: `None`); use with
+/// `#[serde(default, deserialize_with = "optional_whole_number")]`.
+///
+/// # Errors
+/// As [`whole_number`].
+pub fn optional_whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    deserializer.deserialize_option(OptionalWholeNumber)
+}
+
+struct WholeNumber;
+
+impl serde::de::Visitor<'_> for WholeNumber {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an integer")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<i64, E> {
+        Ok(n)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<i64, E> {
+        i64::try_from(n).map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(n), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<i64, E> {
+        // 2^63 is exactly representable; every whole f64 below it (and from -2^63) fits.
+        const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+        if n.fract() == 0.0 && (-LIMIT..LIMIT).contains(&n) {
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(n as i64)
+        } else {
+            Err(E::invalid_value(serde::de::Unexpected::Float(n), &self))
+        }
+    }
+}
+
+struct OptionalWholeNumber;
+
+impl<'de> serde::de::Visitor<'de> for OptionalWholeNumber {
+    type Value = Option<i64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an integer or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Option<i64>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Option<i64>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<i64>, D::Error> {
+        whole_number(deserializer).map(Some)
+    }
+}
+
 /// Units of one product on a cart, quote or order line: 1 to [`Quantity::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Quantity(u32);
@@ -299,9 +379,9 @@ pub struct PriceOutOfRange;
 /// The longest region code accepted.
 const MAX_REGION_LEN: usize = 16;
 
-/// A region to tax for, as a client names it: trimmed, upper case, 1 to 16 ASCII letters,
-/// digits or `-`. Whether the shop knows it is [`crate::prices::quote`]'s to say
-/// (`unknown_region`).
+/// A region to tax for, as a client names it: spaces around it dropped, upper case, 1 to 16
+/// ASCII letters, digits or `-`. Whether the shop knows it is [`crate::prices::quote`]'s to say (`unknown_region`).
+/// An empty region (`region=`) asks for the default one: see [`Region::parse_optional`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Region(String);
 
@@ -311,7 +391,7 @@ impl Region {
     /// # Errors
     /// [`ApiError::InvalidField`] (`region`) for anything but a well-formed code.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let region = raw.trim();
+        let region = raw.trim_matches(' ');
         let valid = !region.is_empty()
             && region.len() <= MAX_REGION_LEN
             && region
@@ -329,9 +409,24 @@ impl Region {
         }
     }
 
+    /// Parses an optional region as sent: absent or empty means the default region.
+    ///
+    /// # Errors
+    /// As [`Region::parse`].
+    pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, ApiError> {
+        raw.filter(|r| !r.trim_matches(' ').is_empty())
+            .map(Self::parse)
+            .transpose()
+    }
+
     /// The normalized code.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The pattern of [`Region::parse`] (empty allowed, see [`Region::parse_optional`]).
+    fn pattern() -> String {
+        format!("^ *[A-Za-z0-9-]{{0,{MAX_REGION_LEN}}} *$")
     }
 }
 
@@ -346,7 +441,11 @@ impl CouponCode {
     /// # Errors
     /// [`ApiError::InvalidField`] (`coupon`) when it cannot be a code at all.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        normalize_coupon_code(raw)
+        // Only what the documented pattern allows: the store's normalization would also drop
+        // tabs and other white space around the code.
+        Some(raw.trim_matches(' '))
+            .filter(|code| Self::allowed(code))
+            .and_then(normalize_coupon_code)
             .map(Self)
             .ok_or_else(|| ApiError::InvalidField {
                 field: "coupon",
@@ -356,9 +455,139 @@ impl CouponCode {
             })
     }
 
+    /// Parses an optional code as sent: absent or empty means no coupon.
+    ///
+    /// # Errors
+    /// As [`CouponCode::parse`].
+    pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, ApiError> {
+        raw.filter(|c| !c.trim_matches(' ').is_empty())
+            .map(Self::parse)
+            .transpose()
+    }
+
     /// The normalized code.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    fn allowed(code: &str) -> bool {
+        code.len() <= MAX_COUPON_CODE_LEN
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+
+    /// The pattern of [`CouponCode::parse`] (empty allowed, see [`CouponCode::parse_optional`]).
+    fn pattern() -> String {
+        format!("^ *[A-Za-z0-9_-]{{0,{MAX_COUPON_CODE_LEN}}} *$")
+    }
+}
+
+/// The OpenAPI schemas of the values parsed in this module, built from the parsers'
+/// constants. Each function is named by a DTO field's `#[schema(schema_with = …)]` (which
+/// replaces the field's doc comment, so each carries its description).
+pub mod schema {
+    use utoipa::openapi::schema::SchemaType;
+    use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
+
+    use super::{CouponCode, PriceCents, Quantity, Region};
+
+    /// An `int64` from `min` to `max`.
+    pub fn integer(min: i64, max: i64, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(min))
+            .maximum(Some(max))
+            .description(Some(description))
+    }
+
+    /// `builder` that also accepts `null` (an optional field, `null` read as absent).
+    pub fn nullable(builder: ObjectBuilder, of: Type) -> Object {
+        builder
+            .schema_type(SchemaType::from_iter([of, Type::Null]))
+            .build()
+    }
+
+    /// A string matching `pattern`.
+    pub fn string(pattern: String, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(pattern))
+            .description(Some(description))
+    }
+
+    /// A product id in a body: any positive `int64` (one no product has is `unknown_product`).
+    pub fn product_id() -> Object {
+        integer(1, i64::MAX, "The product.").build()
+    }
+
+    /// Units of a line: 1 to [`Quantity::MAX`].
+    pub fn quantity() -> Object {
+        integer(
+            1,
+            i64::from(Quantity::MAX),
+            &format!("Units, 1 to {}.", Quantity::MAX),
+        )
+        .build()
+    }
+
+    /// A cart line's new quantity: 0 (removes the line) to [`Quantity::MAX`].
+    pub fn new_quantity() -> Object {
+        integer(
+            0,
+            i64::from(Quantity::MAX),
+            &format!(
+                "The line's new quantity, 0 to {}; 0 removes the line.",
+                Quantity::MAX
+            ),
+        )
+        .build()
+    }
+
+    /// A price in cents: 0 to [`PriceCents::MAX`].
+    pub fn price_cents() -> ObjectBuilder {
+        integer(
+            0,
+            PriceCents::MAX,
+            &format!("Unit price in cents, 0 to {}.", PriceCents::MAX),
+        )
+    }
+
+    fn region_builder() -> ObjectBuilder {
+        string(
+            Region::pattern(),
+            "The region to tax for (absent or empty: `EU-DE`); case does not matter.",
+        )
+        .examples(["EU-DE"])
+    }
+
+    fn coupon_builder() -> ObjectBuilder {
+        string(
+            CouponCode::pattern(),
+            "A coupon code (absent or empty: none); case does not matter.",
+        )
+        .examples(["WELCOME10"])
+    }
+
+    /// A region to tax for in a body: absent, `null` or empty for the default.
+    pub fn region() -> Object {
+        nullable(region_builder(), Type::String)
+    }
+
+    /// A region to tax for in a query string: absent or empty for the default.
+    pub fn region_param() -> Object {
+        region_builder().build()
+    }
+
+    /// A coupon code in a body: absent, `null` or empty for none.
+    pub fn coupon() -> Object {
+        nullable(coupon_builder(), Type::String)
+    }
+
+    /// A coupon code in a query string: absent or empty for none.
+    pub fn coupon_param() -> Object {
+        coupon_builder().build()
     }
 }
 

@@ -5,7 +5,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use serde::Serialize;
-use strata_store::{Notification, NotificationPage, OrderStatus, Page};
+use strata_store::{Notification, NotificationPage, OrderStatus};
 use time::OffsetDateTime;
 
 use crate::ApiError;
@@ -74,11 +74,7 @@ pub(crate) async fn list_notifications(
     user: AuthUser,
     Query(query): Query<ListOrdersQuery>,
 ) -> Result<Json<NotificationPageView>, ApiError> {
-    let page = Page::new(
-        query.page.unwrap_or(1),
-        query.per_page.unwrap_or(Page::DEFAULT_PER_PAGE),
-    )
-    .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let page = query.page()?;
     Ok(Json(
         state
             .store

@@ -27,7 +27,7 @@ use time::OffsetDateTime;
 use crate::ApiError;
 use crate::auth::AuthUser;
 use crate::cart::CartCaller;
-use crate::extract::{CouponCode, Json, PathId, Query};
+use crate::extract::{CouponCode, Json, PathId, Query, schema};
 use crate::openapi::ErrorBody;
 use crate::prices::{CouponRule, LineInput, PriceError, PriceRules, quote};
 use crate::quote::{FoundCoupon, Pricing};
@@ -53,12 +53,49 @@ pub(crate) fn routes() -> Router<AppState> {
 pub struct CheckoutBody {
     /// A coupon code; checkout fails with `coupon_rejected` when it does not apply.
     #[serde(default)]
-    #[schema(example = "WELCOME10")]
+    #[schema(schema_with = schema::coupon)]
     pub coupon: Option<String>,
-    /// The region to tax for (default `EU-DE`).
+    /// The region to tax for; absent or empty: `EU-DE`.
     #[serde(default)]
-    #[schema(example = "EU-DE")]
+    #[schema(schema_with = schema::region)]
     pub region: Option<String>,
+}
+
+/// The `Idempotency-Key` header as the document describes it (required, with the schema of
+/// [`idempotency_key_schema`]), from the limits [`idempotency_key`] enforces.
+pub(crate) struct IdempotencyKeyHeader;
+
+impl utoipa::IntoParams for IdempotencyKeyHeader {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::Required;
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        vec![
+            ParameterBuilder::new()
+                .name(IDEMPOTENCY_KEY.as_str())
+                .parameter_in(ParameterIn::Header)
+                .required(Required::True)
+                .schema(Some(idempotency_key_schema()))
+                .build(),
+        ]
+    }
+}
+
+/// Printable ASCII, no space at either end (HTTP drops those), 1 to
+/// [`MAX_IDEMPOTENCY_KEY_LEN`] characters.
+fn idempotency_key_schema() -> utoipa::openapi::schema::Object {
+    let inner = MAX_IDEMPOTENCY_KEY_LEN - 2;
+    schema::string(
+        format!("^[!-~]([ -~]{{0,{inner}}}[!-~])?$"),
+        &format!(
+            "Names this checkout: 1 to {MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters, \
+             e.g. a UUID. Replays with the same key and body return the same order."
+        ),
+    )
+    .min_length(Some(1))
+    .max_length(Some(MAX_IDEMPOTENCY_KEY_LEN))
+    .build()
 }
 
 /// The canonical form of a checkout body, compared on replays.
@@ -74,11 +111,21 @@ struct Canonical<'a> {
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
     /// 1-based page number (default 1).
-    #[param(minimum = 1)]
+    #[param(schema_with = crate::page::page_schema)]
     pub page: Option<u32>,
-    /// Page size, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
+    /// Page size (default 20).
+    #[param(schema_with = crate::page::per_page_schema)]
     pub per_page: Option<u32>,
+}
+
+impl ListOrdersQuery {
+    /// The page asked for.
+    ///
+    /// # Errors
+    /// As [`crate::page::page`].
+    pub(crate) fn page(&self) -> Result<Page, ApiError> {
+        crate::page::page(self.page, self.per_page)
+    }
 }
 
 /// An order with its lines and status history.
@@ -213,7 +260,7 @@ crate::page::page_view! {
     path = "/api/v1/orders",
     tag = "orders",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Names this checkout: 1 to 128 printable ASCII characters, e.g. a UUID. Replays with the same key and body return the same order.")),
+    params(IdempotencyKeyHeader),
     request_body(content = Option<CheckoutBody>, description = "Optional; no body means no coupon and the default region"),
     responses(
         (status = 201, description = "The order was placed", body = OrderView,
@@ -307,11 +354,7 @@ pub(crate) async fn list_orders(
     user: AuthUser,
     Query(query): Query<ListOrdersQuery>,
 ) -> Result<Json<OrderPageView>, ApiError> {
-    let page = Page::new(
-        query.page.unwrap_or(1),
-        query.per_page.unwrap_or(Page::DEFAULT_PER_PAGE),
-    )
-    .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+    let page = query.page()?;
     Ok(Json(
         state
             .store

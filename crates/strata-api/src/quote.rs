@@ -11,9 +11,11 @@ use serde::Deserialize;
 use strata_core::domain::ProductId;
 use strata_store::Store;
 use time::OffsetDateTime;
+use utoipa::openapi::Ref;
+use utoipa::openapi::schema::{Array, ArrayBuilder};
 
 use crate::ApiError;
-use crate::extract::{CouponCode, FromWire, Json, Quantity, Region, Valid};
+use crate::extract::{CouponCode, FromWire, Json, Quantity, Region, Valid, schema, whole_number};
 use crate::openapi::ErrorBody;
 use crate::prices::{
     CouponInput, CouponRule, LineInput, MAX_LINES, PriceError, PriceRules, Quote, quote,
@@ -29,16 +31,29 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuoteRequest {
-    /// 1 to 50 lines, each product at most once.
+    /// 1 to [`MAX_LINES`] lines, each product at most once.
+    #[schema(schema_with = items_schema)]
     pub items: Vec<QuoteItem>,
-    /// A coupon code (1 to 32 letters, digits, `-` or `_`; case does not matter).
+    /// A coupon code; absent or empty: none.
     #[serde(default)]
-    #[schema(example = "WELCOME10")]
+    #[schema(schema_with = schema::coupon)]
     pub coupon: Option<String>,
-    /// The region to tax for (default `EU-DE`).
+    /// The region to tax for; absent or empty: `EU-DE`.
     #[serde(default)]
-    #[schema(example = "EU-DE")]
+    #[schema(schema_with = schema::region)]
     pub region: Option<String>,
+}
+
+/// The schema of [`QuoteRequest::items`]: 1 to [`MAX_LINES`] of [`QuoteItem`].
+fn items_schema() -> Array {
+    ArrayBuilder::new()
+        .items(Ref::from_schema_name("QuoteItem"))
+        .min_items(Some(1))
+        .max_items(Some(MAX_LINES))
+        .description(Some(format!(
+            "1 to {MAX_LINES} lines, each product at most once."
+        )))
+        .build()
 }
 
 /// One line of a [`QuoteRequest`].
@@ -46,10 +61,12 @@ pub struct QuoteRequest {
 #[serde(deny_unknown_fields)]
 pub struct QuoteItem {
     /// The product.
-    #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(schema_with = schema::product_id)]
     pub product_id: i64,
-    /// Units, 1 to 99.
-    #[schema(minimum = 1, maximum = 99)]
+    /// Units.
+    #[serde(deserialize_with = "whole_number")]
+    #[schema(schema_with = schema::quantity)]
     pub quantity: i64,
 }
 
@@ -64,14 +81,15 @@ pub(crate) struct Pricing {
 }
 
 impl Pricing {
-    /// Parses a region and a coupon code as sent, the region first.
+    /// Parses a region and a coupon code as sent, the region first; absent or empty, each
+    /// means its default (the default region, no coupon).
     ///
     /// # Errors
     /// [`ApiError::InvalidField`] for a malformed region or coupon code.
     pub(crate) fn parse(region: Option<&str>, coupon: Option<&str>) -> Result<Self, ApiError> {
         Ok(Self {
-            region: region.map(Region::parse).transpose()?,
-            coupon: coupon.map(CouponCode::parse).transpose()?,
+            region: Region::parse_optional(region)?,
+            coupon: CouponCode::parse_optional(coupon)?,
         })
     }
 

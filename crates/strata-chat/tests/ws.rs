@@ -939,3 +939,161 @@ async fn a_drain_delay_keeps_connections_and_turns_unready_first() {
     );
     a.task.await.unwrap().unwrap();
 }
+
+/// What a caller's WebSocket session in a room came to: joined and acknowledged, refused with
+/// an error frame, or closed before authenticating.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    JoinedAndAcked,
+    Refused(String),
+    Closed(Option<u16>),
+}
+
+/// Joins `room` and sends one message there (anonymous: sends without authenticating).
+async fn join_and_send(base: &str, token: Option<&str>, room: &str, n: usize) -> Outcome {
+    let mut client = ChatClient::connect(&ws_url(base, token, None, None))
+        .await
+        .unwrap();
+    let join = ClientFrame::Join {
+        room: room.into(),
+        after: Some(0),
+    };
+    if client.send(&join).await.is_err() {
+        return Outcome::Closed(None);
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match client.next().await {
+                Ok(Event::Frame(ServerFrame::Joined { .. })) => return None,
+                Ok(Event::Frame(ServerFrame::Error { code, .. })) => {
+                    return Some(Outcome::Refused(code));
+                }
+                Ok(Event::Frame(_)) => {}
+                Ok(Event::Closed(code)) => return Some(Outcome::Closed(code)),
+                Err(_) => return Some(Outcome::Closed(None)),
+            }
+        }
+    })
+    .await
+    .expect("an answer to join in time");
+    if let Some(outcome) = outcome {
+        return outcome;
+    }
+    let send = ClientFrame::Send {
+        room: room.into(),
+        client_id: format!("matrix-{n}"),
+        body: format!("from caller {n}"),
+    };
+    client.send(&send).await.unwrap();
+    expect_frame(&mut client, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Ack { .. })
+    })
+    .await;
+    client.close().await;
+    Outcome::JoinedAndAcked
+}
+
+/// Who may do what in chat: its HTTP routes and the WebSocket's join, send and history, as
+/// anonymous, customer A (user 3, whose support room is `support-3`), customer B (user 4),
+/// support and admin, each answer checked against one table.
+#[tokio::test]
+async fn every_chat_operation_answers_each_role_as_the_table_says() {
+    let backends = memory_sqlite().await;
+    let a = spawn(&backends, limits()).await;
+    let callers = [
+        ("anonymous", None),
+        ("customer A", Some(token(3, UserRole::Customer))),
+        ("customer B", Some(token(4, UserRole::Customer))),
+        ("support", Some(token(50, UserRole::Support))),
+        ("admin", Some(token(60, UserRole::Admin))),
+    ];
+    let joined = || Outcome::JoinedAndAcked;
+    let forbidden = || Outcome::Refused("forbidden".into());
+    let unauthenticated = || Outcome::Closed(Some(close::UNAUTHORIZED));
+    for (room, expect) in [
+        (
+            "support-3",
+            [unauthenticated(), joined(), forbidden(), joined(), joined()],
+        ),
+        (
+            "lobby-ops",
+            [
+                unauthenticated(),
+                forbidden(),
+                forbidden(),
+                joined(),
+                joined(),
+            ],
+        ),
+    ] {
+        for (n, ((name, token), expected)) in callers.iter().zip(expect).enumerate() {
+            let outcome = join_and_send(&a.base, token.as_deref(), room, n).await;
+            assert_eq!(outcome, expected, "join and send in {room} as {name}");
+        }
+    }
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let rows: [(&str, [u16; 5]); 5] = [
+        (
+            "/api/v1/chat/rooms/support-3/messages?after=0",
+            [401, 200, 403, 200, 200],
+        ),
+        (
+            "/api/v1/chat/rooms/lobby-ops/messages?after=0",
+            [401, 403, 403, 200, 200],
+        ),
+        (
+            "/api/v1/chat/presence?room=support-3",
+            [401, 200, 403, 200, 200],
+        ),
+        (
+            "/api/v1/chat/presence?room=lobby-ops",
+            [401, 403, 403, 200, 200],
+        ),
+        // Online or not is no secret among signed-in users.
+        ("/api/v1/chat/presence?users=3", [401, 200, 200, 200, 200]),
+    ];
+    for (path, expect) in rows {
+        for ((name, token), status) in callers.iter().zip(expect) {
+            let mut request = http.get(format!("{}{path}", a.base));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            let got = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(got, status, "GET {path} as {name}: {body}");
+            if status != 200 {
+                assert!(
+                    body["error"]["code"].is_string(),
+                    "{path} as {name}: {body}"
+                );
+            }
+        }
+    }
+    // History holds exactly the messages of those the room admitted: A, support, admin.
+    let page: serde_json::Value = http
+        .get(format!(
+            "{}/api/v1/chat/rooms/support-3/messages?after=0",
+            a.base
+        ))
+        .bearer_auth(callers[1].1.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        ["from caller 1", "from caller 3", "from caller 4"],
+        "{page}"
+    );
+    a.shutdown.cancel();
+}

@@ -170,6 +170,9 @@ impl TokenKey {
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
+        // A token with an `nbf` still ahead is not valid yet (ours carry none; a forged or
+        // foreign one may).
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -234,9 +237,14 @@ impl TokenKey {
             jsonwebtoken::decode::<Claims>(token, &self.inner.decoding, &self.inner.validation)
                 .map_err(|e| match e.kind() {
                     ErrorKind::ExpiredSignature => Rejected("token expired"),
+                    ErrorKind::ImmatureSignature => Rejected("token not valid yet"),
                     _ => Rejected("invalid token"),
                 })?;
         let claims = data.claims;
+        // Issued in the future (beyond the clock skew the leeway allows): not valid yet.
+        if claims.iat > unix_now().saturating_add(LEEWAY_SECS) {
+            return Err(Rejected("token not valid yet"));
+        }
         let id = claims
             .sub
             .parse::<i64>()
@@ -302,6 +310,34 @@ mod tests {
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.kid.as_deref(), Some("k1"));
         assert_eq!(header.alg, Algorithm::HS256);
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_are_refused() {
+        let now = unix_now();
+        let future = Claims {
+            iat: now + 3600,
+            ..claims("7", now + 7200)
+        };
+        let token = key().sign(&future).unwrap();
+        assert_eq!(key().verify(&token), Err(Rejected("token not valid yet")));
+        // Within the leeway, a clock slightly ahead is no reason.
+        let skewed = Claims {
+            iat: now + 2,
+            ..claims("7", now + 7200)
+        };
+        assert!(key().verify(&key().sign(&skewed).unwrap()).is_ok());
+        let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        let mut with_nbf = serde_json::to_value(claims("7", now + 7200)).unwrap();
+        with_nbf["nbf"] = serde_json::json!(now + 3600);
+        let token = jsonwebtoken::encode(
+            &header,
+            &with_nbf,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(key().verify(&token), Err(Rejected("token not valid yet")));
     }
 
     #[test]

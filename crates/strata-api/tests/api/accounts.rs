@@ -182,7 +182,7 @@ async fn throttling_holds_across_instances_sharing_redis(app: TestApp) {
 }
 
 /// `base64url` without padding, for hand-made tokens.
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {

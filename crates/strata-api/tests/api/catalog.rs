@@ -158,6 +158,7 @@ async fn malformed_queries_are_json_400s(app: TestApp) {
         "page=1.5",
         "page=",
         "page=%2B1",
+        "page=2147483648",
         "page=4294967296",
         "page=99999999999999999999999",
         "per_page=0",
@@ -167,10 +168,8 @@ async fn malformed_queries_are_json_400s(app: TestApp) {
         "per_page=%FF",
         "page=1&page=2",
         "sort=cheapest",
-        "sort=relevance",
         "min_price=-1",
         "max_price=1.5",
-        "min_price=10&max_price=9",
         "category=Books",
         "page=1&colour=red",
         "%FF=1",
@@ -191,7 +190,7 @@ async fn malformed_queries_are_json_400s(app: TestApp) {
         "page=1",
         "per_page=1",
         "per_page=100",
-        "page=4294967295&per_page=100",
+        "page=2147483647&per_page=100",
     ] {
         app.get_ok_json(&format!("/api/v1/products?{query}")).await;
     }

@@ -4,12 +4,16 @@
 #[macro_use]
 mod helpers;
 mod accounts;
+mod authz;
 mod cart;
 mod catalog;
+mod contract;
 mod input;
+mod logs;
 mod openapi;
 mod ops;
 mod orders;
 mod prices;
 mod replica;
+mod schemathesis;
 mod search;

@@ -518,7 +518,7 @@ async fn checkout_and_order_input_is_validated(app: TestApp) {
             "invalid_body",
         ),
         (
-            "{\"region\": \"\"}",
+            "{\"region\": \"EU DE\"}",
             "application/json",
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
