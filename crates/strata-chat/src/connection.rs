@@ -416,20 +416,25 @@ impl Reader {
         }
     }
 
-    /// The joined room named `raw`, or an error frame.
+    /// The joined room named `raw`, or an error frame: `unknown_room` when `raw` is not a
+    /// room id at all, `not_joined` when it is one this connection has not joined.
     fn joined_room(&self, raw: &str, client_id: Option<&String>) -> Option<RoomId> {
-        let found = raw
-            .parse::<RoomId>()
-            .ok()
-            .filter(|room| self.joined.contains(room));
-        if found.is_none() {
+        let room = match raw.parse::<RoomId>() {
+            Ok(room) => room,
+            Err(e) => {
+                self.error("unknown_room", e.0, client_id.cloned());
+                return None;
+            }
+        };
+        if !self.joined.contains(&room) {
             self.error(
                 "not_joined",
                 format!("join {raw:?} first"),
                 client_id.cloned(),
             );
+            return None;
         }
-        found
+        Some(room)
     }
 
     async fn join(&mut self, room: RoomId, after: Option<i64>) {

@@ -656,6 +656,27 @@ async fn bad_input_gets_error_frames_or_close_codes_and_others_are_served() {
         code_of(expect_frame(&mut c, wait, error_code).await),
         "not_joined"
     );
+    // A string that is not a room id is an unknown room, whatever the frame.
+    c.send(&ClientFrame::Send {
+        room: "general".into(),
+        client_id: "a".into(),
+        body: "x".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "unknown_room"
+    );
+    c.send(&ClientFrame::Typing {
+        room: "general".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "unknown_room"
+    );
     c.send(&ClientFrame::Join {
         room: "support-9".into(),
         after: None,
