@@ -9,13 +9,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use strata_bus::Bus;
 use strata_cache::Cache;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -31,6 +31,13 @@ use crate::room::RoomId;
 const PAGE: u32 = 200;
 /// The longest client id accepted.
 pub const MAX_CLIENT_ID_LEN: usize = 64;
+/// How long a closed connection waits for the client to close its side, reading and
+/// dropping what it still sends (see [`linger`]). A client that answers the close does so
+/// within a round trip; one that does not is not worth more of a drain's time.
+const LINGER: Duration = Duration::from_secs(2);
+/// The most bytes read and dropped while lingering: a client's frames in flight when the
+/// close went out (socket buffers), not a stream it keeps sending.
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// Where the connection starts: a token and a room from the URL, when given.
 pub(crate) struct Start {
@@ -69,7 +76,11 @@ async fn live<S>(
         None => match Box::pin(authenticate(&hub, &mut stream)).await {
             Ok(user) => user,
             Err(reason) => {
-                let _ = Box::pin(sink.send(close_frame(close::UNAUTHORIZED, reason))).await;
+                if let Ok(mut ws) = stream.reunite(sink) {
+                    let frame = close_frame(close::UNAUTHORIZED, reason);
+                    send_close(&hub, &mut ws, Some(frame)).await;
+                    Box::pin(linger(&hub, ws)).await;
+                }
                 return;
             }
         },
@@ -116,16 +127,22 @@ async fn live<S>(
         killed = writer.run(&mut sink) => if killed { Ended::Killed } else { Ended::Writer },
         code = watchdog(&hub, conn, &member, &last_inbound, started) => Ended::Watchdog(code),
     };
-    // The reader stopped on a close request (frame too big, flood), or the watchdog did:
-    // the close frame goes out unless the client does not take even that.
     let code = match ended {
         Ended::Reader => outbox.code(),
         Ended::Watchdog(code) => code,
         Ended::Writer | Ended::Killed => 0,
     };
-    if code != 0 && !hub.killed.is_cancelled() {
-        let close = sink.send(close_frame(code, close_reason(code)));
-        let _ = tokio::time::timeout(hub.limits.heartbeat, Box::pin(close)).await;
+    // Whole again for the close. A frame the writer left half-sent in the split sink is
+    // dropped with it: nothing but a close may follow a client's close.
+    let mut ws = stream.reunite(sink).ok();
+    if !hub.killed.is_cancelled()
+        && let Some(ws) = &mut ws
+    {
+        // The watchdog gave up on a close the writer could not send, or the client closed
+        // while a close was asked for: the close frame goes out unless the client does not
+        // take even that. Otherwise this answers a client's own close.
+        let frame = (code != 0).then(|| close_frame(code, close_reason(code)));
+        send_close(&hub, ws, frame).await;
     }
     // Frames offered from now on are dropped, not queued for nobody.
     outbox.end();
@@ -138,13 +155,64 @@ async fn live<S>(
     if !killed && hub.disconnected(user.id) {
         let _ = Box::pin(hub.cache.delete(&presence_key(user.id))).await;
     }
+    if !killed && let Some(ws) = ws {
+        Box::pin(linger(&hub, ws)).await;
+    }
+}
+
+/// Sends `frame` (a close frame), or without one flushes what tungstenite has queued: the
+/// answer to a client's close, which echoes its code (RFC 6455 §5.5.1). At most a
+/// heartbeat: a client that does not read may not take even that.
+async fn send_close<S>(hub: &Hub, ws: &mut WebSocketStream<S>, frame: Option<Message>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let close = async {
+        match frame {
+            Some(frame) => ws.send(frame).await,
+            None => ws.flush().await,
+        }
+    };
+    let _ = tokio::time::timeout(hub.limits.heartbeat, Box::pin(close)).await;
+}
+
+/// Ends a connection whose close frame is sent (or whose client is gone) the way RFC 6455
+/// §7.1.1 asks of a server: the TCP connection is half-closed, and what the client still
+/// sends is read and dropped until it closes its side too, for at most [`LINGER`] and
+/// [`LINGER_BYTES`], or until the instance is killed. Closing a socket with unread input
+/// makes the kernel answer with a reset, which can destroy the close frame before the client
+/// (or a gateway in between) reads it: a flood or an oversized frame always leaves input
+/// unread.
+async fn linger<S>(hub: &Hub, mut ws: WebSocketStream<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let io = ws.get_mut();
+    let drain = async {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = [0_u8; 4096];
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    tokio::select! {
+        () = hub.killed.cancelled() => {}
+        _ = tokio::time::timeout(LINGER, drain) => {}
+    }
 }
 
 /// How a connection's run ended.
 enum Ended {
-    /// The client closed, or a close was asked for by the reader.
+    /// The client closed or is gone (or the instance was killed).
     Reader,
-    /// The writer sent its close frame (or the client is gone).
+    /// The writer sent its close frame: a close asked for, or a drain (or the client is
+    /// gone).
     Writer,
     /// The instance was killed: nothing more is sent.
     Killed,
@@ -303,11 +371,19 @@ impl Reader {
         });
     }
 
+    /// Reads and handles the client's frames; returns when the client closed or is gone.
+    ///
+    /// Once a close is asked for (flood, frame too big, too slow) nothing more is read or
+    /// handled, and this never returns: the writer sends what is queued and the close frame,
+    /// and the input left unread is drained afterwards (see [`linger`]).
     async fn run<S>(&mut self, stream: &mut futures_util::stream::SplitStream<WebSocketStream<S>>)
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         loop {
+            if self.member.outbox.code() != 0 {
+                return std::future::pending().await;
+            }
             let next = tokio::select! {
                 // A close request is the writer's to carry out (after queued frames).
                 () = self.hub.killed.cancelled() => return,
@@ -338,7 +414,6 @@ impl Reader {
                 Some(Ok(Message::Close(_))) | None => return,
                 Some(Err(tungstenite::Error::Capacity(_))) => {
                     self.member.outbox.close(close::TOO_BIG);
-                    return;
                 }
                 Some(Err(_)) => return,
             }
@@ -416,20 +491,25 @@ impl Reader {
         }
     }
 
-    /// The joined room named `raw`, or an error frame.
+    /// The joined room named `raw`, or an error frame: `unknown_room` when `raw` is not a
+    /// room id at all, `not_joined` when it is one this connection has not joined.
     fn joined_room(&self, raw: &str, client_id: Option<&String>) -> Option<RoomId> {
-        let found = raw
-            .parse::<RoomId>()
-            .ok()
-            .filter(|room| self.joined.contains(room));
-        if found.is_none() {
+        let room = match raw.parse::<RoomId>() {
+            Ok(room) => room,
+            Err(e) => {
+                self.error("unknown_room", e.0, client_id.cloned());
+                return None;
+            }
+        };
+        if !self.joined.contains(&room) {
             self.error(
                 "not_joined",
                 format!("join {raw:?} first"),
                 client_id.cloned(),
             );
+            return None;
         }
-        found
+        Some(room)
     }
 
     async fn join(&mut self, room: RoomId, after: Option<i64>) {

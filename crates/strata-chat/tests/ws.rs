@@ -656,6 +656,27 @@ async fn bad_input_gets_error_frames_or_close_codes_and_others_are_served() {
         code_of(expect_frame(&mut c, wait, error_code).await),
         "not_joined"
     );
+    // A string that is not a room id is an unknown room, whatever the frame.
+    c.send(&ClientFrame::Send {
+        room: "general".into(),
+        client_id: "a".into(),
+        body: "x".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "unknown_room"
+    );
+    c.send(&ClientFrame::Typing {
+        room: "general".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        code_of(expect_frame(&mut c, wait, error_code).await),
+        "unknown_room"
+    );
     c.send(&ClientFrame::Join {
         room: "support-9".into(),
         after: None,
@@ -884,6 +905,121 @@ async fn api_tokens_are_accepted_and_tampered_ones_refused() {
             .await
             .is_err()
     );
+    a.shutdown.cancel();
+}
+
+type RawWs =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket straight from tokio-tungstenite: `ChatClient` reports a reset as a close
+/// without code, and these tests tell the two apart.
+async fn raw_connect(url: &str) -> RawWs {
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// How the server ended a connection: the code of its close frame (`None` without one), and
+/// whether the TCP connection then ended cleanly (EOF) rather than with an error (a reset).
+/// Other frames are skipped.
+async fn ending<S>(ws: &mut S) -> (Option<u16>, bool)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut code = None;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    code = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                None => return (code, true),
+                Some(Err(_)) => return (code, false),
+            }
+        }
+    })
+    .await
+    .expect("the connection ended within 5 s")
+}
+
+/// Sends `first`, then up to `more` pings, on `ws` while reading it (a client that does not
+/// wait for answers), until the server closes; returns how it ended.
+async fn sending_until_closed(ws: RawWs, first: Message, more: usize) -> (Option<u16>, bool) {
+    use futures_util::SinkExt;
+    let (mut tx, mut rx) = ws.split();
+    // Stops at the first refused send: once the client has the server's close, sends fail.
+    let sender = tokio::spawn(async move {
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        for _ in 0..more {
+            if tx.send(Message::text(r#"{"type":"ping"}"#)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let ended = ending(&mut rx).await;
+    sender.abort();
+    ended
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_from_the_client_is_answered_with_its_code_then_the_connection_ends() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let backends = memory_sqlite().await;
+    let a = spawn(&backends, limits()).await;
+    let t = token(21, UserRole::Customer);
+    let mut ws = raw_connect(&ws_url(&a.base, Some(&t), Some("support-21"), None)).await;
+    ws.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await
+    .unwrap();
+    assert_eq!(ending(&mut ws).await, (Some(1000), true));
+    a.shutdown.cancel();
+}
+
+/// An instance whose clients get 5 frames a second (bursts of 10), and the URL of a
+/// WebSocket to it.
+async fn strict(backends: &Backends, user: i64) -> (Instance, ChatLimits, String) {
+    let limits = ChatLimits {
+        rate_per_sec: 5,
+        burst: 10,
+        ..limits()
+    };
+    let instance = spawn(backends, limits).await;
+    let t = token(user, UserRole::Customer);
+    let url = ws_url(&instance.base, Some(&t), None, None);
+    (instance, limits, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_frame_is_closed_with_1009_without_a_reset() {
+    let backends = memory_sqlite().await;
+    let (a, limits, url) = strict(&backends, 22).await;
+    // The instance stops reading at the frame's header: the rest of it, and what the client
+    // sends next, stays unread when it closes.
+    for _ in 0..3 {
+        let big = Message::text("y".repeat(limits.max_frame_bytes + 10));
+        let ended = sending_until_closed(raw_connect(&url).await, big, 200).await;
+        assert_eq!(ended, (Some(close::TOO_BIG), true));
+    }
+    a.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_is_closed_with_4008_without_a_reset() {
+    let backends = memory_sqlite().await;
+    let (a, _, url) = strict(&backends, 23).await;
+    // Frames keep coming after the instance decided to close.
+    for _ in 0..3 {
+        let ping = Message::text(r#"{"type":"ping"}"#);
+        let ended = sending_until_closed(raw_connect(&url).await, ping, 1000).await;
+        assert_eq!(ended, (Some(close::POLICY), true));
+    }
     a.shutdown.cancel();
 }
 

@@ -129,6 +129,7 @@ pub async fn serve_on_workers<C, H, F, B>(
             name, first, listening, &share, drain, tls, connect, shutdown,
         )
         .await;
+        crate::proxy::tunnels_closed(share.drain_timeout).await;
     }
     for worker in finished {
         // An error only means the thread ended without reporting (it panicked): nothing to wait.
@@ -199,6 +200,9 @@ impl Worker {
                                     shutdown,
                                 )
                                 .await;
+                                // Its WebSocket tunnels run on this runtime: they get their
+                                // time before it ends.
+                                crate::proxy::tunnels_closed(limits.drain_timeout).await;
                             }
                             Err(error) => {
                                 tracing::warn!(listener = name, index, %error, "cannot start worker");

@@ -4,8 +4,10 @@
 //! Start-up order is bottom-up (store, cache, bus, instances, gateway), so the gateway's pools
 //! are built from addresses that already answer. Shutdown is top-down: the gateway stops
 //! accepting and drains its in-flight requests while every instance is still there to answer
-//! them; then the instances stop; then the bus and the store close (the SQLite WAL is
-//! checkpointed into the database file).
+//! them, and the chat instances drain at the same time, so that their "reconnect" close
+//! (4012) reaches each client through the gateway's tunnel, which the gateway keeps until the
+//! instance closes it; then the other instances stop; then the bus and the store close (the
+//! SQLite WAL is checkpointed into the database file).
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -86,6 +88,8 @@ struct Stack {
     bus: Option<AnyBus>,
     /// Stops the gateway, first.
     gateway_stop: Shutdown,
+    /// Stops (drains) the chat instances, together with the gateway.
+    chat_stop: Shutdown,
     /// Stops every instance, once the gateway has drained.
     roles_stop: Shutdown,
     /// Cancelled by a unit that returns before it was asked to stop.
@@ -101,6 +105,7 @@ impl Stack {
             store,
             bus: None,
             gateway_stop: Shutdown::new(),
+            chat_stop: Shutdown::new(),
             roles_stop: Shutdown::new(),
             died: Shutdown::new(),
             gateway: None,
@@ -157,7 +162,11 @@ impl Stack {
                     .await
                     .with_context(|| format!("cannot start {name}"))?;
             let addr = server.local_addr();
-            let task = self.spawn_role(server.run(self.roles_stop.clone()));
+            let task = spawn_unit(
+                server.run(self.chat_stop.clone()),
+                &self.chat_stop,
+                &self.died,
+            );
             self.roles.push(Unit {
                 role: "chat",
                 name,
@@ -270,11 +279,15 @@ impl Stack {
         out
     }
 
-    /// Stops the stack top-down: gateway (draining), instances, bus, store. Every part is
-    /// stopped even when an earlier one failed; the first failures are reported.
+    /// Stops the stack top-down: gateway and chat (both draining), the other instances, bus,
+    /// store. Every part is stopped even when an earlier one failed; the first failures are
+    /// reported.
     async fn stop(self) -> anyhow::Result<()> {
         let mut failed = Vec::new();
         self.gateway_stop.cancel();
+        // While the gateway drains, its WebSocket tunnels stay until the instances behind
+        // them close them: chat's drain sends every client "reconnect" through its tunnel.
+        self.chat_stop.cancel();
         if let Some(gateway) = self.gateway {
             failed.extend(join(gateway).await);
         }

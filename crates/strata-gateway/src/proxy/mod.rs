@@ -41,6 +41,7 @@ use hyper::body::{Body, Incoming};
 use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 
 pub use body::{Lease, RequestBody, ResponseBody, next_frame};
+pub(crate) use upgrade::tunnels_closed;
 
 use crate::error::{Party, ProxyError, RetrySafety};
 use crate::framing::Refused;

@@ -3,13 +3,17 @@
 //! `Upgrade` header kept and `Connection: upgrade` (see [`crate::upstream::h1`]) on a fresh
 //! connection ([`crate::upstream::Upstream::upgrade`]), and when the instance answers `101
 //! Switching Protocols` the client's connection is taken over from hyper and bytes are copied
-//! both ways until either side closes.
+//! both ways until both sides have closed.
 //!
 //! - The instance's connection is never pooled: after a 101 it is the tunnel.
 //! - The tunnel counts as a request in flight on the instance for its whole life, so
 //!   `least_connections`, bounded load and draining see it.
 //! - It closes when idle (no byte either way) for [`Limits::websocket_idle_timeout`], and when
-//!   its instance drains, [`Limits::drain_timeout`] after the drain began.
+//!   its instance drains, [`Limits::drain_timeout`] after the drain began. When the gateway
+//!   shuts down, it stays until either side closes it, for at most [`Limits::drain_timeout`].
+//! - A side that closes, even with a reset, has what it sent passed on before the other side
+//!   sees EOF, and input left unread is drained rather than reset (see [`relay`]): close
+//!   frames are not lost on the way.
 //! - Any answer other than 101 goes back to the client as an ordinary response.
 //!
 //! [`Limits::websocket_idle_timeout`]: crate::limits::Limits::websocket_idle_timeout
@@ -20,7 +24,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +34,7 @@ use http::{HeaderMap, Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_util::task::TaskTracker;
 
 use super::{ClientInfo, Lease, Outcome, Proxy, RequestBody, ResponseBody};
 use crate::error::{ProxyError, RetrySafety};
@@ -160,7 +165,7 @@ impl Proxy {
             lease,
             idle: self.limits.websocket_idle_timeout,
         };
-        tokio::spawn(tunnel.run(on_client, stream, early));
+        TUNNELS.with(|tunnels| tunnels.spawn(tunnel.run(on_client, stream, early)));
         Ok(Outcome {
             response: switching,
             served_by: Some(Arc::clone(&instance)),
@@ -219,6 +224,30 @@ async fn read_refusal(body: UpstreamBody) -> Bytes {
     whole.freeze()
 }
 
+thread_local! {
+    /// The tunnels running on this thread. A tunnel outlives the client connection it came
+    /// from (hyper hands the socket over), and a gateway worker's runtime is its thread's
+    /// own: the worker waits for these ([`tunnels_closed`]) before its runtime ends, which
+    /// would drop them.
+    static TUNNELS: TaskTracker = TaskTracker::new();
+}
+
+/// Waits, for at most `bound`, until the tunnels of the calling thread have closed: a
+/// gateway that shuts down keeps its WebSockets until the instances behind them close them
+/// (a draining chat instance sends "reconnect" first), and its clients get their close frames.
+pub(crate) async fn tunnels_closed(bound: Duration) {
+    let tunnels = TUNNELS.with(TaskTracker::clone);
+    tunnels.close();
+    if tokio::time::timeout(bound, tunnels.wait()).await.is_err() {
+        tracing::warn!(
+            open = tunnels.len(),
+            ?bound,
+            "WebSocket tunnels still open after the drain timeout; closing them"
+        );
+    }
+    tunnels.reopen();
+}
+
 /// An accepted upgrade, waiting for the client's connection to be handed over.
 struct Tunnel {
     instance: Arc<Instance>,
@@ -255,18 +284,14 @@ impl Tunnel {
         let closing = self.instance.tunnels_closing().clone();
         let opened = Instant::now();
         let relay = async {
-            delivered?;
-            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+            if let Err(error) = delivered {
+                tracing::debug!(%error, "WebSocket tunnel failed");
+                return "failed";
+            }
+            relay(&mut client, &mut upstream).await
         };
         let why = tokio::select! {
-            copied = relay => match copied {
-                Ok(_) => "closed",
-                Err(error) if is_reset(&error) => "closed",
-                Err(error) => {
-                    tracing::debug!(%error, "WebSocket tunnel failed");
-                    "failed"
-                }
-            },
+            why = relay => why,
             () = activity.idle_for(self.idle) => "idle",
             () = closing.cancelled() => "drained",
         };
@@ -282,14 +307,155 @@ impl Tunnel {
     }
 }
 
-fn is_reset(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
+/// How long the other side of a tunnel may take to close once one side has closed (its
+/// bytes still pass meanwhile): a WebSocket peer answers a close frame within a round trip.
+const LINGER: Duration = Duration::from_secs(2);
+/// The most bytes passed (or dropped) after one side has closed: frames in flight when the
+/// close went out, not a stream.
+const LINGER_BYTES: u64 = 1024 * 1024;
+/// Buffer of one direction of a tunnel.
+const RELAY_BUF: usize = 8 * 1024;
+
+/// Copies bytes both ways between `client` and `upstream` until both sides have closed.
+///
+/// Unlike `tokio::io::copy_bidirectional`, an error on one side does not end the tunnel at
+/// once. A side that ends (EOF, or a reset after its close frame, as from an instance that
+/// closed with input unread) gets the other side's write half shut down after everything it
+/// sent was passed on: its close frame arrives, then EOF. A side that cannot be written any
+/// more has what the other side still sends read and dropped. Dropping a socket with unread
+/// input would make the kernel reset the connection, destroying the close frame on its way.
+/// Once one side has closed, the other gets [`LINGER`] and [`LINGER_BYTES`] to close too.
+async fn relay<C, U>(client: &mut C, upstream: &mut U) -> &'static str
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut up = Half::new();
+    let mut down = Half::new();
+    std::future::poll_fn(|cx| {
+        let up_done = up.poll(cx, client, upstream).is_ready();
+        let down_done = down.poll(cx, upstream, client).is_ready();
+        if up_done || down_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    let passed = up.moved + down.moved;
+    let rest = std::future::poll_fn(|cx| {
+        let up_done = up.poll(cx, client, upstream).is_ready();
+        let down_done = down.poll(cx, upstream, client).is_ready();
+        if up_done && down_done {
+            Poll::Ready("closed")
+        } else if up.moved + down.moved - passed > LINGER_BYTES {
+            Poll::Ready("cut")
+        } else {
+            Poll::Pending
+        }
+    });
+    tokio::time::timeout(LINGER, rest).await.unwrap_or("cut")
+}
+
+/// What one direction of a tunnel does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    /// Passing bytes on.
+    Open,
+    /// The reading side ended: the writing side is being shut down.
+    Ending,
+    /// The writing side is gone: what is read is dropped until the reading side ends.
+    Dropping,
+    /// Both sides of this direction are finished.
+    Done,
+}
+
+/// One direction of a tunnel: bytes read from one side and written to the other.
+struct Half {
+    buf: Box<[u8]>,
+    /// The bytes read and not yet written: `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Written since the last flush.
+    unflushed: bool,
+    /// Bytes read so far.
+    moved: u64,
+    flow: Flow,
+}
+
+impl Half {
+    fn new() -> Self {
+        Self {
+            buf: vec![0; RELAY_BUF].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            unflushed: false,
+            moved: 0,
+            flow: Flow::Open,
+        }
+    }
+
+    /// Moves bytes from `from` to `to`; ready once this direction is done.
+    fn poll<R, W>(&mut self, cx: &mut Context<'_>, from: &mut R, to: &mut W) -> Poll<()>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        loop {
+            match self.flow {
+                Flow::Done => return Poll::Ready(()),
+                Flow::Ending => {
+                    // An error here means the peer is gone already: done either way.
+                    let _ = ready!(Pin::new(&mut *to).poll_shutdown(cx));
+                    self.flow = Flow::Done;
+                }
+                Flow::Open if self.start < self.end => {
+                    match Pin::new(&mut *to).poll_write(cx, &self.buf[self.start..self.end]) {
+                        Poll::Ready(Ok(n)) if n > 0 => {
+                            self.start += n;
+                            self.unflushed = true;
+                        }
+                        Poll::Ready(_) => self.flow = Flow::Dropping,
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Flow::Open | Flow::Dropping => {
+                    let mut buf = ReadBuf::new(&mut self.buf);
+                    match Pin::new(&mut *from).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                            let n = buf.filled().len();
+                            self.moved += n as u64;
+                            if self.flow == Flow::Open {
+                                (self.start, self.end) = (0, n);
+                            }
+                        }
+                        // EOF, or an error (a reset): nothing more comes from this side.
+                        Poll::Ready(_) => {
+                            self.flow = if self.flow == Flow::Open {
+                                Flow::Ending
+                            } else {
+                                Flow::Done
+                            };
+                        }
+                        Poll::Pending => {
+                            if self.flow == Flow::Open && self.unflushed {
+                                match ready!(Pin::new(&mut *to).poll_flush(cx)) {
+                                    Ok(()) => self.unflushed = false,
+                                    Err(_) => self.flow = Flow::Dropping,
+                                }
+                                // A flush that is ready leaves the read's wake-up registered.
+                                if self.flow == Flow::Open {
+                                    return Poll::Pending;
+                                }
+                                continue;
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// When a tunnel last moved a byte, in milliseconds since it opened.

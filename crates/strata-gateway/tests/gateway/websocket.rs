@@ -1,13 +1,15 @@
 //! WebSocket proxying: frames both ways, rooms pinned to one instance, tunnels counted as in
-//! flight, closed when their instance drains.
+//! flight, closed when their instance drains, close frames passed on without a reset, and
+//! tunnels kept while the gateway shuts down.
 
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
+use strata_core::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{
-    Backend, WsBackend, config, eventually, spawn_gateway, ws_connect, ws_echo, ws_recv,
+    Backend, Ws, WsBackend, config, eventually, spawn_gateway, ws_connect, ws_echo, ws_recv,
 };
 
 #[tokio::test]
@@ -174,4 +176,143 @@ async fn draining_an_instance_closes_its_websockets_after_the_drain_timeout() {
             .any(|i| i["address"] == drained.addr.to_string().as_str() && i["in_flight"] == 0)
     })
     .await;
+}
+
+/// A WebSocket instance on its own: greets each client with `welcome from <name>`, and closes
+/// every connection with `code` once `close` is cancelled. With `careless`, it closes on a
+/// frame over 16 KiB with 1009 and drops the connection with the client's input unread, as a
+/// careless server does: the kernel then resets it.
+async fn closing_backend(name: &str, careless: bool, close: Shutdown, code: u16) -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+    use tokio_tungstenite::tungstenite::{Error, Message};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (name, close) = (name.clone(), close.clone());
+            tokio::spawn(async move {
+                let config = WebSocketConfig::default()
+                    .max_frame_size(Some(16 * 1024))
+                    .max_message_size(Some(16 * 1024));
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_async_with_config(stream, Some(config)).await
+                else {
+                    return;
+                };
+                let _ = ws.send(Message::text(format!("welcome from {name}"))).await;
+                let frame = |code: u16| {
+                    Message::Close(Some(CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: "".into(),
+                    }))
+                };
+                loop {
+                    tokio::select! {
+                        () = close.cancelled() => {
+                            let _ = ws.send(frame(code)).await;
+                            // The client's answer ends it (tungstenite closes then).
+                            while let Some(Ok(_)) = ws.next().await {}
+                            return;
+                        }
+                        next = ws.next() => match next {
+                            Some(Err(Error::Capacity(_))) if careless => {
+                                let _ = ws.send(frame(1009)).await;
+                                return;
+                            }
+                            Some(Ok(_)) => {}
+                            _ => return,
+                        },
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// How the WebSocket ended, read by a client still sending: the code of the close frame it
+/// got (`None` without one), and whether the TCP connection then ended cleanly (EOF) rather
+/// than with a reset. The client sends `first`, then up to `more` small frames, stopping when
+/// a send is refused (once it has the close).
+async fn ending_while_sending(ws: Ws, first: String, more: usize) -> (Option<u16>, bool) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut tx, mut rx) = ws.split();
+    let sender = tokio::spawn(async move {
+        if tx.send(Message::text(first)).await.is_err() {
+            return;
+        }
+        for _ in 0..more {
+            if tx.send(Message::text("small")).await.is_err() {
+                return;
+            }
+        }
+    });
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut code = None;
+        loop {
+            match rx.next().await {
+                Some(Ok(Message::Close(frame))) => {
+                    code = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                None => return (code, true),
+                Some(Err(_)) => return (code, false),
+            }
+        }
+    })
+    .await
+    .expect("the WebSocket ended within 5 s");
+    sender.abort();
+    ended
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_frame_reaches_the_client_even_when_the_instance_resets_after_it() {
+    let api = Backend::start("api-1").await;
+    let chat = closing_backend("chat-careless", true, Shutdown::new(), 1000).await;
+    let gateway = spawn_gateway(config(&[("api", vec![api.url()]), ("chat", vec![chat])])).await;
+    for round in 0..3 {
+        let (ws, name) = ws_connect(gateway.addr, &format!("room-{round}")).await;
+        assert_eq!(name, "chat-careless");
+        let ended = ending_while_sending(ws, "y".repeat(20 * 1024), 200).await;
+        assert_eq!(ended, (Some(1009), true), "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutting_down_gateway_keeps_its_websockets_until_the_instance_closes_them() {
+    let api = Backend::start("api-1").await;
+    let close = Shutdown::new();
+    let chat = closing_backend("chat-1", false, close.clone(), 4012).await;
+    let mut config = config(&[("api", vec![api.url()]), ("chat", vec![chat])]);
+    // Workers on threads of their own, each with its own runtime, as in `strata up`.
+    config.workers = 2;
+    config.drain_timeout_ms = 10_000;
+    let mut gateway = spawn_gateway(config).await;
+    let (ws, _) = ws_connect(gateway.addr, "lobby").await;
+
+    gateway.shutdown.cancel();
+    // Past the gateway's own drain (a close grace of half a second, and no request in
+    // flight): the tunnel is all that is left.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    close.cancel();
+    assert_eq!(
+        ending_while_sending(ws, "still here".into(), 0).await,
+        (Some(4012), true)
+    );
+    let task = gateway.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the gateway stops once its tunnels are closed")
+        .unwrap()
+        .unwrap();
 }

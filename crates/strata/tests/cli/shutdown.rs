@@ -1,5 +1,5 @@
 //! SIGTERM under load: `strata up` drains and exits 0 within 5 s, and no request that had been
-//! sent fails.
+//! sent fails; a chat client connected through the gateway is told to reconnect.
 
 use std::time::Duration;
 
@@ -62,5 +62,70 @@ async fn sigterm_under_load_drains_in_flight_requests_and_exits_zero() {
         !report.statuses.keys().any(|s| *s >= 500),
         "{:?}",
         report.statuses
+    );
+}
+
+/// SIGTERM with a chat client connected through the gateway: the client gets the chat
+/// instance's "reconnect" close (4012), which the draining gateway carries, and `strata up`
+/// still exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_chat_clients_reconnect_through_the_gateway() {
+    use serde_json::{Value, json};
+    use strata_chat::client::{ChatClient, Event, ws_url};
+    use strata_chat::protocol::{ServerFrame, close};
+
+    let mut up = spawn_up(&["--api", "1", "--chat", "2"]).await;
+    let client = reqwest::Client::new();
+    let account = json!({"email": "chat@example.com", "password": "correct horse battery",
+        "display_name": "C"});
+    let registered = client
+        .post(up.url("/api/v1/users"))
+        .json(&account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let session: Value = client
+        .post(up.url("/api/v1/sessions"))
+        .json(&json!({"email": account["email"], "password": account["password"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap();
+    let mut chat = ChatClient::connect(&ws_url(&up.url(""), Some(token), None, None))
+        .await
+        .unwrap();
+    let ready = tokio::time::timeout(Duration::from_secs(5), chat.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(ready, Event::Frame(ServerFrame::Ready { .. })),
+        "{ready:?}"
+    );
+
+    up.process.terminate();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Event::Closed(code) = chat.next().await.unwrap() {
+                return code;
+            }
+        }
+    })
+    .await
+    .expect("closed within 5 s of SIGTERM");
+    assert_eq!(closed, Some(close::RECONNECT), "{}", up.process.stderr());
+    let status = up
+        .process
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("still running 10 s after SIGTERM\n{}", up.process.stderr()));
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        up.process.stderr()
     );
 }
