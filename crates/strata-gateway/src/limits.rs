@@ -59,7 +59,8 @@ pub struct Limits {
     /// (`gateway.websocket_idle_timeout_ms`, default 5 min).
     pub websocket_idle_timeout: Duration,
     /// How long a draining instance keeps its WebSockets (`gateway.drain_timeout_ms`, default
-    /// 30 s); its in-flight requests finish whatever this says.
+    /// 30 s); its in-flight requests finish whatever this says. A gateway shutting down keeps
+    /// its tunnels this long at most for the instances to close them.
     pub drain_timeout: Duration,
 }
 

@@ -61,7 +61,14 @@ async fn gateway(args: &ServeArgs, config: Config, signalled: Shutdown) -> anyho
         "strata gateway: public http://{public}/  admin http://{admin}/admin/pools  metrics http://{admin}/metrics\n"
     ));
     reload_on_sighup(gateway.handle());
-    until_signal("gateway", &signalled, |stop| gateway.run(stop)).await
+    // The gateway lets in-flight requests finish (up to the request timeout) and keeps its
+    // WebSocket tunnels until the instances close them (up to the drain timeout).
+    let drains = config
+        .gateway
+        .request_timeout_ms
+        .max(config.gateway.drain_timeout_ms);
+    let deadline = SHUTDOWN_DEADLINE.max(Duration::from_millis(drains) + Duration::from_secs(2));
+    until_signal("gateway", &signalled, deadline, |stop| gateway.run(stop)).await
 }
 
 /// On each SIGHUP, loads the configuration again as at start (file, `STRATA_*` variables, the
@@ -129,7 +136,10 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
     }
     .await;
     let served = match started {
-        Ok(server) => until_signal("api", &signalled, |stop| server.run(stop)).await,
+        Ok(server) => {
+            let deadline = SHUTDOWN_DEADLINE + Duration::from_millis(config.api.drain_delay_ms);
+            until_signal("api", &signalled, deadline, |stop| server.run(stop)).await
+        }
         Err(e) => Err(e),
     };
     finish(served, &store).await
@@ -168,7 +178,8 @@ async fn chat(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow:
     .await;
     let served = match started {
         Ok((server, bus)) => {
-            let served = until_signal("chat", &signalled, |stop| server.run(stop)).await;
+            let deadline = SHUTDOWN_DEADLINE + Duration::from_millis(config.chat.drain_delay_ms);
+            let served = until_signal("chat", &signalled, deadline, |stop| server.run(stop)).await;
             close_bus(&bus).await;
             served
         }
@@ -197,7 +208,10 @@ async fn worker(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyho
     .await;
     let served = match started {
         Ok((worker, bus)) => {
-            let served = until_signal("worker", &signalled, |stop| worker.run(stop)).await;
+            let served = until_signal("worker", &signalled, SHUTDOWN_DEADLINE, |stop| {
+                worker.run(stop)
+            })
+            .await;
             close_bus(&bus).await;
             served
         }
@@ -207,10 +221,11 @@ async fn worker(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyho
 }
 
 /// Runs a role until a signal, then cancels it and waits for its graceful stop, at most
-/// [`SHUTDOWN_DEADLINE`].
+/// `deadline` ([`SHUTDOWN_DEADLINE`] plus what the role is configured to wait for).
 async fn until_signal<F, E>(
     role: &'static str,
     signalled: &Shutdown,
+    deadline: Duration,
     run: impl FnOnce(Shutdown) -> F,
 ) -> anyhow::Result<()>
 where
@@ -222,12 +237,12 @@ where
     let joined = tokio::select! {
         () = signalled.cancelled() => {
             stop.cancel();
-            match tokio::time::timeout(SHUTDOWN_DEADLINE, &mut task).await {
+            match tokio::time::timeout(deadline, &mut task).await {
                 Ok(joined) => joined,
                 Err(_) => {
-                    tracing::error!(role, deadline = ?SHUTDOWN_DEADLINE, "shutdown overran its deadline; exiting anyway");
+                    tracing::error!(role, ?deadline, "shutdown overran its deadline; exiting anyway");
                     task.abort();
-                    anyhow::bail!("{role} did not stop within {SHUTDOWN_DEADLINE:?}");
+                    anyhow::bail!("{role} did not stop within {deadline:?}");
                 }
             }
         }

@@ -54,9 +54,10 @@ config_section! {
         restart websocket_idle_timeout_ms: u64 = 300_000;
             check |ms| *ms > 0, "must be at least 1",
         /// How long a draining (or removed) instance keeps its WebSockets before they are
-        /// closed, in milliseconds (its in-flight requests always finish). Default 30000: the
-        /// same grace as Kubernetes' `terminationGracePeriodSeconds`, so a chat client can move
-        /// at its own pace.
+        /// closed, in milliseconds (its in-flight requests always finish); also how long a
+        /// gateway shutting down keeps its tunnels open for the instances to close them.
+        /// Default 30000: the same grace as Kubernetes' `terminationGracePeriodSeconds`, so a
+        /// chat client can move at its own pace.
         restart drain_timeout_ms: u64 = 30_000,
         /// How often instance host names are resolved again, in milliseconds; every address a
         /// name resolves to is an instance, and 0 resolves names once at start. Default 5000: a
