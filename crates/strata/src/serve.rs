@@ -117,6 +117,7 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             listen: config.api.listen,
             cache_ttl: Duration::from_secs(config.cache.ttl_secs),
             max_body_bytes: usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_millis(config.api.request_timeout_ms),
             auth: backends::api_auth(config, config.auth.jwt_secret.clone()),
         };
         let name = settings.instance.clone();
@@ -152,7 +153,10 @@ async fn chat(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow:
             listen: config.chat.listen,
             jwt_secret: config.auth.jwt_secret.expose().as_bytes().to_vec(),
             key_id: config.auth.key_id.clone(),
-            limits: strata_chat::ChatLimits::default(),
+            limits: strata_chat::ChatLimits {
+                request_timeout: Duration::from_millis(config.chat.request_timeout_ms),
+                ..strata_chat::ChatLimits::default()
+            },
         };
         let name = settings.instance.clone();
         let server = ChatServer::build(settings, store.clone(), cache, bus.clone())
