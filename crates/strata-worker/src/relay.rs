@@ -31,15 +31,19 @@ const FAILURE_PAUSE: Duration = Duration::from_millis(500);
 /// in-flight JetStream acks.
 const PUBLISH_WINDOW: usize = 64;
 /// How long a relay's claim on a batch lasts: far longer than publishing a batch takes
-/// (milliseconds; a bus that does not confirm fails a publish within seconds), so another
-/// relay takes the batch over only when this one died or lost the store mid-batch.
-const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// (milliseconds), and short, because it is how long the events of a relay that died
+/// mid-batch wait before another relay (or its own restart) takes them over.
+const CLAIM_LEASE: Duration = Duration::from_secs(5);
+/// Longest wait for one round's confirmations: half the lease, so a relay stamps or gives
+/// up its batch while its claim still holds, and no other relay publishes it meanwhile.
+const ROUND_LIMIT: Duration = Duration::from_millis(2500);
 
 /// Publishes `batch` with up to [`PUBLISH_WINDOW`] publishes awaiting the bus's confirmation
 /// at once, and returns the ids of the longest prefix the bus confirmed, with the error that
 /// ended it, if any. Publishes past a failure may have been stored too: unstamped, they are
-/// published again next round (a duplicate the handlers absorb). When `shutdown` fires, the
-/// publishes still in flight are dropped and the confirmed prefix returned.
+/// published again next round (a duplicate the handlers absorb). When `shutdown` fires, or
+/// [`ROUND_LIMIT`] has passed, the publishes still in flight are dropped and the confirmed
+/// prefix returned.
 ///
 /// Why a window rather than one publish at a time: each confirmation is a round trip to the
 /// bus, and waiting for each in turn made the relay the pipeline's slowest step under load
@@ -76,10 +80,19 @@ where
     let mut confirmations =
         futures_util::stream::iter(batch.iter().map(publish_one)).buffered(PUBLISH_WINDOW);
     let mut sent = Vec::with_capacity(batch.len());
+    let deadline = tokio::time::sleep(ROUND_LIMIT);
+    tokio::pin!(deadline);
     loop {
         let confirmation = tokio::select! {
             biased;
             () = shutdown.cancelled() => return (sent, None),
+            () = &mut deadline => {
+                let late = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the bus did not confirm the round's publishes in time",
+                );
+                return (sent, Some(BusError::Nats { op: "publish", source: late.into() }));
+            }
             confirmation = confirmations.next() => confirmation,
         };
         match confirmation {
@@ -223,6 +236,28 @@ mod tests {
             0,
             "a publish outlived the round"
         );
+    }
+
+    /// A bus that stops confirming ends the round after the limit, well within the claim.
+    #[tokio::test(start_paused = true)]
+    async fn a_round_ends_within_its_claim() {
+        assert!(ROUND_LIMIT < CLAIM_LEASE);
+        let shutdown = Shutdown::new();
+        let batch: Vec<OutboxMessage> = (1..=3).map(message).collect();
+        let started = tokio::time::Instant::now();
+        let (sent, error) = publish_with(batch, &shutdown, |message| {
+            let id = message.id;
+            async move {
+                if id > 1 {
+                    std::future::pending::<()>().await;
+                }
+                Ok(id)
+            }
+        })
+        .await;
+        assert_eq!(sent, vec![1]);
+        assert!(error.is_some());
+        assert_eq!(started.elapsed(), ROUND_LIMIT);
     }
 
     /// A failed publish ends the round with the prefix before it, and the publishes after it
