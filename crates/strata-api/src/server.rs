@@ -10,6 +10,8 @@ use prometheus_client::registry::Registry;
 use strata_cache::AnyCache;
 use strata_core::Shutdown;
 use strata_core::config::Secret;
+#[cfg(doc)]
+use strata_core::http::DEFAULT_REQUEST_TIMEOUT;
 use strata_core::http::{RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
 
@@ -30,6 +32,9 @@ pub struct ApiSettings {
     pub cache_ttl: Duration,
     /// The largest request body accepted; larger ones get a JSON 413. Must be more than zero.
     pub max_body_bytes: usize,
+    /// Time a request has to produce its response before it is given up with a JSON 504
+    /// (`api.request_timeout_ms`; [`DEFAULT_REQUEST_TIMEOUT`]). Must be more than zero.
+    pub request_timeout: Duration,
     /// Tokens, passwords, the log-in throttle and the first admin.
     pub auth: AuthSettings,
     /// How long the instance goes on serving, unready, once shutdown is asked for
@@ -110,6 +115,9 @@ impl ApiServer {
         if settings.max_body_bytes == 0 {
             return Err(ApiError::settings("max_body_bytes must be more than zero"));
         }
+        if settings.request_timeout.is_zero() {
+            return Err(ApiError::settings("request_timeout must be more than zero"));
+        }
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
 
         let auth = &settings.auth;
@@ -124,6 +132,7 @@ impl ApiServer {
         }
 
         let mut registry = Registry::default();
+        cache.register_metrics(ROLE, &mut registry);
         let state = AppState {
             store: store.clone(),
             cache: CacheAside::new(cache.clone(), settings.cache_ttl, ROLE, &mut registry),
@@ -153,6 +162,7 @@ impl ApiServer {
             routes,
             ready,
             settings.max_body_bytes,
+            settings.request_timeout,
         );
         let server = RoleServer::bind(ROLE, instance, settings.listen, router)
             .await?

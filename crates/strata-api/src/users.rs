@@ -4,7 +4,8 @@
 //!
 //! Log-in answers an unknown email and a wrong password identically (401
 //! `invalid_credentials`) after the same work (a password check against a dummy hash when the
-//! account does not exist), and is throttled per email and per client ([`LoginThrottle`]).
+//! account does not exist), and is throttled per account, per client address and account,
+//! and per client address on its failing accounts ([`LoginThrottle`]).
 //!
 //! [`LoginThrottle`]: crate::auth::LoginThrottle
 
@@ -199,11 +200,11 @@ pub(crate) async fn log_in(
         .passwords
         .verify(&password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
-    let (Some(user), Some(email), true) = (user, email, matched) else {
-        state.throttle.failed(ip).await;
+    let (Some(user), Some(email), true) = (user, email.as_ref(), matched) else {
+        state.throttle.failed(email.as_ref(), ip).await;
         return Err(ApiError::InvalidCredentials);
     };
-    state.throttle.succeeded(&email).await;
+    state.throttle.succeeded(email, ip).await;
     let issued = state.tokens.issue(&AuthUser {
         id: user.id,
         email: user.email,

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use prometheus_client::registry::Registry;
 
 use crate::error::redact_url;
-use crate::{Cache, CacheError, MemoryCache, RedisCache, Result};
+use crate::{Cache, CacheError, MemoryCache, RedisCache, RedisOptions, Result};
 
 /// One of the cache backends, chosen by configuration ([`AnyCache::from_url`]).
 ///
@@ -28,6 +29,15 @@ impl AnyCache {
     /// [`CacheError::UnsupportedUrl`] naming the value for any other URL;
     /// [`CacheError::Redis`] when Redis cannot be reached (see [`RedisCache::connect`]).
     pub async fn from_url(url: &str, prefix: &str) -> Result<Self> {
+        Self::from_url_with(url, prefix, RedisOptions::default()).await
+    }
+
+    /// As [`AnyCache::from_url`], a Redis backend with the given time limit and breaker
+    /// (ignored for memory).
+    ///
+    /// # Errors
+    /// As [`AnyCache::from_url`].
+    pub async fn from_url_with(url: &str, prefix: &str, redis: RedisOptions) -> Result<Self> {
         let scheme = match url.split_once("://") {
             Some((scheme, rest)) => {
                 let scheme = scheme.to_ascii_lowercase();
@@ -41,7 +51,9 @@ impl AnyCache {
         };
         match scheme.as_str() {
             "memory" => Ok(Self::Memory(MemoryCache::new())),
-            "redis" | "rediss" => Ok(Self::Redis(RedisCache::connect(url, prefix).await?)),
+            "redis" | "rediss" => Ok(Self::Redis(
+                RedisCache::connect_with(url, prefix, redis).await?,
+            )),
             _ => Err(unsupported(url)),
         }
     }
@@ -51,6 +63,14 @@ impl AnyCache {
         match self {
             Self::Memory(_) => "memory",
             Self::Redis(_) => "redis",
+        }
+    }
+
+    /// Registers the backend's own metrics in a role's `registry` (see
+    /// [`RedisCache::register_metrics`]; memory has none).
+    pub fn register_metrics(&self, role: &str, registry: &mut Registry) {
+        if let Self::Redis(cache) = self {
+            cache.register_metrics(role, registry);
         }
     }
 }

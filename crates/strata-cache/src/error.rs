@@ -29,6 +29,15 @@ pub enum CacheError {
     #[error("redis cache: {0}")]
     Redis(#[from] ::redis::RedisError),
 
+    /// Redis did not answer within the cache's operation timeout (`cache.timeout_ms`).
+    #[error("redis cache: no answer within {0:?}")]
+    Timeout(Duration),
+
+    /// The circuit breaker is open after repeated failures: the call was not made (see
+    /// `RedisOptions`).
+    #[error("redis cache: circuit open after repeated failures, not calling")]
+    CircuitOpen,
+
     /// A value could not be encoded to or decoded from JSON (`get_json` / `set_json`).
     #[error("cache value is not the expected JSON: {0}")]
     Json(#[from] serde_json::Error),
@@ -45,6 +54,7 @@ impl CacheError {
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
             }
+            Self::Timeout(_) | Self::CircuitOpen => true,
             Self::InvalidTtl(_) | Self::UnsupportedUrl { .. } | Self::Json(_) => false,
         }
     }
@@ -87,5 +97,7 @@ mod tests {
         let refused =
             ::redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(CacheError::from(refused).is_transient());
+        assert!(CacheError::Timeout(Duration::from_millis(1)).is_transient());
+        assert!(CacheError::CircuitOpen.is_transient());
     }
 }

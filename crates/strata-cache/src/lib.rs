@@ -5,16 +5,23 @@
 //! (cache-aside) and treat any [`CacheError`] as a miss. Roles hold an [`AnyCache`], chosen at
 //! start-up from a URL by [`AnyCache::from_url`], so handlers never branch on the backend.
 //!
+//! Since callers read around a failing cache, a failing cache must fail fast: the Redis
+//! backend bounds every call by a short timeout and stops calling a Redis that keeps failing
+//! (a circuit breaker, [`RedisOptions`]), so an outage costs a miss, not a wait.
+//!
 //! Every backend runs the same contract test suite (`contract`, built with the `testing`
 //! feature).
 
 #![forbid(unsafe_code)]
 
 mod any;
+mod breaker;
 #[cfg(any(test, feature = "testing"))]
 pub mod contract;
 mod error;
 mod memory;
+#[cfg(any(test, feature = "testing"))]
+pub mod private_redis;
 mod redis;
 
 use std::future::Future;
@@ -25,9 +32,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::any::AnyCache;
+pub use crate::breaker::BreakerState;
 pub use crate::error::{CacheError, Result};
 pub use crate::memory::{DEFAULT_CAPACITY_BYTES, MemoryCache};
-pub use crate::redis::RedisCache;
+pub use crate::redis::{RedisCache, RedisOptions};
 
 /// The longest TTL a backend honours; longer TTLs are shortened to it.
 ///

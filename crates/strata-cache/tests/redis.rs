@@ -2,9 +2,12 @@
 //! `CI=true`). Each test writes under its own `strata-cache-test:<uuid>` prefix and deletes its
 //! keys at the end; if a test dies first, its keys still expire within a minute.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use strata_cache::{AnyCache, Bytes, Cache, RedisCache, contract};
+use strata_cache::private_redis::PrivateRedis;
+use strata_cache::{
+    AnyCache, BreakerState, Bytes, Cache, CacheError, RedisCache, RedisOptions, contract,
+};
 use strata_core::testkit::{REDIS, require_service};
 
 /// A namespace no other run or test shares.
@@ -106,4 +109,111 @@ async fn unreachable_redis_is_a_transient_error() {
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
+}
+
+/// Calls of `cache.get` until one succeeds, for at most `within`.
+async fn until_answered(cache: &RedisCache, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if cache.get("probe").await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// A frozen Redis (`SIGSTOP`: connections open, nothing answered) costs each call at most the
+/// operation timeout; after `breaker_failures` of them the breaker opens and calls fail in
+/// microseconds without a network call; once Redis answers again, a probe closes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_fails_fast_and_the_breaker_closes_when_it_is_back() {
+    let Some(redis) = PrivateRedis::start() else {
+        return;
+    };
+    let options = RedisOptions::default();
+    let cache = RedisCache::connect(&redis.url(), "frozen").await.unwrap();
+    let ttl = Duration::from_secs(60);
+    cache
+        .set("kept", Bytes::from_static(b"v"), ttl)
+        .await
+        .unwrap();
+
+    redis.freeze();
+    for _ in 0..options.breaker_failures {
+        let started = Instant::now();
+        let err = cache.get("kept").await.unwrap_err();
+        let took = started.elapsed();
+        assert!(err.is_transient(), "{err}");
+        assert!(
+            took < options.timeout + Duration::from_millis(150),
+            "a call to a frozen Redis took {took:?}"
+        );
+    }
+    assert_eq!(cache.breaker_state(), BreakerState::Open);
+
+    let started = Instant::now();
+    for _ in 0..1000 {
+        let err = cache.get("kept").await.unwrap_err();
+        assert!(matches!(err, CacheError::CircuitOpen), "{err}");
+    }
+    let per_call = started.elapsed() / 1000;
+    assert!(
+        per_call < Duration::from_micros(100),
+        "an open breaker took {per_call:?} per call"
+    );
+
+    redis.thaw();
+    assert!(
+        until_answered(&cache, options.breaker_cooldown * 5).await,
+        "the breaker did not close after Redis came back"
+    );
+    assert_eq!(cache.breaker_state(), BreakerState::Closed);
+    assert_eq!(
+        cache.get("kept").await.unwrap(),
+        Some(Bytes::from_static(b"v"))
+    );
+}
+
+/// A killed Redis: calls fail (refused) within the timeout, the breaker opens, and closes
+/// once a new server listens on the port; every operation goes through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_redis_opens_the_breaker_until_it_restarts() {
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let options = RedisOptions {
+        timeout: Duration::from_millis(100),
+        breaker_failures: 2,
+        breaker_cooldown: Duration::from_millis(200),
+    };
+    let cache = AnyCache::from_url_with(&redis.url(), "killed", options)
+        .await
+        .unwrap();
+    let AnyCache::Redis(redis_cache) = &cache else {
+        panic!("expected a Redis cache");
+    };
+    redis.kill();
+    let ttl = Duration::from_secs(60);
+    let started = Instant::now();
+    assert!(cache.set("a", Bytes::new(), ttl).await.is_err());
+    assert!(cache.incr("n", ttl).await.is_err());
+    assert!(started.elapsed() < options.timeout * 2 + Duration::from_millis(100));
+    assert_eq!(redis_cache.breaker_state(), BreakerState::Open);
+    for result in [
+        cache.delete("a").await.map(|_| ()),
+        cache.get_many(&["a", "b"]).await.map(|_| ()),
+        cache.set_many(&[("a", Bytes::new())], ttl).await,
+        cache.ping().await,
+    ] {
+        assert!(matches!(result, Err(CacheError::CircuitOpen)), "{result:?}");
+    }
+
+    redis.spawn();
+    assert!(
+        until_answered(redis_cache, Duration::from_secs(5)).await,
+        "the breaker did not close after Redis restarted"
+    );
+    assert_eq!(redis_cache.breaker_state(), BreakerState::Closed);
+    assert_eq!(cache.incr("n", ttl).await.unwrap(), 1);
 }

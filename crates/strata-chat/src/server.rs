@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use strata_bus::{AnyBus, Bus};
-use strata_cache::{AnyCache, Cache};
+use strata_cache::AnyCache;
 use strata_core::Shutdown;
 use strata_core::auth::TokenKey;
-use strata_core::http::{RoleServer, ready_check, role_router, unready};
+use strata_core::http::{DEFAULT_REQUEST_TIMEOUT, RoleServer, ready_check, role_router, unready};
 use strata_store::Store;
 
 use crate::committer::{self, Post};
@@ -52,6 +52,10 @@ pub struct ChatLimits {
     /// it tells its connections to reconnect: a balancer that checks readiness stops sending
     /// new connections first, so reconnecting clients land elsewhere. Default zero.
     pub drain_delay: Duration,
+    /// Time an HTTP request (history, presence, the upgrade itself) has to produce its
+    /// response before it is given up with a JSON 504 (`chat.request_timeout_ms`); an
+    /// upgraded WebSocket is not bound by it. Default [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
 }
 
 impl Default for ChatLimits {
@@ -66,12 +70,18 @@ impl Default for ChatLimits {
             read_buffer_bytes: 1024,
             drain_timeout: Duration::from_secs(5),
             drain_delay: Duration::ZERO,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
 
 impl ChatLimits {
     fn check(&self) -> Result<(), ChatError> {
+        if self.request_timeout.is_zero() {
+            return Err(ChatError::settings(
+                "request_timeout must be more than zero",
+            ));
+        }
         if self.heartbeat < Duration::from_millis(20) {
             return Err(ChatError::settings("heartbeat must be at least 20 ms"));
         }
@@ -130,6 +140,7 @@ impl ChatServer {
         let instance: Arc<str> = Arc::from(settings.instance.as_str());
         let mut registry = Registry::default();
         let metrics = ChatMetrics::register(&mut registry);
+        cache.register_metrics(ROLE, &mut registry);
         let (posts_tx, posts) = tokio::sync::mpsc::channel(committer::QUEUE);
         let hub = Arc::new(Hub::new(
             instance.clone(),
@@ -142,15 +153,20 @@ impl ChatServer {
             posts_tx,
         ));
         let draining = hub.draining.clone();
+        // Ready means what the instance cannot serve without: the store (history, and every
+        // message is stored before it is acknowledged) and the bus (fan-out to the other
+        // instances). The cache is left out on purpose: it only mirrors presence for the
+        // other instances, so a cache outage costs presence across instances for its
+        // duration, and must not take every chat instance out of the gateway's pool (which
+        // would close every connection).
         let ready = ready_check(move || {
-            let (store, cache, bus) = (store.clone(), cache.clone(), bus.clone());
+            let (store, bus) = (store.clone(), bus.clone());
             let draining = draining.is_cancelled();
             async move {
                 if draining {
                     return Err("draining".to_owned());
                 }
                 store.ready().await.map_err(|e| unready("store", e))?;
-                cache.ping().await.map_err(|e| unready("cache", e))?;
                 bus.ping().await.map_err(|e| unready("bus", e))
             }
         });
@@ -161,6 +177,7 @@ impl ChatServer {
             http::routes(hub.clone()),
             ready,
             MAX_BODY_BYTES,
+            settings.limits.request_timeout,
         );
         let server = RoleServer::bind(ROLE, instance, settings.listen, router).await?;
         Ok(Self { server, hub, posts })

@@ -2,6 +2,7 @@
 
 use strata_bus::AnyBus;
 use strata_cache::AnyCache;
+use strata_cache::private_redis::PrivateRedis;
 use strata_chat::{ChatLimits, ChatServer, ChatSettings, ROLE};
 use strata_core::Shutdown;
 use strata_core::ops_checks::OpsCheck;
@@ -94,6 +95,37 @@ async fn unmigrated_store_is_not_ready() {
     let shutdown = Shutdown::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
     OpsCheck::new(&base, ROLE, UNMIGRATED).not_ready().await;
+    shutdown.cancel();
+    task.await.expect("no panic").expect("graceful stop");
+}
+
+/// Chat only mirrors presence in the cache: with the cache's Redis gone, the instance still
+/// serves (history, sending, fan-out), so it stays ready instead of leaving the gateway's pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_outage_does_not_make_chat_unready() {
+    let Some(mut redis) = PrivateRedis::start() else {
+        return;
+    };
+    let (store, _file) = testing::fresh_sqlite().await;
+    store.migrate().await.expect("migrate");
+    let cache = AnyCache::from_url(&redis.url(), "chat-test")
+        .await
+        .expect("cache");
+    let bus = AnyBus::connect("memory", "test").await.expect("bus");
+    let instance = "chat-cache-down";
+    let server = ChatServer::build(settings(instance), store, cache, bus)
+        .await
+        .expect("build chat");
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    let ops = OpsCheck::new(&base, ROLE, instance);
+    ops.probes_answer_with_the_instance_header().await;
+    redis.kill();
+    // Twice: the first check after the outage, and one once the cache's breaker has opened.
+    for _ in 0..2 {
+        ops.probes_answer_with_the_instance_header().await;
+    }
     shutdown.cancel();
     task.await.expect("no panic").expect("graceful stop");
 }

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
@@ -28,6 +28,10 @@ use crate::telemetry::{SharedRegistry, render};
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Names the instance that served a response (`api-2`).
 pub const INSTANCE: HeaderName = HeaderName::from_static("x-strata-instance");
+/// The default time an instance gives a request to produce its response ([`role_router`]):
+/// 25 s, under the gateway's own 30 s (`gateway.request_timeout_ms`), so the instance gives up
+/// the work first and its answer, which names it, is what reaches the client.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
 /// Longest request id accepted from a client; longer ones are replaced by a fresh id.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -111,7 +115,8 @@ pub fn unready(backend: &str, error: impl std::fmt::Display) -> String {
 /// that every response (fallbacks included) carries the request id and instance name and is
 /// counted. `registry` may already hold the role's own metrics. Requests that declare a body
 /// over `max_body_bytes` get a JSON 413 on every route; bodies without a declared length are
-/// bounded by the same limit when an extractor reads them.
+/// bounded by the same limit when an extractor reads them. A request whose response has not
+/// begun within `request_timeout` is given up (see [`limit_time`]).
 pub fn role_router(
     role: &'static str,
     instance: Arc<str>,
@@ -119,6 +124,7 @@ pub fn role_router(
     routes: Router,
     ready: ReadyCheck,
     max_body_bytes: usize,
+    request_timeout: Duration,
 ) -> Router {
     let metrics = HttpMetrics::register(role, &mut registry);
     let ops = Ops {
@@ -138,9 +144,35 @@ pub fn role_router(
             limit_declared_body,
         ))
         .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            limit_time,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             Observe { instance, metrics },
             observe,
         ))
+}
+
+/// Gives up a request whose handler has not produced its response within the limit: the
+/// handler's future is dropped (its store calls are cancelled with it, a transaction rolled
+/// back) and the client gets a JSON 504 `request_timeout`, the status the gateway answers
+/// for its own `gateway.request_timeout_ms`, so a client sees one status for "too slow"
+/// wherever it was measured, and the gateway counts it as the instance's failure as it
+/// counts its own timeouts (a 5xx; never retried, since the request may have had effects).
+/// The limit covers the response's head: a body streams on, and a WebSocket, whose
+/// handler answers `101` at once, lives as long as its connection.
+async fn limit_time(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => {
+            tracing::warn!(limit_ms = limit.as_millis(), "request timed out");
+            error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                "request_timeout",
+                format!("no response within {} ms", limit.as_millis()),
+            )
+        }
+    }
 }
 
 /// Refuses a request whose `Content-Length` exceeds the limit with a JSON 413 before any

@@ -3,8 +3,10 @@
 //! and settings failures as `RoleError`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::routing::get;
 use prometheus_client::registry::Registry;
 use strata_core::Shutdown;
 use strata_core::http::{RoleError, RoleServer, ready_check, role_router};
@@ -27,6 +29,7 @@ async fn bind(instance: &str, ready: bool) -> RoleServer {
         Router::new(),
         check,
         1024,
+        Duration::from_secs(30),
     );
     RoleServer::bind(
         ROLE,
@@ -164,6 +167,67 @@ async fn a_made_up_method_is_counted_as_other() {
                 && l.contains(r#"method="other""#)),
         "{metrics}"
     );
+    shutdown.cancel();
+    task.await.expect("no panic").expect("graceful stop");
+}
+
+/// A route slower than the request timeout is answered 504 with the JSON problem body when the
+/// time is up, not when the handler would have finished; quick routes are untouched.
+#[tokio::test]
+async fn a_slow_route_times_out_with_the_json_body() {
+    let timeout = Duration::from_millis(200);
+    let routes = Router::new()
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                "late"
+            }),
+        )
+        .route("/quick", get(|| async { "quick" }));
+    let ready = ready_check(|| async { Ok(()) });
+    let router = role_router(
+        ROLE,
+        Arc::from("probe-5"),
+        Registry::default(),
+        routes,
+        ready,
+        1024,
+        timeout,
+    );
+    let server = RoleServer::bind(
+        ROLE,
+        Arc::from("probe-5"),
+        "127.0.0.1:0".parse().expect("address"),
+        router,
+    )
+    .await
+    .expect("bind");
+    let base = format!("http://{}", server.local_addr());
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    let client = reqwest::Client::new();
+
+    let started = std::time::Instant::now();
+    let response = client
+        .get(format!("{base}/slow"))
+        .send()
+        .await
+        .expect("an answer");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert_eq!(response.status(), reqwest::StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(response.headers()["x-strata-instance"], "probe-5");
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["error"]["code"], "request_timeout", "{body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+
+    let quick = client
+        .get(format!("{base}/quick"))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(quick.status(), reqwest::StatusCode::OK);
     shutdown.cancel();
     task.await.expect("no panic").expect("graceful stop");
 }

@@ -67,6 +67,11 @@ pub enum StoreError {
     /// The schema is behind the code: some embedded migrations are not applied yet.
     #[error("database migrations are not all applied")]
     MigrationsPending,
+    /// A statement ran past the store's statement timeout (PostgreSQL `57014`, see
+    /// `StoreOptions::statement_timeout`) and was cancelled: the database is overloaded or
+    /// a lock is held too long. Worth trying again later (503), not a bug.
+    #[error("statement timed out: {0}")]
+    Timeout(#[source] sqlx::Error),
     /// Any other database error (bad SQL, decode failure, ...): a bug or an unexpected state.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -84,7 +89,10 @@ impl StoreError {
     /// True when the operation may succeed if tried again later (backend unreachable, pool
     /// exhausted), so a caller can answer 503 rather than 500.
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Timeout(_)
+        )
     }
 
     /// True when a write broke a UNIQUE (or primary key) constraint: the client asked for
@@ -128,6 +136,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if is_conflict(db.as_ref()) => StoreError::Conflict(err),
+            sqlx::Error::Database(db) if is_statement_timeout(db.as_ref()) => {
+                StoreError::Timeout(err)
+            }
             sqlx::Error::Database(db) if is_unavailable(db.as_ref()) => {
                 StoreError::Unavailable(err)
             }
@@ -173,6 +184,13 @@ fn is_conflict(db: &dyn sqlx::error::DatabaseError) -> bool {
     } else {
         matches!(code.as_ref(), "40001" | "40P01" | "55P03")
     }
+}
+
+/// True for PostgreSQL's `57014` (query canceled), which `statement_timeout` raises.
+fn is_statement_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+        && db.code().is_some_and(|code| code == "57014")
 }
 
 /// True for PostgreSQL errors that say the server cannot serve now, not that the statement is

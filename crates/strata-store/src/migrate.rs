@@ -32,11 +32,28 @@ impl Store {
     /// (after checking that their checksum still matches), and on PostgreSQL an advisory lock
     /// keeps two processes from migrating at once.
     ///
+    /// On PostgreSQL the migrations run without the store's statement timeout (a migration
+    /// may rewrite a large table), on a connection of their own that is closed afterwards
+    /// rather than handed back to the pool without its limit.
+    ///
     /// # Errors
     /// [`StoreError::Migrate`] when a migration fails or an applied one was edited afterwards.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let migrator = migrator(self.dialect());
-        dispatch!(self, pool => migrator.run(pool).await?);
+        match &self.backend {
+            Backend::Sqlite(pool) => migrator.run(pool).await?,
+            Backend::Postgres(pool) => {
+                let mut connection = pool.acquire().await?.detach();
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(&mut connection)
+                    .await?;
+                let migrated = migrator.run(&mut connection).await;
+                if let Err(e) = sqlx::Connection::close(connection).await {
+                    tracing::debug!(error = %e, "closing the migration connection failed");
+                }
+                migrated?;
+            }
+        }
         Ok(())
     }
 

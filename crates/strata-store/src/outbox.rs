@@ -3,16 +3,21 @@
 //! stamps `sent_at`. Delivery is at least once; consumers are idempotent.
 //!
 //! # Relaying ([`OutboxRepo::relay`])
-//! A batch of unsent events is read in id order, handed to the caller to publish, and the
-//! prefix the bus confirmed is stamped `sent_at`. An event is stamped only after the bus
-//! confirmed it, so a relay that dies in between publishes it again later (a duplicate the
-//! consumers absorb), never loses it.
-//! - PostgreSQL: the batch is read `FOR UPDATE SKIP LOCKED` inside a transaction held until the
-//!   stamps commit, so several relays (one per worker process) share the outbox without
-//!   publishing the same event twice in normal running.
-//! - SQLite: no row locks; the batch is read, published, then stamped, without holding the
-//!   database's single write lock across the publish (checkouts would queue behind it). Run
-//!   one relay per SQLite database (`strata up` does).
+//! Three steps, none of which holds a transaction or a row lock while the bus is waited for:
+//! 1. *Claim*: one statement (its own short transaction) takes up to a batch of unsent,
+//!    unclaimed events in id order and sets their `claimed_until` lease. On PostgreSQL the
+//!    candidates are picked `FOR UPDATE SKIP LOCKED`, so relays claiming at the same moment
+//!    take different events; a claimed event is skipped by every other relay until its
+//!    lease ends. On SQLite the statement runs under the database's single write lock.
+//! 2. *Publish*, by the caller, outside any transaction.
+//! 3. *Stamp*: one statement sets `sent_at` on the events the bus confirmed (a prefix of the
+//!    batch, in id order); another gives up the claims on the rest, so any relay publishes
+//!    them next round.
+//!
+//! An event is stamped only after the bus confirmed it, so a relay that dies in between
+//! publishes it again later, or another relay does once the claim has expired (a duplicate
+//! the consumers absorb), never loses it. Checkouts and handlers writing new events never
+//! wait for a relay's publish.
 
 use std::future::Future;
 
@@ -84,10 +89,14 @@ impl<'a> OutboxRepo<'a> {
         Ok(messages)
     }
 
-    /// Relays up to `limit` unsent events (see the module docs): `publish` receives them in id
-    /// order and returns how many of them, from the first, the bus confirmed, and the error
-    /// that stopped it, if any. Those are stamped sent. Returns the number stamped and
-    /// `publish`'s error.
+    /// Relays up to `limit` unsent events (see the module docs): claims them for `lease`,
+    /// hands them to `publish` in id order, which returns the ids of those, from the first,
+    /// that the bus confirmed, and the error that stopped it, if any; those are stamped sent
+    /// and the others' claims given up. Returns the number stamped and `publish`'s error.
+    ///
+    /// `lease` must be longer than a publish can take: a relay whose claim ran out may see
+    /// another relay publish the same events (duplicates, absorbed by the consumers).
+    /// Dropping the returned future mid-publish stamps nothing; the claims then run out.
     ///
     /// # Errors
     /// When the database fails; the events then stay unsent (and may have been published:
@@ -95,65 +104,124 @@ impl<'a> OutboxRepo<'a> {
     pub async fn relay<F, Fut, E>(
         &self,
         limit: u32,
+        lease: std::time::Duration,
         publish: F,
     ) -> Result<(usize, Option<E>), StoreError>
     where
         F: FnOnce(Vec<OutboxMessage>) -> Fut,
         Fut: Future<Output = (Vec<i64>, Option<E>)>,
     {
-        macro_rules! select_unsent {
-            () => {
-                "SELECT id, topic, payload, created_at, sent_at FROM outbox \
-                 WHERE sent_at IS NULL ORDER BY id LIMIT $1"
+        let mut batch = self.claim(limit, lease).await?;
+        if batch.is_empty() {
+            return Ok((0, None));
+        }
+        // RETURNING gives no order; publishing does.
+        batch.sort_unstable_by_key(|message| message.id);
+        let claimed: Vec<i64> = batch.iter().map(|message| message.id).collect();
+        let (sent, error) = publish(batch).await;
+        let unsent: Vec<i64> = claimed
+            .into_iter()
+            .filter(|id| !sent.contains(id))
+            .collect();
+        self.stamp(&sent).await?;
+        self.unclaim(&unsent).await?;
+        Ok((sent.len(), error))
+    }
+
+    /// Claims up to `limit` unsent events whose claim (if any) has expired, for `lease`.
+    async fn claim(
+        &self,
+        limit: u32,
+        lease: std::time::Duration,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let now = DbTime::now();
+        let lease = time::Duration::try_from(lease).unwrap_or(time::Duration::MAX);
+        let until = DbTime(now.0.saturating_add(lease));
+        macro_rules! claim {
+            ($lock:literal) => {
+                concat!(
+                    "UPDATE outbox SET claimed_until = $2 WHERE id IN (",
+                    "SELECT id FROM outbox WHERE sent_at IS NULL ",
+                    "AND (claimed_until IS NULL OR claimed_until < $3) ",
+                    "ORDER BY id LIMIT $1",
+                    $lock,
+                    ") RETURNING id, topic, payload, created_at, sent_at"
+                )
             };
+        }
+        let batch = match &self.store.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query_as(claim!(" FOR UPDATE SKIP LOCKED"))
+                    .bind(i64::from(limit))
+                    .bind(until)
+                    .bind(now)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_as(claim!(""))
+                    .bind(i64::from(limit))
+                    .bind(until)
+                    .bind(now)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(batch)
+    }
+
+    /// Stamps the events `ids` sent, in one statement.
+    async fn stamp(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = DbTime::now();
+        match &self.store.backend {
+            Backend::Postgres(pool) => {
+                sqlx::query("UPDATE outbox SET sent_at = $2 WHERE id = ANY($1)")
+                    .bind(ids)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query(
+                    "UPDATE outbox SET sent_at = $2 WHERE id IN (SELECT value FROM json_each($1))",
+                )
+                .bind(json_ids(ids))
+                .bind(now)
+                .execute(pool)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up the claims on the events `ids`, so that the next round of any relay takes them.
+    async fn unclaim(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
         }
         match &self.store.backend {
             Backend::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let batch: Vec<OutboxMessage> =
-                    sqlx::query_as(concat!(select_unsent!(), " FOR UPDATE SKIP LOCKED"))
-                        .bind(i64::from(limit))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                if batch.is_empty() {
-                    tx.rollback().await?;
-                    return Ok((0, None));
-                }
-                let (sent, error) = publish(batch).await;
-                if !sent.is_empty() {
-                    sqlx::query("UPDATE outbox SET sent_at = $2 WHERE id = ANY($1)")
-                        .bind(&sent)
-                        .bind(DbTime::now())
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok((sent.len(), error))
+                sqlx::query(
+                    "UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1) AND sent_at IS NULL",
+                )
+                .bind(ids)
+                .execute(pool)
+                .await?;
             }
             Backend::Sqlite(pool) => {
-                let batch: Vec<OutboxMessage> = sqlx::query_as(select_unsent!())
-                    .bind(i64::from(limit))
-                    .fetch_all(pool)
-                    .await?;
-                if batch.is_empty() {
-                    return Ok((0, None));
-                }
-                let (sent, error) = publish(batch).await;
-                if !sent.is_empty() {
-                    let now = DbTime::now();
-                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-                    for id in &sent {
-                        sqlx::query("UPDATE outbox SET sent_at = $2 WHERE id = $1")
-                            .bind(id)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    tx.commit().await?;
-                }
-                Ok((sent.len(), error))
+                sqlx::query(
+                    "UPDATE outbox SET claimed_until = NULL \
+                     WHERE id IN (SELECT value FROM json_each($1)) AND sent_at IS NULL",
+                )
+                .bind(json_ids(ids))
+                .execute(pool)
+                .await?;
             }
         }
+        Ok(())
     }
 
     /// How many events wait to be relayed, and when the oldest of them was written.
@@ -201,4 +269,10 @@ impl<'a> OutboxRepo<'a> {
         });
         Ok(stamped == 1)
     }
+}
+
+/// Ids as a JSON array, for SQLite's `json_each` (it has no array parameters).
+fn json_ids(ids: &[i64]) -> String {
+    let items: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!("[{}]", items.join(","))
 }

@@ -22,10 +22,6 @@ use crate::outbox::OutboxRepo;
 use crate::products::{CatalogReads, ProductRepo};
 use crate::users::UserRepo;
 
-/// How long a SQLite connection waits for another writer before failing with `SQLITE_BUSY`.
-/// SQLite admits one writer at a time; five seconds absorbs bursts of short write transactions.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Which SQL dialect a [`Store`] speaks. Exposed for logs, metrics and `/readyz` output, not for
 /// branching: queries that differ between dialects live in this crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -177,6 +173,16 @@ pub struct StoreOptions {
     /// [`StoreError::Unavailable`]. Default 5 s: short enough that `/readyz` and requests fail
     /// fast when the backend is gone, long enough to ride out a burst.
     pub acquire_timeout: Duration,
+    /// How long one statement may take (`store.statement_timeout_ms`). Default 10 s: far
+    /// above any statement strata runs, under the instances' request timeout, so a statement
+    /// stuck behind a lock or a pathological plan fails as [`StoreError::Timeout`] (503) and
+    /// gives its connection back instead of holding it for as long as the database likes.
+    /// - PostgreSQL: the server's `statement_timeout`, set on every connection at start-up;
+    ///   the server cancels a statement that runs longer. Migrations run without it.
+    /// - SQLite: the busy timeout, the closest SQLite has: how long a statement waits for
+    ///   another connection's write lock before it fails as [`StoreError::Conflict`]. SQLite
+    ///   cannot cancel a statement that is running; strata's statements there are short.
+    pub statement_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -184,6 +190,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -229,11 +236,12 @@ impl Store {
     ///   when missing; every connection uses WAL journaling (readers do not block the writer),
     ///   `synchronous = NORMAL` (in WAL mode a power cut may lose the last commits but never
     ///   corrupts the file, and commits skip an fsync each),
-    ///   a 5 s busy timeout and enforced foreign keys.
+    ///   [`StoreOptions::statement_timeout`] as the busy timeout, and enforced foreign keys.
     /// - `sqlite::memory:`: a private in-memory database for tests and throwaway runs. It lives
     ///   as long as its one connection, so the pool holds exactly one and never recycles it.
     /// - `postgres://…` or `postgresql://…`: anything sqlx's `PgConnectOptions` accepts (e.g.
-    ///   `?options=-c%20search_path%3Dmyschema`).
+    ///   `?options=-c%20search_path%3Dmyschema`); every connection gets
+    ///   [`StoreOptions::statement_timeout`] as its `statement_timeout`.
     ///
     /// The first connection is opened here, so a bad URL or an unreachable server fails now
     /// rather than on the first request.
@@ -276,7 +284,7 @@ impl Store {
         let mut options = options
             .create_if_missing(true)
             .foreign_keys(true)
-            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            .busy_timeout(opts.statement_timeout);
         let mut pool = SqlitePoolOptions::new().acquire_timeout(opts.acquire_timeout);
         let mut lock = None;
         if in_memory {
@@ -309,6 +317,10 @@ impl Store {
         options: PgConnectOptions,
         opts: &StoreOptions,
     ) -> Result<Store, StoreError> {
+        // In the start-up packet, so it holds from the connection's first statement and costs
+        // no round trip; whole milliseconds, at least 1 (0 would turn the limit off).
+        let timeout_ms = opts.statement_timeout.as_millis().max(1);
+        let options = options.options([("statement_timeout", timeout_ms.to_string())]);
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)
@@ -603,7 +615,8 @@ mod tests {
         drop(conn);
         assert_eq!(
             (journal.as_str(), foreign_keys, synchronous, busy_ms),
-            ("wal", 1, 1, 5000)
+            ("wal", 1, 1, 10_000),
+            "the busy timeout is the statement timeout"
         );
         store.close().await.unwrap();
         store.close().await.expect("closing twice is harmless");

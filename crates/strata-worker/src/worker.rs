@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -45,6 +46,10 @@ pub struct WorkerSettings {
     pub listen: SocketAddr,
     /// Bearer token of `/events/*`; empty: none needed (keep the listener on loopback then).
     pub admin_token: Secret,
+    /// Time a request to the endpoints has to produce its response before it is given up
+    /// with a JSON 504 (`worker.request_timeout_ms`; default
+    /// `strata_core::http::DEFAULT_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
     /// How events are consumed and relayed.
     pub pipeline: PipelineSettings,
 }
@@ -106,6 +111,7 @@ impl Worker {
             routes,
             ready,
             MAX_BODY_BYTES,
+            settings.request_timeout,
         );
         let server = RoleServer::bind(ROLE, instance, settings.listen, router).await?;
         Ok(Self {

@@ -90,6 +90,7 @@ impl RunningWorker {
             instance: "worker-test".into(),
             listen: "127.0.0.1:0".parse().unwrap(),
             admin_token: Default::default(),
+            request_timeout: strata_core::http::DEFAULT_REQUEST_TIMEOUT,
             pipeline,
         };
         let worker = Worker::build(settings, backends.store.clone(), backends.bus.clone())

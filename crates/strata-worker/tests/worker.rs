@@ -29,6 +29,7 @@ async fn spawn_app() -> TestApp {
         instance: instance.clone(),
         listen: "127.0.0.1:0".parse().expect("address"),
         admin_token: Default::default(),
+        request_timeout: strata_core::http::DEFAULT_REQUEST_TIMEOUT,
         pipeline: Default::default(),
     };
     let server = Worker::build(settings, store, bus)
@@ -81,6 +82,7 @@ async fn unmigrated_store_is_not_ready() {
         instance: UNMIGRATED.into(),
         listen: "127.0.0.1:0".parse().expect("address"),
         admin_token: Default::default(),
+        request_timeout: strata_core::http::DEFAULT_REQUEST_TIMEOUT,
         pipeline: Default::default(),
     };
     let bus = AnyBus::connect("memory", "test").await.expect("bus");

@@ -10,7 +10,7 @@ use anyhow::Context;
 use strata_api::auth::{PasswordParams, ThrottleSettings};
 use strata_api::{AdminBootstrap, AuthSettings};
 use strata_bus::{AnyBus, BusOptions};
-use strata_cache::AnyCache;
+use strata_cache::{AnyCache, RedisOptions};
 use strata_core::config::Secret;
 use strata_store::{Store, StoreOptions};
 
@@ -27,6 +27,15 @@ pub enum Seed {
     Never,
 }
 
+/// The pool settings of `[store]`, for the primary and the read replica alike.
+fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        max_connections: config.store.max_connections,
+        statement_timeout: Duration::from_millis(config.store.statement_timeout_ms),
+        ..StoreOptions::default()
+    }
+}
+
 /// Connects the store, applies pending migrations and seeds it as asked.
 ///
 /// Every process that uses the store migrates it: migrations are idempotent and serialized by
@@ -39,10 +48,7 @@ pub enum Seed {
 pub async fn store(config: &Config, seed: Seed) -> anyhow::Result<Store> {
     let url = config.store.effective_url();
     let shown = redact(&url);
-    let options = StoreOptions {
-        max_connections: config.store.max_connections,
-        ..StoreOptions::default()
-    };
+    let options = store_options(config);
     let store = Store::connect(&url, options)
         .await
         .with_context(|| format!("cannot connect to the store at {shown}"))?;
@@ -76,10 +82,7 @@ pub async fn api_store(config: &Config) -> anyhow::Result<Store> {
         return Ok(store);
     }
     let shown = redact(read_url);
-    let options = StoreOptions {
-        max_connections: config.store.max_connections,
-        ..StoreOptions::default()
-    };
+    let options = store_options(config);
     let replica = match Store::connect(read_url, options).await {
         Ok(replica) => replica,
         Err(e) => {
@@ -192,7 +195,12 @@ fn create_secret(path: &Path) -> anyhow::Result<String> {
 /// # Errors
 /// When the URL is not supported or Redis cannot be reached.
 pub async fn cache(config: &Config) -> anyhow::Result<AnyCache> {
-    let cache = AnyCache::from_url(&config.cache.url, &config.cache.prefix)
+    let redis = RedisOptions {
+        timeout: Duration::from_millis(config.cache.timeout_ms),
+        breaker_failures: config.cache.breaker_failures,
+        breaker_cooldown: Duration::from_millis(config.cache.breaker_cooldown_ms),
+    };
+    let cache = AnyCache::from_url_with(&config.cache.url, &config.cache.prefix, redis)
         .await
         .with_context(|| format!("cannot open the cache at {}", redact(&config.cache.url)))?;
     tracing::info!(backend = cache.backend(), "cache ready");
@@ -257,6 +265,7 @@ pub fn worker_settings(
         instance,
         listen,
         admin_token: w.admin_token.clone(),
+        request_timeout: Duration::from_millis(w.request_timeout_ms),
         pipeline: strata_worker::PipelineSettings {
             concurrency: w.concurrency,
             max_deliveries: w.max_deliveries,

@@ -124,6 +124,7 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             listen: config.api.listen,
             cache_ttl: Duration::from_secs(config.cache.ttl_secs),
             max_body_bytes: usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_millis(config.api.request_timeout_ms),
             auth: backends::api_auth(config, config.auth.jwt_secret.clone()),
             drain_delay: Duration::from_millis(config.api.drain_delay_ms),
         };
@@ -165,6 +166,7 @@ async fn chat(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow:
             key_id: config.auth.key_id.clone(),
             limits: strata_chat::ChatLimits {
                 drain_delay: Duration::from_millis(config.chat.drain_delay_ms),
+                request_timeout: Duration::from_millis(config.chat.request_timeout_ms),
                 ..strata_chat::ChatLimits::default()
             },
         };

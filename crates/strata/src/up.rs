@@ -131,6 +131,7 @@ impl Stack {
                 listen: config.api.instance_addr(i),
                 cache_ttl,
                 max_body_bytes,
+                request_timeout: Duration::from_millis(config.api.request_timeout_ms),
                 auth: auth.clone(),
                 // The gateway drains first and stops sending before the instances stop.
                 drain_delay: Duration::ZERO,
@@ -154,7 +155,10 @@ impl Stack {
                 listen: config.chat.instance_addr(i),
                 jwt_secret: jwt_secret.expose().as_bytes().to_vec(),
                 key_id: config.auth.key_id.clone(),
-                limits: strata_chat::ChatLimits::default(),
+                limits: strata_chat::ChatLimits {
+                    request_timeout: Duration::from_millis(config.chat.request_timeout_ms),
+                    ..strata_chat::ChatLimits::default()
+                },
             };
             let name = settings.instance.clone();
             let server =

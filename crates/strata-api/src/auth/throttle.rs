@@ -1,14 +1,24 @@
-//! [`LoginThrottle`]: slows down password guessing by counting failed log-ins per email and
-//! per client IP in the shared cache.
+//! [`LoginThrottle`]: slows down password guessing by counting failed log-ins per account,
+//! per (client address, account) pair and per client address in the shared cache, so that
+//! guessing is throttled while a shared address (an office, a mobile carrier's NAT) is not a
+//! denial of service for the people behind it.
 //!
-//! Per email, every attempt is counted *before* the password is checked
-//! (`auth:fail:email:<email>`, a fixed-window counter incremented with `Cache::incr`, atomic
-//! on every backend) and a successful log-in clears the count; so at most
-//! `max_failures_per_email` passwords are ever tried per window, even when a client fires its
-//! guesses all at once. Per client IP, failures are counted after the fact
-//! (`auth:fail:ip:<ip>`), so that many people logging in successfully from behind one
-//! address never lock each other out. A locked email or IP is answered 429 without checking
-//! the password, until the window that began with its first counted attempt ends.
+//! - **Per account** (`auth:fail:email:<email>`): every attempt is counted *before* the
+//!   password is checked (a fixed-window counter incremented with `Cache::incr`, atomic on
+//!   every backend) and a successful log-in clears the count; so at most
+//!   `max_failures_per_email` passwords are ever tried per window on one account, from
+//!   wherever, even when a client fires its guesses all at once.
+//! - **Per address and account** (`auth:fail:pair:<ip>:<email>`): failures from one address
+//!   on one account, cleared by that account's success. A pair with failures is a *failing
+//!   pair*.
+//! - **Per address** (`auth:fail:ip:<ip>`): failures from one address on any account. Past
+//!   `max_failures_per_ip`, the address is refused, but only for its failing pairs (and
+//!   for emails that cannot be an account's): someone behind the address who has not
+//!   failed on their own account still logs in, while a client spraying guesses over many
+//!   accounts gets at most one per account per window.
+//!
+//! A refused attempt is answered 429 without checking the password, until the window that
+//! began with its counter's first count ends.
 //!
 //! The counters live in the cache, so they hold across instances exactly as far as the cache
 //! is shared: every instance of `strata up` shares one memory cache, every process of a
@@ -18,7 +28,7 @@
 //!
 //! The client IP is the last address in `X-Forwarded-For` (the one the gateway appended: the
 //! peer it saw), else the TCP peer. An api reachable without the gateway would let a client
-//! choose its own "IP" through that header; the per-email counter does not depend on it.
+//! choose its own "IP" through that header; the per-account counter does not depend on it.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -31,12 +41,13 @@ use crate::auth::Email;
 /// Limits of the log-in throttle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThrottleSettings {
-    /// Failed log-ins for one email within `window` after which it is locked until the
-    /// window ends. Default 5: enough for typos, far too few for guessing.
+    /// Log-in attempts for one account within `window` (a success clears them) after which it
+    /// is locked until the window ends. Default 5: enough for typos, far too few for guessing.
     pub max_failures_per_email: u64,
-    /// Failed log-ins from one client IP within `window` after which it is locked. Default 50:
-    /// higher than per email, as offices and mobile carriers put many people behind one
-    /// address; still stops one client from spraying guesses over many emails.
+    /// Failed log-ins from one client IP within `window` after which the IP is refused on the
+    /// accounts it failed on (see the module docs). Default 50: ten accounts' worth of typos,
+    /// so that one client spraying guesses over many accounts is soon down to one guess per
+    /// account, while the others behind its address, who have not failed, are never refused.
     pub max_failures_per_ip: u64,
     /// The counting window, from the first failure. Default 15 minutes.
     pub window: Duration,
@@ -73,8 +84,13 @@ impl LoginThrottle {
         format!("auth:fail:ip:{ip}")
     }
 
-    /// Counts a log-in attempt for `email` and refuses it when the email or the IP has used
-    /// up its failures.
+    fn pair_key(ip: IpAddr, email: &Email) -> String {
+        format!("auth:fail:pair:{ip}:{email}")
+    }
+
+    /// Counts a log-in attempt for `email` and refuses it when the account has used up its
+    /// attempts, or when the address has used up its failures and this is one of its failing
+    /// pairs (or no account's email).
     ///
     /// # Errors
     /// [`ApiError::TooManyAttempts`] with the window as `Retry-After` (the exact remainder is
@@ -86,7 +102,13 @@ impl LoginThrottle {
         if let Some(ip) = ip
             && self.count(&Self::ip_key(ip)).await >= self.settings.max_failures_per_ip
         {
-            return Err(locked);
+            let failing_pair = match email {
+                Some(email) => self.count(&Self::pair_key(ip, email)).await > 0,
+                None => true,
+            };
+            if failing_pair {
+                return Err(locked);
+            }
         }
         if let Some(email) = email
             && self.incr(&Self::email_key(email)).await > self.settings.max_failures_per_email
@@ -96,17 +118,23 @@ impl LoginThrottle {
         Ok(())
     }
 
-    /// Counts a failed attempt against the client IP.
-    pub async fn failed(&self, ip: Option<IpAddr>) {
+    /// Counts a failed attempt against the client IP and its pair with `email`.
+    pub async fn failed(&self, email: Option<&Email>, ip: Option<IpAddr>) {
         if let Some(ip) = ip {
             self.incr(&Self::ip_key(ip)).await;
+            if let Some(email) = email {
+                self.incr(&Self::pair_key(ip, email)).await;
+            }
         }
     }
 
-    /// Forgets the email's attempts after a successful log-in.
-    pub async fn succeeded(&self, email: &Email) {
-        if let Err(e) = self.cache.delete(&Self::email_key(email)).await {
-            tracing::warn!(error = %e, "cannot clear a log-in attempt counter");
+    /// Forgets the account's attempts, and its pair's failures, after a successful log-in.
+    pub async fn succeeded(&self, email: &Email, ip: Option<IpAddr>) {
+        let pair = ip.map(|ip| Self::pair_key(ip, email));
+        for key in std::iter::once(Self::email_key(email)).chain(pair) {
+            if let Err(e) = self.cache.delete(&key).await {
+                tracing::warn!(error = %e, "cannot clear a log-in attempt counter");
+            }
         }
     }
 
@@ -154,35 +182,78 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn the_limit_locks_the_email_until_a_success() {
-        let cache = AnyCache::from_url("memory", "t").await.unwrap();
-        let throttle = LoginThrottle::new(
+    fn throttle(cache: AnyCache) -> LoginThrottle {
+        LoginThrottle::new(
             cache,
             ThrottleSettings {
                 max_failures_per_email: 2,
                 max_failures_per_ip: 3,
                 window: Duration::from_secs(60),
             },
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn the_limit_locks_the_email_until_a_success() {
+        let throttle = throttle(AnyCache::from_url("memory", "t").await.unwrap());
         let ann: Email = "ann@example.com".parse().unwrap();
         let bob: Email = "bob@example.com".parse().unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..2 {
             throttle.attempt(Some(&ann), Some(ip)).await.unwrap();
-            throttle.failed(Some(ip)).await;
+            throttle.failed(Some(&ann), Some(ip)).await;
         }
-        assert!(matches!(
-            throttle.attempt(Some(&ann), None).await,
-            Err(ApiError::TooManyAttempts { .. })
-        ));
-        // Another email from the same IP still may, until the IP's own limit.
+        // From any address: guessing one account's password is throttled per account.
+        for from in [None, Some(ip), Some("10.9.9.9".parse().unwrap())] {
+            assert!(matches!(
+                throttle.attempt(Some(&ann), from).await,
+                Err(ApiError::TooManyAttempts { .. })
+            ));
+        }
+        // Another email from the same IP still may.
         throttle.attempt(Some(&bob), Some(ip)).await.unwrap();
-        throttle.failed(Some(ip)).await;
-        assert!(throttle.attempt(Some(&bob), Some(ip)).await.is_err());
-        assert!(throttle.attempt(Some(&bob), None).await.is_ok());
-        throttle.succeeded(&ann).await;
+        throttle.succeeded(&bob, Some(ip)).await;
+        throttle.succeeded(&ann, Some(ip)).await;
         throttle.attempt(Some(&ann), None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_spraying_address_is_refused_only_on_its_failing_pairs() {
+        let throttle = throttle(AnyCache::from_url("memory", "t").await.unwrap());
+        let shared: IpAddr = "10.0.0.1".parse().unwrap();
+        let victims: Vec<Email> = (0..4)
+            .map(|i| format!("v{i}@example.com").parse().unwrap())
+            .collect();
+        // One guess each on three accounts: the address reaches its limit.
+        for victim in &victims[..3] {
+            throttle.attempt(Some(victim), Some(shared)).await.unwrap();
+            throttle.failed(Some(victim), Some(shared)).await;
+        }
+        // A second guess on an account it failed on is refused, and so is a non-email.
+        assert!(
+            throttle
+                .attempt(Some(&victims[0]), Some(shared))
+                .await
+                .is_err()
+        );
+        assert!(throttle.attempt(None, Some(shared)).await.is_err());
+        // Someone else behind the address, who has not failed, logs in.
+        let colleague: Email = "colleague@example.com".parse().unwrap();
+        throttle
+            .attempt(Some(&colleague), Some(shared))
+            .await
+            .unwrap();
+        throttle.succeeded(&colleague, Some(shared)).await;
+        throttle
+            .attempt(Some(&colleague), Some(shared))
+            .await
+            .unwrap();
+        // The failing account is not refused from another address (it has attempts left).
+        let elsewhere: IpAddr = "10.0.0.2".parse().unwrap();
+        throttle
+            .attempt(Some(&victims[0]), Some(elsewhere))
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -17,6 +17,7 @@ backend_tests!(
     emails_are_case_insensitive_and_unique,
     wrong_password_and_unknown_email_look_the_same,
     repeated_failures_are_throttled_across_instances,
+    a_guesser_behind_a_shared_address_does_not_lock_out_its_neighbours,
     throttling_holds_across_instances_sharing_redis,
     expired_and_tampered_tokens_are_refused,
     customers_cannot_call_admin_endpoints,
@@ -156,6 +157,37 @@ async fn repeated_failures_are_throttled_across_instances(app: TestApp) {
             StatusCode::UNAUTHORIZED
         );
     }
+}
+
+/// Everyone here logs in from 127.0.0.1, as people behind one office or carrier address do: a
+/// client failing far more log-ins than the address-wide limit (50) over many accounts does
+/// not stop a neighbour from logging in with the right password, while its own guessing is
+/// refused and one account's password guessing is still throttled.
+async fn a_guesser_behind_a_shared_address_does_not_lock_out_its_neighbours(app: TestApp) {
+    let (neighbour, _) = app.customer().await;
+    let (target, _) = app.customer().await;
+    for i in 0..60 {
+        let response = app
+            .log_in(&format!("sprayed-{i}@example.com"), "guess")
+            .await;
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&response.status()),
+            "{}",
+            response.status()
+        );
+    }
+    // The guesser's accounts are refused from this address now, without a password check.
+    let response = app.log_in("sprayed-0@example.com", "guess").await;
+    assert_json_error(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    // The neighbour, who never failed, logs in, again and again.
+    for _ in 0..3 {
+        app.token(&neighbour, "customer password").await;
+    }
+    // A newly guessed account gets its first try, and then is refused.
+    let first = app.log_in(&target, "wrong password").await;
+    assert_json_error(first, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let second = app.log_in(&target, "customer password").await;
+    assert_json_error(second, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }
 
 async fn throttling_holds_across_instances_sharing_redis(app: TestApp) {

@@ -156,6 +156,7 @@ pub async fn try_start(
         listen: "127.0.0.1:0".parse().expect("address"),
         cache_ttl: Duration::from_secs(60),
         max_body_bytes: MAX_BODY_BYTES,
+        request_timeout: strata_core::http::DEFAULT_REQUEST_TIMEOUT,
         auth,
         drain_delay: Duration::ZERO,
     };

@@ -189,3 +189,30 @@ async fn unmigrated_store_is_not_ready() {
     // Alive all the same: liveness does not depend on backends.
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 }
+
+/// A statement past the store's statement timeout (PostgreSQL cancels it) is the store's
+/// typed timeout, which the api answers 503 `unavailable` with the JSON body, not 500.
+#[tokio::test]
+async fn a_statement_timeout_is_a_503_not_a_500() {
+    let Some(url) = strata_core::testkit::require_service(strata_core::testkit::POSTGRES) else {
+        return;
+    };
+    let options = strata_store::StoreOptions {
+        statement_timeout: std::time::Duration::from_millis(100),
+        ..strata_store::StoreOptions::default()
+    };
+    let (store, _schema) = strata_store::testing::fresh_postgres_with(&url, options)
+        .await
+        .expect("PostgreSQL");
+    let err = strata_store::testing::execute(&store, "SELECT pg_sleep(2)")
+        .await
+        .expect_err("cancelled by the statement timeout");
+    assert!(
+        matches!(err, strata_store::StoreError::Timeout(_)),
+        "{err:?}"
+    );
+    let response = axum::response::IntoResponse::into_response(strata_api::ApiError::from(err));
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(strata_core::http::is_json_error(&response));
+    store.close().await.expect("close");
+}

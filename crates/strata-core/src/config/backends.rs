@@ -40,6 +40,14 @@ crate::config_section! {
             check |url| url.is_empty()
                 || ["postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)),
             "expected postgres://… (a streaming replica of database_url)",
+        /// Milliseconds one SQL statement may run. PostgreSQL cancels a statement that runs
+        /// longer (`statement_timeout`, set on every connection; migrations are exempt) and
+        /// the request gets 503. SQLite cannot cancel a running statement: there it is the
+        /// busy timeout, how long a statement waits for another connection's write lock
+        /// before it fails as a conflict (503). Default 10000: far above any statement strata
+        /// runs (milliseconds), under the instances' 25 s request timeout.
+        restart statement_timeout_ms: u64 = 10_000;
+            check |ms| (1..=3_600_000).contains(ms), "expected 1..=3600000",
     }
     validate = StoreConfig::check;
 }
@@ -85,6 +93,18 @@ crate::config_section! {
         /// Time to live of cached reads in seconds. Default 60: writes invalidate entries, so
         /// the TTL only bounds how long a missed invalidation can linger.
         restart ttl_secs: u64 = 60; check |ttl| *ttl > 0, "must be at least 1",
+        /// Milliseconds Redis has to answer one call (reconnecting included) before the
+        /// caller reads around the cache. Default 200: Redis on the same network answers in
+        /// well under a millisecond, and the store answers a read in about as long.
+        restart timeout_ms: u64 = 200; check |ms| (1..=60_000).contains(ms), "expected 1..=60000",
+        /// Consecutive failed Redis calls (timeouts, refused or dropped connections) that open
+        /// the circuit breaker: calls then fail at once, without a network round trip, and
+        /// reads go to the store; writes' invalidations are skipped too, so an entry they
+        /// should have removed lives until `ttl_secs` ends. 0 never opens it. Default 5.
+        restart breaker_failures: u32 = 5,
+        /// Milliseconds an open breaker waits before one call probes Redis again; the probe's
+        /// success closes it. Default 1000.
+        restart breaker_cooldown_ms: u64 = 1000; check |ms| *ms >= 1, "must be at least 1",
     }
 }
 

@@ -44,6 +44,7 @@ fn test_options() -> StoreOptions {
     StoreOptions {
         max_connections: 4,
         acquire_timeout: Duration::from_secs(10),
+        ..StoreOptions::default()
     }
 }
 
@@ -56,6 +57,17 @@ fn test_options() -> StoreOptions {
 /// # Errors
 /// When the server cannot be reached or refuses to create the schema.
 pub async fn fresh_postgres(base_url: &str) -> Result<(Store, TestSchemaGuard), StoreError> {
+    fresh_postgres_with(base_url, test_options()).await
+}
+
+/// As [`fresh_postgres`], with the given pool settings.
+///
+/// # Errors
+/// As [`fresh_postgres`].
+pub async fn fresh_postgres_with(
+    base_url: &str,
+    store_options: StoreOptions,
+) -> Result<(Store, TestSchemaGuard), StoreError> {
     let base = PgConnectOptions::from_str(base_url)?;
     let schema = format!("s_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect_with(&base).await?;
@@ -69,7 +81,7 @@ pub async fn fresh_postgres(base_url: &str) -> Result<(Store, TestSchemaGuard), 
         schema: schema.clone(),
     };
     let options = base.options([("search_path", schema.as_str())]);
-    let store = Store::connect_postgres(options, &test_options()).await?;
+    let store = Store::connect_postgres(options, &store_options).await?;
     Ok((store, guard))
 }
 

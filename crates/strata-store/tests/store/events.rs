@@ -3,6 +3,7 @@
 //! stamping only what the bus confirmed.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use strata_store::{
     Applied, CartOwner, CheckoutRequest, NewNotification, ORDER_PAID, ORDER_PAYMENT_FAILED,
@@ -10,6 +11,9 @@ use strata_store::{
 };
 
 use crate::carts::{futures_join_all, product, user};
+
+/// A relay's claim in these tests: longer than any of them runs.
+const LEASE: Duration = Duration::from_secs(60);
 use crate::harness::{both_dialects, migrated};
 
 both_dialects!(
@@ -318,7 +322,7 @@ async fn relay_stamps_only_what_the_bus_confirmed(store: &Store) {
         let seen = Arc::clone(&seen);
         store
             .outbox()
-            .relay(10, |batch| async move {
+            .relay(10, LEASE, |batch| async move {
                 let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
                 seen.lock().unwrap().extend(ids.iter().copied());
                 (ids[..1].to_vec(), Some("bus down"))
@@ -335,7 +339,7 @@ async fn relay_stamps_only_what_the_bus_confirmed(store: &Store) {
     // The next pass starts after the stamped one and takes the rest.
     let (stamped, error) = store
         .outbox()
-        .relay(10, |batch| async move {
+        .relay(10, LEASE, |batch| async move {
             let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
             (ids, None::<&str>)
         })
@@ -346,7 +350,7 @@ async fn relay_stamps_only_what_the_bus_confirmed(store: &Store) {
     assert_eq!((pending, oldest), (0, None));
     let (stamped, _) = store
         .outbox()
-        .relay(10, |_| async { (Vec::new(), None::<&str>) })
+        .relay(10, LEASE, |_| async { (Vec::new(), None::<&str>) })
         .await
         .unwrap();
     assert_eq!(stamped, 0, "nothing left");
@@ -369,7 +373,7 @@ async fn sent_events_are_pruned_by_age(store: &Store) {
     assert_eq!(store.outbox().pending().await.unwrap().0, 1);
 }
 
-/// Two relays on PostgreSQL at once take disjoint batches: the first holds its rows locked
+/// Two relays on PostgreSQL at once take disjoint batches: the first has claimed its rows
 /// while it publishes, the second skips them.
 #[tokio::test]
 async fn concurrent_relays_share_the_outbox_on_postgres() {
@@ -388,10 +392,10 @@ async fn concurrent_relays_share_the_outbox_on_postgres() {
         tokio::spawn(async move {
             store
                 .outbox()
-                .relay(2, |batch| async move {
+                .relay(2, LEASE, |batch| async move {
                     let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
                     got_batch.send(ids.clone()).unwrap();
-                    // Publishing takes a while: the rows stay locked meanwhile.
+                    // Publishing takes a while: the rows stay claimed meanwhile.
                     released.await.unwrap();
                     (ids, None::<&str>)
                 })
@@ -405,7 +409,7 @@ async fn concurrent_relays_share_the_outbox_on_postgres() {
         let second_ids = Arc::clone(&second_ids);
         store
             .outbox()
-            .relay(10, |batch| async move {
+            .relay(10, LEASE, |batch| async move {
                 let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
                 second_ids.lock().unwrap().extend(ids.iter().copied());
                 (ids, None::<&str>)
@@ -423,6 +427,53 @@ async fn concurrent_relays_share_the_outbox_on_postgres() {
         "{first_ids:?} vs {second_ids:?}"
     );
     assert_eq!(store.outbox().pending().await.unwrap().0, 0);
+}
+
+/// While a relay waits for the bus, it holds no transaction and no row lock: checkouts and
+/// handlers writing the outbox, and anyone updating the very rows being published, never
+/// wait for a publish. Once published, the batch is stamped.
+#[tokio::test]
+async fn a_relay_holds_no_lock_while_it_publishes() {
+    let Some(t) = crate::harness::postgres().await else {
+        return;
+    };
+    let store = &t.store;
+    migrated(store).await;
+    for name in ["l1", "l2"] {
+        placed_order(store, name, 5, 1).await;
+    }
+    let (got_batch, batch_taken) = tokio::sync::oneshot::channel::<Vec<i64>>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let relay = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .outbox()
+                .relay(10, LEASE, |batch| async move {
+                    let ids: Vec<i64> = batch.iter().map(|m| m.id).collect();
+                    got_batch.send(ids.clone()).unwrap();
+                    released.await.unwrap();
+                    (ids, None::<&str>)
+                })
+                .await
+                .unwrap()
+        })
+    };
+    assert_eq!(batch_taken.await.unwrap().len(), 2);
+    // Every row of the outbox, the batch's included, can be locked and written at once.
+    strata_store::testing::execute(
+        store,
+        "SET lock_timeout = '300ms'; \
+         UPDATE outbox SET payload = payload; \
+         SET lock_timeout = 0",
+    )
+    .await
+    .expect("the batch's rows are not locked during the publish");
+    // A new event is written while the publish waits; it is not part of the claimed batch.
+    placed_order(store, "l3", 5, 1).await;
+    release.send(()).unwrap();
+    assert_eq!(relay.await.unwrap().0, 2);
+    assert_eq!(store.outbox().pending().await.unwrap().0, 1);
 }
 
 both_dialects!(upgrading_from_0004_keeps_orders_lines_and_ids);

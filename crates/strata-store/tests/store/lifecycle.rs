@@ -1,8 +1,10 @@
 //! Connecting, migrating, readiness and shutdown.
 
+use std::time::{Duration, Instant};
 use strata_core::testkit::{POSTGRES, require_service};
 use strata_store::testing::{self, Schema};
-use strata_store::{Dialect, Store, StoreOptions};
+
+use strata_store::{Dialect, Store, StoreError, StoreOptions};
 
 use crate::harness::{both_dialects, migrated};
 
@@ -142,4 +144,37 @@ async fn a_connection_the_server_terminated_is_unavailable_not_a_bug() {
         error.is_transient(),
         "{error:?} should be unavailable (503)"
     );
+}
+
+/// A statement that runs past `statement_timeout` is cancelled by PostgreSQL and comes back
+/// as [`StoreError::Timeout`], transient (the api answers 503), while migrations, which may
+/// take longer, are not bound by it.
+#[tokio::test]
+async fn a_statement_past_the_statement_timeout_is_a_transient_timeout() {
+    let Some(url) = require_service(POSTGRES) else {
+        return;
+    };
+    let (store, _schema) = testing::fresh_postgres_with(
+        &url,
+        StoreOptions {
+            statement_timeout: Duration::from_millis(200),
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let started = Instant::now();
+    let err = testing::execute(&store, "SELECT pg_sleep(3)")
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, StoreError::Timeout(_)), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(took < Duration::from_secs(2), "cancelled after {took:?}");
+    // The connection is still good, and quick statements are untouched.
+    testing::execute(&store, "SELECT pg_sleep(0.01)")
+        .await
+        .unwrap();
+    store.close().await.unwrap();
 }

@@ -29,6 +29,12 @@ config_section! {
         /// or connection is sent to it and none meets a closed port. `strata up` tells its
         /// gateway first and needs no delay.
         restart drain_delay_ms: u64 = 2000; check |ms| *ms <= 300_000, "at most 300000 (5 minutes)",
+        /// Milliseconds a request has to produce its response before the instance gives it
+        /// up and answers 504 with the JSON body (`request_timeout`), as the gateway answers
+        /// its own `gateway.request_timeout_ms`; a WebSocket is bound by it only until it is
+        /// upgraded. Default 25000: under the gateway's 30000, so the instance stops the work
+        /// first and its answer reaches the client.
+        restart request_timeout_ms: u64 = 25_000; check |ms| *ms >= 1, "must be at least 1",
     }
 }
 
@@ -38,7 +44,7 @@ impl RoleConfig {
         Self {
             instances,
             listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            drain_delay_ms: 2000,
+            ..Self::default()
         }
     }
 
@@ -69,6 +75,9 @@ config_section! {
         /// empty: none needed; required when `listen` is not loopback, since replay changes
         /// state. Prefer `STRATA_WORKER_ADMIN_TOKEN` to a file.
         restart admin_token: Secret = Secret::default() => parse::trimmed,
+        /// Milliseconds a request to the endpoints has to produce its response before it is
+        /// given up with a JSON 504. Default 25000, as `api.request_timeout_ms`.
+        restart request_timeout_ms: u64 = 25_000; check |ms| *ms >= 1, "must be at least 1",
         /// Deliveries handled at once per handler (payment, fulfilment, notifications). Default
         /// 16: overlaps store round trips and the provider's latency without taking every store
         /// connection.
