@@ -126,7 +126,7 @@ impl CacheAside {
             Ok(None) => self.count(MISS),
             Err(e) => {
                 self.count(ERROR);
-                tracing::warn!(key, error = %e, "cache read failed, reading the store");
+                cache_failed(&e, Some(key), "cache read failed, reading the store");
             }
         }
         let Some(value) = load.await? else {
@@ -134,7 +134,7 @@ impl CacheAside {
         };
         let body = Bytes::from(serde_json::to_vec(&value)?);
         if let Err(e) = self.cache.set(key, body.clone(), self.ttl).await {
-            tracing::warn!(key, error = %e, "cache write failed");
+            cache_failed(&e, Some(key), "cache write failed");
         }
         Ok(Some(body))
     }
@@ -153,7 +153,11 @@ impl CacheAside {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the catalog version, reading the store");
+                cache_failed(
+                    &e,
+                    None,
+                    "cannot read the catalog version, reading the store",
+                );
                 None
             }
         }
@@ -174,13 +178,13 @@ impl CacheAside {
                 {
                     Ok(()) => Some(generation),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot set a cart generation");
+                        cache_failed(&e, None, "cannot set a cart generation");
                         None
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read a cart generation, reading the store");
+                cache_failed(&e, None, "cannot read a cart generation, reading the store");
                 None
             }
         }
@@ -190,7 +194,7 @@ impl CacheAside {
     pub async fn invalidate_cart(&self, owner: &str) {
         if let Err(e) = self.cache.delete(&cart_generation_key(owner)).await {
             // The stale cart then lives until its TTL.
-            tracing::warn!(error = %e, "cannot invalidate a cached cart");
+            cache_failed(&e, None, "cannot invalidate a cached cart");
         }
     }
 
@@ -250,7 +254,7 @@ impl CacheAside {
             )
             .await
             .map_err(|e| {
-                tracing::warn!(error = %e, "cannot set the catalog version");
+                cache_failed(&e, None, "cannot set the catalog version");
             })
     }
 
@@ -285,5 +289,16 @@ impl CacheAside {
 
     fn count(&self, result: Outcome) {
         self.lookups.get_or_create(&OutcomeLabels { result }).inc();
+    }
+}
+
+/// Logs a failed cache call as a warning, but only at debug level while the Redis circuit
+/// breaker is open: the breaker logged its opening once, and a line per request would flood
+/// the log for as long as the outage lasts.
+pub(crate) fn cache_failed(error: &strata_cache::CacheError, key: Option<&str>, what: &str) {
+    if matches!(error, strata_cache::CacheError::CircuitOpen) {
+        tracing::debug!(key, %error, "{what}");
+    } else {
+        tracing::warn!(key, %error, "{what}");
     }
 }

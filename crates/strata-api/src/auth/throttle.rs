@@ -133,7 +133,7 @@ impl LoginThrottle {
         let pair = ip.map(|ip| Self::pair_key(ip, email));
         for key in std::iter::once(Self::email_key(email)).chain(pair) {
             if let Err(e) = self.cache.delete(&key).await {
-                tracing::warn!(error = %e, "cannot clear a log-in attempt counter");
+                crate::cache_aside::cache_failed(&e, None, "cannot clear a log-in attempt counter");
             }
         }
     }
@@ -146,7 +146,11 @@ impl LoginThrottle {
                 .unwrap_or(0),
             Ok(None) => 0,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read a log-in failure counter; not throttling");
+                crate::cache_aside::cache_failed(
+                    &e,
+                    None,
+                    "cannot read a log-in failure counter; not throttling",
+                );
                 0
             }
         }
@@ -157,7 +161,11 @@ impl LoginThrottle {
         match self.cache.incr(key, self.settings.window).await {
             Ok(count) => count,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot count a log-in attempt; not throttling");
+                crate::cache_aside::cache_failed(
+                    &e,
+                    None,
+                    "cannot count a log-in attempt; not throttling",
+                );
                 0
             }
         }
