@@ -112,6 +112,7 @@ async fn events_endpoints_off_loopback_need_the_admin_token() {
         listen: "0.0.0.0:0".parse().expect("address"),
         admin_token: strata_core::config::Secret::new(ADMIN_TOKEN),
         pipeline: Default::default(),
+        request_timeout: strata_core::http::DEFAULT_REQUEST_TIMEOUT,
     };
     let server = Worker::build(settings, store, bus)
         .await
