@@ -476,7 +476,7 @@ fn field(field: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-fn parse_sku(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_sku(raw: &str) -> Result<String, ApiError> {
     let ok = (1..=MAX_SLUG_CHARS).contains(&raw.len())
         && raw
             .bytes()
@@ -486,7 +486,7 @@ fn parse_sku(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Counted before trimming, as the document's `maxLength` counts.
-fn parse_name(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || raw.chars().count() > MAX_NAME_CHARS {
         return Err(field("name", "expected 1 to 200 characters"));
@@ -497,7 +497,7 @@ fn parse_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-fn parse_description(raw: String) -> Result<String, ApiError> {
+pub(crate) fn parse_description(raw: String) -> Result<String, ApiError> {
     if raw.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(field("description", "expected at most 5000 characters"));
     }
@@ -520,18 +520,18 @@ fn is_slug(raw: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn parse_category(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_category(raw: &str) -> Result<String, ApiError> {
     is_slug(raw)
         .then(|| raw.to_owned())
         .ok_or_else(|| field("category", "expected 1 to 64 of a-z 0-9 -"))
 }
 
-fn parse_price(cents: i64) -> Result<PriceCents, ApiError> {
+pub(crate) fn parse_price(cents: i64) -> Result<PriceCents, ApiError> {
     PriceCents::try_from(cents)
         .map_err(|_| field("price_cents", "expected 0 to 1000000000000 cents"))
 }
 
-fn parse_stock(stock: i64) -> Result<i64, ApiError> {
+pub(crate) fn parse_stock(stock: i64) -> Result<i64, ApiError> {
     (0..=MAX_STOCK)
         .contains(&stock)
         .then_some(stock)
@@ -571,7 +571,7 @@ fn json(status: StatusCode, body: Bytes) -> Response {
 /// A list request, validated: keys other than the documented ones, repeated keys, and values
 /// out of range are refused with `invalid_query`.
 #[derive(Debug)]
-pub(crate) struct ListQuery(ProductQuery);
+pub(crate) struct ListQuery(pub(crate) ProductQuery);
 
 impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
     type Rejection = ApiError;

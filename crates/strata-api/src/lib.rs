@@ -12,6 +12,8 @@ mod cart;
 mod catalog;
 mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 mod notifications;
 pub mod openapi;
 mod orders;

@@ -325,7 +325,7 @@ pub(crate) async fn bootstrap_admin(
     Ok(user)
 }
 
-fn parse_email(raw: &str) -> Result<Email, ApiError> {
+pub(crate) fn parse_email(raw: &str) -> Result<Email, ApiError> {
     raw.parse()
         .map_err(|e: crate::auth::InvalidEmail| ApiError::InvalidField {
             field: "email",
@@ -334,7 +334,7 @@ fn parse_email(raw: &str) -> Result<Email, ApiError> {
 }
 
 /// Trimmed, 1 to 64 characters, no control characters.
-fn parse_display_name(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn parse_display_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     let invalid = |message: &str| ApiError::InvalidField {
         field: "display_name",
