@@ -284,6 +284,50 @@ pub struct ProductPatch {
     pub stock: Option<i64>,
 }
 
+impl NewProductRequest {
+    /// The product to insert, every field checked as the document says.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidField`] naming the first field out of bounds.
+    pub(crate) fn parse(self) -> Result<NewProduct, ApiError> {
+        Ok(NewProduct {
+            sku: parse_sku(&self.sku)?,
+            name: parse_name(&self.name)?,
+            description: parse_description(self.description)?,
+            category: parse_category(&self.category)?,
+            price_cents: parse_price(self.price_cents)?.get(),
+            stock: parse_stock(self.stock)?,
+        })
+    }
+}
+
+impl ProductPatch {
+    /// The change to apply, every field given checked as the document says.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidField`] naming the first field out of bounds;
+    /// [`ApiError::InvalidBody`] when no field is given.
+    pub(crate) fn parse(self) -> Result<ProductUpdate, ApiError> {
+        let update = ProductUpdate {
+            name: self.name.as_deref().map(parse_name).transpose()?,
+            description: self.description.map(parse_description).transpose()?,
+            category: self.category.as_deref().map(parse_category).transpose()?,
+            price_cents: self
+                .price_cents
+                .map(parse_price)
+                .transpose()?
+                .map(PriceCents::get),
+            stock: self.stock.map(parse_stock).transpose()?,
+        };
+        if update.is_empty() {
+            return Err(ApiError::InvalidBody(
+                "give at least one of name, description, category, price_cents, stock".into(),
+            ));
+        }
+        Ok(update)
+    }
+}
+
 /// Create a product (admins only).
 #[utoipa::path(
     post,
@@ -307,14 +351,7 @@ pub(crate) async fn create_product(
     AdminUser(user): AdminUser,
     Json(body): Json<NewProductRequest>,
 ) -> Result<Response, ApiError> {
-    let new = NewProduct {
-        sku: parse_sku(&body.sku)?,
-        name: parse_name(&body.name)?,
-        description: parse_description(body.description)?,
-        category: parse_category(&body.category)?,
-        price_cents: parse_price(body.price_cents)?.get(),
-        stock: parse_stock(body.stock)?,
-    };
+    let new = body.parse()?;
     let product = match state.store.products().insert(&new).await {
         Ok(product) => product,
         Err(e) if e.is_unique_violation() => return Err(ApiError::SkuTaken),
@@ -350,22 +387,7 @@ pub(crate) async fn update_product(
     PathId(id): PathId<ProductId>,
     Json(body): Json<ProductPatch>,
 ) -> Result<Response, ApiError> {
-    let update = ProductUpdate {
-        name: body.name.as_deref().map(parse_name).transpose()?,
-        description: body.description.map(parse_description).transpose()?,
-        category: body.category.as_deref().map(parse_category).transpose()?,
-        price_cents: body
-            .price_cents
-            .map(parse_price)
-            .transpose()?
-            .map(PriceCents::get),
-        stock: body.stock.map(parse_stock).transpose()?,
-    };
-    if update.is_empty() {
-        return Err(ApiError::InvalidBody(
-            "give at least one of name, description, category, price_cents, stock".into(),
-        ));
-    }
+    let update = body.parse()?;
     let product = state
         .store
         .products()
@@ -476,7 +498,7 @@ fn field(field: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-pub(crate) fn parse_sku(raw: &str) -> Result<String, ApiError> {
+fn parse_sku(raw: &str) -> Result<String, ApiError> {
     let ok = (1..=MAX_SLUG_CHARS).contains(&raw.len())
         && raw
             .bytes()
@@ -486,7 +508,7 @@ pub(crate) fn parse_sku(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Counted before trimming, as the document's `maxLength` counts.
-pub(crate) fn parse_name(raw: &str) -> Result<String, ApiError> {
+fn parse_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || raw.chars().count() > MAX_NAME_CHARS {
         return Err(field("name", "expected 1 to 200 characters"));
@@ -497,7 +519,7 @@ pub(crate) fn parse_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-pub(crate) fn parse_description(raw: String) -> Result<String, ApiError> {
+fn parse_description(raw: String) -> Result<String, ApiError> {
     if raw.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(field("description", "expected at most 5000 characters"));
     }
@@ -520,18 +542,18 @@ fn is_slug(raw: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-pub(crate) fn parse_category(raw: &str) -> Result<String, ApiError> {
+fn parse_category(raw: &str) -> Result<String, ApiError> {
     is_slug(raw)
         .then(|| raw.to_owned())
         .ok_or_else(|| field("category", "expected 1 to 64 of a-z 0-9 -"))
 }
 
-pub(crate) fn parse_price(cents: i64) -> Result<PriceCents, ApiError> {
+fn parse_price(cents: i64) -> Result<PriceCents, ApiError> {
     PriceCents::try_from(cents)
         .map_err(|_| field("price_cents", "expected 0 to 1000000000000 cents"))
 }
 
-pub(crate) fn parse_stock(stock: i64) -> Result<i64, ApiError> {
+fn parse_stock(stock: i64) -> Result<i64, ApiError> {
     (0..=MAX_STOCK)
         .contains(&stock)
         .then_some(stock)

@@ -16,10 +16,7 @@ use strata_store::{NewProduct, Page, ProductQuery, ProductUpdate};
 use crate::ApiError;
 use crate::auth::{Email, Password, Role};
 use crate::cart::{AddItem, SetItemRequest};
-use crate::catalog::{
-    ListQuery, NewProductRequest, ProductPatch, parse_category, parse_description, parse_name,
-    parse_price, parse_sku, parse_stock,
-};
+use crate::catalog::{ListQuery, NewProductRequest, ProductPatch};
 use crate::extract::{Json, Query, Valid, ValidQuery};
 use crate::orders::{CheckoutBody, ListOrdersQuery};
 use crate::quote::{Pricing, QuoteAsk};
@@ -161,28 +158,11 @@ pub fn body(kind: BodyKind, bytes: &[u8]) -> Result<Accepted, ApiError> {
         }
         BodyKind::NewProduct => {
             let Json(body) = ready(Json::<NewProductRequest>::from_request(request(), &()))?;
-            Ok(Accepted::NewProduct(NewProduct {
-                sku: parse_sku(&body.sku)?,
-                name: parse_name(&body.name)?,
-                description: parse_description(body.description)?,
-                category: parse_category(&body.category)?,
-                price_cents: parse_price(body.price_cents)?.get(),
-                stock: parse_stock(body.stock)?,
-            }))
+            Ok(Accepted::NewProduct(body.parse()?))
         }
         BodyKind::ProductPatch => {
             let Json(body) = ready(Json::<ProductPatch>::from_request(request(), &()))?;
-            Ok(Accepted::ProductUpdate(ProductUpdate {
-                name: body.name.as_deref().map(parse_name).transpose()?,
-                description: body.description.map(parse_description).transpose()?,
-                category: body.category.as_deref().map(parse_category).transpose()?,
-                price_cents: body
-                    .price_cents
-                    .map(parse_price)
-                    .transpose()?
-                    .map(|p| p.get()),
-                stock: body.stock.map(parse_stock).transpose()?,
-            }))
+            Ok(Accepted::ProductUpdate(body.parse()?))
         }
         BodyKind::Register => {
             let Json(body) = ready(Json::<RegisterRequest>::from_request(request(), &()))?;
