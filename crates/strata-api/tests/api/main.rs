@@ -9,7 +9,6 @@ mod cart;
 mod catalog;
 mod contract;
 mod input;
-mod logs;
 mod openapi;
 mod ops;
 mod orders;

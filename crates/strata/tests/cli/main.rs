@@ -9,6 +9,7 @@ mod config;
 mod events;
 mod harness;
 mod health;
+mod logs;
 mod serve;
 mod shutdown;
 mod up;
