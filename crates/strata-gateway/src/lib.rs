@@ -369,6 +369,12 @@ struct Shared {
 }
 
 impl GatewayHandle {
+    /// Lets rate limits keyed on `jwt_subject` tell users apart by their session tokens,
+    /// checked with `key`, the api's (without it they count such requests on the client IP).
+    pub fn verify_tokens_with(&self, key: strata_core::auth::TokenKey) {
+        self.shared.rate_limits.verify_tokens_with(key);
+    }
+
     /// Client connections accepted on the public listener so far, per worker (index = worker,
     /// see [`Limits::workers`]): shows how evenly the kernel spreads connections.
     pub fn accepted_per_worker(&self) -> Vec<u64> {

@@ -14,16 +14,19 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use http::header::AUTHORIZATION;
 use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use strata_core::auth::TokenKey;
 use strata_core::http::{ErrorBody, ErrorDetail};
 
-use crate::balance::key::{KeySource, ip_key};
+use crate::balance::hash::hash_bytes;
+use crate::balance::key::{KeySource, ip_key, query};
 use crate::config::{Algorithm, RateLimitRule};
 use crate::proxy::ResponseBody;
 
@@ -64,6 +67,8 @@ struct Bucket {
 pub struct RateLimiter {
     rules: ArcSwap<Vec<Rule>>,
     shards: Box<[Mutex<Buckets>]>,
+    /// Checks the session tokens of `jwt_subject` rules; without it they count on the IP.
+    tokens: OnceLock<TokenKey>,
 }
 
 /// The buckets of one shard, by (rule index, client key).
@@ -88,7 +93,38 @@ impl RateLimiter {
         Self {
             rules: ArcSwap::from_pointee(compile(rules)),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            tokens: OnceLock::new(),
         }
+    }
+
+    /// Lets `jwt_subject` rules tell users apart by their session tokens, checked with `key`
+    /// (the api's). The first key given stays.
+    pub fn verify_tokens_with(&self, key: TokenKey) {
+        let _ = self.tokens.set(key);
+    }
+
+    /// The key of the user a valid session token in `head` names: `Authorization: Bearer`,
+    /// or the `token` query parameter (WebSocket clients cannot set headers).
+    fn subject(&self, head: &Parts) -> Option<u64> {
+        let tokens = self.tokens.get()?;
+        let token = head
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| {
+                let (scheme, token) = value.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .or_else(|| {
+                query(&head.uri, "token").and_then(|token| std::str::from_utf8(token).ok())
+            })?;
+        let user = tokens.verify(token).ok()?;
+        // Apart from every IP key: a user id hashes with its own prefix.
+        let mut bytes = *b"sub:\0\0\0\0\0\0\0\0";
+        bytes[4..].copy_from_slice(&user.id.to_le_bytes());
+        Some(hash_bytes(&bytes))
     }
 
     /// Applies new rules; every bucket starts afresh.
@@ -113,10 +149,11 @@ impl RateLimiter {
             .enumerate()
             .filter(|(_, rule)| rule.covers(pool, path))
             .max_by_key(|(_, rule)| (!rule.pool.is_empty(), rule.prefix.len()))?;
-        let client = rule
-            .key
-            .key(&head.headers, &head.uri, ip)
-            .unwrap_or_else(|| ip_key(ip));
+        let client = match rule.key {
+            KeySource::JwtSubject => self.subject(head),
+            ref source => source.key(&head.headers, &head.uri, ip),
+        }
+        .unwrap_or_else(|| ip_key(ip));
         let shard = &self.shards[shard_of(client)];
         let mut buckets = lock(shard);
         if buckets.len() >= MAX_KEYS / SHARDS && !buckets.contains_key(&(index, client)) {

@@ -11,6 +11,7 @@ use strata_api::auth::{PasswordParams, ThrottleSettings};
 use strata_api::{AdminBootstrap, AuthSettings};
 use strata_bus::{AnyBus, BusOptions};
 use strata_cache::{AnyCache, RedisOptions};
+use strata_core::auth::{InvalidKey, TokenKey};
 use strata_core::config::Secret;
 use strata_store::{Store, StoreOptions};
 
@@ -128,6 +129,15 @@ pub fn api_auth(config: &Config, jwt_secret: Secret) -> AuthSettings {
             password: admin.password.clone(),
         }),
     }
+}
+
+/// The key that checks session tokens signed with `secret` under `auth.key_id`: what the
+/// gateway's rate limits keyed on `jwt_subject` tell users apart with.
+///
+/// # Errors
+/// When the secret is shorter than 32 bytes or the key id empty.
+pub fn token_key(config: &Config, secret: &Secret) -> Result<TokenKey, InvalidKey> {
+    TokenKey::new(secret.expose().as_bytes(), &config.auth.key_id)
 }
 
 /// The JWT secret of `strata up`: `auth.jwt_secret` when configured, otherwise the one kept in

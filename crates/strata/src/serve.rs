@@ -12,6 +12,7 @@ use strata_chat::{ChatServer, ChatSettings};
 use strata_core::config::Problem;
 use strata_core::{ConfigError, Shutdown};
 use strata_gateway::Gateway;
+use strata_gateway::config::HashKey;
 use strata_store::Store;
 use strata_worker::Worker;
 
@@ -50,9 +51,32 @@ async fn gateway(args: &ServeArgs, config: Config, signalled: Shutdown) -> anyho
              (or STRATA_GATEWAY_UPSTREAM, or [[gateway.pools]] in the config file)",
         ));
     }
+    // Rate limits keyed on `jwt_subject` check tokens with the api's secret.
+    let by_user = config
+        .gateway
+        .rate_limits
+        .iter()
+        .any(|rule| rule.key == HashKey::JwtSubject);
+    if by_user && config.auth.jwt_secret.is_empty() {
+        return Err(invalid(
+            "auth.jwt_secret",
+            "a rate limit keyed on `jwt_subject` needs the api's token signing secret to check \
+             tokens: STRATA_AUTH_JWT_SECRET (or [auth] jwt_secret)",
+        ));
+    }
+    let token_key = if config.auth.jwt_secret.is_empty() {
+        None
+    } else {
+        let key = backends::token_key(&config, &config.auth.jwt_secret)
+            .map_err(|e| invalid("auth.jwt_secret", &e.to_string()))?;
+        Some(key)
+    };
     let mut gateway = Gateway::build(&config.gateway)
         .await
         .context("cannot start the gateway")?;
+    if let Some(key) = token_key {
+        gateway.handle().verify_tokens_with(key);
+    }
     if let Some(name) = &args.instance {
         gateway = gateway.named(name);
     }

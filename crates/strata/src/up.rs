@@ -216,6 +216,9 @@ impl Stack {
         let gateway = Gateway::build(&gateway_config)
             .await
             .context("cannot start the gateway")?;
+        gateway
+            .handle()
+            .verify_tokens_with(backends::token_key(config, &jwt_secret)?);
         let (addr, admin_addr) = (gateway.local_addr(), gateway.admin_addr());
         let task = spawn_unit(
             gateway.run(self.gateway_stop.clone()),

@@ -24,6 +24,9 @@ pub enum KeySource {
     Query(String),
     /// `consistent_hash`: the hash of the client's IP address.
     ClientIp,
+    /// Rate limits: the user a valid session token names, which only a holder of the
+    /// token secret can tell ([`crate::rate_limit::RateLimiter`] does); here, the client IP.
+    JwtSubject,
     /// `sticky`: the instance id written in this cookie.
     Sticky(String),
 }
@@ -40,6 +43,7 @@ impl KeySource {
                 }
                 HashKey::Query(name) => Self::Query(name.clone()),
                 HashKey::ClientIp => Self::ClientIp,
+                HashKey::JwtSubject => Self::JwtSubject,
             },
             Algorithm::Sticky => Self::Sticky(sticky_cookie.to_owned()),
             _ => Self::None,
@@ -52,7 +56,7 @@ impl KeySource {
         let value = match self {
             Self::None => return None,
             Self::Sticky(name) => return cookie(headers, name).and_then(parse_id),
-            Self::ClientIp => None,
+            Self::ClientIp | Self::JwtSubject => None,
             Self::Cookie(name) => cookie(headers, name),
             Self::Header(name) => headers.get(name).map(HeaderValue::as_bytes),
             Self::Query(name) => query(uri, name),

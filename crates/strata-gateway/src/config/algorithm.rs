@@ -79,8 +79,8 @@ impl FromStr for Algorithm {
     }
 }
 
-/// Where a hashing algorithm takes its key from, written `cookie:NAME`, `header:NAME`,
-/// `query:NAME` or `client_ip`.
+/// Where a hashing algorithm or a rate limit takes its key from, written `cookie:NAME`,
+/// `header:NAME`, `query:NAME`, `client_ip` or (rate limits only) `jwt_subject`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum HashKey {
@@ -93,16 +93,27 @@ pub enum HashKey {
     /// The client's IP address as the gateway sees it (the TCP peer, not `X-Forwarded-For`,
     /// which any client can forge).
     ClientIp,
+    /// The subject (`sub`, the user id) of the request's session token (`Authorization:
+    /// Bearer`, or the `token` query parameter of a WebSocket), once its signature checks
+    /// with the api's secret: a client cannot make up subjects to get fresh allowances.
+    /// Rate limits only.
+    JwtSubject,
 }
 
 impl FromStr for HashKey {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        if s == "client_ip" {
-            return Ok(Self::ClientIp);
+        match s {
+            "client_ip" => return Ok(Self::ClientIp),
+            "jwt_subject" => return Ok(Self::JwtSubject),
+            _ => {}
         }
-        let bad = || format!("`{s}`: expected cookie:NAME, header:NAME, query:NAME or client_ip");
+        let bad = || {
+            format!(
+                "`{s}`: expected cookie:NAME, header:NAME, query:NAME, client_ip or jwt_subject"
+            )
+        };
         let (kind, name) = s.split_once(':').ok_or_else(bad)?;
         match kind {
             "cookie" if is_token(name) => Ok(Self::Cookie(name.to_owned())),
@@ -129,6 +140,7 @@ impl fmt::Display for HashKey {
             Self::Header(name) => write!(f, "header:{name}"),
             Self::Query(name) => write!(f, "query:{name}"),
             Self::ClientIp => f.write_str("client_ip"),
+            Self::JwtSubject => f.write_str("jwt_subject"),
         }
     }
 }

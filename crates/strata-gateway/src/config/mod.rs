@@ -94,8 +94,9 @@ config_section! {
         /// token bucket for the requests it covers: `per_second` (required) and `burst`
         /// (default: one second's worth), for `pool` (`api`, `chat`, or empty for both) and
         /// the paths under `prefix` (default `/`), clients told apart by `key` (`client_ip`,
-        /// the default, or `header:NAME`, `cookie:NAME`, `query:NAME`, falling back to the
-        /// client IP). The most specific rule applies (its pool, then the longest prefix);
+        /// the default, or `jwt_subject` — the user of a valid session token, checked with
+        /// `auth.jwt_secret` — `header:NAME`, `cookie:NAME`, `query:NAME`, falling back to
+        /// the client IP). The most specific rule applies (its pool, then the longest prefix);
         /// beyond its bucket a client gets 429 with `Retry-After`. Default: none.
         file rate_limits: Vec<RateLimitRule> = Vec::new(),
         /// Client connections one IP address may hold open on the public listener at once;

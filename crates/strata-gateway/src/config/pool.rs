@@ -48,7 +48,9 @@ config_section! {
         /// `client_ip`. A request without the key is hashed on its client IP. Default
         /// `client_ip` for api (it has no natural key), `query:room` for chat (the WebSocket is
         /// `/api/v1/chat/ws?room=…`).
-        live hash_key: HashKey = HashKey::ClientIp,
+        live hash_key: HashKey = HashKey::ClientIp;
+            check |key| *key != HashKey::JwtSubject,
+            "`jwt_subject` keys rate limits only: a hash ring needs a key it can read without the token's secret",
         /// Bounded load of `consistent_hash`, at least 1.0: an instance takes a request only
         /// while its in-flight count is below `ceil((total in flight + 1) × factor /
         /// instances)`, otherwise the key moves clockwise to the next instance. Default 1.25: no

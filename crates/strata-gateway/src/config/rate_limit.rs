@@ -21,8 +21,10 @@ pub struct RateLimitRule {
     #[serde(default = "root")]
     pub prefix: String,
     /// What tells clients apart: `client_ip` (the default: the TCP peer, which a client
-    /// cannot forge), `header:NAME`, `cookie:NAME` or `query:NAME`. A request without the
-    /// named value is counted on its client IP.
+    /// cannot forge), `jwt_subject` (the user a valid session token names, so users behind
+    /// one address each get their own allowance), `header:NAME`, `cookie:NAME` or
+    /// `query:NAME`. A request without the named value, or without a valid token, is counted
+    /// on its client IP.
     #[serde(default = "client_ip")]
     pub key: HashKey,
     /// Requests per second a client may send on average, more than 0.

@@ -130,6 +130,7 @@ fn every_bad_pool_setting_is_reported_with_its_key() {
     let flags: Vec<(&str, String)> = [
         ("gateway.api.algorithm", "fastest"),
         ("gateway.api.hash_key", "body:x"),
+        ("gateway.chat.hash_key", "jwt_subject"),
         ("gateway.api.balance_factor", "0.5"),
         ("gateway.api.pipeline_depth", "0"),
         ("gateway.chat.pipeline_depth", "257"),
@@ -150,6 +151,7 @@ fn every_bad_pool_setting_is_reported_with_its_key() {
     for key in [
         "gateway.api.algorithm",
         "gateway.api.hash_key",
+        "gateway.chat.hash_key",
         "gateway.api.balance_factor",
         "gateway.api.pipeline_depth",
         "gateway.chat.pipeline_depth",
@@ -232,6 +234,7 @@ fn hash_keys_parse_and_print_back() {
         ("header:x-user", HashKey::Header("x-user".into())),
         ("query:room", HashKey::Query("room".into())),
         ("client_ip", HashKey::ClientIp),
+        ("jwt_subject", HashKey::JwtSubject),
     ] {
         assert_eq!(text.parse::<HashKey>().unwrap(), key);
         assert_eq!(key.to_string(), text);

@@ -169,3 +169,58 @@ async fn one_address_cannot_hold_more_than_its_connections() {
     })
     .await;
 }
+
+/// Keyed on `jwt_subject`, each user behind one address has an allowance of its own; a token
+/// that does not check (forged, or signed with another secret) and a request without one are
+/// counted on the client IP, so making up subjects buys nothing.
+#[tokio::test]
+async fn users_behind_one_address_each_get_their_own_allowance() {
+    use strata_core::auth::{TokenKey, TokenUser, UserRole};
+
+    let backend = Backend::start("api-1").await;
+    let mut config = config(&[("api", vec![backend.url()])]);
+    let mut by_user = rule("/", 0.1, 2);
+    by_user.key = "jwt_subject".parse().unwrap();
+    config.rate_limits = vec![by_user];
+    let gateway = spawn_gateway(config).await;
+    let key = TokenKey::new(&[7; 32], "k1").unwrap();
+    gateway.handle.verify_tokens_with(key.clone());
+    let token = |key: &TokenKey, id: i64| {
+        let user = TokenUser {
+            id,
+            email: format!("user{id}@example.com"),
+            role: UserRole::Customer,
+        };
+        key.issue(&user, Duration::from_secs(600)).unwrap()
+    };
+    let (alice, bob) = (token(&key, 1), token(&key, 2));
+    let foreign = token(&TokenKey::new(&[8; 32], "k1").unwrap(), 1);
+    let status = |bearer: Option<String>, query: Option<String>| {
+        let mut url = gateway.url("/x");
+        if let Some(token) = query {
+            url.push_str(&format!("?token={token}"));
+        }
+        let mut request = gateway.client.get(url);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let mut alice_statuses = Vec::new();
+    for _ in 0..3 {
+        alice_statuses.push(status(Some(alice.clone()), None).await);
+    }
+    assert_eq!(alice_statuses, [200, 200, 429], "alice's own allowance");
+    // The same user through the WebSocket's query parameter shares the bucket.
+    assert_eq!(status(None, Some(alice.clone())).await, 429);
+    // Bob, from the same address, is unaffected.
+    assert_eq!(status(Some(bob.clone()), None).await, 200);
+    assert_eq!(status(None, Some(bob)).await, 200);
+    // Alice's subject under another secret is not alice: it counts on the address, as do
+    // anonymous requests, and that bucket is the address's own.
+    let mut ip_statuses = Vec::new();
+    ip_statuses.push(status(Some(foreign), None).await);
+    ip_statuses.push(status(None, None).await);
+    ip_statuses.push(status(Some(format!("{alice}x")), None).await);
+    assert_eq!(ip_statuses, [200, 200, 429], "the address's allowance");
+}

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 use strata_core::testkit::{POSTGRES, require_service};
 
-use crate::harness::{Process, START_TIMEOUT, free_port, strata, wait_ready, with_search_path};
+use crate::harness::{
+    Process, START_TIMEOUT, TempDir, free_port, run_to_exit, strata, wait_ready, with_search_path,
+};
 
 /// The token signing secret every `strata serve api` of a deployment shares.
 const JWT_SECRET: &str = "serve-test-secret-0123456789abcdef";
@@ -184,4 +186,38 @@ async fn serve_runs_roles_as_separate_processes_on_postgres() {
     // Only now, with every connection closed, is the schema dropped (by the guard).
     drop(processes);
     drop(schema);
+}
+
+/// A gateway rate limit keyed on `jwt_subject` checks tokens with the api's secret:
+/// `strata serve gateway` refuses to start without it (exit 2, naming the key) rather than
+/// quietly counting every user on their address.
+#[tokio::test]
+async fn a_rate_limit_by_user_needs_the_token_secret() {
+    let dir = TempDir::new("jwt-subject");
+    let file = dir.path().join("strata.toml");
+    std::fs::write(
+        &file,
+        "[[gateway.rate_limits]]\nkey = \"jwt_subject\"\nper_second = 10.0\n",
+    )
+    .unwrap();
+    let upstream = format!("api=http://127.0.0.1:{}", free_port());
+    let args = ["serve", "gateway", "--upstream", &upstream];
+    let mut command = strata(&args);
+    command.env("STRATA_CONFIG", &file);
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("auth.jwt_secret") && stderr.contains("jwt_subject"),
+        "{stderr}"
+    );
+    let mut command = strata(&args);
+    command
+        .env("STRATA_CONFIG", &file)
+        .env("STRATA_AUTH_JWT_SECRET", "too short");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("auth.jwt_secret") && !stderr.contains("too short"),
+        "{stderr}"
+    );
 }
