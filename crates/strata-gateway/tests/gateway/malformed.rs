@@ -2,6 +2,8 @@
 //! `Host`, and framing an instance could read differently (request smuggling). Each gets 400
 //! with the JSON error body, the connection closes, and nothing reaches an instance.
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use crate::helpers::{Backend, TestGateway, config, raw_exchange, spawn_gateway};
 
 async fn gateway() -> (Backend, TestGateway) {
@@ -213,4 +215,57 @@ async fn transfer_encodings_other_than_chunked_are_refused() {
     .await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("hello"), "{response}");
+}
+
+/// A chunk size that goes bad after the body has started to flow: the instance never gets a
+/// complete body (the chunked stream it reads ends without its last chunk, so it cannot take
+/// the part for the whole), the client gets 400 with the JSON error body and a closed
+/// connection, and the instance is not blamed for the client's bytes.
+#[tokio::test]
+async fn a_chunk_size_that_goes_bad_midway_reaches_no_instance_whole() {
+    let (backend, gateway) = gateway().await;
+    for bad in ["zz", "-1", "5 x"] {
+        let request = format!(
+            "POST /echo HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n\
+             5\r\nhello\r\n{bad}\r\nworld\r\n0\r\n\r\n"
+        );
+        let response = raw_exchange(gateway.addr, request.as_bytes()).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{bad:?} → {response}");
+        assert!(
+            response.contains(r#""error":{"code":"#),
+            "{bad:?} → {response}"
+        );
+        for seen in backend.seen() {
+            assert!(
+                seen.body.is_empty(),
+                "{bad:?}: the instance read a body it took for whole: {:?}",
+                seen.body
+            );
+        }
+        backend.forget();
+    }
+    // Sent in two parts, so the first chunk is on its way to the instance before the bad
+    // size arrives: the instance has the head and part of the body, never a whole one.
+    let head = "POST /echo HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n\
+                5\r\nhello\r\n";
+    let mut stream = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = stream.write_all(b"zz\r\nworld\r\n0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut response),
+    )
+    .await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(response.contains(r#""error":{"code":"#), "{response}");
+    let seen = backend.seen();
+    assert_eq!(seen.len(), 1, "the head went on before the bad size came");
+    assert!(seen[0].body.is_empty(), "a whole body: {:?}", seen[0].body);
+    // The instance was not ejected for it.
+    for _ in 0..5 {
+        assert_eq!(gateway.get("/after").await.status(), 200);
+    }
 }
