@@ -9,7 +9,8 @@
 #     PodDisruptionBudgets, NetworkPolicies and anti-affinity).
 #   - deploy/prometheus: `promtool check config` of both scrape configurations, `promtool
 #     check rules` and `promtool test rules` of the alert rules.
-#   - deploy/grafana: every dashboard is JSON with the fields Grafana needs.
+#   - deploy/grafana: every dashboard is JSON with the fields Grafana needs, and its queries
+#     are PromQL that promtool accepts.
 # Which metric names the rules and the dashboard use is checked against live /metrics by the
 # Rust test crates/strata/tests/cli/metrics_names.rs (part of the test command).
 #
@@ -126,28 +127,46 @@ log "promtool check rules, test rules"
 promtool check rules deploy/prometheus/rules.yml
 promtool test rules deploy/prometheus/rules.test.yml
 
-# Grafana: each dashboard parses and has what an import needs.
+# Grafana: each dashboard parses, has what an import needs, and every query is PromQL that
+# promtool accepts (each written as a recording rule, Grafana's variables replaced).
 dashboards=(deploy/grafana/*.json)
 [ -e "${dashboards[0]}" ] || fail "no dashboard in deploy/grafana"
 for dashboard in "${dashboards[@]}"; do
   log "grafana $dashboard"
-  "$python" - "$dashboard" <<'EOF'
+  "$python" - "$dashboard" "$work/dashboard-queries.yml" <<'EOF'
 import json
 import sys
 
-path = sys.argv[1]
+import yaml
+
+path, queries = sys.argv[1:]
 with open(path, encoding="utf-8") as file:
     dashboard = json.load(file)
-for key in ("title", "uid", "panels", "schemaVersion"):
+for key in ("title", "uid", "panels", "schemaVersion", "templating"):
     if key not in dashboard:
         sys.exit(f"{path}: no {key}")
 ids = [p["id"] for p in dashboard["panels"]]
 if len(ids) != len(set(ids)):
     sys.exit(f"{path}: panel ids repeat")
+variables = {"$__rate_interval": "5m", "$pool": ".+", "${datasource}": ""}
+rules = []
 for panel in dashboard["panels"]:
-    if panel["type"] != "row" and not panel.get("targets"):
+    if panel["type"] == "row":
+        continue
+    if not panel.get("targets"):
         sys.exit(f"{path}: panel {panel['title']!r} has no query")
-print(f"{path}: {len(ids)} panels")
+    for target in panel["targets"]:
+        expr = target["expr"]
+        for name, value in variables.items():
+            expr = expr.replace(name, value)
+        if "$" in expr:
+            sys.exit(f"{path}: panel {panel['title']!r}: unknown variable in {target['expr']}")
+        rules.append({"record": f"dashboard:panel{panel['id']}:{target['refId']}", "expr": expr})
+with open(queries, "w", encoding="utf-8") as file:
+    yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, file)
+print(f"{path}: {len(ids)} panels, {len(rules)} queries")
 EOF
+  promtool check rules "$work/dashboard-queries.yml" >/dev/null \
+    || { promtool check rules "$work/dashboard-queries.yml" >&2; fail "$dashboard: a query is not valid PromQL"; }
 done
 log "deploy files: all checks passed"
