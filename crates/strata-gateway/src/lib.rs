@@ -105,7 +105,7 @@ impl Gateway {
         let mut registry = Registry::default();
         let metrics = Metrics::register(&mut registry);
         let tls = match tls::paths(config) {
-            Some((cert, key)) => Some(Arc::new(Tls::load(&cert, &key)?)),
+            Some((cert, key)) => Some(Arc::new(Tls::load(&cert, &key, metrics.tls_expiry())?)),
             None => None,
         };
         if !config.admin_listen.ip().is_loopback() && config.admin_token.is_empty() {

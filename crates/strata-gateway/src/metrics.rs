@@ -75,6 +75,7 @@ pub struct Metrics {
     websockets: Family<InstanceLabels, Counter>,
     batches: Family<InstanceLabels, Counter>,
     batched_requests: Family<InstanceLabels, Counter>,
+    tls_expiry: Gauge,
 }
 
 impl Metrics {
@@ -94,6 +95,7 @@ impl Metrics {
             websockets: Family::default(),
             batches: Family::default(),
             batched_requests: Family::default(),
+            tls_expiry: Gauge::default(),
         };
         registry.register(
             "strata_gateway_requests",
@@ -160,7 +162,17 @@ impl Metrics {
             "Requests sent in batches; divided by strata_gateway_batches, the mean batch size",
             metrics.batched_requests.clone(),
         );
+        registry.register(
+            "strata_gateway_tls_cert_expiry_timestamp_seconds",
+            "When the public listener's TLS certificate expires (its notAfter, Unix seconds); 0 without TLS",
+            metrics.tls_expiry.clone(),
+        );
         metrics
+    }
+
+    /// The gauge of the TLS certificate's expiry, set by [`crate::tls::Tls`] at each load.
+    pub fn tls_expiry(&self) -> Gauge {
+        self.tls_expiry.clone()
     }
 
     /// Handles for one pool.

@@ -19,18 +19,26 @@ struct TestPki {
     ca: CertificateDer<'static>,
     cert: PathBuf,
     key: PathBuf,
+    /// When the `localhost` certificate expires, Unix seconds.
+    expires: i64,
 }
 
 fn pki(dir: &std::path::Path) -> TestPki {
+    pki_until(dir, (2061, 7, 28))
+}
+
+/// As [`pki`], with a `localhost` certificate that expires at the start of the day
+/// `(year, month, day)`, UTC.
+fn pki_until(dir: &std::path::Path, (year, month, day): (i32, u8, u8)) -> TestPki {
     std::fs::create_dir_all(dir).unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+    let mut leaf_params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf_params.not_after = rcgen::date_time_ymd(year, month, day);
+    let expires = leaf_params.not_after.unix_timestamp();
+    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     std::fs::write(&cert, leaf.pem()).unwrap();
     std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
@@ -38,7 +46,26 @@ fn pki(dir: &std::path::Path) -> TestPki {
         ca: ca.der().clone(),
         cert,
         key,
+        expires,
     }
+}
+
+/// The gateway's `strata_gateway_tls_cert_expiry_timestamp_seconds`.
+async fn certificate_expiry(gateway: &crate::helpers::TestGateway) -> i64 {
+    let text = gateway
+        .client
+        .get(format!("http://{}/metrics", gateway.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("strata_gateway_tls_cert_expiry_timestamp_seconds "))
+        .unwrap_or_else(|| panic!("no expiry in:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 fn temp_dir(what: &str) -> PathBuf {
@@ -97,6 +124,7 @@ async fn https_through_the_gateway_and_a_certificate_reload() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.ends_with("hello from api-1"), "{response}");
     assert_eq!(backend.seen()[0].path, "/secure");
+    assert_eq!(certificate_expiry(&gateway).await, first.expires);
     // The instance learns that the client came over TLS.
     assert_eq!(backend.seen()[0].headers["x-forwarded-proto"], "https");
     // Plain HTTP on the TLS port is refused, not served.
@@ -105,7 +133,7 @@ async fn https_through_the_gateway_and_a_certificate_reload() {
     assert!(!plain.contains("hello"), "{plain}");
 
     // A new certificate (another CA) for new handshakes after a reload.
-    let second = pki(&dir.join("two"));
+    let second = pki_until(&dir.join("two"), (2062, 3, 1));
     config.tls_cert = second.cert.clone();
     config.tls_key = second.key.clone();
     gateway.handle.reload(&config).unwrap();
@@ -113,6 +141,7 @@ async fn https_through_the_gateway_and_a_certificate_reload() {
         .await
         .unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(certificate_expiry(&gateway).await, second.expires);
     assert!(https_get(gateway.addr, &first.ca, "/old").await.is_err());
     // A missing file fails the reload and keeps the certificate in use.
     config.tls_key = dir.join("missing.pem");
