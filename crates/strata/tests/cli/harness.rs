@@ -231,6 +231,66 @@ impl Up {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.public)
     }
+
+    /// `POST /api/v1/sessions` through the gateway.
+    pub async fn log_in(
+        &self,
+        client: &reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        client
+            .post(self.url("/api/v1/sessions"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("POST /api/v1/sessions")
+    }
+
+    /// Registers a customer through the gateway and logs them in: their session token.
+    pub async fn customer(&self, client: &reqwest::Client, email: &str, password: &str) -> String {
+        let registered = client
+            .post(self.url("/api/v1/users"))
+            .json(&serde_json::json!({"email": email, "password": password, "display_name": email}))
+            .send()
+            .await
+            .expect("POST /api/v1/users");
+        assert_eq!(registered.status(), 201, "register {email}");
+        let session: serde_json::Value = self
+            .log_in(client, email, password)
+            .await
+            .json()
+            .await
+            .expect("a session");
+        session["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// Puts one unit of product 1 in the cart of `token`'s customer and checks out with
+    /// `idempotency_key`: the order placed.
+    pub async fn place_order(
+        &self,
+        client: &reqwest::Client,
+        token: &str,
+        idempotency_key: &str,
+    ) -> serde_json::Value {
+        let added = client
+            .post(self.url("/api/v1/cart/items"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"product_id": 1, "quantity": 1}))
+            .send()
+            .await
+            .expect("POST /api/v1/cart/items");
+        assert!(added.status().is_success(), "{}", added.status());
+        let placed = client
+            .post(self.url("/api/v1/orders"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", idempotency_key)
+            .send()
+            .await
+            .expect("POST /api/v1/orders");
+        assert_eq!(placed.status(), 201, "checkout");
+        placed.json().await.expect("an order")
+    }
 }
 
 /// Starts `strata up ARGS` on free gateway ports and a fresh data directory, with every

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use strata_chat::client::{ChatClient, Event, ws_url};
 use strata_chat::protocol::{ClientFrame, ServerFrame};
 
@@ -35,35 +35,12 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
     let client = reqwest::Client::new();
     let password = "a customer's secret password";
     let wrong_password = "a wrong guess of it";
-    let response = client
-        .post(up.url("/api/v1/users"))
-        .json(&json!({"email": "logs@example.com", "password": password, "display_name": "Logs"}))
-        .send()
-        .await
-        .expect("register");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let log_in = |email: &'static str, password: &'static str| {
-        client
-            .post(up.url("/api/v1/sessions"))
-            .json(&json!({"email": email, "password": password}))
-            .send()
-    };
-    let token = log_in("logs@example.com", password)
-        .await
-        .expect("log in")
-        .json::<Value>()
-        .await
-        .expect("session")["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
-    let wrong = log_in("logs@example.com", wrong_password)
-        .await
-        .expect("log in");
+    let token = up.customer(&client, "logs@example.com", password).await;
+    let wrong = up.log_in(&client, "logs@example.com", wrong_password).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let admin = log_in("root@example.com", ADMIN_PASSWORD)
+    let admin = up
+        .log_in(&client, "root@example.com", ADMIN_PASSWORD)
         .await
-        .expect("log in")
         .json::<Value>()
         .await
         .expect("session")["token"]
@@ -89,7 +66,11 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
             StatusCode::UNAUTHORIZED,
         ),
         // A failing request is logged with its cause: that path is covered too.
-        ("/api/v1/orders/1", token.as_str(), StatusCode::NOT_FOUND),
+        (
+            "/api/v1/orders/999999",
+            token.as_str(),
+            StatusCode::NOT_FOUND,
+        ),
     ] {
         let response = client
             .get(up.url(path))
@@ -99,14 +80,7 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
             .expect("GET");
         assert_eq!(response.status(), status, "{path}");
     }
-    let response = client
-        .post(up.url("/api/v1/cart/items"))
-        .bearer_auth(&token)
-        .json(&json!({"product_id": 1, "quantity": 1}))
-        .send()
-        .await
-        .expect("add to cart");
-    assert_eq!(response.status(), StatusCode::OK);
+    up.place_order(&client, &token, "logs-1").await;
 
     // Chat through the gateway, the token in the URL (as browsers must send it), and a
     // forged one refused.

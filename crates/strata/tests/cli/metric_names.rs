@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use strata_core::testkit::{NATS, POSTGRES, REDIS, require_service};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::harness::{
     Process, START_TIMEOUT, Up, free_port, spawn_up_with_env, strata, with_search_path,
@@ -93,42 +93,10 @@ async fn place_an_order_and_wait_until_shipped(client: &reqwest::Client, up: &Up
         .await
         .unwrap();
     assert_eq!(catalog.status(), 200);
-    let (email, password) = ("metrics@example.test", "correct horse battery");
-    let registered = client
-        .post(up.url("/api/v1/users"))
-        .json(&json!({"email": email, "password": password, "display_name": "M"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), 201);
-    let session: Value = client
-        .post(up.url("/api/v1/sessions"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().expect("a token").to_owned();
-    let added = client
-        .post(up.url("/api/v1/cart/items"))
-        .bearer_auth(&token)
-        .json(&json!({"product_id": 1, "quantity": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert!(added.status().is_success(), "{}", added.status());
-    let placed: Value = client
-        .post(up.url("/api/v1/orders"))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", "metric-names-1")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = up
+        .customer(client, "metrics@example.test", "correct horse battery")
+        .await;
+    let placed = up.place_order(client, &token, "metric-names-1").await;
     let id = placed["id"].as_i64().expect("an order id");
     strata_core::wait::eventually(START_TIMEOUT, "the order shipped", || {
         let (client, token) = (client.clone(), token.clone());
