@@ -131,7 +131,7 @@ async fn connection_close_responses_reconnect_without_failures() {
     let report = run(&spec).await.unwrap();
     assert_eq!(report.ok, 20, "{report:?}");
     assert_eq!(report.connections, 20);
-    assert_eq!(report.failed(), 0);
+    assert_eq!(report.failed, 0);
 }
 
 #[tokio::test]
