@@ -419,6 +419,40 @@ mod tests {
     }
 
     #[test]
+    fn a_schedule_spaces_requests_evenly_step_by_step() {
+        let s = Schedule::new(&[10.0, 20.0], Some(Duration::from_secs(1)), Duration::ZERO)
+            .unwrap();
+        assert_eq!(s.counts, [10, 20]);
+        assert_eq!(s.total(), 30);
+        assert_eq!(s.at(0), (0, Duration::ZERO));
+        assert_eq!(s.at(9), (0, Duration::from_millis(900)));
+        assert_eq!(s.at(10), (1, Duration::from_secs(1)));
+        assert_eq!(s.at(11), (1, Duration::from_millis(1050)));
+        let one = Schedule::new(&[2.5], None, Duration::from_secs(4)).unwrap();
+        assert_eq!((one.counts.clone(), one.step), (vec![10], Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn scenarios_are_known_by_name() {
+        assert_eq!("shop".parse::<Scenario>().unwrap(), Scenario::Shop);
+        let err = "nope".parse::<Scenario>().unwrap_err().to_string();
+        assert!(err.contains("unknown scenario `nope`") && err.contains("endpoint, shop"), "{err}");
+    }
+
+    #[test]
+    fn reports_name_the_path_measured() {
+        let spec = LoadSpec {
+            paths: vec!["/missing".into()],
+            ..LoadSpec::new("http://127.0.0.1:8080")
+        };
+        assert_eq!(spec.measured_url(), "http://127.0.0.1:8080/missing");
+        assert_eq!(
+            LoadSpec::new("http://h:1/a?b=1").measured_url(),
+            "http://h:1/a?b=1"
+        );
+    }
+
+    #[test]
     fn every_bound_is_enforced() {
         let ok = LoadSpec::new("http://127.0.0.1:1");
         assert_eq!(
@@ -469,6 +503,38 @@ mod tests {
                 ..ok.clone()
             }),
             "paths"
+        );
+        let open = |rates: &[f64], step: Option<Duration>| LoadSpec {
+            pace: Pace::Open {
+                rates: rates.to_vec(),
+                step,
+            },
+            ..ok.clone()
+        };
+        assert_eq!(field(&open(&[0.0], None)), "rate");
+        assert_eq!(field(&open(&[-5.0], None)), "rate");
+        assert_eq!(field(&open(&[f64::NAN], None)), "rate");
+        assert_eq!(field(&open(&[MAX_RATE * 2.0], None)), "rate");
+        assert_eq!(field(&open(&[], None)), "rate");
+        // 0.01/s for 10 s: not one request.
+        assert_eq!(field(&open(&[0.01], None)), "rate");
+        assert_eq!(field(&open(&[10.0, 20.0], None)), "step");
+        assert_eq!(field(&open(&[10.0], Some(Duration::ZERO))), "step");
+        assert_eq!(field(&open(&[10.0, 10.0], Some(MAX_DURATION))), "step");
+        assert_eq!(
+            field(&LoadSpec {
+                requests: Some(10),
+                ..open(&[10.0], None)
+            }),
+            "requests"
+        );
+        assert_eq!(
+            field(&LoadSpec {
+                scenario: Scenario::Shop,
+                users: 0,
+                ..ok.clone()
+            }),
+            "users"
         );
         assert_eq!(field(&LoadSpec::new("https://example.com")), "url");
         assert_eq!(field(&LoadSpec::new("/just/a/path")), "url");
