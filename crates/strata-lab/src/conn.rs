@@ -58,7 +58,9 @@ pub(crate) fn serialize(
     out.extend_from_slice(path.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
-    out.extend_from_slice(concat!("\r\nuser-agent: strata-lab/", env!("CARGO_PKG_VERSION")).as_bytes());
+    out.extend_from_slice(
+        concat!("\r\nuser-agent: strata-lab/", env!("CARGO_PKG_VERSION")).as_bytes(),
+    );
     for (name, value) in headers {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(name.as_bytes());
@@ -134,7 +136,9 @@ impl Conn {
                 _ => Failure::Io,
             });
         }
-        let result = self.read_response(wire.head, instance_header, keep_body).await;
+        let result = self
+            .read_response(wire.head, instance_header, keep_body)
+            .await;
         if result.is_err() {
             self.closing = true;
         }
@@ -197,7 +201,13 @@ impl Conn {
     }
 
     async fn read_body(&mut self, framing: BodyFraming, keep: bool) -> Result<Bytes, Failure> {
-        let body_failure = |f: Failure| if f == Failure::Closed { Failure::Body } else { f };
+        let body_failure = |f: Failure| {
+            if f == Failure::Closed {
+                Failure::Body
+            } else {
+                f
+            }
+        };
         match framing {
             BodyFraming::Length(len) => {
                 while self.buf.len() < len {
@@ -365,13 +375,21 @@ mod tests {
         assert!(!framing.close);
         assert_eq!(instance.as_deref(), Some(&b"api-2"[..]));
 
-        let head = b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+        let head =
+            b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
         let (status, _, framing, instance) = parse_head(head, "x-i").unwrap().unwrap();
         assert_eq!(status, 404);
         assert_eq!(framing.body, BodyFraming::Chunked);
         assert!(framing.close && instance.is_none());
 
-        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-", "x").unwrap().is_none());
-        assert_eq!(parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", "x").unwrap_err(), Failure::Protocol);
+        assert!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-", "x")
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(
+            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", "x").unwrap_err(),
+            Failure::Protocol
+        );
     }
 }

@@ -23,10 +23,7 @@ pub enum LabError {
     /// The scenario's setup failed (the shop's catalog, a customer's registration or log-in),
     /// before any measured request.
     #[error("scenario setup failed at {step}: {message}")]
-    Setup {
-        step: &'static str,
-        message: String,
-    },
+    Setup { step: &'static str, message: String },
     /// The open loop's dispatcher thread could not be started.
     #[error("cannot start the schedule's thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -43,7 +40,8 @@ impl LabError {
         }
     }
 
-    pub(crate) fn spec(field: &'static str, message: impl Into<String>) -> Self {
+    /// A [`LabError::Spec`] naming `field`.
+    pub fn spec(field: &'static str, message: impl Into<String>) -> Self {
         Self::Spec {
             field,
             message: message.into(),

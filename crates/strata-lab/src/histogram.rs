@@ -128,7 +128,10 @@ mod tests {
         for (q, exact) in [(0.5, 5_000u64), (0.9, 9_000), (0.99, 9_900), (0.999, 9_990)] {
             let got = h.value_at_quantile(q).unwrap();
             assert!(got >= exact, "q {q}: {got} < {exact}");
-            assert!(got <= exact + exact / 1000, "q {q}: {got} too far above {exact}");
+            assert!(
+                got <= exact + exact / 1000,
+                "q {q}: {got} too far above {exact}"
+            );
         }
         assert_eq!(h.min(), Some(1));
         assert_eq!(h.max(), Some(10_000));

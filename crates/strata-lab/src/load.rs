@@ -83,11 +83,7 @@ pub async fn run_until(spec: &LoadSpec, stop: CancellationToken) -> Result<LoadR
     let finished = CancellationToken::new();
     if spec.progress {
         let target_rate = target.schedule.clone();
-        tokio::spawn(progress(
-            Arc::clone(&run),
-            target_rate,
-            finished.clone(),
-        ));
+        tokio::spawn(progress(Arc::clone(&run), target_rate, finished.clone()));
     }
     let result = match &target.schedule {
         None => closed(&run, spec).await,
@@ -136,7 +132,11 @@ impl Run {
     /// Sends `call` on `conn`, opening a connection first when there is none or the server
     /// has closed it. Returns when the request was written (or the connection attempted) and
     /// the outcome.
-    async fn send(&self, conn: &mut Option<Conn>, call: &Call) -> (Instant, Result<Answer, Failure>) {
+    async fn send(
+        &self,
+        conn: &mut Option<Conn>,
+        call: &Call,
+    ) -> (Instant, Result<Answer, Failure>) {
         if conn.as_mut().is_none_or(Conn::is_closed) {
             *conn = None;
             match Conn::open(self.addr, self.connect_timeout).await {
@@ -279,7 +279,15 @@ async fn open(run: &Arc<Run>, schedule: Schedule, max_connections: usize) -> Res
         std::thread::Builder::new()
             .name("strata-lab-schedule".into())
             .spawn(move || {
-                dispatch(&run, &schedule, &pool, &jobs, &alive, &runtime, max_connections);
+                dispatch(
+                    &run,
+                    &schedule,
+                    &pool,
+                    &jobs,
+                    &alive,
+                    &runtime,
+                    max_connections,
+                );
             })
             .map_err(LabError::Thread)?
     };
@@ -320,7 +328,11 @@ fn dispatch(
         if !claimed && pool.opened.load(Ordering::Relaxed) < max_connections {
             // A new connection, for this request; it counts itself free when done.
             pool.opened.fetch_add(1, Ordering::Relaxed);
-            runtime.spawn(open_worker(Arc::clone(run), Arc::clone(pool), alive.clone()));
+            runtime.spawn(open_worker(
+                Arc::clone(run),
+                Arc::clone(pool),
+                alive.clone(),
+            ));
         }
         // Otherwise the request waits in the queue for the first connection free.
         if jobs

@@ -11,7 +11,11 @@ use crate::spec::Schedule;
 /// Prints a line every second until `finished`: elapsed time, the rate of the last second
 /// (and the schedule's, in an open loop), requests, errors (failed or not 2xx) and the
 /// median and 99th percentile of the latency so far.
-pub(crate) async fn progress(run: Arc<Run>, schedule: Option<Schedule>, finished: CancellationToken) {
+pub(crate) async fn progress(
+    run: Arc<Run>,
+    schedule: Option<Schedule>,
+    finished: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     ticks.tick().await;
     let mut last = 0;
@@ -23,7 +27,12 @@ pub(crate) async fn progress(run: Arc<Run>, schedule: Option<Schedule>, finished
         let elapsed = run.started.elapsed();
         let (requests, errors) = run.recorder.counts();
         let total = run.recorder.total();
-        let ms = |q| total.latency.value_at_quantile(q).map_or(0.0, |us| us as f64 / 1000.0);
+        let ms = |q| {
+            total
+                .latency
+                .value_at_quantile(q)
+                .map_or(0.0, |us| us as f64 / 1000.0)
+        };
         let target = schedule
             .as_ref()
             .map(|s| {

@@ -123,7 +123,8 @@ impl Recorder {
         let sent_at = o.sent.saturating_duration_since(self.started);
         self.first_send_us
             .fetch_min(micros(sent_at), Ordering::Relaxed);
-        self.last_send_us.fetch_max(micros(sent_at), Ordering::Relaxed);
+        self.last_send_us
+            .fetch_max(micros(sent_at), Ordering::Relaxed);
 
         let ok = matches!(o.result, Ok(a) if (200..300).contains(&a.status));
         if let Some(tally) = self.ops.get(o.op) {

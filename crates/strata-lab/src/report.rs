@@ -337,10 +337,18 @@ impl LoadReport {
             self.requests, self.ok, self.non_2xx, self.failed
         );
         if !self.errors.is_empty() {
-            let kinds: Vec<_> = self.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let kinds: Vec<_> = self
+                .errors
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
             let _ = write!(line, " ({})", kinds.join(", "));
         }
-        let statuses: Vec<_> = self.statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let statuses: Vec<_> = self
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
         if !statuses.is_empty() {
             let _ = write!(line, "; statuses {}", statuses.join(", "));
         }
@@ -463,7 +471,11 @@ impl LoadReport {
             );
         }
         if !self.errors.is_empty() {
-            let kinds: Vec<_> = self.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let kinds: Vec<_> = self
+                .errors
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
             let _ = writeln!(out, "\nFailures: {}.", kinds.join(", "));
         }
         if self.operations.len() > 1 || !self.setup.is_empty() {
@@ -490,7 +502,13 @@ impl LoadReport {
                 let _ = writeln!(
                     out,
                     "| {} | {:.1} | {} | {} | {} | {} | {} |",
-                    s.target, s.achieved, s.requests, s.ok, s.failed, s.latency_ms.p50, s.latency_ms.p99
+                    s.target,
+                    s.achieved,
+                    s.requests,
+                    s.ok,
+                    s.failed,
+                    s.latency_ms.p50,
+                    s.latency_ms.p99
                 );
             }
         }
@@ -593,8 +611,14 @@ mod tests {
     fn summaries_name_the_path_and_the_outcome() {
         let report = report();
         let summary = report.summary();
-        assert!(summary.starts_with("GET http://127.0.0.1:8080/healthz\n"), "{summary}");
-        assert!(summary.contains("3 requests: 1 ok, 1 other status, 1 failed (reset 1)"), "{summary}");
+        assert!(
+            summary.starts_with("GET http://127.0.0.1:8080/healthz\n"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("3 requests: 1 ok, 1 other status, 1 failed (reset 1)"),
+            "{summary}"
+        );
         assert!(summary.contains("open loop at 2/s"), "{summary}");
         let markdown = report.markdown();
         assert!(markdown.contains("| 3 | 1 | 1 | 1 | 2.0 |"), "{markdown}");

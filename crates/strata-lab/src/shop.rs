@@ -313,7 +313,9 @@ impl SetupClient {
             "POST",
             "/api/v1/users",
             &[("content-type", "application/json")],
-            Some(json!({"email": email, "password": password, "display_name": format!("Bench {n}")})),
+            Some(
+                json!({"email": email, "password": password, "display_name": format!("Bench {n}")}),
+            ),
         )
         .await?;
         let session = self
@@ -361,7 +363,10 @@ impl SetupClient {
             started.elapsed(),
         ));
         let answer = outcome.map_err(|f| {
-            LabError::setup(step, format!("{method} {path}: no response ({})", f.as_str()))
+            LabError::setup(
+                step,
+                format!("{method} {path}: no response ({})", f.as_str()),
+            )
         })?;
         let text = answer
             .body
@@ -428,7 +433,10 @@ mod tests {
         assert_eq!(call.op, Op::Checkout.index());
         let text = String::from_utf8_lossy(&call.wire.bytes).into_owned();
         assert!(text.starts_with("POST /api/v1/orders HTTP/1.1"), "{text}");
-        assert!(text.contains(&format!("idempotency-key: r-{checkout}")), "{text}");
+        assert!(
+            text.contains(&format!("idempotency-key: r-{checkout}")),
+            "{text}"
+        );
         assert!(text.contains("authorization: Bearer t0"), "{text}");
         shop.answered(&call, 201);
         assert_eq!(shop.users[0].cart.load(Ordering::Relaxed), 0);

@@ -84,7 +84,10 @@ impl FromStr for Scenario {
                 let known: Vec<_> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
                 LabError::spec(
                     "scenario",
-                    format!("unknown scenario `{name}`: expected one of {}", known.join(", ")),
+                    format!(
+                        "unknown scenario `{name}`: expected one of {}",
+                        known.join(", ")
+                    ),
                 )
             })
     }
@@ -363,7 +366,9 @@ impl Schedule {
         let last = self.counts.len() - 1;
         for (k, &count) in self.counts.iter().enumerate() {
             if n < count || k == last {
-                let offset = self.step.saturating_mul(u32::try_from(k).unwrap_or(u32::MAX))
+                let offset = self
+                    .step
+                    .saturating_mul(u32::try_from(k).unwrap_or(u32::MAX))
                     + Duration::from_secs_f64(n as f64 / self.rates[k]);
                 return (k, offset);
             }
@@ -420,8 +425,7 @@ mod tests {
 
     #[test]
     fn a_schedule_spaces_requests_evenly_step_by_step() {
-        let s = Schedule::new(&[10.0, 20.0], Some(Duration::from_secs(1)), Duration::ZERO)
-            .unwrap();
+        let s = Schedule::new(&[10.0, 20.0], Some(Duration::from_secs(1)), Duration::ZERO).unwrap();
         assert_eq!(s.counts, [10, 20]);
         assert_eq!(s.total(), 30);
         assert_eq!(s.at(0), (0, Duration::ZERO));
@@ -429,14 +433,20 @@ mod tests {
         assert_eq!(s.at(10), (1, Duration::from_secs(1)));
         assert_eq!(s.at(11), (1, Duration::from_millis(1050)));
         let one = Schedule::new(&[2.5], None, Duration::from_secs(4)).unwrap();
-        assert_eq!((one.counts.clone(), one.step), (vec![10], Duration::from_secs(4)));
+        assert_eq!(
+            (one.counts.clone(), one.step),
+            (vec![10], Duration::from_secs(4))
+        );
     }
 
     #[test]
     fn scenarios_are_known_by_name() {
         assert_eq!("shop".parse::<Scenario>().unwrap(), Scenario::Shop);
         let err = "nope".parse::<Scenario>().unwrap_err().to_string();
-        assert!(err.contains("unknown scenario `nope`") && err.contains("endpoint, shop"), "{err}");
+        assert!(
+            err.contains("unknown scenario `nope`") && err.contains("endpoint, shop"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -77,6 +77,12 @@ mod tests {
         assert_eq!(endpoint.operations(), ["GET /a", "GET /b?x=1"]);
         let ops: Vec<_> = (0..4).map(|n| endpoint.call(n).op).collect();
         assert_eq!(ops, [0, 1, 0, 1]);
-        assert!(endpoint.call(1).wire.bytes.starts_with(b"GET /b?x=1 HTTP/1.1\r\n"));
+        assert!(
+            endpoint
+                .call(1)
+                .wire
+                .bytes
+                .starts_with(b"GET /b?x=1 HTTP/1.1\r\n")
+        );
     }
 }

@@ -257,8 +257,10 @@ async fn spawn_stalling_server() -> SocketAddr {
                     let first = *first.get_or_init(tokio::time::Instant::now);
                     async move {
                         let now = tokio::time::Instant::now();
-                        let (from, until) =
-                            (first + Duration::from_secs(1), first + Duration::from_secs(2));
+                        let (from, until) = (
+                            first + Duration::from_secs(1),
+                            first + Duration::from_secs(2),
+                        );
                         if now >= from && now < until {
                             tokio::time::sleep_until(until).await;
                         }
@@ -291,7 +293,11 @@ fn corrected_p99(rate: f64, secs: f64) -> f64 {
     let mut latencies: Vec<f64> = (0..n)
         .map(|i| {
             let t = i as f64 / rate;
-            if (1.0..2.0).contains(&t) { (2.0 - t) * 1000.0 } else { 0.0 }
+            if (1.0..2.0).contains(&t) {
+                (2.0 - t) * 1000.0
+            } else {
+                0.0
+            }
         })
         .collect();
     latencies.sort_by(f64::total_cmp);
@@ -318,7 +324,10 @@ async fn an_open_loop_charges_a_stall_to_every_request_scheduled_during_it() {
         "p99 {p99} ms, corrected {expected} ms: {:#?}",
         report.latency_ms
     );
-    assert!(report.rate.as_ref().unwrap().late > 0, "a stall leaves connections busy");
+    assert!(
+        report.rate.as_ref().unwrap().late > 0,
+        "a stall leaves connections busy"
+    );
 
     // The same stall in a closed loop: the 4 waiting connections send nothing meanwhile, so
     // the stall hides in 4 slow requests among thousands (coordinated omission).
@@ -344,10 +353,18 @@ async fn an_open_loop_holds_its_rate_within_one_percent() {
     .await
     .unwrap();
     let rate = report.rate.as_ref().unwrap();
-    assert_eq!((report.requests, rate.scheduled), (4000, 4000), "{report:#?}");
+    assert_eq!(
+        (report.requests, rate.scheduled),
+        (4000, 4000),
+        "{report:#?}"
+    );
     assert_eq!(report.ok, 4000);
     assert!((rate.achieved / 2000.0 - 1.0).abs() < 0.01, "{rate:?}");
-    assert!(report.elapsed < Duration::from_millis(2300), "{:?}", report.elapsed);
+    assert!(
+        report.elapsed < Duration::from_millis(2300),
+        "{:?}",
+        report.elapsed
+    );
     assert!(report.connections <= 16);
 
     // Steps: each rate held for its step, in turn.
@@ -358,7 +375,11 @@ async fn an_open_loop_holds_its_rate_within_one_percent() {
     .await
     .unwrap();
     assert_eq!(report.requests, 2000, "{report:#?}");
-    let steps: Vec<_> = report.steps.iter().map(|s| (s.target, s.requests)).collect();
+    let steps: Vec<_> = report
+        .steps
+        .iter()
+        .map(|s| (s.target, s.requests))
+        .collect();
     assert_eq!(steps, [(500.0, 500), (1500.0, 1500)]);
     for step in &report.steps {
         assert!((step.achieved / step.target - 1.0).abs() < 0.01, "{step:?}");
