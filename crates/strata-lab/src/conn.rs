@@ -215,8 +215,13 @@ impl Conn {
                         return Err(Failure::Body);
                     }
                 }
-                let body = self.buf.split_to(len);
-                Ok(if keep { body.freeze() } else { Bytes::new() })
+                if keep {
+                    Ok(self.buf.split_to(len).freeze())
+                } else {
+                    // Dropped in place: the buffer stays unshared, so its space is reused.
+                    self.buf.advance(len);
+                    Ok(Bytes::new())
+                }
             }
             BodyFraming::Chunked => self.read_chunked(keep).await.map_err(body_failure),
             BodyFraming::ToEnd => {
@@ -264,12 +269,10 @@ impl Conn {
                     return Err(Failure::Body);
                 }
             }
-            self.buf.advance(offset);
-            let data = self.buf.split_to(size);
             if keep {
-                body.extend_from_slice(&data);
+                body.extend_from_slice(&self.buf[offset..offset + size]);
             }
-            self.buf.advance(2);
+            self.buf.advance(offset + size + 2);
         }
     }
 }

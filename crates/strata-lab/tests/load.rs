@@ -403,3 +403,64 @@ async fn an_open_loop_sends_on_schedule_whatever_the_server_answers() {
     assert_eq!(report.failures(Failure::Connect), 50);
     assert!(report.all_failed());
 }
+
+/// A raw keep-alive server answering every request with `answer`.
+async fn spawn_raw(answer: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn chunked_bodies_and_trailers_are_read_to_their_end() {
+    let addr = spawn_raw(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-strata-instance: raw\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+    )
+    .await;
+    let report = run(&LoadSpec {
+        concurrency: 2,
+        requests: Some(50),
+        ..spec(addr, &["/"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.ok, 50, "{report:#?}");
+    assert_eq!(report.connections, 2, "kept alive across chunked bodies");
+    assert_eq!(report.per_instance.get("raw"), Some(&50));
+}
+
+#[tokio::test]
+async fn a_response_that_is_not_http_is_a_protocol_failure() {
+    let addr = spawn_raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+    let report = run(&LoadSpec {
+        concurrency: 1,
+        requests: Some(3),
+        ..spec(addr, &["/"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.failures(Failure::Protocol), 3, "{report:#?}");
+}
