@@ -11,11 +11,13 @@
 //! **open loop** (requests on a schedule of their own, a constant or stepped rate: a slow
 //! server cannot slow the schedule, and latency counts from each request's intended send
 //! time, so a stall is charged to every request that should have gone out meanwhile, with no
-//! coordinated omission). Two scenarios ([`Scenario`]): one endpoint, or the shop mix of
-//! customers who register, log in, browse, search, fill carts and check out.
+//! coordinated omission). Three scenarios ([`Scenario`]): one endpoint; the shop mix of
+//! customers who register, log in, browse, search, fill carts and check out; chat listeners
+//! in rooms and senders at a rate, with fan-out latency.
 
 #![forbid(unsafe_code)]
 
+mod chat;
 mod conn;
 mod error;
 mod failure;
@@ -28,6 +30,7 @@ mod shop;
 mod spec;
 mod workload;
 
+pub use chat::MAX_CHAT_RATE_PER_ROOM;
 pub use error::LabError;
 pub use failure::Failure;
 pub use histogram::Histogram;

@@ -49,10 +49,23 @@ pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LabError> {
 pub async fn run_until(spec: &LoadSpec, stop: CancellationToken) -> Result<LoadReport, LabError> {
     let target = spec.validate()?;
     let addr = resolve(&target).await?;
+    if let (Scenario::Chat, Some(schedule)) = (spec.scenario, &target.schedule) {
+        let (tally, elapsed) = crate::chat::run(
+            &format!("ws://{}", target.authority),
+            spec.token.as_deref().unwrap_or_default(),
+            spec.rooms,
+            spec.listeners,
+            schedule.clone(),
+            stop,
+        )
+        .await?;
+        return Ok(LoadReport::from_chat(spec, schedule, &tally, elapsed));
+    }
     let host = target.authority.as_str().to_owned();
     let paths: Vec<String> = target.paths.iter().map(ToString::to_string).collect();
     let (workload, setup): (Arc<dyn Workload>, _) = match spec.scenario {
-        Scenario::Endpoint => (
+        // Validation gives every chat spec a schedule, handled above.
+        Scenario::Endpoint | Scenario::Chat => (
             Arc::new(Endpoint::new(spec.method.as_str(), &host, &paths)),
             Vec::new(),
         ),

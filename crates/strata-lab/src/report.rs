@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat::ChatTally;
 use crate::histogram::Histogram;
 use crate::record::{Recorder, StepTally, Tally};
 use crate::shop::SetupLog;
-use crate::spec::{Pace, Target};
+use crate::spec::{Pace, Schedule, Target};
 use crate::{Failure, LoadSpec};
 
 /// What a load run observed.
@@ -288,6 +289,97 @@ impl LoadReport {
         }
     }
 
+    /// The report of a chat run: `requests` are messages sent, `ok` those acknowledged
+    /// (stored), `non_2xx` those refused with an `error` frame; `latency_ms` is the fan-out
+    /// latency (intended send time to each listener's receipt), `service_ms` the ack
+    /// latency; operations `send` (acks) and `receipt` (each listener's copy: `failed` are
+    /// the copies missing at the end).
+    #[allow(clippy::cast_precision_loss)] // message counts fit f64's 52 bits
+    pub(crate) fn from_chat(
+        spec: &LoadSpec,
+        schedule: &Schedule,
+        t: &ChatTally,
+        elapsed: Duration,
+    ) -> Self {
+        let requests = t.sent + t.send_failed;
+        let refused: u64 = t.refused.values().sum();
+        let failed = requests.saturating_sub(t.acked + refused);
+        let mut errors = BTreeMap::new();
+        if t.send_failed > 0 {
+            errors.insert("send".to_owned(), t.send_failed);
+        }
+        if failed > t.send_failed {
+            errors.insert("not_acked".to_owned(), failed - t.send_failed);
+        }
+        for (code, n) in &t.refused {
+            errors.insert(code.clone(), *n);
+        }
+        let expected = t.sent * t.listeners;
+        let operations = BTreeMap::from([
+            (
+                "send".to_owned(),
+                OperationReport {
+                    requests,
+                    ok: t.acked,
+                    non_2xx: refused,
+                    failed,
+                    statuses: BTreeMap::new(),
+                    errors: errors.clone(),
+                    latency_ms: Latency::from_micros(&t.ack),
+                },
+            ),
+            (
+                "receipt".to_owned(),
+                OperationReport {
+                    requests: expected,
+                    ok: t.received,
+                    non_2xx: 0,
+                    failed: expected.saturating_sub(t.received),
+                    statuses: BTreeMap::new(),
+                    errors: BTreeMap::new(),
+                    latency_ms: Latency::from_micros(&t.fan_out),
+                },
+            ),
+        ]);
+        let secs = elapsed.as_secs_f64();
+        LoadReport {
+            scenario: spec.scenario.as_str().to_owned(),
+            url: spec.measured_url(),
+            paths: Vec::new(),
+            method: "WebSocket".to_owned(),
+            mode: "open".to_owned(),
+            concurrency: spec.rooms * (spec.listeners + 1),
+            requests,
+            ok: t.acked,
+            non_2xx: refused,
+            failed,
+            statuses: BTreeMap::new(),
+            errors,
+            sent_failures: failed,
+            per_instance: BTreeMap::new(),
+            connections: t.connections,
+            elapsed,
+            req_per_sec: if secs > 0.0 {
+                requests as f64 / secs
+            } else {
+                0.0
+            },
+            rate: Some(RateReport {
+                target: schedule.rates.clone(),
+                step_secs: schedule.step.as_secs_f64(),
+                scheduled: schedule.total(),
+                achieved: rate_of(t.sent, t.sends),
+                late: t.late,
+                max_lag_ms: t.max_lag.as_secs_f64() * 1000.0,
+            }),
+            latency_ms: Latency::from_micros(&t.fan_out),
+            service_ms: Latency::from_micros(&t.ack),
+            operations,
+            steps: Vec::new(),
+            setup: BTreeMap::new(),
+        }
+    }
+
     /// The count of one failure kind.
     pub fn failures(&self, kind: Failure) -> u64 {
         self.errors.get(kind.as_str()).copied().unwrap_or(0)
@@ -300,7 +392,9 @@ impl LoadReport {
     }
 
     fn what(&self) -> String {
-        if self.scenario == "endpoint" {
+        if self.scenario == "chat" {
+            format!("chat at {} ({} connections)", self.url, self.connections)
+        } else if self.scenario == "endpoint" {
             let more = match self.paths.len() {
                 0 | 1 => String::new(),
                 n => format!(" (and {} more paths in turn)", n - 1),

@@ -11,14 +11,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::conn::{Conn, Wire, serialize};
-use crate::workload::{Call, Workload, mix64};
+use crate::workload::{Call, Workload, mix64, run_id};
 use crate::{Failure, LabError};
 
 /// The operations and their weights (out of 32).
@@ -283,16 +283,6 @@ impl Workload for Shop {
             user.cart.store(0, Ordering::Relaxed);
         }
     }
-}
-
-/// A short id unique to this run: the time and the process id.
-fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    #[allow(clippy::cast_possible_truncation)] // only the low bits are wanted
-    let x = mix64(nanos as u64 ^ (u64::from(std::process::id()) << 40));
-    format!("{x:012x}").chars().take(12).collect()
 }
 
 /// The setup's requests, one connection each (the setup is a few requests per customer).

@@ -52,17 +52,22 @@ pub enum Scenario {
     /// browse 10, product 10, search 3, view cart 3, add to cart 2, quote 2, home 1, checkout 1
     /// (weights), each keeping a cart; checkout with an `Idempotency-Key`.
     Shop,
+    /// Chat: `listeners` connections in each of `rooms` agents' lobbies and one sender per
+    /// room, messages at the open loop's rate; reports fan-out latency (intended send time to
+    /// each listener's receipt) and ack latency. Needs a `support` or `admin` user's `token`.
+    Chat,
 }
 
 impl Scenario {
     /// Every scenario, by name.
-    pub const ALL: [Scenario; 2] = [Scenario::Endpoint, Scenario::Shop];
+    pub const ALL: [Scenario; 3] = [Scenario::Endpoint, Scenario::Shop, Scenario::Chat];
 
     /// Its name on the command line and in reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Scenario::Endpoint => "endpoint",
             Scenario::Shop => "shop",
+            Scenario::Chat => "chat",
         }
     }
 }
@@ -116,6 +121,12 @@ pub struct LoadSpec {
     pub requests: Option<u64>,
     /// Customers of the shop scenario. Default 20.
     pub users: usize,
+    /// Rooms of the chat scenario. Default 10.
+    pub rooms: usize,
+    /// Listening connections per room of the chat scenario. Default 10.
+    pub listeners: usize,
+    /// The chat scenario's token (of a `support` or `admin` user). Default none.
+    pub token: Option<String>,
     /// A progress line on stderr every second (rate, errors, p50/p99 so far). Default off.
     pub progress: bool,
     /// Method of every request (sent without a body). Default `GET`.
@@ -142,6 +153,9 @@ impl LoadSpec {
             duration: Duration::from_secs(10),
             requests: None,
             users: 20,
+            rooms: 10,
+            listeners: 10,
+            token: None,
             progress: false,
             method: Method::GET,
             paths: Vec::new(),
@@ -181,6 +195,9 @@ impl LoadSpec {
         }
         if self.scenario == Scenario::Shop && !(1..=MAX_USERS).contains(&self.users) {
             return Err(LabError::spec("users", format!("expected 1..={MAX_USERS}")));
+        }
+        if self.scenario == Scenario::Chat {
+            self.validate_chat()?;
         }
         let schedule = match &self.pace {
             Pace::Closed => None,
@@ -236,6 +253,57 @@ impl LoadSpec {
             paths,
             schedule,
         })
+    }
+
+    /// The chat scenario's own rules: a rate (messages are scheduled), a token, rooms and
+    /// listeners within bounds, and no more messages per room than the server takes from one
+    /// connection.
+    fn validate_chat(&self) -> Result<(), LabError> {
+        let Pace::Open { rates, .. } = &self.pace else {
+            return Err(LabError::spec(
+                "rate",
+                "the chat scenario sends messages on a schedule: give a rate (messages/s)",
+            ));
+        };
+        if self.token.as_deref().is_none_or(str::is_empty) {
+            return Err(LabError::spec(
+                "token",
+                "the chat scenario needs the token of a support or admin user",
+            ));
+        }
+        for (field, n) in [("rooms", self.rooms), ("listeners", self.listeners)] {
+            if !(1..=1000).contains(&n) {
+                return Err(LabError::spec(field, "expected 1..=1000"));
+            }
+        }
+        let connections = self.rooms * (self.listeners + 1);
+        if connections > MAX_CONCURRENCY {
+            return Err(LabError::spec(
+                "listeners",
+                format!(
+                    "{} rooms of {} listeners and a sender are {connections} connections, \
+                     more than {MAX_CONCURRENCY}",
+                    self.rooms, self.listeners
+                ),
+            ));
+        }
+        #[allow(clippy::cast_precision_loss)] // at most 1000 rooms
+        let rooms = self.rooms as f64;
+        if let Some(rate) = rates
+            .iter()
+            .find(|r| **r / rooms > crate::chat::MAX_CHAT_RATE_PER_ROOM)
+        {
+            return Err(LabError::spec(
+                "rate",
+                format!(
+                    "{rate} messages/s over {} rooms is more than the {} a second the server \
+                     takes from one sender: add rooms",
+                    self.rooms,
+                    crate::chat::MAX_CHAT_RATE_PER_ROOM
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// How long the run lasts: its steps for a stepped open loop, `duration` otherwise.
@@ -444,7 +512,7 @@ mod tests {
         assert_eq!("shop".parse::<Scenario>().unwrap(), Scenario::Shop);
         let err = "nope".parse::<Scenario>().unwrap_err().to_string();
         assert!(
-            err.contains("unknown scenario `nope`") && err.contains("endpoint, shop"),
+            err.contains("unknown scenario `nope`") && err.contains("endpoint, shop, chat"),
             "{err}"
         );
     }
@@ -545,6 +613,29 @@ mod tests {
                 ..ok.clone()
             }),
             "users"
+        );
+        let chat = |rate: f64, token: Option<&str>| LoadSpec {
+            scenario: Scenario::Chat,
+            token: token.map(str::to_owned),
+            ..open(&[rate], None)
+        };
+        assert!(chat(100.0, Some("t")).validate().is_ok());
+        assert_eq!(field(&chat(100.0, None)), "token");
+        // 10 rooms take at most 200 messages/s from their 10 senders.
+        assert_eq!(field(&chat(201.0, Some("t"))), "rate");
+        assert_eq!(
+            field(&LoadSpec {
+                pace: Pace::Closed,
+                ..chat(1.0, Some("t"))
+            }),
+            "rate"
+        );
+        assert_eq!(
+            field(&LoadSpec {
+                listeners: 1000,
+                ..chat(1.0, Some("t"))
+            }),
+            "listeners"
         );
         assert_eq!(field(&LoadSpec::new("https://example.com")), "url");
         assert_eq!(field(&LoadSpec::new("/just/a/path")), "url");

@@ -67,6 +67,17 @@ pub(crate) fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// A short id unique to this run (the time and the process id, hashed): 12 lowercase hex
+/// digits, fit for emails, idempotency keys and room names.
+pub(crate) fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    #[allow(clippy::cast_possible_truncation)] // only the low bits are wanted
+    let x = mix64(nanos as u64 ^ (u64::from(std::process::id()) << 40));
+    format!("{:012x}", x & 0xffff_ffff_ffff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

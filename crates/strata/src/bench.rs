@@ -95,6 +95,9 @@ fn spec(args: &BenchArgs) -> Result<LoadSpec, LabError> {
     spec.concurrency = args.concurrency;
     spec.requests = args.requests;
     spec.users = args.users;
+    spec.rooms = args.rooms;
+    spec.listeners = args.listeners;
+    spec.token.clone_from(&args.token);
     spec.duration = match (&args.duration, args.requests) {
         (Some(text), _) => duration("duration", text)?,
         (None, Some(_)) => REQUESTS_TIME_CAP,

@@ -23,8 +23,16 @@ const CHAT_TOKEN_VAR: &str = "STRATA_CHAT_TOKEN";
 const EVENTS_TOKEN_VAR: &str = "STRATA_EVENTS_TOKEN";
 /// The URL `strata health` checks when none is given (containers set it per role).
 const HEALTH_URL_VAR: &str = "STRATA_HEALTH_URL";
+/// The token of `strata bench --scenario chat` (kept out of the process list).
+const BENCH_TOKEN_VAR: &str = "STRATA_BENCH_TOKEN";
 /// Variables that belong to flags, not to the configuration.
-const FLAG_VARS: [&str; 4] = [CONFIG_VAR, CHAT_TOKEN_VAR, EVENTS_TOKEN_VAR, HEALTH_URL_VAR];
+const FLAG_VARS: [&str; 5] = [
+    CONFIG_VAR,
+    CHAT_TOKEN_VAR,
+    EVENTS_TOKEN_VAR,
+    HEALTH_URL_VAR,
+    BENCH_TOKEN_VAR,
+];
 
 /// strata: a shop with live support chat, its load balancer and its load generator, in one
 /// binary.
@@ -264,8 +272,9 @@ pub struct BenchArgs {
     /// Target, e.g. http://127.0.0.1:8080/api/v1/products.
     #[arg(long, value_name = "URL")]
     pub url: String,
-    /// What to send: `endpoint` (the URL's path, or each --path in turn) or `shop` (customers
-    /// who register, log in, browse, search, fill carts, quote and check out).
+    /// What to send: `endpoint` (the URL's path, or each --path in turn), `shop` (customers
+    /// who register, log in, browse, search, fill carts, quote and check out) or `chat`
+    /// (--listeners in each of --rooms and a sender per room, messages at --rate).
     #[arg(long, value_name = "NAME", default_value = "endpoint")]
     pub scenario: String,
     /// Connections: each sends one request at a time (closed loop), or at most this many are
@@ -320,6 +329,15 @@ pub struct BenchArgs {
     /// Customers of the shop scenario, registered before the clock starts.
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub users: usize,
+    /// Rooms of the chat scenario (each takes at most 20 messages/s from its sender).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rooms: usize,
+    /// Listening connections per room of the chat scenario.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub listeners: usize,
+    /// The chat scenario's token: of a support or admin user (`POST /api/v1/sessions`).
+    #[arg(long, value_name = "TOKEN", env = BENCH_TOKEN_VAR, hide_env_values = true)]
+    pub token: Option<String>,
     /// Threads of the load generator (default: one per CPU).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::harness::{run_to_exit, spawn_up, strata};
+use crate::harness::{run_to_exit, spawn_up, spawn_up_with_env, strata};
 
 /// A keep-alive HTTP/1.1 server that answers every request with `status` and an empty body.
 async fn spawn_answering(status: &'static str) -> SocketAddr {
@@ -246,4 +246,74 @@ async fn bench_runs_the_shop_mix_against_strata_up() {
     for status in report["statuses"].as_object().unwrap().keys() {
         assert!(!status.starts_with('5'), "{report}");
     }
+}
+
+/// Chat through the gateway of `strata up`: listeners in rooms, a sender per room at a rate,
+/// every message stored (acked) and received by every listener, fan-out latency reported.
+#[tokio::test]
+async fn bench_runs_chat_listeners_and_senders_against_strata_up() {
+    let up = spawn_up_with_env(
+        &["--api", "1", "--chat", "2"],
+        &[
+            ("STRATA_ADMIN_EMAIL", "root@example.com"),
+            ("STRATA_ADMIN_PASSWORD", "root password"),
+        ],
+    )
+    .await;
+    let session: Value = reqwest::Client::new()
+        .post(up.url("/api/v1/sessions"))
+        .json(&serde_json::json!({"email": "root@example.com", "password": "root password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap();
+
+    // Without the token: a clear refusal.
+    let url = up.url("");
+    let (status, _, stderr) = run_to_exit(strata(&[
+        "bench",
+        "--url",
+        &url,
+        "--scenario",
+        "chat",
+        "--rate",
+        "10",
+        "-d",
+        "1",
+    ]))
+    .await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("token"), "{stderr}");
+
+    let mut command = strata(&[
+        "bench",
+        "--url",
+        &url,
+        "--scenario",
+        "chat",
+        "--rooms",
+        "4",
+        "--listeners",
+        "5",
+        "--rate",
+        "40",
+        "-d",
+        "2",
+        "--json",
+    ]);
+    command.env("STRATA_BENCH_TOKEN", token);
+    let (status, stdout, stderr) = run_to_exit(command).await;
+    assert!(status.success(), "{stderr}\n{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["scenario"], "chat");
+    assert_eq!(report["connections"], 24, "{report}");
+    assert_eq!(report["requests"], 80, "{report}");
+    assert_eq!(report["ok"], 80, "every message acked: {report}");
+    assert_eq!(report["operations"]["receipt"]["requests"], 400, "{report}");
+    assert_eq!(report["operations"]["receipt"]["ok"], 400, "{report}");
+    let p99 = report["latency_ms"]["p99"].as_f64().unwrap();
+    assert!(p99 > 0.0 && p99 < 1000.0, "{report}");
 }
