@@ -153,7 +153,12 @@ impl Conn {
     ) -> Result<Answer, Failure> {
         loop {
             // 1xx responses (100 Continue) are skipped: the final response follows.
-            let (status, head_len, framing, instance) = loop {
+            let Head {
+                status,
+                len: head_len,
+                framing,
+                instance,
+            } = loop {
                 if let Some(parsed) = parse_head(&self.buf, instance_header)? {
                     break parsed;
                 }
@@ -295,12 +300,18 @@ struct Framing {
     close: bool,
 }
 
-/// Parses a complete response head at the start of `buf`: status, head length, framing and
-/// the instance header; `None` while incomplete.
-fn parse_head(
-    buf: &[u8],
-    instance_header: &str,
-) -> Result<Option<(u16, usize, Framing, Option<Bytes>)>, Failure> {
+/// A parsed response head.
+#[derive(Debug)]
+struct Head {
+    status: u16,
+    /// Its length in bytes, the body's start.
+    len: usize,
+    framing: Framing,
+    instance: Option<Bytes>,
+}
+
+/// Parses a complete response head at the start of `buf`; `None` while incomplete.
+fn parse_head(buf: &[u8], instance_header: &str) -> Result<Option<Head>, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
@@ -345,7 +356,12 @@ fn parse_head(
             instance = Some(Bytes::copy_from_slice(header.value));
         }
     }
-    Ok(Some((status, head_len, framing, instance)))
+    Ok(Some(Head {
+        status,
+        len: head_len,
+        framing,
+        instance,
+    }))
 }
 
 #[cfg(test)]
@@ -371,19 +387,18 @@ mod tests {
     #[test]
     fn heads_give_status_framing_and_instance() {
         let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Strata-Instance: api-2\r\n\r\nhello";
-        let (status, len, framing, instance) =
-            parse_head(head, "x-strata-instance").unwrap().unwrap();
-        assert_eq!((status, len), (200, head.len() - 5));
-        assert_eq!(framing.body, BodyFraming::Length(5));
-        assert!(!framing.close);
-        assert_eq!(instance.as_deref(), Some(&b"api-2"[..]));
+        let parsed = parse_head(head, "x-strata-instance").unwrap().unwrap();
+        assert_eq!((parsed.status, parsed.len), (200, head.len() - 5));
+        assert_eq!(parsed.framing.body, BodyFraming::Length(5));
+        assert!(!parsed.framing.close);
+        assert_eq!(parsed.instance.as_deref(), Some(&b"api-2"[..]));
 
         let head =
             b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
-        let (status, _, framing, instance) = parse_head(head, "x-i").unwrap().unwrap();
-        assert_eq!(status, 404);
-        assert_eq!(framing.body, BodyFraming::Chunked);
-        assert!(framing.close && instance.is_none());
+        let parsed = parse_head(head, "x-i").unwrap().unwrap();
+        assert_eq!(parsed.status, 404);
+        assert_eq!(parsed.framing.body, BodyFraming::Chunked);
+        assert!(parsed.framing.close && parsed.instance.is_none());
 
         assert!(
             parse_head(b"HTTP/1.1 200 OK\r\nContent-", "x")
