@@ -24,7 +24,7 @@ struct NothingSucceeded {
     what: String,
 }
 
-/// Runs the load and prints the report.
+/// Runs the load (until its bounds, or the first Ctrl-C or SIGTERM) and prints the report.
 ///
 /// # Errors
 /// [`LabError`] for an invalid spec (the caller exits with 2), an unresolvable host or a
@@ -51,7 +51,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         rate = rates.as_deref(),
         "bench starting"
     );
-    let report = strata_lab::run(&spec).await?;
+    // Ctrl-C or SIGTERM ends the run early, with its report: requests in flight finish first.
+    let stop = crate::on_signal();
+    let report = strata_lab::run_until(&spec, stop).await?;
     let text = if args.json {
         let json = serde_json::to_string_pretty(&report).context("cannot encode the report")?;
         format!("{json}\n")

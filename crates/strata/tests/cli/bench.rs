@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::harness::{run_to_exit, spawn_up, spawn_up_with_env, strata};
+use crate::harness::{Process, run_to_exit, spawn_up, spawn_up_with_env, strata};
 
 /// A keep-alive HTTP/1.1 server that answers every request with `status` and an empty body.
 async fn spawn_answering(status: &'static str) -> SocketAddr {
@@ -191,6 +191,24 @@ async fn bench_holds_a_rate_and_prints_json_and_markdown() {
     assert!(stdout.contains("| requests | ok |"), "{stdout}");
     assert!(stdout.contains("| 100 | "), "{stdout}");
     assert!(stdout.contains("| 200 | "), "{stdout}");
+}
+
+#[tokio::test]
+async fn sigterm_ends_a_run_early_with_its_report() {
+    let addr = spawn_answering("200 OK").await;
+    let url = format!("http://{addr}/healthz");
+    let mut bench = Process::spawn(strata(&["bench", "--url", &url, "-d", "60", "--json"]));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    bench.terminate();
+    let status = bench
+        .wait_exit(std::time::Duration::from_secs(10))
+        .await
+        .expect("bench stops on SIGTERM");
+    assert!(status.success(), "{}", bench.stderr());
+    let report: Value = serde_json::from_str(&bench.stdout()).unwrap();
+    let elapsed = report["elapsed_secs"].as_f64().unwrap();
+    assert!((1.0..10.0).contains(&elapsed), "{report}");
+    assert!(report["ok"].as_u64().unwrap() > 0, "{report}");
 }
 
 /// The shop mix through the gateway of `strata up`: customers register and log in, every
