@@ -20,13 +20,28 @@ pub enum LabError {
     /// The target's host name resolved to no address at all.
     #[error("{authority} resolves to no address")]
     NoAddress { authority: String },
+    /// The scenario's setup failed (the shop's catalog, a customer's registration or log-in),
+    /// before any measured request.
+    #[error("scenario setup failed at {step}: {message}")]
+    Setup { step: &'static str, message: String },
+    /// The open loop's dispatcher thread could not be started.
+    #[error("cannot start the schedule's thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// A worker task panicked (a bug in the load generator).
     #[error("a load worker failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
 }
 
 impl LabError {
-    pub(crate) fn spec(field: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn setup(step: &'static str, message: impl Into<String>) -> Self {
+        Self::Setup {
+            step,
+            message: message.into(),
+        }
+    }
+
+    /// A [`LabError::Spec`] naming `field`.
+    pub fn spec(field: &'static str, message: impl Into<String>) -> Self {
         Self::Spec {
             field,
             message: message.into(),

@@ -2,12 +2,11 @@
 //!
 //! That line matters when judging a graceful shutdown: a server that stops accepting is allowed
 //! to refuse new connections, but must answer every request it has taken. The client cannot see
-//! inside the server, so it draws the line at the wire: a request counts as sent once hyper has
-//! serialized it onto an open connection. hyper hands an unsent request back
-//! (`TrySendError::take_message`) when the connection was already known to be closed; every
-//! failure after that point is [`Failure::was_sent`].
-
-use std::io;
+//! inside the server, so it draws the line at the wire: a request counts as sent once it has
+//! been written on a connection not known to be closed. A connection the server closed while
+//! it was idle (seen before writing) is replaced without a failure; a write the socket refuses
+//! (the peer had gone) is [`Failure::NotSent`]; every failure after a written request is
+//! [`Failure::was_sent`].
 
 /// Why a request got no (complete) response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,7 +16,7 @@ pub enum Failure {
     /// Opening the TCP connection took longer than the connect timeout. Never sent.
     ConnectTimeout,
     /// The keep-alive connection was closed by the server before the request was written
-    /// (hyper gave the request back). Never sent.
+    /// (the write was refused). Never sent.
     NotSent,
     /// The request was written and the server reset the connection (RST) before a response.
     Reset,
@@ -28,7 +27,7 @@ pub enum Failure {
     Timeout,
     /// The response head arrived but its body failed midway.
     Body,
-    /// The server answered with something that is not HTTP/1.1.
+    /// The server answered with something that is not HTTP/1.x.
     Protocol,
     /// Any other error after the request was written.
     Io,
@@ -81,40 +80,6 @@ impl Failure {
     pub(crate) fn index(self) -> usize {
         self as usize
     }
-
-    /// Classifies an error hyper returned after the request was handed to the connection.
-    pub(crate) fn after_send(error: &hyper::Error) -> Failure {
-        if error.is_incomplete_message() {
-            return Failure::Closed;
-        }
-        if error.is_parse() || error.is_parse_status() || error.is_parse_too_large() {
-            return Failure::Protocol;
-        }
-        if error.is_timeout() {
-            return Failure::Timeout;
-        }
-        match io_error_kind(error) {
-            Some(
-                io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe,
-            ) => Failure::Reset,
-            Some(io::ErrorKind::UnexpectedEof) => Failure::Closed,
-            _ => Failure::Io,
-        }
-    }
-}
-
-/// The kind of the first I/O error in `error`'s source chain.
-fn io_error_kind(error: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
-    let mut source = Some(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            return Some(io.kind());
-        }
-        source = e.source();
-    }
-    None
 }
 
 #[cfg(test)]

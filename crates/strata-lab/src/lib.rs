@@ -1,27 +1,41 @@
-//! strata-lab: a small, honest HTTP/1.1 load generator (`strata bench`) and, later, the
+//! strata-lab: a load generator worth trusting (`strata bench`), and, later, the
 //! stateful-vs-stateless experiment.
 //!
-//! [`run`] drives a [`LoadSpec`]: `concurrency` workers, each holding one keep-alive connection
-//! (hyper's `client::conn::http1`, no pool in between), issue requests back to back until the
-//! time bound or the request bound is reached, then report counts, failures by kind, statuses,
-//! per-instance counts (from `X-Strata-Instance`) and latency percentiles ([`LoadReport`]).
+//! [`run`] drives a [`LoadSpec`] against a target over keep-alive HTTP/1.1 connections (a
+//! small client of its own, [`conn`](crate), one task per connection) and reports counts,
+//! failures by kind, statuses, per-instance counts (from `X-Strata-Instance`), per-operation
+//! figures and HdrHistogram latency percentiles ([`LoadReport`]).
 //!
-//! It is a closed loop: a worker sends its next request only when the previous one finished, so
-//! the latencies are service times at that concurrency; they are not corrected for coordinated
-//! omission, and the report says so by reporting the offered concurrency next to them.
+//! Two paces ([`Pace`]): a **closed loop** (each connection sends its next request when the
+//! previous one is answered: the request rate a server sustains at that concurrency), and an
+//! **open loop** (requests on a schedule of their own, a constant or stepped rate: a slow
+//! server cannot slow the schedule, and latency counts from each request's intended send
+//! time, so a stall is charged to every request that should have gone out meanwhile, with no
+//! coordinated omission). Three scenarios ([`Scenario`]): one endpoint; the shop mix of
+//! customers who register, log in, browse, search, fill carts and check out; chat listeners
+//! in rooms and senders at a rate, with fan-out latency.
 
 #![forbid(unsafe_code)]
 
+mod chat;
+mod conn;
 mod error;
 mod failure;
 pub mod histogram;
 mod load;
+mod progress;
+mod record;
 mod report;
+mod shop;
 mod spec;
+mod workload;
 
+pub use chat::MAX_CHAT_RATE_PER_ROOM;
 pub use error::LabError;
 pub use failure::Failure;
 pub use histogram::Histogram;
 pub use load::{run, run_until};
-pub use report::{Latency, LoadReport};
-pub use spec::{LoadSpec, MAX_CONCURRENCY, MAX_DURATION, MAX_REQUESTS};
+pub use report::{Latency, LoadReport, OperationReport, RateReport, StepReport};
+pub use spec::{
+    LoadSpec, MAX_CONCURRENCY, MAX_DURATION, MAX_RATE, MAX_REQUESTS, MAX_USERS, Pace, Scenario,
+};

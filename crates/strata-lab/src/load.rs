@@ -1,75 +1,119 @@
-//! The load loop: workers with one keep-alive connection each, a shared ticket counter that
-//! enforces the request bound, a deadline that enforces the time bound.
+//! The load loops. Closed: `concurrency` workers, each with one keep-alive connection, send
+//! back to back until the time or request bound. Open: a dispatcher thread walks the
+//! schedule of intended send times and hands each request, at its time, to an idle
+//! connection, a new one (up to `concurrency`) or the queue that the connections take from;
+//! latency counts from the intended time, so a stalled server is charged for every request
+//! that should have gone out meanwhile (no coordinated omission).
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::{HOST, USER_AGENT};
-use http::uri::PathAndQuery;
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-use crate::histogram::Histogram;
-use crate::report::{Latency, LoadReport};
-use crate::spec::Target;
+use crate::conn::{Answer, Conn};
+use crate::progress::progress;
+use crate::record::{Outcome, Recorder};
+use crate::report::LoadReport;
+use crate::shop::Shop;
+use crate::spec::{Scenario, Schedule, Target};
+use crate::workload::{Call, Endpoint, Workload};
 use crate::{Failure, LabError, LoadSpec};
 
-/// Pause after a failed connect, so a dead target is probed a few hundred times a second per
-/// worker instead of being spun on (the failures are still counted, one per attempt).
+/// Pause after a failed connect in a closed loop, so a dead target is probed a few hundred
+/// times a second per worker instead of being spun on (each attempt still counts).
 const CONNECT_BACKOFF: Duration = Duration::from_millis(5);
+/// The dispatcher's longest sleep: how soon it notices a cancelled run.
+const DISPATCH_NAP: Duration = Duration::from_millis(50);
 
 /// Runs `spec` to its time or request bound.
 ///
 /// # Errors
 /// [`LabError::Spec`] for an invalid spec, [`LabError::Resolve`] or [`LabError::NoAddress`]
-/// when the host does not resolve. Failed requests are counted in the report, not returned.
+/// when the host does not resolve, [`LabError::Setup`] when the scenario's setup fails.
+/// Failed requests are counted in the report, not returned.
 pub async fn run(spec: &LoadSpec) -> Result<LoadReport, LabError> {
     run_until(spec, CancellationToken::new()).await
 }
 
 /// Runs `spec` until its bounds or until `stop` is cancelled, whichever comes first. Requests
-/// in flight when it stops are completed (or time out) and counted.
+/// in flight when it stops are completed (or time out) and counted; requests of an open loop
+/// still waiting for a connection are dropped.
 ///
 /// # Errors
 /// As [`run`].
 pub async fn run_until(spec: &LoadSpec, stop: CancellationToken) -> Result<LoadReport, LabError> {
     let target = spec.validate()?;
     let addr = resolve(&target).await?;
-    let host = HeaderValue::from_str(target.authority.as_str())
-        .map_err(|e| LabError::spec("url", format!("host is not a valid header: {e}")))?;
+    if let (Scenario::Chat, Some(schedule)) = (spec.scenario, &target.schedule) {
+        let (tally, elapsed) = crate::chat::run(
+            &format!("ws://{}", target.authority),
+            spec.token.as_deref().unwrap_or_default(),
+            spec.rooms,
+            spec.listeners,
+            schedule.clone(),
+            stop,
+        )
+        .await?;
+        return Ok(LoadReport::from_chat(spec, schedule, &tally, elapsed));
+    }
+    let host = target.authority.as_str().to_owned();
+    let paths: Vec<String> = target.paths.iter().map(ToString::to_string).collect();
+    let (workload, setup): (Arc<dyn Workload>, _) = match spec.scenario {
+        // Validation gives every chat spec a schedule, handled above.
+        Scenario::Endpoint | Scenario::Chat => (
+            Arc::new(Endpoint::new(spec.method.as_str(), &host, &paths)),
+            Vec::new(),
+        ),
+        Scenario::Shop => {
+            let (shop, log) = Shop::prepare(
+                addr,
+                &host,
+                spec.users,
+                spec.connect_timeout,
+                spec.request_timeout,
+            )
+            .await?;
+            (Arc::new(shop), log)
+        }
+    };
+    let steps = target.schedule.as_ref().map_or(0, |s| s.counts.len());
     let started = Instant::now();
-    let plan = Arc::new(Plan {
+    let run = Arc::new(Run {
         addr,
-        host,
-        method: spec.method.clone(),
-        paths: target.paths.iter().map(path_uri).collect(),
-        instance_header: spec.instance_header.clone(),
         connect_timeout: spec.connect_timeout,
         request_timeout: spec.request_timeout,
-        deadline: started + spec.duration,
-        max_requests: spec.requests,
-        issued: AtomicU64::new(0),
+        instance_header: spec.instance_header.as_str().to_owned(),
+        recorder: Recorder::new(started, workload.operations().len(), steps),
+        workload,
         stop,
+        started,
     });
-    let mut workers = JoinSet::new();
-    for _ in 0..spec.concurrency {
-        workers.spawn(worker(Arc::clone(&plan)));
+    let finished = CancellationToken::new();
+    if spec.progress {
+        let target_rate = target.schedule.clone();
+        tokio::spawn(progress(Arc::clone(&run), target_rate, finished.clone()));
     }
-    let mut total = Tally::new();
-    while let Some(tally) = workers.join_next().await {
-        total.merge(tally?);
-    }
-    Ok(total.into_report(spec, started.elapsed()))
+    let result = match &target.schedule {
+        None => closed(&run, spec).await,
+        Some(schedule) => open(&run, schedule.clone(), spec.concurrency).await,
+    };
+    finished.cancel();
+    result?;
+    let elapsed = started.elapsed();
+    Ok(LoadReport::new(
+        spec,
+        &target,
+        &paths,
+        &run.recorder,
+        run.workload.operations(),
+        &setup,
+        elapsed,
+    ))
 }
 
 /// Resolves the target's `host:port` once, before the clock starts.
@@ -85,51 +129,74 @@ async fn resolve(target: &Target) -> Result<SocketAddr, LabError> {
     first.ok_or(LabError::NoAddress { authority })
 }
 
-/// A path as the origin-form URI of a request line.
-fn path_uri(path: &PathAndQuery) -> Uri {
-    Uri::from(path.clone())
-}
-
-/// Everything the workers share, immutable but for the ticket counter.
-struct Plan {
+/// What every connection of a run shares.
+pub(crate) struct Run {
     addr: SocketAddr,
-    host: HeaderValue,
-    method: Method,
-    paths: Vec<Uri>,
-    instance_header: HeaderName,
     connect_timeout: Duration,
     request_timeout: Duration,
-    deadline: Instant,
-    max_requests: Option<u64>,
-    issued: AtomicU64,
+    instance_header: String,
+    pub(crate) workload: Arc<dyn Workload>,
+    pub(crate) recorder: Recorder,
     stop: CancellationToken,
+    pub(crate) started: Instant,
 }
 
-impl Plan {
-    /// Claims the next request number, or `None` once any bound is reached.
-    fn next_ticket(&self) -> Option<u64> {
-        if self.stop.is_cancelled() || Instant::now() >= self.deadline {
-            return None;
+impl Run {
+    /// Sends `call` on `conn`, opening a connection first when there is none or the server
+    /// has closed it. Returns when the request was written (or the connection attempted) and
+    /// the outcome.
+    async fn send(
+        &self,
+        conn: &mut Option<Conn>,
+        call: &Call,
+    ) -> (Instant, Result<Answer, Failure>) {
+        if conn.as_mut().is_none_or(Conn::is_closed) {
+            *conn = None;
+            match Conn::open(self.addr, self.connect_timeout).await {
+                Ok(opened) => {
+                    self.recorder.connections.fetch_add(1, Ordering::Relaxed);
+                    *conn = Some(opened);
+                }
+                Err(failure) => return (Instant::now(), Err(failure)),
+            }
         }
-        let n = self.issued.fetch_add(1, Ordering::Relaxed);
-        match self.max_requests {
-            Some(max) if n >= max => None,
-            _ => Some(n),
+        let Some(c) = conn.as_mut() else {
+            return (Instant::now(), Err(Failure::Connect));
+        };
+        let sent = Instant::now();
+        let result = timeout(
+            self.request_timeout,
+            c.exchange(&call.wire, &self.instance_header, false),
+        )
+        .await
+        .unwrap_or(Err(Failure::Timeout));
+        if result.is_err() {
+            // The connection's state is unknown after a failure: start afresh.
+            *conn = None;
         }
+        (sent, result)
     }
 
-    fn request(&self, ticket: u64) -> Request<Empty<Bytes>> {
-        let index = usize::try_from(ticket % self.paths.len() as u64).unwrap_or(0);
-        let mut request = Request::new(Empty::new());
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.paths[index].clone();
-        let headers = request.headers_mut();
-        headers.insert(HOST, self.host.clone());
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("strata-lab/", env!("CARGO_PKG_VERSION"))),
-        );
-        request
+    fn finish(
+        &self,
+        call: &Call,
+        step: Option<usize>,
+        intended: Instant,
+        sent: Instant,
+        result: &Result<Answer, Failure>,
+    ) {
+        let done = Instant::now();
+        if let Ok(answer) = result {
+            self.workload.answered(call, answer.status);
+        }
+        self.recorder.record(&Outcome {
+            op: call.op,
+            step,
+            intended,
+            sent,
+            done,
+            result,
+        });
     }
 
     /// Sleeps for `pause`, or less if the run is stopped meanwhile.
@@ -141,196 +208,171 @@ impl Plan {
     }
 }
 
-/// One worker: one connection at a time, one request at a time.
-async fn worker(plan: Arc<Plan>) -> Tally {
-    let mut tally = Tally::new();
-    let mut connection: Option<SendRequest<Empty<Bytes>>> = None;
-    while let Some(ticket) = plan.next_ticket() {
-        tally.requests += 1;
-        // A response with `Connection: close`, or an idle close by the server, ends the
-        // connection; open a new one rather than fail the request on it.
-        if connection.as_ref().is_none_or(SendRequest::is_closed) {
-            connection = None;
-            match connect(&plan).await {
-                Ok(sender) => {
-                    tally.connections += 1;
-                    connection = Some(sender);
-                }
-                Err(failure) => {
-                    tally.fail(failure);
-                    plan.pause(CONNECT_BACKOFF).await;
-                    continue;
-                }
-            }
-        }
-        let Some(sender) = connection.as_mut() else {
-            continue;
-        };
-        let started = Instant::now();
-        let outcome = timeout(
-            plan.request_timeout,
-            exchange(sender, plan.request(ticket), &plan.instance_header),
-        )
-        .await
-        .unwrap_or(Err(Failure::Timeout));
-        match outcome {
-            Ok(answer) => {
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                tally.answer(answer, micros);
-            }
-            Err(failure) => {
-                tally.fail(failure);
-                // The connection's state is unknown after a failure: start afresh.
-                connection = None;
-            }
-        }
-    }
-    tally
-}
-
-/// Opens a connection and starts its driver task.
-async fn connect(plan: &Plan) -> Result<SendRequest<Empty<Bytes>>, Failure> {
-    let stream = match timeout(plan.connect_timeout, TcpStream::connect(plan.addr)).await {
-        Err(_) => return Err(Failure::ConnectTimeout),
-        Ok(Err(_)) => return Err(Failure::Connect),
-        Ok(Ok(stream)) => stream,
-    };
-    // Requests are single small writes; Nagle would only add latency.
-    let _ = stream.set_nodelay(true);
-    let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| Failure::Connect)?;
-    tokio::spawn(async move {
-        // Its errors reach the request that was in flight; nothing more to report here.
-        let _ = driver.await;
+/// The closed loop: `concurrency` workers until the deadline or the request bound.
+async fn closed(run: &Arc<Run>, spec: &LoadSpec) -> Result<(), LabError> {
+    let bounds = Arc::new(Tickets {
+        deadline: run.started + spec.duration,
+        max: spec.requests,
+        issued: AtomicU64::new(0),
     });
-    Ok(sender)
-}
-
-/// The parts of a response the report needs.
-struct Answer {
-    status: u16,
-    instance: Option<HeaderValue>,
-}
-
-/// Sends one request and reads the whole response.
-async fn exchange(
-    sender: &mut SendRequest<Empty<Bytes>>,
-    request: Request<Empty<Bytes>>,
-    instance_header: &HeaderName,
-) -> Result<Answer, Failure> {
-    if sender.ready().await.is_err() {
-        // Closed between the check in `worker` and now; the request was not written.
-        return Err(Failure::NotSent);
+    let mut workers = JoinSet::new();
+    for _ in 0..spec.concurrency {
+        workers.spawn(closed_worker(Arc::clone(run), Arc::clone(&bounds)));
     }
-    let response = match sender.try_send_request(request).await {
-        Ok(response) => response,
-        // hyper returns the request only when it never serialized it onto the connection.
-        Err(e) if e.message().is_some() => return Err(Failure::NotSent),
-        Err(e) => return Err(Failure::after_send(e.error())),
+    while let Some(joined) = workers.join_next().await {
+        joined?;
+    }
+    Ok(())
+}
+
+/// The closed loop's bounds: a shared ticket counter and a deadline.
+struct Tickets {
+    deadline: Instant,
+    max: Option<u64>,
+    issued: AtomicU64,
+}
+
+impl Tickets {
+    /// Claims the next request number, or `None` once any bound is reached.
+    fn next(&self, stop: &CancellationToken) -> Option<u64> {
+        if stop.is_cancelled() || Instant::now() >= self.deadline {
+            return None;
+        }
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        match self.max {
+            Some(max) if n >= max => None,
+            _ => Some(n),
+        }
+    }
+}
+
+/// One closed-loop worker: one connection at a time, one request at a time.
+async fn closed_worker(run: Arc<Run>, tickets: Arc<Tickets>) {
+    let mut conn = None;
+    while let Some(ticket) = tickets.next(&run.stop) {
+        let call = run.workload.call(ticket);
+        let (sent, result) = run.send(&mut conn, &call).await;
+        run.finish(&call, None, sent, sent, &result);
+        if matches!(result, Err(Failure::Connect | Failure::ConnectTimeout)) {
+            run.pause(CONNECT_BACKOFF).await;
+        }
+    }
+}
+
+/// A request of the schedule, handed to a connection at its time.
+struct Job {
+    ticket: u64,
+    step: usize,
+    intended: Instant,
+}
+
+/// The open loop's connections: the queue they take requests from and how many are free.
+struct Pool {
+    jobs: Mutex<mpsc::UnboundedReceiver<Job>>,
+    /// Connections not yet claimed by a dispatched request.
+    idle: AtomicUsize,
+    opened: AtomicUsize,
+}
+
+/// The open loop: a dispatcher thread, connections as tasks; returns once every scheduled
+/// request is answered (or failed) or the run is stopped.
+async fn open(run: &Arc<Run>, schedule: Schedule, max_connections: usize) -> Result<(), LabError> {
+    let (jobs, queue) = mpsc::unbounded_channel();
+    let pool = Arc::new(Pool {
+        jobs: Mutex::new(queue),
+        idle: AtomicUsize::new(0),
+        opened: AtomicUsize::new(0),
+    });
+    // Every connection task holds a sender; `recv` gives `None` once all have ended.
+    let (alive, mut ended) = mpsc::channel::<()>(1);
+    let runtime = tokio::runtime::Handle::current();
+    let dispatcher = {
+        let run = Arc::clone(run);
+        let pool = Arc::clone(&pool);
+        std::thread::Builder::new()
+            .name("strata-lab-schedule".into())
+            .spawn(move || {
+                dispatch(
+                    &run,
+                    &schedule,
+                    &pool,
+                    &jobs,
+                    &alive,
+                    &runtime,
+                    max_connections,
+                );
+            })
+            .map_err(LabError::Thread)?
     };
-    let (parts, mut body) = response.into_parts();
-    while let Some(frame) = body.frame().await {
-        frame.map_err(|_| Failure::Body)?;
-    }
-    Ok(Answer {
-        status: parts.status.as_u16(),
-        instance: parts.headers.get(instance_header).cloned(),
-    })
+    let _ = ended.recv().await;
+    // The dispatcher held a sender too, so it has returned; joining it cannot block.
+    let _ = dispatcher.join();
+    Ok(())
 }
 
-/// One worker's counts, merged at the end so the hot loop shares nothing but the ticket.
-struct Tally {
-    requests: u64,
-    ok: u64,
-    connections: u64,
-    statuses: HashMap<u16, u64>,
-    failures: [u64; Failure::ALL.len()],
-    per_instance: HashMap<HeaderValue, u64>,
-    latency: Histogram,
+/// Walks the schedule on a thread of its own: `std::thread::sleep` wakes within tens of
+/// microseconds of the intended time, where the runtime's timer works in milliseconds.
+fn dispatch(
+    run: &Arc<Run>,
+    schedule: &Schedule,
+    pool: &Arc<Pool>,
+    jobs: &mpsc::UnboundedSender<Job>,
+    alive: &mpsc::Sender<()>,
+    runtime: &tokio::runtime::Handle,
+    max_connections: usize,
+) {
+    for ticket in 0..schedule.total() {
+        let (step, offset) = schedule.at(ticket);
+        let intended = run.started + offset;
+        loop {
+            if run.stop.is_cancelled() {
+                return;
+            }
+            let now = Instant::now();
+            if now >= intended {
+                break;
+            }
+            std::thread::sleep((intended - now).min(DISPATCH_NAP));
+        }
+        let claimed = pool
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed && pool.opened.load(Ordering::Relaxed) < max_connections {
+            // A new connection, for this request; it counts itself free when done.
+            pool.opened.fetch_add(1, Ordering::Relaxed);
+            runtime.spawn(open_worker(
+                Arc::clone(run),
+                Arc::clone(pool),
+                alive.clone(),
+            ));
+        }
+        // Otherwise the request waits in the queue for the first connection free.
+        if jobs
+            .send(Job {
+                ticket,
+                step,
+                intended,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
-impl Tally {
-    fn new() -> Self {
-        Self {
-            requests: 0,
-            ok: 0,
-            connections: 0,
-            statuses: HashMap::new(),
-            failures: [0; Failure::ALL.len()],
-            per_instance: HashMap::new(),
-            latency: Histogram::new(),
+/// One open-loop connection: takes the next request due, sends it, frees itself.
+async fn open_worker(run: Arc<Run>, pool: Arc<Pool>, _alive: mpsc::Sender<()>) {
+    let mut conn = None;
+    loop {
+        let job = pool.jobs.lock().await.recv().await;
+        let Some(job) = job else { break };
+        if run.stop.is_cancelled() {
+            continue;
         }
-    }
-
-    fn fail(&mut self, failure: Failure) {
-        self.failures[failure.index()] += 1;
-    }
-
-    fn answer(&mut self, answer: Answer, micros: u64) {
-        if (200..300).contains(&answer.status) {
-            self.ok += 1;
-        }
-        *self.statuses.entry(answer.status).or_default() += 1;
-        if let Some(instance) = answer.instance {
-            *self.per_instance.entry(instance).or_default() += 1;
-        }
-        self.latency.record(micros);
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.requests += other.requests;
-        self.ok += other.ok;
-        self.connections += other.connections;
-        for (status, n) in other.statuses {
-            *self.statuses.entry(status).or_default() += n;
-        }
-        for (mine, theirs) in self.failures.iter_mut().zip(other.failures) {
-            *mine += theirs;
-        }
-        for (instance, n) in other.per_instance {
-            *self.per_instance.entry(instance).or_default() += n;
-        }
-        self.latency.merge(&other.latency);
-    }
-
-    #[allow(clippy::cast_precision_loss)] // request counts fit f64's 52 bits
-    fn into_report(self, spec: &LoadSpec, elapsed: Duration) -> LoadReport {
-        let errors = Failure::ALL
-            .into_iter()
-            .filter(|f| self.failures[f.index()] > 0)
-            .map(|f| (f.as_str().to_owned(), self.failures[f.index()]))
-            .collect();
-        let sent_failures = Failure::ALL
-            .into_iter()
-            .filter(|f| f.was_sent())
-            .map(|f| self.failures[f.index()])
-            .sum();
-        let mut per_instance = BTreeMap::new();
-        for (name, n) in self.per_instance {
-            *per_instance
-                .entry(String::from_utf8_lossy(name.as_bytes()).into_owned())
-                .or_default() += n;
-        }
-        let secs = elapsed.as_secs_f64();
-        LoadReport {
-            url: spec.url.clone(),
-            method: spec.method.to_string(),
-            concurrency: spec.concurrency,
-            requests: self.requests,
-            ok: self.ok,
-            statuses: self.statuses.into_iter().collect(),
-            errors,
-            sent_failures,
-            per_instance,
-            connections: self.connections,
-            elapsed,
-            req_per_sec: if secs > 0.0 {
-                self.requests as f64 / secs
-            } else {
-                0.0
-            },
-            latency_ms: Latency::from_micros(&self.latency),
-        }
+        let call = run.workload.call(job.ticket);
+        let (sent, result) = run.send(&mut conn, &call).await;
+        run.finish(&call, Some(job.step), job.intended, sent, &result);
+        pool.idle.fetch_add(1, Ordering::AcqRel);
     }
 }

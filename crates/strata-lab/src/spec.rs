@@ -1,5 +1,8 @@
-//! What a load run does: target, concurrency, bounds, method and paths.
+//! What a load run does: target, scenario, pace (closed loop or a schedule of arrivals),
+//! connections, bounds, method and paths.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -14,6 +17,86 @@ pub const MAX_CONCURRENCY: usize = 4096;
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Most requests one run may issue.
 pub const MAX_REQUESTS: u64 = 1_000_000_000;
+/// Highest arrival rate of an open-loop run, per second: one dispatcher thread hands out a
+/// request every 10 µs at most, and no server behind one gateway on one host answers more.
+pub const MAX_RATE: f64 = 100_000.0;
+/// Most users of the shop scenario: each registers (an argon2 hash on the server) before the
+/// clock starts.
+pub const MAX_USERS: usize = 10_000;
+
+/// How requests are paced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pace {
+    /// Closed loop: each connection sends its next request as soon as the previous one is
+    /// answered. For saturation: how many requests per second at this concurrency. The latency
+    /// is counted from the actual send, so a stalled server delays the senders and hides
+    /// its stall (coordinated omission): use [`Pace::Open`] to measure latency.
+    Closed,
+    /// Open loop: requests arrive on a schedule of their own, `rates[k]` per second during
+    /// step `k` (each `step` long; one rate without a step holds for the run's `duration`).
+    /// A slow server cannot slow the schedule: a request whose time has come goes out on an
+    /// idle connection, a new one (up to `concurrency`), or waits for one, and its latency
+    /// counts from its intended send time.
+    Open {
+        rates: Vec<f64>,
+        step: Option<Duration>,
+    },
+}
+
+/// What the requests are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// One endpoint (or the `paths` in turn), with `method`.
+    Endpoint,
+    /// The shop mix: `users` customers register and log in before the clock starts, then
+    /// browse 10, product 10, search 3, view cart 3, add to cart 2, quote 2, home 1, checkout 1
+    /// (weights), each keeping a cart; checkout with an `Idempotency-Key`.
+    Shop,
+    /// Chat: `listeners` connections in each of `rooms` agents' lobbies and one sender per
+    /// room, messages at the open loop's rate; reports fan-out latency (intended send time to
+    /// each listener's receipt) and ack latency. Needs a `support` or `admin` user's `token`.
+    Chat,
+}
+
+impl Scenario {
+    /// Every scenario, by name.
+    pub const ALL: [Scenario; 3] = [Scenario::Endpoint, Scenario::Shop, Scenario::Chat];
+
+    /// Its name on the command line and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Endpoint => "endpoint",
+            Scenario::Shop => "shop",
+            Scenario::Chat => "chat",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = LabError;
+
+    fn from_str(name: &str) -> Result<Self, LabError> {
+        Scenario::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| {
+                let known: Vec<_> = Scenario::ALL.iter().map(|s| s.as_str()).collect();
+                LabError::spec(
+                    "scenario",
+                    format!(
+                        "unknown scenario `{name}`: expected one of {}",
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+}
 
 /// A load run. Build one with [`LoadSpec::new`] and adjust the public fields.
 ///
@@ -24,12 +107,28 @@ pub const MAX_REQUESTS: u64 = 1_000_000_000;
 pub struct LoadSpec {
     /// Target base URL, `http://host:port[/path]`. Its path is used when `paths` is empty.
     pub url: String,
-    /// Workers, each with one keep-alive connection. Default 8.
+    /// What the requests are. Default [`Scenario::Endpoint`].
+    pub scenario: Scenario,
+    /// Closed loop or a schedule. Default [`Pace::Closed`].
+    pub pace: Pace,
+    /// Connections: in a closed loop, each one a worker sending one request at a time; in an
+    /// open loop, the most opened at once. Default 8.
     pub concurrency: usize,
-    /// Time bound, always in force. Default 10 s.
+    /// Time bound, always in force (an open loop with steps lasts its steps instead).
+    /// Default 10 s.
     pub duration: Duration,
-    /// Request bound; `None` runs for `duration`. Default `None`.
+    /// Request bound of a closed loop; `None` runs for `duration`. Default `None`.
     pub requests: Option<u64>,
+    /// Customers of the shop scenario. Default 20.
+    pub users: usize,
+    /// Rooms of the chat scenario. Default 10.
+    pub rooms: usize,
+    /// Listening connections per room of the chat scenario. Default 10.
+    pub listeners: usize,
+    /// The chat scenario's token (of a `support` or `admin` user). Default none.
+    pub token: Option<String>,
+    /// A progress line on stderr every second (rate, errors, p50/p99 so far). Default off.
+    pub progress: bool,
     /// Method of every request (sent without a body). Default `GET`.
     pub method: Method,
     /// Paths (with optional query) requested in turn: request `n` uses `paths[n % len]`.
@@ -48,9 +147,16 @@ impl LoadSpec {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            scenario: Scenario::Endpoint,
+            pace: Pace::Closed,
             concurrency: 8,
             duration: Duration::from_secs(10),
             requests: None,
+            users: 20,
+            rooms: 10,
+            listeners: 10,
+            token: None,
+            progress: false,
             method: Method::GET,
             paths: Vec::new(),
             connect_timeout: Duration::from_secs(2),
@@ -87,6 +193,24 @@ impl LoadSpec {
                 format!("expected 1..={MAX_REQUESTS}"),
             ));
         }
+        if self.scenario == Scenario::Shop && !(1..=MAX_USERS).contains(&self.users) {
+            return Err(LabError::spec("users", format!("expected 1..={MAX_USERS}")));
+        }
+        if self.scenario == Scenario::Chat {
+            self.validate_chat()?;
+        }
+        let schedule = match &self.pace {
+            Pace::Closed => None,
+            Pace::Open { rates, step } => {
+                if self.requests.is_some() {
+                    return Err(LabError::spec(
+                        "requests",
+                        "an open loop is bounded by its rate and duration, not a request count",
+                    ));
+                }
+                Some(Schedule::new(rates, *step, self.duration)?)
+            }
+        };
         for (field, value) in [
             ("connect_timeout", self.connect_timeout),
             ("request_timeout", self.request_timeout),
@@ -124,7 +248,87 @@ impl LoadSpec {
                 .map(|p| parse_path(p))
                 .collect::<Result<_, _>>()?
         };
-        Ok(Target { authority, paths })
+        Ok(Target {
+            authority,
+            paths,
+            schedule,
+        })
+    }
+
+    /// The chat scenario's own rules: a rate (messages are scheduled), a token, rooms and
+    /// listeners within bounds, and no more messages per room than the server takes from one
+    /// connection.
+    fn validate_chat(&self) -> Result<(), LabError> {
+        let Pace::Open { rates, .. } = &self.pace else {
+            return Err(LabError::spec(
+                "rate",
+                "the chat scenario sends messages on a schedule: give a rate (messages/s)",
+            ));
+        };
+        if self.token.as_deref().is_none_or(str::is_empty) {
+            return Err(LabError::spec(
+                "token",
+                "the chat scenario needs the token of a support or admin user",
+            ));
+        }
+        for (field, n) in [("rooms", self.rooms), ("listeners", self.listeners)] {
+            if !(1..=1000).contains(&n) {
+                return Err(LabError::spec(field, "expected 1..=1000"));
+            }
+        }
+        let connections = self.rooms * (self.listeners + 1);
+        if connections > MAX_CONCURRENCY {
+            return Err(LabError::spec(
+                "listeners",
+                format!(
+                    "{} rooms of {} listeners and a sender are {connections} connections, \
+                     more than {MAX_CONCURRENCY}",
+                    self.rooms, self.listeners
+                ),
+            ));
+        }
+        #[allow(clippy::cast_precision_loss)] // at most 1000 rooms
+        let rooms = self.rooms as f64;
+        if let Some(rate) = rates
+            .iter()
+            .find(|r| **r / rooms > crate::chat::MAX_CHAT_RATE_PER_ROOM)
+        {
+            return Err(LabError::spec(
+                "rate",
+                format!(
+                    "{rate} messages/s over {} rooms is more than the {} a second the server \
+                     takes from one sender: add rooms",
+                    self.rooms,
+                    crate::chat::MAX_CHAT_RATE_PER_ROOM
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long the run lasts: its steps for a stepped open loop, `duration` otherwise.
+    pub fn run_time(&self) -> Duration {
+        match &self.pace {
+            Pace::Open {
+                rates,
+                step: Some(step),
+            } => step.saturating_mul(u32::try_from(rates.len()).unwrap_or(u32::MAX)),
+            _ => self.duration,
+        }
+    }
+
+    /// The target URL with the (first) path measured: what a report names.
+    pub fn measured_url(&self) -> String {
+        let Some(first) = self.paths.first() else {
+            return self.url.clone();
+        };
+        match self.url.parse::<Uri>() {
+            Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+                (Some(scheme), Some(authority)) => format!("{scheme}://{authority}{first}"),
+                _ => self.url.clone(),
+            },
+            Err(_) => self.url.clone(),
+        }
     }
 }
 
@@ -133,6 +337,113 @@ impl LoadSpec {
 pub(crate) struct Target {
     pub(crate) authority: Authority,
     pub(crate) paths: Vec<PathAndQuery>,
+    pub(crate) schedule: Option<Schedule>,
+}
+
+/// The intended send times of an open loop: step `k` sends `counts[k]` requests evenly spaced
+/// at `rates[k]` per second, from `k × step`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Schedule {
+    pub(crate) rates: Vec<f64>,
+    pub(crate) step: Duration,
+    pub(crate) counts: Vec<u64>,
+}
+
+impl Schedule {
+    /// Checks the rates and works out how many requests each step sends.
+    ///
+    /// # Errors
+    /// [`LabError::Spec`] (`rate` or `step`) for a rate out of bounds, a step or rate that
+    /// schedules no request, or a schedule longer than [`MAX_DURATION`].
+    pub(crate) fn new(
+        rates: &[f64],
+        step: Option<Duration>,
+        duration: Duration,
+    ) -> Result<Schedule, LabError> {
+        if rates.is_empty() {
+            return Err(LabError::spec("rate", "expected at least one rate"));
+        }
+        let step = match step {
+            Some(step) => {
+                let total = step.as_secs_f64() * rates.len() as f64;
+                if step.is_zero() || total > MAX_DURATION.as_secs_f64() {
+                    return Err(LabError::spec(
+                        "step",
+                        format!(
+                            "expected more than 0 s, and all {} steps within {} s",
+                            rates.len(),
+                            MAX_DURATION.as_secs()
+                        ),
+                    ));
+                }
+                step
+            }
+            None if rates.len() > 1 => {
+                return Err(LabError::spec(
+                    "step",
+                    "several rates need a step: how long each one holds",
+                ));
+            }
+            None => duration,
+        };
+        let mut counts = Vec::with_capacity(rates.len());
+        for &rate in rates {
+            if !rate.is_finite() || rate <= 0.0 || rate > MAX_RATE {
+                return Err(LabError::spec(
+                    "rate",
+                    format!(
+                        "{rate}/s cannot be scheduled: expected more than 0 and at most \
+                         {MAX_RATE}/s"
+                    ),
+                ));
+            }
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let count = (rate * step.as_secs_f64()).round() as u64;
+            if count == 0 {
+                return Err(LabError::spec(
+                    "rate",
+                    format!(
+                        "{rate}/s for {:.3} s schedules no request: raise the rate or the \
+                         duration",
+                        step.as_secs_f64()
+                    ),
+                ));
+            }
+            counts.push(count);
+        }
+        if counts.iter().sum::<u64>() > MAX_REQUESTS {
+            return Err(LabError::spec(
+                "rate",
+                format!("the schedule holds more than {MAX_REQUESTS} requests"),
+            ));
+        }
+        Ok(Schedule {
+            rates: rates.to_vec(),
+            step,
+            counts,
+        })
+    }
+
+    /// Requests in the whole schedule.
+    pub(crate) fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The step of request `n` and its intended send time from the start.
+    pub(crate) fn at(&self, mut n: u64) -> (usize, Duration) {
+        let last = self.counts.len() - 1;
+        for (k, &count) in self.counts.iter().enumerate() {
+            if n < count || k == last {
+                let offset = self
+                    .step
+                    .saturating_mul(u32::try_from(k).unwrap_or(u32::MAX))
+                    + Duration::from_secs_f64(n as f64 / self.rates[k]);
+                return (k, offset);
+            }
+            n -= count;
+        }
+        (last, Duration::ZERO)
+    }
 }
 
 impl Target {
@@ -178,6 +489,45 @@ mod tests {
         let target = LoadSpec::new("http://localhost").validate().unwrap();
         assert_eq!(target.host_port(), "localhost:80");
         assert_eq!(target.paths, ["/"]);
+    }
+
+    #[test]
+    fn a_schedule_spaces_requests_evenly_step_by_step() {
+        let s = Schedule::new(&[10.0, 20.0], Some(Duration::from_secs(1)), Duration::ZERO).unwrap();
+        assert_eq!(s.counts, [10, 20]);
+        assert_eq!(s.total(), 30);
+        assert_eq!(s.at(0), (0, Duration::ZERO));
+        assert_eq!(s.at(9), (0, Duration::from_millis(900)));
+        assert_eq!(s.at(10), (1, Duration::from_secs(1)));
+        assert_eq!(s.at(11), (1, Duration::from_millis(1050)));
+        let one = Schedule::new(&[2.5], None, Duration::from_secs(4)).unwrap();
+        assert_eq!(
+            (one.counts.clone(), one.step),
+            (vec![10], Duration::from_secs(4))
+        );
+    }
+
+    #[test]
+    fn scenarios_are_known_by_name() {
+        assert_eq!("shop".parse::<Scenario>().unwrap(), Scenario::Shop);
+        let err = "nope".parse::<Scenario>().unwrap_err().to_string();
+        assert!(
+            err.contains("unknown scenario `nope`") && err.contains("endpoint, shop, chat"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reports_name_the_path_measured() {
+        let spec = LoadSpec {
+            paths: vec!["/missing".into()],
+            ..LoadSpec::new("http://127.0.0.1:8080")
+        };
+        assert_eq!(spec.measured_url(), "http://127.0.0.1:8080/missing");
+        assert_eq!(
+            LoadSpec::new("http://h:1/a?b=1").measured_url(),
+            "http://h:1/a?b=1"
+        );
     }
 
     #[test]
@@ -231,6 +581,61 @@ mod tests {
                 ..ok.clone()
             }),
             "paths"
+        );
+        let open = |rates: &[f64], step: Option<Duration>| LoadSpec {
+            pace: Pace::Open {
+                rates: rates.to_vec(),
+                step,
+            },
+            ..ok.clone()
+        };
+        assert_eq!(field(&open(&[0.0], None)), "rate");
+        assert_eq!(field(&open(&[-5.0], None)), "rate");
+        assert_eq!(field(&open(&[f64::NAN], None)), "rate");
+        assert_eq!(field(&open(&[MAX_RATE * 2.0], None)), "rate");
+        assert_eq!(field(&open(&[], None)), "rate");
+        // 0.01/s for 10 s: not one request.
+        assert_eq!(field(&open(&[0.01], None)), "rate");
+        assert_eq!(field(&open(&[10.0, 20.0], None)), "step");
+        assert_eq!(field(&open(&[10.0], Some(Duration::ZERO))), "step");
+        assert_eq!(field(&open(&[10.0, 10.0], Some(MAX_DURATION))), "step");
+        assert_eq!(
+            field(&LoadSpec {
+                requests: Some(10),
+                ..open(&[10.0], None)
+            }),
+            "requests"
+        );
+        assert_eq!(
+            field(&LoadSpec {
+                scenario: Scenario::Shop,
+                users: 0,
+                ..ok.clone()
+            }),
+            "users"
+        );
+        let chat = |rate: f64, token: Option<&str>| LoadSpec {
+            scenario: Scenario::Chat,
+            token: token.map(str::to_owned),
+            ..open(&[rate], None)
+        };
+        assert!(chat(100.0, Some("t")).validate().is_ok());
+        assert_eq!(field(&chat(100.0, None)), "token");
+        // 10 rooms take at most 200 messages/s from their 10 senders.
+        assert_eq!(field(&chat(201.0, Some("t"))), "rate");
+        assert_eq!(
+            field(&LoadSpec {
+                pace: Pace::Closed,
+                ..chat(1.0, Some("t"))
+            }),
+            "rate"
+        );
+        assert_eq!(
+            field(&LoadSpec {
+                listeners: 1000,
+                ..chat(1.0, Some("t"))
+            }),
+            "listeners"
         );
         assert_eq!(field(&LoadSpec::new("https://example.com")), "url");
         assert_eq!(field(&LoadSpec::new("/just/a/path")), "url");

@@ -15,7 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use strata_lab::{Failure, LabError, LoadSpec, run, run_until};
+use strata_lab::{Failure, LabError, LoadSpec, Pace, run, run_until};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -131,7 +131,7 @@ async fn connection_close_responses_reconnect_without_failures() {
     let report = run(&spec).await.unwrap();
     assert_eq!(report.ok, 20, "{report:?}");
     assert_eq!(report.connections, 20);
-    assert_eq!(report.failed(), 0);
+    assert_eq!(report.failed, 0);
 }
 
 #[tokio::test]
@@ -240,4 +240,227 @@ async fn bad_specs_and_unknown_hosts_are_errors() {
         .await
         .unwrap_err();
     assert!(matches!(err, LabError::Resolve { .. }), "{err}");
+}
+
+/// Serves 200 at once, except that every request arriving between 1 s and 2 s after the
+/// first one waits until 2 s: the server stalls for one second.
+async fn spawn_stalling_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first: Arc<std::sync::OnceLock<tokio::time::Instant>> = Arc::default();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let first = Arc::clone(&first);
+            tokio::spawn(async move {
+                let service = service_fn(move |_: Request<Incoming>| {
+                    let first = *first.get_or_init(tokio::time::Instant::now);
+                    async move {
+                        let now = tokio::time::Instant::now();
+                        let (from, until) = (
+                            first + Duration::from_secs(1),
+                            first + Duration::from_secs(2),
+                        );
+                        if now >= from && now < until {
+                            tokio::time::sleep_until(until).await;
+                        }
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn open(addr: SocketAddr, path: &str, rates: &[f64], step: Option<Duration>) -> LoadSpec {
+    LoadSpec {
+        pace: Pace::Open {
+            rates: rates.to_vec(),
+            step,
+        },
+        ..spec(addr, &[path])
+    }
+}
+
+/// The p99 wrk2 would report for the stalling server: each request's latency counted from its
+/// intended send time, `max(0, stall end - intended)` (plus a service time of about nothing).
+fn corrected_p99(rate: f64, secs: f64) -> f64 {
+    let n = (rate * secs).round() as usize;
+    let mut latencies: Vec<f64> = (0..n)
+        .map(|i| {
+            let t = i as f64 / rate;
+            if (1.0..2.0).contains(&t) {
+                (2.0 - t) * 1000.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    latencies[(0.99 * n as f64).ceil() as usize - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_charges_a_stall_to_every_request_scheduled_during_it() {
+    let rate = 200.0;
+    let report = run(&LoadSpec {
+        concurrency: 64,
+        duration: Duration::from_secs(4),
+        ..open(spawn_stalling_server().await, "/", &[rate], None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.requests, 800, "{report:#?}");
+    assert_eq!(report.ok, 800);
+    let expected = corrected_p99(rate, 4.0);
+    let p99 = report.latency_ms.p99;
+    eprintln!("open loop p99 {p99} ms, wrk2-style corrected p99 {expected} ms");
+    assert!(
+        (p99 - expected).abs() <= expected * 0.03 + 5.0,
+        "p99 {p99} ms, corrected {expected} ms: {:#?}",
+        report.latency_ms
+    );
+    assert!(
+        report.rate.as_ref().unwrap().late > 0,
+        "a stall leaves connections busy"
+    );
+
+    // The same stall in a closed loop: the 4 waiting connections send nothing meanwhile, so
+    // the stall hides in 4 slow requests among thousands (coordinated omission).
+    let closed = run(&LoadSpec {
+        concurrency: 4,
+        duration: Duration::from_secs(4),
+        ..spec(spawn_stalling_server().await, &["/"])
+    })
+    .await
+    .unwrap();
+    assert!(closed.latency_ms.max >= 900.0, "{:#?}", closed.latency_ms);
+    assert!(closed.latency_ms.p99 < 100.0, "{:#?}", closed.latency_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_holds_its_rate_within_one_percent() {
+    let addr = spawn_server().await;
+    let report = run(&LoadSpec {
+        concurrency: 16,
+        duration: Duration::from_secs(2),
+        ..open(addr, "/a", &[2000.0], None)
+    })
+    .await
+    .unwrap();
+    let rate = report.rate.as_ref().unwrap();
+    assert_eq!(
+        (report.requests, rate.scheduled),
+        (4000, 4000),
+        "{report:#?}"
+    );
+    assert_eq!(report.ok, 4000);
+    assert!((rate.achieved / 2000.0 - 1.0).abs() < 0.01, "{rate:?}");
+    assert!(
+        report.elapsed < Duration::from_millis(2300),
+        "{:?}",
+        report.elapsed
+    );
+    assert!(report.connections <= 16);
+
+    // Steps: each rate held for its step, in turn.
+    let report = run(&LoadSpec {
+        concurrency: 16,
+        ..open(addr, "/a", &[500.0, 1500.0], Some(Duration::from_secs(1)))
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.requests, 2000, "{report:#?}");
+    let steps: Vec<_> = report
+        .steps
+        .iter()
+        .map(|s| (s.target, s.requests))
+        .collect();
+    assert_eq!(steps, [(500.0, 500), (1500.0, 1500)]);
+    for step in &report.steps {
+        assert!((step.achieved / step.target - 1.0).abs() < 0.01, "{step:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_open_loop_sends_on_schedule_whatever_the_server_answers() {
+    // A refused connection fails each request at once; the schedule goes on regardless.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let report = run(&LoadSpec {
+        concurrency: 4,
+        duration: Duration::from_millis(500),
+        ..open(addr, "/", &[100.0], None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.requests, 50, "{report:#?}");
+    assert_eq!(report.failures(Failure::Connect), 50);
+    assert!(report.all_failed());
+}
+
+/// A raw keep-alive server answering every request with `answer`.
+async fn spawn_raw(answer: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn chunked_bodies_and_trailers_are_read_to_their_end() {
+    let addr = spawn_raw(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-strata-instance: raw\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
+    )
+    .await;
+    let report = run(&LoadSpec {
+        concurrency: 2,
+        requests: Some(50),
+        ..spec(addr, &["/"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.ok, 50, "{report:#?}");
+    assert_eq!(report.connections, 2, "kept alive across chunked bodies");
+    assert_eq!(report.per_instance.get("raw"), Some(&50));
+}
+
+#[tokio::test]
+async fn a_response_that_is_not_http_is_a_protocol_failure() {
+    let addr = spawn_raw(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+    let report = run(&LoadSpec {
+        concurrency: 1,
+        requests: Some(3),
+        ..spec(addr, &["/"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.failures(Failure::Protocol), 3, "{report:#?}");
 }

@@ -23,8 +23,16 @@ const CHAT_TOKEN_VAR: &str = "STRATA_CHAT_TOKEN";
 const EVENTS_TOKEN_VAR: &str = "STRATA_EVENTS_TOKEN";
 /// The URL `strata health` checks when none is given (containers set it per role).
 const HEALTH_URL_VAR: &str = "STRATA_HEALTH_URL";
+/// The token of `strata bench --scenario chat` (kept out of the process list).
+const BENCH_TOKEN_VAR: &str = "STRATA_BENCH_TOKEN";
 /// Variables that belong to flags, not to the configuration.
-const FLAG_VARS: [&str; 4] = [CONFIG_VAR, CHAT_TOKEN_VAR, EVENTS_TOKEN_VAR, HEALTH_URL_VAR];
+const FLAG_VARS: [&str; 5] = [
+    CONFIG_VAR,
+    CHAT_TOKEN_VAR,
+    EVENTS_TOKEN_VAR,
+    HEALTH_URL_VAR,
+    BENCH_TOKEN_VAR,
+];
 
 /// strata: a shop with live support chat, its load balancer and its load generator, in one
 /// binary.
@@ -54,8 +62,9 @@ pub enum Command {
     Up(UpArgs),
     /// Run one role in this process against the configured store, cache and bus.
     Serve(ServeArgs),
-    /// Put load on a URL and print a JSON summary (requests, errors, statuses, latency
-    /// percentiles, responses per instance).
+    /// Put load on a URL, closed loop (saturation) or open loop (a set or stepped rate,
+    /// latency from each request's intended send time), one endpoint or the shop mix; print a
+    /// summary (or `--json`, `--markdown`). Exits 1 when not one request succeeded.
     Bench(BenchArgs),
     /// Chat in a room from the terminal: prints the room's messages, sends each line typed
     /// (`/quit` leaves); reconnects and resumes when the server drains or drops.
@@ -263,24 +272,85 @@ pub struct BenchArgs {
     /// Target, e.g. http://127.0.0.1:8080/api/v1/products.
     #[arg(long, value_name = "URL")]
     pub url: String,
-    /// Concurrent connections, each sending one request at a time.
+    /// What to send: `endpoint` (the URL's path, or each --path in turn), `shop` (customers
+    /// who register, log in, browse, search, fill carts, quote and check out) or `chat`
+    /// (--listeners in each of --rooms and a sender per room, messages at --rate).
+    #[arg(long, value_name = "NAME", default_value = "endpoint")]
+    pub scenario: String,
+    /// Connections: each sends one request at a time (closed loop), or at most this many are
+    /// opened at once (--rate).
     #[arg(long, short = 'c', value_name = "C", default_value_t = 8)]
     pub concurrency: usize,
-    /// Seconds to run (fractions allowed). Default 10, or at most 600 with --requests.
-    #[arg(long, short = 'd', value_name = "SECS", conflicts_with = "requests")]
-    pub duration: Option<f64>,
-    /// Requests to send in total, then stop.
-    #[arg(long, short = 'n', value_name = "N")]
+    /// How long to run: seconds (fractions allowed) or with a unit (500ms, 10s, 2m). Default
+    /// 10 s, or at most 600 s with --requests.
+    #[arg(
+        long,
+        short = 'd',
+        value_name = "DURATION",
+        allow_hyphen_values = true,
+        conflicts_with_all = ["requests", "step"]
+    )]
+    pub duration: Option<String>,
+    /// Requests to send in total, then stop (closed loop).
+    #[arg(long, short = 'n', value_name = "N", conflicts_with = "rate")]
     pub requests: Option<u64>,
+    /// Open loop: requests per second on a schedule that a slow server cannot slow; latency
+    /// counts from each request's intended send time. Several rates (1000,2000,4000) are
+    /// steps, each held for --step.
+    #[arg(
+        long,
+        value_name = "RATE[,RATE…]",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub rate: Vec<String>,
+    /// How long each rate of --rate holds (e.g. 10s); the run lasts all the steps.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        requires = "rate",
+        allow_hyphen_values = true
+    )]
+    pub step: Option<String>,
     /// Path to request instead of the URL's; repeat to cycle through several.
     #[arg(long, value_name = "PATH")]
     pub path: Vec<String>,
-    /// HTTP method of every request (sent without a body).
+    /// HTTP method of every request of the endpoint scenario (sent without a body).
     #[arg(long, value_name = "METHOD", default_value = "GET")]
     pub method: String,
-    /// Seconds before one request counts as timed out.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    pub timeout: f64,
+    /// How long one request may take before it counts as timed out (seconds or with a unit).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10",
+        allow_hyphen_values = true
+    )]
+    pub timeout: String,
+    /// Customers of the shop scenario, registered before the clock starts.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub users: usize,
+    /// Rooms of the chat scenario (each takes at most 20 messages/s from its sender).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rooms: usize,
+    /// Listening connections per room of the chat scenario.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub listeners: usize,
+    /// The chat scenario's token: of a support or admin user (`POST /api/v1/sessions`).
+    #[arg(long, value_name = "TOKEN", env = BENCH_TOKEN_VAR, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Threads of the load generator (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the report as one JSON object (snake_case keys).
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the report as Markdown tables.
+    #[arg(long)]
+    pub markdown: bool,
+    /// A progress line on stderr every second: rate, errors, p50/p99 so far (the default
+    /// when stderr is a terminal).
+    #[arg(long)]
+    pub progress: bool,
 }
 
 impl Cli {

@@ -38,6 +38,8 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Exit code for bad usage or configuration, as clap uses for its own usage errors.
 const EXIT_USAGE: u8 = 2;
+/// Most threads `strata bench --threads` starts.
+const MAX_BENCH_THREADS: usize = 256;
 
 fn main() -> ExitCode {
     // Usage errors exit here with code 2 (clap's own convention).
@@ -51,10 +53,19 @@ fn main() -> ExitCode {
     };
     init_logging(&config.log);
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Bench(args) = &cli.command
+        && let Some(threads) = args.threads
     {
+        // The load generator's threads compete with the server for the same cores on one
+        // host: `--threads 1` measures as `wrk -t1` does.
+        if !(1..=MAX_BENCH_THREADS).contains(&threads) {
+            eprintln!("strata: bench: threads: expected 1..={MAX_BENCH_THREADS}, got {threads}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("strata: cannot start the async runtime: {e}");

@@ -47,7 +47,7 @@ async fn sigterm_under_load_drains_in_flight_requests_and_exits_zero() {
     let unsent = report.failures(Failure::Connect)
         + report.failures(Failure::ConnectTimeout)
         + report.failures(Failure::NotSent);
-    assert_eq!(report.failed(), report.sent_failures + unsent);
+    assert_eq!(report.failed, report.sent_failures + unsent);
     // A `closed` failure here has so far always meant: the request was written on a
     // keep-alive connection that the draining gateway judged idle (its next request was still
     // unread in the socket) and closed. hyper's graceful shutdown closes idle connections at

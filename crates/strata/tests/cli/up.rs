@@ -134,8 +134,10 @@ async fn up_answers_errors_as_json_and_never_with_5xx() {
 
     // `strata bench` against the same stack: a JSON report on stdout, nothing else there.
     let url = up.url("/api/v1/products?per_page=2");
-    let (status, stdout, stderr) =
-        run_to_exit(strata(&["bench", "--url", &url, "-c", "4", "-n", "200"])).await;
+    let (status, stdout, stderr) = run_to_exit(strata(&[
+        "bench", "--url", &url, "-c", "4", "-n", "200", "--json",
+    ]))
+    .await;
     assert!(status.success(), "{BIN} bench: {status}\n{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!(report["requests"], 200);

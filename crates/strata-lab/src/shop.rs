@@ -1,0 +1,444 @@
+//! The shop mix: customers who register, log in and keep carts, and the requests of a shop's
+//! day in fixed proportions.
+//!
+//! Before the clock starts, [`Shop::prepare`] learns the catalog's product ids and registers
+//! and logs in `users` customers with unique emails (their requests are reported as the run's
+//! setup). Then request `n` is operation `MIX[n % 32]` (a smooth weighted round robin of the
+//! weights below, so every stretch of 32 requests holds the whole mix) by a customer and on a
+//! product chosen by a hash of `n`. A checkout needs a cart: a customer whose cart this run
+//! has not filled adds to it instead (counted as an add to cart).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use crate::conn::{Conn, Wire, serialize};
+use crate::workload::{Call, Workload, mix64, run_id};
+use crate::{Failure, LabError};
+
+/// The operations and their weights (out of 32).
+const WEIGHTS: [(Op, u32); 8] = [
+    (Op::Browse, 10),
+    (Op::Product, 10),
+    (Op::Search, 3),
+    (Op::ViewCart, 3),
+    (Op::AddToCart, 2),
+    (Op::Quote, 2),
+    (Op::Home, 1),
+    (Op::Checkout, 1),
+];
+/// Sum of the weights: the length of one round of the mix.
+const ROUND: usize = 32;
+/// Words searched for (any result, none included, is a valid answer).
+const SEARCHES: [&str; 6] = ["lamp", "tea", "cook", "mug", "desk", "book"];
+/// Customers registered at once during the setup (each costs the server an argon2 hash).
+const SETUP_PARALLELISM: usize = 8;
+
+/// One operation of the mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Browse,
+    Product,
+    Search,
+    ViewCart,
+    AddToCart,
+    Quote,
+    Home,
+    Checkout,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Browse => "browse",
+            Op::Product => "product",
+            Op::Search => "search",
+            Op::ViewCart => "view_cart",
+            Op::AddToCart => "add_to_cart",
+            Op::Quote => "quote",
+            Op::Home => "home",
+            Op::Checkout => "checkout",
+        }
+    }
+
+    fn index(self) -> usize {
+        WEIGHTS.iter().position(|(op, _)| *op == self).unwrap_or(0)
+    }
+}
+
+/// The weights spread over one round by smooth weighted round robin (as nginx balances):
+/// the heavy operations interleave with the light ones instead of coming in runs.
+fn mix() -> [Op; ROUND] {
+    let mut current = [0i64; WEIGHTS.len()];
+    let total: i64 = WEIGHTS.iter().map(|(_, w)| i64::from(*w)).sum();
+    let mut out = [Op::Browse; ROUND];
+    for slot in &mut out {
+        for (c, (_, w)) in current.iter_mut().zip(WEIGHTS) {
+            *c += i64::from(w);
+        }
+        let (best, _) = current
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
+            .unwrap_or((0, &0));
+        current[best] -= total;
+        *slot = WEIGHTS[best].0;
+    }
+    out
+}
+
+/// A registered, logged-in customer.
+struct User {
+    /// `Bearer …`, the value of the `Authorization` header.
+    authorization: String,
+    /// Lines added to the cart since its last checkout, as far as this run knows.
+    cart: AtomicU32,
+}
+
+/// What the setup did: per request kind (`catalog`, `register`, `login`), the statuses and
+/// latencies, for the report.
+pub(crate) type SetupLog = Vec<(&'static str, Result<u16, Failure>, Duration)>;
+
+/// The shop mix, ready to run.
+pub(crate) struct Shop {
+    host: String,
+    operations: Vec<String>,
+    mix: [Op; ROUND],
+    products: Vec<i64>,
+    users: Vec<User>,
+    /// Makes this run's idempotency keys unique across runs.
+    run_id: String,
+}
+
+impl Shop {
+    /// Learns the product ids and registers and logs in `users` customers.
+    ///
+    /// # Errors
+    /// [`LabError::Setup`] when the catalog cannot be read or a customer cannot register or
+    /// log in (the run would measure nothing meaningful).
+    pub(crate) async fn prepare(
+        addr: SocketAddr,
+        host: &str,
+        users: usize,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<(Shop, SetupLog), LabError> {
+        let run_id = run_id();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let client = Arc::new(SetupClient {
+            addr,
+            host: host.to_owned(),
+            connect_timeout,
+            request_timeout,
+            log: Arc::clone(&log),
+        });
+        let catalog = client
+            .request("catalog", "GET", "/api/v1/products?per_page=100", &[], None)
+            .await?;
+        let products: Vec<i64> = catalog["items"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|p| p["id"].as_i64()).collect())
+            .unwrap_or_default();
+        if products.is_empty() {
+            return Err(LabError::setup("catalog", "the catalog has no product"));
+        }
+
+        let mut tokens = vec![String::new(); users];
+        let mut tasks = JoinSet::new();
+        let mut next = 0;
+        while next < users || !tasks.is_empty() {
+            while next < users && tasks.len() < SETUP_PARALLELISM {
+                let client = Arc::clone(&client);
+                let email = format!("bench-{run_id}-{next}@example.com");
+                let n = next;
+                tasks.spawn(async move { (n, client.customer(&email, n).await) });
+                next += 1;
+            }
+            if let Some(joined) = tasks.join_next().await {
+                let (n, token) = joined?;
+                tokens[n] = token?;
+            }
+        }
+        let users = tokens
+            .into_iter()
+            .map(|token| User {
+                authorization: format!("Bearer {token}"),
+                cart: AtomicU32::new(0),
+            })
+            .collect();
+        let log = std::mem::take(&mut *log.lock().await);
+        let shop = Shop {
+            host: host.to_owned(),
+            operations: WEIGHTS.iter().map(|(op, _)| op.name().to_owned()).collect(),
+            mix: mix(),
+            products,
+            users,
+            run_id,
+        };
+        Ok((shop, log))
+    }
+
+    fn product(&self, hash: u64) -> i64 {
+        let i = usize::try_from(hash % self.products.len() as u64).unwrap_or(0);
+        self.products[i]
+    }
+
+    fn get(&self, path: &str, user: Option<&User>) -> Wire {
+        match user {
+            Some(user) => serialize(
+                "GET",
+                path,
+                &self.host,
+                &[("authorization", &user.authorization)],
+                None,
+            ),
+            None => serialize("GET", path, &self.host, &[], None),
+        }
+    }
+
+    fn post_json(&self, path: &str, user: Option<&User>, body: &Value) -> Wire {
+        let body = body.to_string();
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(user) = user {
+            headers.push(("authorization", &user.authorization));
+        }
+        serialize("POST", path, &self.host, &headers, Some(body.as_bytes()))
+    }
+}
+
+impl Workload for Shop {
+    fn operations(&self) -> &[String] {
+        &self.operations
+    }
+
+    fn call(&self, ticket: u64) -> Call {
+        let hash = mix64(ticket);
+        let u = usize::try_from((hash >> 32) % self.users.len() as u64).unwrap_or(0);
+        let user = &self.users[u];
+        let mut op = self.mix[usize::try_from(ticket % ROUND as u64).unwrap_or(0)];
+        if op == Op::Checkout && user.cart.load(Ordering::Relaxed) == 0 {
+            op = Op::AddToCart;
+        }
+        let product = self.product(hash);
+        let wire = match op {
+            Op::Browse => self.get(
+                &format!("/api/v1/products?page={}&per_page=20", 1 + hash % 5),
+                None,
+            ),
+            Op::Product => self.get(&format!("/api/v1/products/{product}"), None),
+            Op::Search => {
+                let word = SEARCHES[usize::try_from(hash % SEARCHES.len() as u64).unwrap_or(0)];
+                self.get(&format!("/api/v1/products?q={word}"), None)
+            }
+            Op::ViewCart => self.get("/api/v1/cart", Some(user)),
+            Op::AddToCart => self.post_json(
+                "/api/v1/cart/items",
+                Some(user),
+                &json!({"product_id": product, "quantity": 1}),
+            ),
+            Op::Quote => self.post_json(
+                "/api/v1/prices/quote",
+                None,
+                &json!({"items": [
+                    {"product_id": product, "quantity": 1},
+                    {"product_id": self.product(hash >> 17), "quantity": 2},
+                ]}),
+            ),
+            Op::Home => self.get("/", None),
+            Op::Checkout => {
+                let key = format!("{}-{ticket}", self.run_id);
+                serialize(
+                    "POST",
+                    "/api/v1/orders",
+                    &self.host,
+                    &[
+                        ("authorization", &user.authorization),
+                        ("idempotency-key", &key),
+                    ],
+                    None,
+                )
+            }
+        };
+        Call {
+            op: op.index(),
+            wire,
+            user: u,
+        }
+    }
+
+    fn answered(&self, call: &Call, status: u16) {
+        let Some(user) = self.users.get(call.user) else {
+            return;
+        };
+        let ok = (200..300).contains(&status);
+        if call.op == Op::AddToCart.index() && ok {
+            user.cart.fetch_add(1, Ordering::Relaxed);
+        } else if call.op == Op::Checkout.index() && (ok || status == 422) {
+            // Placed, or the cart was empty after all (another checkout took it).
+            user.cart.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The setup's requests, one connection each (the setup is a few requests per customer).
+struct SetupClient {
+    addr: SocketAddr,
+    host: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    log: Arc<Mutex<SetupLog>>,
+}
+
+impl SetupClient {
+    /// Registers and logs in one customer; returns the token.
+    async fn customer(&self, email: &str, n: usize) -> Result<String, LabError> {
+        let password = format!("bench password {n}");
+        self.request(
+            "register",
+            "POST",
+            "/api/v1/users",
+            &[("content-type", "application/json")],
+            Some(
+                json!({"email": email, "password": password, "display_name": format!("Bench {n}")}),
+            ),
+        )
+        .await?;
+        let session = self
+            .request(
+                "login",
+                "POST",
+                "/api/v1/sessions",
+                &[("content-type", "application/json")],
+                Some(json!({"email": email, "password": password})),
+            )
+            .await?;
+        session["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| LabError::setup("login", format!("no token in {session}")))
+    }
+
+    /// One request; a 2xx JSON body is returned, anything else is a setup error.
+    async fn request(
+        &self,
+        step: &'static str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Value, LabError> {
+        let body = body.map(|b| b.to_string());
+        let wire = serialize(
+            method,
+            path,
+            &self.host,
+            headers,
+            body.as_deref().map(str::as_bytes),
+        );
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.request_timeout, async {
+            let mut conn = Conn::open(self.addr, self.connect_timeout).await?;
+            conn.exchange(&wire, "x-strata-instance", true).await
+        })
+        .await
+        .unwrap_or(Err(Failure::Timeout));
+        self.log.lock().await.push((
+            step,
+            outcome.as_ref().map(|a| a.status).map_err(|f| *f),
+            started.elapsed(),
+        ));
+        let answer = outcome.map_err(|f| {
+            LabError::setup(
+                step,
+                format!("{method} {path}: no response ({})", f.as_str()),
+            )
+        })?;
+        let text = answer
+            .body
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        if !(200..300).contains(&answer.status) {
+            let text: String = text.chars().take(300).collect();
+            return Err(LabError::setup(
+                step,
+                format!("{method} {path}: status {}: {text}", answer.status),
+            ));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| LabError::setup(step, format!("{method} {path}: not JSON: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_round_of_the_mix_holds_every_weight() {
+        let round = mix();
+        for (op, weight) in WEIGHTS {
+            let n = round.iter().filter(|o| **o == op).count();
+            assert_eq!(n, weight as usize, "{op:?}");
+        }
+        assert_eq!(
+            WEIGHTS.iter().map(|(_, w)| *w as usize).sum::<usize>(),
+            ROUND
+        );
+        // Spread out: the two heaviest never run three in a row.
+        assert!(round.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])));
+    }
+
+    fn shop(users: usize) -> Shop {
+        Shop {
+            host: "127.0.0.1:8080".into(),
+            operations: WEIGHTS.iter().map(|(op, _)| op.name().to_owned()).collect(),
+            mix: mix(),
+            products: vec![3, 5, 7],
+            users: (0..users)
+                .map(|n| User {
+                    authorization: format!("Bearer t{n}"),
+                    cart: AtomicU32::new(0),
+                })
+                .collect(),
+            run_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn a_checkout_needs_a_filled_cart_and_empties_it() {
+        let shop = shop(1);
+        let checkout = (0..ROUND as u64)
+            .find(|n| shop.mix[*n as usize] == Op::Checkout)
+            .unwrap();
+        let call = shop.call(checkout);
+        assert_eq!(call.op, Op::AddToCart.index(), "empty cart: adds instead");
+        shop.answered(&call, 201);
+        let call = shop.call(checkout);
+        assert_eq!(call.op, Op::Checkout.index());
+        let text = String::from_utf8_lossy(&call.wire.bytes).into_owned();
+        assert!(text.starts_with("POST /api/v1/orders HTTP/1.1"), "{text}");
+        assert!(
+            text.contains(&format!("idempotency-key: r-{checkout}")),
+            "{text}"
+        );
+        assert!(text.contains("authorization: Bearer t0"), "{text}");
+        shop.answered(&call, 201);
+        assert_eq!(shop.users[0].cart.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn customers_and_products_are_spread() {
+        let shop = shop(7);
+        let mut seen = [0u32; 7];
+        for n in 0..7_000 {
+            seen[shop.call(n).user] += 1;
+        }
+        assert!(seen.iter().all(|n| (800..1200).contains(n)), "{seen:?}");
+    }
+}
