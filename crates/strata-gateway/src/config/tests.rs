@@ -171,7 +171,7 @@ fn every_bad_pool_setting_is_reported_with_its_key() {
     ] {
         assert!(keys.contains(&key), "{key} not reported in {keys:?}");
     }
-    assert_eq!(found.len(), 13, "{found:?}");
+    assert_eq!(found.len(), 14, "{found:?}");
 }
 
 #[test]
