@@ -168,11 +168,6 @@ impl Head {
         }
         request
     }
-
-    /// Headers as sent (tests).
-    pub fn headers(&self) -> &HeaderMap {
-        &self.headers
-    }
 }
 
 /// One worker's connections to one instance.

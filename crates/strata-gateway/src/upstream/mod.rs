@@ -1,5 +1,8 @@
-//! Connections to one instance: TCP connect with a timeout, the gateway's own HTTP/1.1 client
-//! ([`h1`]), and stacks of idle keep-alive connections reused by later requests.
+//! Connections to one instance: TCP connect with a timeout, the gateway's two clients, one
+//! per protocol — HTTP/2 over cleartext ([`h2c`], the default: requests multiplexed as streams
+//! on a few connections) and its own HTTP/1.1 client ([`h1`], with stacks of idle keep-alive
+//! connections reused by later requests). The pool's `upstream_protocol` chooses; the rest of
+//! this page is about HTTP/1.1.
 //!
 //! This module is the one way the gateway talks to an instance: proxied requests
 //! ([`Upstream::send`]), WebSocket upgrades ([`Upstream::upgrade`]) and active health checks
@@ -35,7 +38,8 @@
 //! # Upgrades and health checks
 //! Both go on a fresh connection that never joins the idle stacks (`fresh`): after a `101`
 //! the connection is the WebSocket tunnel, and a check must prove the instance accepts
-//! connections. A `101` to an ordinary request is an invalid response.
+//! connections. A `101` to an ordinary request is an invalid response. Upgrades always go over
+//! HTTP/1.1 (HTTP/2 has no `Upgrade`); checks speak the pool's protocol.
 
 mod fresh;
 pub mod h1;
@@ -312,11 +316,6 @@ impl Outgoing {
             repeatable,
             pipelinable: false,
         }
-    }
-
-    /// The h2c request's head, when it is one (tests and logs).
-    pub fn h2c_head(&self) -> Option<&h2c::Head> {
-        self.h2c.as_ref()
     }
 
     /// Whether the whole request is still at hand, so it can be sent again: its body was
