@@ -280,13 +280,12 @@ impl Shared {
             ));
         };
         let conns = self.h2();
-        let mut tries = 0;
-        let (conn, response, mut send) = loop {
+        let mut opened = None;
+        for tries in 0..=MAX_DEAD_TRIES {
             let conn = match conns.pick() {
                 Some(conn) if tries < MAX_DEAD_TRIES => conn,
                 _ => self.open_h2(conns).await?,
             };
-            tries += 1;
             let mut sender = conn.send.clone();
             // A fresh handle is ready at once unless the connection failed or got `GOAWAY`.
             let ready = poll_fn(|cx| sender.poll_ready(cx)).await;
@@ -295,13 +294,23 @@ impl Shared {
                 sender.send_request(head.request(&self.h2_authority, &self.authority), end)
             });
             match sent {
-                Ok((response, send)) => break (conn, response, send),
+                Ok((response, send)) => {
+                    opened = Some((conn, response, send));
+                    break;
+                }
                 // Nothing left: another connection.
                 Err(error) => {
                     tracing::debug!(%error, "h2c connection unusable; trying another");
                     conn.dead.store(true, Ordering::Relaxed);
                 }
             }
+        }
+        let Some((conn, response, mut send)) = opened else {
+            // Even fresh connections went away before taking the stream: nothing was sent.
+            return Err(ProxyError::Refused(
+                "every connection to the instance went away before the request's stream opened"
+                    .into(),
+            ));
         };
         let slot = StreamSlot::new(&conn.streams);
         if let Some(body) = &head.body {
