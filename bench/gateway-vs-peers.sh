@@ -1,64 +1,69 @@
 #!/usr/bin/env bash
-# strata's gateway against nginx and HAProxy, each fronting the same two tiny HTTP backends on
-# loopback, measured with wrk in one run, interleaved, as ratios (the machine is noisy).
+# strata's gateway against nginx and HAProxy in front of the same instances on loopback,
+# measured with wrk in one run, interleaved, as ratios (the machine is noisy). Three scenarios,
+# each with 1 and 2 workers per proxy:
 #
-#   bench/gateway-vs-peers.sh                 # 1 worker each, 3 rounds of 5 s
-#   WORKERS=2 bench/gateway-vs-peers.sh       # 2 worker threads / processes each
-#   ACCESS_LOG=1 bench/gateway-vs-peers.sh    # also strata with JSON access logs (info)
+#   echo  two tiny `echo` backends (crates/strata-gateway/examples/echo.rs), plus the direct
+#         ceiling (wrk straight to a third one);
+#   api   strata's own api: three api instances of one `strata up` (SQLite, in-memory cache),
+#         cached `GET /api/v1/products/7`; strata also with `upstream_protocol = "http1"`
+#         (one request per connection at a time, a connection pool) as `strata_h1`;
+#   hol   head-of-line mix: two `echo` backends answering `/fast` at once and `/slow` after
+#         100 ms; wrk -c32 on `/fast` and, at the same time, wrk -c4 on `/slow` (about 0.1 % of
+#         the requests are slow); the figures are the fast requests'. strata also as
+#         `strata_h1` (http1, no pipelining) and `strata_pipelined` (http1, pipeline_depth 16).
 #
-# Knobs (environment): WORKERS (1), ROUNDS (3), DURATION (5, seconds per wrk run),
-# CONNECTIONS (32), WRK_THREADS (1), ACCESS_LOG (0), PIN (none|split), BASE_PORT (18100),
-# SKIP_BUILD (0), PIPELINE_DEPTH (16, strata's default; 1 turns pipelining to the backends off).
+#   bench/gateway-vs-peers.sh                       # every scenario, 1 and 2 workers
+#   SCENARIOS=api WORKERS=1 bench/gateway-vs-peers.sh
 #
-# strata is the product binary, `strata serve gateway` with `gateway.workers = WORKERS`; the
-# backends are `crates/strata-gateway/examples/echo.rs`.
+# Knobs (environment): WORKERS ("1 2": worker counts, run in turn), SCENARIOS ("echo api
+# hol"), ROUNDS (3), DURATION (5, seconds per wrk run), CONNECTIONS (32), SLOW_CONNECTIONS
+# (4), SLOW_MS (100), WRK_THREADS (1), BASE_PORT (18100), SKIP_BUILD (0).
 #
-# Equivalent configurations: round robin over the two backends, keep-alive to them, the same
-# worker count, no access logs (strata at `warn`; ACCESS_LOG=1 adds a run at `info` to price
-# them), and the same forwarding headers added (X-Forwarded-For, X-Forwarded-Proto).
+# strata is the product binary with its defaults (`strata serve gateway`, `gateway.workers` =
+# the worker count), nginx has `worker_processes` and upstream keep-alive 64, HAProxy `nbthread`
+# and `http-reuse always`; all three round-robin over the same instances, add the same
+# forwarding headers (X-Forwarded-For, X-Forwarded-Proto) and write no access log.
 #
-# Placement (PIN=none, the default, for any WORKERS): nothing is pinned; every target, the
-# "direct" ceiling included, runs under the same rule: all processes (wrk, the backends, the
-# proxy under test) share the machine's cores as the scheduler sees fit. On this 2-core
-# machine that is the only placement that treats every target alike without capping them:
-# - a proxy on CPU 0 with wrk and both backends on CPU 1 (PIN=split, the former default)
-#   saturates CPU 1, so every proxy measures the same client-side ceiling (strata used 0.43
-#   of its core) and "direct" (wrk on CPU 1, the backend alone on CPU 0) is a different
-#   layout from the proxied runs;
-# - a proxy on CPU 0, wrk on CPU 1 and the backends on either would only move the same
-#   contention elsewhere: with 2 cores there is no core to give the backends alone.
-# The price of not pinning: with one worker the proxy can use at most one core, while wrk and
-# the backends compete with it for both; runs are noisier, hence medians of interleaved rounds.
-# Only the other processes running on the machine differ between targets; rerun when the
-# figures look disturbed.
+# Placement: nothing is pinned; every target shares the machine's cores with wrk and the
+# instances as the scheduler sees fit (on 2 cores there is no core to give anyone alone).
+# Runs are noisy, hence medians of interleaved rounds; rerun when the figures look disturbed.
 #
-# The last line of output is one JSON object with the medians and the ratios.
+# The last line of output is one JSON object with the medians and the ratios, keys
+# `w<workers>_<scenario>_<target>_<figure>` and `w<workers>_<scenario>_strata_vs_<peer>`
+# (requests/s, strata over peer) and, for hol, `w<workers>_hol_p99_strata_over_<peer>`
+# (fast requests' p99, strata over peer: at most 1 means no worse).
 set -euo pipefail
 
-WORKERS=${WORKERS:-1}
+WORKERS_LIST=${WORKERS:-"1 2"}
+SCENARIOS=${SCENARIOS:-"echo api hol"}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-32}
+SLOW_CONNECTIONS=${SLOW_CONNECTIONS:-4}
+SLOW_MS=${SLOW_MS:-100}
 WRK_THREADS=${WRK_THREADS:-1}
-ACCESS_LOG=${ACCESS_LOG:-0}
-PIN=${PIN:-none}
 BASE_PORT=${BASE_PORT:-18100}
 SKIP_BUILD=${SKIP_BUILD:-0}
-PIPELINE_DEPTH=${PIPELINE_DEPTH:-16}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 BIN=$TARGET_DIR/release/examples
 STRATA=$TARGET_DIR/release/strata
 
-BACKEND1=$((BASE_PORT + 1))
-BACKEND2=$((BASE_PORT + 2))
-STRATA_PORT=$((BASE_PORT + 10))
-STRATA_ADMIN=$((BASE_PORT + 11))
-STRATA_LOG_PORT=$((BASE_PORT + 12))
-STRATA_LOG_ADMIN=$((BASE_PORT + 13))
-NGINX_PORT=$((BASE_PORT + 20))
-HAPROXY_PORT=$((BASE_PORT + 30))
+# Instances.
+ECHO1=$((BASE_PORT + 1))
+ECHO2=$((BASE_PORT + 2))
+DIRECT_PORT=$((BASE_PORT + 3))
+HOL1=$((BASE_PORT + 4))
+HOL2=$((BASE_PORT + 5))
+UP_PORT=$((BASE_PORT + 6))
+UP_ADMIN=$((BASE_PORT + 7))
+API1=$((BASE_PORT + 10)) # API1..API1+2; chat and worker listen beyond
+CHAT1=$((BASE_PORT + 15))
+WORKER1=$((BASE_PORT + 18))
+# Proxies: scenario × target, see `port_of`.
+PROXY_BASE=$((BASE_PORT + 30))
 
 log() { echo "[bench] $*" >&2; }
 
@@ -82,158 +87,190 @@ if [ "$SKIP_BUILD" != 1 ]; then
         timeout 1200 cargo build --release -q -p strata-gateway --example echo)
 fi
 
-# --- pinning -------------------------------------------------------------------------------
-NCPU=$(nproc)
-if [ "$PIN" = split ] && [ "$WORKERS" -eq 1 ] && [ "$NCPU" -ge 2 ]; then
-    PIN_PROXY=(taskset -c 0)
-    PIN_CLIENT=(taskset -c 1)   # wrk, and the backends behind a proxy
-    PIN_DIRECT=(taskset -c 0)   # the backend wrk hits directly
-    PIN_DESC="split: proxy cpu0; wrk+backends cpu1; direct backend cpu0"
-else
-    PIN_PROXY=()
-    PIN_CLIENT=()
-    PIN_DIRECT=()
-    PIN_DESC="none"
-fi
-
 # --- processes -----------------------------------------------------------------------------
 WORK=$(mktemp -d /tmp/strata-bench.XXXXXX)
-PIDS=()
-cleanup() {
+PIDS=()      # for the whole run
+PROXY_PIDS=() # for one worker count
+stop_pids() {
     local pid
-    for pid in "${PIDS[@]}"; do
+    for pid in "$@"; do
         kill "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    for pid in "$@"; do
         wait "$pid" 2>/dev/null || true
     done
+}
+cleanup() {
+    stop_pids "${PROXY_PIDS[@]}" "${PIDS[@]}"
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for port in $BACKEND1 $BACKEND2 $((BACKEND1 + 50)) $STRATA_PORT $STRATA_ADMIN $STRATA_LOG_PORT \
-    $STRATA_LOG_ADMIN $NGINX_PORT $HAPROXY_PORT; do
+for port in $(seq "$BASE_PORT" $((PROXY_BASE + 60))); do
     if ss -Htln "sport = :$port" | grep -q .; then
         log "port $port is in use; set BASE_PORT"
         exit 1
     fi
 done
 
-wait_port() {
-    local port=$1 i
-    for i in $(seq 1 100); do
-        if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
+wait_port() { # wait_port PORT [PATH]
+    local port=$1 path=${2:-/} i
+    for i in $(seq 1 300); do
+        if curl -fs -o /dev/null "http://127.0.0.1:$port$path"; then
             return 0
         fi
         sleep 0.1
     done
-    log "nothing answers on port $port"
+    log "nothing answers on port $port$path"
     return 1
 }
 
-start() { # start NAME PIN... -- COMMAND...
+start() { # start NAME COMMAND... (for the whole run)
     local name=$1
     shift
-    local pin=()
-    while [ "$1" != -- ]; do
-        pin+=("$1")
-        shift
-    done
-    shift
-    "${pin[@]}" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PIDS+=($!)
 }
-
-# Two backends behind the proxies, and a third one for the direct ceiling (pinned as a proxy).
-start backend1 "${PIN_CLIENT[@]}" -- "$BIN/echo" "127.0.0.1:$BACKEND1"
-start backend2 "${PIN_CLIENT[@]}" -- "$BIN/echo" "127.0.0.1:$BACKEND2"
-DIRECT_PORT=$((BACKEND1 + 50))
-start direct "${PIN_DIRECT[@]}" -- "$BIN/echo" "127.0.0.1:$DIRECT_PORT"
-
-UPSTREAM="api=http://127.0.0.1:$BACKEND1,http://127.0.0.1:$BACKEND2"
-start_strata() { # start_strata NAME PORT ADMIN_PORT LOG_LEVEL
-    start "$1" "${PIN_PROXY[@]}" -- env STRATA_GATEWAY_LISTEN="127.0.0.1:$2" \
-        STRATA_GATEWAY_ADMIN_LISTEN="127.0.0.1:$3" STRATA_GATEWAY_UPSTREAM="$UPSTREAM" \
-        STRATA_GATEWAY_WORKERS="$WORKERS" STRATA_GATEWAY_API_PIPELINE_DEPTH="$PIPELINE_DEPTH" \
-        STRATA_LOG_LEVEL="$4" "$STRATA" serve gateway
+start_proxy() { # start_proxy NAME COMMAND... (for one worker count)
+    local name=$1
+    shift
+    "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    PROXY_PIDS+=($!)
 }
-start_strata strata "$STRATA_PORT" "$STRATA_ADMIN" warn
-if [ "$ACCESS_LOG" = 1 ]; then
-    # JSON access lines go to a file, as they would in production (not to a terminal).
-    start_strata strata_log "$STRATA_LOG_PORT" "$STRATA_LOG_ADMIN" info
-fi
 
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes $WORKERS;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    upstream backends {
-        server 127.0.0.1:$BACKEND1;
-        server 127.0.0.1:$BACKEND2;
-        keepalive 64;
-    }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+if has echo; then
+    start echo1 "$BIN/echo" "127.0.0.1:$ECHO1"
+    start echo2 "$BIN/echo" "127.0.0.1:$ECHO2"
+    start direct "$BIN/echo" "127.0.0.1:$DIRECT_PORT"
+fi
+if has hol; then
+    start hol1 env ECHO_SLOW_MS="$SLOW_MS" "$BIN/echo" "127.0.0.1:$HOL1"
+    start hol2 env ECHO_SLOW_MS="$SLOW_MS" "$BIN/echo" "127.0.0.1:$HOL2"
+fi
+if has api; then
+    mkdir -p "$WORK/up"
+    # Three api instances; the gateway of `strata up` itself is not measured.
+    start up env STRATA_API_LISTEN="127.0.0.1:$API1" STRATA_CHAT_LISTEN="127.0.0.1:$CHAT1" \
+        STRATA_WORKER_LISTEN="127.0.0.1:$WORKER1" \
+        "$STRATA" up --api 3 --chat 1 --port "$UP_PORT" --admin-port "$UP_ADMIN" \
+        --data-dir "$WORK/up" --log-level warn
+    for i in 0 1 2; do
+        wait_port $((API1 + i)) /api/v1/products/7 || {
+            cat "$WORK/up.err" >&2
+            exit 1
         }
-    }
-}
-EOF
-start nginx "${PIN_PROXY[@]}" -- nginx -p "$WORK/nginx" -c "$WORK/nginx.conf"
-
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    nbthread $WORKERS
-    maxconn 4000
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-frontend public
-    bind 127.0.0.1:$HAPROXY_PORT
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    default_backend backends
-backend backends
-    balance roundrobin
-    server b1 127.0.0.1:$BACKEND1
-    server b2 127.0.0.1:$BACKEND2
-EOF
-start haproxy "${PIN_PROXY[@]}" -- haproxy -db -f "$WORK/haproxy.cfg"
-
-TARGETS=(direct strata nginx haproxy)
-declare -A PORT=([direct]=$DIRECT_PORT [strata]=$STRATA_PORT [nginx]=$NGINX_PORT [haproxy]=$HAPROXY_PORT)
-if [ "$ACCESS_LOG" = 1 ]; then
-    TARGETS+=(strata_log)
-    PORT[strata_log]=$STRATA_LOG_PORT
+    done
 fi
-for target in "${TARGETS[@]}"; do
-    wait_port "${PORT[$target]}" || {
-        cat "$WORK"/*.err >&2
-        exit 1
-    }
-done
-log "strata pipeline_depth=$PIPELINE_DEPTH workers=$WORKERS rounds=$ROUNDS duration=${DURATION}s connections=$CONNECTIONS pin: $PIN_DESC"
+
+# --- scenarios and targets -----------------------------------------------------------------
+declare -A INSTANCES=(
+    [echo]="$ECHO1 $ECHO2"
+    [api]="$API1 $((API1 + 1)) $((API1 + 2))"
+    [hol]="$HOL1 $HOL2"
+)
+declare -A PATH_OF=([echo]=/ [api]=/api/v1/products/7 [hol]=/fast)
+declare -A TARGETS_OF=(
+    [echo]="direct strata nginx haproxy"
+    [api]="strata strata_h1 nginx haproxy"
+    [hol]="strata strata_h1 strata_pipelined nginx haproxy"
+)
+SCENARIO_LIST=(echo api hol)
+TARGET_LIST=(direct strata strata_h1 strata_pipelined nginx haproxy)
+port_of() { # port_of SCENARIO TARGET
+    local s t
+    for s in "${!SCENARIO_LIST[@]}"; do [ "${SCENARIO_LIST[$s]}" = "$1" ] && break; done
+    for t in "${!TARGET_LIST[@]}"; do [ "${TARGET_LIST[$t]}" = "$2" ] && break; done
+    if [ "$2" = direct ]; then
+        echo "$DIRECT_PORT"
+    else
+        echo $((PROXY_BASE + s * 10 + t))
+    fi
+}
+
+start_proxies() { # start_proxies WORKERS
+    local workers=$1 scenario target port upstream instance
+    mkdir -p "$WORK/nginx"
+    {
+        echo "worker_processes $workers; daemon off; pid $WORK/nginx.pid;"
+        echo "error_log $WORK/nginx/error.log warn; events { worker_connections 4096; }"
+        echo "http { access_log off; client_body_temp_path $WORK/nginx/body;"
+        echo "proxy_temp_path $WORK/nginx/proxy; fastcgi_temp_path $WORK/nginx/fastcgi;"
+        echo "uwsgi_temp_path $WORK/nginx/uwsgi; scgi_temp_path $WORK/nginx/scgi;"
+    } >"$WORK/nginx.conf"
+    {
+        echo "global"
+        echo "    nbthread $workers"
+        echo "    maxconn 4000"
+        echo "defaults"
+        echo "    mode http"
+        echo "    option http-keep-alive"
+        echo "    http-reuse always"
+        echo "    timeout connect 1s"
+        echo "    timeout client 30s"
+        echo "    timeout server 30s"
+    } >"$WORK/haproxy.cfg"
+    for scenario in "${SCENARIO_LIST[@]}"; do
+        has "$scenario" || continue
+        upstream=""
+        for instance in ${INSTANCES[$scenario]}; do
+            upstream+="${upstream:+,}http://127.0.0.1:$instance"
+        done
+        for target in strata strata_h1 strata_pipelined; do
+            [[ " ${TARGETS_OF[$scenario]} " == *" $target "* ]] || continue
+            port=$(port_of "$scenario" "$target")
+            local settings=()
+            case $target in
+            strata_h1) settings=(STRATA_GATEWAY_API_UPSTREAM_PROTOCOL=http1) ;;
+            strata_pipelined) settings=(STRATA_GATEWAY_API_UPSTREAM_PROTOCOL=http1
+                STRATA_GATEWAY_API_PIPELINE_DEPTH=16) ;;
+            esac
+            start_proxy "$scenario-$target" env STRATA_GATEWAY_LISTEN="127.0.0.1:$port" \
+                STRATA_GATEWAY_ADMIN_LISTEN="127.0.0.1:$((port + 300))" \
+                STRATA_GATEWAY_UPSTREAM="api=$upstream" STRATA_GATEWAY_WORKERS="$workers" \
+                STRATA_LOG_LEVEL=warn "${settings[@]}" "$STRATA" serve gateway
+        done
+        {
+            echo "upstream $scenario {"
+            for instance in ${INSTANCES[$scenario]}; do echo "    server 127.0.0.1:$instance;"; done
+            echo "    keepalive 64;"
+            echo "}"
+            echo "server { listen 127.0.0.1:$(port_of "$scenario" nginx); location / {"
+            echo "    proxy_pass http://$scenario; proxy_http_version 1.1;"
+            echo "    proxy_set_header Connection \"\"; proxy_set_header Host \$host;"
+            echo "    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
+            echo "    proxy_set_header X-Forwarded-Proto \$scheme; } }"
+        } >>"$WORK/nginx.conf"
+        {
+            echo "frontend $scenario"
+            echo "    bind 127.0.0.1:$(port_of "$scenario" haproxy)"
+            echo "    option forwardfor"
+            echo "    http-request set-header X-Forwarded-Proto http"
+            echo "    default_backend $scenario-instances"
+            echo "backend $scenario-instances"
+            echo "    balance roundrobin"
+            local i=0
+            for instance in ${INSTANCES[$scenario]}; do
+                i=$((i + 1))
+                echo "    server i$i 127.0.0.1:$instance"
+            done
+        } >>"$WORK/haproxy.cfg"
+    done
+    echo "}" >>"$WORK/nginx.conf"
+    start_proxy nginx nginx -p "$WORK/nginx" -c "$WORK/nginx.conf"
+    start_proxy haproxy haproxy -db -f "$WORK/haproxy.cfg"
+    for scenario in "${SCENARIO_LIST[@]}"; do
+        has "$scenario" || continue
+        for target in ${TARGETS_OF[$scenario]}; do
+            wait_port "$(port_of "$scenario" "$target")" "${PATH_OF[$scenario]}" || {
+                cat "$WORK"/*.err >&2
+                exit 1
+            }
+        done
+    done
+}
 
 # --- measuring -----------------------------------------------------------------------------
 to_ms() { # "542.00us" | "1.20ms" | "1.01s" -> milliseconds
@@ -246,63 +283,89 @@ to_ms() { # "542.00us" | "1.20ms" | "1.01s" -> milliseconds
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-run_wrk() { # run_wrk TARGET SECONDS -> appends "target rps p50 p99 errors" unless warm-up
-    local target=$1 seconds=$2 out
-    out=$(timeout $((seconds + 20)) "${PIN_CLIENT[@]}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" \
-        -d"${seconds}s" --latency "http://127.0.0.1:${PORT[$target]}/" 2>&1) || {
-        log "wrk against $target failed: $out"
+# run_wrk KEY PORT PATH SECONDS [warmup]: appends "KEY rps p50 p99 errors"; in the hol
+# scenario the slow requests run alongside on SLOW_CONNECTIONS connections.
+run_wrk() {
+    local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out slow_pid=""
+    if [ "$path" = /fast ]; then
+        timeout $((seconds + 20)) wrk -t1 -c"$SLOW_CONNECTIONS" -d"${seconds}s" \
+            "http://127.0.0.1:$port/slow" >"$WORK/slow.out" 2>&1 &
+        slow_pid=$!
+    fi
+    out=$(timeout $((seconds + 20)) wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${seconds}s" \
+        --latency "http://127.0.0.1:$port$path" 2>&1) || {
+        log "wrk against $key failed: $out"
         return 1
     }
-    [ "$3" = warmup ] && return 0
+    [ -n "$slow_pid" ] && wait "$slow_pid"
+    [ "$mode" = warmup ] && return 0
     local rps p50 p99 errors
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
     errors=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(/[^0-9 ]/, " "); for (i = 1; i <= NF; i++) n += $i } END { print n + 0 }' <<<"$out")
-    echo "$target $rps $p50 $p99 $errors" >>"$RESULTS"
-    log "$(printf '%-10s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s' "$target" "$rps" "$p50" "$p99" "$errors")"
+    if [ -n "$slow_pid" ]; then
+        errors=$((errors + $(awk '/Non-2xx/ { n += $NF } END { print n + 0 }' "$WORK/slow.out")))
+    fi
+    echo "$key $rps $p50 $p99 $errors" >>"$RESULTS"
+    log "$(printf '%-26s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s' "$key" "$rps" "$p50" "$p99" "$errors")"
 }
 
-for target in "${TARGETS[@]}"; do
-    run_wrk "$target" 1 warmup
-done
-for round in $(seq 1 "$ROUNDS"); do
-    log "round $round"
-    # Rotate the order each round so no target always follows the same one.
-    n=${#TARGETS[@]}
-    for i in $(seq 0 $((n - 1))); do
-        run_wrk "${TARGETS[$(((i + round - 1) % n))]}" "$DURATION" measure
-    done
-done
-
-median() { # median TARGET COLUMN
+median() { # median KEY COLUMN
     awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 total_errors() { awk -v t="$1" '$1 == t { n += $5 } END { print n + 0 }' "$RESULTS"; }
-
-declare -A RPS P50 P99
-printf '\n%-12s %12s %10s %10s %8s\n' target "req/s" "p50 ms" "p99 ms" errors
-for target in "${TARGETS[@]}"; do
-    RPS[$target]=$(median "$target" 2)
-    P50[$target]=$(median "$target" 3)
-    P99[$target]=$(median "$target" 4)
-    printf '%-12s %12.0f %10.3f %10.3f %8s\n' "$target" "${RPS[$target]}" "${P50[$target]}" \
-        "${P99[$target]}" "$(total_errors "$target")"
-done
-
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print 0 }'; }
-json="{\"workers\":$WORKERS,\"pipeline_depth\":$PIPELINE_DEPTH,\"pin\":\"$PIN\",\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS"
-for target in "${TARGETS[@]}"; do
-    json+=",\"${target}_rps\":$(printf '%.0f' "${RPS[$target]}")"
-    json+=",\"${target}_p50_ms\":${P50[$target]},\"${target}_p99_ms\":${P99[$target]}"
+
+json="{\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"slow_connections\":$SLOW_CONNECTIONS,\"slow_ms\":$SLOW_MS"
+TABLE=""
+for workers in $WORKERS_LIST; do
+    log "workers=$workers: starting the proxies"
+    start_proxies "$workers"
+    for scenario in "${SCENARIO_LIST[@]}"; do
+        has "$scenario" || continue
+        read -r -a targets <<<"${TARGETS_OF[$scenario]}"
+        path=${PATH_OF[$scenario]}
+        log "workers=$workers scenario=$scenario rounds=$ROUNDS duration=${DURATION}s"
+        for target in "${targets[@]}"; do
+            run_wrk "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" 1 warmup
+        done
+        for round in $(seq 1 "$ROUNDS"); do
+            n=${#targets[@]}
+            # Rotate the order each round so no target always follows the same one.
+            for i in $(seq 0 $((n - 1))); do
+                target=${targets[$(((i + round - 1) % n))]}
+                run_wrk "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" "$DURATION"
+            done
+        done
+        declare -A RPS=() P50=() P99=()
+        for target in "${targets[@]}"; do
+            key="w$workers-$scenario-$target"
+            RPS[$target]=$(median "$key" 2)
+            P50[$target]=$(median "$key" 3)
+            P99[$target]=$(median "$key" 4)
+            TABLE+=$(printf '%-8s %-6s %-18s %12.0f %10.3f %10.3f %8s' "$workers" "$scenario" "$target" \
+                "${RPS[$target]}" "${P50[$target]}" "${P99[$target]}" "$(total_errors "$key")")$'\n'
+            prefix="w${workers}_${scenario}_${target}"
+            json+=",\"${prefix}_rps\":$(printf '%.0f' "${RPS[$target]}")"
+            json+=",\"${prefix}_p50_ms\":${P50[$target]},\"${prefix}_p99_ms\":${P99[$target]}"
+        done
+        for peer in nginx haproxy direct strata_h1; do
+            [[ " ${targets[*]} " == *" $peer "* ]] || continue
+            json+=",\"w${workers}_${scenario}_strata_vs_${peer}\":$(ratio "${RPS[strata]}" "${RPS[$peer]}")"
+            if [ "$scenario" != echo ]; then
+                json+=",\"w${workers}_${scenario}_p99_strata_over_${peer}\":$(ratio "${P99[strata]}" "${P99[$peer]}")"
+            fi
+        done
+        unset RPS P50 P99
+    done
+    stop_pids "${PROXY_PIDS[@]}"
+    PROXY_PIDS=()
 done
-json+=",\"strata_vs_nginx\":$(ratio "${RPS[strata]}" "${RPS[nginx]}")"
-json+=",\"strata_vs_haproxy\":$(ratio "${RPS[strata]}" "${RPS[haproxy]}")"
-json+=",\"strata_vs_direct\":$(ratio "${RPS[strata]}" "${RPS[direct]}")"
-if [ "$ACCESS_LOG" = 1 ]; then
-    json+=",\"access_log_vs_off\":$(ratio "${RPS[strata_log]}" "${RPS[strata]}")"
-fi
+
+printf '\n%-8s %-6s %-18s %12s %10s %10s %8s\n' workers scene target "req/s" "p50 ms" "p99 ms" errors
+printf '%s' "$TABLE"
 json+=",\"errors\":$(awk '{ n += $5 } END { print n + 0 }' "$RESULTS")}"
 echo
 echo "$json"

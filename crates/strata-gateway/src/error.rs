@@ -55,16 +55,18 @@ pub enum UpstreamErrorKind {
     Connect,
     ConnectTimeout,
     Reset,
+    Refused,
     Protocol,
     Timeout,
 }
 
 impl UpstreamErrorKind {
     /// Every kind, in the order of [`UpstreamErrorKind::index`].
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Connect,
         Self::ConnectTimeout,
         Self::Reset,
+        Self::Refused,
         Self::Protocol,
         Self::Timeout,
     ];
@@ -75,6 +77,7 @@ impl UpstreamErrorKind {
             Self::Connect => "connect",
             Self::ConnectTimeout => "connect_timeout",
             Self::Reset => "reset",
+            Self::Refused => "refused",
             Self::Protocol => "protocol",
             Self::Timeout => "timeout",
         }
@@ -122,7 +125,12 @@ pub enum ProxyError {
     /// The connection closed or reset after the request was written, before any response byte.
     #[error("the instance closed the connection before responding: {0}")]
     Reset(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The instance answered with something that is not HTTP/1.1.
+    /// The instance refused the request's HTTP/2 stream without processing it: it reset the
+    /// stream with `REFUSED_STREAM`, or the stream was beyond the last one its `GOAWAY`
+    /// accepted (RFC 9113 §8.7). The request's body had not been read from the client yet.
+    #[error("the instance refused the request without processing it: {0}")]
+    Refused(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The instance answered with something that is not valid HTTP.
     #[error("the instance sent an invalid response: {0}")]
     Protocol(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// No response head within `gateway.request_timeout_ms`.
@@ -143,6 +151,7 @@ impl ProxyError {
             Self::Connect(_)
             | Self::ConnectTimeout(_)
             | Self::Reset(_)
+            | Self::Refused(_)
             | Self::Protocol(_)
             | Self::Timeout(_) => Party::Upstream,
         }
@@ -151,7 +160,8 @@ impl ProxyError {
     /// Whether the request may be sent again to another instance.
     pub fn retry_safety(&self) -> RetrySafety {
         match self {
-            Self::Connect(_) | Self::ConnectTimeout(_) => RetrySafety::NotSent,
+            // A refused stream was not processed (RFC 9113 §8.7), whatever its method.
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Refused(_) => RetrySafety::NotSent,
             Self::Reset(_) => RetrySafety::MaybeProcessed,
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
@@ -171,6 +181,7 @@ impl ProxyError {
             Self::Connect(_) => Some(UpstreamErrorKind::Connect),
             Self::ConnectTimeout(_) => Some(UpstreamErrorKind::ConnectTimeout),
             Self::Reset(_) => Some(UpstreamErrorKind::Reset),
+            Self::Refused(_) => Some(UpstreamErrorKind::Refused),
             Self::Protocol(_) => Some(UpstreamErrorKind::Protocol),
             Self::Timeout(_) => Some(UpstreamErrorKind::Timeout),
             Self::NoInstance { .. }
@@ -193,7 +204,9 @@ impl ProxyError {
             Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
             Self::NotPublic(_) => StatusCode::NOT_FOUND,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => StatusCode::BAD_GATEWAY,
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) | Self::Refused(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             Self::Protocol(_) => StatusCode::BAD_GATEWAY,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -209,7 +222,9 @@ impl ProxyError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => "upstream_unavailable",
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) | Self::Refused(_) => {
+                "upstream_unavailable"
+            }
             Self::Protocol(_) => "upstream_invalid_response",
             Self::Timeout(_) => "upstream_timeout",
         }
@@ -235,7 +250,7 @@ impl ProxyError {
             Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
             Self::ClientBody(_) => "the request body could not be read".to_owned(),
             Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),
-            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) => {
+            Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) | Self::Refused(_) => {
                 "no instance could take the request".to_owned()
             }
             Self::Protocol(_) => "the instance sent an invalid response".to_owned(),
@@ -276,6 +291,15 @@ mod tests {
             (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
         );
         assert_eq!(timeout.retry_safety(), RetrySafety::Never);
+    }
+
+    #[test]
+    fn refused_streams_are_upstream_and_never_processed() {
+        let err = ProxyError::Refused("REFUSED_STREAM".into());
+        assert_eq!(err.party(), Party::Upstream);
+        assert_eq!(err.retry_safety(), RetrySafety::NotSent);
+        assert_eq!(err.upstream_kind(), Some(UpstreamErrorKind::Refused));
+        assert_eq!(err.status(), StatusCode::BAD_GATEWAY);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod algorithm;
 mod instance;
 mod pool;
+mod protocol;
 mod rate_limit;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use strata_core::config_section;
 pub use algorithm::{Algorithm, HashKey};
 pub use instance::{InstanceUrl, MAX_WEIGHT, parse_instance_url};
 pub use pool::{HealthConfig, PoolConfig, PoolSettings};
+pub use protocol::UpstreamProtocol;
 pub use rate_limit::{MAX_RATE_PER_SEC, RateLimitRule};
 
 /// Where the gateway's section sits in a composed configuration (`gateway.listen`,

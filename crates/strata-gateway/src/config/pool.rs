@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use strata_core::config::{Checks, parse};
 use strata_core::config_section;
 
+use super::UpstreamProtocol;
 use super::algorithm::{Algorithm, HashKey, is_token};
 
 /// One pool of interchangeable instances behind the gateway.
@@ -68,14 +69,23 @@ config_section! {
         /// one anyway instead of answering 503. Default false: a 503 with `Retry-After` is quick
         /// and honest, while sending traffic to instances known to fail only adds latency.
         live fail_open: bool = false,
-        /// Most requests to one instance that share a connection and one write when they reach
-        /// the gateway together (HTTP/1.1 pipelining): only safe requests (`GET`, `HEAD`,
-        /// `OPTIONS`) without a streamed body, never one behind another that is still waiting,
-        /// so a request waits at most for the others that arrived with it. 1 to 256; 1 turns it
-        /// off. Default 16: under load it halves the system calls per request on both sides of
-        /// the connection. Set 1 for instances that answer some `GET`s slowly (seconds), so
-        /// quick ones never wait behind them, or that mishandle pipelined requests.
-        live pipeline_depth: usize = 16;
+        /// How the gateway talks to the pool's instances: `h2c` (HTTP/2 over cleartext with
+        /// prior knowledge: requests multiplexed as streams on a few connections per worker,
+        /// none waiting for another; the frames of requests that arrive together leave in one
+        /// write) or `http1` (HTTP/1.1 keep-alive connections, one request at a time each,
+        /// unless `pipeline_depth` is above 1). WebSocket upgrades always go over HTTP/1.1,
+        /// on a connection of their own, whatever this says. Default `h2c` for both pools:
+        /// strata's api and chat instances accept it, and it needs neither a connection per
+        /// request in flight nor pipelining's head-of-line blocking. Set `http1` for instances
+        /// that only speak HTTP/1.1.
+        live upstream_protocol: UpstreamProtocol = UpstreamProtocol::H2c,
+        /// Most safe requests to one instance that share a connection and one write when they
+        /// reach the gateway together over `http1` (HTTP/1.1 pipelining): only `GET`, `HEAD`
+        /// and `OPTIONS` without a streamed body, never one behind another still waiting. 1 to
+        /// 256; 1 (the default) turns it off. Its risk: a quick request batched behind a slow
+        /// one waits for it (head-of-line blocking), and some servers mishandle pipelined
+        /// requests; `h2c` multiplexes without either. Ignored by `h2c` pools.
+        live pipeline_depth: usize = 1;
             check |depth| (1..=256).contains(depth), "must be between 1 (no pipelining) and 256",
         /// Path prefixes of the instances' operational endpoints, which the public listener
         /// answers 404 without forwarding: a prefix matches the path itself and what lies

@@ -102,7 +102,8 @@ fn pool_settings_come_from_file_env_and_flags() {
         ("STRATA_GATEWAY_CHAT_HASH_KEY", "header:X-User"),
         ("STRATA_GATEWAY_API_HEALTH_INTERVAL_MS", "750"),
         ("STRATA_GATEWAY_API_BALANCE_FACTOR", "2.5"),
-        ("STRATA_GATEWAY_API_PIPELINE_DEPTH", "1"),
+        ("STRATA_GATEWAY_API_PIPELINE_DEPTH", "8"),
+        ("STRATA_GATEWAY_API_UPSTREAM_PROTOCOL", "http1"),
     ];
     let flags = [
         ("gateway.api.algorithm", "sticky".to_owned()),
@@ -113,7 +114,11 @@ fn pool_settings_come_from_file_env_and_flags() {
     let (api, chat) = (&config.api, &config.chat);
     assert_eq!(api.algorithm, Algorithm::Sticky, "flag beats file");
     assert_eq!((api.health.interval_ms, api.balance_factor), (750, 2.5));
-    assert_eq!((api.pipeline_depth, chat.pipeline_depth), (1, 16));
+    assert_eq!((api.pipeline_depth, chat.pipeline_depth), (8, 1));
+    assert_eq!(
+        (api.upstream_protocol, chat.upstream_protocol),
+        (UpstreamProtocol::Http1, UpstreamProtocol::H2c)
+    );
     assert_eq!(
         chat.algorithm,
         Algorithm::ConsistentHash,
@@ -134,6 +139,7 @@ fn every_bad_pool_setting_is_reported_with_its_key() {
         ("gateway.api.balance_factor", "0.5"),
         ("gateway.api.pipeline_depth", "0"),
         ("gateway.chat.pipeline_depth", "257"),
+        ("gateway.chat.upstream_protocol", "http3"),
         ("gateway.chat.sticky_cookie", "a b"),
         ("gateway.chat.health.path", "readyz"),
         ("gateway.chat.health.rise", "0"),
@@ -155,6 +161,7 @@ fn every_bad_pool_setting_is_reported_with_its_key() {
         "gateway.api.balance_factor",
         "gateway.api.pipeline_depth",
         "gateway.chat.pipeline_depth",
+        "gateway.chat.upstream_protocol",
         "gateway.chat.sticky_cookie",
         "gateway.chat.health.path",
         "gateway.chat.health.rise",

@@ -161,6 +161,9 @@ impl Membership {
         {
             tracing::info!(pool, instance = instance.address(), "instance draining");
             self.refresh(pool);
+            // No new request goes there: idle connections close now, h2c ones with `GOAWAY`
+            // once their streams have ended.
+            instance.upstream.close_idle();
             self.close_tunnels_later(&instance);
         }
         Ok(instance)

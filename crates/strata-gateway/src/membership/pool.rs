@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::config::PoolSettings;
+use crate::config::{PoolSettings, UpstreamProtocol};
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderValue, Uri};
 
@@ -36,6 +36,8 @@ pub struct Pool {
     fail_open: bool,
     /// Most requests one batch to an instance carries ([`PoolSettings::pipeline_depth`]).
     pipeline_depth: usize,
+    /// How requests reach the instances ([`PoolSettings::upstream_protocol`]).
+    upstream_protocol: UpstreamProtocol,
     /// The settings the pool was built with, for rebuilds.
     pub(super) settings: PoolSettings,
     /// The balancer over the instances available at the last health change.
@@ -227,6 +229,11 @@ impl Pool {
         self.pipeline_depth
     }
 
+    /// How requests reach the pool's instances.
+    pub fn upstream_protocol(&self) -> UpstreamProtocol {
+        self.upstream_protocol
+    }
+
     /// Whether `path` is one of the instances' operational endpoints
     /// ([`PoolSettings::internal_paths`]), which the public listener does not forward. The
     /// path is compared in the forms an instance's router may read it: percent-escapes
@@ -344,6 +351,10 @@ impl Pool {
     ) -> Self {
         let weights: Vec<u32> = instances.iter().map(|i| i.weight()).collect();
         let ids: Vec<u64> = instances.iter().map(|i| i.id).collect();
+        for instance in &instances {
+            // Health checks speak the pool's protocol.
+            instance.upstream().set_protocol(settings.upstream_protocol);
+        }
         let snapshot = Snapshot {
             balance_factor: settings.balance_factor,
             ..Snapshot::uniform(&weights, &ids)
@@ -374,6 +385,7 @@ impl Pool {
             ),
             fail_open: settings.fail_open,
             pipeline_depth: settings.pipeline_depth.max(1),
+            upstream_protocol: settings.upstream_protocol,
             settings: settings.clone(),
             selector: ArcSwap::from_pointee(selector),
             everyone,

@@ -5,8 +5,9 @@
 //! A failed attempt is repeated once, on the next instance of the pool, when all of these hold:
 //! - the request never reached the instance (the connection was refused or timed out; a
 //!   pooled connection found closed before the request was written is replaced by a fresh one
-//!   first, see [`crate::upstream`]): any method, since nothing was sent, and any body, since
-//!   none of it was read yet (as nginx does);
+//!   first, see [`crate::upstream`]), or the instance refused its HTTP/2 stream unprocessed
+//!   (`REFUSED_STREAM`, or beyond its `GOAWAY`'s last stream): any method, since nothing was
+//!   processed, and any body, since none of it was read yet (as nginx does);
 //! - or it was written and the connection closed before any response byte, and
 //!   - the request may be repeated: `GET`, `HEAD`, `OPTIONS`, `PUT`, `DELETE`, or any request
 //!     with an `Idempotency-Key` (never a plain `POST` or `PATCH`: the instance may have acted
@@ -43,6 +44,7 @@ use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 pub use body::{Lease, RequestBody, ResponseBody, next_frame};
 pub(crate) use upgrade::tunnels_closed;
 
+use crate::config::UpstreamProtocol;
 use crate::error::{Party, ProxyError, RetrySafety};
 use crate::framing::Refused;
 use crate::limits::Limits;
@@ -274,14 +276,23 @@ impl Proxy {
         };
         // The request is written once, as bytes; a second attempt sends the same bytes (see
         // the module docs), so nothing is cloned for it.
-        let mut request = Outgoing::new(
-            &head,
-            &client.forwarded_for,
-            client.is_https(),
-            body,
-            repeatable,
-            false,
-        );
+        let mut request = match pool.upstream_protocol() {
+            UpstreamProtocol::H2c => Outgoing::h2c(
+                &head,
+                &client.forwarded_for,
+                client.is_https(),
+                body,
+                repeatable,
+            ),
+            UpstreamProtocol::Http1 => Outgoing::new(
+                &head,
+                &client.forwarded_for,
+                client.is_https(),
+                body,
+                repeatable,
+                false,
+            ),
+        };
 
         // Picked only now, so a refused or slow client body does not use up a turn.
         pool.retry_budget().deposit();
@@ -371,7 +382,11 @@ impl Proxy {
             Err(error) => {
                 if let Some(kind) = error.upstream_kind() {
                     instance.metrics().upstream_error(kind);
-                    instance.health().record_failure();
+                    // A refused stream is the instance shedding load or draining, by the
+                    // protocol's rules, not failing: it does not count towards ejection.
+                    if !matches!(error, ProxyError::Refused(_)) {
+                        instance.health().record_failure();
+                    }
                 }
                 Err(error)
             }

@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::h1::BodyReader;
-use super::{Body, Conn, Exchange, Outgoing, Streaming, Upstream};
+use super::{Body, Conn, Exchange, H1Streaming, Outgoing, Streaming, Upstream};
 use crate::error::ProxyError;
 
 /// An instance's answer to an upgrade request.
@@ -62,12 +62,12 @@ impl Upstream {
         }
         let body = match conn.take_complete(head.body) {
             Some(bytes) => Body::Complete(bytes),
-            None => Body::Streaming(Streaming {
+            None => Body::Streaming(Streaming::H1(H1Streaming {
                 conn,
                 reader: BodyReader::new(head.body),
                 keep_alive: false,
                 read: None,
-            }),
+            })),
         };
         Ok(Upgrade::Refused(Exchange {
             status: head.status,
@@ -77,12 +77,16 @@ impl Upstream {
     }
 
     /// One active health check: `GET path` (an origin-form target) on a fresh connection,
-    /// which closes after the answer's head; the status of that answer. The caller bounds
+    /// which closes after the answer's head, in the pool's protocol (so a check also proves
+    /// the instance speaks h2c when the pool does); the status of that answer. The caller bounds
     /// the time the whole check takes, connect included.
     ///
     /// # Errors
     /// As [`Upstream::upgrade`], with [`ProxyError::Connect`] for a connect that failed.
     pub async fn probe(&self, path: &str) -> Result<StatusCode, ProxyError> {
+        if self.shared.h2c.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.shared.probe_h2(path).await;
+        }
         let mut conn = self.shared.open().await?;
         let mut head = Vec::with_capacity(128 + path.len());
         for part in [

@@ -1,5 +1,8 @@
-//! Connections to one instance: TCP connect with a timeout, the gateway's own HTTP/1.1 client
-//! ([`h1`]), and stacks of idle keep-alive connections reused by later requests.
+//! Connections to one instance: TCP connect with a timeout, the gateway's two clients, one
+//! per protocol — HTTP/2 over cleartext ([`h2c`], the default: requests multiplexed as streams
+//! on a few connections) and its own HTTP/1.1 client ([`h1`], with stacks of idle keep-alive
+//! connections reused by later requests). The pool's `upstream_protocol` chooses; the rest of
+//! this page is about HTTP/1.1.
 //!
 //! This module is the one way the gateway talks to an instance: proxied requests
 //! ([`Upstream::send`]), WebSocket upgrades ([`Upstream::upgrade`]) and active health checks
@@ -35,10 +38,12 @@
 //! # Upgrades and health checks
 //! Both go on a fresh connection that never joins the idle stacks (`fresh`): after a `101`
 //! the connection is the WebSocket tunnel, and a check must prove the instance accepts
-//! connections. A `101` to an ordinary request is an invalid response.
+//! connections. A `101` to an ordinary request is an invalid response. Upgrades always go over
+//! HTTP/1.1 (HTTP/2 has no `Upgrade`); checks speak the pool's protocol.
 
 mod fresh;
 pub mod h1;
+pub mod h2c;
 mod pipeline;
 
 pub use fresh::{Switched, Upgrade};
@@ -49,6 +54,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -60,6 +66,7 @@ use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::config::UpstreamProtocol;
 use crate::error::ProxyError;
 use crate::limits::Limits;
 use crate::metrics::BatchCounters;
@@ -196,8 +203,10 @@ impl ReadFailure {
 /// sent again as they are by a retry, plus a body still to be streamed.
 #[derive(Debug)]
 pub struct Outgoing {
-    /// Request line, headers, and a buffered body.
+    /// Request line, headers, and a buffered body (HTTP/1.1; empty for h2c).
     bytes: Vec<u8>,
+    /// The request for an h2c instance; `None` for HTTP/1.1.
+    h2c: Option<h2c::Head>,
     /// A body streamed from the client after `bytes`; `None` once taken or when there is
     /// none.
     stream: Option<StreamBody>,
@@ -217,6 +226,8 @@ pub struct Outgoing {
 #[derive(Debug)]
 struct StreamBody {
     body: Incoming,
+    /// The length the client announced; `None`: chunked.
+    declared: Option<u64>,
     /// The first piece, read before the instance was chosen, sent first.
     first: Option<Bytes>,
     chunked: bool,
@@ -254,37 +265,8 @@ impl Outgoing {
     ) -> Self {
         // Origin-form; an absolute-form target (`GET http://host/path`) loses its authority.
         let target = head.uri.path_and_query().map_or("/", |p| p.as_str());
-        let (framing, full, stream) = match body {
-            RequestBody::Empty | RequestBody::Full(None) => (RequestFraming::None, None, None),
-            RequestBody::Full(Some(bytes)) => (
-                RequestFraming::Length(bytes.len() as u64),
-                Some(bytes),
-                None,
-            ),
-            RequestBody::Stream {
-                body,
-                first,
-                declared,
-                seen,
-                limit,
-                idle,
-            } => {
-                let framing = declared.map_or(RequestFraming::Chunked, RequestFraming::Length);
-                let chunked = declared.is_none();
-                (
-                    framing,
-                    None,
-                    Some(StreamBody {
-                        body,
-                        first,
-                        chunked,
-                        seen,
-                        limit,
-                        idle,
-                    }),
-                )
-            }
-        };
+        let (full, stream) = split_body(body);
+        let framing = framing_of(full.as_ref(), stream.as_ref());
         let mut bytes =
             Vec::with_capacity(256 + head.headers.len() * 48 + full.as_ref().map_or(0, Bytes::len));
         let has_host = h1::encode_request(
@@ -303,12 +285,36 @@ impl Outgoing {
         let pipelinable = head.method.is_safe() && stream.is_none() && !upgrade;
         Self {
             bytes,
+            h2c: None,
             stream,
             progress: BodyProgress::NotStarted,
             has_host,
             head_request: head.method == Method::HEAD,
             repeatable,
             pipelinable,
+        }
+    }
+
+    /// Writes the request for an h2c instance (see [`h2c::Head::new`]): the same header rules
+    /// as [`Outgoing::new`], as an HTTP/2 request. Never an upgrade.
+    pub fn h2c(
+        head: &Parts,
+        client_ip: &HeaderValue,
+        https: bool,
+        body: RequestBody,
+        repeatable: bool,
+    ) -> Self {
+        let (full, stream) = split_body(body);
+        let framing = framing_of(full.as_ref(), stream.as_ref());
+        Self {
+            bytes: Vec::new(),
+            h2c: Some(h2c::Head::new(head, client_ip, https, full, framing)),
+            stream,
+            progress: BodyProgress::NotStarted,
+            has_host: true,
+            head_request: head.method == Method::HEAD,
+            repeatable,
+            pipelinable: false,
         }
     }
 
@@ -330,6 +336,44 @@ impl Outgoing {
     }
 }
 
+/// How a body read whole (`full`) or still to be streamed (`stream`) is framed.
+fn framing_of(full: Option<&Bytes>, stream: Option<&StreamBody>) -> RequestFraming {
+    match (full, stream) {
+        (Some(bytes), _) => RequestFraming::Length(bytes.len() as u64),
+        (None, Some(stream)) => stream
+            .declared
+            .map_or(RequestFraming::Chunked, RequestFraming::Length),
+        (None, None) => RequestFraming::None,
+    }
+}
+
+/// A body read whole, or one still to be streamed from the client.
+fn split_body(body: RequestBody) -> (Option<Bytes>, Option<StreamBody>) {
+    match body {
+        RequestBody::Empty | RequestBody::Full(None) => (None, None),
+        RequestBody::Full(Some(bytes)) => (Some(bytes), None),
+        RequestBody::Stream {
+            body,
+            first,
+            declared,
+            seen,
+            limit,
+            idle,
+        } => (
+            None,
+            Some(StreamBody {
+                body,
+                declared,
+                first,
+                chunked: declared.is_none(),
+                seen,
+                limit,
+                idle,
+            }),
+        ),
+    }
+}
+
 /// The response head from an instance, with its body.
 #[derive(Debug)]
 pub struct Exchange {
@@ -348,9 +392,62 @@ pub enum Body {
     Streaming(Streaming),
 }
 
-/// A response body being read from its connection.
+/// A response body still arriving from an instance.
 #[derive(Debug)]
-pub struct Streaming {
+pub enum Streaming {
+    /// On its HTTP/1.1 connection, which it holds until the end.
+    H1(H1Streaming),
+    /// On its HTTP/2 stream.
+    H2(h2c::Streaming),
+}
+
+impl Streaming {
+    /// The next piece of body; `None` at its end, after which [`Streaming::into_reusable`]
+    /// gives an HTTP/1.1 connection back.
+    ///
+    /// # Errors
+    /// The instance's framing errors and connection failures.
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamError>>> {
+        match self {
+            Self::H1(h1) => h1.poll_data(cx),
+            Self::H2(h2) => match h2.poll_data(cx) {
+                Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(StreamError::H2(error)))),
+                Poll::Ready(Some(Ok(data))) => Poll::Ready(Some(Ok(data))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    /// Whether the body has been read to its end.
+    pub fn is_done(&self) -> bool {
+        match self {
+            Self::H1(h1) => h1.is_done(),
+            Self::H2(h2) => h2.is_done(),
+        }
+    }
+
+    /// Bytes still expected, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            Self::H1(h1) => h1.remaining(),
+            Self::H2(h2) => h2.remaining(),
+        }
+    }
+
+    /// The HTTP/1.1 connection, when the body was read to its end and the instance keeps it
+    /// alive; an HTTP/2 stream has nothing to give back.
+    pub fn into_reusable(self) -> Option<Conn> {
+        match self {
+            Self::H1(h1) => h1.into_reusable(),
+            Self::H2(_) => None,
+        }
+    }
+}
+
+/// A response body being read from its HTTP/1.1 connection.
+#[derive(Debug)]
+pub struct H1Streaming {
     conn: Conn,
     reader: BodyReader,
     keep_alive: bool,
@@ -358,8 +455,8 @@ pub struct Streaming {
     read: Option<Bytes>,
 }
 
-impl Streaming {
-    /// The next piece of body; `None` at its end, after which [`Streaming::into_reusable`]
+impl H1Streaming {
+    /// The next piece of body; `None` at its end, after which [`H1Streaming::into_reusable`]
     /// gives the connection back.
     ///
     /// # Errors
@@ -413,6 +510,8 @@ pub enum StreamError {
     Io(#[source] io::Error),
     #[error("{0}")]
     Invalid(#[source] H1Error),
+    #[error("the instance's response stream failed: {0}")]
+    H2(#[source] h2::Error),
 }
 
 /// Stale idle connections tried before opening a fresh one: a burst of connections closed by
@@ -447,6 +546,12 @@ struct Shared {
     request_timeout: Duration,
     /// Batches sent and the requests they carried.
     batches: BatchCounters,
+    /// Each worker's h2c connections ([`h2c`]).
+    h2: Box<[h2c::Conns]>,
+    /// `host:port` as the `:authority` of requests without `Host`, and of health checks.
+    h2_authority: http::uri::Authority,
+    /// Whether the pool speaks h2c to the instance (health checks follow it).
+    h2c: AtomicBool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -475,6 +580,8 @@ impl Upstream {
         };
         let authority = HeaderValue::from_str(&format!("{host}:{port}"))
             .map_err(|_| format!("`{host}:{port}` is not a valid host"))?;
+        let h2_authority = http::uri::Authority::try_from(format!("{host}:{port}"))
+            .map_err(|_| format!("`{host}:{port}` is not a valid host"))?;
         let workers = limits.workers.max(1);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -486,6 +593,9 @@ impl Upstream {
                 open: (0..workers).map(|_| Mutex::new(None)).collect(),
                 request_timeout: limits.request_timeout,
                 batches,
+                h2: (0..workers).map(|_| h2c::Conns::default()).collect(),
+                h2_authority,
+                h2c: AtomicBool::new(false),
             }),
         })
     }
@@ -509,6 +619,9 @@ impl Upstream {
         request: &mut Outgoing,
         pipeline_depth: usize,
     ) -> Result<Exchange, ProxyError> {
+        if request.h2c.is_some() {
+            return self.shared.send_h2(request).await;
+        }
         if request.pipelinable
             && pipeline_depth > 1
             && let Some(reply) = pipeline::join(&self.shared, request, pipeline_depth)
@@ -524,9 +637,25 @@ impl Upstream {
         self.shared.put_back(conn);
     }
 
-    /// Closes every idle connection of every worker (shutdown, instance removed).
+    /// Closes every idle connection of every worker (shutdown, instance drained or removed);
+    /// h2c connections close (with `GOAWAY`) once their streams have ended.
     pub fn close_idle(&self) {
         self.shared.close_idle();
+        for conns in &self.shared.h2 {
+            conns.close();
+        }
+    }
+
+    /// Which protocol active health checks use: the pool's.
+    pub fn set_protocol(&self, protocol: UpstreamProtocol) {
+        self.shared
+            .h2c
+            .store(protocol == UpstreamProtocol::H2c, Ordering::Relaxed);
+    }
+
+    /// h2c connections held now, all workers together.
+    pub fn h2c_connections(&self) -> usize {
+        self.shared.h2.iter().map(h2c::Conns::count).sum()
     }
 
     /// Idle connections kept now, all workers together.
@@ -546,6 +675,7 @@ impl Shared {
             head_request,
             repeatable,
             pipelinable: _,
+            h2c: _,
         } = request;
         let bytes = self.with_host(bytes, *has_host);
         let request = Attempt {
@@ -625,12 +755,12 @@ impl Shared {
                 }
                 Body::Complete(bytes)
             }
-            None => Body::Streaming(Streaming {
+            None => Body::Streaming(Streaming::H1(H1Streaming {
                 conn,
                 reader: BodyReader::new(body),
                 keep_alive,
                 read: None,
-            }),
+            })),
         };
         Ok(Exchange {
             status,

@@ -51,7 +51,8 @@ use tokio::sync::oneshot;
 
 use super::h1::{self, BodyKind, BodyReader, Decoded, H1Error};
 use super::{
-    Body, Conn, Exchange, MAX_IDLE_TRIES, Outgoing, ReadFailure, Shared, Streaming, current_worker,
+    Body, Conn, Exchange, H1Streaming, MAX_IDLE_TRIES, Outgoing, ReadFailure, Shared, Streaming,
+    current_worker,
 };
 use crate::error::ProxyError;
 
@@ -340,12 +341,12 @@ fn hand_over(
     start: &mut usize,
     answered: usize,
 ) -> Ended {
-    let streaming = Streaming {
+    let streaming = Streaming::H1(H1Streaming {
         conn,
         reader,
         keep_alive,
         read,
-    };
+    });
     let body = Body::Streaming(streaming);
     answer_next(
         pending,

@@ -1,5 +1,7 @@
 //! Failing instances: retries where safe, 502 where not, 504 on timeouts.
 
+use strata_gateway::config::UpstreamProtocol;
+
 use crate::helpers::{Backend, config, dead_url, raw_exchange, rude_backend, spawn_gateway};
 
 #[tokio::test]
@@ -168,8 +170,12 @@ async fn a_reset_after_the_request_was_written_is_retried_only_when_repeatable()
 
 #[tokio::test]
 async fn instances_that_close_after_each_response_cost_no_failed_request() {
+    // An HTTP/1.1 server that closes after each response: the HTTP/1.1 client's stale
+    // connections.
     let backend = Backend::start_with("api-1", false).await;
-    let gateway = spawn_gateway(config(&[("api", vec![backend.url()])])).await;
+    let mut config = config(&[("api", vec![backend.url()])]);
+    config.api.upstream_protocol = UpstreamProtocol::Http1;
+    let gateway = spawn_gateway(config).await;
     for i in 0..50 {
         // POSTs are never retried, so a stale pooled connection would show as a 502 here.
         let response = gateway

@@ -13,7 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use strata_core::Shutdown;
 use strata_gateway::config::{GatewayConfig, PoolConfig};
 use strata_gateway::{Gateway, GatewayError, GatewayHandle, Limits};
@@ -47,7 +48,8 @@ impl Backend {
         Self::start_with(name, true).await
     }
 
-    /// A backend that closes every connection after one response (`keep_alive = false`).
+    /// A backend that closes every connection after one response (`keep_alive = false`, an
+    /// HTTP/1.1-only server); with `keep_alive`, it speaks HTTP/1.1 and h2c.
     pub async fn start_with(name: &str, keep_alive: bool) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -73,10 +75,17 @@ impl Backend {
                         let (name, seen) = (name.clone(), Arc::clone(&seen));
                         async move { Ok::<_, Infallible>(answer(&name, &seen, request).await) }
                     });
-                    let _ = http1::Builder::new()
-                        .keep_alive(keep_alive)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    if keep_alive {
+                        // HTTP/1.1 and h2c with prior knowledge, like strata's own instances.
+                        let _ = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    } else {
+                        let _ = http1::Builder::new()
+                            .keep_alive(false)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
                 });
             }
         });

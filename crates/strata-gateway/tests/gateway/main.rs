@@ -7,6 +7,7 @@
 mod admin;
 mod balancing;
 mod failures;
+mod h2c;
 mod health;
 mod helpers;
 mod limits;

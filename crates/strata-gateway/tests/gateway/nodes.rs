@@ -14,9 +14,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use strata_core::Shutdown;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -71,8 +71,9 @@ impl Node {
                                 let response = answer(&name, &switches, request.uri().path());
                                 async move { Ok::<_, Infallible>(response) }
                             });
-                        let connection =
-                            http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                        // HTTP/1.1 and h2c, like strata's own instances.
+                        let builder = auto::Builder::new(TokioExecutor::new());
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
                         // A kill drops the connection mid-flight, as a crash would.
                         tokio::select! {
                             _ = connection => {}

@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use strata_gateway::config::UpstreamProtocol;
+
 use crate::helpers::{config, spawn_gateway};
 
 /// The requests an instance found in each read, as `METHOD path`.
@@ -76,6 +78,7 @@ async fn concurrent_clients_get_their_own_answers_and_posts_never_share_a_connec
         vec![format!("http://{one}"), format!("http://{two}")],
     )]);
     // Deeper than the clients are many, so no GET is left out of a full batch.
+    config.api.upstream_protocol = UpstreamProtocol::Http1;
     config.api.pipeline_depth = 64;
     let gateway = spawn_gateway(config).await;
     let gateway = Arc::new(gateway);
@@ -148,6 +151,7 @@ async fn concurrent_clients_get_their_own_answers_and_posts_never_share_a_connec
 async fn pipeline_depth_one_sends_every_request_alone() {
     let (one, reads) = mirror().await;
     let mut config = config(&[("api", vec![format!("http://{one}")])]);
+    config.api.upstream_protocol = UpstreamProtocol::Http1;
     config.api.pipeline_depth = 1;
     let gateway = Arc::new(spawn_gateway(config).await);
     let clients: Vec<_> = (0..32)
