@@ -5,6 +5,8 @@
 #  (a) saturation: `wrk -t1 -cC` and `strata bench --threads 1 -c C` (closed loop), the same
 #      connections and duration, interleaved, ROUNDS rounds, medians; the figure is
 #      strata bench's req/s over wrk's. Target: at least 1.
+#      Each client's CPU time (user + system, /usr/bin/time) per request is measured too: on a
+#      busy machine the rates swing from round to round, the cost per request much less.
 #  (b) a set rate: `strata bench --rate R` with R = RATE_SHARE (0.5) of wrk's median, once;
 #      the figure is the achieved rate over R. Target: within 1 %.
 #
@@ -58,6 +60,7 @@ log() { echo "[loadgen] $*" >&2; }
 need wrk wrk
 need curl curl
 need python3 python3
+need /usr/bin/time time
 
 for port in $GW_PORT $GW_ADMIN_PORT; do
     if ss -Htln "sport = :$port" | grep -q .; then
@@ -93,15 +96,22 @@ for k in sys.argv[1].split("."):
     v = v[k]
 print(v)' "$1"; }
 
-run_wrk() { # run_wrk SECONDS -> req/s on stdout
+# CPU seconds (user + system) that /usr/bin/time wrote to FILE.
+cpu_secs() { awk '{ print $1 + $2 }' "$1"; }
+run_wrk() { # run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu
     local out
-    out=$(timeout $(($1 + 30)) wrk -t1 -c"$CONNECTIONS" -d"${1}s" --latency "$URL")
+    out=$(timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/wrk.time" \
+        wrk -t1 -c"$CONNECTIONS" -d"${1}s" --latency "$URL")
+    cpu_secs "$WORK/wrk.time" >"$WORK/wrk.cpu"
     wrk_rps <<<"$out"
 }
-run_strata() { # run_strata SECONDS -> the JSON report on stdout
-    timeout $(($1 + 30)) "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" \
-        -d "$1" --json --url "$URL"
+run_strata() { # run_strata SECONDS -> the JSON report on stdout; CPU seconds in $WORK/strata.cpu
+    timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/strata.time" \
+        "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" -d "$1" --json --url "$URL"
+    cpu_secs "$WORK/strata.time" >"$WORK/strata.cpu"
 }
+# Microseconds of CPU per request: cpu_us SECONDS_FILE RPS DURATION.
+cpu_us() { awk -v c="$(cat "$1")" -v r="$2" -v d="$3" 'BEGIN { if (r > 0) printf "%.2f", c * 1e6 / (r * d); else print 0 }'; }
 
 log "warming up"
 run_wrk 1 >/dev/null
@@ -109,6 +119,8 @@ run_strata 1 >/dev/null
 
 WRK=()
 STRATA_RPS=()
+WRK_CPU=()
+STRATA_CPU=()
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate which client goes first, so neither always follows the other.
     if ((round % 2)); then
@@ -120,11 +132,16 @@ for round in $(seq 1 "$ROUNDS"); do
     fi
     WRK+=("$w")
     STRATA_RPS+=("$s")
-    log "$(printf 'round %d: wrk %.0f req/s, strata bench %.0f req/s, ratio %s' "$round" "$w" "$s" "$(ratio "$s" "$w")")"
+    WRK_CPU+=("$(cpu_us "$WORK/wrk.cpu" "$w" "$DURATION")")
+    STRATA_CPU+=("$(cpu_us "$WORK/strata.cpu" "$s" "$DURATION")")
+    log "$(printf 'round %d: wrk %.0f req/s (%s us CPU/request), strata bench %.0f req/s (%s us), ratio %s' \
+        "$round" "$w" "${WRK_CPU[-1]}" "$s" "${STRATA_CPU[-1]}" "$(ratio "$s" "$w")")"
 done
 wrk_med=$(printf '%s\n' "${WRK[@]}" | median)
 strata_med=$(printf '%s\n' "${STRATA_RPS[@]}" | median)
 saturation_ratio=$(ratio "$strata_med" "$wrk_med")
+wrk_cpu_med=$(printf '%s\n' "${WRK_CPU[@]}" | median)
+strata_cpu_med=$(printf '%s\n' "${STRATA_CPU[@]}" | median)
 
 rate=$(awk -v w="$wrk_med" -v s="$RATE_SHARE" 'BEGIN { printf "%d", w * s }')
 log "open loop at $rate/s for ${DURATION}s"
@@ -139,8 +156,10 @@ printf '\n%-28s %12s\n' "" "req/s"
 printf '%-28s %12.0f\n' "wrk -t1 (median)" "$wrk_med"
 printf '%-28s %12.0f\n' "strata bench --threads 1" "$strata_med"
 printf '%-28s %12s\n' "ratio" "$saturation_ratio"
+printf '%-28s %12s\n' "wrk CPU us/request" "$wrk_cpu_med"
+printf '%-28s %12s\n' "strata CPU us/request" "$strata_cpu_med"
 printf '%-28s %12s\n' "open loop: set rate" "$rate"
 printf '%-28s %12.1f\n' "open loop: achieved" "$achieved"
 printf '%-28s %12s\n' "achieved / set" "$rate_ratio"
 echo
-echo "{\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"
+echo "{\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"wrk_cpu_us_per_request\":$wrk_cpu_med,\"strata_bench_cpu_us_per_request\":$strata_cpu_med,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"

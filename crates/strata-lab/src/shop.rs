@@ -188,6 +188,20 @@ impl Shop {
         self.products[i]
     }
 
+    /// A product other than `product`, when the catalog has one.
+    fn other_product(&self, product: i64, hash: u64) -> Option<i64> {
+        let n = self.products.len() as u64;
+        (n > 1).then(|| {
+            let at = self
+                .products
+                .iter()
+                .position(|p| *p == product)
+                .unwrap_or(0) as u64;
+            let i = usize::try_from((at + 1 + hash % (n - 1)) % n).unwrap_or(0);
+            self.products[i]
+        })
+    }
+
     fn get(&self, path: &str, user: Option<&User>) -> Wire {
         match user {
             Some(user) => serialize(
@@ -241,14 +255,15 @@ impl Workload for Shop {
                 Some(user),
                 &json!({"product_id": product, "quantity": 1}),
             ),
-            Op::Quote => self.post_json(
-                "/api/v1/prices/quote",
-                None,
-                &json!({"items": [
-                    {"product_id": product, "quantity": 1},
-                    {"product_id": self.product(hash >> 17), "quantity": 2},
-                ]}),
-            ),
+            Op::Quote => {
+                // Two lines of two different products (a product on two lines is refused).
+                let other = self.other_product(product, hash >> 17);
+                let mut items = vec![json!({"product_id": product, "quantity": 1})];
+                if let Some(other) = other {
+                    items.push(json!({"product_id": other, "quantity": 2}));
+                }
+                self.post_json("/api/v1/prices/quote", None, &json!({ "items": items }))
+            }
             Op::Home => self.get("/", None),
             Op::Checkout => {
                 let key = format!("{}-{ticket}", self.run_id);
@@ -430,6 +445,24 @@ mod tests {
         assert!(text.contains("authorization: Bearer t0"), "{text}");
         shop.answered(&call, 201);
         assert_eq!(shop.users[0].cart.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_quote_never_names_a_product_twice() {
+        let many = shop(1);
+        for n in 0..2_000u64 {
+            let product = many.product(mix64(n));
+            assert_ne!(
+                many.other_product(product, mix64(n) >> 17),
+                Some(product),
+                "{n}"
+            );
+        }
+        let one = Shop {
+            products: vec![9],
+            ..shop(1)
+        };
+        assert_eq!(one.other_product(9, 5), None);
     }
 
     #[test]
