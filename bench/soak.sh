@@ -130,6 +130,9 @@ for i in 0 1; do
     serve "chat-$i" chat --listen "127.0.0.1:${CHAT_PORTS[$i]}"
     wait_ready "http://127.0.0.1:${CHAT_PORTS[$i]}/readyz" || { tail -20 "$WORK/chat-$i.log" >&2; exit 1; }
 done
+# The demo catalog holds a few units per product, which a long run would sell out (and every
+# later checkout be refused): stock far above what the soak can sell.
+psql -X -q -v ON_ERROR_STOP=1 "$PG_URL/$DB" -c "UPDATE products SET stock = 1000000000" >/dev/null
 serve worker-0 worker --listen "127.0.0.1:$WORKER_PORT"
 wait_ready "http://127.0.0.1:$WORKER_PORT/readyz" || { tail -20 "$WORK/worker-0.log" >&2; exit 1; }
 STRATA_GATEWAY_LISTEN=127.0.0.1:$GW_PORT STRATA_GATEWAY_ADMIN_LISTEN=127.0.0.1:$GW_ADMIN_PORT \
