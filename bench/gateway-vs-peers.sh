@@ -4,7 +4,7 @@
 #
 #   bench/gateway-vs-peers.sh                 # 1 worker each, 3 rounds of 5 s
 #   WORKERS=2 bench/gateway-vs-peers.sh       # 2 worker threads / processes each
-#   ACCESS_LOG=1 bench/gateway-vs-peers.sh    # also strata with JSON access logs (info)
+#   ACCESS_LOG=1 bench/gateway-vs-peers.sh    # also strata with JSON access logs (every request)
 #
 # Knobs (environment): WORKERS (1), ROUNDS (3), DURATION (5, seconds per wrk run),
 # CONNECTIONS (32), WRK_THREADS (1), ACCESS_LOG (0), PIN (none|split), BASE_PORT (18100),
@@ -152,16 +152,16 @@ DIRECT_PORT=$((BACKEND1 + 50))
 start direct "${PIN_DIRECT[@]}" -- "$BIN/echo" "127.0.0.1:$DIRECT_PORT"
 
 UPSTREAM="api=http://127.0.0.1:$BACKEND1,http://127.0.0.1:$BACKEND2"
-start_strata() { # start_strata NAME PORT ADMIN_PORT LOG_LEVEL
+start_strata() { # start_strata NAME PORT ADMIN_PORT LOG_LEVEL [ACCESS_SAMPLE]
     start "$1" "${PIN_PROXY[@]}" -- env STRATA_GATEWAY_LISTEN="127.0.0.1:$2" \
         STRATA_GATEWAY_ADMIN_LISTEN="127.0.0.1:$3" STRATA_GATEWAY_UPSTREAM="$UPSTREAM" \
         STRATA_GATEWAY_WORKERS="$WORKERS" STRATA_GATEWAY_API_PIPELINE_DEPTH="$PIPELINE_DEPTH" \
-        STRATA_LOG_LEVEL="$4" "$STRATA" serve gateway
+        STRATA_LOG_LEVEL="$4" STRATA_LOG_ACCESS_SAMPLE="${5:-0}" "$STRATA" serve gateway
 }
 start_strata strata "$STRATA_PORT" "$STRATA_ADMIN" warn
 if [ "$ACCESS_LOG" = 1 ]; then
     # JSON access lines go to a file, as they would in production (not to a terminal).
-    start_strata strata_log "$STRATA_LOG_PORT" "$STRATA_LOG_ADMIN" info
+    start_strata strata_log "$STRATA_LOG_PORT" "$STRATA_LOG_ADMIN" info 1
 fi
 
 mkdir -p "$WORK/nginx"

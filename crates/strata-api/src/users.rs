@@ -156,7 +156,7 @@ pub(crate) async fn register(
     };
     match state.store.users().insert(&new).await {
         Ok(user) => {
-            tracing::info!(user_id = user.id, "account registered");
+            tracing::debug!(user_id = user.id, "account registered");
             Ok((StatusCode::CREATED, Json(user.into())))
         }
         Err(e) if e.is_unique_violation() => Err(ApiError::EmailTaken),
@@ -311,6 +311,15 @@ pub(crate) async fn bootstrap_admin(
         .map_err(|_| ApiError::settings("admin.email is not a valid email address"))?;
     let password = Password::new(admin.password.expose().to_owned())
         .map_err(|_| ApiError::settings("admin.password must have 8 to 128 characters"))?;
+    // Every api instance of a stack bootstraps the same admin: the first one that finds it
+    // missing (or not yet an admin) creates it and says so; the others find it ready, say
+    // nothing and spend no password hash on it.
+    if let Some(user) = store.users().find_by_email(email.as_str()).await?
+        && user.role == Role::Admin
+    {
+        tracing::debug!(user_id = user.id, "admin account already there");
+        return Ok(user);
+    }
     let password_hash = passwords.hash(&password).await?;
     let user = store
         .users()

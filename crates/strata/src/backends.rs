@@ -58,7 +58,7 @@ pub async fn store(config: &Config, seed: Seed) -> anyhow::Result<Store> {
     }
     if seed == Seed::IfEmpty {
         match store.seed_demo_catalog().await {
-            Ok(inserted) => tracing::info!(inserted, store = %shown, "demo catalog checked"),
+            Ok(inserted) => tracing::debug!(inserted, store = %shown, "demo catalog checked"),
             Err(e) => {
                 close_quietly(&store).await;
                 return Err(e).with_context(|| format!("cannot seed the demo catalog at {shown}"));
