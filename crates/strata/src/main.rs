@@ -83,11 +83,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "exiting with an error");
-            eprintln!("strata: error: {e:#}");
+            // Once, in plain words: the error is the command's answer, not a log event.
+            eprintln!("strata: error: {}", describe(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// An error and its causes on one line, `outer: cause: root`. A cause whose text its outer
+/// error already shows (`cannot listen on …: Address already in use` over the `io::Error`
+/// itself) is not repeated.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// A token cancelled on the first Ctrl-C or SIGTERM. Call it first thing: the handlers are

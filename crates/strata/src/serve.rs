@@ -95,7 +95,7 @@ fn reload_on_sighup(handle: strata_gateway::GatewayHandle) {
                 Ok(()) => {}
                 Err(error) => {
                     tracing::error!(
-                        error = format!("{error:#}"),
+                        error = crate::describe(&error),
                         "reload failed; configuration unchanged"
                     );
                 }
@@ -288,9 +288,5 @@ fn announce(role: &str, name: &str, addr: SocketAddr) {
 }
 
 fn invalid(key: &str, message: &str) -> anyhow::Error {
-    ConfigError::Invalid(vec![Problem {
-        key: key.to_owned(),
-        message: message.to_owned(),
-    }])
-    .into()
+    ConfigError::Invalid(vec![Problem::new(key, message)]).into()
 }

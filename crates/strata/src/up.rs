@@ -20,8 +20,8 @@ use strata_bus::{AnyBus, Bus};
 use strata_chat::{ChatServer, ChatSettings};
 use strata_core::Shutdown;
 use strata_core::domain::instance_name;
-use strata_gateway::Gateway;
 use strata_gateway::config::PoolConfig;
+use strata_gateway::{Gateway, GatewayError};
 use strata_store::Store;
 use strata_worker::Worker;
 use tokio::task::JoinHandle;
@@ -47,7 +47,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Stop whatever did start, so listeners close and the store is checkpointed.
         if let Err(stop_error) = stack.stop().await {
             tracing::error!(
-                error = format!("{stop_error:#}"),
+                error = crate::describe(&stop_error),
                 "stopping after a failed start-up failed"
             );
         }
@@ -65,6 +65,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     match tokio::time::timeout(SHUTDOWN_DEADLINE, stack.stop()).await {
         Ok(Ok(())) if unexpected => {
             anyhow::bail!("a part of the stack stopped unexpectedly; see the log")
+        }
+        Ok(Ok(())) => {
+            tracing::info!("stopped cleanly");
+            Ok(())
         }
         Ok(result) => result,
         Err(_) => {
@@ -136,10 +140,10 @@ impl Stack {
                 // The gateway drains first and stops sending before the instances stop.
                 drain_delay: Duration::ZERO,
             };
-            let name = settings.instance.clone();
+            let (name, listen) = (settings.instance.clone(), settings.listen);
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())
                 .await
-                .with_context(|| format!("cannot start {name}"))?;
+                .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = server.local_addr();
             let task = self.spawn_role(server.run(self.roles_stop.clone()));
             self.roles.push(Unit {
@@ -160,11 +164,11 @@ impl Stack {
                     ..strata_chat::ChatLimits::default()
                 },
             };
-            let name = settings.instance.clone();
+            let (name, listen) = (settings.instance.clone(), settings.listen);
             let server =
                 ChatServer::build(settings, self.store.clone(), cache.clone(), bus.clone())
                     .await
-                    .with_context(|| format!("cannot start {name}"))?;
+                    .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = server.local_addr();
             let task = spawn_unit(
                 server.run(self.chat_stop.clone()),
@@ -187,10 +191,10 @@ impl Stack {
                 config.worker.instance_addr(i),
                 relay,
             );
-            let name = settings.instance.clone();
+            let (name, listen) = (settings.instance.clone(), settings.listen);
             let worker = Worker::build(settings, self.store.clone(), bus.clone())
                 .await
-                .with_context(|| format!("cannot start {name}"))?;
+                .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = worker.local_addr();
             let task = self.spawn_role(worker.run(self.roles_stop.clone()));
             self.roles.push(Unit {
@@ -215,7 +219,7 @@ impl Stack {
             .collect();
         let gateway = Gateway::build(&gateway_config)
             .await
-            .context("cannot start the gateway")?;
+            .map_err(|e| start_failed(e.into(), "the gateway", None))?;
         let (addr, admin_addr) = (gateway.local_addr(), gateway.admin_addr());
         let task = spawn_unit(
             gateway.run(self.gateway_stop.clone()),
@@ -305,15 +309,37 @@ impl Stack {
             tracing::warn!(error = %e, "closing the bus failed");
         }
         if let Err(e) = backends::close_store(&self.store).await {
-            tracing::error!(error = format!("{e:#}"), "closing the store failed");
+            tracing::error!(error = crate::describe(&e), "closing the store failed");
             failed.push("store".to_owned());
         }
         if failed.is_empty() {
-            tracing::info!("stopped cleanly");
             Ok(())
         } else {
             anyhow::bail!("stopped with failures in: {}", failed.join(", "))
         }
+    }
+}
+
+/// Why `what` (an instance, or the gateway) could not start; when its port is taken, says which
+/// port and how to move the whole stack off it (the usual cause: a second `strata up` on the
+/// default ports). `listen` is the address the instance was given, when it has one.
+fn start_failed(error: anyhow::Error, what: &str, listen: Option<SocketAddr>) -> anyhow::Error {
+    let in_use = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    });
+    let gateway_addr = error.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(GatewayError::Bind { addr, .. }) => Some(*addr),
+        _ => None,
+    });
+    match gateway_addr.or(listen) {
+        Some(addr) if in_use => error.context(format!(
+            "cannot start {what}: port {} is in use (another strata up?); move every port \
+             of this stack with `--port-offset N` (e.g. `strata up --port-offset 1000`)",
+            addr.port()
+        )),
+        _ => error.context(format!("cannot start {what}")),
     }
 }
 
@@ -341,11 +367,12 @@ where
 async fn join(unit: Unit) -> Option<String> {
     match unit.task.await {
         Ok(Ok(())) => {
-            tracing::info!(role = unit.role, name = %unit.name, "stopped");
+            // The instance logged its own "stopped".
+            tracing::debug!(role = unit.role, name = %unit.name, "stopped");
             None
         }
         Ok(Err(e)) => {
-            tracing::error!(role = unit.role, name = %unit.name, error = format!("{e:#}"), "failed");
+            tracing::error!(role = unit.role, name = %unit.name, error = crate::describe(&e), "failed");
             Some(unit.name)
         }
         Err(e) => {

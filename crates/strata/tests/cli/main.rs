@@ -10,6 +10,7 @@ mod events;
 mod harness;
 mod health;
 mod logs;
+mod ports;
 mod serve;
 mod shutdown;
 mod up;
