@@ -259,6 +259,7 @@ pub fn worker_settings(
     instance: String,
     listen: std::net::SocketAddr,
     relay: bool,
+    fulfilment_delay: Duration,
 ) -> strata_worker::WorkerSettings {
     let w = &config.worker;
     strata_worker::WorkerSettings {
@@ -282,6 +283,9 @@ pub fn worker_settings(
                 latency: Duration::from_millis(w.payment_latency_ms),
                 ..strata_worker::SimulatedPayments::default()
             },
+            fulfilment_delay: w
+                .fulfilment_delay_ms
+                .map_or(fulfilment_delay, Duration::from_millis),
             ..strata_worker::PipelineSettings::default()
         },
     }

@@ -199,6 +199,7 @@ async fn worker(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyho
             instance(args, config.worker.listen),
             config.worker.listen,
             true,
+            Duration::ZERO,
         );
         let name = settings.instance.clone();
         let worker = Worker::build(settings, store.clone(), bus.clone())

@@ -20,6 +20,7 @@ use strata_bus::{AnyBus, Bus};
 use strata_chat::{ChatServer, ChatSettings};
 use strata_core::Shutdown;
 use strata_core::domain::instance_name;
+use strata_core::table::{Align, Table};
 use strata_gateway::config::PoolConfig;
 use strata_gateway::{Gateway, GatewayError};
 use strata_store::Store;
@@ -29,6 +30,10 @@ use tokio::task::JoinHandle;
 use crate::SHUTDOWN_DEADLINE;
 use crate::backends;
 use crate::config::Config;
+
+/// How long the simulated fulfilment takes when `worker.fulfilment_delay_ms` is not set: long
+/// enough to see an order move from paid to shipped in the shop, short enough not to wait.
+const DEMO_FULFILMENT_DELAY: Duration = Duration::from_secs(3);
 
 /// Runs the stack until Ctrl-C or SIGTERM (or until a part of it stops on its own, which is an
 /// error), then shuts it down in order within [`SHUTDOWN_DEADLINE`].
@@ -190,6 +195,7 @@ impl Stack {
                 instance_name("worker", i),
                 config.worker.instance_addr(i),
                 relay,
+                DEMO_FULFILMENT_DELAY,
             );
             let (name, listen) = (settings.instance.clone(), settings.listen);
             let worker = Worker::build(settings, self.store.clone(), bus.clone())
@@ -257,6 +263,12 @@ impl Stack {
     fn banner(&self) -> String {
         let mut out = String::new();
         let count = |role| self.roles.iter().filter(|u| u.role == role).count();
+        let mut table = Table::new(&[
+            ("ROLE", Align::Left),
+            ("NAME", Align::Left),
+            ("ADDRESS", Align::Left),
+        ])
+        .indent(2);
         let _ = writeln!(
             out,
             "strata is up: {} api, {} chat, {} worker",
@@ -275,13 +287,21 @@ impl Stack {
                 "  try       curl -s 'http://{public}/api/v1/products?per_page=3'"
             );
             let _ = writeln!(out);
-            let _ = writeln!(out, "  {:<9} {:<10} ADDRESS", "ROLE", "NAME");
-            let _ = writeln!(out, "  {:<9} {:<10} {public}", "gateway", "public");
-            let _ = writeln!(out, "  {:<9} {:<10} {admin}", "gateway", "admin");
+            table.row([
+                "gateway".to_owned(),
+                "public".to_owned(),
+                public.to_string(),
+            ]);
+            table.row(["gateway".to_owned(), "admin".to_owned(), admin.to_string()]);
         }
         for unit in &self.roles {
-            let _ = writeln!(out, "  {:<9} {:<10} {}", unit.role, unit.name, unit.addr);
+            table.row([
+                unit.role.to_owned(),
+                unit.name.clone(),
+                unit.addr.to_string(),
+            ]);
         }
+        out.push_str(&table.render());
         let _ = writeln!(out);
         let _ = writeln!(out, "Ctrl-C stops everything (the gateway drains first).");
         out

@@ -237,3 +237,26 @@ async fn up_keeps_its_secret_bootstraps_the_admin_and_invalidates_every_instance
         }
     }
 }
+
+/// What happens once is said once: three api instances bootstrap one admin account (one line),
+/// and a restart finds the demo catalog seeded (no line about it).
+#[tokio::test]
+async fn start_up_events_are_logged_once() {
+    let dir = crate::harness::TempDir::new("once");
+    let data = dir.path().join("data");
+    let env = [
+        ("STRATA_ADMIN_EMAIL", "root@example.com"),
+        ("STRATA_ADMIN_PASSWORD", "the admin's password"),
+    ];
+    let mut first = crate::harness::spawn_up_in(&data, &["--api", "3", "--chat", "1"], &env).await;
+    let stderr = first.process.stderr();
+    assert_eq!(stderr.matches("admin account").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("demo catalog seeded").count(), 1, "{stderr}");
+    first.process.terminate();
+    let stopped = first.process.wait_exit(crate::harness::START_TIMEOUT).await;
+    assert!(stopped.is_some());
+    let second = crate::harness::spawn_up_in(&data, &["--api", "3", "--chat", "1"], &env).await;
+    let stderr = second.process.stderr();
+    assert!(!stderr.contains("admin account"), "{stderr}");
+    assert!(!stderr.contains("demo catalog"), "{stderr}");
+}
