@@ -181,12 +181,18 @@ pub struct ChatArgs {
     /// The room: `support-<user id>` or `lobby-<name>`.
     #[arg(long, value_name = "ROOM")]
     pub room: String,
-    /// A token from `POST /api/v1/sessions`.
-    #[arg(long, value_name = "JWT", env = CHAT_TOKEN_VAR)]
+    /// A token from `POST /api/v1/sessions`; prefer the variable `STRATA_CHAT_TOKEN`, since a
+    /// flag is visible to every user of the machine (`ps`).
+    #[arg(long, value_name = "JWT", env = CHAT_TOKEN_VAR, hide_env_values = true)]
     pub token: String,
     /// The gateway (or a chat instance) to connect to.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Show the room's messages after this id first. Default: those after the last one this
+    /// client showed in the room (kept in `$XDG_STATE_HOME/strata/chat-last-seen.json`), or
+    /// only new ones on a first visit.
+    #[arg(long, value_name = "ID")]
+    pub after: Option<i64>,
 }
 
 #[derive(Debug, Args)]

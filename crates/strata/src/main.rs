@@ -71,9 +71,16 @@ fn main() -> ExitCode {
             Command::Backup(args) => backup::backup(args, &config).await,
             Command::Restore(args) => backup::restore(args, &config).await,
             Command::Chat(args) => {
-                strata_chat::client::run_terminal(&args.url, &args.room, &args.token)
-                    .await
-                    .map_err(anyhow::Error::from)
+                use strata_chat::client::{LastSeen, TerminalOptions, run_terminal};
+                let options = TerminalOptions {
+                    base: args.url.clone(),
+                    room: args.room.clone(),
+                    token: args.token.clone(),
+                    after: args.after,
+                    last_seen: LastSeen::default_path()
+                        .map(|path| LastSeen::new(path, &args.url, &args.room)),
+                };
+                run_terminal(options).await.map_err(anyhow::Error::from)
             }
         }
     });

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod backup;
+mod chat;
 mod config;
 mod events;
 mod harness;
