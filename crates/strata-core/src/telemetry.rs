@@ -76,7 +76,9 @@ pub fn access_sampled() -> bool {
     match ACCESS_PERIOD.load(Ordering::Relaxed) {
         0 => false,
         1 => true,
-        period => ACCESS_SEEN.fetch_add(1, Ordering::Relaxed) % period == 0,
+        period => ACCESS_SEEN
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(period),
     }
 }
 
