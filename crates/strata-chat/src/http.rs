@@ -144,12 +144,39 @@ struct HistoryQuery {
     limit: Option<u32>,
 }
 
+/// A page of history. Its messages have the fields of the `message` frame (`id`, `sender`,
+/// `sent_at`…), not the store's: one thing has one name on every path.
 #[derive(Serialize)]
 struct HistoryPage {
     room: String,
-    messages: Vec<ChatMessage>,
+    messages: Vec<HistoryMessage>,
     /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<i64>,
+}
+
+/// A stored message as history shows it: the `message` frame without its `type`.
+#[derive(Serialize)]
+struct HistoryMessage {
+    room: String,
+    id: i64,
+    sender: i64,
+    client_id: String,
+    body: String,
+    sent_at: String,
+}
+
+impl From<&ChatMessage> for HistoryMessage {
+    fn from(message: &ChatMessage) -> Self {
+        Self {
+            room: message.room_id.clone(),
+            id: message.seq,
+            sender: message.sender_id,
+            client_id: message.client_id.clone(),
+            body: message.body.clone(),
+            sent_at: crate::hub::sent_at(message),
+        }
+    }
 }
 
 async fn history(
@@ -180,7 +207,7 @@ async fn history(
         .flatten();
     Ok(Json(HistoryPage {
         room: room.to_string(),
-        messages,
+        messages: messages.iter().map(HistoryMessage::from).collect(),
         next_after,
     }))
 }
