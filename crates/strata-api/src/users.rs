@@ -259,11 +259,15 @@ pub(crate) async fn me(
     patch,
     path = "/api/v1/users/{id}/role",
     tag = "accounts",
+    description = "Admins only. The role is in the session token, which is verified without a \
+                   store read: it takes effect when the account logs in again. A token issued \
+                   before keeps the old role until it expires (`auth.token_ttl_secs`, an hour by \
+                   default).",
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The account's id", minimum = 1)),
     request_body = SetRoleRequest,
     responses(
-        (status = 200, description = "The account with its new role", body = UserView),
+        (status = 200, description = "The account with its new role, which its next log-in's token carries", body = UserView),
         (status = 400, description = "`invalid_id` or malformed JSON", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
         (status = 403, description = "`forbidden`: the caller is not an admin, or tried to change their own role", body = ErrorBody),

@@ -53,13 +53,13 @@ pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {
 }
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// Machine-readable code and human-readable message of an error.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,

@@ -127,6 +127,8 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             request_timeout: Duration::from_millis(config.api.request_timeout_ms),
             auth: backends::api_auth(config, config.auth.jwt_secret.clone()),
             drain_delay: Duration::from_millis(config.api.drain_delay_ms),
+            // The gateway in front routes `/api/v1/chat/` to chat: one document for both.
+            documents: vec![strata_chat::openapi()],
         };
         let name = settings.instance.clone();
         let server = ApiServer::build(settings, store.clone(), cache)

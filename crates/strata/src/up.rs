@@ -144,6 +144,7 @@ impl Stack {
                 auth: auth.clone(),
                 // The gateway drains first and stops sending before the instances stop.
                 drain_delay: Duration::ZERO,
+                documents: vec![strata_chat::openapi()],
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())

@@ -260,3 +260,35 @@ async fn start_up_events_are_logged_once() {
     assert!(!stderr.contains("admin account"), "{stderr}");
     assert!(!stderr.contains("demo catalog"), "{stderr}");
 }
+
+/// `/openapi.json` through the gateway describes the whole public interface: the api's
+/// endpoints and chat's (the WebSocket, history, presence), which the gateway routes to chat.
+#[tokio::test]
+async fn the_openapi_document_describes_the_chat_endpoints_too() {
+    let up = spawn_up(&["--api", "1", "--chat", "1"]).await;
+    let document: Value = reqwest::get(up.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/chat/ws",
+        "/api/v1/chat/rooms/{id}/messages",
+        "/api/v1/chat/presence",
+        "/api/v1/products",
+    ] {
+        assert!(document["paths"][path]["get"].is_object(), "{path}");
+    }
+    let history = &document["paths"]["/api/v1/chat/rooms/{id}/messages"]["get"];
+    let page = history["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap();
+    let name = page.rsplit('/').next().unwrap();
+    let schema = &document["components"]["schemas"][name];
+    assert!(schema["properties"]["next_after"].is_object(), "{schema}");
+    let message = document["components"]["schemas"]["ChatMessage"]["properties"].clone();
+    for field in ["id", "sender", "sent_at", "client_id", "body", "room"] {
+        assert!(message[field].is_object(), "{field}: {message}");
+    }
+}
