@@ -244,7 +244,7 @@ pub(crate) async fn merge_anonymous_cart(
 ) -> Result<(), ApiError> {
     let merged = state.store.carts().merge_anonymous(token, user_id).await?;
     if merged.found {
-        tracing::info!(
+        tracing::debug!(
             user_id,
             merged = merged.merged,
             capped = merged.capped,

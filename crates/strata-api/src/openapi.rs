@@ -134,17 +134,23 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document as JSON text.
+/// The document as JSON text, with the documents of `others` (other roles' endpoints behind
+/// the same gateway) merged in.
 ///
 /// # Errors
 /// When it cannot be encoded (a bug).
-pub fn openapi_json() -> Result<String, serde_json::Error> {
-    ApiDoc::openapi().to_json()
+pub fn openapi_json(others: &[utoipa::openapi::OpenApi]) -> Result<String, serde_json::Error> {
+    let mut document = ApiDoc::openapi();
+    for other in others {
+        document.merge(other.clone());
+    }
+    document.to_json()
 }
 
-/// `/openapi.json` and `/docs`. The document is generated once, when the router is built.
-pub(crate) fn routes() -> Router<AppState> {
-    let document = match openapi_json() {
+/// `/openapi.json` and `/docs`: the api's document with `others` merged in. It is generated
+/// once, when the router is built.
+pub(crate) fn routes(others: &[utoipa::openapi::OpenApi]) -> Router<AppState> {
+    let document = match openapi_json(others) {
         Ok(json) => Bytes::from(json),
         Err(e) => {
             tracing::error!(error = %e, "cannot encode the OpenAPI document");

@@ -320,7 +320,7 @@ pub(crate) async fn place_order(
             .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
         response
     } else {
-        tracing::info!(
+        tracing::debug!(
             order_id = order.id,
             user_id = user.id,
             total_cents = order.total_cents,

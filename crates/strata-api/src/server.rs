@@ -40,6 +40,10 @@ pub struct ApiSettings {
     /// How long the instance goes on serving, unready, once shutdown is asked for
     /// ([`RoleServer::drain_delay`]). Zero: stop accepting at once.
     pub drain_delay: Duration,
+    /// The OpenAPI documents of endpoints other roles serve behind the same gateway (chat's),
+    /// merged into the api's `/openapi.json` and `/docs`, so a client reads one description
+    /// of the whole public interface. Empty: the api's endpoints only.
+    pub documents: Vec<utoipa::openapi::OpenApi>,
 }
 
 /// How the api authenticates: every instance of a deployment must have the same
@@ -154,7 +158,8 @@ impl ApiServer {
                     .map_err(|e| unready("store read replica", e))
             }
         });
-        let routes = app_routes(state).layer(Extension(BodyLimit(settings.max_body_bytes)));
+        let routes = app_routes(state, &settings.documents)
+            .layer(Extension(BodyLimit(settings.max_body_bytes)));
         let router = role_router(
             ROLE,
             instance.clone(),
@@ -192,7 +197,7 @@ impl ApiServer {
 
 /// The api's own routes; [`role_router`] adds the ops endpoints, the fallbacks, the body limit
 /// and the observing middleware around them.
-fn app_routes(state: AppState) -> Router {
+fn app_routes(state: AppState, documents: &[utoipa::openapi::OpenApi]) -> Router {
     Router::new()
         .merge(web::routes())
         .merge(catalog::routes())
@@ -201,6 +206,6 @@ fn app_routes(state: AppState) -> Router {
         .merge(cart::routes())
         .merge(orders::routes())
         .merge(notifications::routes())
-        .merge(openapi::routes())
+        .merge(openapi::routes(documents))
         .with_state(state)
 }

@@ -156,7 +156,7 @@ pub(crate) async fn register(
     };
     match state.store.users().insert(&new).await {
         Ok(user) => {
-            tracing::info!(user_id = user.id, "account registered");
+            tracing::debug!(user_id = user.id, "account registered");
             Ok((StatusCode::CREATED, Json(user.into())))
         }
         Err(e) if e.is_unique_violation() => Err(ApiError::EmailTaken),
@@ -259,11 +259,15 @@ pub(crate) async fn me(
     patch,
     path = "/api/v1/users/{id}/role",
     tag = "accounts",
+    description = "Admins only. The role is in the session token, which is verified without a \
+                   store read: it takes effect when the account logs in again. A token issued \
+                   before keeps the old role until it expires (`auth.token_ttl_secs`, an hour by \
+                   default).",
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The account's id", minimum = 1)),
     request_body = SetRoleRequest,
     responses(
-        (status = 200, description = "The account with its new role", body = UserView),
+        (status = 200, description = "The account with its new role, which its next log-in's token carries", body = UserView),
         (status = 400, description = "`invalid_id` or malformed JSON", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
         (status = 403, description = "`forbidden`: the caller is not an admin, or tried to change their own role", body = ErrorBody),
@@ -311,6 +315,15 @@ pub(crate) async fn bootstrap_admin(
         .map_err(|_| ApiError::settings("admin.email is not a valid email address"))?;
     let password = Password::new(admin.password.expose().to_owned())
         .map_err(|_| ApiError::settings("admin.password must have 8 to 128 characters"))?;
+    // Every api instance of a stack bootstraps the same admin: the first one that finds it
+    // missing (or not yet an admin) creates it and says so; the others find it ready, say
+    // nothing and spend no password hash on it.
+    if let Some(user) = store.users().find_by_email(email.as_str()).await?
+        && user.role == Role::Admin
+    {
+        tracing::debug!(user_id = user.id, "admin account already there");
+        return Ok(user);
+    }
     let password_hash = passwords.hash(&password).await?;
     let user = store
         .users()

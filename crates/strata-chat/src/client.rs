@@ -24,6 +24,60 @@ pub enum ClientError {
     /// The terminal could not be read.
     #[error("terminal: {0}")]
     Io(#[from] std::io::Error),
+    /// The server refused the connection for a reason that another try cannot clear (the
+    /// token is refused, the room is not the caller's, no such room): 401, 403, 404, or the
+    /// close code 4001.
+    #[error("the server refused to let us in ({status}): {message}")]
+    Refused {
+        /// The HTTP status, or the close code.
+        status: u16,
+        /// The server's explanation (the JSON error body's message).
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// Whether connecting again (after a pause) may succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+}
+
+/// A connection error as the user should see it: an upgrade refused with 401, 403 or 404 is
+/// [`ClientError::Refused`] with the server's own message; other errors pass through.
+fn refused(error: tokio_tungstenite::tungstenite::Error) -> ClientError {
+    use tokio_tungstenite::tungstenite::Error;
+    match error {
+        Error::Http(response) if matches!(response.status().as_u16(), 401 | 403 | 404) => {
+            let status = response.status();
+            let message = response
+                .body()
+                .as_deref()
+                .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+                .and_then(|body| body["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("refused").to_owned());
+            ClientError::Refused {
+                status: status.as_u16(),
+                message,
+            }
+        }
+        other => ClientError::WebSocket(other),
+    }
+}
+
+/// A close code in words, for the terminal.
+pub fn close_reason(code: Option<u16>) -> &'static str {
+    match code {
+        Some(close::RECONNECT) => "the server is restarting",
+        Some(close::TOO_SLOW) => "we read too slowly",
+        Some(close::HEARTBEAT_TIMEOUT) => "no heartbeat",
+        Some(close::POLICY) => "too many frames, or invalid ones",
+        Some(close::TOO_BIG) => "a message was too big",
+        Some(close::UNAUTHORIZED) => "the token was refused",
+        Some(1000) => "closed by the server",
+        Some(_) => "closed by the server",
+        None => "the connection dropped",
+    }
 }
 
 /// What the server sent next.
@@ -78,7 +132,9 @@ impl ChatClient {
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+            .await
+            .map_err(refused)?;
         Ok(Self { ws })
     }
 
@@ -129,13 +185,101 @@ impl ChatClient {
     }
 }
 
-/// `strata chat`: joins `room` at `base` with `token`, prints the room's new messages and
-/// sends each line typed. `/quit` (or end of input) leaves. Reconnects and resumes from the
-/// last id seen when the server asks (draining, too slow) or the connection drops.
+/// Where `strata chat` keeps the last message id it showed per server and room, so a client
+/// that leaves and comes back shows what was said meanwhile.
+#[derive(Debug, Clone)]
+pub struct LastSeen {
+    path: std::path::PathBuf,
+    key: String,
+}
+
+impl LastSeen {
+    /// The marks in `path` (a small JSON object), for `room` at `base`.
+    pub fn new(path: std::path::PathBuf, base: &str, room: &str) -> Self {
+        Self {
+            path,
+            key: format!("{} {room}", base.trim_end_matches('/')),
+        }
+    }
+
+    /// The default file: `$XDG_STATE_HOME/strata/chat-last-seen.json`, or under
+    /// `~/.local/state`; `None` when neither is known.
+    pub fn default_path() -> Option<std::path::PathBuf> {
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|home| std::path::PathBuf::from(home).join(".local/state"))
+            })?;
+        Some(state.join("strata").join("chat-last-seen.json"))
+    }
+
+    fn read_all(&self) -> serde_json::Map<String, serde_json::Value> {
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// The last id shown in this room, if any.
+    pub fn get(&self) -> Option<i64> {
+        self.read_all()
+            .get(&self.key)
+            .and_then(serde_json::Value::as_i64)
+    }
+
+    /// Remembers `id`. A mark that cannot be written costs only the resume: it is not an
+    /// error of the chat.
+    pub fn set(&self, id: i64) {
+        let mut all = self.read_all();
+        all.insert(self.key.clone(), id.into());
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&all)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            tracing::debug!(error = %e, path = %self.path.display(), "cannot remember the last message");
+        }
+    }
+}
+
+/// What `strata chat` runs with.
+#[derive(Debug, Clone)]
+pub struct TerminalOptions {
+    /// The gateway or a chat instance, `http://host:port`.
+    pub base: String,
+    /// The room to join.
+    pub room: String,
+    /// The session token.
+    pub token: String,
+    /// Show the messages after this id first; default: after the last one shown here before.
+    pub after: Option<i64>,
+    /// Where the last id shown per room is kept; `None` keeps nothing.
+    pub last_seen: Option<LastSeen>,
+}
+
+/// Why the connection loop ended.
+enum Ended {
+    /// `/quit` or end of input.
+    Quit,
+    /// The connection closed or failed: connect again.
+    Dropped,
+}
+
+/// `strata chat`: joins the room, prints its messages (those sent since this client last
+/// showed the room first) and sends each line typed. `/quit` (or end of input) leaves, also
+/// while reconnecting. Reconnects and resumes from the last id seen when the server asks
+/// (draining, too slow) or the connection drops; gives up at once when the server refuses
+/// (401, 403, 404: another try cannot clear it), with the server's explanation.
 ///
 /// # Errors
-/// When the first connection fails or the server refuses the token.
-pub async fn run_terminal(base: &str, room: &str, token: &str) -> Result<(), ClientError> {
+/// When the first connection fails, or the server refuses the token or the room.
+pub async fn run_terminal(options: TerminalOptions) -> Result<(), ClientError> {
     // Standard input is read on a plain thread: lines arrive on a channel.
     let (line_tx, mut lines) = tokio::sync::mpsc::channel::<std::io::Result<String>>(16);
     std::thread::spawn(move || {
@@ -145,50 +289,115 @@ pub async fn run_terminal(base: &str, room: &str, token: &str) -> Result<(), Cli
             }
         }
     });
-    let mut last: Option<i64> = None;
-    let mut counter = 0u64;
-    let session = uuid::Uuid::new_v4().simple().to_string();
+    let TerminalOptions {
+        base,
+        room,
+        token,
+        after,
+        last_seen,
+    } = options;
+    let mut last: Option<i64> = after.or_else(|| last_seen.as_ref().and_then(LastSeen::get));
+    let mut session = Session {
+        room: &room,
+        counter: 0,
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        last_seen: last_seen.as_ref(),
+    };
     let mut first = true;
     loop {
-        let url = ws_url(base, Some(token), Some(room), last);
-        let mut client = match ChatClient::connect(&url).await {
+        let url = ws_url(&base, Some(&token), Some(&room), last);
+        let client = tokio::select! {
+            connected = ChatClient::connect(&url) => connected,
+            quit = wait_for_quit(&mut lines), if !first => {
+                quit?;
+                return Ok(());
+            }
+        };
+        let client = match client {
             Ok(client) => client,
-            Err(e) if first => return Err(e),
+            Err(e) if first || e.is_permanent() => return Err(e),
             Err(e) => {
-                eprintln!("reconnect failed ({e}); retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                eprintln!("-- cannot reconnect ({e}); trying again in a second (/quit leaves)");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    quit = wait_for_quit(&mut lines) => {
+                        quit?;
+                        return Ok(());
+                    }
+                }
                 continue;
             }
         };
         first = false;
+        match session.converse(client, &mut lines, &mut last).await? {
+            Ended::Quit => return Ok(()),
+            Ended::Dropped => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads lines until `/quit` or the end of input (other lines cannot be sent while there is
+/// no connection, and are dropped with a word).
+async fn wait_for_quit(
+    lines: &mut tokio::sync::mpsc::Receiver<std::io::Result<String>>,
+) -> Result<(), ClientError> {
+    loop {
+        match lines.recv().await.transpose()? {
+            None => return Ok(()),
+            Some(line) if line.trim() == "/quit" => return Ok(()),
+            Some(_) => eprintln!("-- not connected: the line was not sent"),
+        }
+    }
+}
+
+/// One terminal chat across its connections.
+struct Session<'a> {
+    room: &'a str,
+    counter: u64,
+    id: String,
+    last_seen: Option<&'a LastSeen>,
+}
+
+impl Session<'_> {
+    /// Chats over one connection until it ends.
+    async fn converse(
+        &mut self,
+        mut client: ChatClient,
+        lines: &mut tokio::sync::mpsc::Receiver<std::io::Result<String>>,
+        last: &mut Option<i64>,
+    ) -> Result<Ended, ClientError> {
         loop {
             tokio::select! {
                 line = lines.recv() => {
                     let Some(line) = line.transpose()? else {
                         client.close().await;
-                        return Ok(());
+                        return Ok(Ended::Quit);
                     };
                     let line = line.trim();
                     if line == "/quit" {
                         client.close().await;
-                        return Ok(());
+                        return Ok(Ended::Quit);
                     }
                     if line.is_empty() {
                         continue;
                     }
-                    counter += 1;
+                    self.counter += 1;
                     let frame = ClientFrame::Send {
-                        room: room.to_owned(),
-                        client_id: format!("{session}-{counter}"),
+                        room: self.room.to_owned(),
+                        client_id: format!("{}-{}", self.id, self.counter),
                         body: line.to_owned(),
                     };
                     if client.send(&frame).await.is_err() {
-                        break;
+                        return Ok(Ended::Dropped);
                     }
                 }
                 event = client.next() => match event? {
                     Event::Frame(ServerFrame::Message { id, sender, body, sent_at, .. }) => {
-                        last = Some(id);
+                        *last = Some(id);
+                        if let Some(marks) = self.last_seen {
+                            marks.set(id);
+                        }
                         println!("[{sent_at}] #{id} user {sender}: {body}");
                     }
                     Event::Frame(ServerFrame::Joined { room, after }) => {
@@ -199,18 +408,20 @@ pub async fn run_terminal(base: &str, room: &str, token: &str) -> Result<(), Cli
                         println!("-- user {user} is {}", if online { "online" } else { "offline" });
                     }
                     Event::Frame(ServerFrame::Typing { user, .. }) => println!("-- user {user} is typing"),
-                    Event::Frame(ServerFrame::Error { code, message, .. }) => eprintln!("error {code}: {message}"),
+                    Event::Frame(ServerFrame::Error { code, message, .. }) => eprintln!("-- error {code}: {message}"),
                     Event::Frame(_) => {}
                     Event::Closed(Some(close::UNAUTHORIZED)) => {
-                        return Err(ClientError::Protocol("the server refused the token".into()));
+                        return Err(ClientError::Refused {
+                            status: close::UNAUTHORIZED,
+                            message: "the token was refused (expired?); log in again".into(),
+                        });
                     }
                     Event::Closed(code) => {
-                        eprintln!("-- connection closed ({code:?}); resuming");
-                        break;
+                        eprintln!("-- disconnected: {}; resuming", close_reason(code));
+                        return Ok(Ended::Dropped);
                     }
                 },
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

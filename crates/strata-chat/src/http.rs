@@ -16,6 +16,7 @@ use strata_store::ChatMessage;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use utoipa::ToSchema;
 
 use crate::ChatError;
 use crate::auth::{self, User};
@@ -65,6 +66,29 @@ struct WsQuery {
 
 /// Upgrades to a WebSocket. The token may come in the URL (`token=`) or as the first frame;
 /// with `room=` the connection joins that room at once (from `after=` when given).
+#[utoipa::path(
+    get,
+    path = "/api/v1/chat/ws",
+    tag = "chat",
+    summary = "Open a chat connection (WebSocket)",
+    description = "A WebSocket upgrade (`Connection: Upgrade`, `Upgrade: websocket`, version 13); \
+                   the frames are described in `docs/chat-protocol.md`. The token comes in \
+                   `token=` or in the first frame; `room=` joins a room at once, from `after=` \
+                   (the last message id seen) when given.",
+    params(
+        ("room" = Option<String>, Query, description = "A room to join at once: `support-<user id>` or `lobby-<name>`"),
+        ("token" = Option<String>, Query, description = "The session token, when not sent as the first frame"),
+        ("after" = Option<i64>, Query, description = "Resume: the last message id already seen"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade, or a bad query", body = strata_core::http::ErrorBody),
+        (status = 401, description = "The token is missing or invalid", body = strata_core::http::ErrorBody),
+        (status = 403, description = "The room is not the caller's", body = strata_core::http::ErrorBody),
+        (status = 404, description = "No such room", body = strata_core::http::ErrorBody),
+        (status = 503, description = "The instance is draining: connect again", body = strata_core::http::ErrorBody),
+    )
+)]
 async fn websocket(
     State(hub): State<Arc<Hub>>,
     Query(query): Query<WsQuery>,
@@ -144,14 +168,64 @@ struct HistoryQuery {
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
-struct HistoryPage {
+/// A page of history. Its messages have the fields of the `message` frame (`id`, `sender`,
+/// `sent_at`…), not the store's: one thing has one name on every path.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatHistoryPage)]
+pub(crate) struct HistoryPage {
     room: String,
-    messages: Vec<ChatMessage>,
+    messages: Vec<HistoryMessage>,
     /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<i64>,
 }
 
+/// A stored message as history shows it: the `message` frame without its `type`.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatMessage)]
+pub(crate) struct HistoryMessage {
+    room: String,
+    id: i64,
+    sender: i64,
+    client_id: String,
+    body: String,
+    sent_at: String,
+}
+
+impl From<&ChatMessage> for HistoryMessage {
+    fn from(message: &ChatMessage) -> Self {
+        Self {
+            room: message.room_id.clone(),
+            id: message.seq,
+            sender: message.sender_id,
+            client_id: message.client_id.clone(),
+            body: message.body.clone(),
+            sent_at: crate::hub::sent_at(message),
+        }
+    }
+}
+
+/// A room's stored messages after an id, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/chat/rooms/{id}/messages",
+    tag = "chat",
+    summary = "Read a room's history",
+    params(
+        ("id" = String, Path, description = "The room: `support-<user id>` or `lobby-<name>`"),
+        ("after" = Option<i64>, Query, description = "Messages after this id (default 0: from the first)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "Most messages (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page of messages; `next_after` is absent on the last page", body = HistoryPage),
+        (status = 400, description = "A bad query", body = strata_core::http::ErrorBody),
+        (status = 401, description = "The token is missing or invalid", body = strata_core::http::ErrorBody),
+        (status = 403, description = "The room is not the caller's", body = strata_core::http::ErrorBody),
+        (status = 404, description = "No such room", body = strata_core::http::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = strata_core::http::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn history(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
@@ -180,7 +254,7 @@ async fn history(
         .flatten();
     Ok(Json(HistoryPage {
         room: room.to_string(),
-        messages,
+        messages: messages.iter().map(HistoryMessage::from).collect(),
         next_after,
     }))
 }
@@ -191,20 +265,45 @@ struct PresenceQuery {
     users: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Presence {
+/// Whether a user is connected to any chat instance.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatPresence)]
+pub(crate) struct Presence {
     user: i64,
     online: bool,
 }
 
-#[derive(Serialize)]
-struct PresenceList {
+/// The presence of a room's members or of listed users.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatPresenceList)]
+pub(crate) struct PresenceList {
     #[serde(skip_serializing_if = "Option::is_none")]
     room: Option<String>,
     users: Vec<Presence>,
 }
 
 /// Presence of a room's members (`room=`, members only) or of listed users (`users=1,2`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/chat/presence",
+    tag = "chat",
+    summary = "Who is online",
+    description = "Either `room=` (its members; the caller must be one) or `users=` (up to 100 \
+                   ids, comma-separated).",
+    params(
+        ("room" = Option<String>, Query, description = "A room the caller may read"),
+        ("users" = Option<String>, Query, description = "User ids, comma-separated, at most 100"),
+    ),
+    responses(
+        (status = 200, description = "Presence of each user", body = PresenceList),
+        (status = 400, description = "Neither or both of `room` and `users`, or a bad list", body = strata_core::http::ErrorBody),
+        (status = 401, description = "The token is missing or invalid", body = strata_core::http::ErrorBody),
+        (status = 403, description = "The room is not the caller's", body = strata_core::http::ErrorBody),
+        (status = 404, description = "No such room", body = strata_core::http::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = strata_core::http::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
 async fn presence(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
@@ -254,3 +353,21 @@ async fn presence(
     }
     Ok(Json(PresenceList { room, users: out }))
 }
+
+/// The chat role's part of the OpenAPI document: its HTTP endpoints (the WebSocket upgrade,
+/// history, presence) and their schemas. The api serves it with its own at `/openapi.json`
+/// when the binary hands it over (the gateway routes these paths to chat).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(websocket, history, presence),
+    components(schemas(
+        HistoryPage,
+        HistoryMessage,
+        Presence,
+        PresenceList,
+        strata_core::http::ErrorBody,
+        strata_core::http::ErrorDetail
+    )),
+    tags((name = "chat", description = "Live support chat: the WebSocket, history and presence (served by the chat instances)"))
+)]
+pub(crate) struct ChatDoc;

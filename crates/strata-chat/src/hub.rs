@@ -431,9 +431,14 @@ pub(crate) fn message_frame(message: &ChatMessage) -> ServerFrame {
         sender: message.sender_id,
         client_id: message.client_id.clone(),
         body: message.body.clone(),
-        sent_at: message
-            .created_at
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+        sent_at: sent_at(message),
     }
+}
+
+/// When a message was stored, as frames and history show it (RFC 3339).
+pub(crate) fn sent_at(message: &ChatMessage) -> String {
+    message
+        .created_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

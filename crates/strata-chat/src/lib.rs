@@ -22,6 +22,12 @@ mod room;
 mod server;
 
 pub use crate::error::ChatError;
+
+/// The chat endpoints' OpenAPI document (paths, schemas, the `chat` tag), for the api to serve
+/// with its own: one home for the description of chat's HTTP interface, next to its handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <http::ChatDoc as utoipa::OpenApi>::openapi()
+}
 pub use crate::room::{RoomId, UnknownRoom};
 pub use crate::server::{ChatLimits, ChatServer, ChatSettings};
 pub use strata_core::auth::UserRole;

@@ -829,10 +829,31 @@ async fn history_pages_and_authorizes() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| m["seq"].as_i64().unwrap())
+        .map(|m| m["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, [2, 3]);
     assert_eq!(page["next_after"], 3);
+    // The fields of the `message` frame, not the store's.
+    let first = &page["messages"][0];
+    assert!(
+        first["sender"].is_i64() && first["sent_at"].is_string(),
+        "{page}"
+    );
+    assert!(
+        first.get("seq").is_none() && first.get("sender_id").is_none(),
+        "{page}"
+    );
+    // The last page has no `next_after` (absent, not null).
+    let last: serde_json::Value = get(
+        "/api/v1/chat/rooms/support-3/messages?after=3",
+        Some(owner.clone()),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(last.get("next_after").is_none(), "{last}");
     let agent = token(50, UserRole::Support);
     let r = get("/api/v1/chat/rooms/support-3/messages", Some(agent))
         .await

@@ -53,13 +53,13 @@ pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {
 }
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// Machine-readable code and human-readable message of an error.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -261,7 +261,8 @@ pub struct Observe {
 }
 
 /// Middleware: request id (kept or generated), a span carrying it, `X-Strata-Instance` and
-/// `X-Request-Id` on the response, metrics, and one access log line per request.
+/// `X-Request-Id` on the response, metrics, and the access log line of a sampled request
+/// (`log.access_sample`).
 pub async fn observe(State(observe): State<Observe>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id =
@@ -274,7 +275,10 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // Health checks and scrapes are never in the access log: a gateway checks every instance
+    // twice a second, and the metrics count them.
+    let path = (!is_ops_route(&route) && crate::telemetry::access_sampled())
+        .then(|| request.uri().path().to_owned());
     let span =
         tracing::info_span!("request", request_id = %request_id, instance = %observe.instance);
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -301,16 +305,24 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
         .duration
         .get_or_create(&RouteLabels { route })
         .observe(elapsed.as_secs_f64());
-    span.in_scope(|| {
-        tracing::info!(
-            method = %method,
-            path = %path,
-            status = status.as_u16(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
-    });
+    if let Some(path) = path {
+        span.in_scope(|| {
+            tracing::info!(
+                target: "strata_core::access",
+                method = %method,
+                path = %path,
+                status = status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        });
+    }
     response
+}
+
+/// The operational endpoints every instance serves ([`ops_router`]).
+fn is_ops_route(route: &str) -> bool {
+    matches!(route, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// Everything the operational endpoints need.

@@ -10,6 +10,7 @@ pub mod http;
 #[cfg(feature = "testing")]
 pub mod ops_checks;
 pub mod shutdown;
+pub mod table;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testkit;

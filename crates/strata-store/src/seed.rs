@@ -293,7 +293,12 @@ impl Store {
             tx.commit().await?;
             inserted
         });
-        tracing::info!(inserted, "demo catalog seeded");
+        // A restart finds the catalog there: only a seed that inserted something is news.
+        if inserted > 0 {
+            tracing::info!(inserted, "demo catalog seeded");
+        } else {
+            tracing::debug!("demo catalog already seeded");
+        }
         Ok(inserted)
     }
 }

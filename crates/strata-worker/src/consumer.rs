@@ -12,7 +12,12 @@
 //!   stream**, then acked.
 //!
 //! A delivery that is never answered (the worker died) comes back after the bus's `ack_wait`.
+//!
+//! Deliveries about one order are handled one after another, in the order they arrive (those
+//! of different orders at once): an order's `paid` and `shipped` notifications, delivered a
+//! few milliseconds apart, are then recorded in that order, with increasing ids.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,7 @@ use strata_bus::{AnyBus, Bus, Delivery, SubscribeOptions};
 use strata_core::Shutdown;
 use strata_store::Applied;
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 
 use crate::dlq::{self, DeadLetter};
@@ -48,6 +53,53 @@ fn retries(error: &HandlerError, delivered: u32, max_deliveries: u32) -> bool {
     error.is_store_outage() || (error.is_transient() && delivered < max_deliveries)
 }
 
+/// The order an event is about, read from its payload (`None` when it names none: such a
+/// delivery waits for nothing, and a malformed one is dead-lettered by its handler).
+fn order_key(payload: &[u8]) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        order_id: i64,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event {
+        data: Data,
+    }
+    serde_json::from_slice::<Event>(payload)
+        .ok()
+        .map(|event| event.data.order_id)
+}
+
+/// Chains the deliveries of one key: each waits for the one of its key before it. The key's
+/// last delivery holds a sender; the next takes its receiver as its turn.
+#[derive(Default)]
+struct PerKey {
+    last: HashMap<i64, oneshot::Receiver<()>>,
+}
+
+/// Keys remembered before finished chains are pruned.
+const PRUNE_AT: usize = 1024;
+
+impl PerKey {
+    /// The turn to wait for (the previous delivery of `key`, if any) and the guard that ends
+    /// this delivery's turn when dropped.
+    fn next(
+        &mut self,
+        key: Option<i64>,
+    ) -> (Option<oneshot::Receiver<()>>, Option<oneshot::Sender<()>>) {
+        let Some(key) = key else {
+            return (None, None);
+        };
+        if self.last.len() >= PRUNE_AT {
+            // A chain whose last delivery is done (its sender dropped) holds nothing up.
+            self.last.retain(|_, turn| {
+                matches!(turn.try_recv(), Err(oneshot::error::TryRecvError::Empty))
+            });
+        }
+        let (done, turn) = oneshot::channel();
+        (self.last.insert(key, turn), Some(done))
+    }
+}
+
 /// Everything the deliveries of one handler need.
 #[derive(Clone)]
 pub(crate) struct Consumer {
@@ -72,6 +124,7 @@ impl Consumer {
         };
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut tasks = JoinSet::new();
+        let mut sequence = PerKey::default();
         'subscribe: while !shutdown.is_cancelled() {
             let mut sub = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -102,8 +155,14 @@ impl Consumer {
                 match delivery {
                     Some(Ok(delivery)) => {
                         let this = self.clone();
+                        let (turn, done) = sequence.next(order_key(&delivery.payload));
                         tasks.spawn(async move {
+                            if let Some(turn) = turn {
+                                // Sent or dropped when the order's previous delivery is done.
+                                let _ = turn.await;
+                            }
                             this.process(delivery).await;
+                            drop(done);
                             drop(permit);
                         });
                     }

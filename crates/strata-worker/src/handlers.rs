@@ -106,12 +106,23 @@ struct OrderRef {
 pub struct Handlers {
     store: Store,
     payments: PaymentProvider,
+    /// How long after its payment an order ships (the simulated warehouse).
+    fulfilment_delay: std::time::Duration,
 }
 
 impl Handlers {
-    /// Handlers writing to `store` and charging `payments`.
-    pub fn new(store: Store, payments: PaymentProvider) -> Self {
-        Self { store, payments }
+    /// Handlers writing to `store` and charging `payments`, shipping an order
+    /// `fulfilment_delay` after it was paid.
+    pub fn new(
+        store: Store,
+        payments: PaymentProvider,
+        fulfilment_delay: std::time::Duration,
+    ) -> Self {
+        Self {
+            store,
+            payments,
+            fulfilment_delay,
+        }
     }
 
     /// Applies the event in `payload` (an [`Envelope`]) as `handler`.
@@ -125,18 +136,35 @@ impl Handlers {
             .map_err(|e| HandlerError::Malformed(format!("{}: {e}", event.topic)))?;
         match handler {
             Handler::Payment => self.pay(&event, &order).await,
-            Handler::Fulfilment => Ok(self
-                .store
-                .orders()
-                .advance(Transition {
-                    handler: handler.name(),
-                    event_id: event.id,
-                    order_id: order.order_id,
-                    from: OrderStatus::Paid,
-                    to: OrderStatus::Shipped,
-                })
-                .await?),
+            Handler::Fulfilment => {
+                self.fulfilment_wait(&event).await;
+                Ok(self
+                    .store
+                    .orders()
+                    .advance(Transition {
+                        handler: handler.name(),
+                        event_id: event.id,
+                        order_id: order.order_id,
+                        from: OrderStatus::Paid,
+                        to: OrderStatus::Shipped,
+                    })
+                    .await?)
+            }
             Handler::Notifications => self.notify(&event, &order).await,
+        }
+    }
+
+    /// Waits until `fulfilment_delay` has passed since the order was paid (`event`'s time),
+    /// so a backlog is not delayed twice and a redelivery is not delayed again.
+    async fn fulfilment_wait(&self, event: &Envelope) {
+        if self.fulfilment_delay.is_zero() {
+            return;
+        }
+        let since = (time::OffsetDateTime::now_utc() - event.created_at)
+            .try_into()
+            .unwrap_or(std::time::Duration::ZERO);
+        if let Some(left) = self.fulfilment_delay.checked_sub(since) {
+            tokio::time::sleep(left).await;
         }
     }
 

@@ -34,6 +34,8 @@ pub struct PipelineSettings {
     pub stats_interval: Duration,
     /// The simulated payment provider.
     pub payments: SimulatedPayments,
+    /// How long after its payment the simulated fulfilment ships an order. Default zero.
+    pub fulfilment_delay: Duration,
 }
 
 impl Default for PipelineSettings {
@@ -50,6 +52,7 @@ impl Default for PipelineSettings {
             outbox_retention: Duration::from_secs(24 * 3600),
             stats_interval: Duration::from_secs(5),
             payments: SimulatedPayments::default(),
+            fulfilment_delay: Duration::ZERO,
         }
     }
 }

@@ -139,33 +139,39 @@ impl EventStats {
     /// A plain-text table for a terminal.
     pub fn table(&self) -> String {
         use std::fmt::Write as _;
+
+        use strata_core::table::{Align, Table};
         let mut out = String::new();
         let _ = writeln!(
             out,
             "outbox: {} pending (oldest {} ms)",
             self.outbox_pending, self.outbox_oldest_age_ms
         );
-        let _ = writeln!(
-            out,
-            "{:<10} {:>10} {:>10}  {:<16} {:>8} {:>8}",
-            "stream", "published", "stored", "consumer", "lag", "pending"
-        );
+        let mut table = Table::new(&[
+            ("stream", Align::Left),
+            ("published", Align::Right),
+            ("stored", Align::Right),
+            ("consumer", Align::Left),
+            ("lag", Align::Right),
+            ("pending", Align::Right),
+        ]);
         for stream in &self.streams {
+            let (published, stored) = (stream.published.to_string(), stream.stored.to_string());
             if stream.consumers.is_empty() {
-                let _ = writeln!(
-                    out,
-                    "{:<10} {:>10} {:>10}  {:<16} {:>8} {:>8}",
-                    stream.stream, stream.published, stream.stored, "-", "-", "-"
-                );
+                table.row([stream.stream.as_str(), &published, &stored, "-", "-", "-"]);
             }
             for c in &stream.consumers {
-                let _ = writeln!(
-                    out,
-                    "{:<10} {:>10} {:>10}  {:<16} {:>8} {:>8}",
-                    stream.stream, stream.published, stream.stored, c.consumer, c.lag, c.pending
-                );
+                table.row([
+                    stream.stream.clone(),
+                    published.clone(),
+                    stored.clone(),
+                    c.consumer.clone(),
+                    c.lag.to_string(),
+                    c.pending.to_string(),
+                ]);
             }
         }
+        out.push_str(&table.render());
         let _ = writeln!(out, "dead letters: {}", self.dead_letters());
         out
     }

@@ -143,6 +143,7 @@ impl Worker {
         let handlers = Handlers::new(
             self.store.clone(),
             PaymentProvider::Simulated(self.settings.payments),
+            self.settings.fulfilment_delay,
         );
         for handler in Handler::ALL {
             let consumer = Consumer {

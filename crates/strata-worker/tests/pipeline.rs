@@ -343,9 +343,37 @@ macro_rules! both_setups {
     };
 }
 
+/// An order's notifications have increasing ids in the order of its statuses (placed, then
+/// paid or payment failed, then shipped), though the events of many orders arrive together.
+async fn notifications_of_an_order_are_recorded_in_its_order(backends: &Backends) {
+    const ORDERS: usize = 300;
+    let store = &backends.store;
+    let products = pipeline::products(store, 4).await;
+    let worker = RunningWorker::start(backends, quick(0.2, 0.0)).await;
+    pipeline::place_orders(store, &products, 20, ORDERS).await;
+    settle(backends, Duration::from_secs(120)).await;
+    worker.stop().await;
+    let rank = |status: OrderStatus| match status {
+        OrderStatus::Placed => 0,
+        OrderStatus::Paid | OrderStatus::PaymentFailed => 1,
+        _ => 2,
+    };
+    for order_id in 1..=i64::try_from(ORDERS).unwrap() {
+        let mut notes = store.notifications().for_order(order_id).await.unwrap();
+        notes.sort_by_key(|n| n.id);
+        let ranks: Vec<u8> = notes.iter().map(|n| rank(n.kind)).collect();
+        assert!(
+            ranks.is_sorted() && !ranks.is_empty(),
+            "order {order_id}: {:?}",
+            notes.iter().map(|n| (n.id, n.kind)).collect::<Vec<_>>()
+        );
+    }
+}
+
 both_setups!(
     orders_survive_two_worker_crashes,
     failing_handler_dead_letters_then_replay_completes,
+    notifications_of_an_order_are_recorded_in_its_order,
 );
 
 /// A nats-server of the test's own, with JetStream on a temporary directory, so it can be

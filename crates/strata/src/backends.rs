@@ -59,7 +59,7 @@ pub async fn store(config: &Config, seed: Seed) -> anyhow::Result<Store> {
     }
     if seed == Seed::IfEmpty {
         match store.seed_demo_catalog().await {
-            Ok(inserted) => tracing::info!(inserted, store = %shown, "demo catalog checked"),
+            Ok(inserted) => tracing::debug!(inserted, store = %shown, "demo catalog checked"),
             Err(e) => {
                 close_quietly(&store).await;
                 return Err(e).with_context(|| format!("cannot seed the demo catalog at {shown}"));
@@ -269,6 +269,7 @@ pub fn worker_settings(
     instance: String,
     listen: std::net::SocketAddr,
     relay: bool,
+    fulfilment_delay: Duration,
 ) -> strata_worker::WorkerSettings {
     let w = &config.worker;
     strata_worker::WorkerSettings {
@@ -292,6 +293,9 @@ pub fn worker_settings(
                 latency: Duration::from_millis(w.payment_latency_ms),
                 ..strata_worker::SimulatedPayments::default()
             },
+            fulfilment_delay: w
+                .fulfilment_delay_ms
+                .map_or(fulfilment_delay, Duration::from_millis),
             ..strata_worker::PipelineSettings::default()
         },
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use strata_core::ConfigError;
-use strata_core::config::Section;
+use strata_core::config::{FROM_FLAG, Problem, Section};
 
 use crate::config::Config;
 
@@ -190,12 +190,18 @@ pub struct ChatArgs {
     /// The room: `support-<user id>` or `lobby-<name>`.
     #[arg(long, value_name = "ROOM")]
     pub room: String,
-    /// A token from `POST /api/v1/sessions`.
-    #[arg(long, value_name = "JWT", env = CHAT_TOKEN_VAR)]
+    /// A token from `POST /api/v1/sessions`; prefer the variable `STRATA_CHAT_TOKEN`, since a
+    /// flag is visible to every user of the machine (`ps`).
+    #[arg(long, value_name = "JWT", env = CHAT_TOKEN_VAR, hide_env_values = true)]
     pub token: String,
     /// The gateway (or a chat instance) to connect to.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Show the room's messages after this id first. Default: those after the last one this
+    /// client showed in the room (kept in `$XDG_STATE_HOME/strata/chat-last-seen.json`), or
+    /// only new ones on a first visit.
+    #[arg(long, value_name = "ID")]
+    pub after: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +212,12 @@ pub struct UpArgs {
     /// Number of chat instances (key `chat.instances`).
     #[arg(long, value_name = "M")]
     pub chat: Option<usize>,
+    /// Moves every port of the stack by N: the gateway's two, and the first api, chat and
+    /// worker port (from the configuration's, 8080, 9090, 8101, 8201, 8301 by default), so a
+    /// second stack runs beside the first with one flag. `--port` and `--admin-port` still
+    /// set their port exactly; port 0 (the OS picks) stays 0.
+    #[arg(long, value_name = "N")]
+    pub port_offset: Option<u16>,
     /// Port of the public listener (the port of key `gateway.listen`).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
@@ -369,6 +381,47 @@ impl Cli {
             &self.overrides(),
             &self.port_overrides(),
         )
+        .map_err(|e| self.name_flags(e))
+    }
+
+    /// Names the flag of each problem whose value came from one (the configuration layer
+    /// knows only the key).
+    fn name_flags(&self, error: ConfigError) -> ConfigError {
+        match error {
+            ConfigError::Invalid(mut problems) => {
+                for problem in &mut problems {
+                    if problem.origin.as_deref() == Some(FROM_FLAG)
+                        && let Some(flag) = self.flag_of(&problem.key)
+                    {
+                        problem.origin = Some(flag.to_owned());
+                    }
+                }
+                ConfigError::Invalid(problems)
+            }
+            other => other,
+        }
+    }
+
+    /// The flag that sets `key` in this command, if one does.
+    fn flag_of(&self, key: &str) -> Option<&'static str> {
+        let up = matches!(self.command, Command::Up(_));
+        Some(match key {
+            "log.level" => "--log-level",
+            "log.format" => "--log-format",
+            "api.instances" => "--api",
+            "chat.instances" => "--chat",
+            "store.data_dir" => "--data-dir",
+            "store.database_url" => "--database-url",
+            "cache.url" => "--cache",
+            "bus.url" => "--bus",
+            "gateway.upstream" => "--upstream",
+            "gateway.listen" if up => "--port",
+            "gateway.admin_listen" if up => "--admin-port",
+            "gateway.admin_listen" => "--admin-listen",
+            _ if key.ends_with(".listen") && up => PORT_OFFSET_FLAG,
+            _ if key.ends_with(".listen") => "--listen",
+            _ => return None,
+        })
     }
 
     /// Flags that set a whole key.
@@ -417,15 +470,36 @@ impl Cli {
     }
 
     /// Flags that set only the port of an address key; the host comes from the layers below.
-    fn port_overrides(&self) -> Vec<(&'static str, u16)> {
-        let mut out = Vec::new();
+    fn port_overrides(&self) -> Ports {
+        let mut out = Ports::default();
         if let Command::Up(up) = &self.command {
-            out.extend(up.port.map(|p| ("gateway.listen", p)));
-            out.extend(up.admin_port.map(|p| ("gateway.admin_listen", p)));
+            out.offset = up.port_offset;
+            out.exact.extend(up.port.map(|p| ("gateway.listen", p)));
+            out.exact
+                .extend(up.admin_port.map(|p| ("gateway.admin_listen", p)));
         }
         out
     }
 }
+
+/// The port flags of `strata up`: a shift of every port, then exact ports.
+#[derive(Debug, Default)]
+struct Ports {
+    /// `--port-offset`: added to every listen port but port 0.
+    offset: Option<u16>,
+    /// `--port`, `--admin-port`: the port of one key.
+    exact: Vec<(&'static str, u16)>,
+}
+
+/// The keys whose port `--port-offset` moves, and the flag that moves them.
+const PORT_KEYS: [&str; 5] = [
+    "gateway.listen",
+    "gateway.admin_listen",
+    "api.listen",
+    "chat.listen",
+    "worker.listen",
+];
+const PORT_OFFSET_FLAG: &str = "--port-offset";
 
 fn push(out: &mut Vec<(&'static str, String)>, key: &'static str, value: Option<String>) {
     if let Some(value) = value {
@@ -439,19 +513,44 @@ fn load(
     file: Option<&Path>,
     env: Vec<(String, String)>,
     overrides: &[(&'static str, String)],
-    ports: &[(&'static str, u16)],
+    ports: &Ports,
 ) -> Result<Config, ConfigError> {
-    if ports.is_empty() {
+    if ports.offset.is_none() && ports.exact.is_empty() {
         return Config::load(file, env, overrides);
     }
     let base = Config::load(file, env.iter().cloned(), overrides)?;
+    let addr_of = |key: &str| match key {
+        "gateway.admin_listen" => base.gateway.admin_listen,
+        "api.listen" => base.api.listen,
+        "chat.listen" => base.chat.listen,
+        "worker.listen" => base.worker.listen,
+        _ => base.gateway.listen,
+    };
     let mut all = overrides.to_vec();
-    for &(key, port) in ports {
-        let host = match key {
-            "gateway.admin_listen" => base.gateway.admin_listen.ip(),
-            _ => base.gateway.listen.ip(),
-        };
-        all.push((key, SocketAddr::new(host, port).to_string()));
+    let mut problems = Vec::new();
+    if let Some(offset) = ports.offset.filter(|&offset| offset > 0) {
+        for key in PORT_KEYS {
+            let addr = addr_of(key);
+            if addr.port() == 0 {
+                continue;
+            }
+            match addr.port().checked_add(offset) {
+                Some(port) => all.push((key, SocketAddr::new(addr.ip(), port).to_string())),
+                None => problems.push(
+                    Problem::new(
+                        key,
+                        &format!("port {} + {offset} is above 65535", addr.port()),
+                    )
+                    .at(PORT_OFFSET_FLAG),
+                ),
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+    for &(key, port) in &ports.exact {
+        all.push((key, SocketAddr::new(addr_of(key).ip(), port).to_string()));
     }
     Config::load(file, env, &all)
 }
@@ -481,6 +580,7 @@ mod tests {
             &cli.overrides(),
             &cli.port_overrides(),
         )
+        .map_err(|e| cli.name_flags(e))
     }
 
     #[test]
@@ -586,6 +686,38 @@ mod tests {
         let err =
             load_args(&["up", "--port", "1"], &[("STRATA_API_INSTANCES", "abc")]).unwrap_err();
         assert!(err.to_string().contains("api.instances"), "{err}");
+    }
+
+    #[test]
+    fn port_offset_moves_every_port_and_exact_ports_still_win() {
+        let config = load_args(&["up", "--port-offset", "1000"], &[]).unwrap();
+        assert_eq!(config.gateway.listen.port(), 9080);
+        assert_eq!(config.gateway.admin_listen.port(), 10090);
+        assert_eq!(config.api.instance_addr(1).port(), 9102);
+        assert_eq!(config.chat.listen.port(), 9201);
+        assert_eq!(config.worker.listen.port(), 9301);
+        let config = load_args(
+            &["up", "--port-offset", "10", "--port", "7000"],
+            &[("STRATA_API_LISTEN", "127.0.0.1:0")],
+        )
+        .unwrap();
+        assert_eq!(config.gateway.listen.port(), 7000);
+        assert_eq!(config.gateway.admin_listen.port(), 9100);
+        assert_eq!(config.api.listen.port(), 0, "the OS still picks");
+        let err = load_args(&["up", "--port-offset", "60000"], &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("api.listen") && text.contains("--port-offset"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_bad_flag_value_names_its_flag() {
+        let err = load_args(&["up", "--log-level", "=bad=filter="], &[]).unwrap_err();
+        assert!(err.to_string().contains("(from --log-level)"), "{err}");
+        let err = load_args(&["serve", "api", "--listen", "nowhere"], &[]).unwrap_err();
+        assert!(err.to_string().contains("(from --listen)"), "{err}");
     }
 
     #[test]

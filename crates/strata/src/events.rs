@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use serde_json::Value;
+use strata_core::table::{Align, Table};
 use strata_worker::EventStats;
 use strata_worker::dlq::{Listed, Replayed};
 
@@ -61,26 +62,30 @@ pub async fn run(args: &EventsArgs) -> anyhow::Result<()> {
             command: DlqCommand::List { .. },
         } => {
             let letters: Vec<Listed> = serde_json::from_value(body)?;
-            println!(
-                "{:>6}  {:<14} {:<22} {:>4}  {:<25} error",
-                "id", "handler", "subject", "tries", "failed at"
-            );
+            let mut table = Table::new(&[
+                ("id", Align::Right),
+                ("handler", Align::Left),
+                ("subject", Align::Left),
+                ("tries", Align::Right),
+                ("failed at", Align::Left),
+                ("error", Align::Left),
+            ]);
             for l in &letters {
                 let at = l
                     .letter
                     .failed_at
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default();
-                println!(
-                    "{:>6}  {:<14} {:<22} {:>4}  {:<25} {}",
-                    l.id,
-                    l.letter.handler,
-                    l.letter.subject,
-                    l.letter.deliveries,
+                table.row([
+                    l.id.to_string(),
+                    l.letter.handler.clone(),
+                    l.letter.subject.clone(),
+                    l.letter.deliveries.to_string(),
                     at,
-                    l.letter.error
-                );
+                    l.letter.error.clone(),
+                ]);
             }
+            print!("{}", table.render());
             println!("{} dead letter(s)", letters.len());
         }
         EventsCommand::Dlq {

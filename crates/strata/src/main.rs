@@ -82,9 +82,16 @@ fn main() -> ExitCode {
             Command::Backup(args) => backup::backup(args, &config).await,
             Command::Restore(args) => backup::restore(args, &config).await,
             Command::Chat(args) => {
-                strata_chat::client::run_terminal(&args.url, &args.room, &args.token)
-                    .await
-                    .map_err(anyhow::Error::from)
+                use strata_chat::client::{LastSeen, TerminalOptions, run_terminal};
+                let options = TerminalOptions {
+                    base: args.url.clone(),
+                    room: args.room.clone(),
+                    token: args.token.clone(),
+                    after: args.after,
+                    last_seen: LastSeen::default_path()
+                        .map(|path| LastSeen::new(path, &args.url, &args.room)),
+                };
+                run_terminal(options).await.map_err(anyhow::Error::from)
             }
         }
     });
@@ -94,11 +101,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "exiting with an error");
-            eprintln!("strata: error: {e:#}");
+            // Once, in plain words: the error is the command's answer, not a log event.
+            eprintln!("strata: error: {}", describe(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// An error and its causes on one line, `outer: cause: root`. A cause whose text its outer
+/// error already shows (`cannot listen on …: Address already in use` over the `io::Error`
+/// itself) is not repeated.
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// A token cancelled on the first Ctrl-C or SIGTERM. Call it first thing: the handlers are

@@ -119,7 +119,7 @@ fn reload_on_sighup(handle: strata_gateway::GatewayHandle) {
                 Ok(()) => {}
                 Err(error) => {
                     tracing::error!(
-                        error = format!("{error:#}"),
+                        error = crate::describe(&error),
                         "reload failed; configuration unchanged"
                     );
                 }
@@ -151,6 +151,8 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             request_timeout: Duration::from_millis(config.api.request_timeout_ms),
             auth: backends::api_auth(config, config.auth.jwt_secret.clone()),
             drain_delay: Duration::from_millis(config.api.drain_delay_ms),
+            // The gateway in front routes `/api/v1/chat/` to chat: one document for both.
+            documents: vec![strata_chat::openapi()],
         };
         let name = settings.instance.clone();
         let server = ApiServer::build(settings, store.clone(), cache)
@@ -223,6 +225,7 @@ async fn worker(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyho
             instance(args, config.worker.listen),
             config.worker.listen,
             true,
+            Duration::ZERO,
         );
         let name = settings.instance.clone();
         let worker = Worker::build(settings, store.clone(), bus.clone())
@@ -312,9 +315,5 @@ fn announce(role: &str, name: &str, addr: SocketAddr) {
 }
 
 fn invalid(key: &str, message: &str) -> anyhow::Error {
-    ConfigError::Invalid(vec![Problem {
-        key: key.to_owned(),
-        message: message.to_owned(),
-    }])
-    .into()
+    ConfigError::Invalid(vec![Problem::new(key, message)]).into()
 }

@@ -20,8 +20,9 @@ use strata_bus::{AnyBus, Bus};
 use strata_chat::{ChatServer, ChatSettings};
 use strata_core::Shutdown;
 use strata_core::domain::instance_name;
-use strata_gateway::Gateway;
+use strata_core::table::{Align, Table};
 use strata_gateway::config::PoolConfig;
+use strata_gateway::{Gateway, GatewayError};
 use strata_store::Store;
 use strata_worker::Worker;
 use tokio::task::JoinHandle;
@@ -29,6 +30,10 @@ use tokio::task::JoinHandle;
 use crate::SHUTDOWN_DEADLINE;
 use crate::backends;
 use crate::config::Config;
+
+/// How long the simulated fulfilment takes when `worker.fulfilment_delay_ms` is not set: long
+/// enough to see an order move from paid to shipped in the shop, short enough not to wait.
+const DEMO_FULFILMENT_DELAY: Duration = Duration::from_secs(3);
 
 /// Runs the stack until Ctrl-C or SIGTERM (or until a part of it stops on its own, which is an
 /// error), then shuts it down in order within [`SHUTDOWN_DEADLINE`].
@@ -47,7 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // Stop whatever did start, so listeners close and the store is checkpointed.
         if let Err(stop_error) = stack.stop().await {
             tracing::error!(
-                error = format!("{stop_error:#}"),
+                error = crate::describe(&stop_error),
                 "stopping after a failed start-up failed"
             );
         }
@@ -65,6 +70,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     match tokio::time::timeout(SHUTDOWN_DEADLINE, stack.stop()).await {
         Ok(Ok(())) if unexpected => {
             anyhow::bail!("a part of the stack stopped unexpectedly; see the log")
+        }
+        Ok(Ok(())) => {
+            tracing::info!("stopped cleanly");
+            Ok(())
         }
         Ok(result) => result,
         Err(_) => {
@@ -135,11 +144,12 @@ impl Stack {
                 auth: auth.clone(),
                 // The gateway drains first and stops sending before the instances stop.
                 drain_delay: Duration::ZERO,
+                documents: vec![strata_chat::openapi()],
             };
-            let name = settings.instance.clone();
+            let (name, listen) = (settings.instance.clone(), settings.listen);
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())
                 .await
-                .with_context(|| format!("cannot start {name}"))?;
+                .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = server.local_addr();
             let task = self.spawn_role(server.run(self.roles_stop.clone()));
             self.roles.push(Unit {
@@ -160,11 +170,11 @@ impl Stack {
                     ..strata_chat::ChatLimits::default()
                 },
             };
-            let name = settings.instance.clone();
+            let (name, listen) = (settings.instance.clone(), settings.listen);
             let server =
                 ChatServer::build(settings, self.store.clone(), cache.clone(), bus.clone())
                     .await
-                    .with_context(|| format!("cannot start {name}"))?;
+                    .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = server.local_addr();
             let task = spawn_unit(
                 server.run(self.chat_stop.clone()),
@@ -186,11 +196,12 @@ impl Stack {
                 instance_name("worker", i),
                 config.worker.instance_addr(i),
                 relay,
+                DEMO_FULFILMENT_DELAY,
             );
-            let name = settings.instance.clone();
+            let (name, listen) = (settings.instance.clone(), settings.listen);
             let worker = Worker::build(settings, self.store.clone(), bus.clone())
                 .await
-                .with_context(|| format!("cannot start {name}"))?;
+                .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = worker.local_addr();
             let task = self.spawn_role(worker.run(self.roles_stop.clone()));
             self.roles.push(Unit {
@@ -215,7 +226,7 @@ impl Stack {
             .collect();
         let gateway = Gateway::build(&gateway_config)
             .await
-            .context("cannot start the gateway")?;
+            .map_err(|e| start_failed(e.into(), "the gateway", None))?;
         gateway
             .handle()
             .verify_tokens_with(backends::token_key(config, &jwt_secret)?);
@@ -256,6 +267,12 @@ impl Stack {
     fn banner(&self) -> String {
         let mut out = String::new();
         let count = |role| self.roles.iter().filter(|u| u.role == role).count();
+        let mut table = Table::new(&[
+            ("ROLE", Align::Left),
+            ("NAME", Align::Left),
+            ("ADDRESS", Align::Left),
+        ])
+        .indent(2);
         let _ = writeln!(
             out,
             "strata is up: {} api, {} chat, {} worker",
@@ -274,13 +291,21 @@ impl Stack {
                 "  try       curl -s 'http://{public}/api/v1/products?per_page=3'"
             );
             let _ = writeln!(out);
-            let _ = writeln!(out, "  {:<9} {:<10} ADDRESS", "ROLE", "NAME");
-            let _ = writeln!(out, "  {:<9} {:<10} {public}", "gateway", "public");
-            let _ = writeln!(out, "  {:<9} {:<10} {admin}", "gateway", "admin");
+            table.row([
+                "gateway".to_owned(),
+                "public".to_owned(),
+                public.to_string(),
+            ]);
+            table.row(["gateway".to_owned(), "admin".to_owned(), admin.to_string()]);
         }
         for unit in &self.roles {
-            let _ = writeln!(out, "  {:<9} {:<10} {}", unit.role, unit.name, unit.addr);
+            table.row([
+                unit.role.to_owned(),
+                unit.name.clone(),
+                unit.addr.to_string(),
+            ]);
         }
+        out.push_str(&table.render());
         let _ = writeln!(out);
         let _ = writeln!(out, "Ctrl-C stops everything (the gateway drains first).");
         out
@@ -308,15 +333,37 @@ impl Stack {
             tracing::warn!(error = %e, "closing the bus failed");
         }
         if let Err(e) = backends::close_store(&self.store).await {
-            tracing::error!(error = format!("{e:#}"), "closing the store failed");
+            tracing::error!(error = crate::describe(&e), "closing the store failed");
             failed.push("store".to_owned());
         }
         if failed.is_empty() {
-            tracing::info!("stopped cleanly");
             Ok(())
         } else {
             anyhow::bail!("stopped with failures in: {}", failed.join(", "))
         }
+    }
+}
+
+/// Why `what` (an instance, or the gateway) could not start; when its port is taken, says which
+/// port and how to move the whole stack off it (the usual cause: a second `strata up` on the
+/// default ports). `listen` is the address the instance was given, when it has one.
+fn start_failed(error: anyhow::Error, what: &str, listen: Option<SocketAddr>) -> anyhow::Error {
+    let in_use = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::AddrInUse)
+    });
+    let gateway_addr = error.chain().find_map(|cause| match cause.downcast_ref() {
+        Some(GatewayError::Bind { addr, .. }) => Some(*addr),
+        _ => None,
+    });
+    match gateway_addr.or(listen) {
+        Some(addr) if in_use => error.context(format!(
+            "cannot start {what}: port {} is in use (another strata up?); move every port \
+             of this stack with `--port-offset N` (e.g. `strata up --port-offset 1000`)",
+            addr.port()
+        )),
+        _ => error.context(format!("cannot start {what}")),
     }
 }
 
@@ -344,11 +391,12 @@ where
 async fn join(unit: Unit) -> Option<String> {
     match unit.task.await {
         Ok(Ok(())) => {
-            tracing::info!(role = unit.role, name = %unit.name, "stopped");
+            // The instance logged its own "stopped".
+            tracing::debug!(role = unit.role, name = %unit.name, "stopped");
             None
         }
         Ok(Err(e)) => {
-            tracing::error!(role = unit.role, name = %unit.name, error = format!("{e:#}"), "failed");
+            tracing::error!(role = unit.role, name = %unit.name, error = crate::describe(&e), "failed");
             Some(unit.name)
         }
         Err(e) => {

@@ -159,6 +159,7 @@ pub async fn try_start(
         request_timeout: strata_core::http::DEFAULT_REQUEST_TIMEOUT,
         auth,
         drain_delay: Duration::ZERO,
+        documents: Vec::new(),
     };
     let server = ApiServer::build(settings, store.clone(), cache.clone()).await?;
     let base = format!("http://{}", server.local_addr());

@@ -140,4 +140,21 @@ async fn docs_page_renders_the_document(app: TestApp) {
         !page.contains("://cdn"),
         "self-contained: no external assets"
     );
+    // Descriptions hold `code` spans: the page renders them as code, never as raw backticks
+    // (each description goes through `prose`, none is set as plain text).
+    assert!(
+        page.contains("const prose = "),
+        "no renderer of descriptions"
+    );
+    for raw in [
+        "textContent = doc.info.description",
+        "el(\"p\", {}, op.description)",
+        "el(\"td\", {}, p.description || \"\")",
+        "el(\"td\", {}, response.description || \"\")",
+    ] {
+        assert!(
+            !page.contains(raw),
+            "a description set as plain text: {raw}"
+        );
+    }
 }

@@ -13,8 +13,8 @@ const TOML_HEADER: &str = "\
 #
 # Precedence: built-in defaults < this file (--config FILE) < STRATA_* environment variables
 # < command-line flags. A variable is named STRATA_<SECTION>_<KEY>, e.g.
-# STRATA_STORE_DATABASE_URL or STRATA_API_INSTANCES. An invalid value or an unknown key is
-# reported with its name and the process exits with code 2.
+# STRATA_STORE_DATABASE_URL or STRATA_API_INSTANCES. Every invalid value and unknown key is
+# reported at once, with its name and where it came from, and the process exits with code 2.
 #
 # Generated from the declarations of the keys (`config_section!`); a test checks it matches.
 ";
@@ -32,8 +32,14 @@ fn toml_table(out: &mut String, path: &str, items: &[Item]) {
         match &item.kind {
             ItemKind::Key { value, .. } | ItemKind::File { value } => {
                 comment(out, item.doc);
-                if let Some(value) = value {
-                    let _ = writeln!(out, "{} = {value}", item.name);
+                match value {
+                    Some(value) => {
+                        let _ = writeln!(out, "{} = {value}", item.name);
+                    }
+                    // No value by default: named, so the key can be found and set.
+                    None => {
+                        let _ = writeln!(out, "# {} =", item.name);
+                    }
                 }
             }
             ItemKind::Setter { .. } => {

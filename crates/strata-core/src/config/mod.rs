@@ -20,7 +20,7 @@ mod section;
 
 pub use backends::{BusConfig, CacheConfig, StoreConfig, valid_name};
 pub use docs::{example_toml, markdown_table, summary};
-pub use load::{env_var, keys, set};
+pub use load::{FROM_FLAG, env_var, keys, set};
 pub use log::{LogConfig, LogFormat};
 pub use problem::{ConfigError, Problem};
 pub use secret::Secret;

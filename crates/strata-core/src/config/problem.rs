@@ -1,13 +1,18 @@
-//! Configuration problems: each names its key, and all of them are reported together.
+//! Configuration problems: each names its key and where its value came from, and all of them
+//! are reported together.
 
 use std::fmt;
 use std::path::PathBuf;
 
-/// One configuration problem, naming its key.
+/// One configuration problem, naming its key and, when known, where the value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// A dotted key, a `STRATA_*` variable, or a file's `path:line:column` (a syntax error).
     pub key: String,
     pub message: String,
+    /// Where the value was given: `strata.toml:3:1`, `STRATA_API_INSTANCES`, `--api`; `None`
+    /// for a default, or a rule between keys none of which was given.
+    pub origin: Option<String>,
 }
 
 impl Problem {
@@ -16,13 +21,26 @@ impl Problem {
         Self {
             key: key.to_owned(),
             message: message.to_owned(),
+            origin: None,
         }
+    }
+
+    /// The same problem, saying where the value was given.
+    #[must_use]
+    pub fn at(mut self, origin: &str) -> Self {
+        self.origin = Some(origin.to_owned());
+        self
     }
 }
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
+        match &self.origin {
+            Some(origin) if *origin != self.key => {
+                write!(f, "{}: {} (from {origin})", self.key, self.message)
+            }
+            _ => write!(f, "{}: {}", self.key, self.message),
+        }
     }
 }
 
@@ -34,6 +52,6 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    #[error("invalid configuration ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }

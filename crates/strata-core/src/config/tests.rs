@@ -78,7 +78,11 @@ fn defaults_are_valid() {
             .effective_url()
             .ends_with("strata-data/strata.db")
     );
-    assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(config.log.format, LogFormat::Auto);
+    assert!(
+        config.log.access_sample.abs() < f64::EPSILON,
+        "no access log by default"
+    );
 }
 
 #[test]
@@ -138,7 +142,7 @@ fn all_problems_are_reported_with_their_keys() {
     assert_eq!(message("bus.colour"), "unknown configuration key");
     assert_eq!(
         message("log.format"),
-        "`xml`: expected `json` or `pretty`, got `xml`"
+        "`xml`: expected `auto`, `json` or `pretty`, got `xml`"
     );
 }
 
@@ -208,6 +212,72 @@ fn file_errors_name_the_key() {
         &[],
     );
     assert!(matches!(missing, Err(ConfigError::Read { .. })));
+}
+
+#[test]
+fn every_problem_of_file_environment_and_flags_is_reported_with_its_origin() {
+    let (dir, file) = temp_file(
+        "[cache]\nttl_secs = \"long\"\nsize = 3\n\n[bus]\ncolour = \"blue\"\nurl = \"memory\"\n[nope]\nx = 1\n",
+    );
+    let err = Root::load(
+        Some(&file),
+        [("STRATA_STORE_MAX_CONNECTIONS", "many")],
+        &[("extra.weight", "0".into())],
+    )
+    .unwrap_err();
+    let shown = file.display().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let found = problems(err);
+    let by_key = |key: &str| {
+        found
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("no {key} in {found:?}"))
+    };
+    // A table header's key is placed after its `[`.
+    for (key, line, column) in [("cache.size", 3, 1), ("bus.colour", 6, 1), ("nope", 8, 2)] {
+        let problem = by_key(key);
+        assert_eq!(problem.message, "unknown configuration key", "{problem:?}");
+        assert_eq!(
+            problem.origin.as_deref(),
+            Some(format!("{shown}:{line}:{column}").as_str()),
+            "{problem:?}"
+        );
+    }
+    let ttl = by_key("cache.ttl_secs");
+    assert_eq!(ttl.origin.as_deref(), Some(format!("{shown}:2:1").as_str()));
+    assert_eq!(
+        by_key("store.max_connections").origin.as_deref(),
+        Some("STRATA_STORE_MAX_CONNECTIONS")
+    );
+    assert_eq!(by_key("extra.weight").origin.as_deref(), Some(FROM_FLAG));
+    assert_eq!(found.len(), 6, "{found:?}");
+    let text = ConfigError::Invalid(found.clone()).to_string();
+    assert!(
+        text.starts_with("invalid configuration (6 problems):"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "cache.size: unknown configuration key (from {shown}:3:1)"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_has_its_line_and_column_and_the_other_layers_still_report() {
+    let (dir, file) = temp_file("[cache]\nttl_secs = 9\nprefix = \"unterminated\n");
+    let err = Root::load(Some(&file), [("STRATA_CACHE_URL", "mem")], &[]).unwrap_err();
+    let shown = file.display().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let found = problems(err);
+    assert!(
+        found[0].key.starts_with(&format!("{shown}:3:")),
+        "{found:?}"
+    );
+    assert!(found[0].message.starts_with("invalid TOML"), "{found:?}");
+    assert!(found.iter().any(|p| p.key == "cache.url"), "{found:?}");
 }
 
 #[test]

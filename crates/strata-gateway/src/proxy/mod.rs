@@ -192,11 +192,14 @@ impl Proxy {
         }
         let elapsed = started.elapsed();
         pool.metrics().duration.observe(elapsed);
-        let instance = served_by
-            .as_deref()
-            .or(tried.as_deref())
-            .map_or("-", Instance::address);
-        tracing::info!(
+        // The access log is off by default (`log.access_sample`): one line per request
+        // would cost the proxy most of its throughput.
+        if strata_core::telemetry::access_sampled() {
+            let instance = served_by
+                .as_deref()
+                .or(tried.as_deref())
+                .map_or("-", Instance::address);
+            tracing::info!(
             target: "strata_gateway::access",
             request_id = request_id.to_str().unwrap_or("-"),
             method = method.as_str(),
@@ -206,7 +209,8 @@ impl Proxy {
             instance,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             "request"
-        );
+            );
+        }
         response
     }
 

@@ -114,6 +114,11 @@ config_section! {
             check |rate| (0.0..=1.0).contains(rate), "expected 0.0..=1.0",
         /// The simulated payment provider: milliseconds per call. Default 5.
         restart payment_latency_ms: u64 = 5,
+        /// The simulated fulfilment: milliseconds from an order's payment to its shipping
+        /// (each order waiting holds one of `concurrency`). Default: 3000 in `strata up`, so
+        /// an order is seen to move from placed to paid to shipped; 0 in `strata serve`.
+        restart fulfilment_delay_ms: Option<u64> = None => optional_ms;
+            check |ms| ms.is_none_or(|ms| ms <= 600_000), "at most 600000",
     }
     validate = WorkerConfig::check;
 }
@@ -202,5 +207,13 @@ impl AdminConfig {
             },
             "admin.email and admin.password go together: set both or neither",
         );
+    }
+}
+
+/// An optional number of milliseconds: empty for none (the command's default).
+fn optional_ms(value: &str) -> Result<Option<u64>, String> {
+    match value.trim() {
+        "" => Ok(None),
+        ms => parse::from_str(ms).map(Some),
     }
 }

@@ -129,3 +129,41 @@ async fn a_port_in_use_exits_1_naming_the_address() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
 }
+
+#[tokio::test]
+async fn every_problem_of_file_environment_and_flags_is_reported_at_once_with_its_origin() {
+    let dir = TempDir::new("config");
+    let file = dir.path().join("strata.toml");
+    std::fs::write(
+        &file,
+        "[api]\ninstancs = 2\n\n[chat]\nlisten_at = \"x\"\n[gateway]\nworkerz = 1\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let mut command = strata(&["up", "--config", file, "--log-level", "=bad="]);
+    command.env("STRATA_CACHE_TTL_SECS", "soon");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    for expected in [
+        format!("api.instancs: unknown configuration key (from {file}:2:1)"),
+        format!("chat.listen_at: unknown configuration key (from {file}:5:1)"),
+        format!("gateway.workerz: unknown configuration key (from {file}:7:1)"),
+        "(from STRATA_CACHE_TTL_SECS)".to_owned(),
+        "(from --log-level)".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected} not in:\n{stderr}");
+    }
+    assert!(stderr.contains("5 problems"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_toml_syntax_error_names_its_line_and_column() {
+    let dir = TempDir::new("config");
+    let file = dir.path().join("strata.toml");
+    std::fs::write(&file, "[api]\ninstances = 2\nlisten = \"127.0.0.1:8101\n").unwrap();
+    let file = file.to_str().unwrap();
+    let (status, _, stderr) = run_to_exit(strata(&["up", "--config", file])).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("{file}:3:")), "{stderr}");
+    assert!(stderr.contains("invalid TOML"), "{stderr}");
+}

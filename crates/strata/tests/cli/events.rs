@@ -72,7 +72,10 @@ async fn a_checkout_in_up_is_paid_shipped_and_notified() {
     let order_id = placed["id"].as_i64().unwrap();
     assert_eq!(placed["status"], "placed");
 
-    // The worker takes it from there.
+    // The worker takes it from there, with `strata up`'s demo fulfilment delay (3 s) between
+    // paid and shipped, so the order is seen to move.
+    let placed_at = Instant::now();
+    let mut seen_paid = false;
     let deadline = Instant::now() + Duration::from_secs(30);
     let order = loop {
         let order: Value = client
@@ -87,6 +90,7 @@ async fn a_checkout_in_up_is_paid_shipped_and_notified() {
         if order["status"] == "shipped" {
             break order;
         }
+        seen_paid |= order["status"] == "paid";
         assert!(Instant::now() < deadline, "{order}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -97,6 +101,12 @@ async fn a_checkout_in_up_is_paid_shipped_and_notified() {
         .map(|h| h["status"].as_str().unwrap())
         .collect();
     assert_eq!(history, ["placed", "paid", "shipped"]);
+    assert!(seen_paid, "never seen paid");
+    assert!(
+        placed_at.elapsed() >= Duration::from_millis(2500),
+        "shipped after {:?}",
+        placed_at.elapsed()
+    );
     assert!(order["history"][2]["at"].is_string());
 
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -117,14 +127,8 @@ async fn a_checkout_in_up_is_paid_shipped_and_notified() {
                 .iter()
                 .map(|n| n["kind"].as_str().unwrap())
                 .collect();
-            // Newest change first. Paid and shipped may share a millisecond; placed is older
-            // than both by at least the payment provider's latency.
-            assert_eq!(kinds.len(), 3);
-            assert_eq!(kinds[2], "placed", "{kinds:?}");
-            assert!(
-                kinds.contains(&"paid") && kinds.contains(&"shipped"),
-                "{kinds:?}"
-            );
+            // Newest change first, seconds apart.
+            assert_eq!(kinds, ["shipped", "paid", "placed"], "{page}");
             assert_eq!(page["items"][0]["order_id"], order_id);
             break;
         }
@@ -237,4 +241,86 @@ async fn worker_processes_killed_twice_lose_nothing_on_nats_and_postgres() {
         let _ = bus.delete_namespace_streams().await;
     }
     let _ = bus.close().await;
+}
+
+/// `strata events dlq list` lines its columns up whatever their width: an RFC 3339 time with
+/// fractions, a long subject, the error text.
+#[tokio::test]
+async fn the_dead_letter_table_lines_up() {
+    let up = spawn_up_with_env(
+        &["--api", "1", "--chat", "1"],
+        &[
+            // Every payment call fails and is dead-lettered at once.
+            ("STRATA_WORKER_PAYMENT_ERROR_RATE", "1"),
+            ("STRATA_WORKER_MAX_DELIVERIES", "1"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (email, password) = ("dlq@example.test", "correct horse battery");
+    client
+        .post(up.url("/api/v1/users"))
+        .json(&json!({"email": email, "password": password, "display_name": "Dee"}))
+        .send()
+        .await
+        .unwrap();
+    let session: Value = client
+        .post(up.url("/api/v1/sessions"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    client
+        .post(up.url("/api/v1/cart/items"))
+        .bearer_auth(&token)
+        .json(&json!({"product_id": 1, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    let placed = client
+        .post(up.url("/api/v1/orders"))
+        .bearer_auth(&token)
+        .header("Idempotency-Key", "dlq-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 201);
+    let url = format!("http://{}", up.instances("worker")[0].addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stdout = loop {
+        let (status, stdout, stderr) =
+            run_to_exit(strata(&["events", "dlq", "list", "--url", &url])).await;
+        assert!(status.success(), "{stderr}");
+        if !stdout.contains("0 dead letter(s)") {
+            break stdout;
+        }
+        assert!(Instant::now() < deadline, "{stdout}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    let (header, row) = (lines[0], lines[1]);
+    // Where each of the row's first six words starts (the error is the rest of the line).
+    let mut starts = Vec::new();
+    let mut from = 0;
+    for word in row.split_whitespace().take(6) {
+        let at = from + row[from..].find(word).unwrap();
+        starts.push(at);
+        from = at + word.len();
+    }
+    let head = |name: &str| {
+        header
+            .find(name)
+            .unwrap_or_else(|| panic!("{name}: {stdout}"))
+    };
+    // Left-aligned columns start where their header starts; right-aligned ones end there.
+    assert_eq!(starts[1], head("handler"), "{stdout}");
+    assert_eq!(starts[2], head("subject"), "{stdout}");
+    let tries_end = starts[3] + row[starts[3]..].find(' ').unwrap();
+    assert_eq!(tries_end, head("tries") + "tries".len(), "{stdout}");
+    assert_eq!(starts[4], head("failed at"), "{stdout}");
+    assert_eq!(starts[5], head("error"), "{stdout}");
 }

@@ -87,6 +87,25 @@ impl Process {
         }
     }
 
+    /// As [`Process::spawn`], with a pipe to the child's stdin.
+    pub fn spawn_with_stdin(mut command: Command) -> (Process, std::process::ChildStdin) {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn strata");
+        let stdin = child.stdin.take().expect("stdin piped");
+        let stdout = collect(child.stdout.take().expect("stdout piped"));
+        let stderr = collect(child.stderr.take().expect("stderr piped"));
+        let process = Process {
+            child,
+            stdout,
+            stderr,
+            status: None,
+        };
+        (process, stdin)
+    }
+
     pub fn stdout(&self) -> String {
         self.stdout.lock().expect("stdout lock").clone()
     }

@@ -1,4 +1,5 @@
-//! Secrets never reach the logs: the whole stack (`strata up`) at the most verbose level,
+//! Secrets never reach the logs: the whole stack (`strata up`) at the most verbose level with
+//! every request in the access log,
 //! used the way its users and operators use it — the admin bootstrapped, a customer who
 //! registers, logs in (and fails to), shops and chats with the token in the WebSocket URL,
 //! forged tokens, the gateway's and the worker's admin endpoints with right and wrong tokens
@@ -24,6 +25,9 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
         &["--api", "1", "--chat", "1"],
         &[
             ("STRATA_LOG_LEVEL", "trace"),
+            ("STRATA_LOG_ACCESS_SAMPLE", "1.0"),
+            ("STRATA_LOG_FORMAT", "json"),
+            ("STRATA_LOG_ACCESS_SAMPLE", "1"),
             ("STRATA_AUTH_JWT_SECRET", JWT_SECRET),
             ("STRATA_ADMIN_EMAIL", "root@example.com"),
             ("STRATA_ADMIN_PASSWORD", ADMIN_PASSWORD),
@@ -182,4 +186,88 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
             panic!("{what} is in the logs:\n{line}{rest}");
         }
     }
+}
+
+/// Log lines of `stderr` that are JSON objects, each checked to be one.
+fn json_lines(stderr: &str) -> Vec<Value> {
+    stderr
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with("strata: "))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_default_level_writes_no_line_per_request_or_health_check() {
+    let up = spawn_up_with_env(&["--api", "1", "--chat", "1"], &[]).await;
+    let client = reqwest::Client::new();
+    for _ in 0..20 {
+        let response = client
+            .get(up.url("/api/v1/products?per_page=1"))
+            .send()
+            .await
+            .expect("GET /products");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Three rounds of the gateway's health checks (every 500 ms).
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let stderr = up.process.stderr();
+    let lines = json_lines(&stderr);
+    let per_request: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["message"] == "request")
+        .collect();
+    assert!(per_request.is_empty(), "{per_request:#?}");
+    assert!(
+        lines.len() < 40,
+        "{} lines at start-up:\n{stderr}",
+        lines.len()
+    );
+}
+
+#[tokio::test]
+async fn the_access_log_is_a_setting_and_leaves_health_checks_out() {
+    let up = spawn_up_with_env(
+        &["--api", "1", "--chat", "1"],
+        &[("STRATA_LOG_ACCESS_SAMPLE", "1")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        client
+            .get(up.url("/api/v1/products?per_page=1"))
+            .send()
+            .await
+            .expect("GET /products");
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let lines = json_lines(&up.process.stderr());
+    let requests = |target: &str| {
+        lines
+            .iter()
+            .filter(|line| line["target"] == target && line["message"] == "request")
+            .map(|line| line["path"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (gateway, instance) = (
+        requests("strata_gateway::access"),
+        requests("strata_core::access"),
+    );
+    assert_eq!(gateway, vec!["/api/v1/products"; 5], "{lines:#?}");
+    assert_eq!(instance, vec!["/api/v1/products"; 5], "{lines:#?}");
+}
+
+#[tokio::test]
+async fn pretty_logs_are_lines_for_people() {
+    let up = spawn_up_with_env(
+        &["--api", "1", "--chat", "1", "--log-format", "pretty"],
+        &[],
+    )
+    .await;
+    let stderr = up.process.stderr();
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(
+        stderr.lines().all(|line| !line.starts_with('{')),
+        "{stderr}"
+    );
 }

@@ -6,12 +6,14 @@
 
 mod backup;
 mod bench;
+mod chat;
 mod config;
 mod events;
 mod harness;
 mod health;
 mod logs;
 mod metric_names;
+mod ports;
 mod serve;
 mod shutdown;
 mod up;

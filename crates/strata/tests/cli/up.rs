@@ -239,3 +239,58 @@ async fn up_keeps_its_secret_bootstraps_the_admin_and_invalidates_every_instance
         }
     }
 }
+
+/// What happens once is said once: three api instances bootstrap one admin account (one line),
+/// and a restart finds the demo catalog seeded (no line about it).
+#[tokio::test]
+async fn start_up_events_are_logged_once() {
+    let dir = crate::harness::TempDir::new("once");
+    let data = dir.path().join("data");
+    let env = [
+        ("STRATA_ADMIN_EMAIL", "root@example.com"),
+        ("STRATA_ADMIN_PASSWORD", "the admin's password"),
+    ];
+    let mut first = crate::harness::spawn_up_in(&data, &["--api", "3", "--chat", "1"], &env).await;
+    let stderr = first.process.stderr();
+    assert_eq!(stderr.matches("admin account").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("demo catalog seeded").count(), 1, "{stderr}");
+    first.process.terminate();
+    let stopped = first.process.wait_exit(crate::harness::START_TIMEOUT).await;
+    assert!(stopped.is_some());
+    let second = crate::harness::spawn_up_in(&data, &["--api", "3", "--chat", "1"], &env).await;
+    let stderr = second.process.stderr();
+    assert!(!stderr.contains("admin account"), "{stderr}");
+    assert!(!stderr.contains("demo catalog"), "{stderr}");
+}
+
+/// `/openapi.json` through the gateway describes the whole public interface: the api's
+/// endpoints and chat's (the WebSocket, history, presence), which the gateway routes to chat.
+#[tokio::test]
+async fn the_openapi_document_describes_the_chat_endpoints_too() {
+    let up = spawn_up(&["--api", "1", "--chat", "1"]).await;
+    let document: Value = reqwest::get(up.url("/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/api/v1/chat/ws",
+        "/api/v1/chat/rooms/{id}/messages",
+        "/api/v1/chat/presence",
+        "/api/v1/products",
+    ] {
+        assert!(document["paths"][path]["get"].is_object(), "{path}");
+    }
+    let history = &document["paths"]["/api/v1/chat/rooms/{id}/messages"]["get"];
+    let page = history["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .unwrap();
+    let name = page.rsplit('/').next().unwrap();
+    let schema = &document["components"]["schemas"][name];
+    assert!(schema["properties"]["next_after"].is_object(), "{schema}");
+    let message = document["components"]["schemas"]["ChatMessage"]["properties"].clone();
+    for field in ["id", "sender", "sent_at", "client_id", "body", "room"] {
+        assert!(message[field].is_object(), "{field}: {message}");
+    }
+}

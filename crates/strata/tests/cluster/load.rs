@@ -565,9 +565,9 @@ pub async fn history(shop: &Shop, token: &str, room: &str) -> Vec<(i64, String)>
             )
             .await;
         for m in page["messages"].as_array().unwrap() {
-            // History names the per-room id `seq` (the WebSocket's `message` frame: `id`).
+            // History names the per-room id `id`, as the WebSocket's `message` frame does.
             messages.push((
-                m["seq"].as_i64().unwrap(),
+                m["id"].as_i64().unwrap(),
                 m["client_id"].as_str().unwrap().to_owned(),
             ));
         }

@@ -1,0 +1,148 @@
+//! `strata chat`, the terminal client, driven through its standard input: it resumes a room
+//! where it left it, gives up at once (with the server's reason) when the server refuses.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use strata_chat::client::{ChatClient, Event, ws_url};
+use strata_chat::protocol::{ClientFrame, ServerFrame};
+
+use crate::harness::{Process, TempDir, Up, run_to_exit, spawn_up, strata};
+
+/// Registers a customer and returns their id and token.
+async fn customer(up: &Up, email: &str) -> (i64, String) {
+    let client = reqwest::Client::new();
+    let password = "correct horse battery";
+    client
+        .post(up.url("/api/v1/users"))
+        .json(&json!({"email": email, "password": password, "display_name": "Chatty"}))
+        .send()
+        .await
+        .unwrap();
+    let session: Value = client
+        .post(up.url("/api/v1/sessions"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let me: Value = client
+        .get(up.url("/api/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (me["id"].as_i64().unwrap(), token)
+}
+
+/// Sends `body` to `room` with the library client and waits for its acknowledgement.
+async fn say(up: &Up, token: &str, room: &str, body: &str) {
+    let url = ws_url(&up.url(""), Some(token), Some(room), None);
+    let mut client = ChatClient::connect(&url).await.unwrap();
+    client
+        .send(&ClientFrame::Send {
+            room: room.to_owned(),
+            client_id: uuid::Uuid::new_v4().simple().to_string(),
+            body: body.to_owned(),
+        })
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), client.next()).await {
+            Ok(Ok(Event::Frame(ServerFrame::Ack { .. }))) => break,
+            Ok(Ok(Event::Closed(code))) => panic!("closed: {code:?}"),
+            Ok(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    client.close().await;
+}
+
+/// `strata chat` in `room`, its state under `state`, until it has printed `needle`; then
+/// `/quit`. Returns its stdout and stderr.
+async fn chat_until(
+    up: &Up,
+    token: &str,
+    room: &str,
+    state: &TempDir,
+    extra: &[&str],
+    needle: &str,
+) -> (String, String) {
+    let base = up.url("");
+    let mut args = vec!["chat", "--room", room, "--url", &base];
+    args.extend_from_slice(extra);
+    let mut command = strata(&args);
+    command
+        .env("STRATA_CHAT_TOKEN", token)
+        .env("XDG_STATE_HOME", state.path());
+    let (mut process, mut stdin) = Process::spawn_with_stdin(command);
+    let found = process
+        .wait_for_stdout_or_exit(needle, Duration::from_secs(20))
+        .await;
+    assert!(found.is_ok(), "{}\n{}", process.stdout(), process.stderr());
+    writeln!(stdin, "/quit").unwrap();
+    let status = process.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.is_some_and(|s| s.success()), "{}", process.stderr());
+    (process.stdout(), process.stderr())
+}
+
+#[tokio::test]
+async fn rejoining_a_room_shows_what_was_said_meanwhile() {
+    let up = spawn_up(&["--api", "1", "--chat", "1"]).await;
+    let (id, token) = customer(&up, "resume@example.test").await;
+    let room = format!("support-{id}");
+    let state = TempDir::new("chat-state");
+    say(&up, &token, &room, "first").await;
+    // A first visit shows only new messages: "first" is older.
+    let base = up.url("");
+    let mut command = strata(&["chat", "--room", &room, "--url", &base]);
+    command
+        .env("STRATA_CHAT_TOKEN", &token)
+        .env("XDG_STATE_HOME", state.path());
+    let (mut process, mut stdin) = Process::spawn_with_stdin(command);
+    process
+        .wait_for_stdout_or_exit("-- joined", Duration::from_secs(20))
+        .await
+        .unwrap();
+    writeln!(stdin, "hello from the terminal").unwrap();
+    process
+        .wait_for_stdout_or_exit("hello from the terminal", Duration::from_secs(20))
+        .await
+        .unwrap();
+    writeln!(stdin, "/quit").unwrap();
+    assert!(process.wait_exit(Duration::from_secs(10)).await.is_some());
+
+    say(&up, &token, &room, "said while you were away").await;
+    let (stdout, _) = chat_until(&up, &token, &room, &state, &[], "said while you were away").await;
+    assert!(!stdout.contains("hello from the terminal"), "{stdout}");
+
+    // `--after` chooses where to start.
+    let (stdout, _) = chat_until(&up, &token, &room, &state, &["--after", "0"], "first").await;
+    assert!(stdout.contains("said while you were away"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_refused_room_ends_at_once_with_the_servers_reason() {
+    let up = spawn_up(&["--api", "1", "--chat", "1"]).await;
+    let (id, token) = customer(&up, "refused@example.test").await;
+    let other = format!("support-{}", id + 1000);
+    let mut command = strata(&["chat", "--room", &other, "--url", &up.url("")]);
+    command.env("STRATA_CHAT_TOKEN", &token);
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert!(!status.success(), "{stderr}");
+    assert_eq!(stderr.matches("strata: error").count(), 1, "{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+    assert!(!stderr.contains("HTTP error: 403 Forbidden"), "{stderr}");
+    // The server's own explanation, from its JSON body.
+    assert!(
+        stderr.contains(&format!("you may not read {other}")),
+        "{stderr}"
+    );
+}
