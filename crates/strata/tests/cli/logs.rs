@@ -1,9 +1,9 @@
-//! Secrets never reach the logs: the whole stack (`strata up`) at the most verbose level with
-//! every request in the access log,
-//! used the way its users and operators use it — the admin bootstrapped, a customer who
-//! registers, logs in (and fails to), shops and chats with the token in the WebSocket URL,
-//! forged tokens, the gateway's and the worker's admin endpoints with right and wrong tokens
-//! — writes none of the secrets, passwords or tokens, in any role or library.
+//! Secrets never reach the logs: the whole stack (`strata up`) at the most verbose level, every
+//! request in the access log, used the way its users and operators use it — the admin
+//! bootstrapped, a customer who registers, logs in (and fails to), shops and chats with the
+//! token in the WebSocket URL, forged tokens, the gateway's and the worker's admin endpoints
+//! with right and wrong tokens — writes none of the secrets, passwords or tokens, in any role
+//! or library.
 
 use std::time::Duration;
 
