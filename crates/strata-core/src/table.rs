@@ -102,9 +102,10 @@ mod tests {
         table.row(["1234", "x", "12"]);
         let text = table.render();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "  id  subject                                n");
-        assert_eq!(lines[1], "   7  order.payment_failed.with.a.long.name   5");
-        assert_eq!(lines[2], "1234  x                                     12");
+        let subject = "order.payment_failed.with.a.long.name";
+        assert_eq!(lines[0], format!("  id  {:<37}   n", "subject"));
+        assert_eq!(lines[1], format!("   7  {subject}   5"));
+        assert_eq!(lines[2], format!("1234  {:<37}  12", "x"));
         // Every column starts at the same place on every line.
         let start = |line: &str, word: &str| line.find(word).unwrap();
         assert_eq!(start(lines[0], "subject"), start(lines[1], "order"));
