@@ -203,7 +203,7 @@ fn serving_keys_are_checked_together() {
     assert_eq!(
         found,
         [
-            "gateway.connect_timeout_ms: must be at least 1",
+            "gateway.connect_timeout_ms: must be at least 1 (from STRATA_GATEWAY_CONNECT_TIMEOUT_MS)",
             "gateway.admin_token: required when gateway.admin_listen is not a loopback address",
             "gateway.tls_key: gateway.tls_cert and gateway.tls_key go together: set both or neither",
         ]
