@@ -173,7 +173,7 @@ fn every_bad_pool_setting_is_reported_with_its_key() {
     ] {
         assert!(keys.contains(&key), "{key} not reported in {keys:?}");
     }
-    assert_eq!(found.len(), 14, "{found:?}");
+    assert_eq!(found.len(), 15, "{found:?}");
 }
 
 #[test]
