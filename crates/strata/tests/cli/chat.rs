@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use strata_chat::client::{ChatClient, Event, ws_url};
 use strata_chat::protocol::{ClientFrame, ServerFrame};
 
@@ -13,23 +13,7 @@ use crate::harness::{Process, TempDir, Up, run_to_exit, spawn_up, strata};
 /// Registers a customer and returns their id and token.
 async fn customer(up: &Up, email: &str) -> (i64, String) {
     let client = reqwest::Client::new();
-    let password = "correct horse battery";
-    client
-        .post(up.url("/api/v1/users"))
-        .json(&json!({"email": email, "password": password, "display_name": "Chatty"}))
-        .send()
-        .await
-        .unwrap();
-    let session: Value = client
-        .post(up.url("/api/v1/sessions"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
+    let token = up.customer(&client, email, "correct horse battery").await;
     let me: Value = client
         .get(up.url("/api/v1/users/me"))
         .bearer_auth(&token)

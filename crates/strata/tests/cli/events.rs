@@ -257,38 +257,10 @@ async fn the_dead_letter_table_lines_up() {
     )
     .await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let (email, password) = ("dlq@example.test", "correct horse battery");
-    client
-        .post(up.url("/api/v1/users"))
-        .json(&json!({"email": email, "password": password, "display_name": "Dee"}))
-        .send()
-        .await
-        .unwrap();
-    let session: Value = client
-        .post(up.url("/api/v1/sessions"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap().to_owned();
-    client
-        .post(up.url("/api/v1/cart/items"))
-        .bearer_auth(&token)
-        .json(&json!({"product_id": 1, "quantity": 1}))
-        .send()
-        .await
-        .unwrap();
-    let placed = client
-        .post(up.url("/api/v1/orders"))
-        .bearer_auth(&token)
-        .header("Idempotency-Key", "dlq-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(placed.status(), 201);
+    let token = up
+        .customer(&client, "dlq@example.test", "correct horse battery")
+        .await;
+    up.place_order(&client, &token, "dlq-1").await;
     let url = format!("http://{}", up.instances("worker")[0].addr);
     let deadline = Instant::now() + Duration::from_secs(30);
     let stdout = loop {
