@@ -278,16 +278,10 @@ async fn bench_runs_chat_listeners_and_senders_against_strata_up() {
         ],
     )
     .await;
-    let session: Value = reqwest::Client::new()
-        .post(up.url("/api/v1/sessions"))
-        .json(&serde_json::json!({"email": "root@example.com", "password": "root password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().unwrap();
+    let token = up
+        .token(&reqwest::Client::new(), "root@example.com", "root password")
+        .await;
+    let token = token.as_str();
 
     // Without the token: a clear refusal.
     let url = up.url("");

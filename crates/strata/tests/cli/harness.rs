@@ -266,6 +266,17 @@ impl Up {
             .expect("POST /api/v1/sessions")
     }
 
+    /// Logs in through the gateway, expecting success: the session token.
+    pub async fn token(&self, client: &reqwest::Client, email: &str, password: &str) -> String {
+        let session: serde_json::Value = self
+            .log_in(client, email, password)
+            .await
+            .json()
+            .await
+            .expect("a session");
+        session["token"].as_str().expect("a token").to_owned()
+    }
+
     /// Registers a customer through the gateway and logs them in: their session token.
     pub async fn customer(&self, client: &reqwest::Client, email: &str, password: &str) -> String {
         let registered = client
@@ -275,13 +286,7 @@ impl Up {
             .await
             .expect("POST /api/v1/users");
         assert_eq!(registered.status(), 201, "register {email}");
-        let session: serde_json::Value = self
-            .log_in(client, email, password)
-            .await
-            .json()
-            .await
-            .expect("a session");
-        session["token"].as_str().expect("a token").to_owned()
+        self.token(client, email, password).await
     }
 
     /// Puts one unit of product 1 in the cart of `token`'s customer and checks out with

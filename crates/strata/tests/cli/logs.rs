@@ -42,15 +42,7 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
     let token = up.customer(&client, "logs@example.com", password).await;
     let wrong = up.log_in(&client, "logs@example.com", wrong_password).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let admin = up
-        .log_in(&client, "root@example.com", ADMIN_PASSWORD)
-        .await
-        .json::<Value>()
-        .await
-        .expect("session")["token"]
-        .as_str()
-        .expect("a token")
-        .to_owned();
+    let admin = up.token(&client, "root@example.com", ADMIN_PASSWORD).await;
     let forged = format!("{token}x");
     let me: Value = client
         .get(up.url("/api/v1/users/me"))

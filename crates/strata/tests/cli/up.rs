@@ -185,16 +185,7 @@ async fn up_keeps_its_secret_bootstraps_the_admin_and_invalidates_every_instance
     }
 
     let client = reqwest::Client::new();
-    let session: Value = client
-        .post(up.url("/api/v1/sessions"))
-        .json(&serde_json::json!({"email": "root@example.com", "password": "root password"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = session["token"].as_str().expect("admin token").to_owned();
+    let token = up.token(&client, "root@example.com", "root password").await;
     for row in up.instances("api") {
         let me: Value = client
             .get(format!("http://{}/api/v1/users/me", row.addr))
