@@ -65,10 +65,13 @@ config_section! {
         live sticky_cookie: String = "strata_affinity".into() => parse::trimmed;
             check |name| is_token(name),
             "expected a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
-        /// When no instance is available (all down, ejected or at their in-flight limit), try
-        /// one anyway instead of answering 503. Default false: a 503 with `Retry-After` is quick
-        /// and honest, while sending traffic to instances known to fail only adds latency.
-        live fail_open: bool = false,
+        /// When every instance is out by its health (down or ejected), send to them anyway
+        /// instead of answering 503 (draining instances and in-flight limits still hold).
+        /// Default true: checks that fail on every instance at once mostly share a cause that
+        /// does not stop the instances from serving (a slow database behind `/readyz`, a
+        /// loaded machine), and a dead instance refuses a connection within a millisecond;
+        /// false answers 503 `no_healthy_instance` with `Retry-After` at once.
+        live fail_open: bool = true,
         /// How the gateway talks to the pool's instances: `h2c` (HTTP/2 over cleartext with
         /// prior knowledge: requests multiplexed as streams on a few connections per worker,
         /// none waiting for another; the frames of requests that arrive together leave in one

@@ -63,7 +63,7 @@ fn pools_default_to_round_robin_for_api_and_room_hashing_for_chat() {
     for pool in [api, chat] {
         assert_eq!(pool.balance_factor, 1.25);
         assert_eq!(pool.sticky_cookie, "strata_affinity");
-        assert!(!pool.fail_open);
+        assert!(pool.fail_open);
         assert_eq!(pool.health, HealthConfig::default());
     }
     let health = &api.health;

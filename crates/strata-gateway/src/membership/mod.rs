@@ -338,8 +338,10 @@ mod tests {
 
     #[tokio::test]
     async fn with_every_instance_out_a_pool_answers_no_healthy_instance_or_fails_open() {
-        let urls: &[&str] = &["http://a:1", "http://b:2"];
-        let membership = build(&config(&[("api", urls)])).unwrap();
+        let urls: &[&str] = &["http://a:1?max_in_flight=2", "http://b:2"];
+        let mut closed = config(&[("api", urls)]);
+        closed.api.fail_open = false;
+        let membership = build(&closed).unwrap();
         let pool = membership.route("/");
         pool.instances().iter().for_each(|i| eject(i));
         pool.refresh();
@@ -349,9 +351,8 @@ mod tests {
         ));
         assert!(pool.next_after(&pool.instances()[0], None).is_none());
 
-        let mut open = config(&[("api", urls)]);
-        open.api.fail_open = true;
-        let membership = build(&open).unwrap();
+        // Open by default: health is ignored, but not an instance's in-flight limit.
+        let membership = build(&config(&[("api", urls)])).unwrap();
         let pool = membership.route("/");
         pool.instances().iter().for_each(|i| eject(i));
         pool.refresh();
@@ -363,6 +364,9 @@ mod tests {
                 .address(),
             "b:2"
         );
+        pool.instances()[0].metrics().in_flight.set(2);
+        let picked: Vec<&str> = (0..4).map(|_| pool.pick(None).unwrap().address()).collect();
+        assert_eq!(picked, ["b:2"; 4], "a is at its limit");
     }
 
     #[tokio::test]

@@ -333,11 +333,12 @@ impl Live for IgnoringHealth<'_> {
     }
 
     fn is_available(&self, index: usize) -> bool {
-        // Health is ignored, draining is not: a drained instance may be going away.
-        self.0
-            .instances
-            .get(index)
-            .is_some_and(|i| !i.is_draining())
+        // Health is ignored; draining is not (a drained instance may be going away), nor the
+        // in-flight limit (it protects an instance that is serving).
+        self.0.instances.get(index).is_some_and(|i| {
+            let limit = i.max_in_flight();
+            !i.is_draining() && (limit == 0 || i.in_flight() < limit)
+        })
     }
 }
 

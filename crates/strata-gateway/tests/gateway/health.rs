@@ -279,11 +279,12 @@ async fn a_pool_without_a_healthy_instance_answers_503_json_with_retry_after() {
     for node in &nodes {
         node.set_ready(false);
     }
-    let gateway = spawn_gateway(checked(
+    let mut closed = checked(
         config(&[("api", nodes.iter().map(Node::url).collect())]),
         50,
-    ))
-    .await;
+    );
+    closed.api.fail_open = false;
+    let gateway = spawn_gateway(closed).await;
     for node in &nodes {
         within(Duration::from_secs(2), "instance down", || async {
             health_of(&gateway, node.addr).await == "down"
@@ -306,17 +307,16 @@ async fn a_pool_without_a_healthy_instance_answers_503_json_with_retry_after() {
 }
 
 #[tokio::test]
-async fn a_fail_open_pool_tries_its_instances_anyway() {
+async fn by_default_a_pool_whose_every_instance_is_down_tries_them_anyway() {
     let nodes = [Node::start("a").await, Node::start("b").await];
     for node in &nodes {
         node.set_ready(false);
     }
-    let mut config = checked(
+    let gateway = spawn_gateway(checked(
         config(&[("api", nodes.iter().map(Node::url).collect())]),
         50,
-    );
-    config.api.fail_open = true;
-    let gateway = spawn_gateway(config).await;
+    ))
+    .await;
     for node in &nodes {
         within(Duration::from_secs(2), "instance down", || async {
             health_of(&gateway, node.addr).await == "down"
