@@ -1,9 +1,10 @@
 //! strata-gateway: strata's own L7 load balancer.
 //!
-//! Requests arrive on the public listener, are routed by path to a pool (`/api/v1/chat/` →
-//! `chat`, everything else → `api`), spread over the pool's instances by its [`balance`]
-//! algorithm and forwarded over pooled keep-alive connections ([`upstream`]); WebSocket
-//! upgrades are tunnelled ([`proxy`]). Requests whose framing an instance could read
+//! Requests arrive on the public listener, are routed to a pool by the first matching rule of
+//! `gateway.routes` (by default `/api/v1/chat/` → `chat`, everything else → `api`), spread over
+//! the pool's instances by its [`balance`] algorithm and forwarded over pooled keep-alive
+//! connections ([`upstream`]); WebSocket upgrades are tunnelled and responses compressed when
+//! the client accepts it ([`proxy`]). Requests whose framing an instance could read
 //! differently are refused on the raw bytes ([`framing`]). The public listener speaks HTTPS when a certificate is
 //! configured ([`tls`]). The admin listener serves `/metrics`, `/healthz`, `/readyz` and the
 //! membership API ([`admin`]); instance host names are re-resolved ([`dns`]); a running
