@@ -388,13 +388,15 @@ impl GatewayHandle {
 
     /// Applies `config` without dropping a connection: pools are rebuilt (instances kept by
     /// address keep their counters, connections and WebSockets; new ones are added; missing
-    /// ones drain and leave), algorithms and health settings are replaced, and the TLS
+    /// ones drain and leave), algorithms, health and compression settings and the routing
+    /// rules are replaced, and the TLS
     /// certificate and key are read again (new handshakes use them). Keys that need a restart
     /// (listen addresses, turning TLS on or off, limits and timeouts, the admin token) are
     /// logged as such and otherwise ignored.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] for bad pools or unreadable TLS files; nothing changes then.
+    /// [`GatewayError::Config`] for bad pools or rules, or unreadable TLS files; nothing
+    /// changes then.
     pub fn reload(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
         let shared = &self.shared;
         let tls = match (&shared.tls, tls::paths(config)) {
