@@ -45,6 +45,8 @@ impl Destination {
 #[derive(Debug)]
 pub struct Router {
     rules: Box<[Rule]>,
+    /// Whether a rule matches on the host: if none does, it is not looked up.
+    reads_host: bool,
 }
 
 /// One compiled rule.
@@ -113,13 +115,18 @@ impl Router {
             );
         }
         Ok(Self {
+            reads_host: compiled.iter().any(|rule| rule.host.is_some()),
             rules: compiled.into(),
         })
     }
 
     /// The first rule that matches `head`, if any. Compares bytes in place: no allocation.
     pub fn pick(&self, head: &Parts) -> Option<Matched<'_>> {
-        let host = request_host(head);
+        let host = if self.reads_host {
+            request_host(head)
+        } else {
+            &[]
+        };
         let path = head.uri.path();
         self.rules
             .iter()
