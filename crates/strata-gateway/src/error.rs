@@ -104,6 +104,9 @@ pub enum ProxyError {
     /// repeated or invalid `Host`; conflicting body framing): what is wrong, for the client.
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    /// No routing rule (`gateway.routes`) matches the request.
+    #[error("no routing rule matches the request")]
+    NoRoute,
     /// The path is one of the instances' operational endpoints, not served publicly.
     #[error("not served on the public listener: {0}")]
     NotPublic(String),
@@ -144,6 +147,7 @@ impl ProxyError {
         match self {
             Self::NoInstance { .. } | Self::NoHealthyInstance { .. } => Party::Gateway,
             Self::BadRequest(_)
+            | Self::NoRoute
             | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
@@ -166,6 +170,7 @@ impl ProxyError {
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
             | Self::BadRequest(_)
+            | Self::NoRoute
             | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
@@ -187,6 +192,7 @@ impl ProxyError {
             Self::NoInstance { .. }
             | Self::NoHealthyInstance { .. }
             | Self::BadRequest(_)
+            | Self::NoRoute
             | Self::NotPublic(_)
             | Self::BodyTooLarge { .. }
             | Self::ClientBody(_)
@@ -202,7 +208,7 @@ impl ProxyError {
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadRequest(_) | Self::ClientBody(_) => StatusCode::BAD_REQUEST,
-            Self::NotPublic(_) => StatusCode::NOT_FOUND,
+            Self::NotPublic(_) | Self::NoRoute => StatusCode::NOT_FOUND,
             Self::ClientTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Connect(_) | Self::ConnectTimeout(_) | Self::Reset(_) | Self::Refused(_) => {
                 StatusCode::BAD_GATEWAY
@@ -219,6 +225,7 @@ impl ProxyError {
             Self::NoHealthyInstance { .. } => "no_healthy_instance",
             Self::BadRequest(_) => "bad_request",
             Self::NotPublic(_) => "not_found",
+            Self::NoRoute => "no_route",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::ClientBody(_) => "bad_request_body",
             Self::ClientTimeout(_) => "request_body_timeout",
@@ -247,6 +254,7 @@ impl ProxyError {
             }
             Self::BadRequest(what) => (*what).to_owned(),
             Self::NotPublic(_) => "no such resource".to_owned(),
+            Self::NoRoute => "no route serves this request".to_owned(),
             Self::BodyTooLarge { limit } => format!("request body larger than {limit} bytes"),
             Self::ClientBody(_) => "the request body could not be read".to_owned(),
             Self::ClientTimeout(_) => "the request body was not received in time".to_owned(),

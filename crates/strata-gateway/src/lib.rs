@@ -1,9 +1,10 @@
 //! strata-gateway: strata's own L7 load balancer.
 //!
-//! Requests arrive on the public listener, are routed by path to a pool (`/api/v1/chat/` →
-//! `chat`, everything else → `api`), spread over the pool's instances by its [`balance`]
-//! algorithm and forwarded over pooled keep-alive connections ([`upstream`]); WebSocket
-//! upgrades are tunnelled ([`proxy`]). Requests whose framing an instance could read
+//! Requests arrive on the public listener, are routed to a pool by the first matching rule of
+//! `gateway.routes` (by default `/api/v1/chat/` → `chat`, everything else → `api`), spread over
+//! the pool's instances by its [`balance`] algorithm and forwarded over pooled keep-alive
+//! connections ([`upstream`]); WebSocket upgrades are tunnelled and responses compressed when
+//! the client accepts it ([`proxy`]). Requests whose framing an instance could read
 //! differently are refused on the raw bytes ([`framing`]). The public listener speaks HTTPS when a certificate is
 //! configured ([`tls`]). The admin listener serves `/metrics`, `/healthz`, `/readyz` and the
 //! membership API ([`admin`]); instance host names are re-resolved ([`dns`]); a running
@@ -387,13 +388,15 @@ impl GatewayHandle {
 
     /// Applies `config` without dropping a connection: pools are rebuilt (instances kept by
     /// address keep their counters, connections and WebSockets; new ones are added; missing
-    /// ones drain and leave), algorithms and health settings are replaced, and the TLS
+    /// ones drain and leave), algorithms, health and compression settings and the routing
+    /// rules are replaced, and the TLS
     /// certificate and key are read again (new handshakes use them). Keys that need a restart
     /// (listen addresses, turning TLS on or off, limits and timeouts, the admin token) are
     /// logged as such and otherwise ignored.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] for bad pools or unreadable TLS files; nothing changes then.
+    /// [`GatewayError::Config`] for bad pools or rules, or unreadable TLS files; nothing
+    /// changes then.
     pub fn reload(&self, config: &GatewayConfig) -> Result<(), GatewayError> {
         let shared = &self.shared;
         let tls = match (&shared.tls, tls::paths(config)) {

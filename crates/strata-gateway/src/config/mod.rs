@@ -4,10 +4,12 @@
 //! into the whole configuration under [`SECTION`].
 
 mod algorithm;
+mod compression;
 mod instance;
 mod pool;
 mod protocol;
 mod rate_limit;
+mod route;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,10 +19,12 @@ use strata_core::config::{Checks, Secret, Section, parse};
 use strata_core::config_section;
 
 pub use algorithm::{Algorithm, HashKey};
+pub use compression::{CompressionConfig, Encoding};
 pub use instance::{InstanceUrl, MAX_WEIGHT, parse_instance_url};
 pub use pool::{HealthConfig, PoolConfig, PoolSettings};
 pub use protocol::UpstreamProtocol;
 pub use rate_limit::{MAX_RATE_PER_SEC, RateLimitRule};
+pub use route::{ANY_VALUE, HeaderRules, ROUTE_POOLS, RouteRule, default_routes, route_problems};
 
 /// Where the gateway's section sits in a composed configuration (`gateway.listen`,
 /// `STRATA_GATEWAY_LISTEN`).
@@ -92,6 +96,19 @@ config_section! {
         /// which builds the pools from the instances it starts; `strata serve gateway` needs at
         /// least the `api` pool.
         file pools: Vec<PoolConfig> = Vec::new(),
+        /// Routing rules: a list of `[[gateway.routes]]` tables, tried in order, the first
+        /// that matches a request choosing its `pool` (`api` or `chat`). A rule matches on
+        /// `host` (`shop.example` or `*.shop.example`, port ignored), `path_prefix` (default
+        /// `/`), `methods` (such as `["GET", "HEAD"]`) and `headers` (`{ x-canary = "1" }`,
+        /// `"*"` for any value), each absent condition matching anything; it may forward the
+        /// path with its prefix removed (`strip_prefix = true`) or replaced
+        /// (`rewrite_prefix = "/v2/"`), and set and remove headers of the request and of the
+        /// response (`request_headers = { set = { x-env = "prod" }, remove = ["x-debug"] }`,
+        /// likewise `response_headers`). A request no rule matches gets 404 `no_route`; a rule
+        /// that can never match, because one before it matches every request it would, is an
+        /// error. A reload applies new rules. Default: `/api/v1/chat/` (the WebSocket, history
+        /// and presence) to chat, every other path to api.
+        file routes: Vec<RouteRule> = default_routes(),
         /// Rate limits: a list of `[[gateway.rate_limits]]` tables, each giving every client a
         /// token bucket for the requests it covers: `per_second` (required) and `burst`
         /// (default: one second's worth), for `pool` (`api`, `chat`, or empty for both) and
@@ -177,6 +194,9 @@ impl GatewayConfig {
             },
             "gateway.tls_cert and gateway.tls_key go together: set both or neither",
         );
+        for (key, message) in route_problems(&self.routes) {
+            checks.problem(&key, &message);
+        }
         for (i, rule) in self.rate_limits.iter().enumerate() {
             if let Some(message) = rule.problem() {
                 checks.problem(&format!("rate_limits[{i}]"), &message);

@@ -5,15 +5,14 @@ use serde::{Deserialize, Serialize};
 use strata_core::config::{Checks, parse};
 use strata_core::config_section;
 
-use super::UpstreamProtocol;
 use super::algorithm::{Algorithm, HashKey, is_token};
+use super::{CompressionConfig, UpstreamProtocol};
 
 /// One pool of interchangeable instances behind the gateway.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
-    /// Pool name: `api` or `chat` (their routes are fixed by the design: `/api/v1/chat/` goes to
-    /// `chat`, everything else to `api`).
+    /// Pool name: `api` or `chat` (which requests go to each is for `gateway.routes` to say).
     pub name: String,
     /// Base URLs of the instances, `http://host:port`, optionally with the instance's weight and
     /// in-flight limit as query parameters: `http://host:port?weight=5&max_in_flight=100`
@@ -103,6 +102,8 @@ config_section! {
             "expected path prefixes starting with /, such as /metrics,/healthz",
         /// Active health checks, passive ejection and slow start of the pool's instances.
         section health: HealthConfig = HealthConfig::default(),
+        /// Compression of the pool's responses (`STRATA_GATEWAY_<POOL>_COMPRESSION_<KEY>`).
+        section compression: CompressionConfig = CompressionConfig::default(),
     }
 }
 

@@ -311,3 +311,143 @@ fn instance_urls_carry_weight_and_in_flight_limit() {
     );
     assert_eq!(found[0].key, "gateway.upstream");
 }
+
+/// Loads `text` as a configuration file.
+fn load_file(name: &str, text: &str) -> Result<Root, ConfigError> {
+    let dir = std::env::temp_dir().join(format!(
+        "strata-gateway-config-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("strata.toml");
+    std::fs::write(&file, text).unwrap();
+    let loaded = Root::load(Some(&file), std::iter::empty::<(&str, &str)>(), &[]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    loaded
+}
+
+#[test]
+fn routes_default_to_the_chat_split_and_come_from_the_file() {
+    assert_eq!(load(&[], &[]).unwrap().gateway.routes, default_routes());
+    let routes = load_file(
+        "routes",
+        r#"
+[[gateway.routes]]
+host = "*.shop.example"
+path_prefix = "/shop/"
+methods = ["GET", "HEAD"]
+headers = { x-canary = "1" }
+pool = "chat"
+strip_prefix = true
+request_headers = { set = { x-env = "prod" }, remove = ["x-debug"] }
+response_headers = { set = { cache-control = "no-store" } }
+
+[[gateway.routes]]
+pool = "api"
+"#,
+    )
+    .unwrap()
+    .gateway
+    .routes;
+    assert_eq!(routes.len(), 2);
+    let first = &routes[0];
+    assert_eq!(
+        (
+            first.host.as_str(),
+            first.path_prefix.as_str(),
+            first.pool.as_str()
+        ),
+        ("*.shop.example", "/shop/", "chat")
+    );
+    assert_eq!(first.methods, ["GET", "HEAD"]);
+    assert_eq!(first.headers["x-canary"], "1");
+    assert_eq!(first.replacement(), Some("/"));
+    assert_eq!(first.request_headers.set["x-env"], "prod");
+    assert_eq!(first.request_headers.remove, ["x-debug"]);
+    assert_eq!(first.response_headers.set["cache-control"], "no-store");
+    assert_eq!(routes[1], RouteRule::new("/", "api"));
+}
+
+#[test]
+fn every_bad_rule_is_reported_with_its_place() {
+    let found = problems(
+        load_file(
+            "bad-routes",
+            r#"
+[[gateway.routes]]
+pool = "api"
+
+[[gateway.routes]]
+path_prefix = "/docs?x"
+pool = "db"
+methods = ["get"]
+response_headers = { remove = ["transfer-encoding"] }
+"#,
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(found.len(), 5, "{found:?}");
+    assert!(
+        found.iter().all(|p| p.key == "gateway.routes[1]"),
+        "{found:?}"
+    );
+    let empty = problems(load_file("no-routes", "[gateway]\nroutes = []\n").unwrap_err());
+    assert_eq!(empty.len(), 1, "{empty:?}");
+    assert_eq!(empty[0].key, "gateway.routes");
+}
+
+#[test]
+fn compression_is_on_by_default_and_set_per_pool() {
+    let config = load(&[], &[]).unwrap().gateway;
+    for pool in [&config.api, &config.chat] {
+        let compression = &pool.compression;
+        assert!(compression.enabled);
+        assert_eq!(compression.min_bytes, 1024);
+        assert_eq!(compression.encodings, [Encoding::Br, Encoding::Gzip]);
+        assert!(
+            compression
+                .content_types
+                .contains(&"application/json".to_owned())
+        );
+    }
+    let config = load(
+        &[
+            ("STRATA_GATEWAY_CHAT_COMPRESSION_ENABLED", "false"),
+            ("STRATA_GATEWAY_API_COMPRESSION_ENCODINGS", "gzip"),
+        ],
+        &[(
+            "gateway.api.compression.content_types",
+            "text/*, Application/JSON".to_owned(),
+        )],
+    )
+    .unwrap()
+    .gateway;
+    assert!(!config.chat.compression.enabled);
+    assert_eq!(config.api.compression.encodings, [Encoding::Gzip]);
+    assert_eq!(
+        config.api.compression.content_types,
+        ["text/*", "application/json"]
+    );
+    let found = problems(
+        load(
+            &[
+                ("STRATA_GATEWAY_API_COMPRESSION_ENCODINGS", "zstd"),
+                ("STRATA_GATEWAY_CHAT_COMPRESSION_ENCODINGS", ""),
+                ("STRATA_GATEWAY_CHAT_COMPRESSION_CONTENT_TYPES", "*/*"),
+                ("STRATA_GATEWAY_API_COMPRESSION_MIN_BYTES", "-1"),
+            ],
+            &[],
+        )
+        .unwrap_err(),
+    );
+    let keys: Vec<&str> = found.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "gateway.api.compression.encodings",
+            "gateway.api.compression.min_bytes",
+            "gateway.chat.compression.encodings",
+            "gateway.chat.compression.content_types",
+        ]
+    );
+}

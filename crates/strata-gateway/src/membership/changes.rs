@@ -31,16 +31,19 @@ pub enum MembershipError {
 }
 
 impl Membership {
-    /// Applies a new configuration's pools: instances kept by address keep their state, new
-    /// ones are added, missing ones drained and removed; pool settings (algorithm, hash key,
-    /// health) are replaced.
+    /// Applies a new configuration's pools and routing rules: instances kept by address keep
+    /// their state, new ones are added, missing ones drained and removed; pool settings
+    /// (algorithm, hash key, health, compression) and the rules are replaced.
     ///
     /// # Errors
     /// [`GatewayError::Config`] listing every bad pool; nothing changes then.
     pub fn reload(self: &Arc<Self>, config: &GatewayConfig) -> Result<(), GatewayError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let before = self.table.load_full();
-        let mut pools = Self::pools_of(config, &self.limits, &self.metrics, Some(&before))?;
+        let (mut pools, router) = super::both(
+            Self::pools_of(config, &self.limits, &self.metrics, Some(&before)),
+            super::Router::compile(&config.routes),
+        )?;
         let mut gone = Vec::new();
         for old in &before.configured {
             let new = pools.iter().position(|p| p.name == old.name);
@@ -81,8 +84,12 @@ impl Membership {
             ));
         }
         self.watch_new(&before, &pools);
-        self.table
-            .store(Arc::new(PoolTable::new(pools, config, &self.metrics)));
+        self.table.store(Arc::new(PoolTable::new(
+            pools,
+            Arc::new(router),
+            config,
+            &self.metrics,
+        )));
         for (name, instance) in gone {
             // One removal task per instance: one removed earlier has its own already.
             if instance.state.swap(REMOVING, Ordering::Relaxed) != REMOVING {
@@ -284,7 +291,11 @@ impl Membership {
                 p
             }
         });
-        self.table.store(Arc::new(PoolTable { configured, routed }));
+        self.table.store(Arc::new(PoolTable {
+            configured,
+            routed,
+            router: Arc::clone(&before.router),
+        }));
     }
 
     /// Closes the WebSockets of a draining `instance` once the drain timeout has passed.

@@ -1,5 +1,5 @@
-//! Pools and their instances, and which pool a request path goes to. One file per concern:
-//! `route` (path → pool), `instance`, `pool` (a pool and its balancer), `table` (the table of
+//! Pools and their instances, and which pool a request goes to. One file per concern:
+//! `route` (the routing rules: request → pool), `instance`, `pool` (a pool and its balancer), `table` (the table of
 //! pools, and how a configuration becomes one), `changes` (reload and the admin API's changes)
 //! and [`dns`] (instances a host name resolves to).
 //!
@@ -30,18 +30,44 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::GatewayConfig;
 use arc_swap::ArcSwap;
+use http::request::Parts;
 use strata_core::Shutdown;
 
 pub use changes::MembershipError;
 pub use instance::Instance;
 pub use pool::Pool;
-pub use route::Route;
+pub use route::{Actions, Destination, Router};
 pub use table::PoolTable;
 
 use crate::error::GatewayError;
 use crate::health::HealthTasks;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+
+/// Where a request goes ([`Membership::route`]).
+#[derive(Debug)]
+pub struct Routed {
+    /// The pool that serves it.
+    pub pool: Arc<Pool>,
+    /// What its rule changes on the way; `None` when nothing (the default rules).
+    pub actions: Option<Arc<Actions>>,
+}
+
+/// Both results, or every problem of either.
+fn both<A, B>(
+    pools: Result<A, GatewayError>,
+    routes: Result<B, Vec<String>>,
+) -> Result<(A, B), GatewayError> {
+    match (pools, routes) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(GatewayError::Config { mut problems }), Err(more)) => {
+            problems.extend(more);
+            Err(GatewayError::Config { problems })
+        }
+        (Err(error), _) => Err(error),
+        (Ok(_), Err(problems)) => Err(GatewayError::Config { problems }),
+    }
+}
 
 /// The live membership: the current [`PoolTable`], swapped whole on change.
 #[derive(Debug)]
@@ -59,22 +85,28 @@ pub struct Membership {
 
 impl Membership {
     /// Builds every configured pool with its settings (`gateway.api`, `gateway.chat`) and an
-    /// empty pool for each route the configuration leaves out, so such requests get a 503, not
-    /// a panic or a 404.
+    /// empty pool for each one the configuration leaves out, so requests routed there get a
+    /// 503, not a panic or a 404; and the routing rules (`gateway.routes`).
     ///
     /// # Errors
-    /// [`GatewayError::Config`] listing every bad pool: a name no route leads to, a duplicate
+    /// [`GatewayError::Config`] listing every bad pool and rule: an unknown or duplicate pool
     /// name, an instance URL that [`parse_instance_url`](crate::config::parse_instance_url)
-    /// rejects, or an instance listed twice.
+    /// rejects, an instance listed twice, a rule [`Router::compile`] refuses.
     pub fn build(
         config: &GatewayConfig,
         limits: &Limits,
         metrics: &Metrics,
     ) -> Result<Self, GatewayError> {
-        let configured = Self::pools_of(config, limits, metrics, None)?;
+        let (configured, router) = both(
+            Self::pools_of(config, limits, metrics, None),
+            Router::compile(&config.routes),
+        )?;
         Ok(Self {
             table: Arc::new(ArcSwap::from_pointee(PoolTable::new(
-                configured, config, metrics,
+                configured,
+                Arc::new(router),
+                config,
+                metrics,
             ))),
             limits: limits.clone(),
             metrics: metrics.clone(),
@@ -83,10 +115,17 @@ impl Membership {
         })
     }
 
-    /// The pool serving `path`. One atomic load of the current table and one `Arc` clone, so
-    /// the request keeps a consistent pool even if the table is swapped meanwhile.
-    pub fn route(&self, path: &str) -> Arc<Pool> {
-        Arc::clone(&self.table.load().routed[Route::for_path(path).index()])
+    /// Where the request of `head` goes: the first routing rule that matches it names the
+    /// pool; `None` when no rule does. One atomic load of the current table and one `Arc`
+    /// clone (two when the rule changes the request or response), so the request keeps a
+    /// consistent pool even if the table is swapped meanwhile.
+    pub fn route(&self, head: &Parts) -> Option<Routed> {
+        let table = self.table.load();
+        let matched = table.router.pick(head)?;
+        Some(Routed {
+            pool: Arc::clone(&table.routed[matched.destination.index()]),
+            actions: matched.actions.cloned(),
+        })
     }
 
     /// The current table.
@@ -213,6 +252,16 @@ mod tests {
         Membership::build(config, &Limits::from_config(config), &metrics)
     }
 
+    /// The pool a GET of `path` goes to.
+    fn route_path(membership: &Membership, path: &str) -> Arc<Pool> {
+        let (head, ()) = http::Request::get(path)
+            .header("host", "shop.example")
+            .body(())
+            .unwrap()
+            .into_parts();
+        membership.route(&head).unwrap().pool
+    }
+
     fn eject(instance: &Instance) {
         for _ in 0..instance.health().policy().eject_after {
             instance.health().record_failure();
@@ -226,13 +275,13 @@ mod tests {
             &["http://127.0.0.1:1", "http://127.0.0.1:2"],
         )]))
         .unwrap();
-        let api = membership.route("/api/v1/products");
+        let api = route_path(&membership, "/api/v1/products");
         assert_eq!(
             (api.name(), api.instances().len(), api.is_configured()),
             ("api", 2, true)
         );
         assert_eq!(api.instances()[1].address(), "127.0.0.1:2");
-        let chat = membership.route("/api/v1/chat/ws");
+        let chat = route_path(&membership, "/api/v1/chat/ws");
         assert_eq!(
             (chat.name(), chat.instances().len(), chat.is_configured()),
             ("chat", 0, false)
@@ -252,7 +301,7 @@ mod tests {
             &["http://a:1", "http://b:2", "http://c:3"],
         )]))
         .unwrap();
-        let pool = membership.route("/");
+        let pool = route_path(&membership, "/");
         let picked: Vec<&str> = (0..4).map(|_| pool.pick(None).unwrap().address()).collect();
         assert_eq!(picked, ["a:1", "b:2", "c:3", "a:1"]);
         let last = &pool.instances()[2];
@@ -274,7 +323,7 @@ mod tests {
         ]);
         config.api.algorithm = Algorithm::WeightedRoundRobin;
         let membership = build(&config).unwrap();
-        let api = membership.route("/");
+        let api = route_path(&membership, "/");
         assert_eq!(api.algorithm(), Algorithm::WeightedRoundRobin);
         let instances = api.instances();
         assert_eq!(
@@ -289,7 +338,7 @@ mod tests {
             .map(|_| &api.pick(None).unwrap().address()[..1])
             .collect();
         assert_eq!(names, "aabacaa");
-        let chat = membership.route("/api/v1/chat/ws");
+        let chat = route_path(&membership, "/api/v1/chat/ws");
         assert_eq!(chat.algorithm(), Algorithm::ConsistentHash);
     }
 
@@ -298,7 +347,7 @@ mod tests {
         let mut config = config(&[("api", &["http://a:1?weight=5", "http://b:2", "http://c:3"])]);
         config.api.algorithm = Algorithm::WeightedRoundRobin;
         let membership = build(&config).unwrap();
-        let pool = membership.route("/");
+        let pool = route_path(&membership, "/");
         eject(&pool.instances()[0]);
         assert!(!pool.instances()[0].is_available());
         // Before the rebuild: the live check skips it.
@@ -323,7 +372,7 @@ mod tests {
             &["http://a:1?max_in_flight=2", "http://b:2"],
         )]))
         .unwrap();
-        let pool = membership.route("/");
+        let pool = route_path(&membership, "/");
         let a = &pool.instances()[0];
         a.metrics().in_flight.set(1);
         assert!(a.is_available());
@@ -342,7 +391,7 @@ mod tests {
         let mut closed = config(&[("api", urls)]);
         closed.api.fail_open = false;
         let membership = build(&closed).unwrap();
-        let pool = membership.route("/");
+        let pool = route_path(&membership, "/");
         pool.instances().iter().for_each(|i| eject(i));
         pool.refresh();
         assert!(matches!(
@@ -353,7 +402,7 @@ mod tests {
 
         // Open by default: health is ignored, but not an instance's in-flight limit.
         let membership = build(&config(&[("api", urls)])).unwrap();
-        let pool = membership.route("/");
+        let pool = route_path(&membership, "/");
         pool.instances().iter().for_each(|i| eject(i));
         pool.refresh();
         let picked: Vec<&str> = (0..4).map(|_| pool.pick(None).unwrap().address()).collect();
@@ -375,7 +424,7 @@ mod tests {
         config.api.algorithm = Algorithm::Sticky;
         config.api.sticky_cookie = "pin".into();
         let membership = build(&config).unwrap();
-        let pool = membership.route("/");
+        let pool = route_path(&membership, "/");
         let b = &pool.instances()[1];
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let mut headers = HeaderMap::new();
@@ -406,11 +455,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-room", HeaderValue::from_static("9"));
         let uri = Uri::from_static("/");
-        assert_eq!(membership.route("/").affinity(&headers, &uri, ip), None);
         assert_eq!(
-            membership
-                .route("/api/v1/chat/ws")
-                .affinity(&headers, &uri, ip),
+            route_path(&membership, "/").affinity(&headers, &uri, ip),
+            None
+        );
+        assert_eq!(
+            route_path(&membership, "/api/v1/chat/ws").affinity(&headers, &uri, ip),
             Some(balance::hash::hash_bytes(b"9"))
         );
     }

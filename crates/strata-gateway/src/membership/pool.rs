@@ -15,6 +15,7 @@ use crate::balance::key::{self, KeySource};
 use crate::balance::{self, Algorithm, Balancer, Live, PickContext, Snapshot};
 use crate::error::ProxyError;
 use crate::metrics::{Metrics, PoolMetrics};
+use crate::proxy::Compression;
 use crate::retry_budget::RetryBudget;
 
 /// A pool's balancer for one health snapshot, with the effective weights it was built from.
@@ -38,6 +39,8 @@ pub struct Pool {
     pipeline_depth: usize,
     /// How requests reach the instances ([`PoolSettings::upstream_protocol`]).
     upstream_protocol: UpstreamProtocol,
+    /// How responses are compressed ([`PoolSettings::compression`]).
+    compression: Compression,
     /// The settings the pool was built with, for rebuilds.
     pub(super) settings: PoolSettings,
     /// The balancer over the instances available at the last health change.
@@ -234,6 +237,11 @@ impl Pool {
         self.upstream_protocol
     }
 
+    /// How the pool's responses are compressed.
+    pub fn compression(&self) -> &Compression {
+        &self.compression
+    }
+
     /// Whether `path` is one of the instances' operational endpoints
     /// ([`PoolSettings::internal_paths`]), which the public listener does not forward. The
     /// path is compared in the forms an instance's router may read it: percent-escapes
@@ -387,6 +395,7 @@ impl Pool {
             fail_open: settings.fail_open,
             pipeline_depth: settings.pipeline_depth.max(1),
             upstream_protocol: settings.upstream_protocol,
+            compression: Compression::new(&settings.compression),
             settings: settings.clone(),
             selector: ArcSwap::from_pointee(selector),
             everyone,

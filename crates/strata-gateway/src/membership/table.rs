@@ -8,7 +8,8 @@ use std::sync::{Arc, PoisonError};
 use crate::config::{GatewayConfig, parse_instance_url};
 
 use super::instance::ACTIVE;
-use super::{Instance, Membership, Pool, Route};
+use super::route::Router;
+use super::{Destination, Instance, Membership, Pool};
 use crate::error::GatewayError;
 use crate::health::HealthPolicy;
 use crate::limits::Limits;
@@ -19,8 +20,11 @@ use crate::metrics::Metrics;
 pub struct PoolTable {
     /// Configured pools, in configuration order.
     pub(super) configured: Vec<Arc<Pool>>,
-    /// The pool of each route, in the order of [`Route::ALL`]; an empty pool when not configured.
-    pub(super) routed: [Arc<Pool>; Route::ALL.len()],
+    /// The pool of each destination, in the order of [`Destination::ALL`]; an empty pool when
+    /// not configured.
+    pub(super) routed: [Arc<Pool>; Destination::ALL.len()],
+    /// The routing rules (`gateway.routes`), shared by the tables of one configuration.
+    pub(super) router: Arc<Router>,
 }
 
 impl PoolTable {
@@ -29,14 +33,15 @@ impl PoolTable {
         &self.configured
     }
 
-    /// A table of the `configured` pools, with an empty pool for each route `config` leaves
-    /// out.
+    /// A table of the `configured` pools, with an empty pool for each destination `config`
+    /// leaves out, routed by `router`.
     pub(super) fn new(
         configured: Vec<Arc<Pool>>,
+        router: Arc<Router>,
         config: &GatewayConfig,
         metrics: &Metrics,
     ) -> Self {
-        let routed = Route::ALL.map(|route| {
+        let routed = Destination::ALL.map(|route| {
             configured
                 .iter()
                 .find(|p| &*p.name == route.pool_name())
@@ -55,7 +60,11 @@ impl PoolTable {
                     ))
                 })
         });
-        Self { configured, routed }
+        Self {
+            configured,
+            routed,
+            router,
+        }
     }
 
     /// The configured pool named `name`.
@@ -63,7 +72,7 @@ impl PoolTable {
         self.configured.iter().find(|p| *p.name == *name)
     }
 
-    /// The configured pool named `name`, or the empty pool of its route.
+    /// The configured pool named `name`, or the empty pool of its destination.
     pub(super) fn pool_or_route(&self, name: &str) -> Option<&Arc<Pool>> {
         self.pool(name)
             .or_else(|| self.routed.iter().find(|p| *p.name == *name))
@@ -87,7 +96,7 @@ impl Membership {
             let key = format!("gateway.pools[{i}]");
             let Some(settings) = config.pool_settings(&pool.name) else {
                 problems.push(format!(
-                    "{key}: no route leads to pool `{}` (expected `api` or `chat`)",
+                    "{key}: no pool `{}` (expected `api` or `chat`)",
                     pool.name
                 ));
                 continue;

@@ -4,7 +4,8 @@
 //! already whole: a small response read with its head, or the gateway's own).
 //!
 //! Both are enums rather than boxed trait objects: no allocation per request, and the
-//! variants are all the gateway needs.
+//! variants are all the gateway needs. A response body compressed as it streams
+//! ([`super::compress`]) is the one boxed variant: only those pay for the box.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::ProxyError;
 
+use super::compress::Compressing;
 use crate::membership::Instance;
 use crate::upstream::Streaming;
 
@@ -180,6 +182,8 @@ pub enum ResponseBody {
     /// A body already whole: the instance's (read with its head) or the gateway's own (errors),
     /// sent in one frame.
     Full(Option<Bytes>),
+    /// The instance's body, encoded as it arrives.
+    Compressed(Box<Compressing>),
 }
 
 impl ResponseBody {
@@ -212,6 +216,7 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, ResponseBodyError>>> {
         match self.get_mut() {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Self::Compressed(compressing) => compressing.poll_frame(cx),
             Self::Upstream(leased) => {
                 let Some(streaming) = leased.streaming.as_mut() else {
                     return Poll::Ready(None);
@@ -244,6 +249,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             Self::Full(bytes) => bytes.is_none(),
+            Self::Compressed(compressing) => compressing.is_done(),
             Self::Upstream(leased) => leased.streaming.as_ref().is_none_or(Streaming::is_done),
         }
     }
@@ -252,6 +258,7 @@ impl Body for ResponseBody {
         match self {
             Self::Full(Some(bytes)) => SizeHint::with_exact(bytes.len() as u64),
             Self::Full(None) => SizeHint::with_exact(0),
+            Self::Compressed(_) => SizeHint::default(),
             Self::Upstream(leased) => {
                 match leased.streaming.as_ref().and_then(Streaming::remaining) {
                     Some(n) => SizeHint::with_exact(n),

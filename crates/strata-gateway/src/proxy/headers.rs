@@ -16,7 +16,7 @@ pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key
 
 /// Whether `name` only concerns one connection (RFC 9110 §7.6.1), plus `Proxy-*`: credentials
 /// and negotiation meant for the gateway itself.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
     // Standard names compare as enum tags, so this is a few integer comparisons per header.
     name == CONNECTION
         || name == TE

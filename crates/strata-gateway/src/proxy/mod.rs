@@ -1,5 +1,7 @@
-//! The request path: route to a pool, pick an instance, rewrite headers once, forward over a
-//! pooled keep-alive connection, retry once when that is safe, count and log.
+//! The request path: route to a pool (the first matching rule of `gateway.routes`, with its
+//! path and header changes), pick an instance, rewrite headers once, forward over a pooled
+//! keep-alive connection, retry once when that is safe, compress the response when the
+//! client and the pool agree ([`compress`]), count and log.
 //!
 //! # Retries
 //! A failed attempt is repeated once, on the next instance of the pool, when all of these hold:
@@ -26,6 +28,7 @@
 //! instance the body was going to (passive ejection only sees the instance's own failures).
 
 mod body;
+mod compress;
 pub(crate) mod headers;
 // strata: WebSocket (HTTP/1.1 Upgrade) proxying lives in `upgrade`.
 mod upgrade;
@@ -42,13 +45,14 @@ use hyper::body::{Body, Incoming};
 use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
 
 pub use body::{Lease, RequestBody, ResponseBody, next_frame};
+pub use compress::{Compressing, Compression, Offer};
 pub(crate) use upgrade::tunnels_closed;
 
 use crate::config::UpstreamProtocol;
 use crate::error::{Party, ProxyError, RetrySafety};
 use crate::framing::Refused;
 use crate::limits::Limits;
-use crate::membership::{Instance, Membership, Pool};
+use crate::membership::{Instance, Membership, Pool, Routed};
 use crate::rate_limit::{RateLimiter, Verdict};
 use crate::upstream::{Body as UpstreamBody, Outgoing};
 
@@ -125,18 +129,31 @@ impl Proxy {
         let (mut head, body) = request.into_parts();
         let request_id = request_id(&head.headers);
         head.headers.insert(REQUEST_ID, request_id.clone());
-        let pool = self.membership.route(head.uri.path());
         // Both clones share their bytes with the originals; they outlive `head` for the log.
         let (method, uri) = (head.method.clone(), head.uri.clone());
+        // The host is settled (an absolute target's authority wins) before the rules read it.
+        let checked = match head.extensions.get::<Refused>() {
+            Some(refused) => Err(ProxyError::BadRequest(refused.0)),
+            None => validate::check(&mut head),
+        };
+        let Some(Routed { pool, actions }) = self.membership.route(&head) else {
+            return unrouted(checked.err().unwrap_or(ProxyError::NoRoute), &request_id);
+        };
+        let offer = pool.compression().offer(&head);
 
         // A client beyond its rate limit is answered here: no instance sees the request.
         let limited = self.rate_limits.check(pool.name(), &head, client.ip);
         let refusal = limited.as_ref().and_then(Verdict::refusal);
+        // The rule's changes come before the internal-path check, which judges the path the
+        // instance would see.
+        if let (Ok(()), Some(actions)) = (&checked, &actions) {
+            actions.edit_request(&mut head.headers);
+            if let Some(rewritten) = actions.rewrite(&head.uri) {
+                head.uri = rewritten;
+            }
+        }
         // strata: upgrades (WebSocket) branch off here; see `upgrade`.
-        let refused = head.extensions.get::<Refused>().map(|r| r.0);
-        let forwarded = if let Some(why) = refused {
-            Err((ProxyError::BadRequest(why), None))
-        } else if let Err(error) = validate::check(&mut head) {
+        let forwarded = if let Err(error) = checked {
             Err((error, None))
         } else if pool.is_internal(head.uri.path()) {
             Err((ProxyError::NotPublic(head.uri.path().to_owned()), None))
@@ -181,6 +198,10 @@ impl Proxy {
         if let Some(verdict) = &limited {
             verdict.annotate(response.headers_mut());
         }
+        if let Some(actions) = &actions {
+            actions.edit_response(response.headers_mut());
+        }
+        pool.compression().apply(offer, &mut response);
 
         let status = response.status();
         match &served_by {
@@ -421,6 +442,17 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
         Some(value) => value.clone(),
         None => headers::new_request_id(),
     }
+}
+
+/// The answer to a request no routing rule matches (or whose head is refused before it could
+/// be routed): counted in no pool, since none was chosen.
+fn unrouted(error: ProxyError, request_id: &HeaderValue) -> Response<ResponseBody> {
+    tracing::debug!(%error, request_id = request_id.to_str().unwrap_or("-"), party = "client", "request not routed");
+    let mut response = error_response(&error);
+    response
+        .headers_mut()
+        .insert(REQUEST_ID, request_id.clone());
+    response
 }
 
 /// The gateway's own answer to a failed request: the status of the error and the JSON body

@@ -6,6 +6,7 @@
 
 mod admin;
 mod balancing;
+mod compression;
 mod failures;
 mod h2c;
 mod health;
@@ -18,6 +19,7 @@ mod pipelining;
 mod rate_limits;
 mod reload;
 mod routing;
+mod rules;
 mod shutdown;
 mod tls;
 mod websocket;
