@@ -4,6 +4,7 @@
 //! into the whole configuration under [`SECTION`].
 
 mod algorithm;
+mod http2;
 mod instance;
 mod pool;
 mod protocol;
@@ -17,6 +18,7 @@ use strata_core::config::{Checks, Secret, Section, parse};
 use strata_core::config_section;
 
 pub use algorithm::{Algorithm, HashKey};
+pub use http2::Http2Settings;
 pub use instance::{InstanceUrl, MAX_WEIGHT, parse_instance_url};
 pub use pool::{HealthConfig, PoolConfig, PoolSettings};
 pub use protocol::UpstreamProtocol;
@@ -116,6 +118,9 @@ config_section! {
         /// `/api/v1/chat/ws?room=…`, so every member of a room reaches the chat instance that
         /// holds the room.
         section chat: PoolSettings = PoolSettings::chat(),
+        /// HTTP/2 from clients (`STRATA_GATEWAY_HTTP2_<KEY>`): stream and reset limits and
+        /// the idle timeout of their connections.
+        section http2: Http2Settings = Http2Settings::default(),
     }
     setters {
         /// The pools' instances in one value, `api=URL,URL;chat=URL` (pools separated by `;`):

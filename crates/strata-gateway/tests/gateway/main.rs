@@ -8,6 +8,7 @@ mod admin;
 mod balancing;
 mod failures;
 mod h2c;
+mod h2front;
 mod health;
 mod helpers;
 mod limits;
