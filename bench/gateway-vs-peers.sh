@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # strata's gateway against nginx and HAProxy in front of the same instances on loopback,
-# measured with wrk in one run, interleaved, as ratios (the machine is noisy). Three scenarios,
-# each with 1 and 2 workers per proxy:
+# measured with wrk (h2load for HTTP/2 clients) in one run, interleaved, as ratios (the machine
+# is noisy). Four scenarios, each with 1 and 2 workers per proxy:
 #
 #   echo  two tiny `echo` backends (crates/strata-gateway/examples/echo.rs), plus the direct
 #         ceiling (wrk straight to a third one);
@@ -11,14 +11,21 @@
 #   hol   head-of-line mix: two `echo` backends answering `/fast` at once and `/slow` after
 #         100 ms; wrk -c32 on `/fast` and, at the same time, wrk -c4 on `/slow` (about 0.1 % of
 #         the requests are slow); the figures are the fast requests'. strata also as
-#         `strata_h1` (http1, no pipelining) and `strata_pipelined` (http1, pipeline_depth 16).
+#         `strata_h1` (http1, no pipelining) and `strata_pipelined` (http1, pipeline_depth 16);
+#   h2    HTTP/2 clients: h2load with H2_CONNECTIONS connections of H2_STREAMS concurrent
+#         streams each, h2c with prior knowledge, through each proxy to the two `echo`
+#         backends (each proxy with its own upstream protocol and defaults: strata h2c, nginx
+#         and HAProxy HTTP/1.1 keep-alive); nginx with `listen … http2`, HAProxy with
+#         `proto h2`. h2load reports no percentiles: the p50 and p99 columns hold its mean
+#         and its maximum request time.
 #
 #   bench/gateway-vs-peers.sh                       # every scenario, 1 and 2 workers
 #   SCENARIOS=api WORKERS=1 bench/gateway-vs-peers.sh
 #
 # Knobs (environment): WORKERS ("1 2": worker counts, run in turn), SCENARIOS ("echo api
-# hol"), ROUNDS (3), DURATION (5, seconds per wrk run), CONNECTIONS (32), SLOW_CONNECTIONS
-# (4), SLOW_MS (100), WRK_THREADS (1), BASE_PORT (18100), SKIP_BUILD (0).
+# hol h2"), ROUNDS (3), DURATION (5, seconds per wrk run), CONNECTIONS (32), SLOW_CONNECTIONS
+# (4), SLOW_MS (100), WRK_THREADS (1), H2_CONNECTIONS (8), H2_STREAMS (16), BASE_PORT
+# (18100), SKIP_BUILD (0).
 #
 # strata is the product binary with its defaults (`strata serve gateway`, `gateway.workers` =
 # the worker count), nginx has `worker_processes` and upstream keep-alive 64, HAProxy `nbthread`
@@ -32,17 +39,20 @@
 # The last line of output is one JSON object with the medians and the ratios, keys
 # `w<workers>_<scenario>_<target>_<figure>` and `w<workers>_<scenario>_strata_vs_<peer>`
 # (requests/s, strata over peer) and, for hol, `w<workers>_hol_p99_strata_over_<peer>`
-# (fast requests' p99, strata over peer: at most 1 means no worse).
+# (fast requests' p99, strata over peer: at most 1 means no worse); `w<workers>_h2_strata_vs_nginx`
+# is h2load's requests/s through strata over nginx's.
 set -euo pipefail
 
 WORKERS_LIST=${WORKERS:-"1 2"}
-SCENARIOS=${SCENARIOS:-"echo api hol"}
+SCENARIOS=${SCENARIOS:-"echo api hol h2"}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-32}
 SLOW_CONNECTIONS=${SLOW_CONNECTIONS:-4}
 SLOW_MS=${SLOW_MS:-100}
 WRK_THREADS=${WRK_THREADS:-1}
+H2_CONNECTIONS=${H2_CONNECTIONS:-8}
+H2_STREAMS=${H2_STREAMS:-16}
 BASE_PORT=${BASE_PORT:-18100}
 SKIP_BUILD=${SKIP_BUILD:-0}
 
@@ -72,6 +82,7 @@ missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
+[[ " $SCENARIOS " == *" h2 "* ]] && { command -v h2load >/dev/null || missing+=(nghttp2-client); }
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     SUDO=""
@@ -114,10 +125,10 @@ for port in $(seq "$BASE_PORT" $((PROXY_BASE + 60))); do
     fi
 done
 
-wait_port() { # wait_port PORT [PATH]
-    local port=$1 path=${2:-/} i
+wait_port() { # wait_port PORT [PATH [CURL_OPTION]]
+    local port=$1 path=${2:-/} option=${3:---http1.1} i
     for i in $(seq 1 300); do
-        if curl -fs -o /dev/null "http://127.0.0.1:$port$path"; then
+        if curl -fs "$option" -o /dev/null "http://127.0.0.1:$port$path"; then
             return 0
         fi
         sleep 0.1
@@ -141,7 +152,7 @@ start_proxy() { # start_proxy NAME COMMAND... (for one worker count)
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
-if has echo; then
+if has echo || has h2; then
     start echo1 "$BIN/echo" "127.0.0.1:$ECHO1"
     start echo2 "$BIN/echo" "127.0.0.1:$ECHO2"
     start direct "$BIN/echo" "127.0.0.1:$DIRECT_PORT"
@@ -170,14 +181,16 @@ declare -A INSTANCES=(
     [echo]="$ECHO1 $ECHO2"
     [api]="$API1 $((API1 + 1)) $((API1 + 2))"
     [hol]="$HOL1 $HOL2"
+    [h2]="$ECHO1 $ECHO2"
 )
-declare -A PATH_OF=([echo]=/ [api]=/api/v1/products/7 [hol]=/fast)
+declare -A PATH_OF=([echo]=/ [api]=/api/v1/products/7 [hol]=/fast [h2]=/)
 declare -A TARGETS_OF=(
     [echo]="direct strata nginx haproxy"
     [api]="strata strata_h1 nginx haproxy"
     [hol]="strata strata_h1 strata_pipelined nginx haproxy"
+    [h2]="strata nginx haproxy"
 )
-SCENARIO_LIST=(echo api hol)
+SCENARIO_LIST=(echo api hol h2)
 TARGET_LIST=(direct strata strata_h1 strata_pipelined nginx haproxy)
 port_of() { # port_of SCENARIO TARGET
     local s t
@@ -237,7 +250,10 @@ start_proxies() { # start_proxies WORKERS
             for instance in ${INSTANCES[$scenario]}; do echo "    server 127.0.0.1:$instance;"; done
             echo "    keepalive 64;"
             echo "}"
-            echo "server { listen 127.0.0.1:$(port_of "$scenario" nginx); location / {"
+            # HTTP/2 over cleartext with prior knowledge (nginx has no h2c upgrade).
+            local http2=""
+            [ "$scenario" = h2 ] && http2=" http2"
+            echo "server { listen 127.0.0.1:$(port_of "$scenario" nginx)$http2; location / {"
             echo "    proxy_pass http://$scenario; proxy_http_version 1.1;"
             echo "    proxy_set_header Connection \"\"; proxy_set_header Host \$host;"
             echo "    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;"
@@ -245,7 +261,11 @@ start_proxies() { # start_proxies WORKERS
         } >>"$WORK/nginx.conf"
         {
             echo "frontend $scenario"
-            echo "    bind 127.0.0.1:$(port_of "$scenario" haproxy)"
+            if [ "$scenario" = h2 ]; then
+                echo "    bind 127.0.0.1:$(port_of "$scenario" haproxy) proto h2"
+            else
+                echo "    bind 127.0.0.1:$(port_of "$scenario" haproxy)"
+            fi
             echo "    option forwardfor"
             echo "    http-request set-header X-Forwarded-Proto http"
             echo "    default_backend $scenario-instances"
@@ -263,8 +283,10 @@ start_proxies() { # start_proxies WORKERS
     start_proxy haproxy haproxy -db -f "$WORK/haproxy.cfg"
     for scenario in "${SCENARIO_LIST[@]}"; do
         has "$scenario" || continue
+        local option=--http1.1
+        [ "$scenario" = h2 ] && option=--http2-prior-knowledge
         for target in ${TARGETS_OF[$scenario]}; do
-            wait_port "$(port_of "$scenario" "$target")" "${PATH_OF[$scenario]}" || {
+            wait_port "$(port_of "$scenario" "$target")" "${PATH_OF[$scenario]}" "$option" || {
                 cat "$WORK"/*.err >&2
                 exit 1
             }
@@ -311,6 +333,26 @@ run_wrk() {
     log "$(printf '%-26s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s' "$key" "$rps" "$p50" "$p99" "$errors")"
 }
 
+# run_h2load KEY PORT PATH SECONDS [warmup]: as run_wrk, with h2load's HTTP/2 clients
+# (H2_CONNECTIONS × H2_STREAMS); its mean and longest request times stand for p50 and p99.
+run_h2load() {
+    local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out
+    out=$(timeout $((seconds + 20)) h2load -t1 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" \
+        -D"$seconds" "http://127.0.0.1:$port$path" 2>&1) || {
+        log "h2load against $key failed: $out"
+        return 1
+    }
+    [ "$mode" = warmup ] && return 0
+    local rps mean max errors
+    rps=$(awk '/^finished in/ { gsub(/,/, ""); print $4 }' <<<"$out")
+    mean=$(to_ms "$(awk '/^time for request:/ { print $6 }' <<<"$out")")
+    max=$(to_ms "$(awk '/^time for request:/ { print $5 }' <<<"$out")")
+    errors=$(awk '/^requests:/ { gsub(/,/, ""); print $10 + $12 + $14 }' <<<"$out")
+    errors=$((errors + $(awk '/^status codes:/ { gsub(/,/, ""); print $7 + $9 }' <<<"$out")))
+    echo "$key $rps $mean $max $errors" >>"$RESULTS"
+    log "$(printf '%-26s %10.0f req/s  mean %6.3f ms  max %7.3f ms  errors %s' "$key" "$rps" "$mean" "$max" "$errors")"
+}
+
 median() { # median KEY COLUMN
     awk -v t="$1" -v c="$2" '$1 == t { print $c }' "$RESULTS" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
@@ -318,7 +360,7 @@ median() { # median KEY COLUMN
 total_errors() { awk -v t="$1" '$1 == t { n += $5 } END { print n + 0 }' "$RESULTS"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print 0 }'; }
 
-json="{\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"slow_connections\":$SLOW_CONNECTIONS,\"slow_ms\":$SLOW_MS"
+json="{\"rounds\":$ROUNDS,\"h2_connections\":$H2_CONNECTIONS,\"h2_streams\":$H2_STREAMS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"slow_connections\":$SLOW_CONNECTIONS,\"slow_ms\":$SLOW_MS"
 TABLE=""
 for workers in $WORKERS_LIST; do
     log "workers=$workers: starting the proxies"
@@ -327,16 +369,18 @@ for workers in $WORKERS_LIST; do
         has "$scenario" || continue
         read -r -a targets <<<"${TARGETS_OF[$scenario]}"
         path=${PATH_OF[$scenario]}
+        run=run_wrk
+        [ "$scenario" = h2 ] && run=run_h2load
         log "workers=$workers scenario=$scenario rounds=$ROUNDS duration=${DURATION}s"
         for target in "${targets[@]}"; do
-            run_wrk "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" 1 warmup
+            $run "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" 1 warmup
         done
         for round in $(seq 1 "$ROUNDS"); do
             n=${#targets[@]}
             # Rotate the order each round so no target always follows the same one.
             for i in $(seq 0 $((n - 1))); do
                 target=${targets[$(((i + round - 1) % n))]}
-                run_wrk "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" "$DURATION"
+                $run "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" "$DURATION"
             done
         done
         declare -A RPS=() P50=() P99=()
@@ -354,7 +398,7 @@ for workers in $WORKERS_LIST; do
         for peer in nginx haproxy direct strata_h1; do
             [[ " ${targets[*]} " == *" $peer "* ]] || continue
             json+=",\"w${workers}_${scenario}_strata_vs_${peer}\":$(ratio "${RPS[strata]}" "${RPS[$peer]}")"
-            if [ "$scenario" != echo ]; then
+            if [ "$scenario" = api ] || [ "$scenario" = hol ]; then
                 json+=",\"w${workers}_${scenario}_p99_strata_over_${peer}\":$(ratio "${P99[strata]}" "${P99[$peer]}")"
             fi
         done

@@ -6,7 +6,8 @@
 //! connections ([`upstream`]); WebSocket upgrades are tunnelled and responses compressed when
 //! the client accepts it ([`proxy`]). Requests whose framing an instance could read
 //! differently are refused on the raw bytes ([`framing`]). The public listener speaks HTTPS when a certificate is
-//! configured ([`tls`]). The admin listener serves `/metrics`, `/healthz`, `/readyz` and the
+//! configured ([`tls`]), and HTTP/2 as well as HTTP/1.1 ([`http2`]: by ALPN, prior knowledge
+//! or an h2c upgrade, [`h2c_upgrade`]). The admin listener serves `/metrics`, `/healthz`, `/readyz` and the
 //! membership API ([`admin`]); instance host names are re-resolved ([`dns`]); a running
 //! gateway takes a new configuration through [`GatewayHandle::reload`] (SIGHUP in the binary).
 //!
@@ -25,7 +26,9 @@ pub mod balance;
 pub mod config;
 pub mod error;
 pub mod framing;
+pub mod h2c_upgrade;
 pub mod health;
+pub mod http2;
 pub mod limits;
 pub mod membership;
 pub mod metrics;

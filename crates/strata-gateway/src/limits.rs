@@ -12,7 +12,9 @@ pub struct Limits {
     /// Largest request head (request line and headers) read from a client, in bytes; larger
     /// heads get `431 Request Header Fields Too Large` and the connection is closed. Default
     /// 64 KiB: far above real browsers' heads (cookies included, a few KiB) while bounding the
-    /// memory one connection can pin. Also hyper's read buffer size (`max_buf_size`).
+    /// memory one connection can pin. Also hyper's read buffer size (`max_buf_size`), and the
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE` of HTTP/2 clients (a larger header list gets 431 and
+    /// its stream is reset; the connection lives on).
     pub max_header_bytes: usize,
     /// Time a client has to send a complete request head, in seconds; the connection is closed
     /// otherwise. Default 10 s, against slowloris. hyper starts this clock whenever it waits for
@@ -62,6 +64,15 @@ pub struct Limits {
     /// 30 s); its in-flight requests finish whatever this says. A gateway shutting down keeps
     /// its tunnels this long at most for the instances to close them.
     pub drain_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once
+    /// (`gateway.http2.max_concurrent_streams`, default 128).
+    pub h2_max_concurrent_streams: u32,
+    /// Streams one HTTP/2 client connection may reset within a second, or before the gateway
+    /// took them up, before it gets `GOAWAY` (`gateway.http2.max_reset_streams`, default 100).
+    pub h2_max_reset_streams: u32,
+    /// An HTTP/2 client connection with no open stream this long gets `GOAWAY`
+    /// (`gateway.http2.idle_timeout_ms`, default 60 s).
+    pub h2_idle_timeout: Duration,
 }
 
 impl Limits {
@@ -84,6 +95,9 @@ impl Limits {
             },
             websocket_idle_timeout: Duration::from_millis(config.websocket_idle_timeout_ms.max(1)),
             drain_timeout: Duration::from_millis(config.drain_timeout_ms),
+            h2_max_concurrent_streams: config.http2.max_concurrent_streams.max(1),
+            h2_max_reset_streams: config.http2.max_reset_streams.max(1),
+            h2_idle_timeout: Duration::from_millis(config.http2.idle_timeout_ms.max(1)),
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Accept loops of the two listeners: HTTP/1.1 connections (over TLS when configured) served
-//! by hyper with the [`Limits`], a cap on open connections, upgrades (WebSocket), and graceful
-//! shutdown.
+//! Accept loops of the two listeners: connections (over TLS when configured) served by hyper
+//! with the [`Limits`] in HTTP/1.1 or HTTP/2, whichever the client speaks (ALPN, the HTTP/2
+//! preface, or an h2c upgrade: see [`crate::http2`]), a cap on open connections, upgrades
+//! (WebSocket), and graceful shutdown.
 //!
 //! A TLS handshake happens in the connection's task, never in the accept loop, and must end
 //! within [`Limits::header_read_timeout`]: a client that opens a connection and sends nothing
@@ -12,29 +13,34 @@
 //! backlog) rather than run out of file descriptors. On shutdown the loop stops accepting and
 //! closes its listening socket; once every worker's socket is closed, responses start carrying
 //! `Connection: close` for a short grace, then hyper closes idle keep-alive connections and
-//! lets each in-flight request finish; whatever is still open after the drain bound is
-//! dropped.
+//! lets each in-flight request finish (HTTP/2 connections get `GOAWAY` then, and their open
+//! streams finish); whatever is still open after the drain bound is dropped.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, Response, header};
+use http_body_util::{Either, Empty};
 use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
-use hyper::service::{HttpService, service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::service::service_fn;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use strata_core::Shutdown;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::framing::{Verdicts, Watched};
+use crate::h2c_upgrade::Upgrade as H2cUpgrade;
+use crate::http2::{self, Rewind, Sniffed, Streams};
 use crate::limits::Limits;
-use crate::tls::Tls;
+use crate::tls::{ALPN_H2, Tls};
 
 /// Pause after a failed `accept` (out of file descriptors, mostly) before trying again, so the
 /// loop does not spin while the condition lasts.
@@ -86,7 +92,7 @@ pub async fn serve_on_workers<C, H, F, B>(
     shutdown: Shutdown,
 ) where
     C: Fn(SocketAddr) -> H + Send + Sync + 'static,
-    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
@@ -158,7 +164,7 @@ impl Worker {
     ) -> Option<tokio::sync::oneshot::Receiver<()>>
     where
         C: Fn(SocketAddr) -> H + Send + Sync + 'static,
-        H: Fn(Request<Incoming>) -> F + Send + 'static,
+        H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
         F: Future<Output = Response<B>> + Send + 'static,
         B: Body + Send + 'static,
         B::Data: Send,
@@ -239,7 +245,7 @@ pub async fn serve<C, H, F, B>(
     shutdown: Shutdown,
 ) where
     C: Fn(SocketAddr) -> H,
-    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
@@ -266,13 +272,20 @@ async fn serve_listening<C, H, F, B>(
     shutdown: Shutdown,
 ) where
     C: Fn(SocketAddr) -> H,
-    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
     B: Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let http = http1_builder(limits);
+    let front = Arc::new(Front {
+        http1: http1_builder(limits),
+        http2: http2::builder(limits),
+        first_bytes_timeout: limits.header_read_timeout,
+        max_head: limits.max_header_bytes,
+        h2_idle: limits.h2_idle_timeout,
+        h2_max_resets: limits.h2_max_reset_streams,
+    });
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     // Every open connection holds a slot: the open ones are those not available.
     let open = || {
@@ -311,47 +324,32 @@ async fn serve_listening<C, H, F, B>(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(listener = name, %error, "cannot disable Nagle");
         }
-        let handler = connect(peer);
-        let draining_flag = Arc::clone(&draining);
-        let verdicts = Arc::new(Verdicts::default());
-        let judged = Arc::clone(&verdicts);
-        let service = service_fn(move |mut request: Request<Incoming>| {
-            // The watcher judged this request's head as it was read (see `framing`).
-            if let Some(refused) = judged.next() {
-                request.extensions_mut().insert(refused);
-            }
-            let response = handler(request);
-            let draining = Arc::clone(&draining_flag);
-            async move {
-                let mut response = response.await;
-                if draining.load(Ordering::Relaxed) {
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, Infallible>(response)
-            }
-        });
-        let (http, closing, abort) = (http.clone(), closing.clone(), abort.clone());
+        let client = Client {
+            name,
+            peer,
+            handler: Arc::new(connect(peer)),
+            front: Arc::clone(&front),
+            draining: Arc::clone(&draining),
+            closing: closing.clone(),
+            abort: abort.clone(),
+        };
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         let handshake_timeout = limits.header_read_timeout;
-        let max_head = limits.max_header_bytes;
         tokio::spawn(async move {
             let _permit = permit;
             let Some(acceptor) = acceptor else {
-                let stream = Watched::new(stream, max_head, verdicts);
-                serve_connection(name, peer, &http, stream, service, &closing, &abort).await;
+                client.serve(stream, false, false).await;
                 return;
             };
             let handshake = tokio::select! {
                 biased;
-                () = abort.cancelled() => return,
+                () = client.abort.cancelled() => return,
                 handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => handshake,
             };
             match handshake {
                 Ok(Ok(stream)) => {
-                    let stream = Watched::new(stream, max_head, verdicts);
-                    serve_connection(name, peer, &http, stream, service, &closing, &abort).await;
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+                    client.serve(stream, true, h2).await;
                 }
                 Ok(Err(error)) => {
                     tracing::debug!(listener = name, %peer, %error, "TLS handshake failed");
@@ -455,41 +453,190 @@ impl ListenerGroup {
     }
 }
 
-/// Serves one client connection (plain or TLS) until it ends, is upgraded (its bytes then
-/// belong to the WebSocket tunnel), closes gracefully after `closing`, or is dropped at `abort`.
-async fn serve_connection<I, S, B>(
+/// The protocol settings every connection of a listener shares.
+struct Front {
+    http1: http1::Builder,
+    http2: hyper::server::conn::http2::Builder<TokioExecutor>,
+    /// Time a new connection has to send its first bytes ([`Limits::header_read_timeout`]).
+    first_bytes_timeout: Duration,
+    max_head: usize,
+    h2_idle: Duration,
+    h2_max_resets: u32,
+}
+
+/// One accepted client connection, before its protocol is known.
+struct Client<H> {
     name: &'static str,
     peer: SocketAddr,
-    http: &http1::Builder,
-    io: I,
-    service: S,
-    closing: &Shutdown,
-    abort: &Shutdown,
-) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: Body + 'static,
+    handler: Arc<H>,
+    front: Arc<Front>,
+    /// Set once shutdown starts: HTTP/1.1 responses then carry `Connection: close`.
+    draining: Arc<AtomicBool>,
+    closing: Shutdown,
+    abort: Shutdown,
+}
+
+impl<H, F, B> Client<H>
+where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let connection = http
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    let mut connection = std::pin::pin!(connection);
-    let served = tokio::select! {
-        biased;
-        served = connection.as_mut() => served,
-        () = abort.cancelled() => return,
-        () = closing.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                biased;
-                served = connection.as_mut() => served,
-                () = abort.cancelled() => return,
+    /// Serves the connection in the protocol it speaks: HTTP/2 when ALPN chose it (`h2`) or
+    /// its first bytes are the HTTP/2 preface, HTTP/1.1 otherwise (which may upgrade to h2c
+    /// when not over `tls`).
+    async fn serve<I>(self, mut io: I, tls: bool, h2: bool)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        if h2 {
+            self.serve_h2(Rewind::new(io, Bytes::new())).await;
+            return;
+        }
+        let mut first = BytesMut::new();
+        let sniffed = tokio::select! {
+            biased;
+            () = self.abort.cancelled() => return,
+            sniffed = tokio::time::timeout(
+                self.front.first_bytes_timeout,
+                http2::sniff(&mut io, &mut first),
+            ) => sniffed,
+        };
+        let (name, peer) = (self.name, self.peer);
+        match sniffed {
+            Ok(Ok(Sniffed::Http2)) => self.serve_h2(Rewind::new(io, first.freeze())).await,
+            Ok(Ok(Sniffed::Http1)) => self.serve_h1(Rewind::new(io, first.freeze()), tls).await,
+            Ok(Ok(Sniffed::Closed)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(listener = name, %peer, %error, "client connection failed");
+            }
+            Err(_) => {
+                tracing::debug!(listener = name, %peer, "client connection sent nothing in time");
             }
         }
-    };
-    if let Err(error) = served {
-        tracing::debug!(listener = name, %peer, %error, "client connection ended with an error");
+    }
+
+    /// Serves an HTTP/1.1 connection until it ends, is upgraded (a WebSocket's bytes then
+    /// belong to its tunnel; an h2c upgrade continues as HTTP/2 here), closes gracefully after
+    /// `closing`, or is dropped at `abort`.
+    async fn serve_h1<I>(self, io: I, tls: bool)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let verdicts = Arc::new(Verdicts::default());
+        let io = Watched::new(io, self.front.max_head, Arc::clone(&verdicts));
+        let upgrading: Arc<Mutex<Option<(OnUpgrade, H2cUpgrade)>>> = Arc::default();
+        let (handler, draining, slot) = (
+            Arc::clone(&self.handler),
+            Arc::clone(&self.draining),
+            Arc::clone(&upgrading),
+        );
+        let service = service_fn(move |mut request: Request<Incoming>| {
+            // The watcher judged this request's head as it was read (see `framing`).
+            let refused = verdicts.next();
+            let draining = Arc::clone(&draining);
+            let upgrade = (refused.is_none() && !draining.load(Ordering::Relaxed))
+                .then(|| H2cUpgrade::accept(&request, tls))
+                .flatten();
+            let response = match upgrade {
+                Some(upgrade) => {
+                    let on = hyper::upgrade::on(&mut request);
+                    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some((on, upgrade));
+                    None
+                }
+                None => {
+                    H2cUpgrade::decline(&mut request);
+                    if let Some(refused) = refused {
+                        request.extensions_mut().insert(refused);
+                    }
+                    Some(handler(request))
+                }
+            };
+            async move {
+                let Some(response) = response else {
+                    return Ok::<_, Infallible>(H2cUpgrade::switching(Either::Right(Empty::new())));
+                };
+                let mut response = response.await.map(Either::Left);
+                if draining.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok(response)
+            }
+        });
+        let (name, peer) = (self.name, self.peer);
+        let connection = self
+            .front
+            .http1
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades();
+        let mut connection = std::pin::pin!(connection);
+        let served = tokio::select! {
+            biased;
+            served = connection.as_mut() => served,
+            () = self.abort.cancelled() => return,
+            () = self.closing.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                tokio::select! {
+                    biased;
+                    served = connection.as_mut() => served,
+                    () = self.abort.cancelled() => return,
+                }
+            }
+        };
+        if let Err(error) = served {
+            tracing::debug!(listener = name, %peer, %error, "client connection ended with an error");
+        }
+        let upgrade = upgrading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some((on, upgrade)) = upgrade else {
+            return;
+        };
+        let upgraded = tokio::select! {
+            biased;
+            () = self.abort.cancelled() => return,
+            upgraded = on => upgraded,
+        };
+        match upgraded {
+            Ok(upgraded) => self.serve_h2(upgrade.splice(TokioIo::new(upgraded))).await,
+            Err(error) => {
+                tracing::debug!(listener = name, %peer, %error, "h2c upgrade failed");
+            }
+        }
+    }
+
+    /// Serves an HTTP/2 connection (see [`http2::serve_connection`]).
+    async fn serve_h2<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let streams = Streams::new(self.front.h2_max_resets);
+        let (handler, watch) = (Arc::clone(&self.handler), Arc::clone(&streams));
+        let service = service_fn(move |request: Request<Incoming>| {
+            let open = watch.open();
+            let response = handler(request);
+            async move {
+                let response = response.await;
+                open.done();
+                Ok::<_, Infallible>(response)
+            }
+        });
+        http2::serve_connection(
+            self.name,
+            self.peer,
+            &self.front.http2,
+            io,
+            service,
+            &streams,
+            self.front.h2_idle,
+            &self.closing,
+            &self.abort,
+        )
+        .await;
     }
 }

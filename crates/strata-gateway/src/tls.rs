@@ -3,7 +3,8 @@
 //! The certificate and key are PEM files (`gateway.tls_cert`, `gateway.tls_key`). The rustls
 //! `ServerConfig` sits behind an [`ArcSwap`]: each accepted connection loads the current one,
 //! so a reload (SIGHUP) gives new handshakes the new certificate while connections already
-//! open keep theirs. ALPN offers `http/1.1` only: the gateway speaks HTTP/1.1 on both sides.
+//! open keep theirs. ALPN offers `h2` first, then `http/1.1`: a client that supports both
+//! gets HTTP/2 ([`crate::http2`]), one that offers nothing or `http/1.1` gets HTTP/1.1.
 //! The leaf certificate's expiry (its `notAfter`, Unix seconds) is a gauge, set at each load,
 //! so an alert can warn before it passes.
 
@@ -18,6 +19,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 
 use crate::error::GatewayError;
+
+/// The ALPN name of HTTP/2 over TLS (RFC 9113 §3.2).
+pub const ALPN_H2: &[u8] = b"h2";
 
 /// The public listener's TLS settings, reloadable.
 pub struct Tls {
@@ -111,7 +115,7 @@ pub(crate) fn server_config(cert: &Path, key: &Path) -> Result<Loaded, GatewayEr
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|e| problem("gateway.tls_key", key, &e))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), b"http/1.1".to_vec()];
     Ok(Loaded {
         config: Arc::new(config),
         not_after,

@@ -5,6 +5,7 @@
 
 mod algorithm;
 mod compression;
+mod http2;
 mod instance;
 mod pool;
 mod protocol;
@@ -20,6 +21,7 @@ use strata_core::config_section;
 
 pub use algorithm::{Algorithm, HashKey};
 pub use compression::{CompressionConfig, Encoding};
+pub use http2::Http2Settings;
 pub use instance::{InstanceUrl, MAX_WEIGHT, parse_instance_url};
 pub use pool::{HealthConfig, PoolConfig, PoolSettings};
 pub use protocol::UpstreamProtocol;
@@ -133,6 +135,9 @@ config_section! {
         /// `/api/v1/chat/ws?room=…`, so every member of a room reaches the chat instance that
         /// holds the room.
         section chat: PoolSettings = PoolSettings::chat(),
+        /// HTTP/2 from clients (`STRATA_GATEWAY_HTTP2_<KEY>`): stream and reset limits and
+        /// the idle timeout of their connections.
+        section http2: Http2Settings = Http2Settings::default(),
     }
     setters {
         /// The pools' instances in one value, `api=URL,URL;chat=URL` (pools separated by `;`):

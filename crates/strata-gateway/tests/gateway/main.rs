@@ -9,6 +9,7 @@ mod balancing;
 mod compression;
 mod failures;
 mod h2c;
+mod h2front;
 mod health;
 mod helpers;
 mod limits;

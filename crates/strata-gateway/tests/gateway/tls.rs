@@ -15,15 +15,15 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use crate::helpers::{Backend, config, spawn_gateway_with};
 
 /// A CA and a `localhost` certificate it signed, written as PEM files in a fresh directory.
-struct TestPki {
-    ca: CertificateDer<'static>,
-    cert: PathBuf,
-    key: PathBuf,
+pub(crate) struct TestPki {
+    pub(crate) ca: CertificateDer<'static>,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
     /// When the `localhost` certificate expires, Unix seconds.
     expires: i64,
 }
 
-fn pki(dir: &std::path::Path) -> TestPki {
+pub(crate) fn pki(dir: &std::path::Path) -> TestPki {
     pki_until(dir, (2061, 7, 28))
 }
 
@@ -68,7 +68,7 @@ async fn certificate_expiry(gateway: &crate::helpers::TestGateway) -> i64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-fn temp_dir(what: &str) -> PathBuf {
+pub(crate) fn temp_dir(what: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
