@@ -20,5 +20,6 @@ mod reload;
 mod routing;
 mod shutdown;
 mod tls;
+mod traces;
 mod websocket;
 mod workers;
