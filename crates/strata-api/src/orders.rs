@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use strata_core::domain::OrderId;
+use strata_core::http::TraceContext;
 use strata_store::{
     CheckoutError, CheckoutRequest, Coupon, Order, OrderLine, OrderPage, OrderStatus, Page,
     PricedLine, PricedOrder, ReservedLine, StatusChange,
@@ -279,6 +280,7 @@ crate::page::page_view! {
 pub(crate) async fn place_order(
     State(state): State<AppState>,
     user: AuthUser,
+    trace: TraceContext,
     request: Request,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(request.headers())?;
@@ -297,11 +299,14 @@ pub(crate) async fn place_order(
     let price = |lines: &[ReservedLine], coupon: Option<&Coupon>| {
         price_checkout(lines, coupon, &pricing, &rules, now)
     };
+    let traceparent = trace.to_string();
     let request = CheckoutRequest {
         user_id: user.id,
         idempotency_key: &key,
         fingerprint: &fingerprint,
         coupon_code: pricing.coupon.as_ref().map(CouponCode::as_str),
+        // The order's events continue this request's trace (in the worker's handlers).
+        traceparent: Some(&traceparent),
     };
     let outcome = state
         .store

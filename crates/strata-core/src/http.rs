@@ -1,6 +1,6 @@
-//! HTTP pieces every axum role shares: the JSON error body, request ids, the instance header,
-//! per-request metrics and access logs, and the operational endpoints (`/healthz`, `/readyz`,
-//! `/metrics`).
+//! HTTP pieces every axum role shares: the JSON error body, request ids and W3C trace context
+//! (`traceparent`), the instance header, per-request metrics and access logs, and the
+//! operational endpoints (`/healthz`, `/readyz`, `/metrics`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -50,6 +50,237 @@ pub fn accept_request_id(value: Option<&HeaderValue>) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     ok.then(|| value.to_owned())
+}
+
+/// W3C Trace Context (<https://www.w3.org/TR/trace-context/>): the trace a request belongs to
+/// and the span that sent it, `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// Vendors' own trace data, passed through untouched along with a valid `traceparent`.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// Where one piece of work stands in a trace: the trace id it shares with everything done for
+/// the same client request (a checkout, its events and their handling), the id of its own
+/// span, and the trace flags. Parsed from a `traceparent` ([`accept_traceparent`]), continued
+/// with a span of one's own ([`TraceContext::child`]), or started ([`TraceContext::start`]);
+/// its [`Display`](std::fmt::Display) is the `traceparent` to send on, naming this span as
+/// the parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: TraceId,
+    span_id: [u8; 8],
+    flags: u8,
+}
+
+/// A trace id: 16 bytes, never all zero; displayed as 32 lowercase hex digits, the form logs
+/// carry (`trace_id`) and `traceparent` spells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId([u8; 16]);
+
+impl std::fmt::Display for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+/// Trace flags strata knows: `sampled` (01) and Level 2's `random` trace id (02). Others are
+/// cleared when a context is passed on, as the specification asks of flags one does not know.
+const KNOWN_FLAGS: u8 = 0x03;
+
+impl TraceContext {
+    /// A new trace, this span its root: random trace and span ids (never all zero), version
+    /// 00, flags `sampled` (strata writes the trace id of every request it logs).
+    pub fn start() -> Self {
+        let (high, low) = (random_u64(), random_u64());
+        let mut trace_id = [0u8; 16];
+        trace_id[..8].copy_from_slice(&high.to_be_bytes());
+        trace_id[8..].copy_from_slice(&low.to_be_bytes());
+        if trace_id == [0; 16] {
+            trace_id[15] = 1;
+        }
+        Self {
+            trace_id: TraceId(trace_id),
+            span_id: new_span_id(),
+            flags: 0x01,
+        }
+    }
+
+    /// The same trace, with a new span of one's own whose parent is `self`'s span.
+    #[must_use]
+    pub fn child(&self) -> Self {
+        Self {
+            trace_id: self.trace_id,
+            span_id: new_span_id(),
+            flags: self.flags,
+        }
+    }
+
+    /// The span that continues `parent` (a child of it), or the root of a new trace when there
+    /// is none: what a receiver of a request or an event runs in.
+    pub fn continued(parent: Option<Self>) -> Self {
+        parent.as_ref().map_or_else(Self::start, Self::child)
+    }
+
+    /// Parses one `traceparent` value. `None` when it is not valid: an unknown version `ff`,
+    /// version 00 with anything after the flags, a later version whose extra fields do not
+    /// start with `-`, a wrong length or separator, upper-case or other non-hex digits, or an
+    /// all-zero trace or parent id. A later version (01 to fe) is read as 00, as the
+    /// specification asks.
+    pub fn parse(value: &[u8]) -> Option<Self> {
+        const LEN: usize = 55;
+        let version = hex_byte(value.get(0..2)?)?;
+        let fits = match version {
+            0xff => false,
+            0x00 => value.len() == LEN,
+            _ => value.len() == LEN || value.get(LEN) == Some(&b'-'),
+        };
+        if !fits || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        for (i, byte) in trace_id.iter_mut().enumerate() {
+            *byte = hex_byte(&value[3 + 2 * i..5 + 2 * i])?;
+        }
+        let mut span_id = [0u8; 8];
+        for (i, byte) in span_id.iter_mut().enumerate() {
+            *byte = hex_byte(&value[36 + 2 * i..38 + 2 * i])?;
+        }
+        let flags = hex_byte(&value[53..55])?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(Self {
+            trace_id: TraceId(trace_id),
+            span_id,
+            flags: flags & KNOWN_FLAGS,
+        })
+    }
+
+    /// The trace id, shared by every span of the trace.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// This span's id as 16 hex digits: the parent id of what it sends on.
+    pub fn span_id(&self) -> String {
+        let mut out = String::with_capacity(16);
+        for byte in self.span_id {
+            push_hex(&mut out, byte);
+        }
+        out
+    }
+
+    /// The `traceparent` header that names this span as the parent.
+    pub fn header_value(&self) -> HeaderValue {
+        // Hex digits and dashes only: always a valid header value.
+        HeaderValue::from_str(&self.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+impl std::fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("00-")?;
+        write_hex(f, &self.trace_id.0)?;
+        f.write_str("-")?;
+        write_hex(f, &self.span_id)?;
+        f.write_str("-")?;
+        write_hex(f, &[self.flags])
+    }
+}
+
+/// The trace context the caller sent in `traceparent`, when there is exactly one header and
+/// it is valid ([`TraceContext::parse`]); `None` otherwise, and the receiver starts a trace of
+/// its own. A malformed header is never an error: it is replaced.
+pub fn accept_traceparent(headers: &http::HeaderMap) -> Option<TraceContext> {
+    let mut values = headers.get_all(TRACEPARENT).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    TraceContext::parse(value.as_bytes())
+}
+
+/// Every role's handlers can ask for the request's [`TraceContext`], which [`observe`] put in
+/// its extensions; outside [`role_router`] (a router driven bare in a test) they get a new
+/// trace rather than an error.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TraceContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<TraceContext>()
+            .copied()
+            .unwrap_or_else(TraceContext::start))
+    }
+}
+
+/// A span id: random, never all zero.
+fn new_span_id() -> [u8; 8] {
+    let id = random_u64();
+    if id == 0 { 1u64 } else { id }.to_be_bytes()
+}
+
+/// 64 random bits without a system call or a lock: SplitMix64 over a per-thread state seeded
+/// once from the OS (through `RandomState`). Trace and span ids must be unpredictable enough
+/// not to collide across processes, not secret; a `getrandom` call per id would cost the
+/// gateway a few percent of its throughput (see its request ids).
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos()),
+            );
+            hasher.finish()
+        });
+    }
+    STATE.with(|state| {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}
+
+/// Two lower-case hex digits as a byte; upper case is refused, as `traceparent` requires.
+fn hex_byte(digits: &[u8]) -> Option<u8> {
+    let digit = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    match digits {
+        [high, low] => Some(digit(*high)? << 4 | digit(*low)?),
+        _ => None,
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut String, byte: u8) {
+    out.push(char::from(HEX[usize::from(byte >> 4)]));
+    out.push(char::from(HEX[usize::from(byte & 0xf)]));
+}
+
+fn write_hex(f: &mut std::fmt::Formatter<'_>, bytes: &[u8]) -> std::fmt::Result {
+    let mut buf = [0u8; 32];
+    for (chunk, byte) in buf.chunks_exact_mut(2).zip(bytes) {
+        chunk[0] = HEX[usize::from(byte >> 4)];
+        chunk[1] = HEX[usize::from(byte & 0xf)];
+    }
+    let len = 2 * bytes.len().min(16);
+    // Hex digits only: always UTF-8.
+    f.write_str(std::str::from_utf8(&buf[..len]).unwrap_or_default())
 }
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}`.
@@ -260,7 +491,9 @@ pub struct Observe {
     pub metrics: HttpMetrics,
 }
 
-/// Middleware: request id (kept or generated), a span carrying it, `X-Strata-Instance` and
+/// Middleware: request id (kept or generated), the trace context (continued from
+/// `traceparent` or started, in the request's extensions), a span carrying both ids
+/// (`request_id`, `trace_id`), `X-Strata-Instance` and
 /// `X-Request-Id` on the response, metrics, and the access log line of a sampled request
 /// (`log.access_sample`).
 pub async fn observe(State(observe): State<Observe>, mut request: Request, next: Next) -> Response {
@@ -270,6 +503,11 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         request.headers_mut().insert(REQUEST_ID, value);
     }
+    // The caller's trace continued with this instance's own span (a new trace when called
+    // directly, or with a malformed header); handlers that pass the trace on (checkout's
+    // event) take it from the extensions.
+    let trace = TraceContext::continued(accept_traceparent(request.headers()));
+    request.extensions_mut().insert(trace);
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -279,8 +517,12 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     // twice a second, and the metrics count them.
     let path = (!is_ops_route(&route) && crate::telemetry::access_sampled())
         .then(|| request.uri().path().to_owned());
-    let span =
-        tracing::info_span!("request", request_id = %request_id, instance = %observe.instance);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        trace_id = %trace.trace_id(),
+        instance = %observe.instance
+    );
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     let elapsed = started.elapsed();
@@ -598,6 +840,113 @@ mod tests {
         assert_eq!(accept_request_id(Some(&long)), None);
         assert_eq!(accept_request_id(None), None);
         assert_eq!(new_request_id().len(), 32);
+    }
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_valid_traceparent_is_parsed_and_written_back_the_same() {
+        let trace = TraceContext::parse(VALID.as_bytes()).unwrap();
+        assert_eq!(
+            trace.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(trace.span_id(), "00f067aa0ba902b7");
+        assert_eq!(trace.to_string(), VALID);
+        assert_eq!(trace.header_value(), VALID);
+    }
+
+    #[test]
+    fn malformed_traceparents_are_refused() {
+        let refused = [
+            // Versions: ff is invalid, and versions are two lower-case hex digits.
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "AA-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            // Version 00 has nothing after the flags.
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            // A later version's extra fields start with a dash.
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            // All-zero ids.
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            // Wrong lengths.
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e47366-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "",
+            // Upper-case hex, anywhere.
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0A",
+            // Separators and digits.
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01",
+            " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ];
+        for value in refused {
+            assert_eq!(TraceContext::parse(value.as_bytes()), None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn later_versions_are_read_as_00_and_unknown_flags_cleared() {
+        let later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff-what-comes";
+        let trace = TraceContext::parse(later.as_bytes()).unwrap();
+        assert_eq!(
+            trace.to_string(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"
+        );
+        let exact = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert!(TraceContext::parse(exact.as_bytes()).is_some());
+    }
+
+    #[test]
+    fn one_valid_header_is_accepted_and_two_are_not() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(accept_traceparent(&headers), None);
+        headers.insert(TRACEPARENT, HeaderValue::from_static(VALID));
+        assert!(accept_traceparent(&headers).is_some());
+        headers.append(TRACEPARENT, HeaderValue::from_static(VALID));
+        assert_eq!(accept_traceparent(&headers), None);
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_takes_a_span_of_its_own() {
+        let parent = TraceContext::parse(VALID.as_bytes()).unwrap();
+        let child = TraceContext::continued(Some(parent));
+        assert_eq!(child.trace_id(), parent.trace_id());
+        assert_ne!(child.span_id(), parent.span_id());
+        let sent = child.to_string();
+        assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(sent.ends_with("-01"));
+        assert_eq!(TraceContext::parse(sent.as_bytes()), Some(child));
+    }
+
+    #[test]
+    fn started_traces_are_valid_random_and_distinct() {
+        let traces: Vec<TraceContext> =
+            (0..10_000).map(|_| TraceContext::continued(None)).collect();
+        let ids: std::collections::HashSet<TraceId> =
+            traces.iter().map(TraceContext::trace_id).collect();
+        assert_eq!(ids.len(), traces.len());
+        for trace in &traces[..100] {
+            let header = trace.to_string();
+            assert_eq!(header.len(), 55);
+            assert_eq!(
+                TraceContext::parse(header.as_bytes()),
+                Some(*trace),
+                "{header}"
+            );
+        }
+        // From another thread too (each has its own generator state).
+        let other = std::thread::spawn(TraceContext::start).join().unwrap();
+        assert!(!ids.contains(&other.trace_id()));
     }
 
     #[test]

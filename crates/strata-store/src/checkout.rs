@@ -45,6 +45,9 @@ pub struct CheckoutRequest<'a> {
     pub fingerprint: &'a str,
     /// The coupon code asked for, normalized; looked up inside the transaction.
     pub coupon_code: Option<&'a str>,
+    /// The W3C `traceparent` of the checkout's request, kept with its `order.placed` event so
+    /// the event's handling continues the same trace.
+    pub traceparent: Option<&'a str>,
 }
 
 /// A cart line whose stock is reserved, at the product's price read under the row lock.
@@ -367,12 +370,16 @@ impl OrderRepo<'_> {
             let payload = serde_json::to_string(&event).map_err(|e| {
                 CheckoutError::Store(StoreError::Database(sqlx::Error::Encode(e.into())))
             })?;
-            sqlx::query("INSERT INTO outbox (topic, payload, created_at) VALUES ($1, $2, $3)")
-                .bind(ORDER_PLACED)
-                .bind(payload)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO outbox (topic, payload, created_at, traceparent) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(ORDER_PLACED)
+            .bind(payload)
+            .bind(now)
+            .bind(request.traceparent)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE idempotency_keys SET order_id = $3 \
                  WHERE user_id = $1 AND idempotency_key = $2",

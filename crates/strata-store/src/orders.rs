@@ -214,6 +214,9 @@ pub struct Transition<'a> {
     pub from: OrderStatus,
     /// The status it moves to.
     pub to: OrderStatus,
+    /// The W3C `traceparent` of the handler's run, kept with the event that announces the
+    /// new status so the trace goes on with it.
+    pub traceparent: Option<&'a str>,
 }
 
 /// The outbox topic that announces an order entering `status`.
@@ -439,12 +442,16 @@ impl<'a> OrderRepo<'a> {
                 };
                 let payload = serde_json::to_string(&event)
                     .map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))?;
-                sqlx::query("INSERT INTO outbox (topic, payload, created_at) VALUES ($1, $2, $3)")
-                    .bind(topic)
-                    .bind(payload)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO outbox (topic, payload, created_at, traceparent) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(topic)
+                .bind(payload)
+                .bind(now)
+                .bind(step.traceparent)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             Applied::Done

@@ -1,6 +1,7 @@
 //! The transactional outbox: events written in the same transaction as the change they
 //! announce (checkout writes `order.placed`), relayed to the bus later by the worker, which
-//! stamps `sent_at`. Delivery is at least once; consumers are idempotent.
+//! stamps `sent_at`. Delivery is at least once; consumers are idempotent. Each event keeps the
+//! trace context (`traceparent`) of the work that wrote it, which travels on with it.
 //!
 //! # Relaying ([`OutboxRepo::relay`])
 //! Three steps, none of which holds a transaction or a row lock while the bus is waited for:
@@ -42,6 +43,9 @@ pub struct OutboxMessage {
     /// When the relay published it; `None` while pending.
     #[serde(with = "time::serde::rfc3339::option")]
     pub sent_at: Option<OffsetDateTime>,
+    /// The W3C `traceparent` of the work that wrote it (a checkout's request, a handler's
+    /// run), which the relay passes on with the event; `None` when it had none.
+    pub traceparent: Option<String>,
 }
 
 /// Reads and stamps the outbox. Obtained from [`Store::outbox`].
@@ -62,7 +66,7 @@ impl<'a> OutboxRepo<'a> {
     pub async fn unsent(&self, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         let messages = dispatch!(self.store, pool => {
             sqlx::query_as(
-                "SELECT id, topic, payload, created_at, sent_at FROM outbox \
+                "SELECT id, topic, payload, created_at, sent_at, traceparent FROM outbox \
                  WHERE sent_at IS NULL ORDER BY id LIMIT $1",
             )
             .bind(i64::from(limit))
@@ -79,7 +83,7 @@ impl<'a> OutboxRepo<'a> {
     pub async fn by_topic(&self, topic: &str) -> Result<Vec<OutboxMessage>, StoreError> {
         let messages = dispatch!(self.store, pool => {
             sqlx::query_as(
-                "SELECT id, topic, payload, created_at, sent_at FROM outbox \
+                "SELECT id, topic, payload, created_at, sent_at, traceparent FROM outbox \
                  WHERE topic = $1 ORDER BY id",
             )
             .bind(topic)
@@ -145,7 +149,7 @@ impl<'a> OutboxRepo<'a> {
                     "AND (claimed_until IS NULL OR claimed_until < $3) ",
                     "ORDER BY id LIMIT $1",
                     $lock,
-                    ") RETURNING id, topic, payload, created_at, sent_at"
+                    ") RETURNING id, topic, payload, created_at, sent_at, traceparent"
                 )
             };
         }

@@ -23,10 +23,12 @@ use std::time::{Duration, Instant};
 
 use strata_bus::{AnyBus, Bus, Delivery, SubscribeOptions};
 use strata_core::Shutdown;
+use strata_core::http::TraceContext;
 use strata_store::Applied;
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::dlq::{self, DeadLetter};
 use crate::handlers::{Handler, HandlerError, Handlers};
@@ -53,20 +55,29 @@ fn retries(error: &HandlerError, delivered: u32, max_deliveries: u32) -> bool {
     error.is_store_outage() || (error.is_transient() && delivered < max_deliveries)
 }
 
-/// The order an event is about, read from its payload (`None` when it names none: such a
-/// delivery waits for nothing, and a malformed one is dead-lettered by its handler).
-fn order_key(payload: &[u8]) -> Option<i64> {
-    #[derive(serde::Deserialize)]
-    struct Data {
-        order_id: i64,
-    }
+/// What the loop reads of a delivery before handing it out: the order the event is about
+/// (`None` when it names none: such a delivery waits for nothing, and a malformed one is
+/// dead-lettered by its handler) and the trace context it was written in (`None`: its
+/// handling starts a trace of its own).
+fn peek(payload: &[u8]) -> (Option<i64>, Option<TraceContext>) {
     #[derive(serde::Deserialize)]
     struct Event {
-        data: Data,
+        #[serde(default)]
+        data: serde_json::Value,
+        #[serde(default)]
+        traceparent: Option<String>,
     }
-    serde_json::from_slice::<Event>(payload)
-        .ok()
-        .map(|event| event.data.order_id)
+    let Ok(event) = serde_json::from_slice::<Event>(payload) else {
+        return (None, None);
+    };
+    let order = event
+        .data
+        .get("order_id")
+        .and_then(serde_json::Value::as_i64);
+    let trace = event
+        .traceparent
+        .and_then(|value| TraceContext::parse(value.as_bytes()));
+    (order, trace)
 }
 
 /// Chains the deliveries of one key: each waits for the one of its key before it. The key's
@@ -155,16 +166,31 @@ impl Consumer {
                 match delivery {
                     Some(Ok(delivery)) => {
                         let this = self.clone();
-                        let (turn, done) = sequence.next(order_key(&delivery.payload));
-                        tasks.spawn(async move {
-                            if let Some(turn) = turn {
-                                // Sent or dropped when the order's previous delivery is done.
-                                let _ = turn.await;
+                        let (order_id, parent) = peek(&delivery.payload);
+                        let (turn, done) = sequence.next(order_id);
+                        // The handling continues the trace of the work that wrote the event,
+                        // and every line it logs names that trace.
+                        let trace = TraceContext::continued(parent);
+                        let span = tracing::info_span!(
+                            "event",
+                            handler = name,
+                            subject = %delivery.subject,
+                            sequence = delivery.sequence,
+                            order_id,
+                            trace_id = %trace.trace_id(),
+                        );
+                        tasks.spawn(
+                            async move {
+                                if let Some(turn) = turn {
+                                    // Sent or dropped when the order's previous delivery is done.
+                                    let _ = turn.await;
+                                }
+                                this.process(delivery, &trace).await;
+                                drop(done);
+                                drop(permit);
                             }
-                            this.process(delivery).await;
-                            drop(done);
-                            drop(permit);
-                        });
+                            .instrument(span),
+                        );
                     }
                     Some(Err(e)) => {
                         tracing::warn!(handler = name, error = %e, "subscription failed, resubscribing");
@@ -189,14 +215,36 @@ impl Consumer {
         }
     }
 
-    async fn process(&self, delivery: Delivery) {
+    /// Handles one delivery in `trace` (the handler's own span of the event's trace) and
+    /// answers the bus. With the access log on (`log.access_sample`), a sampled delivery's
+    /// outcome is logged as the worker's request line (`strata_worker::access`).
+    async fn process(&self, delivery: Delivery, trace: &TraceContext) {
         let name = self.handler.name();
         let started = Instant::now();
-        let result = self.handlers.handle(self.handler, &delivery.payload).await;
+        let result = self
+            .handlers
+            .handle(self.handler, &delivery.payload, trace)
+            .await;
+        let elapsed = started.elapsed();
         self.metrics
             .processing
             .get_or_create(&WorkerMetrics::handler(name))
-            .observe(started.elapsed().as_secs_f64());
+            .observe(elapsed.as_secs_f64());
+        if strata_core::telemetry::access_sampled() {
+            let outcome = match &result {
+                Ok(Applied::Done) => "done",
+                Ok(Applied::Duplicate) => "duplicate",
+                Ok(Applied::Skipped) => "skipped",
+                Err(_) => "failed",
+            };
+            tracing::info!(
+                target: "strata_worker::access",
+                outcome,
+                deliveries = delivery.delivered,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "event"
+            );
+        }
         let answered = match result {
             Ok(applied) => {
                 self.metrics.outcome(
@@ -275,6 +323,23 @@ mod tests {
         assert!(retries(&provider, 4, 5));
         assert!(!retries(&provider, 5, 5));
         assert!(!retries(&HandlerError::Malformed("x".into()), 1, 5));
+    }
+
+    #[test]
+    fn a_delivery_is_peeked_for_its_order_and_trace() {
+        let traced = br#"{"id":1,"topic":"order.placed","data":{"order_id":7},
+            "traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#;
+        let (order, trace) = peek(traced);
+        assert_eq!(order, Some(7));
+        assert_eq!(
+            trace.unwrap().trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(peek(br#"{"data":{"order_id":8}}"#), (Some(8), None));
+        let malformed_trace = br#"{"data":{"order_id":9},"traceparent":"00-zz"}"#;
+        assert_eq!(peek(malformed_trace), (Some(9), None));
+        assert_eq!(peek(br#"{"data":"not an order"}"#), (None, None));
+        assert_eq!(peek(b"not json"), (None, None));
     }
 
     #[test]

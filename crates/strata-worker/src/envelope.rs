@@ -1,10 +1,12 @@
 //! [`Envelope`]: how an outbox event travels on the bus. The relay wraps each outbox row's
 //! payload with the row's id, which is the event id every handler keys its once-only
 //! bookkeeping on: a duplicate publish (a relay that died before stamping) or a redelivery
-//! carries the same id.
+//! carries the same id. It also carries the row's trace context (`traceparent`), so the trace
+//! of the work that wrote the event goes on in the handlers that consume it.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use strata_core::http::TraceContext;
 use strata_store::OutboxMessage;
 use time::OffsetDateTime;
 
@@ -20,6 +22,10 @@ pub struct Envelope {
     pub created_at: OffsetDateTime,
     /// The event itself, as the outbox holds it.
     pub data: serde_json::Value,
+    /// The W3C `traceparent` of the work that wrote the event (absent when it had none, and
+    /// in envelopes published before traces travelled): its handler continues that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {
@@ -34,6 +40,7 @@ impl Envelope {
             topic: message.topic.clone(),
             created_at: message.created_at,
             data,
+            traceparent: message.traceparent.clone(),
         }
     }
 
@@ -49,6 +56,11 @@ impl Envelope {
     /// When the payload is not an envelope.
     pub fn parse(payload: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(payload)
+    }
+
+    /// The trace context the event was written in, when it carries a valid one.
+    pub fn trace(&self) -> Option<TraceContext> {
+        TraceContext::parse(self.traceparent.as_deref()?.as_bytes())
     }
 
     /// The event's data as `T`.
@@ -71,6 +83,7 @@ mod tests {
             payload: payload.into(),
             created_at: OffsetDateTime::UNIX_EPOCH,
             sent_at: None,
+            traceparent: None,
         }
     }
 
@@ -87,6 +100,26 @@ mod tests {
         }
         let ids: Ids = parsed.data().unwrap();
         assert_eq!((ids.order_id, ids.user_id), (7, 3));
+    }
+
+    #[test]
+    fn the_trace_context_travels_with_the_event_when_there_is_one() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let message = OutboxMessage {
+            traceparent: Some(traceparent.into()),
+            ..outbox("{}")
+        };
+        let parsed = Envelope::parse(&Envelope::from_outbox(&message).to_bytes()).unwrap();
+        assert_eq!(parsed.trace().unwrap().to_string(), traceparent);
+
+        let untraced = Envelope::from_outbox(&outbox("{}")).to_bytes();
+        assert!(!String::from_utf8_lossy(&untraced).contains("traceparent"));
+        assert_eq!(Envelope::parse(&untraced).unwrap().trace(), None);
+        let malformed = Envelope {
+            traceparent: Some("00-zz".into()),
+            ..Envelope::from_outbox(&outbox("{}"))
+        };
+        assert_eq!(malformed.trace(), None);
     }
 
     #[test]

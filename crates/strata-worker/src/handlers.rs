@@ -8,9 +8,11 @@
 //!
 //! Each handler records the event id it applied in the same transaction as its effects (see
 //! `strata_store::EventRepo`), so a redelivery changes nothing; the next event of the pipeline is
-//! written to the outbox in that transaction too, and the relay publishes it.
+//! written to the outbox in that transaction too, and the relay publishes it. Each runs in the
+//! trace the event carries (see `consumer`), and the event it writes carries that trace on.
 
 use serde::Deserialize;
+use strata_core::http::TraceContext;
 use strata_store::{
     Applied, NewNotification, ORDER_PAID, ORDER_PAYMENT_FAILED, ORDER_PLACED, ORDER_SHIPPED,
     OrderStatus, Store, StoreError, Transition,
@@ -125,17 +127,24 @@ impl Handlers {
         }
     }
 
-    /// Applies the event in `payload` (an [`Envelope`]) as `handler`.
+    /// Applies the event in `payload` (an [`Envelope`]) as `handler`, running as `trace` (a
+    /// span of the trace the event was written in): the events it writes carry `trace` on.
     ///
     /// # Errors
     /// [`HandlerError`]; see [`HandlerError::is_transient`].
-    pub async fn handle(&self, handler: Handler, payload: &[u8]) -> Result<Applied, HandlerError> {
+    pub async fn handle(
+        &self,
+        handler: Handler,
+        payload: &[u8],
+        trace: &TraceContext,
+    ) -> Result<Applied, HandlerError> {
+        let traceparent = trace.to_string();
         let event = Envelope::parse(payload).map_err(|e| HandlerError::Malformed(e.to_string()))?;
         let order: OrderRef = event
             .data()
             .map_err(|e| HandlerError::Malformed(format!("{}: {e}", event.topic)))?;
         match handler {
-            Handler::Payment => self.pay(&event, &order).await,
+            Handler::Payment => self.pay(&event, &order, &traceparent).await,
             Handler::Fulfilment => {
                 self.fulfilment_wait(&event).await;
                 Ok(self
@@ -147,6 +156,7 @@ impl Handlers {
                         order_id: order.order_id,
                         from: OrderStatus::Paid,
                         to: OrderStatus::Shipped,
+                        traceparent: Some(&traceparent),
                     })
                     .await?)
             }
@@ -168,7 +178,12 @@ impl Handlers {
         }
     }
 
-    async fn pay(&self, event: &Envelope, order: &OrderRef) -> Result<Applied, HandlerError> {
+    async fn pay(
+        &self,
+        event: &Envelope,
+        order: &OrderRef,
+        traceparent: &str,
+    ) -> Result<Applied, HandlerError> {
         let name = Handler::Payment.name();
         // A redelivery of an applied event skips the provider call (which would be idempotent
         // anyway, but costs a round trip).
@@ -192,6 +207,7 @@ impl Handlers {
                 order_id: order.order_id,
                 from: OrderStatus::Placed,
                 to,
+                traceparent: Some(traceparent),
             })
             .await?)
     }

@@ -186,6 +186,7 @@ mod tests {
             payload: "{}".into(),
             created_at: OffsetDateTime::UNIX_EPOCH,
             sent_at: None,
+            traceparent: None,
         }
     }
 

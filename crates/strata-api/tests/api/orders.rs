@@ -589,6 +589,7 @@ async fn notifications_are_private_and_paged(app: TestApp) {
             order_id,
             from: OrderStatus::Placed,
             to: OrderStatus::Paid,
+            traceparent: None,
         })
         .await
         .expect("pay");

@@ -20,8 +20,9 @@ crate::config_section! {
         restart format: LogFormat = LogFormat::Auto,
         /// Share of requests written to the access log, from 0.0 (none) to 1.0 (every one):
         /// one line per request at the gateway (target `strata_gateway::access`) and at the
-        /// instance that served it (target `strata_core::access`), at level `info`. Health
-        /// checks and metrics scrapes are never in it. Default 0.0: a line per request costs
+        /// instance that served it (target `strata_core::access`), and one per event a worker
+        /// handles (target `strata_worker::access`), at level `info`, each with its trace id.
+        /// Health checks and metrics scrapes are never in it. Default 0.0: a line per request costs
         /// the gateway about two thirds of its throughput, and the metrics count every
         /// request anyway; 0.01 keeps a sample of one request in a hundred.
         restart access_sample: f64 = 0.0;

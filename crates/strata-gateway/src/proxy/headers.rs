@@ -1,11 +1,12 @@
 //! The header rules between client and instance, one home for every path that talks to an
 //! instance (requests proxied, pipelined or upgraded, and the responses coming back): which
-//! headers are hop-by-hop, the forwarding headers the gateway adds, and when a request may be
-//! repeated. The HTTP/1.1 client ([`crate::upstream::h1`]) applies them while it writes a
+//! headers are hop-by-hop, the forwarding headers the gateway adds, the trace context it
+//! passes on (`traceparent`), and when a request may be repeated. The HTTP/1.1 client ([`crate::upstream::h1`]) applies them while it writes a
 //! request head and parses a response head, so each message is rewritten once.
 
 use http::HeaderValue;
 use http::header::{CONNECTION, HeaderMap, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+use strata_core::http::{TRACEPARENT, TRACESTATE, TraceContext, accept_traceparent};
 
 /// The client addresses the request passed through, oldest first.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -57,6 +58,22 @@ pub fn forwards(name: &HeaderName, named: &[&[u8]], switching: bool) -> bool {
         && !named
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name.as_str().as_bytes()))
+}
+
+/// Rewrites the request's W3C trace context for the instance, whatever the protocol (HTTP/1.1,
+/// h2c or an upgrade: each forwards the header as rewritten here) and returns the gateway's
+/// own: the client's trace when its `traceparent` is valid, a new one otherwise (a malformed
+/// header is replaced, never refused), with a span id of the gateway's own, which the
+/// instance receives as its parent. `tracestate` travels untouched with a valid
+/// `traceparent`; with a new trace it is dropped, since it described the client's.
+pub fn rewrite_traceparent(headers: &mut HeaderMap) -> TraceContext {
+    let client = accept_traceparent(headers);
+    if client.is_none() {
+        headers.remove(TRACESTATE);
+    }
+    let own = TraceContext::continued(client);
+    headers.insert(TRACEPARENT, own.header_value());
+    own
 }
 
 /// A fresh request id: 32 lowercase hex digits, like the UUIDs the other roles generate, but
@@ -185,6 +202,42 @@ mod tests {
                 id.iter()
                     .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             );
+        }
+    }
+
+    #[test]
+    fn a_valid_traceparent_is_continued_with_the_gateways_span() {
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut map = headers(&[("traceparent", client), ("tracestate", "a=1,b=2")]);
+        let own = rewrite_traceparent(&mut map);
+        assert_eq!(
+            own.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let sent = map["traceparent"].to_str().unwrap();
+        assert_eq!(sent, own.to_string());
+        assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert_ne!(&sent[36..52], "00f067aa0ba902b7", "the gateway's own span");
+        assert_eq!(map["tracestate"], "a=1,b=2");
+    }
+
+    #[test]
+    fn a_missing_or_malformed_traceparent_starts_a_trace_without_tracestate() {
+        for given in [
+            None,
+            Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+            Some("garbage"),
+        ] {
+            let mut map = headers(&[("tracestate", "a=1")]);
+            if let Some(value) = given {
+                map.insert(TRACEPARENT, HeaderValue::from_str(value).unwrap());
+            }
+            let own = rewrite_traceparent(&mut map);
+            assert_eq!(map.get_all(TRACEPARENT).iter().count(), 1);
+            let sent = map["traceparent"].to_str().unwrap();
+            assert_eq!(TraceContext::parse(sent.as_bytes()), Some(own), "{given:?}");
+            assert!(!sent.contains("4bf92f3577b34da6"), "{given:?}");
+            assert!(!map.contains_key(TRACESTATE), "{given:?}");
         }
     }
 

@@ -42,7 +42,7 @@ use http::header::{CONNECTION, CONTENT_TYPE, RETRY_AFTER, SET_COOKIE};
 use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use hyper::body::{Body, Incoming};
-use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, accept_request_id};
+use strata_core::http::{ErrorBody, ErrorDetail, REQUEST_ID, TraceId, accept_request_id};
 
 pub use body::{Lease, RequestBody, ResponseBody, next_frame};
 pub use compress::{Compressing, Compression, Offer};
@@ -129,6 +129,7 @@ impl Proxy {
         let (mut head, body) = request.into_parts();
         let request_id = request_id(&head.headers);
         head.headers.insert(REQUEST_ID, request_id.clone());
+        let trace = headers::rewrite_traceparent(&mut head.headers).trace_id();
         // Both clones share their bytes with the originals; they outlive `head` for the log.
         let (method, uri) = (head.method.clone(), head.uri.clone());
         // The host is settled (an absolute target's authority wins) before the rules read it.
@@ -167,7 +168,7 @@ impl Proxy {
             self.forward_upgrade(&pool, client, head, on_client, started)
                 .await
         } else {
-            self.forward(&pool, client, head, body, started, &request_id)
+            self.forward(&pool, client, head, body, started, (&request_id, trace))
                 .await
         };
         let outcome = match forwarded {
@@ -177,7 +178,7 @@ impl Proxy {
                     &error,
                     &pool,
                     tried.as_deref(),
-                    &request_id,
+                    (&request_id, trace),
                     "request failed",
                 );
                 Outcome {
@@ -223,6 +224,7 @@ impl Proxy {
             tracing::info!(
             target: "strata_gateway::access",
             request_id = request_id.to_str().unwrap_or("-"),
+            trace_id = %trace,
             method = method.as_str(),
             path = uri.path(),
             status = status.as_u16(),
@@ -243,7 +245,7 @@ impl Proxy {
         head: Parts,
         body: Incoming,
         started: Instant,
-        request_id: &HeaderValue,
+        ids: (&HeaderValue, TraceId),
     ) -> Result<Outcome, (ProxyError, Option<Arc<Instance>>)> {
         let no_instance = || {
             (
@@ -351,7 +353,7 @@ impl Proxy {
             &error,
             pool,
             Some(first),
-            request_id,
+            ids,
             "attempt failed; retrying on the next instance",
         );
         pool.metrics().retries.inc();
@@ -489,7 +491,7 @@ fn log_failure(
     error: &ProxyError,
     pool: &Pool,
     instance: Option<&Instance>,
-    request_id: &HeaderValue,
+    (request_id, trace_id): (&HeaderValue, TraceId),
     what: &str,
 ) {
     let instance = instance.map_or("-", Instance::address);
@@ -497,13 +499,13 @@ fn log_failure(
     let pool = pool.name();
     match error.party() {
         Party::Client => {
-            tracing::debug!(%error, request_id, pool, instance, party = "client", "{what}")
+            tracing::debug!(%error, request_id, %trace_id, pool, instance, party = "client", "{what}")
         }
         Party::Upstream => {
-            tracing::warn!(%error, request_id, pool, instance, party = "upstream", "{what}")
+            tracing::warn!(%error, request_id, %trace_id, pool, instance, party = "upstream", "{what}")
         }
         Party::Gateway => {
-            tracing::warn!(%error, request_id, pool, instance, party = "gateway", "{what}")
+            tracing::warn!(%error, request_id, %trace_id, pool, instance, party = "gateway", "{what}")
         }
     }
 }

@@ -23,5 +23,6 @@ mod routing;
 mod rules;
 mod shutdown;
 mod tls;
+mod traces;
 mod websocket;
 mod workers;

@@ -106,6 +106,7 @@ pub async fn place_orders(store: &Store, products: &[i64], buyers: usize, orders
                             idempotency_key: &key,
                             fingerprint: "{}",
                             coupon_code: None,
+                            traceparent: None,
                         },
                         flat_price,
                     )

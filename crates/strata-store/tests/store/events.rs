@@ -24,6 +24,7 @@ both_dialects!(
     notifications_are_recorded_once_per_event_and_only_for_the_owner,
     relay_stamps_only_what_the_bus_confirmed,
     sent_events_are_pruned_by_age,
+    events_keep_the_trace_context_of_their_writer,
 );
 
 /// A user with an order of `quantity` units of a new product with `stock`; returns
@@ -44,6 +45,7 @@ async fn placed_order(store: &Store, name: &str, stock: i64, quantity: u32) -> (
                 idempotency_key: "k",
                 fingerprint: "{}",
                 coupon_code: None,
+                traceparent: None,
             },
             strata_store::testing::pipeline::flat_price,
         )
@@ -66,6 +68,7 @@ fn step(
         order_id,
         from,
         to,
+        traceparent: None,
     }
 }
 
@@ -115,6 +118,79 @@ async fn payment_then_shipping_moves_the_order_once_per_event(store: &Store) {
     assert!(store.events().processed("payment", 1).await.unwrap());
     assert!(!store.events().processed("payment", 2).await.unwrap());
     assert_eq!(store.events().count("fulfilment").await.unwrap(), 1);
+}
+
+/// The `traceparent` of a checkout and of a handler's run is kept with the event each writes,
+/// and comes back with it when a relay claims it; an event written without one has none.
+async fn events_keep_the_trace_context_of_their_writer(store: &Store) {
+    const CHECKOUT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const PAYMENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-b7ad6b7169203331-01";
+    migrated(store).await;
+    let buyer = user(store, "tia").await;
+    let item = product(store, "SKU-tia", 1000, 5).await;
+    store
+        .carts()
+        .add(CartOwner::User(buyer), item, 1)
+        .await
+        .unwrap();
+    let order = store
+        .orders()
+        .checkout(
+            CheckoutRequest {
+                user_id: buyer,
+                idempotency_key: "traced",
+                fingerprint: "{}",
+                coupon_code: None,
+                traceparent: Some(CHECKOUT),
+            },
+            strata_store::testing::pipeline::flat_price,
+        )
+        .await
+        .unwrap()
+        .order;
+    let placed = &store.outbox().by_topic(ORDER_PLACED).await.unwrap()[0];
+    assert_eq!(placed.traceparent.as_deref(), Some(CHECKOUT));
+    let pay = Transition {
+        traceparent: Some(PAYMENT),
+        ..step(
+            "payment",
+            placed.id,
+            order.id,
+            OrderStatus::Placed,
+            OrderStatus::Paid,
+        )
+    };
+    assert_eq!(store.orders().advance(pay).await.unwrap(), Applied::Done);
+    let ship = step(
+        "fulfilment",
+        99,
+        order.id,
+        OrderStatus::Paid,
+        OrderStatus::Shipped,
+    );
+    assert_eq!(store.orders().advance(ship).await.unwrap(), Applied::Done);
+
+    let mut relayed = Vec::new();
+    store
+        .outbox()
+        .relay(10, LEASE, |batch| {
+            relayed = batch
+                .iter()
+                .map(|m| (m.topic.clone(), m.traceparent.clone()))
+                .collect();
+            let ids = batch.iter().map(|m| m.id).collect();
+            async move { (ids, None::<std::io::Error>) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        relayed,
+        [
+            (ORDER_PLACED.to_owned(), Some(CHECKOUT.to_owned())),
+            (ORDER_PAID.to_owned(), Some(PAYMENT.to_owned())),
+            (ORDER_SHIPPED.to_owned(), None),
+        ]
+    );
 }
 
 async fn declined_payment_releases_stock_once(store: &Store) {
@@ -483,7 +559,16 @@ both_dialects!(upgrading_from_0004_keeps_orders_lines_and_ids);
 /// line (no cascade from the rebuilt table) or its id counters, and then takes the new status.
 async fn upgrading_from_0004_keeps_orders_lines_and_ids(store: &Store) {
     strata_store::testing::migrate_to(store, 4).await.unwrap();
+    // Today's checkout also writes the outbox's `traceparent` (0007): the old schema lends it
+    // the column for this one order, and loses it again before the upgrade adds it back.
+    let column = |sql| strata_store::testing::execute(store, sql);
+    column("ALTER TABLE outbox ADD COLUMN traceparent TEXT")
+        .await
+        .unwrap();
     let (_, item, order) = placed_order(store, "up", 5, 2).await;
+    column("ALTER TABLE outbox DROP COLUMN traceparent")
+        .await
+        .unwrap();
     let before = store.orders().get(order).await.unwrap().unwrap();
     assert!(!store.migrations_applied().await.unwrap());
 

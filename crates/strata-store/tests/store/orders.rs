@@ -52,6 +52,7 @@ fn request<'a>(user_id: i64, key: &'a str, fingerprint: &'a str) -> CheckoutRequ
         idempotency_key: key,
         fingerprint,
         coupon_code: None,
+        traceparent: None,
     }
 }
 

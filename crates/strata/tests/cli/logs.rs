@@ -181,7 +181,7 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
 }
 
 /// Log lines of `stderr` that are JSON objects, each checked to be one.
-fn json_lines(stderr: &str) -> Vec<Value> {
+pub(crate) fn json_lines(stderr: &str) -> Vec<Value> {
     stderr
         .lines()
         .filter(|line| !line.trim().is_empty() && !line.starts_with("strata: "))

@@ -16,4 +16,5 @@ mod metric_names;
 mod ports;
 mod serve;
 mod shutdown;
+mod traces;
 mod up;
