@@ -95,9 +95,11 @@ struct WsQuery {
 )]
 async fn websocket(
     State(hub): State<Arc<Hub>>,
-    Query(query): Query<WsQuery>,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     mut request: Request,
 ) -> Result<Response, ChatError> {
+    // A bad query is answered with the JSON problem body, as every other refusal.
+    let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
     if hub.draining.is_cancelled() {
         return Err(ChatError::Unavailable("draining".into()));
     }
@@ -298,8 +300,8 @@ pub(crate) struct PresenceList {
     description = "Either `room=` (its members; the caller must be one) or `users=` (up to 100 \
                    ids, comma-separated).",
     params(
-        ("room" = Option<String>, Query, description = "A room the caller may read"),
-        ("users" = Option<String>, Query, description = "User ids, comma-separated, at most 100"),
+        ("room" = Option<String>, Query, min_length = 1, description = "A room the caller may read"),
+        ("users" = Option<String>, Query, min_length = 1, description = "User ids, comma-separated, at most 100"),
     ),
     responses(
         (status = 200, description = "Presence of each user", body = PresenceList),
