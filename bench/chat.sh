@@ -87,6 +87,13 @@ for port in 18201 18202 18081 18082; do
     done
 done
 
+# The load client signs support tokens for users 1..CONNS; chat reads the role that opens a
+# lobby from the store, so those accounts exist (the instances have migrated the schema).
+psql -q "$DB_URL" -c "INSERT INTO users (id, email, display_name, password_hash, role)
+    OVERRIDING SYSTEM VALUE
+    SELECT g, 'user' || g || '@example.test', 'User ' || g, 'not a password hash', 'support'
+    FROM generate_series(1, $CONNS) AS g" >&2
+
 # A checkpoint now, so that PostgreSQL's next timed one (checkpoint_timeout, 5 min by default)
 # does not fall in the measurement: on this machine's disk its start (a burst of full-page
 # images in the WAL) and its final fsyncs each stall commits for 0.1-0.9 s, which is

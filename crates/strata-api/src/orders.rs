@@ -1,5 +1,7 @@
 //! Orders: `POST /api/v1/orders` (checkout), `GET /api/v1/orders` and `GET
-//! /api/v1/orders/{id}`. All need a signed-in caller.
+//! /api/v1/orders/{id}`. All need a signed-in caller. A customer sees their own orders; an
+//! admin also every customer's (`GET /api/v1/orders?scope=all`, filtered by `status` as a
+//! customer's own list is).
 //!
 //! Checkout requires an `Idempotency-Key` header (1 to 128 printable ASCII characters, unique
 //! per user). The optional JSON body (`coupon`, `region`) is normalized into a canonical text
@@ -20,13 +22,13 @@ use serde::{Deserialize, Serialize};
 use strata_core::domain::OrderId;
 use strata_core::http::TraceContext;
 use strata_store::{
-    CheckoutError, CheckoutRequest, Coupon, Order, OrderLine, OrderPage, OrderStatus, Page,
-    PricedLine, PricedOrder, ReservedLine, StatusChange,
+    CheckoutError, CheckoutRequest, Coupon, Order, OrderFilter, OrderLine, OrderPage, OrderStatus,
+    Page, PricedLine, PricedOrder, ReservedLine, StatusChange,
 };
 use time::OffsetDateTime;
 
 use crate::ApiError;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, Role};
 use crate::cart::CartCaller;
 use crate::extract::{CouponCode, Json, PathId, Query, schema};
 use crate::openapi::ErrorBody;
@@ -106,11 +108,27 @@ struct Canonical<'a> {
     region: Option<&'a str>,
 }
 
+/// Whose orders `GET /api/v1/orders` lists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderScope {
+    /// The caller's own orders (the default).
+    #[default]
+    Mine,
+    /// Every customer's orders: admins only.
+    All,
+}
+
 /// `GET /api/v1/orders` query.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListOrdersQuery {
+    /// `mine` (default): the caller's own orders; `all`: every customer's (admins only, 403
+    /// for others).
+    pub scope: Option<OrderScope>,
+    /// Only the orders now in this status.
+    pub status: Option<OrderStatus>,
     /// 1-based page number (default 1).
     #[param(schema_with = crate::page::page_schema)]
     pub page: Option<u32>,
@@ -341,17 +359,21 @@ pub(crate) async fn place_order(
     Ok(response)
 }
 
-/// The caller's orders, newest first.
+/// The caller's orders, or with `scope=all` every customer's (admins), newest first.
 #[utoipa::path(
     get,
     path = "/api/v1/orders",
     tag = "orders",
+    description = "The caller's own orders; `scope=all` lists every customer's, for admins \
+                   (the role is checked on the account as it is now, not as the token says). \
+                   `status` keeps the orders now in that status.",
     security(("bearer" = [])),
     params(ListOrdersQuery),
     responses(
-        (status = 200, description = "One page of the caller's orders, newest first", body = OrderPageView),
+        (status = 200, description = "One page of orders, newest first", body = OrderPageView),
         (status = 400, description = "`invalid_query`", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid token, or the account is gone", body = ErrorBody),
+        (status = 403, description = "`forbidden`: `scope=all` from a caller who is not an admin", body = ErrorBody),
     )
 )]
 pub(crate) async fn list_orders(
@@ -360,14 +382,18 @@ pub(crate) async fn list_orders(
     Query(query): Query<ListOrdersQuery>,
 ) -> Result<Json<OrderPageView>, ApiError> {
     let page = query.page()?;
-    Ok(Json(
-        state
-            .store
-            .orders()
-            .list_for_user(user.id, page)
-            .await?
-            .into(),
-    ))
+    let user_id = match query.scope.unwrap_or_default() {
+        OrderScope::Mine => Some(user.id),
+        OrderScope::All => {
+            user.require_role(&state.store, Role::Admin).await?;
+            None
+        }
+    };
+    let filter = OrderFilter {
+        user_id,
+        status: query.status,
+    };
+    Ok(Json(state.store.orders().list(filter, page).await?.into()))
 }
 
 /// One order: the caller's own (admins may read any).
@@ -389,10 +415,17 @@ pub(crate) async fn get_order(
     user: AuthUser,
     PathId(id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
-    match state.store.orders().get(id.get()).await? {
-        // Someone else's order looks exactly like a missing one.
-        Some(order) if order.user_id == user.id || user.is_admin() => Ok(Json(order.into())),
-        _ => Err(ApiError::OrderNotFound(id.get())),
+    let order = state
+        .store
+        .orders()
+        .get(id.get())
+        .await?
+        .ok_or(ApiError::OrderNotFound(id.get()))?;
+    // Someone else's order looks exactly like a missing one, except to an admin.
+    if order.user_id == user.id || user.is_admin(&state.store).await? {
+        Ok(Json(order.into()))
+    } else {
+        Err(ApiError::OrderNotFound(id.get()))
     }
 }
 

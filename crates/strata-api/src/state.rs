@@ -28,3 +28,9 @@ impl FromRef<AppState> for Tokens {
         state.tokens.clone()
     }
 }
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Store {
+        state.store.clone()
+    }
+}

@@ -1,5 +1,6 @@
 //! Accounts: register (`POST /api/v1/users`), log in (`POST /api/v1/sessions`), who am I
-//! (`GET /api/v1/users/me`), and role grants by admins (`PATCH /api/v1/users/{id}/role`); plus
+//! (`GET /api/v1/users/me`), and for admins finding accounts (`GET /api/v1/users`) and granting
+//! roles (`PATCH /api/v1/users/{id}/role`, in effect from the account's next request); plus
 //! the bootstrap of the first admin at start-up.
 //!
 //! Log-in answers an unknown email and a wrong password identically (401
@@ -19,13 +20,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use strata_core::domain::UserId;
-use strata_store::{NewUser, Store, User};
+use strata_store::{NewUser, Page, Store, User, UserFilter, UserPage};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::auth::{AdminUser, AuthUser, Email, Password, Passwords, Role, client_ip};
 use crate::cart::{CookieAction, cart_cookie, merge_anonymous_cart};
-use crate::extract::{Json, PathId};
+use crate::extract::{Json, PathId, Query};
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 use crate::{AdminBootstrap, ApiError};
@@ -36,7 +37,7 @@ const ADMIN_DISPLAY_NAME: &str = "Administrator";
 /// The account routes, to be merged into the api router.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/users", post(register))
+        .route("/api/v1/users", post(register).get(list_users))
         .route("/api/v1/users/me", get(me))
         .route("/api/v1/users/{id}/role", patch(set_role))
         .route("/api/v1/sessions", post(log_in))
@@ -107,6 +108,56 @@ impl From<User> for UserView {
             created_at: user.created_at,
         }
     }
+}
+
+/// The longest `email` filter of `GET /api/v1/users`: the longest email there can be.
+const MAX_EMAIL_FILTER_LEN: usize = 254;
+
+/// `GET /api/v1/users` query.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListUsersQuery {
+    /// Only accounts whose email contains this text (case-insensitive; `%` and `_` are plain
+    /// characters).
+    #[param(max_length = 254, example = "ann@")]
+    pub email: Option<String>,
+    /// Only accounts with this role.
+    pub role: Option<Role>,
+    /// 1-based page number (default 1).
+    #[param(schema_with = crate::page::page_schema)]
+    pub page: Option<u32>,
+    /// Page size (default 20).
+    #[param(schema_with = crate::page::per_page_schema)]
+    pub per_page: Option<u32>,
+}
+
+impl ListUsersQuery {
+    /// The page asked for.
+    fn page(&self) -> Result<Page, ApiError> {
+        crate::page::page(self.page, self.per_page)
+    }
+
+    /// The filter asked for; an empty `email` filters nothing.
+    fn filter(&self) -> Result<UserFilter, ApiError> {
+        let email = self.email.as_deref().map(str::trim).unwrap_or_default();
+        if email.chars().count() > MAX_EMAIL_FILTER_LEN {
+            return Err(ApiError::InvalidQuery(format!(
+                "email must have at most {MAX_EMAIL_FILTER_LEN} characters"
+            )));
+        }
+        Ok(UserFilter {
+            email_contains: (!email.is_empty()).then(|| email.to_lowercase()),
+            role: self.role,
+        })
+    }
+}
+
+crate::page::page_view! {
+    /// One page of accounts, oldest first.
+    UserPageView as UserPage: UserView from UserPage;
+    items: "The accounts of this page.",
+    total: "How many accounts pass the filter.",
 }
 
 /// A session token (`POST /api/v1/sessions`).
@@ -254,20 +305,47 @@ pub(crate) async fn me(
     Ok(Json(account.into()))
 }
 
-/// Grant a role to an account (admins only). Takes effect at the account's next log-in.
+/// Find accounts (admins only): by part of their email, by role, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "accounts",
+    description = "Admins only. Accounts oldest first, never with their password hash; `email` \
+                   keeps those whose email contains the text, `role` those with the role.",
+    security(("bearer" = [])),
+    params(ListUsersQuery),
+    responses(
+        (status = 200, description = "One page of accounts, oldest first", body = UserPageView),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: the caller is not an admin", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    AdminUser(_): AdminUser,
+    Query(query): Query<ListUsersQuery>,
+) -> Result<Json<UserPageView>, ApiError> {
+    let page = query.page()?;
+    let filter = query.filter()?;
+    Ok(Json(state.store.users().list(&filter, page).await?.into()))
+}
+
+/// Grant a role to an account (admins only), in effect from the account's next request.
 #[utoipa::path(
     patch,
     path = "/api/v1/users/{id}/role",
     tag = "accounts",
-    description = "Admins only. The role is in the session token, which is verified without a \
-                   store read: it takes effect when the account logs in again. A token issued \
-                   before keeps the old role until it expires (`auth.token_ttl_secs`, an hour by \
-                   default).",
+    description = "Admins only. The role takes effect at once: what a role allows (admin \
+                   writes, every customer's orders, support rooms in chat) is checked against \
+                   the account's role as it is now, so the account's next request is served \
+                   with the new role, with the token it has. The role inside a token stays \
+                   the one at log-in, for clients to show.",
     security(("bearer" = [])),
     params(("id" = i64, Path, description = "The account's id", minimum = 1)),
     request_body = SetRoleRequest,
     responses(
-        (status = 200, description = "The account with its new role, which its next log-in's token carries", body = UserView),
+        (status = 200, description = "The account with its new role, in effect from its next request", body = UserView),
         (status = 400, description = "`invalid_id` or malformed JSON", body = ErrorBody),
         (status = 401, description = "`unauthorized`: no valid token", body = ErrorBody),
         (status = 403, description = "`forbidden`: the caller is not an admin, or tried to change their own role", body = ErrorBody),

@@ -1,26 +1,41 @@
 //! [`User`]: who a chat connection or request belongs to. Tokens are the api's, verified
 //! statelessly with the rules of [`strata_core::auth`] that the api uses too, with the
-//! deployment's shared secret and key id.
+//! deployment's shared secret and key id. Who may enter a room ([`admitted`]) depends on the
+//! account's role as it is now, read from the store, not on the role the token was issued
+//! with: a grant or a revocation applies to the next join or history read.
 
-use strata_core::auth::{Rejected, TokenKey, TokenUser, UserRole};
+use strata_core::auth::{Rejected, TokenKey, TokenUser};
+use strata_store::{Store, StoreError};
+
+use crate::room::RoomId;
 
 /// Who a verified token names: the part of [`TokenUser`] chat uses. Every connection holds
-/// one, so it stays two words and `Copy` (the email, a heap string, is left out).
+/// one, so it stays one word and `Copy` (the email, a heap string, is left out; the role is
+/// read when it matters, see [`admitted`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct User {
     /// The account id.
     pub id: i64,
-    /// The role at log-in.
-    pub role: UserRole,
 }
 
 impl From<TokenUser> for User {
     fn from(user: TokenUser) -> Self {
-        Self {
-            id: user.id,
-            role: user.role,
-        }
+        Self { id: user.id }
     }
+}
+
+/// True when `user` may enter (read and write) `room` now. A customer's own support room
+/// needs no look-up; any other room depends on the account's current role, read from the
+/// store (an account that no longer exists enters nothing else).
+///
+/// # Errors
+/// When the store cannot be read.
+pub(crate) async fn admitted(store: &Store, user: User, room: &RoomId) -> Result<bool, StoreError> {
+    if room.customer() == Some(user.id) {
+        return Ok(true);
+    }
+    let role = store.users().role(user.id).await?;
+    Ok(role.is_some_and(|role| room.admits(user.id, role)))
 }
 
 /// Verifies a compact JWT and returns who it names.
@@ -35,6 +50,8 @@ pub(crate) fn verify(key: &TokenKey, token: &str) -> Result<User, Rejected> {
 mod tests {
     use std::time::Duration;
 
+    use strata_core::auth::UserRole;
+
     use super::*;
 
     #[test]
@@ -48,13 +65,7 @@ mod tests {
         };
         let ttl = Duration::from_secs(60);
         let token = key.issue(&user, ttl).unwrap();
-        assert_eq!(
-            verify(&key, &token),
-            Ok(User {
-                id: 5,
-                role: UserRole::Support
-            })
-        );
+        assert_eq!(verify(&key, &token), Ok(User { id: 5 }));
         let other_kid = TokenKey::new(&secret, "k2").unwrap();
         assert!(verify(&key, &other_kid.issue(&user, ttl).unwrap()).is_err());
         let other_key = TokenKey::new(&[8u8; 32], "k1").unwrap();

@@ -2,6 +2,7 @@
 //! and the CLI use it), and [`run_terminal`] is `strata chat`: a line-based terminal chat that
 //! reconnects and resumes when the server asks it to (or goes away).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -302,6 +303,7 @@ pub async fn run_terminal(options: TerminalOptions) -> Result<(), ClientError> {
         counter: 0,
         id: uuid::Uuid::new_v4().simple().to_string(),
         last_seen: last_seen.as_ref(),
+        names: Names::default(),
     };
     let mut first = true;
     loop {
@@ -357,6 +359,47 @@ struct Session<'a> {
     counter: u64,
     id: String,
     last_seen: Option<&'a LastSeen>,
+    names: Names,
+}
+
+/// The display names the session has seen in messages, to name people in the frames that
+/// carry only an id (presence, typing).
+#[derive(Debug, Default)]
+pub struct Names(HashMap<i64, String>);
+
+impl Names {
+    /// Remembers `name` for `user` (an empty name, an account that is gone, is not).
+    pub fn learn(&mut self, user: i64, name: &str) {
+        if !name.is_empty() {
+            self.0.insert(user, name.to_owned());
+        }
+    }
+
+    /// How to call `user`: the display name when known, `user <id>` otherwise.
+    pub fn of(&self, user: i64) -> String {
+        self.0
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| format!("user {user}"))
+    }
+}
+
+/// The terminal line of a `message` frame: `[sent_at] #id Name: body`; `user <id>` stands in
+/// for a sender without a display name. `None` for other frames.
+pub fn message_line(frame: &ServerFrame, names: &mut Names) -> Option<String> {
+    let ServerFrame::Message {
+        id,
+        sender,
+        sender_name,
+        body,
+        sent_at,
+        ..
+    } = frame
+    else {
+        return None;
+    };
+    names.learn(*sender, sender_name);
+    Some(format!("[{sent_at}] #{id} {}: {body}", names.of(*sender)))
 }
 
 impl Session<'_> {
@@ -393,21 +436,26 @@ impl Session<'_> {
                     }
                 }
                 event = client.next() => match event? {
-                    Event::Frame(ServerFrame::Message { id, sender, body, sent_at, .. }) => {
+                    Event::Frame(frame @ ServerFrame::Message { id, .. }) => {
                         *last = Some(id);
                         if let Some(marks) = self.last_seen {
                             marks.set(id);
                         }
-                        println!("[{sent_at}] #{id} user {sender}: {body}");
+                        if let Some(line) = message_line(&frame, &mut self.names) {
+                            println!("{line}");
+                        }
                     }
                     Event::Frame(ServerFrame::Joined { room, after }) => {
                         last.get_or_insert(after);
                         println!("-- joined {room}");
                     }
                     Event::Frame(ServerFrame::Presence { user, online, .. }) => {
-                        println!("-- user {user} is {}", if online { "online" } else { "offline" });
+                        let who = self.names.of(user);
+                        println!("-- {who} is {}", if online { "online" } else { "offline" });
                     }
-                    Event::Frame(ServerFrame::Typing { user, .. }) => println!("-- user {user} is typing"),
+                    Event::Frame(ServerFrame::Typing { user, .. }) => {
+                        println!("-- {} is typing", self.names.of(user));
+                    }
                     Event::Frame(ServerFrame::Error { code, message, .. }) => eprintln!("-- error {code}: {message}"),
                     Event::Frame(_) => {}
                     Event::Closed(Some(close::UNAUTHORIZED)) => {
@@ -423,5 +471,39 @@ impl Session<'_> {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(sender: i64, sender_name: &str) -> ServerFrame {
+        ServerFrame::Message {
+            room: "support-2".into(),
+            id: 7,
+            sender,
+            sender_name: sender_name.into(),
+            client_id: "c-1".into(),
+            body: "hi".into(),
+            sent_at: "2026-12-06T04:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn messages_show_display_names_and_presence_reuses_them() {
+        let mut names = Names::default();
+        assert_eq!(
+            message_line(&message(2, "Ann"), &mut names).as_deref(),
+            Some("[2026-12-06T04:00:00Z] #7 Ann: hi")
+        );
+        assert_eq!(names.of(2), "Ann");
+        // A sender without an account keeps their id.
+        assert_eq!(
+            message_line(&message(3, ""), &mut names).as_deref(),
+            Some("[2026-12-06T04:00:00Z] #7 user 3: hi")
+        );
+        assert_eq!(names.of(3), "user 3");
+        assert_eq!(message_line(&ServerFrame::Pong, &mut names), None);
     }
 }

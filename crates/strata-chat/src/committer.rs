@@ -227,6 +227,7 @@ mod tests {
             room_id: "support-7".to_owned(),
             seq,
             sender_id: 7,
+            sender_name: "Ann".to_owned(),
             client_id: format!("c{seq}"),
             body: body.to_owned(),
             created_at: time::OffsetDateTime::UNIX_EPOCH,

@@ -513,9 +513,17 @@ impl Reader {
     }
 
     async fn join(&mut self, room: RoomId, after: Option<i64>) {
-        if !room.admits(self.user.id, self.user.role) {
-            self.error("forbidden", format!("you may not join {room}"), None);
-            return;
+        match Box::pin(crate::auth::admitted(&self.hub.store, self.user, &room)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.error("forbidden", format!("you may not join {room}"), None);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, %room, "cannot read the role of a joining user");
+                self.error("unavailable", "the store is unavailable: try again", None);
+                return;
+            }
         }
         let chat = self.hub.store.chat();
         if let Err(error) = Box::pin(chat.join(room.as_str(), room.kind(), self.user.id)).await {

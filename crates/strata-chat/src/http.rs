@@ -47,11 +47,15 @@ fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<User, ChatError> {
     auth::verify(&hub.verifier, token.trim()).map_err(|e| ChatError::Unauthorized(e.0))
 }
 
-fn room_for(user: User, raw: &str) -> Result<RoomId, ChatError> {
+/// The room `raw` names, when `user` may enter it now.
+async fn room_for(hub: &Hub, user: User, raw: &str) -> Result<RoomId, ChatError> {
     let room: RoomId = raw
         .parse()
         .map_err(|e: crate::room::UnknownRoom| ChatError::UnknownRoom(e.0))?;
-    if !room.admits(user.id, user.role) {
+    let admitted = auth::admitted(&hub.store, user, &room)
+        .await
+        .map_err(|e| ChatError::Unavailable(e.to_string()))?;
+    if !admitted {
         return Err(ChatError::Forbidden(format!("you may not read {room}")));
     }
     Ok(room)
@@ -91,9 +95,11 @@ struct WsQuery {
 )]
 async fn websocket(
     State(hub): State<Arc<Hub>>,
-    Query(query): Query<WsQuery>,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
     mut request: Request,
 ) -> Result<Response, ChatError> {
+    // A bad query is answered with the JSON problem body, as every other refusal.
+    let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
     if hub.draining.is_cancelled() {
         return Err(ChatError::Unavailable("draining".into()));
     }
@@ -122,7 +128,7 @@ async fn websocket(
         None => None,
     };
     let room = match (&query.room, user) {
-        (Some(raw), Some(user)) => Some((room_for(user, raw)?, query.after)),
+        (Some(raw), Some(user)) => Some((room_for(&hub, user, raw).await?, query.after)),
         (Some(raw), None) => Some((
             raw.parse::<RoomId>()
                 .map_err(|e| ChatError::UnknownRoom(e.0))?,
@@ -169,7 +175,7 @@ struct HistoryQuery {
 }
 
 /// A page of history. Its messages have the fields of the `message` frame (`id`, `sender`,
-/// `sent_at`…), not the store's: one thing has one name on every path.
+/// `sender_name`, `sent_at`…), not the store's: one thing has one name on every path.
 #[derive(Serialize, ToSchema)]
 #[schema(as = ChatHistoryPage)]
 pub(crate) struct HistoryPage {
@@ -187,6 +193,8 @@ pub(crate) struct HistoryMessage {
     room: String,
     id: i64,
     sender: i64,
+    /// The sender's display name; empty when no account has the sender's id.
+    sender_name: String,
     client_id: String,
     body: String,
     sent_at: String,
@@ -198,6 +206,7 @@ impl From<&ChatMessage> for HistoryMessage {
             room: message.room_id.clone(),
             id: message.seq,
             sender: message.sender_id,
+            sender_name: message.sender_name.clone(),
             client_id: message.client_id.clone(),
             body: message.body.clone(),
             sent_at: crate::hub::sent_at(message),
@@ -234,7 +243,7 @@ async fn history(
 ) -> Result<Json<HistoryPage>, ChatError> {
     let user = bearer(&hub, &headers)?;
     let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
-    let room = room_for(user, &id)?;
+    let room = room_for(&hub, user, &id).await?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ChatError::BadRequest(
@@ -291,8 +300,8 @@ pub(crate) struct PresenceList {
     description = "Either `room=` (its members; the caller must be one) or `users=` (up to 100 \
                    ids, comma-separated).",
     params(
-        ("room" = Option<String>, Query, description = "A room the caller may read"),
-        ("users" = Option<String>, Query, description = "User ids, comma-separated, at most 100"),
+        ("room" = Option<String>, Query, min_length = 1, description = "A room the caller may read"),
+        ("users" = Option<String>, Query, min_length = 1, description = "User ids, comma-separated, at most 100"),
     ),
     responses(
         (status = 200, description = "Presence of each user", body = PresenceList),
@@ -313,7 +322,7 @@ async fn presence(
     let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
     let (room, users) = match (query.room, query.users) {
         (Some(raw), None) => {
-            let room = room_for(caller, &raw)?;
+            let room = room_for(&hub, caller, &raw).await?;
             let users = hub
                 .store
                 .chat()

@@ -429,6 +429,7 @@ pub(crate) fn message_frame(message: &ChatMessage) -> ServerFrame {
         room: message.room_id.clone(),
         id: message.seq,
         sender: message.sender_id,
+        sender_name: message.sender_name.clone(),
         client_id: message.client_id.clone(),
         body: message.body.clone(),
         sent_at: sent_at(message),

@@ -66,11 +66,14 @@ pub enum ServerFrame {
     Joined { room: String, after: i64 },
     /// Left a room.
     Left { room: String },
-    /// A message of a room. `id` is gap-free and increasing per room.
+    /// A message of a room. `id` is gap-free and increasing per room. `sender_name` is the
+    /// sender's display name (empty when no account has the sender's id).
     Message {
         room: String,
         id: i64,
         sender: i64,
+        #[serde(default)]
+        sender_name: String,
         client_id: String,
         body: String,
         sent_at: String,

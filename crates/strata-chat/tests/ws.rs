@@ -109,6 +109,13 @@ async fn spawn(backends: &Backends, limits: ChatLimits) -> Instance {
     }
 }
 
+/// A support agent's (or admin's) token: the account `id` exists in `store` with `role`, since
+/// chat reads the role that opens a room from the store, and the token names it.
+async fn agent(store: &Store, id: i64, role: UserRole) -> String {
+    testing::account(store, id, role).await.unwrap();
+    token(id, role)
+}
+
 /// A token for user `id`, issued the way the api issues them.
 fn token(id: i64, role: UserRole) -> String {
     let user = TokenUser {
@@ -224,6 +231,9 @@ async fn fan_out_run(
             vec![b.base.clone(), a.base.clone()]
         };
         let user = i64::try_from(i).unwrap() + 1;
+        testing::account(&backends.store, user, UserRole::Support)
+            .await
+            .unwrap();
         tasks.push((
             room.clone(),
             tokio::spawn(member(bases, user, room, count, total)),
@@ -358,8 +368,8 @@ async fn users_of_a_killed_instance_go_offline_within_two_heartbeats() {
     let limits = limits();
     let a = spawn(&backends, limits).await;
     let b = spawn(&backends, limits).await;
-    let watcher = token(100, UserRole::Support);
-    let agent = token(101, UserRole::Support);
+    let watcher = agent(&backends.store, 100, UserRole::Support).await;
+    let agent = agent(&backends.store, 101, UserRole::Support).await;
     let room = "lobby-presence";
     let mut on_b = ChatClient::connect(&ws_url(&b.base, Some(&agent), Some(room), None))
         .await
@@ -471,6 +481,11 @@ async fn a_client_that_stops_reading_is_closed_as_too_slow_and_resumes() {
     )
     .await;
     let room = "lobby-slow";
+    for user in 1..=3 {
+        testing::account(&backends.store, user, UserRole::Support)
+            .await
+            .unwrap();
+    }
     let url = |user: i64, after: i64| {
         ws_url(
             &a.base,
@@ -799,6 +814,9 @@ async fn history_pages_and_authorizes() {
     let backends = memory_sqlite().await;
     let a = spawn(&backends, limits()).await;
     let chat = backends.store.chat();
+    testing::account(&backends.store, 3, UserRole::Customer)
+        .await
+        .unwrap();
     chat.join("support-3", strata_store::ChatRoomKind::Support, 3)
         .await
         .unwrap();
@@ -839,6 +857,8 @@ async fn history_pages_and_authorizes() {
         first["sender"].is_i64() && first["sent_at"].is_string(),
         "{page}"
     );
+    // With the sender's display name, as the frame has it.
+    assert_eq!(first["sender_name"], "User 3", "{page}");
     assert!(
         first.get("seq").is_none() && first.get("sender_id").is_none(),
         "{page}"
@@ -854,7 +874,7 @@ async fn history_pages_and_authorizes() {
     .await
     .unwrap();
     assert!(last.get("next_after").is_none(), "{last}");
-    let agent = token(50, UserRole::Support);
+    let agent = agent(&backends.store, 50, UserRole::Support).await;
     let r = get("/api/v1/chat/rooms/support-3/messages", Some(agent))
         .await
         .unwrap();
@@ -1161,8 +1181,14 @@ async fn every_chat_operation_answers_each_role_as_the_table_says() {
         ("anonymous", None),
         ("customer A", Some(token(3, UserRole::Customer))),
         ("customer B", Some(token(4, UserRole::Customer))),
-        ("support", Some(token(50, UserRole::Support))),
-        ("admin", Some(token(60, UserRole::Admin))),
+        (
+            "support",
+            Some(agent(&backends.store, 50, UserRole::Support).await),
+        ),
+        (
+            "admin",
+            Some(agent(&backends.store, 60, UserRole::Admin).await),
+        ),
     ];
     let joined = || Outcome::JoinedAndAcked;
     let forbidden = || Outcome::Refused("forbidden".into());
@@ -1252,5 +1278,67 @@ async fn every_chat_operation_answers_each_role_as_the_table_says() {
         ["from caller 1", "from caller 3", "from caller 4"],
         "{page}"
     );
+    a.shutdown.cancel();
+}
+
+/// A role granted or revoked applies to the account's next join and history read, with the
+/// token it already has (chat reads the role from the store); and every message, live or from
+/// history, names its sender by display name.
+#[tokio::test]
+async fn roles_apply_at_once_and_messages_carry_display_names() {
+    let backends = memory_sqlite().await;
+    let a = spawn(&backends, limits()).await;
+    let users = backends.store.users();
+    let room = "lobby-grants";
+    let history = format!("{}/api/v1/chat/rooms/{room}/messages", a.base);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let read = |token: String| http.get(&history).bearer_auth(token).send();
+
+    testing::account(&backends.store, 7, UserRole::Customer)
+        .await
+        .unwrap();
+    let customer = token(7, UserRole::Customer);
+    let refused = join_and_send(&a.base, Some(&customer), room, 0).await;
+    assert_eq!(refused, Outcome::Refused("forbidden".into()));
+    assert_eq!(read(customer.clone()).await.unwrap().status(), 403);
+
+    // Granted: the customer's token opens the lobby at once.
+    users.set_role(7, UserRole::Support).await.unwrap();
+    let watcher = agent(&backends.store, 8, UserRole::Support).await;
+    let mut watching = ChatClient::connect(&ws_url(&a.base, Some(&watcher), Some(room), None))
+        .await
+        .unwrap();
+    expect_frame(&mut watching, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+    let joined = join_and_send(&a.base, Some(&customer), room, 1).await;
+    assert_eq!(joined, Outcome::JoinedAndAcked);
+    let live = expect_frame(&mut watching, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Message { .. })
+    })
+    .await;
+    let ServerFrame::Message {
+        sender,
+        sender_name,
+        ..
+    } = live
+    else {
+        unreachable!()
+    };
+    assert_eq!((sender, sender_name.as_str()), (7, "User 7"));
+    let page: serde_json::Value = read(customer.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(page["messages"][0]["sender_name"], "User 7", "{page}");
+    watching.close().await;
+
+    // Revoked: a token issued while the account was support no longer opens the lobby.
+    let stale = token(7, UserRole::Support);
+    users.set_role(7, UserRole::Customer).await.unwrap();
+    let refused = join_and_send(&a.base, Some(&stale), room, 2).await;
+    assert_eq!(refused, Outcome::Refused("forbidden".into()));
+    assert_eq!(read(stale).await.unwrap().status(), 403);
+    // Its own support room stays open whatever the role.
+    let own = join_and_send(&a.base, Some(&customer), "support-7", 3).await;
+    assert_eq!(own, Outcome::JoinedAndAcked);
     a.shutdown.cancel();
 }

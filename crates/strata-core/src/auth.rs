@@ -10,8 +10,10 @@
 //! only, a `sub` that is a positive id, and an unexpired `exp` (with [`LEEWAY_SECS`] for clock
 //! skew between instances).
 //!
-//! The role in a token is the one the account had at log-in: a role granted later takes
-//! effect at the next log-in (within `auth.token_ttl_secs`).
+//! The role in a token is the one the account had at log-in, for clients to show. What a role
+//! allows is decided on the account's role as it is now, read from the store by the api and
+//! chat where a route depends on it, so a grant or a revocation applies to the account's next
+//! request.
 
 use std::fmt;
 use std::str::FromStr;
@@ -98,7 +100,7 @@ pub struct Claims {
     pub sub: String,
     /// The account's email at log-in.
     pub email: String,
-    /// The account's role at log-in.
+    /// The account's role at log-in (what a role allows is checked on the stored role).
     pub role: UserRole,
     /// Issued at, seconds since the epoch.
     pub iat: u64,

@@ -5,6 +5,8 @@
 //! developer machine, so a missing server is never mistaken for a passing test.
 
 use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// The URL of PostgreSQL for tests: `TEST_POSTGRES_URL`, or the local default.
@@ -36,6 +38,77 @@ pub fn require_service(service: (&str, &str)) -> Option<String> {
         "\n!!!! SKIPPED: {var}: server at {url} is unreachable (set CI=true to fail instead) !!!!\n"
     );
     None
+}
+
+/// The `st` executable of schemathesis (PyPI), the OpenAPI contract tester: `$SCHEMATHESIS`,
+/// or where `scripts/schemathesis.sh` installs it
+/// (`${XDG_CACHE_HOME:-$HOME/.cache}/strata/schemathesis/bin/st`). `None` (after a loud
+/// message) when there is none and `CI` is not `true`.
+///
+/// # Panics
+/// When there is none and `CI=true`.
+pub fn schemathesis() -> Option<PathBuf> {
+    let path = std::env::var_os("SCHEMATHESIS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|cache| cache.join("strata/schemathesis/bin/st"))
+        })
+        .filter(|path| path.is_file());
+    if path.is_some() {
+        return path;
+    }
+    let in_ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
+    assert!(
+        !in_ci,
+        "schemathesis is not installed and CI=true: run scripts/schemathesis.sh (or set SCHEMATHESIS)"
+    );
+    eprintln!(
+        "\n!!!! SKIPPED: schemathesis is not installed (run scripts/schemathesis.sh, or set \
+         SCHEMATHESIS to an `st`; CI=true fails instead) !!!!\n"
+    );
+    None
+}
+
+/// One schemathesis run (`st run`) of every check and phase against the document at
+/// `openapi_url`, with the settings file `config`, `max_examples` cases per operation and a
+/// fixed `seed` (a run is reproducible), `token` as the bearer of every request. More `run`
+/// options may be appended.
+pub fn schemathesis_run(
+    st: &Path,
+    config: &Path,
+    openapi_url: &str,
+    token: Option<&str>,
+    max_examples: &str,
+    seed: &str,
+) -> Command {
+    let mut command = Command::new(st);
+    command
+        .arg("--config-file")
+        .arg(config)
+        .arg("run")
+        .arg(openapi_url)
+        .args(["--checks", "all"])
+        .args(["--max-examples", max_examples])
+        .args(["--seed", seed])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        // One worker: hypothesis's caches are not safe to share between threads (runs with
+        // two failed inside schemathesis itself now and then).
+        .args(["--workers", "1"])
+        .args(["--request-timeout", "10"])
+        .arg("--no-color")
+        .env("NO_PROXY", "*")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        // Its cache directory (`.schemathesis/`) goes there, not into the source tree.
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null());
+    if let Some(token) = token {
+        command.args(["--header", &format!("Authorization: Bearer {token}")]);
+    }
+    command
 }
 
 /// True when a TCP connection to the URL's host and port succeeds within a second.

@@ -39,6 +39,10 @@ pub struct ChatMessage {
     pub seq: i64,
     /// The user who sent it.
     pub sender_id: i64,
+    /// The sender's display name, read with the message from `users`; empty when no account
+    /// has the sender's id (a room's history outlives the accounts that wrote in it).
+    #[serde(default)]
+    pub sender_name: String,
     /// The sender's own id for it (de-duplicates retries).
     pub client_id: String,
     /// The text.
@@ -76,6 +80,7 @@ impl Plan {
         posts: &[NewChatMessage<'_>],
         rooms: HashMap<String, i64>,
         existing: Vec<ChatMessage>,
+        names: &HashMap<i64, String>,
         now: OffsetDateTime,
     ) -> Self {
         let mut known: HashMap<(String, i64, String), ChatMessage> = existing
@@ -104,6 +109,7 @@ impl Plan {
                 room_id: room.to_owned(),
                 seq: *last,
                 sender_id,
+                sender_name: names.get(&sender_id).cloned().unwrap_or_default(),
                 client_id: client_id.to_owned(),
                 body: body.to_owned(),
                 created_at: now,
@@ -129,10 +135,26 @@ pub struct ChatRepo<'a> {
     store: &'a Store,
 }
 
-/// The columns of [`ChatMessage`], in a macro so queries stay `&'static str` literals.
+/// The stored columns of [`ChatMessage`], in a macro so queries stay `&'static str` literals.
 macro_rules! columns {
     () => {
         "room_id, seq, sender_id, client_id, body, created_at"
+    };
+}
+
+/// `SELECT` of whole [`ChatMessage`]s: the stored columns of `chat_messages m` and the
+/// sender's display name from `users u`; follow with [`messages_from!`].
+macro_rules! message_select {
+    () => {
+        "SELECT m.room_id, m.seq, m.sender_id, m.client_id, m.body, m.created_at, \
+         COALESCE(u.display_name, '') AS sender_name"
+    };
+}
+
+/// The `FROM` of [`message_select!`].
+macro_rules! messages_from {
+    () => {
+        " FROM chat_messages m LEFT JOIN users u ON u.id = m.sender_id"
     };
 }
 
@@ -172,13 +194,15 @@ WITH input AS (
     FROM (SELECT room_id, max(seq) AS last_seq FROM numbered GROUP BY room_id) n
     WHERE r.id = n.room_id
 )
-SELECT i.ord, s.stored_by, s.room_id, s.seq, s.sender_id, s.client_id, s.body, s.created_at
+SELECT i.ord, s.stored_by, s.room_id, s.seq, s.sender_id, s.client_id, s.body, s.created_at,
+       COALESCE(u.display_name, '') AS sender_name
 FROM input i
 LEFT JOIN (
     SELECT NULL::int8 AS stored_by, e.* FROM existing e
     UNION ALL
     SELECT ord, room_id, seq, sender_id, client_id, body, created_at FROM numbered
 ) s ON (s.room_id, s.sender_id, s.client_id) = (i.room_id, i.sender_id, i.client_id)
+LEFT JOIN users u ON u.id = s.sender_id
 ORDER BY i.ord";
 
 impl<'a> ChatRepo<'a> {
@@ -351,6 +375,7 @@ impl<'a> ChatRepo<'a> {
                             room_id,
                             seq: row.try_get("seq")?,
                             sender_id: row.try_get("sender_id")?,
+                            sender_name: row.try_get("sender_name")?,
                             client_id: row.try_get("client_id")?,
                             body: row.try_get("body")?,
                             created_at: row.try_get("created_at")?,
@@ -367,9 +392,9 @@ impl<'a> ChatRepo<'a> {
                 rooms.sort_unstable();
                 rooms.dedup();
                 let select_existing = concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM chat_messages WHERE room_id = $1 AND sender_id = $2 AND client_id = $3"
+                    message_select!(),
+                    messages_from!(),
+                    " WHERE m.room_id = $1 AND m.sender_id = $2 AND m.client_id = $3"
                 );
                 let mut tx = pool.begin_with(self.store.dialect().begin_write()).await?;
                 let mut locked = HashMap::new();
@@ -393,7 +418,19 @@ impl<'a> ChatRepo<'a> {
                         .await?;
                     existing.extend(found);
                 }
-                let plan = Plan::new(posts, locked, existing, now.0);
+                let mut names = HashMap::new();
+                for (_, sender_id, _, _) in posts {
+                    if names.contains_key(sender_id) {
+                        continue;
+                    }
+                    let name: Option<String> =
+                        sqlx::query_scalar("SELECT display_name FROM users WHERE id = $1")
+                            .bind(*sender_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    names.insert(*sender_id, name.unwrap_or_default());
+                }
+                let plan = Plan::new(posts, locked, existing, &names, now.0);
                 if plan.fresh.is_empty() {
                     tx.rollback().await?;
                     return Ok(plan.answers);
@@ -437,9 +474,9 @@ impl<'a> ChatRepo<'a> {
         limit: u32,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         let sql = concat!(
-            "SELECT ",
-            columns!(),
-            " FROM chat_messages WHERE room_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            message_select!(),
+            messages_from!(),
+            " WHERE m.room_id = $1 AND m.seq > $2 ORDER BY m.seq LIMIT $3"
         );
         let messages = dispatch!(self.store, pool => {
             sqlx::query_as(sql)
@@ -464,10 +501,9 @@ impl<'a> ChatRepo<'a> {
         limit: u32,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         let sql = concat!(
-            "SELECT ",
-            columns!(),
-            " FROM chat_messages WHERE room_id = $1 AND seq > $2 AND seq < $3 \
-             ORDER BY seq LIMIT $4"
+            message_select!(),
+            messages_from!(),
+            " WHERE m.room_id = $1 AND m.seq > $2 AND m.seq < $3 ORDER BY m.seq LIMIT $4"
         );
         let messages = dispatch!(self.store, pool => {
             sqlx::query_as(sql)

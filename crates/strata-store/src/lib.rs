@@ -56,9 +56,9 @@ pub use error::{ConstraintKind, StoreError};
 pub use events::EventRepo;
 pub use notifications::{NewNotification, Notification, NotificationPage, NotificationRepo};
 pub use orders::{
-    Applied, ORDER_PAID, ORDER_PAYMENT_FAILED, ORDER_PLACED, ORDER_SHIPPED, Order, OrderLine,
-    OrderPage, OrderPlaced, OrderRepo, OrderStatus, OrderStatusChanged, PlacedLine, StatusChange,
-    Transition, status_topic,
+    Applied, ORDER_PAID, ORDER_PAYMENT_FAILED, ORDER_PLACED, ORDER_SHIPPED, Order, OrderFilter,
+    OrderLine, OrderPage, OrderPlaced, OrderRepo, OrderStatus, OrderStatusChanged, PlacedLine,
+    StatusChange, Transition, status_topic,
 };
 pub use outbox::{OutboxMessage, OutboxRepo};
 pub use page::{Page, PageError};
@@ -68,4 +68,4 @@ pub use seed::demo_catalog;
 pub use store::{Dialect, Store, StoreOptions};
 // Roles live in `strata-core`, with the tokens that carry them; the rows here store them.
 pub use strata_core::auth::{UnknownRole, UserRole};
-pub use users::{NewUser, User, UserRepo};
+pub use users::{NewUser, User, UserFilter, UserPage, UserRepo};

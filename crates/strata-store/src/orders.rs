@@ -147,6 +147,16 @@ pub struct OrderPage {
     pub per_page: u32,
 }
 
+/// Which orders [`OrderRepo::list`] returns: those passing every filter given (none given:
+/// every order).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OrderFilter {
+    /// Only this customer's orders.
+    pub user_id: Option<i64>,
+    /// Only the orders now in this status.
+    pub status: Option<OrderStatus>,
+}
+
 /// The payload of an `order.placed` outbox event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPlaced {
@@ -255,6 +265,14 @@ macro_rules! order_columns {
     };
 }
 
+/// The `WHERE` condition of [`OrderFilter`]: `$1` the user id, `$2` the status, each NULL
+/// when not filtered on.
+macro_rules! order_filter {
+    () => {
+        "($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)"
+    };
+}
+
 /// An `order_lines` row with its order.
 #[derive(sqlx::FromRow)]
 struct LineRow {
@@ -324,37 +342,59 @@ impl<'a> OrderRepo<'a> {
     /// # Errors
     /// When the database cannot be queried.
     pub async fn list_for_user(&self, user_id: i64, page: Page) -> Result<OrderPage, StoreError> {
+        let filter = OrderFilter {
+            user_id: Some(user_id),
+            status: None,
+        };
+        self.list(filter, page).await
+    }
+
+    /// One page of the orders that pass `filter`, newest first, with how many pass it.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn list(&self, filter: OrderFilter, page: Page) -> Result<OrderPage, StoreError> {
+        let user_id = filter.user_id;
+        let status = filter.status.map(OrderStatus::as_str);
+        // An absent filter is a NULL parameter that passes every row: one statement per read
+        // for every combination of filters.
         let (total, rows, lines, history): (i64, Vec<OrderRow>, Vec<LineRow>, Vec<HistoryRow>) = dispatch!(self.store, pool => {
-            let total = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE user_id = $1")
-                .bind(user_id)
-                .fetch_one(pool)
-                .await?;
-            let rows = sqlx::query_as(concat!(
-                "SELECT ", order_columns!(),
-                " FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+            let total = sqlx::query_scalar(concat!(
+                "SELECT COUNT(*) FROM orders WHERE ", order_filter!()
             ))
             .bind(user_id)
+            .bind(status)
+            .fetch_one(pool)
+            .await?;
+            let rows = sqlx::query_as(concat!(
+                "SELECT ", order_columns!(), " FROM orders WHERE ", order_filter!(),
+                " ORDER BY id DESC LIMIT $3 OFFSET $4"
+            ))
+            .bind(user_id)
+            .bind(status)
             .bind(page.limit())
             .bind(page.offset())
             .fetch_all(pool)
             .await?;
-            let lines = sqlx::query_as(
+            let lines = sqlx::query_as(concat!(
                 "SELECT order_id, product_id, sku, name, unit_price_cents, quantity, \
                  discount_cents, total_cents FROM order_lines WHERE order_id IN \
-                 (SELECT id FROM orders WHERE user_id = $1 ORDER BY id DESC \
-                  LIMIT $2 OFFSET $3) ORDER BY order_id, position",
-            )
+                 (SELECT id FROM orders WHERE ", order_filter!(), " ORDER BY id DESC \
+                  LIMIT $3 OFFSET $4) ORDER BY order_id, position"
+            ))
             .bind(user_id)
+            .bind(status)
             .bind(page.limit())
             .bind(page.offset())
             .fetch_all(pool)
             .await?;
-            let history = sqlx::query_as(
+            let history = sqlx::query_as(concat!(
                 "SELECT order_id, status, at FROM order_status_history WHERE order_id IN \
-                 (SELECT id FROM orders WHERE user_id = $1 ORDER BY id DESC \
-                  LIMIT $2 OFFSET $3) ORDER BY order_id, id",
-            )
+                 (SELECT id FROM orders WHERE ", order_filter!(), " ORDER BY id DESC \
+                  LIMIT $3 OFFSET $4) ORDER BY order_id, id"
+            ))
             .bind(user_id)
+            .bind(status)
             .bind(page.limit())
             .bind(page.offset())
             .fetch_all(pool)

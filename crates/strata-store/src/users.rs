@@ -1,4 +1,5 @@
-//! Accounts: the rows behind `POST /users`, `POST /sessions` and `GET /users/me`.
+//! Accounts: the rows behind `POST /users`, `POST /sessions`, `GET /users/me` and an admin's
+//! `GET /users`; and the stored role that role-gated decisions read ([`UserRepo::role`]).
 //!
 //! The repository stores what it is given: emails arrive lowercased and validated, passwords
 //! arrive as argon2id hashes (both done in the api, at the boundary).
@@ -8,8 +9,8 @@ use std::fmt;
 use strata_core::auth::UserRole;
 use time::OffsetDateTime;
 
-use crate::StoreError;
 use crate::store::{Store, dispatch};
+use crate::{Page, StoreError};
 
 /// The columns of a user, in the order of [`User`]'s fields.
 macro_rules! user_columns {
@@ -69,6 +70,51 @@ impl fmt::Debug for NewUser {
             .field("role", &self.role)
             .finish_non_exhaustive()
     }
+}
+
+/// Which accounts [`UserRepo::list`] returns: those passing every filter given.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Only accounts whose (lowercase) email contains this text, taken literally (`%` and `_`
+    /// are no wildcards).
+    pub email_contains: Option<String>,
+    /// Only accounts with this role.
+    pub role: Option<UserRole>,
+}
+
+/// One page of accounts, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserPage {
+    /// The accounts of this page.
+    pub items: Vec<User>,
+    /// How many accounts pass the filter.
+    pub total: i64,
+    /// The 1-based page number asked for.
+    pub page: u32,
+    /// The page size asked for.
+    pub per_page: u32,
+}
+
+/// The `WHERE` condition of [`UserFilter`]: `$1` a `LIKE` pattern (escape character `\`),
+/// `$2` a role, each NULL when not filtered on.
+macro_rules! user_filter {
+    () => {
+        "($1 IS NULL OR email LIKE $1 ESCAPE '\\') AND ($2 IS NULL OR role = $2)"
+    };
+}
+
+/// `text` as a `LIKE` pattern that matches it anywhere, its wildcards escaped.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// The account repository: `store.users()`.
@@ -132,6 +178,62 @@ impl<'a> UserRepo<'a> {
         Ok(user)
     }
 
+    /// The role the account `id` has now, or `None` when no account has this id. Decisions
+    /// that depend on a role read it here, so a grant or a revocation applies to the
+    /// account's next request, whatever its token says.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn role(&self, id: i64) -> Result<Option<UserRole>, StoreError> {
+        let role: Option<String> = dispatch!(self.store, pool => {
+            sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        role.map(|r| {
+            r.parse().map_err(|_| {
+                StoreError::Database(sqlx::Error::Decode(format!("unknown role {r:?}").into()))
+            })
+        })
+        .transpose()
+    }
+
+    /// One page of the accounts that pass `filter`, oldest first, with how many pass it.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn list(&self, filter: &UserFilter, page: Page) -> Result<UserPage, StoreError> {
+        let pattern = filter.email_contains.as_deref().map(contains_pattern);
+        let role = filter.role.map(UserRole::as_str);
+        let (total, items) = dispatch!(self.store, pool => {
+            let total: i64 = sqlx::query_scalar(concat!(
+                "SELECT COUNT(*) FROM users WHERE ", user_filter!()
+            ))
+            .bind(pattern.as_deref())
+            .bind(role)
+            .fetch_one(pool)
+            .await?;
+            let items: Vec<User> = sqlx::query_as(concat!(
+                "SELECT ", user_columns!(), " FROM users WHERE ", user_filter!(),
+                " ORDER BY id LIMIT $3 OFFSET $4"
+            ))
+            .bind(pattern.as_deref())
+            .bind(role)
+            .bind(page.limit())
+            .bind(page.offset())
+            .fetch_all(pool)
+            .await?;
+            (total, items)
+        });
+        Ok(UserPage {
+            items,
+            total,
+            page: page.page(),
+            per_page: page.per_page(),
+        })
+    }
+
     /// Gives the account `id` the role `role`; returns the updated account, or `None` when no
     /// account has this id.
     ///
@@ -188,5 +290,17 @@ impl<'a> UserRepo<'a> {
                 .await?
         });
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contains_patterns_escape_the_wildcards() {
+        assert_eq!(contains_pattern("ann"), "%ann%");
+        assert_eq!(contains_pattern("a_b%c\\d"), "%a\\_b\\%c\\\\d%");
+        assert_eq!(contains_pattern(""), "%%");
     }
 }

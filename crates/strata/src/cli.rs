@@ -214,10 +214,11 @@ pub struct UpArgs {
     pub chat: Option<usize>,
     /// Moves every port of the stack by N: the gateway's two, and the first api, chat and
     /// worker port (from the configuration's, 8080, 9090, 8101, 8201, 8301 by default), so a
-    /// second stack runs beside the first with one flag. `--port` and `--admin-port` still
-    /// set their port exactly; port 0 (the OS picks) stays 0.
-    #[arg(long, value_name = "N")]
-    pub port_offset: Option<u16>,
+    /// second stack runs beside the first with one flag. `auto` lets the OS pick a free port
+    /// for every listener instead (the banner says where each one listens). `--port` and
+    /// `--admin-port` still set their port exactly; port 0 (the OS picks) stays 0.
+    #[arg(long, value_name = "N|auto")]
+    pub port_offset: Option<PortOffset>,
     /// Port of the public listener (the port of key `gateway.listen`).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
@@ -227,6 +228,28 @@ pub struct UpArgs {
     /// Directory of the embedded store (key `store.data_dir`).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+/// The value of `--port-offset`: a shift of every port, or free ports chosen by the OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortOffset {
+    /// Add this to every listen port.
+    By(u16),
+    /// Listen on port 0 everywhere: the OS picks free ports.
+    Auto,
+}
+
+impl std::str::FromStr for PortOffset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        s.parse()
+            .map(Self::By)
+            .map_err(|_| format!("expected a number from 0 to 65535 or `auto`, got `{s}`"))
+    }
 }
 
 /// The roles `strata serve` can run.
@@ -485,8 +508,8 @@ impl Cli {
 /// The port flags of `strata up`: a shift of every port, then exact ports.
 #[derive(Debug, Default)]
 struct Ports {
-    /// `--port-offset`: added to every listen port but port 0.
-    offset: Option<u16>,
+    /// `--port-offset`: added to every listen port but port 0, or `auto` (port 0 everywhere).
+    offset: Option<PortOffset>,
     /// `--port`, `--admin-port`: the port of one key.
     exact: Vec<(&'static str, u16)>,
 }
@@ -528,7 +551,16 @@ fn load(
     };
     let mut all = overrides.to_vec();
     let mut problems = Vec::new();
-    if let Some(offset) = ports.offset.filter(|&offset| offset > 0) {
+    if ports.offset == Some(PortOffset::Auto) {
+        for key in PORT_KEYS {
+            all.push((key, SocketAddr::new(addr_of(key).ip(), 0).to_string()));
+        }
+    }
+    let by = match ports.offset {
+        Some(PortOffset::By(offset)) if offset > 0 => Some(offset),
+        _ => None,
+    };
+    if let Some(offset) = by {
         for key in PORT_KEYS {
             let addr = addr_of(key);
             if addr.port() == 0 {
@@ -704,6 +736,19 @@ mod tests {
         assert_eq!(config.gateway.listen.port(), 7000);
         assert_eq!(config.gateway.admin_listen.port(), 9100);
         assert_eq!(config.api.listen.port(), 0, "the OS still picks");
+        let config = load_args(
+            &["up", "--port-offset", "auto", "--admin-port", "9999"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.gateway.listen.port(), 0);
+        assert_eq!(config.gateway.admin_listen.port(), 9999);
+        assert_eq!(
+            (config.api.listen.port(), config.chat.listen.port()),
+            (0, 0)
+        );
+        assert_eq!(config.worker.listen.port(), 0);
+        assert!(Cli::try_parse_from(["strata", "up", "--port-offset", "some"]).is_err());
         let err = load_args(&["up", "--port-offset", "60000"], &[]).unwrap_err();
         let text = err.to_string();
         assert!(

@@ -360,7 +360,8 @@ fn start_failed(error: anyhow::Error, what: &str, listen: Option<SocketAddr>) ->
     match gateway_addr.or(listen) {
         Some(addr) if in_use => error.context(format!(
             "cannot start {what}: port {} is in use (another strata up?); move every port \
-             of this stack with `--port-offset N` (e.g. `strata up --port-offset 1000`)",
+             of this stack with `--port-offset N` (e.g. `strata up --port-offset 1000`), or \
+             let the OS pick free ones with `--port-offset auto`",
             addr.port()
         )),
         _ => error.context(format!("cannot start {what}")),

@@ -9,9 +9,15 @@
 //! with [`AuthUser::require_role`] (403 `forbidden`), or up front with the [`AdminUser`]
 //! extractor, which refuses non-admins before the body is read.
 //!
+//! The role a decision depends on is the account's role now, read from the store (one read
+//! by primary key, only on role-gated paths), not the one in the token: a grant or a
+//! revocation applies to the account's next request. The token's role is what the account
+//! had at log-in, for clients to show; requests that any signed-in caller may make read
+//! nothing more than the token.
+//!
 //! ```text
-//! async fn create_thing(user: AuthUser, Json(body): Json<NewThing>) -> Result<…, ApiError> {
-//!     user.require_role(Role::Admin)?;
+//! async fn create_thing(State(state): State<AppState>, user: AuthUser, …) -> Result<…, ApiError> {
+//!     user.require_role(&state.store, Role::Admin).await?;
 //!     …
 //! }
 //! ```
@@ -24,6 +30,7 @@ mod tokens;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
 use axum::http::request::Parts;
+use strata_store::Store;
 
 pub use self::email::{Email, InvalidEmail};
 pub use self::password::{Password, PasswordParams, Passwords};
@@ -41,30 +48,59 @@ pub struct AuthUser {
     pub id: i64,
     /// The account's email (lowercase), as at log-in.
     pub email: String,
-    /// The account's role, as at log-in.
+    /// The account's role as at log-in (the token's); role-gated decisions read the current
+    /// one ([`AuthUser::current_role`]).
     pub role: Role,
 }
 
 impl AuthUser {
-    /// Succeeds when the caller has exactly `role`, or is an admin (admins may do everything).
+    /// The role the account has now (the store's, not the token's).
     ///
     /// # Errors
-    /// [`ApiError::Forbidden`] (403) otherwise.
-    pub fn require_role(&self, role: Role) -> Result<(), ApiError> {
-        if self.role == role || self.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(match role {
-                Role::Admin => "this needs the admin role",
-                Role::Support => "this needs the support role",
-                Role::Customer => "this needs a customer account",
-            }))
-        }
+    /// [`ApiError::Unauthorized`] (401) when the account no longer exists; store errors.
+    pub async fn current_role(&self, store: &Store) -> Result<Role, ApiError> {
+        store
+            .users()
+            .role(self.id)
+            .await?
+            .ok_or(ApiError::Unauthorized(
+                "the account of this token no longer exists",
+            ))
     }
 
-    /// True for admins: they may read and change everyone's data.
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
+    /// Succeeds, with the caller's current role, when the account has exactly `role` now, or
+    /// is an admin (admins may do everything).
+    ///
+    /// # Errors
+    /// [`ApiError::Forbidden`] (403) otherwise; as [`AuthUser::current_role`].
+    pub async fn require_role(&self, store: &Store, role: Role) -> Result<Role, ApiError> {
+        let current = self.current_role(store).await?;
+        allows(current, role)?;
+        Ok(current)
+    }
+
+    /// True when the account is an admin now: admins may read and change everyone's data.
+    ///
+    /// # Errors
+    /// As [`AuthUser::current_role`].
+    pub async fn is_admin(&self, store: &Store) -> Result<bool, ApiError> {
+        Ok(self.current_role(store).await? == Role::Admin)
+    }
+}
+
+/// Whether an account with role `have` may do what needs `need`: the same role, or admin.
+///
+/// # Errors
+/// [`ApiError::Forbidden`] (403) when it may not.
+fn allows(have: Role, need: Role) -> Result<(), ApiError> {
+    if have == need || have == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(match need {
+            Role::Admin => "this needs the admin role",
+            Role::Support => "this needs the support role",
+            Role::Customer => "this needs a customer account",
+        }))
     }
 }
 
@@ -83,21 +119,24 @@ where
     }
 }
 
-/// An authenticated caller with the admin role; others get a 403 `forbidden` (401 without a
-/// valid token) before the request body is even read.
+/// An authenticated caller whose account is an admin now; others get a 403 `forbidden` (401
+/// without a valid token) before the request body is even read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminUser(pub AuthUser);
 
 impl<S> FromRequestParts<S> for AdminUser
 where
     Tokens: FromRef<S>,
+    Store: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        user.require_role(Role::Admin)?;
+        let mut user = AuthUser::from_request_parts(parts, state).await?;
+        user.role = user
+            .require_role(&Store::from_ref(state), Role::Admin)
+            .await?;
         Ok(Self(user))
     }
 }
@@ -145,25 +184,17 @@ fn bearer_token(parts: &Parts) -> Result<Option<&str>, ApiError> {
 mod tests {
     use super::*;
 
-    fn user(role: Role) -> AuthUser {
-        AuthUser {
-            id: 1,
-            email: "a@example.com".into(),
-            role,
-        }
-    }
-
     #[test]
     fn admins_pass_every_role_check_and_others_only_their_own() {
-        assert!(user(Role::Admin).require_role(Role::Support).is_ok());
-        assert!(user(Role::Admin).require_role(Role::Admin).is_ok());
-        assert!(user(Role::Support).require_role(Role::Support).is_ok());
+        assert!(allows(Role::Admin, Role::Support).is_ok());
+        assert!(allows(Role::Admin, Role::Admin).is_ok());
+        assert!(allows(Role::Support, Role::Support).is_ok());
         assert!(matches!(
-            user(Role::Support).require_role(Role::Admin),
+            allows(Role::Support, Role::Admin),
             Err(ApiError::Forbidden(_))
         ));
         assert!(matches!(
-            user(Role::Customer).require_role(Role::Support),
+            allows(Role::Customer, Role::Support),
             Err(ApiError::Forbidden(_))
         ));
     }

@@ -23,6 +23,8 @@ backend_tests!(
     customers_cannot_call_admin_endpoints,
     admin_is_bootstrapped_from_settings,
     admins_grant_roles,
+    roles_take_effect_on_the_next_request,
+    admins_find_accounts,
     registration_input_is_validated,
 );
 
@@ -471,7 +473,8 @@ async fn admins_grant_roles(app: TestApp) {
     assert_eq!(granted["role"], "support");
     assert_eq!(granted["email"], email.as_str());
 
-    // The old token keeps its role until it expires; a new log-in carries the new one.
+    // A new log-in carries the new role (the old token is served with it too, see
+    // `roles_take_effect_on_the_next_request`).
     let token = app.token(&email, "customer password").await;
     let me = json_body(app.get_as("/api/v1/users/me", &token).await).await;
     assert_eq!(me["role"], "support");
@@ -520,6 +523,167 @@ async fn admins_grant_roles(app: TestApp) {
         )
         .await;
     assert_json_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+/// A role granted or revoked applies to the account's next request, with the token it has:
+/// role-gated routes read the account's role, not the token's.
+async fn roles_take_effect_on_the_next_request(app: TestApp) {
+    let admin = app.admin_token().await;
+    let (_, token) = app.customer().await;
+    let id = json_body(app.get_as("/api/v1/users/me", &token).await).await["id"]
+        .as_i64()
+        .expect("id");
+    let role = format!("/api/v1/users/{id}/role");
+    let response = app.get_as("/api/v1/users", &token).await;
+    assert_json_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+
+    let response = app
+        .patch_json(&role, &json!({"role": "admin"}), Some(&admin))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // The token still says `customer`; the account is an admin now, and so is its caller.
+    let response = app.get_as("/api/v1/users", &token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app.get_as("/api/v1/orders?scope=all", &token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // A token issued while the account was an admin loses the role with the account.
+    let stale_admin = app
+        .token(
+            json_body(app.get_as("/api/v1/users/me", &token).await).await["email"]
+                .as_str()
+                .expect("email"),
+            "customer password",
+        )
+        .await;
+    let response = app
+        .patch_json(&role, &json!({"role": "customer"}), Some(&admin))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    for token in [&token, &stale_admin] {
+        let response = app.get_as("/api/v1/users", token).await;
+        assert_json_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+        let response = app.get_as("/api/v1/orders?scope=all", token).await;
+        assert_json_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+        let response = app
+            .post_json(
+                "/api/v1/products",
+                &json!({"sku": "STALE-1", "name": "Stale", "category": "home", "price_cents": 1, "stock": 1}),
+                Some(token),
+            )
+            .await;
+        assert_json_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    // Even a token signed with the deployment's key that claims `admin` for a customer
+    // account opens nothing an admin may do.
+    let tokens = Tokens::new(
+        JWT_SECRET.as_bytes(),
+        KEY_ID,
+        std::time::Duration::from_secs(60),
+    )
+    .expect("keys");
+    let now = unix_now();
+    let claiming = tokens
+        .sign(&Claims {
+            sub: id.to_string(),
+            email: "claims@example.com".into(),
+            role: Role::Admin,
+            iat: now,
+            exp: now + 60,
+        })
+        .expect("sign");
+    let response = app.get_as("/api/v1/users", &claiming).await;
+    assert_json_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+}
+
+/// Admins list and find accounts, a page at a time, never seeing a password hash.
+async fn admins_find_accounts(app: TestApp) {
+    let admin = app.admin_token().await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    for (i, name) in ["Ann", "Bob", "Cyd"].iter().enumerate() {
+        let email = format!("find-{tag}-{i}@Example.com");
+        let response = app.register(&email, "find password", name).await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+    }
+    let bob = app
+        .token(&format!("find-{tag}-1@example.com"), "find password")
+        .await;
+    let bob_id = json_body(app.get_as("/api/v1/users/me", &bob).await).await["id"]
+        .as_i64()
+        .expect("id");
+    let response = app
+        .patch_json(
+            &format!("/api/v1/users/{bob_id}/role"),
+            &json!({"role": "support"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    // Case-insensitive, anywhere in the email.
+    let page = json_body(
+        app.get_as(&format!("/api/v1/users?email=FIND-{tag}"), &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(page["total"], 3, "{page}");
+    let names: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|u| u["display_name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["Ann", "Bob", "Cyd"], "oldest first: {page}");
+    for user in page["items"].as_array().expect("items") {
+        assert!(user.get("password_hash").is_none(), "{user}");
+        assert!(user["email"].as_str().expect("email").starts_with("find-"));
+    }
+    assert!(!page.to_string().contains("argon2"), "{page}");
+
+    // By role, and both.
+    let page = json_body(
+        app.get_as(&format!("/api/v1/users?email={tag}&role=support"), &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(page["total"], 1, "{page}");
+    assert_eq!(page["items"][0]["id"], bob_id, "{page}");
+    let page = json_body(app.get_as("/api/v1/users?role=admin", &admin).await).await;
+    assert_eq!(page["items"][0]["email"], ADMIN_EMAIL, "{page}");
+
+    // Pages.
+    let page = json_body(
+        app.get_as(
+            &format!("/api/v1/users?email={tag}&page=2&per_page=2"),
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (page["total"].as_i64(), page["page"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(page["items"][0]["display_name"], "Cyd", "{page}");
+
+    // Wildcards are plain characters: `%` matches no email of the shop.
+    let page = json_body(app.get_as("/api/v1/users?email=%25", &admin).await).await;
+    assert_eq!(page["total"], 0, "{page}");
+
+    for bad in [
+        "role=owner",
+        "page=0",
+        "per_page=101",
+        "colour=blue",
+        &format!("email={}", "a".repeat(255)),
+    ] {
+        let response = app.get_as(&format!("/api/v1/users?{bad}"), &admin).await;
+        assert_json_error(response, StatusCode::BAD_REQUEST, "invalid_query").await;
+    }
+    let response = app.get_as("/api/v1/users", &bob).await;
+    assert_json_error(response, StatusCode::FORBIDDEN, "forbidden").await;
+    let response = app.get("/api/v1/users").await;
+    assert_json_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
 async fn registration_input_is_validated(app: TestApp) {

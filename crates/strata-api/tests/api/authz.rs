@@ -75,6 +75,7 @@ fn table() -> Vec<Row> {
             Id::None,
             [401, 200, 200, 200, 200],
         ),
+        row(M::GET, "/api/v1/users", Id::None, [401, 403, 403, 403, 200]),
         with_body(
             row(
                 M::PATCH,
@@ -134,6 +135,13 @@ fn table() -> Vec<Row> {
             "/api/v1/orders",
             Id::None,
             [401, 200, 200, 200, 200],
+        ),
+        // Every customer's orders: admins only.
+        row(
+            M::GET,
+            "/api/v1/orders?scope=all",
+            Id::None,
+            [401, 403, 403, 403, 200],
         ),
         // A's order: A and admins read it; to anyone else it does not exist.
         row(
@@ -206,7 +214,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    // The role shows in tokens issued from now on.
+    // The role applies to the token the account has; one issued now carries it too.
     let support = app.token(&support_email, "customer password").await;
     Fixture {
         order: order["id"].as_i64().expect("order id"),

@@ -21,6 +21,7 @@ backend_tests!(
     concurrent_replays_make_one_order,
     two_hundred_buyers_fifty_in_stock,
     orders_are_private_to_their_owner,
+    admins_list_every_order_by_status,
     refused_checkouts_reserve_nothing,
     coupons_and_regions_price_the_order,
     checkout_and_order_input_is_validated,
@@ -373,6 +374,93 @@ async fn orders_are_private_to_their_owner(app: TestApp) {
         "not_found",
     )
     .await;
+}
+
+/// `GET /api/v1/orders?scope=all`: every customer's orders for admins, filtered by status as
+/// anyone's own list is; a 403 for everyone else.
+async fn admins_list_every_order_by_status(app: TestApp) {
+    let (_, alice) = app.customer().await;
+    let (_, bob) = app.customer().await;
+    let lamp = add_product(&app, "S-LAMP", 1_000, 10).await;
+    let mut ids = Vec::new();
+    for (n, token) in [&alice, &bob, &alice].into_iter().enumerate() {
+        add_to_cart(&app, token, lamp, 1).await;
+        let order = json_of(checkout(&app, Some(token), Some(&format!("s{n}")), None).await).await;
+        ids.push(order["id"].as_i64().expect("id"));
+    }
+    // Bob's order is paid; Alice's two are still placed.
+    let paid = app
+        .store
+        .orders()
+        .advance(Transition {
+            handler: "payment",
+            event_id: 1,
+            order_id: ids[1],
+            from: OrderStatus::Placed,
+            to: OrderStatus::Paid,
+        })
+        .await
+        .expect("pay");
+    assert_eq!(paid, Applied::Done);
+    let listed = |page: &Value| -> Vec<i64> {
+        page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|o| o["id"].as_i64().expect("id"))
+            .collect()
+    };
+
+    let admin = app.admin_token().await;
+    let all = json_of(app.get_as("/api/v1/orders?scope=all", &admin).await).await;
+    assert_eq!(
+        listed(&all),
+        [ids[2], ids[1], ids[0]],
+        "newest first: {all}"
+    );
+    assert_eq!(all["total"], 3);
+    let paid = json_of(
+        app.get_as("/api/v1/orders?scope=all&status=paid", &admin)
+            .await,
+    )
+    .await;
+    assert_eq!(listed(&paid), [ids[1]], "{paid}");
+    assert_eq!(paid["items"][0]["status"], "paid");
+    let placed = json_of(
+        app.get_as(
+            "/api/v1/orders?scope=all&status=placed&per_page=1&page=2",
+            &admin,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (listed(&placed), placed["total"].clone()),
+        (vec![ids[0]], json!(2))
+    );
+    // The admin's own list is the admin's: empty.
+    let mine = json_of(app.get_as("/api/v1/orders?scope=mine", &admin).await).await;
+    assert_eq!(mine["total"], 0, "{mine}");
+
+    // A customer filters their own orders; the form for all orders is refused.
+    let alices = json_of(app.get_as("/api/v1/orders?status=placed", &alice).await).await;
+    assert_eq!(listed(&alices), [ids[2], ids[0]]);
+    let none = json_of(app.get_as("/api/v1/orders?status=paid", &alice).await).await;
+    assert_eq!(none["total"], 0);
+    assert_json_error(
+        app.get_as("/api/v1/orders?scope=all", &bob).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+    for bad in ["scope=everyone", "status=lost", "status=Paid"] {
+        assert_json_error(
+            app.get_as(&format!("/api/v1/orders?{bad}"), &admin).await,
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        )
+        .await;
+    }
 }
 
 async fn refused_checkouts_reserve_nothing(app: TestApp) {

@@ -6,11 +6,13 @@
 //!
 //! schemathesis comes from PyPI: `scripts/schemathesis.sh` installs it (`.ci/run` calls it).
 //! The test runs `$SCHEMATHESIS` when set, else the script's install. Without it the test
-//! fails under `CI=true` and is skipped loudly elsewhere.
+//! fails under `CI=true` and is skipped loudly elsewhere. Chat's operations, in the document
+//! `strata up` serves, are run by the binary's tests (`crates/strata/tests/cli/schemathesis.rs`).
 
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
+
+use strata_core::testkit::{schemathesis, schemathesis_run};
 
 use crate::helpers::{Backend, TestApp, spawn_app};
 
@@ -46,32 +48,18 @@ async fn schemathesis_finds_no_failure() {
 
 /// One schemathesis run against `app`, with `token` as the bearer of every request. `None`
 /// when it passed; its output when it did not.
-async fn run(st: &PathBuf, app: &TestApp, token: Option<&str>) -> Option<String> {
+async fn run(st: &Path, app: &TestApp, token: Option<&str>) -> Option<String> {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/schemathesis.toml");
-    let mut command = tokio::process::Command::new(st);
-    command
-        .args(["--config-file", config])
-        .arg("run")
-        .arg(format!("{}/openapi.json", app.base))
-        .args(["--checks", "all"])
-        .args(["--max-examples", MAX_EXAMPLES])
-        .args(["--seed", SEED])
-        .args(["--phases", "examples,coverage,fuzzing,stateful"])
-        // One worker: hypothesis's caches are not safe to share between threads (runs with
-        // two failed inside schemathesis itself now and then).
-        .args(["--workers", "1"])
-        .args(["--request-timeout", "10"])
-        .arg("--no-color")
-        .env("NO_PROXY", "*")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        // Its cache directory (`.schemathesis/`) goes there, not into the source tree.
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(token) = token {
-        command.args(["--header", &format!("Authorization: Bearer {token}")]);
-    }
+    let url = format!("{}/openapi.json", app.base);
+    let mut command = tokio::process::Command::from(schemathesis_run(
+        st,
+        Path::new(config),
+        &url,
+        token,
+        MAX_EXAMPLES,
+        SEED,
+    ));
+    command.kill_on_drop(true);
     let output = tokio::time::timeout(RUN_LIMIT, command.output())
         .await
         .expect("a schemathesis run ends in time")
@@ -83,35 +71,4 @@ async fn run(st: &PathBuf, app: &TestApp, token: Option<&str>) -> Option<String>
     );
     eprintln!("{text}");
     (!output.status.success()).then_some(text)
-}
-
-/// The `st` executable: `$SCHEMATHESIS`, or where `scripts/schemathesis.sh` installs it
-/// (`${XDG_CACHE_HOME:-$HOME/.cache}/strata/schemathesis/bin/st`). `None` (after a loud
-/// message) when there is none and `CI` is not `true`.
-///
-/// # Panics
-/// When there is none and `CI=true`.
-fn schemathesis() -> Option<PathBuf> {
-    let path = std::env::var_os("SCHEMATHESIS")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .map(|cache| cache.join("strata/schemathesis/bin/st"))
-        })
-        .filter(|path| path.is_file());
-    if path.is_some() {
-        return path;
-    }
-    let in_ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
-    assert!(
-        !in_ci,
-        "schemathesis is not installed and CI=true: run scripts/schemathesis.sh (or set SCHEMATHESIS)"
-    );
-    eprintln!(
-        "\n!!!! SKIPPED: schemathesis is not installed (run scripts/schemathesis.sh, or set \
-         SCHEMATHESIS to an `st`; CI=true fails instead) !!!!\n"
-    );
-    None
 }

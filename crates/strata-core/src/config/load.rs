@@ -31,7 +31,7 @@ where
     // Each key given by a layer, with where: a rule between keys names the value's origin too.
     let mut origins = BTreeMap::new();
     let mut config = match file {
-        Some(path) => from_file(path, &mut problems, &mut origins)?,
+        Some(path) => from_file(path, &mut problems, &mut origins),
         None => C::default(),
     };
     let env: BTreeMap<String, String> = env
@@ -75,20 +75,27 @@ pub fn set<C: Section>(config: &mut C, key: &str, value: &str, problems: &mut Ve
     }
 }
 
-/// Reads a TOML file over the defaults. Every problem of the file is added to `problems`:
-/// all syntax errors (each at its line and column; the file's values are then left out), all
-/// unknown keys and all values of the wrong type (each at its key's line), and the values that
-/// are right are kept. `origins` gets the place of every key the file gives.
+/// Reads a TOML file over the defaults. Every problem of the file is added to `problems`: a
+/// file that cannot be read (the other layers are still checked, so their problems come
+/// with it), all syntax errors (each at its line and column; the file's values are then left
+/// out), all unknown keys and all values of the wrong type (each at its key's line), and the
+/// values that are right are kept. `origins` gets the place of every key the file gives.
 fn from_file<C: Section + Serialize + DeserializeOwned>(
     path: &Path,
     problems: &mut Vec<Problem>,
     origins: &mut BTreeMap<String, String>,
-) -> Result<C, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+) -> C {
     let shown = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            problems.push(Problem::new(
+                &shown,
+                &format!("cannot read the configuration file: {e}"),
+            ));
+            return C::default();
+        }
+    };
     let at = |offset: usize| {
         let (line, column) = line_column(&text, offset);
         format!("{shown}:{line}:{column}")
@@ -102,7 +109,7 @@ fn from_file<C: Section + Serialize + DeserializeOwned>(
                 &format!("invalid TOML: {}", error.message().trim()),
             ));
         }
-        return Ok(C::default());
+        return C::default();
     }
     let mut places = BTreeMap::new();
     spans("", document.get_ref(), &mut |key, offset| {
@@ -116,7 +123,7 @@ fn from_file<C: Section + Serialize + DeserializeOwned>(
                 &place,
                 &format!("invalid TOML: {}", e.message().trim()),
             ));
-            return Ok(C::default());
+            return C::default();
         }
     };
     let place_of = |key: &str| {
@@ -149,13 +156,13 @@ fn from_file<C: Section + Serialize + DeserializeOwned>(
         let mut merged = defaults.clone();
         merge(&mut merged, file.clone());
         match serde_path_to_error::deserialize(toml::Value::Table(merged)) {
-            Ok(config) => return Ok(config),
+            Ok(config) => return config,
             Err(e) => {
                 let key = e.path().to_string();
                 let place = place_of(&key);
                 problems.push(Problem::new(&key, &e.inner().to_string()).at(&place));
                 if !remove_path(&mut file, &key) {
-                    return Ok(C::default());
+                    return C::default();
                 }
             }
         }

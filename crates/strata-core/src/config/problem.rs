@@ -2,7 +2,6 @@
 //! are reported together.
 
 use std::fmt;
-use std::path::PathBuf;
 
 /// One configuration problem, naming its key and, when known, where the value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,14 +43,11 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Why a configuration could not be loaded.
+/// Why a configuration could not be loaded. Every problem, a file that cannot be read among
+/// them, is one [`Problem`] of [`ConfigError::Invalid`], so all are reported together.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("invalid configuration ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),
 }

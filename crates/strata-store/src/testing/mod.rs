@@ -35,7 +35,8 @@ use uuid::Uuid;
 
 pub use introspect::{Column, ForeignKey, Index, Schema, Table};
 
-use crate::store::{Store, dispatch};
+use crate::UserRole;
+use crate::store::{Backend, Store, dispatch};
 use crate::{StoreError, StoreOptions};
 
 /// Pool settings for test stores: a handful of connections each, so many tests can run in
@@ -193,6 +194,51 @@ pub async fn execute(store: &Store, sql: &'static str) -> Result<u64, StoreError
         sqlx::raw_sql(sql).execute(pool).await?.rows_affected()
     });
     Ok(affected)
+}
+
+/// Makes sure an account with exactly the id `id` exists and has `role` (created as
+/// `user<id>@example.test`, display name `User <id>`), for tests that sign their own tokens
+/// for chosen ids: the roles that decide what a caller may do are read from the store.
+/// Explicit ids bypass PostgreSQL's identity sequence, so a store used this way should not
+/// also register accounts the ordinary way.
+///
+/// # Errors
+/// When the statement fails.
+pub async fn account(store: &Store, id: i64, role: UserRole) -> Result<(), StoreError> {
+    let email = format!("user{id}@example.test");
+    let name = format!("User {id}");
+    macro_rules! upsert {
+        ($override:literal) => {
+            concat!(
+                "INSERT INTO users (id, email, display_name, password_hash, role) ",
+                $override,
+                "VALUES ($1, $2, $3, 'not a password hash', $4) ",
+                "ON CONFLICT (id) DO UPDATE SET role = excluded.role"
+            )
+        };
+    }
+    match &store.backend {
+        Backend::Sqlite(pool) => {
+            sqlx::query(upsert!(""))
+                .bind(id)
+                .bind(email)
+                .bind(name)
+                .bind(role.as_str())
+                .execute(pool)
+                .await?;
+        }
+        Backend::Postgres(pool) => {
+            // The id is an identity column: an explicit one must override it.
+            sqlx::query(upsert!("OVERRIDING SYSTEM VALUE "))
+                .bind(id)
+                .bind(email)
+                .bind(name)
+                .bind(role.as_str())
+                .execute(pool)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies the embedded migrations up to and including `version` only, so upgrade tests can

@@ -106,6 +106,13 @@ async fn rejoining_a_room_shows_what_was_said_meanwhile() {
     say(&up, &token, &room, "said while you were away").await;
     let (stdout, _) = chat_until(&up, &token, &room, &state, &[], "said while you were away").await;
     assert!(!stdout.contains("hello from the terminal"), "{stdout}");
+    // People by their display names (the harness registers customers with their email as
+    // name), not by id.
+    assert!(
+        stdout.contains("resume@example.test: said while you were away"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&format!("user {id}")), "{stdout}");
 
     // `--after` chooses where to start.
     let (stdout, _) = chat_until(&up, &token, &room, &state, &["--after", "0"], "first").await;

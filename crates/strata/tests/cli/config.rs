@@ -167,3 +167,32 @@ async fn a_toml_syntax_error_names_its_line_and_column() {
     assert!(stderr.contains(&format!("{file}:3:")), "{stderr}");
     assert!(stderr.contains("invalid TOML"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_missing_config_file_is_reported_with_the_other_problems() {
+    let dir = TempDir::new("config");
+    let data = dir.path().join("data");
+    let missing = dir.path().join("nope.toml");
+    let missing = missing.to_str().unwrap();
+    let mut command = strata(&[
+        "up",
+        "--config",
+        missing,
+        "--log-level",
+        "=bad=",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    command.env("STRATA_CACHE_TTL_SECS", "soon");
+    let (status, _, stderr) = run_to_exit(command).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    for expected in [
+        format!("{missing}: cannot read the configuration file"),
+        "(from STRATA_CACHE_TTL_SECS)".to_owned(),
+        "(from --log-level)".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "{expected} not in:\n{stderr}");
+    }
+    assert!(stderr.contains("3 problems"), "{stderr}");
+    assert!(!data.exists(), "nothing may start on a bad configuration");
+}

@@ -14,6 +14,7 @@ mod health;
 mod logs;
 mod metric_names;
 mod ports;
+mod schemathesis;
 mod serve;
 mod shutdown;
 mod traces;

@@ -104,3 +104,64 @@ async fn port_offset_moves_every_port_of_a_second_stack() {
         );
     }
 }
+
+/// The public address in `strata up`'s banner (`  public    http://ADDR/`).
+fn public_of(banner: &str) -> std::net::SocketAddr {
+    banner
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("public")?
+                .trim()
+                .strip_prefix("http://")
+        })
+        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no public address in:\n{banner}"))
+}
+
+#[tokio::test]
+async fn port_offset_auto_starts_two_stacks_side_by_side_on_free_ports() {
+    let dirs = [TempDir::new("ports-auto"), TempDir::new("ports-auto")];
+    let mut stacks = Vec::new();
+    for dir in &dirs {
+        let data = dir.path().join("data");
+        // Nothing but the flag: the configured ports (8080, 9090, 8101, …) are not used.
+        let command = strata(&[
+            "up",
+            "--api",
+            "1",
+            "--chat",
+            "1",
+            "--port-offset",
+            "auto",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]);
+        let mut up = Process::spawn(command);
+        let started = up
+            .wait_for_stdout_or_exit(UP_BANNER_END, START_TIMEOUT)
+            .await;
+        assert!(started.is_ok(), "{}", up.stderr());
+        stacks.push(up);
+    }
+    let banners: Vec<String> = stacks.iter().map(Process::stdout).collect();
+    let publics: Vec<_> = banners.iter().map(|b| public_of(b)).collect();
+    assert_ne!(publics[0], publics[1]);
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for (public, banner) in publics.iter().zip(&banners) {
+        assert_ne!(public.port(), 8080, "{banner}");
+        // Each role's row names where it listens.
+        for role in ["api", "chat", "worker"] {
+            assert!(
+                banner.lines().any(|l| l.trim_start().starts_with(role)),
+                "no {role} row in:\n{banner}"
+            );
+        }
+        let products = client
+            .get(format!("http://{public}/api/v1/products?per_page=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(products.status(), 200, "{banner}");
+    }
+}
