@@ -398,6 +398,7 @@ async fn admins_list_every_order_by_status(app: TestApp) {
             order_id: ids[1],
             from: OrderStatus::Placed,
             to: OrderStatus::Paid,
+            traceparent: None,
         })
         .await
         .expect("pay");
