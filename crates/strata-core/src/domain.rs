@@ -59,6 +59,11 @@ positive_id!(
 /// A positive integer written as digits only, up to `i64::MAX` (the `int64` that the API's
 /// documents promise; a larger one is refused as invalid, not cut).
 fn parse_positive(s: &str) -> Result<i64, InvalidId> {
+    // `61.0` is an integer too, as JSON Schema counts them (and the bodies' ids are read).
+    let s = match s.split_once('.') {
+        Some((whole, zeros)) if !zeros.is_empty() && zeros.bytes().all(|b| b == b'0') => whole,
+        _ => s,
+    };
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(InvalidId);
     }
@@ -96,6 +101,12 @@ mod tests {
             "99999999999999999999",
             "9223372036854775808",
             "1e3",
+            "1.",
+            ".0",
+            "0.0",
+            "1.01",
+            "1.0.0",
+            "1.0e0",
         ] {
             assert!(bad.parse::<ProductId>().is_err(), "{bad:?} accepted");
             assert!(bad.parse::<OrderId>().is_err(), "{bad:?} accepted");
@@ -111,6 +122,13 @@ mod tests {
             Ok(i64::MAX),
             "every positive int64 is an id"
         );
+        for whole in ["61.0", "61.000"] {
+            assert_eq!(
+                whole.parse::<ProductId>().map(ProductId::get),
+                Ok(61),
+                "{whole}"
+            );
+        }
         assert_eq!(OrderId::try_from(0), Err(InvalidId));
         assert_eq!(
             OrderId::try_from(7).map(|id| id.to_string()).as_deref(),
