@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::time::Duration;
 
-use serde_json::Value;
 use strata_chat::client::{ChatClient, Event, ws_url};
 use strata_chat::protocol::{ClientFrame, ServerFrame};
 
@@ -14,16 +13,7 @@ use crate::harness::{Process, TempDir, Up, run_to_exit, spawn_up, strata};
 async fn customer(up: &Up, email: &str) -> (i64, String) {
     let client = reqwest::Client::new();
     let token = up.customer(&client, email, "correct horse battery").await;
-    let me: Value = client
-        .get(up.url("/api/v1/users/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    (me["id"].as_i64().unwrap(), token)
+    (up.user_id(&client, &token).await, token)
 }
 
 /// Sends `body` to `room` with the library client and waits for its acknowledgement.

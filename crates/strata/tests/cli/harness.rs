@@ -289,6 +289,20 @@ impl Up {
         self.token(client, email, password).await
     }
 
+    /// The id of `token`'s account (`GET /api/v1/users/me`).
+    pub async fn user_id(&self, client: &reqwest::Client, token: &str) -> i64 {
+        let me: serde_json::Value = client
+            .get(self.url("/api/v1/users/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /api/v1/users/me")
+            .json()
+            .await
+            .expect("an account");
+        me["id"].as_i64().expect("an account id")
+    }
+
     /// Puts one unit of product 1 in the cart of `token`'s customer and checks out with
     /// `idempotency_key`: the order placed.
     pub async fn place_order(

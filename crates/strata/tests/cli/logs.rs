@@ -44,15 +44,7 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     let admin = up.token(&client, "root@example.com", ADMIN_PASSWORD).await;
     let forged = format!("{token}x");
-    let me: Value = client
-        .get(up.url("/api/v1/users/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("GET /users/me")
-        .json()
-        .await
-        .expect("a user");
+    let user_id = up.user_id(&client, &token).await;
     for (path, bearer, status) in [
         ("/api/v1/users/me", token.as_str(), StatusCode::OK),
         ("/api/v1/orders", admin.as_str(), StatusCode::OK),
@@ -80,7 +72,7 @@ async fn no_secret_or_token_reaches_the_logs_of_any_role() {
 
     // Chat through the gateway, the token in the URL (as browsers must send it), and a
     // forged one refused.
-    let room = format!("support-{}", me["id"]);
+    let room = format!("support-{user_id}");
     let url = ws_url(&up.url(""), Some(&token), Some(&room), None);
     let mut chat = ChatClient::connect(&url).await.expect("chat connects");
     let frame = ClientFrame::Send {

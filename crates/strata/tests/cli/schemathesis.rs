@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use strata_core::testkit::{schemathesis, schemathesis_run};
 
 use crate::harness::spawn_up_with_env;
@@ -41,17 +41,9 @@ async fn schemathesis_finds_no_failure_in_chats_operations() {
     let agent = up
         .customer(&client, "st-agent@example.test", "agent password")
         .await;
-    let me: Value = client
-        .get(up.url("/api/v1/users/me"))
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let agent_id = up.user_id(&client, &agent).await;
     let granted = client
-        .patch(up.url(&format!("/api/v1/users/{}/role", me["id"])))
+        .patch(up.url(&format!("/api/v1/users/{agent_id}/role")))
         .bearer_auth(&admin)
         .json(&json!({"role": "support"}))
         .send()
