@@ -26,6 +26,9 @@ pub enum ApiError {
     /// No product has this id (404 `not_found`).
     #[error("no product with id {0}")]
     ProductNotFound(ProductId),
+    /// `/static/{name}` names no file of the pages (404 `not_found`).
+    #[error("no asset named `{}`", echo(.0))]
+    AssetNotFound(String),
     /// The request body is not JSON at all: bad syntax, cut short, empty (400
     /// `malformed_json`).
     #[error("{0}")]
@@ -172,7 +175,9 @@ impl ApiError {
         match self {
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
-            Self::ProductNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::ProductNotFound(_) | Self::AssetNotFound(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),

@@ -35,6 +35,26 @@ pub const LEEWAY_SECS: u64 = 5;
 /// The longest token looked at; longer ones are refused unparsed. Ours are about 300 bytes.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
+/// The cookie that carries a browser's session token: the web pages' log-in sets it
+/// (`HttpOnly; SameSite=Lax; Path=/`), and the api and chat accept it where a client would
+/// send `Authorization: Bearer`, so pages and their scripts need never hold the token.
+/// `SameSite=Lax` keeps other sites' forms and scripts from sending it with a change.
+pub const SESSION_COOKIE: &str = "strata_session";
+
+/// The session token in `headers`' [`SESSION_COOKIE`], if any (the first one when several
+/// `Cookie` headers or pairs name it). Only located here; verifying it is [`TokenKey::verify`].
+pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim_matches('"'))
+        .filter(|value| !value.is_empty() && value.len() <= MAX_TOKEN_LEN)
+}
+
 /// What an account may do. Stored as its lowercase name (the database's CHECK constraint
 /// `users_role_check` admits exactly these three) and written so in JSON and tokens.
 #[derive(
@@ -420,5 +440,21 @@ mod tests {
         }
         assert_eq!("Admin".parse::<UserRole>(), Err(UnknownRole));
         assert_eq!("".parse::<UserRole>(), Err(UnknownRole));
+    }
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(session_cookie(&headers), None);
+        headers.append(http::header::COOKIE, "a=1; strata_cart=ff".parse().unwrap());
+        assert_eq!(session_cookie(&headers), None);
+        headers.append(
+            http::header::COOKIE,
+            "x=2;strata_session=abc.def.ghi; y=3".parse().unwrap(),
+        );
+        assert_eq!(session_cookie(&headers), Some("abc.def.ghi"));
+        let mut empty = http::HeaderMap::new();
+        empty.insert(http::header::COOKIE, "strata_session=".parse().unwrap());
+        assert_eq!(session_cookie(&empty), None);
     }
 }

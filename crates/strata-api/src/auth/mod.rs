@@ -41,7 +41,8 @@ use crate::ApiError;
 pub use strata_core::auth::UserRole as Role;
 pub use strata_core::auth::{Claims, MIN_SECRET_BYTES, unix_now};
 
-/// The authenticated caller, from a verified token.
+/// The authenticated caller, from a verified token: an `Authorization: Bearer` header, or else
+/// a browser's session cookie ([`strata_core::auth::SESSION_COOKIE`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthUser {
     /// The account's id.
@@ -112,9 +113,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = bearer_token(parts)?.ok_or(ApiError::Unauthorized(
-            "missing `Authorization: Bearer <token>` header",
-        ))?;
+        let token = bearer_token(parts)?
+            .or_else(|| strata_core::auth::session_cookie(&parts.headers))
+            .ok_or(ApiError::Unauthorized(
+                "missing `Authorization: Bearer <token>` header (or session cookie)",
+            ))?;
         Tokens::from_ref(state).verify(token)
     }
 }
@@ -142,7 +145,8 @@ where
 }
 
 /// The caller when a valid token is given, `None` when no `Authorization` header is. A header
-/// that is present but not a valid bearer token is a 401, not an anonymous request.
+/// that is present but not a valid bearer token is a 401, not an anonymous request; a session
+/// cookie ([`strata_core::auth::SESSION_COOKIE`]) that does not verify is no caller (`None`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OptionalAuthUser(pub Option<AuthUser>);
 
@@ -154,10 +158,15 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match bearer_token(parts)? {
-            Some(token) => Tokens::from_ref(state).verify(token).map(|u| Self(Some(u))),
-            None => Ok(Self(None)),
+        if let Some(token) = bearer_token(parts)? {
+            return Tokens::from_ref(state).verify(token).map(|u| Self(Some(u)));
         }
+        // A browser's expired or stale session cookie makes it a visitor again, not a
+        // request refused: the shop stays browsable until it logs in anew.
+        Ok(Self(
+            strata_core::auth::session_cookie(&parts.headers)
+                .and_then(|token| Tokens::from_ref(state).verify(token).ok()),
+        ))
     }
 }
 
