@@ -25,6 +25,18 @@ pub enum ClientError {
     /// The terminal could not be read.
     #[error("terminal: {0}")]
     Io(#[from] std::io::Error),
+    /// No room was given and none follows from the account: only a customer has a room of
+    /// their own (their support room).
+    #[error("{0}")]
+    NoDefaultRoom(String),
+    /// Asking the api who the token belongs to failed (to pick the default room).
+    #[error("asking {url} who the token belongs to: {message}")]
+    WhoAmI {
+        /// The `users/me` URL asked.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The server refused the connection for a reason that another try cannot clear (the
     /// token is refused, the room is not the caller's, no such room): 401, 403, 404, or the
     /// close code 4001.
@@ -40,7 +52,10 @@ pub enum ClientError {
 impl ClientError {
     /// Whether connecting again (after a pause) may succeed.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Refused { .. })
+        matches!(
+            self,
+            Self::Refused { .. } | Self::NoDefaultRoom(_) | Self::WhoAmI { .. }
+        )
     }
 }
 
@@ -246,6 +261,59 @@ impl LastSeen {
         if let Err(e) = written {
             tracing::debug!(error = %e, path = %self.path.display(), "cannot remember the last message");
         }
+    }
+}
+
+/// The room `strata chat` joins when none is named: the caller's own support room,
+/// `support-<id>`, read from the api (`GET /api/v1/users/me` at `base`, which is the gateway)
+/// rather than from the token, so it is the account as it is now. Support and admin accounts
+/// have no room of their own and must name one.
+///
+/// # Errors
+/// [`ClientError::Refused`] when the api refuses the token (401), [`ClientError::WhoAmI`]
+/// when it cannot be asked, [`ClientError::NoDefaultRoom`] for a support or admin account.
+pub async fn default_room(base: &str, token: &str) -> Result<String, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Me {
+        id: i64,
+        role: strata_core::auth::UserRole,
+    }
+    let url = format!("{}/api/v1/users/me", base.trim_end_matches('/'));
+    let who_am_i = |message: String| ClientError::WhoAmI {
+        url: url.clone(),
+        message,
+    };
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| who_am_i(e.to_string()))?
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| who_am_i(e.to_string()))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.map_err(|e| who_am_i(e.to_string()))?;
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(ClientError::Refused {
+            status: status.as_u16(),
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("the token is refused")
+                .to_owned(),
+        });
+    }
+    if !status.is_success() {
+        return Err(who_am_i(format!("{status}: {body}")));
+    }
+    let me: Me = serde_json::from_value(body).map_err(|e| who_am_i(e.to_string()))?;
+    match me.role {
+        strata_core::auth::UserRole::Customer => Ok(format!("support-{}", me.id)),
+        role => Err(ClientError::NoDefaultRoom(format!(
+            "a {} account has no room of its own: name one with --room \
+             (`lobby-<name>`, or a customer's `support-<user id>`)",
+            role.as_str()
+        ))),
     }
 }
 

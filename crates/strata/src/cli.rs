@@ -187,9 +187,10 @@ pub enum DlqCommand {
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
-    /// The room: `support-<user id>` or `lobby-<name>`.
+    /// The room: `support-<user id>` or `lobby-<name>`. Default: a customer's own support
+    /// room (support and admin accounts must name one).
     #[arg(long, value_name = "ROOM")]
-    pub room: String,
+    pub room: Option<String>,
     /// A token from `POST /api/v1/sessions`; prefer the variable `STRATA_CHAT_TOKEN`, since a
     /// flag is visible to every user of the machine (`ps`).
     #[arg(long, value_name = "JWT", env = CHAT_TOKEN_VAR, hide_env_values = true)]

@@ -82,14 +82,18 @@ fn main() -> ExitCode {
             Command::Backup(args) => backup::backup(args, &config).await,
             Command::Restore(args) => backup::restore(args, &config).await,
             Command::Chat(args) => {
-                use strata_chat::client::{LastSeen, TerminalOptions, run_terminal};
+                use strata_chat::client::{LastSeen, TerminalOptions, default_room, run_terminal};
+                let room = match &args.room {
+                    Some(room) => room.clone(),
+                    None => default_room(&args.url, &args.token).await?,
+                };
                 let options = TerminalOptions {
                     base: args.url.clone(),
-                    room: args.room.clone(),
+                    last_seen: LastSeen::default_path()
+                        .map(|path| LastSeen::new(path, &args.url, &room)),
+                    room,
                     token: args.token.clone(),
                     after: args.after,
-                    last_seen: LastSeen::default_path()
-                        .map(|path| LastSeen::new(path, &args.url, &args.room)),
                 };
                 run_terminal(options).await.map_err(anyhow::Error::from)
             }

@@ -127,3 +127,41 @@ async fn a_refused_room_ends_at_once_with_the_servers_reason() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn without_a_room_a_customer_joins_their_support_room_and_an_admin_is_asked_for_one() {
+    let up = crate::harness::spawn_up_with_env(
+        &["--api", "1", "--chat", "1"],
+        &[
+            ("STRATA_ADMIN_EMAIL", "boss@example.test"),
+            ("STRATA_ADMIN_PASSWORD", "correct horse battery"),
+        ],
+    )
+    .await;
+    let (id, token) = customer(&up, "noroom@example.test").await;
+    let base = up.url("");
+    let mut command = strata(&["chat", "--url", &base]);
+    command.env("STRATA_CHAT_TOKEN", &token);
+    let (mut process, mut stdin) = Process::spawn_with_stdin(command);
+    let joined = format!("-- joined support-{id}");
+    let found = process
+        .wait_for_stdout_or_exit(&joined, Duration::from_secs(20))
+        .await;
+    assert!(found.is_ok(), "{}\n{}", process.stdout(), process.stderr());
+    writeln!(stdin, "/quit").unwrap();
+    assert!(process.wait_exit(Duration::from_secs(10)).await.is_some());
+
+    let client = reqwest::Client::new();
+    let admin = up
+        .token(&client, "boss@example.test", "correct horse battery")
+        .await;
+    let mut command = strata(&["chat", "--url", &base]);
+    command.env("STRATA_CHAT_TOKEN", &admin);
+    let (status, stdout, stderr) = run_to_exit(command).await;
+    assert!(!status.success(), "{stdout}{stderr}");
+    assert_eq!(stderr.matches("strata: error").count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("an admin account has no room of its own: name one with --room"),
+        "{stderr}"
+    );
+}
