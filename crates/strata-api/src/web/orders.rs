@@ -185,9 +185,9 @@ struct OrderHistoryPage {
 
 /// The links to the pages around `page` of a list of `total` items at `path`.
 fn around(path: &str, page: u32, per_page: u32, total: i64) -> (Option<String>, Option<String>) {
-    let last = (total + i64::from(per_page) - 1) / i64::from(per_page.max(1));
+    let last = super::shop::page_count(total, per_page);
     let prev = (page > 1).then(|| format!("{path}?page={}", page - 1));
-    let next = (i64::from(page) < last).then(|| format!("{path}?page={}", page + 1));
+    let next = (u64::from(page) < last).then(|| format!("{path}?page={}", page + 1));
     (prev, next)
 }
 

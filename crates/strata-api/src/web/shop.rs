@@ -96,6 +96,13 @@ impl Card {
     }
 }
 
+/// Pages of `per_page` needed for `total` items.
+pub(super) fn page_count(total: i64, per_page: u32) -> u64 {
+    u64::try_from(total)
+        .unwrap_or(0)
+        .div_ceil(u64::from(per_page.max(1)))
+}
+
 /// Decodes what an endpoint's function encoded (ours: failing is a bug).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PageError> {
     serde_json::from_slice(bytes)
@@ -161,7 +168,7 @@ struct SearchPage {
     results: Vec<Card>,
     total: i64,
     page: u32,
-    pages: i64,
+    pages: u64,
     prev: Option<String>,
     next: Option<String>,
 }
@@ -207,7 +214,7 @@ async fn search(
     let query = parse_list_query(&pairs)?;
     let found: PageJson = decode(&product_page_json(&state, &query).await?)?;
     let categories: Vec<CategoryJson> = decode(&categories_json(&state).await?)?;
-    let pages = (found.total + i64::from(found.per_page) - 1) / i64::from(found.per_page).max(1);
+    let pages = page_count(found.total, found.per_page);
     let link = |page: u32| {
         let page = page.to_string();
         let query = serde_urlencoded::to_string([
@@ -222,7 +229,7 @@ async fn search(
         format!("/search?{query}")
     };
     let prev = (found.page > 1).then(|| link(found.page - 1));
-    let next = (i64::from(found.page) < pages).then(|| link(found.page + 1));
+    let next = (u64::from(found.page) < pages).then(|| link(found.page + 1));
     let results = found.items.iter().map(|p| Card::new(&layout, p)).collect();
     let categories = categories
         .into_iter()
