@@ -5,8 +5,9 @@
 //! # Whose cart
 //! - With a valid token: the user's cart (kept in the store, so any instance serves it).
 //! - Without one: the cart named by the `strata_cart` cookie, a random 128-bit token (32 hex
-//!   digits) set `HttpOnly; SameSite=Lax; Path=/api/v1` on the first write. A cookie naming no
-//!   cart is replaced by a fresh token on the next write (a client never chooses its token).
+//!   digits) set `HttpOnly; SameSite=Lax; Path=/` on the first write (the whole site: the
+//!   storefront's pages show and change the same cart). A cookie naming no cart is replaced by
+//!   a fresh token on the next write (a client never chooses its token).
 //! - The anonymous cart merges into the user's cart at log-in: `POST /api/v1/sessions` with
 //!   the cookie merges, deletes the anonymous cart and clears the cookie. A client that logs
 //!   in without sending the cookie (another path, a script) still gets the merge at its first
@@ -102,7 +103,7 @@ impl From<&CartLine> for CartLineView {
 
 impl CartView {
     /// The view of `lines` priced as `quote`.
-    fn new(lines: &[CartLine], quote: Quote) -> Self {
+    pub(crate) fn new(lines: &[CartLine], quote: Quote) -> Self {
         Self {
             items: lines.iter().map(CartLineView::from).collect(),
             quote,
@@ -302,7 +303,21 @@ pub(crate) async fn add_item(
     ValidQuery(pricing): ValidQuery<Pricing>,
     Valid(item): Valid<AddItem>,
 ) -> Result<Response, ApiError> {
-    let (owner, cookie) = caller.resolve(&state, true).await?;
+    let (lines, cookie) = add_to_cart(&state, caller, item).await?;
+    respond(&state, lines, &pricing, cookie).await
+}
+
+/// Adds `item` to the caller's cart (creating an anonymous cart when needed) and returns the
+/// cart's lines after the change: the cart endpoint's and the storefront's one way to add.
+///
+/// # Errors
+/// `cart_limit`, `unknown_product`; store errors.
+pub(crate) async fn add_to_cart(
+    state: &AppState,
+    caller: CartCaller,
+    item: AddItem,
+) -> Result<(Vec<CartLine>, CookieAction), ApiError> {
+    let (owner, cookie) = caller.resolve(state, true).await?;
     let owner = owner.as_owner().ok_or_else(no_owner)?;
     state
         .store
@@ -312,7 +327,63 @@ pub(crate) async fn add_item(
         .map_err(cart_error)?;
     state.cache.invalidate_cart(&owner_key(owner)).await;
     let lines = state.store.carts().lines(owner).await?;
-    respond(&state, lines, &pricing, cookie).await
+    Ok((lines, cookie))
+}
+
+/// Sets the quantity of the caller's line of `product_id` (`None` removes it) and returns the
+/// cart's lines after the change.
+///
+/// # Errors
+/// `not_in_cart`, `cart_limit`; store errors.
+pub(crate) async fn set_in_cart(
+    state: &AppState,
+    caller: CartCaller,
+    product_id: ProductId,
+    quantity: Option<Quantity>,
+) -> Result<(Vec<CartLine>, CookieAction), ApiError> {
+    let (owner, cookie) = caller.resolve(state, false).await?;
+    let owner = owner
+        .as_owner()
+        .ok_or(ApiError::NotInCart(product_id.get()))?;
+    state
+        .store
+        .carts()
+        .set(owner, product_id.get(), quantity.map_or(0, Quantity::get))
+        .await
+        .map_err(cart_error)?;
+    state.cache.invalidate_cart(&owner_key(owner)).await;
+    let lines = state.store.carts().lines(owner).await?;
+    Ok((lines, cookie))
+}
+
+/// The caller's cart lines (none when the caller has no cart), merging an anonymous cart
+/// into a signed-in caller's as every cart request does.
+///
+/// # Errors
+/// Store errors.
+pub(crate) async fn cart_lines(
+    state: &AppState,
+    caller: CartCaller,
+) -> Result<(Vec<CartLine>, CookieAction), ApiError> {
+    let (owner, cookie) = caller.resolve(state, false).await?;
+    let lines = match owner.as_owner() {
+        Some(owner) => state.store.carts().lines(owner).await?,
+        None => Vec::new(),
+    };
+    Ok((lines, cookie))
+}
+
+/// `lines` priced as `pricing` asks: the cart as every answer of the cart endpoints shows it.
+///
+/// # Errors
+/// As [`crate::prices::quote`]; store errors reading the coupon.
+pub(crate) async fn priced_cart(
+    state: &AppState,
+    lines: &[CartLine],
+    pricing: &Pricing,
+) -> Result<CartView, ApiError> {
+    let quote = price_lines(state, lines, pricing).await?;
+    Ok(CartView::new(lines, quote))
 }
 
 /// Set the quantity of a line of the caller's cart; 0 removes it.
@@ -342,18 +413,7 @@ pub(crate) async fn set_item(
 ) -> Result<Response, ApiError> {
     // Parsed here rather than by an extractor: the refusal names the path's product.
     let quantity = new_quantity(product_id, body.quantity)?;
-    let (owner, cookie) = caller.resolve(&state, false).await?;
-    let owner = owner
-        .as_owner()
-        .ok_or(ApiError::NotInCart(product_id.get()))?;
-    state
-        .store
-        .carts()
-        .set(owner, product_id.get(), quantity.map_or(0, Quantity::get))
-        .await
-        .map_err(cart_error)?;
-    state.cache.invalidate_cart(&owner_key(owner)).await;
-    let lines = state.store.carts().lines(owner).await?;
+    let (lines, cookie) = set_in_cart(&state, caller, product_id, quantity).await?;
     respond(&state, lines, &pricing, cookie).await
 }
 
@@ -400,8 +460,7 @@ async fn respond(
     pricing: &Pricing,
     cookie: CookieAction,
 ) -> Result<Response, ApiError> {
-    let quote = price_lines(state, &lines, pricing).await?;
-    let mut response = Json(CartView::new(&lines, quote)).into_response();
+    let mut response = Json(priced_cart(state, &lines, pricing).await?).into_response();
     cookie.apply(response.headers_mut());
     Ok(response)
 }
@@ -436,7 +495,7 @@ async fn price_lines(
 }
 
 /// The quantity a `PATCH` sets on the line of `product_id`: `None` (0) removes the line.
-fn new_quantity(product_id: ProductId, raw: i64) -> Result<Option<Quantity>, ApiError> {
+pub(crate) fn new_quantity(product_id: ProductId, raw: i64) -> Result<Option<Quantity>, ApiError> {
     match raw {
         ..0 => Err(quantity_error(
             "a quantity cannot be negative (0 removes the line)",
@@ -503,6 +562,14 @@ impl FromRequestParts<AppState> for CartCaller {
 }
 
 impl CartCaller {
+    /// A caller as a page knows it: the session's user, if any, and the cookie's token.
+    pub(crate) fn from_parts(user: Option<AuthUser>, headers: &HeaderMap) -> Self {
+        Self {
+            user,
+            cookie: cart_cookie(headers),
+        }
+    }
+
     /// A caller who must be signed in (checkout): the user and the cookie's token.
     pub(crate) fn new(user: AuthUser, headers: &HeaderMap) -> Self {
         Self {
@@ -581,11 +648,11 @@ impl CookieAction {
         let value = match self {
             Self::Keep => return,
             Self::Set(token) => format!(
-                "{CART_COOKIE}={token}; Path=/api/v1; Max-Age={CART_COOKIE_MAX_AGE_SECS}; \
+                "{CART_COOKIE}={token}; Path=/; Max-Age={CART_COOKIE_MAX_AGE_SECS}; \
                  HttpOnly; SameSite=Lax"
             ),
             Self::Clear => {
-                format!("{CART_COOKIE}=; Path=/api/v1; Max-Age=0; HttpOnly; SameSite=Lax")
+                format!("{CART_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
             }
         };
         // The value is ours (hex digits and fixed text), so it is always a valid header.
@@ -674,12 +741,7 @@ mod tests {
         CookieAction::Set("ab".into()).apply(&mut h);
         let set = h[header::SET_COOKIE].to_str().unwrap();
         assert!(set.starts_with("strata_cart=ab;"), "{set}");
-        for attribute in [
-            "HttpOnly",
-            "SameSite=Lax",
-            "Path=/api/v1",
-            "Max-Age=2592000",
-        ] {
+        for attribute in ["HttpOnly", "SameSite=Lax", "Path=/;", "Max-Age=2592000"] {
             assert!(set.contains(attribute), "{set}");
         }
         let mut h = HeaderMap::new();

@@ -188,18 +188,71 @@ pub(crate) async fn list_products(
     State(state): State<AppState>,
     ListQuery(query): ListQuery,
 ) -> Result<Response, ApiError> {
-    let key = list_key(&query);
+    Ok(json(
+        StatusCode::OK,
+        product_page_json(&state, &query).await?,
+    ))
+}
+
+/// The encoded [`ProductPageView`] of `query`, through the cache: what the list answers and
+/// the storefront's home and search pages show.
+///
+/// # Errors
+/// When the store cannot be read.
+pub(crate) async fn product_page_json(
+    state: &AppState,
+    query: &ProductQuery,
+) -> Result<Bytes, ApiError> {
+    let key = list_key(query);
     let store = &state.store;
-    let body = state
+    state
         .cache
         .read_catalog_json(&key, async {
             Ok(Some(ProductPageView::from(
-                store.catalog_reads().search(&query).await?,
+                store.catalog_reads().search(query).await?,
             )))
         })
         .await?
-        .ok_or_else(|| ApiError::Unexpected("a product page loader returned nothing".into()))?;
-    Ok(json(StatusCode::OK, body))
+        .ok_or_else(|| ApiError::Unexpected("a product page loader returned nothing".into()))
+}
+
+/// The encoded [`ProductView`] of product `id` (`None`: no such product), through the cache:
+/// what the detail answers and the product page shows.
+///
+/// # Errors
+/// When the store cannot be read.
+pub(crate) async fn product_json(
+    state: &AppState,
+    id: ProductId,
+) -> Result<Option<Bytes>, ApiError> {
+    let key = product_key(id);
+    let store = &state.store;
+    state
+        .cache
+        .read_catalog_json(&key, async {
+            Ok(store
+                .catalog_reads()
+                .get(id.get())
+                .await?
+                .map(ProductView::from))
+        })
+        .await
+}
+
+/// The encoded list of categories with their number of products (`[{"category", "products"}]`,
+/// by slug), through the cache: the storefront's home page and search filters show it.
+///
+/// # Errors
+/// When the store cannot be read.
+pub(crate) async fn categories_json(state: &AppState) -> Result<Bytes, ApiError> {
+    let store = &state.store;
+    state
+        .cache
+        .read_catalog_json("categories", async {
+            Ok(Some(store.catalog_reads().categories().await?))
+        })
+        .await?
+        .ok_or_else(|| ApiError::Unexpected("the categories loader returned nothing".into()))
 }
 
 /// Get one product.
@@ -218,17 +271,7 @@ pub(crate) async fn get_product(
     State(state): State<AppState>,
     PathId(id): PathId<ProductId>,
 ) -> Result<Response, ApiError> {
-    let key = product_key(id);
-    let store = &state.store;
-    state
-        .cache
-        .read_catalog_json(&key, async {
-            Ok(store
-                .catalog_reads()
-                .get(id.get())
-                .await?
-                .map(ProductView::from))
-        })
+    product_json(&state, id)
         .await?
         .map(|body| json(StatusCode::OK, body))
         .ok_or(ApiError::ProductNotFound(id))
@@ -586,7 +629,7 @@ fn list_key(query: &ProductQuery) -> String {
 }
 
 /// A response whose body is already-encoded JSON (fresh from the store or from the cache).
-fn json(status: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json(status: StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -618,7 +661,7 @@ const LIST_KEYS: [&str; 7] = [
 ];
 
 /// Builds a [`ProductQuery`] from query pairs; missing keys take their defaults.
-fn parse_list_query(pairs: &[(String, String)]) -> Result<ProductQuery, ApiError> {
+pub(crate) fn parse_list_query(pairs: &[(String, String)]) -> Result<ProductQuery, ApiError> {
     let mut values: [Option<&str>; LIST_KEYS.len()] = [None; LIST_KEYS.len()];
     for (key, value) in pairs {
         let Some(slot) = LIST_KEYS.iter().position(|k| k == key) else {

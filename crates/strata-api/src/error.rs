@@ -171,7 +171,7 @@ impl ApiError {
     }
 
     /// The HTTP status and the machine-readable code a client sees.
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),

@@ -20,6 +20,7 @@ mod orders;
 mod page;
 pub mod prices;
 mod quote;
+mod recommendations;
 mod server;
 mod state;
 mod users;
@@ -27,6 +28,7 @@ mod web;
 
 pub use crate::error::ApiError;
 pub use crate::server::{AdminBootstrap, ApiServer, ApiSettings, AuthSettings};
+pub use crate::web::currency::{Currencies, DEFAULT_CURRENCIES};
 
 /// The role name: the `role` of `/healthz` and the `strata_api_…` prefix of every metric.
 pub const ROLE: &str = "api";

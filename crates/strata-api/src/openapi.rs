@@ -21,7 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
-use crate::{cart, catalog, notifications, orders, prices, quote, users};
+use crate::{cart, catalog, notifications, orders, prices, quote, recommendations, users};
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}` (the
 /// schema of `strata_core::http::ErrorBody`, which is what is actually sent).
@@ -60,6 +60,7 @@ pub struct ErrorDetail {
         catalog::get_product,
         catalog::create_product,
         catalog::update_product,
+        recommendations::recommendations,
         quote::quote_items,
         cart::get_cart,
         cart::add_item,
@@ -103,6 +104,7 @@ pub struct ErrorDetail {
         catalog::ProductPatch,
         catalog::ProductView,
         catalog::ProductPageView,
+        recommendations::RecommendationsView,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -22,14 +22,14 @@ use serde::{Deserialize, Serialize};
 use strata_core::domain::OrderId;
 use strata_core::http::TraceContext;
 use strata_store::{
-    CheckoutError, CheckoutRequest, Coupon, Order, OrderFilter, OrderLine, OrderPage, OrderStatus,
-    Page, PricedLine, PricedOrder, ReservedLine, StatusChange,
+    CheckoutError, CheckoutOutcome, CheckoutRequest, Coupon, Order, OrderFilter, OrderLine,
+    OrderPage, OrderStatus, Page, PricedLine, PricedOrder, ReservedLine, StatusChange,
 };
 use time::OffsetDateTime;
 
 use crate::ApiError;
 use crate::auth::{AuthUser, Role};
-use crate::cart::CartCaller;
+use crate::cart::{CartCaller, CookieAction};
 use crate::extract::{CouponCode, Json, PathId, Query, schema};
 use crate::openapi::ErrorBody;
 use crate::prices::{CouponRule, LineInput, PriceError, PriceRules, quote};
@@ -304,13 +304,48 @@ pub(crate) async fn place_order(
     let key = idempotency_key(request.headers())?;
     let caller = CartCaller::new(user.clone(), request.headers());
     let pricing = optional_body(request, &state).await?;
+    let (outcome, cookie) = checkout(&state, &user, caller, &key, &pricing, &trace).await?;
+
+    let order = OrderView::from(outcome.order);
+    let mut response = if outcome.replayed {
+        let mut response = Json(&order).into_response();
+        response
+            .headers_mut()
+            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+        response
+    } else {
+        let mut response = (StatusCode::CREATED, Json(&order)).into_response();
+        if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{}", order.id)) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    };
+    cookie.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// Checks out `user`'s cart once per idempotency `key` (a replay returns the first order):
+/// what checkout does, from the JSON endpoint or the storefront's form. The returned action
+/// clears the anonymous cart cookie when a cart came along and was merged first.
+///
+/// # Errors
+/// `empty_cart`, `out_of_stock`, `coupon_rejected`, `idempotency_key_reused`, pricing and
+/// store errors.
+pub(crate) async fn checkout(
+    state: &AppState,
+    user: &AuthUser,
+    caller: CartCaller,
+    key: &str,
+    pricing: &Pricing,
+    trace: &TraceContext,
+) -> Result<(CheckoutOutcome, CookieAction), ApiError> {
     let fingerprint = serde_json::to_string(&Canonical {
         coupon: pricing.coupon.as_ref().map(CouponCode::as_str),
         region: pricing.region(),
     })?;
 
     // An anonymous cart brought along is merged first (and its cookie cleared).
-    let (_, cookie) = caller.resolve(&state, false).await?;
+    let (_, cookie) = caller.resolve(state, false).await?;
 
     let rules = PriceRules::standard();
     let now = OffsetDateTime::now_utc();
@@ -320,7 +355,7 @@ pub(crate) async fn place_order(
     let traceparent = trace.to_string();
     let request = CheckoutRequest {
         user_id: user.id,
-        idempotency_key: &key,
+        idempotency_key: key,
         fingerprint: &fingerprint,
         coupon_code: pricing.coupon.as_ref().map(CouponCode::as_str),
         // The order's events continue this request's trace (in the worker's handlers).
@@ -333,30 +368,16 @@ pub(crate) async fn place_order(
         .await
         .map_err(checkout_error)?;
     // The checkout emptied the cart (a replay changed nothing, but dropping the key is cheap).
-    crate::cart::invalidate_user_cart(&state, user.id).await;
-
-    let order = OrderView::from(outcome.order);
-    let mut response = if outcome.replayed {
-        let mut response = Json(&order).into_response();
-        response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-        response
-    } else {
+    crate::cart::invalidate_user_cart(state, user.id).await;
+    if !outcome.replayed {
         tracing::debug!(
-            order_id = order.id,
+            order_id = outcome.order.id,
             user_id = user.id,
-            total_cents = order.total_cents,
+            total_cents = outcome.order.total_cents,
             "order placed"
         );
-        let mut response = (StatusCode::CREATED, Json(&order)).into_response();
-        if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{}", order.id)) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
-        response
-    };
-    cookie.apply(response.headers_mut());
-    Ok(response)
+    }
+    Ok((outcome, cookie))
 }
 
 /// The caller's orders, or with `scope=all` every customer's (admins), newest first.
@@ -415,6 +436,19 @@ pub(crate) async fn get_order(
     user: AuthUser,
     PathId(id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
+    Ok(Json(find_order(&state, &user, id).await?.into()))
+}
+
+/// Order `id` when `user` may see it: their own, or any for an admin; someone else's order
+/// looks exactly like a missing one.
+///
+/// # Errors
+/// `not_found`; store errors.
+pub(crate) async fn find_order(
+    state: &AppState,
+    user: &AuthUser,
+    id: OrderId,
+) -> Result<Order, ApiError> {
     let order = state
         .store
         .orders()
@@ -423,7 +457,7 @@ pub(crate) async fn get_order(
         .ok_or(ApiError::OrderNotFound(id.get()))?;
     // Someone else's order looks exactly like a missing one, except to an admin.
     if order.user_id == user.id || user.is_admin(&state.store).await? {
-        Ok(Json(order.into()))
+        Ok(order)
     } else {
         Err(ApiError::OrderNotFound(id.get()))
     }
@@ -436,10 +470,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     if values.next().is_some() {
         return Err(ApiError::InvalidIdempotencyKey);
     }
-    let key = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidIdempotencyKey)?
-        .trim();
+    parse_idempotency_key(
+        value
+            .to_str()
+            .map_err(|_| ApiError::InvalidIdempotencyKey)?,
+    )
+}
+
+/// An idempotency key as sent (a header, or the storefront's checkout form), trimmed: 1 to
+/// [`MAX_IDEMPOTENCY_KEY_LEN`] printable ASCII characters.
+///
+/// # Errors
+/// [`ApiError::InvalidIdempotencyKey`] otherwise.
+pub(crate) fn parse_idempotency_key(raw: &str) -> Result<String, ApiError> {
+    let key = raw.trim();
     let valid = !key.is_empty()
         && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
         && key.bytes().all(|b| (b' '..=b'~').contains(&b));

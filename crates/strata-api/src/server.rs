@@ -19,7 +19,11 @@ use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, To
 use crate::cache_aside::CacheAside;
 use crate::extract::BodyLimit;
 use crate::state::AppState;
-use crate::{ApiError, ROLE, cart, catalog, notifications, openapi, orders, quote, users, web};
+use crate::web::currency::Currencies;
+use crate::{
+    ApiError, ROLE, cart, catalog, notifications, openapi, orders, quote, recommendations, users,
+    web,
+};
 
 /// What one api instance needs besides its backends.
 #[derive(Clone, Debug)]
@@ -44,6 +48,9 @@ pub struct ApiSettings {
     /// merged into the api's `/openapi.json` and `/docs`, so a client reads one description
     /// of the whole public interface. Empty: the api's endpoints only.
     pub documents: Vec<utoipa::openapi::OpenApi>,
+    /// The currencies the storefront shows prices in (`web.currencies`), the base first:
+    /// prices are cents of the base. Default [`DEFAULT_CURRENCIES`](crate::DEFAULT_CURRENCIES).
+    pub currencies: Currencies,
 }
 
 /// How the api authenticates: every instance of a deployment must have the same
@@ -143,6 +150,7 @@ impl ApiServer {
             tokens,
             passwords,
             throttle: LoginThrottle::new(cache, auth.throttle),
+            currencies: Arc::new(settings.currencies.clone()),
         };
         // The cache is left out on purpose: reads fall back to the store when it is down, so
         // an unreachable cache must not take every api instance out of the gateway's pools.
@@ -201,6 +209,7 @@ fn app_routes(state: AppState, documents: &[utoipa::openapi::OpenApi]) -> Router
     Router::new()
         .merge(web::routes())
         .merge(catalog::routes())
+        .merge(recommendations::routes())
         .merge(users::routes())
         .merge(quote::routes())
         .merge(cart::routes())

@@ -1,11 +1,14 @@
 //! [`AppState`]: what every handler of one api instance shares. Cheap to clone (handles and
 //! `Arc`s only), and holding nothing a request could change: the instance stays stateless.
 
+use std::sync::Arc;
+
 use axum::extract::FromRef;
 use strata_store::Store;
 
 use crate::auth::{LoginThrottle, Passwords, Tokens};
 use crate::cache_aside::CacheAside;
+use crate::web::currency::Currencies;
 
 /// The handles a request needs: the store (the truth), the cache in front of it, and the
 /// credentials machinery.
@@ -21,6 +24,8 @@ pub(crate) struct AppState {
     pub passwords: Passwords,
     /// Counts failed log-ins.
     pub throttle: LoginThrottle,
+    /// The storefront's display currencies.
+    pub currencies: Arc<Currencies>,
 }
 
 impl FromRef<AppState> for Tokens {

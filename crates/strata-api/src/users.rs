@@ -24,7 +24,7 @@ use strata_store::{NewUser, Page, Store, User, UserFilter, UserPage};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
-use crate::auth::{AdminUser, AuthUser, Email, Password, Passwords, Role, client_ip};
+use crate::auth::{AdminUser, AuthUser, Email, IssuedToken, Password, Passwords, Role, client_ip};
 use crate::cart::{CookieAction, cart_cookie, merge_anonymous_cart};
 use crate::extract::{Json, PathId, Query};
 use crate::openapi::ErrorBody;
@@ -192,6 +192,20 @@ pub(crate) async fn register(
     State(state): State<AppState>,
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let user = create_account(&state, body).await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// Creates the customer account `body` asks for: what registration does, from the JSON
+/// endpoint or the storefront's form.
+///
+/// # Errors
+/// `invalid_field` for an unacceptable email, password or display name; `email_taken`;
+/// store and hashing errors.
+pub(crate) async fn create_account(
+    state: &AppState,
+    body: RegisterRequest,
+) -> Result<User, ApiError> {
     let email = parse_email(&body.email)?;
     let password = Password::new(body.password).map_err(|message| ApiError::InvalidField {
         field: "password",
@@ -208,7 +222,7 @@ pub(crate) async fn register(
     match state.store.users().insert(&new).await {
         Ok(user) => {
             tracing::debug!(user_id = user.id, "account registered");
-            Ok((StatusCode::CREATED, Json(user.into())))
+            Ok(user)
         }
         Err(e) if e.is_unique_violation() => Err(ApiError::EmailTaken),
         Err(e) => Err(e.into()),
@@ -238,6 +252,29 @@ pub(crate) async fn log_in(
     headers: HeaderMap,
     Json(body): Json<LogInRequest>,
 ) -> Result<Response, ApiError> {
+    let (issued, cookie) = open_session(&state, ip, &headers, body).await?;
+    let mut response = Json(TokenResponse {
+        token: issued.token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+    })
+    .into_response();
+    cookie.apply(response.headers_mut());
+    Ok(response)
+}
+
+/// Checks a log-in (throttled, see the module docs) and issues its token; an anonymous cart
+/// the request's cookie names is merged into the account's, and the returned action clears
+/// that cookie. What log-in does, from the JSON endpoint or the storefront's form.
+///
+/// # Errors
+/// `invalid_credentials`, `too_many_attempts`; store and token errors.
+pub(crate) async fn open_session(
+    state: &AppState,
+    ip: Option<IpAddr>,
+    headers: &HeaderMap,
+    body: LogInRequest,
+) -> Result<(IssuedToken, CookieAction), ApiError> {
     // An address that cannot be an account's is treated as an unknown account: same answer,
     // same work, and still counted against the client.
     let email = body.email.parse::<Email>().ok();
@@ -262,21 +299,14 @@ pub(crate) async fn log_in(
         role: user.role,
     })?;
     // The anonymous cart the visitor brought merges into theirs now (see `cart`).
-    let cookie = match cart_cookie(&headers) {
+    let cookie = match cart_cookie(headers) {
         Some(token) => {
-            merge_anonymous_cart(&state, &token, user.id).await?;
+            merge_anonymous_cart(state, &token, user.id).await?;
             CookieAction::Clear
         }
         None => CookieAction::Keep,
     };
-    let mut response = Json(TokenResponse {
-        token: issued.token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-    })
-    .into_response();
-    cookie.apply(response.headers_mut());
-    Ok(response)
+    Ok((issued, cookie))
 }
 
 /// The account of the caller.

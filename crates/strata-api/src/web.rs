@@ -1,22 +1,37 @@
-//! The pages the api serves, compiled into the binary from `web/` at the repository root so an
-//! instance needs no files next to it: the landing page at `/` and the static assets (styles,
-//! scripts, images of the pages themselves) under `/static/`.
+//! The storefront the api serves, compiled into the binary from `web/` at the repository root
+//! so an instance needs no files next to it: server-rendered HTML pages (askama templates from
+//! `web/templates/`) and the static assets they use (styles, small JavaScript modules) under
+//! `/static/`.
+//!
+//! The pages call the same functions as the JSON endpoints (catalog reads through the cache,
+//! the cart, pricing, log-in, checkout), never the api over HTTP, and hold no rule of their
+//! own. Every page works without JavaScript: links and forms that `POST` and redirect; the
+//! order page's module only refreshes the status in place. A browser is signed in by the
+//! session cookie (`strata_core::auth::SESSION_COOKIE`), which the JSON endpoints accept too.
+//! Form posts from another site are refused (see [`form`]).
 //!
 //! Assets are validated by an `ETag` computed at compile time from their bytes (a changed
 //! file is a new tag), so a browser revalidates with `If-None-Match` and gets `304` without a
 //! body; compression on the wire is the gateway's (`gateway.<pool>.compression`).
 
+mod account;
+mod cart;
+pub mod currency;
+mod error;
+mod form;
+mod layout;
+mod orders;
+mod shop;
+
+use askama::Template;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::ApiError;
 use crate::state::AppState;
-
-/// The landing page: lists the catalog by calling `GET /api/v1/products` from the browser.
-const INDEX_HTML: &str = include_str!("../../../web/index.html");
 
 /// How long a browser may use an asset without asking again: five minutes, so a new release
 /// reaches browsers soon; after that a revalidation costs a `304` without a body.
@@ -54,6 +69,7 @@ macro_rules! assets {
 /// Every static asset. Add a file to `web/static/` and a line here.
 static ASSETS: &[Asset] = assets! {
     "strata.css" => "text/css; charset=utf-8",
+    "order.js" => "text/javascript; charset=utf-8",
 };
 
 /// A strong `ETag` of `bytes`: their 64-bit FNV-1a hash as 16 hex digits, between quotes.
@@ -78,12 +94,76 @@ const fn etag(bytes: &[u8]) -> [u8; 18] {
 /// The page routes, to be merged into the api router.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(index))
         .route("/static/{name}", get(asset))
+        .merge(shop::routes())
+        .merge(cart::routes())
+        .merge(account::routes())
+        .merge(orders::routes())
 }
 
-async fn index() -> Html<&'static str> {
-    Html(INDEX_HTML)
+/// A rendered page: `status`, HTML, and `Cache-Control: no-cache` (a page shows the visitor's
+/// own cart and account, so a cache must ask every time).
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
+    match page.render() {
+        Ok(html) => (
+            status,
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            html,
+        )
+            .into_response(),
+        Err(e) => {
+            // A template that compiled renders unless a value's `Display` fails: a bug.
+            tracing::error!(error = %e, "cannot render a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A `303 See Other` to `location` (a local path), with `cookies` set: what every form post
+/// answers, so a reload does not post again.
+pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
+    }
+    for cookie in cookies {
+        if let Ok(value) = HeaderValue::from_str(cookie) {
+            headers.append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The value of cookie `name` among the request's `Cookie` headers (the first one).
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+}
+
+/// `next` when it is a path of this site (`/…`, not `//…`), else `/`: where a form sends the
+/// visitor afterwards, never to another site.
+pub(crate) fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
 }
 
 /// `GET /static/{name}`: the asset with its `ETag` and `Cache-Control`, or `304` when the
@@ -139,6 +219,33 @@ mod tests {
         let a = std::str::from_utf8(&a).unwrap();
         assert!(a.starts_with('"') && a.ends_with('"') && a.len() == 18);
         assert!(a[1..17].chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/cart")), "/cart");
+        assert_eq!(local_path(Some("/search?q=a")), "/search?q=a");
+        for bad in [
+            None,
+            Some(""),
+            Some("//evil.example"),
+            Some("/\\evil.example"),
+            Some("https://evil.example/"),
+            Some("cart"),
+        ] {
+            assert_eq!(local_path(bad), "/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; strata_currency=USD"),
+        );
+        assert_eq!(cookie(&headers, "strata_currency"), Some("USD"));
+        assert_eq!(cookie(&headers, "b"), None);
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub use orders::{
 };
 pub use outbox::{OutboxMessage, OutboxRepo};
 pub use page::{Page, PageError};
-pub use products::{CatalogReads, NewProduct, Product, ProductPage, ProductRepo, ProductUpdate};
+pub use products::{
+    CatalogReads, CategoryCount, NewProduct, Product, ProductPage, ProductRepo, ProductUpdate,
+};
 pub use search::{ProductQuery, ProductSort, SearchText};
 pub use seed::demo_catalog;
 pub use store::{Dialect, Store, StoreOptions};

@@ -95,6 +95,15 @@ pub struct ProductPage {
     pub per_page: u32,
 }
 
+/// A category of the catalog and how many products it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct CategoryCount {
+    /// The category slug.
+    pub category: String,
+    /// Products in it.
+    pub products: i64,
+}
+
 /// Reads and writes the `products` table. Obtained from [`Store::products`].
 #[derive(Clone, Copy, Debug)]
 pub struct ProductRepo<'a> {
@@ -248,6 +257,72 @@ impl<'a> ProductRepo<'a> {
         Ok(count)
     }
 
+    /// Every category with its number of products, by slug.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn categories(&self) -> Result<Vec<CategoryCount>, StoreError> {
+        let categories = dispatch!(self.store, pool => {
+            sqlx::query_as(
+                "SELECT category, COUNT(*) AS products FROM products \
+                 GROUP BY category ORDER BY category",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(categories)
+    }
+
+    /// Up to `limit` other products bought in the same orders as product `id` (lines of the
+    /// orders that have a line of `id`), the most often bought with it first, ties by id.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn bought_with(&self, id: i64, limit: i64) -> Result<Vec<Product>, StoreError> {
+        // `order_lines_product_id_idx` finds the orders of `id` without reading every line.
+        let products = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products JOIN (SELECT b.product_id, COUNT(*) AS together ",
+                "FROM order_lines a JOIN order_lines b ",
+                "ON b.order_id = a.order_id AND b.product_id <> a.product_id ",
+                "WHERE a.product_id = $1 GROUP BY b.product_id) t ON t.product_id = id ",
+                "ORDER BY t.together DESC, id LIMIT $2"
+            ))
+            .bind(id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(products)
+    }
+
+    /// Up to `limit` products of `category` other than `id`, by id.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn in_category(
+        &self,
+        category: &str,
+        id: i64,
+        limit: i64,
+    ) -> Result<Vec<Product>, StoreError> {
+        let products = dispatch!(self.store, pool => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                product_columns!(),
+                " FROM products WHERE category = $1 AND id <> $2 ORDER BY id LIMIT $3"
+            ))
+            .bind(category)
+            .bind(id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(products)
+    }
+
     /// Inserts a product and returns it as stored.
     ///
     /// # Errors
@@ -332,6 +407,38 @@ impl<'a> CatalogReads<'a> {
     /// When neither the replica nor the primary can be queried.
     pub async fn search(&self, query: &ProductQuery) -> Result<ProductPage, StoreError> {
         self.read(|products| async move { products.search(query).await })
+            .await
+    }
+
+    /// As [`ProductRepo::categories`].
+    ///
+    /// # Errors
+    /// When neither the replica nor the primary can be queried.
+    pub async fn categories(&self) -> Result<Vec<CategoryCount>, StoreError> {
+        self.read(|products| async move { products.categories().await })
+            .await
+    }
+
+    /// As [`ProductRepo::bought_with`].
+    ///
+    /// # Errors
+    /// When neither the replica nor the primary can be queried.
+    pub async fn bought_with(&self, id: i64, limit: i64) -> Result<Vec<Product>, StoreError> {
+        self.read(|products| async move { products.bought_with(id, limit).await })
+            .await
+    }
+
+    /// As [`ProductRepo::in_category`].
+    ///
+    /// # Errors
+    /// When neither the replica nor the primary can be queried.
+    pub async fn in_category(
+        &self,
+        category: &str,
+        id: i64,
+        limit: i64,
+    ) -> Result<Vec<Product>, StoreError> {
+        self.read(|products| async move { products.in_category(category, id, limit).await })
             .await
     }
 

@@ -133,6 +133,7 @@ impl Stack {
         // One secret for every api instance: any of them verifies the tokens of any other.
         let jwt_secret = backends::up_jwt_secret(config)?;
         let auth = backends::api_auth(config, jwt_secret.clone());
+        let currencies = config.web.currencies()?;
 
         for i in 0..config.api.instances {
             let settings = ApiSettings {
@@ -145,6 +146,7 @@ impl Stack {
                 // The gateway drains first and stops sending before the instances stop.
                 drain_delay: Duration::ZERO,
                 documents: vec![strata_chat::openapi()],
+                currencies: currencies.clone(),
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())

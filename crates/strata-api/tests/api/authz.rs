@@ -96,6 +96,12 @@ fn table() -> Vec<Row> {
             |i| json!({"sku": format!("MATRIX-{i}"), "name": "Matrix", "category": "home", "price_cents": 100, "stock": 5}),
         ),
         row(M::GET, "/api/v1/products/{id}", Id::Product, [200; 5]),
+        row(
+            M::GET,
+            "/api/v1/products/{id}/recommendations",
+            Id::Product,
+            [200; 5],
+        ),
         with_body(
             row(
                 M::PATCH,

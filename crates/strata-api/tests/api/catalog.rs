@@ -16,7 +16,7 @@ backend_tests!(
     malformed_queries_are_json_400s,
     product_reads_are_served_from_the_cache_until_it_is_cleared,
     list_pages_are_cached_under_their_page_key,
-    landing_page_is_served_at_the_root,
+    home_page_is_served_at_the_root,
 );
 
 async fn catalog_size(app: &TestApp) -> i64 {
@@ -280,7 +280,7 @@ async fn list_pages_are_cached_under_their_page_key(app: TestApp) {
     );
 }
 
-async fn landing_page_is_served_at_the_root(app: TestApp) {
+async fn home_page_is_served_at_the_root(app: TestApp) {
     let response = app.get("/").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().contains_key("x-strata-instance"));
@@ -291,8 +291,8 @@ async fn landing_page_is_served_at_the_root(app: TestApp) {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = response.text().await.expect("body");
     assert!(
-        page.contains("/api/v1/products"),
-        "the page fetches the catalog"
+        page.contains(r#"href="/products/1""#),
+        "the home page links the catalog's first products"
     );
 }
 

@@ -160,6 +160,7 @@ pub async fn try_start(
         auth,
         drain_delay: Duration::ZERO,
         documents: Vec::new(),
+        currencies: strata_api::Currencies::default(),
     };
     let server = ApiServer::build(settings, store.clone(), cache.clone()).await?;
     let base = format!("http://{}", server.local_addr());

@@ -13,6 +13,8 @@ mod openapi;
 mod ops;
 mod orders;
 mod prices;
+mod recommendations;
 mod replica;
 mod schemathesis;
 mod search;
+mod web;

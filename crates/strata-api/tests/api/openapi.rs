@@ -19,6 +19,7 @@ const OPERATIONS: &[(&str, &str)] = &[
     ("post", "/api/v1/products"),
     ("get", "/api/v1/products/{id}"),
     ("patch", "/api/v1/products/{id}"),
+    ("get", "/api/v1/products/{id}/recommendations"),
     ("post", "/api/v1/prices/quote"),
     ("get", "/api/v1/cart"),
     ("post", "/api/v1/cart/items"),

@@ -11,7 +11,7 @@ use strata_core::config::{BusConfig, CacheConfig, Checks, LogConfig, StoreConfig
 use strata_core::config_section;
 use strata_gateway::config::GatewayConfig;
 
-pub use roles::{AdminConfig, AuthConfig, RoleConfig, WorkerConfig};
+pub use roles::{AdminConfig, AuthConfig, RoleConfig, WebConfig, WorkerConfig};
 
 config_section! {
     /// The whole configuration of a strata process. Its `Default` is the built-in defaults:
@@ -41,6 +41,8 @@ config_section! {
         /// The first admin, created at start-up when missing, promoted when the account exists
         /// (STRATA_ADMIN_<KEY>). Both empty: no admin is bootstrapped.
         section admin: AdminConfig = AdminConfig::default(),
+        /// The storefront the api instances serve (STRATA_WEB_<KEY>).
+        section web: WebConfig = WebConfig::default(),
     }
     validate = Config::check;
 }

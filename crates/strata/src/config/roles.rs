@@ -1,5 +1,5 @@
 //! The sections that say how the binary runs its roles: `[api]` and `[chat]` (instances and
-//! listeners), `[worker]`, `[auth]` and `[admin]`. The binary turns them into each role's own
+//! listeners), `[worker]`, `[auth]`, `[admin]` and `[web]` (the storefront the api serves). The binary turns them into each role's own
 //! settings when it starts the role.
 
 use std::net::SocketAddr;
@@ -207,6 +207,34 @@ impl AdminConfig {
             },
             "admin.email and admin.password go together: set both or neither",
         );
+    }
+}
+
+config_section! {
+    /// The storefront the api instances serve (`[web]`, `STRATA_WEB_<KEY>`).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct WebConfig {
+        /// The currencies the storefront shows prices in: `CODE=rate` entries separated by
+        /// commas, the first the base currency (every price is integer cents of it) at rate 1,
+        /// the others in units per unit of the base (at most 6 decimals, 16 currencies). A
+        /// visitor's choice is kept in a cookie; what is charged stays the base amount.
+        /// Default `EUR=1, USD=1.08, GBP=0.85, JPY=162`: the shop prices in euros (its home tax
+        /// region is EU-DE) and shows three other common currencies at demo rates.
+        restart currencies: String = strata_api::DEFAULT_CURRENCIES.into() => parse::trimmed;
+            check |table| strata_api::Currencies::parse(table).is_ok(),
+            "expected `CODE=rate, …`: three-letter codes, positive rates, the base first at rate 1",
+    }
+}
+
+impl WebConfig {
+    /// The currency table, parsed.
+    ///
+    /// # Errors
+    /// What is wrong with the table (the loaded configuration was checked already).
+    pub fn currencies(&self) -> anyhow::Result<strata_api::Currencies> {
+        strata_api::Currencies::parse(&self.currencies)
+            .map_err(|e| anyhow::anyhow!("web.currencies: {e}"))
     }
 }
 
