@@ -327,13 +327,10 @@ pub(crate) async fn place_order(
         traceparent: Some(&traceparent),
     };
     let outcome = state
-        .store
-        .orders()
+        .carts
         .checkout(request, price)
         .await
         .map_err(checkout_error)?;
-    // The checkout emptied the cart (a replay changed nothing, but dropping the key is cheap).
-    crate::cart::invalidate_user_cart(&state, user.id).await;
 
     let order = OrderView::from(outcome.order);
     let mut response = if outcome.replayed {

@@ -1,11 +1,12 @@
 //! [`AppState`]: what every handler of one api instance shares. Cheap to clone (handles and
-//! `Arc`s only), and holding nothing a request could change: the instance stays stateless.
+//! `Arc`s only). Only the carts of local cart mode live here (see `carts`).
 
 use axum::extract::FromRef;
 use strata_store::Store;
 
 use crate::auth::{LoginThrottle, Passwords, Tokens};
 use crate::cache_aside::CacheAside;
+use crate::carts::Carts;
 
 /// The handles a request needs: the store (the truth), the cache in front of it, and the
 /// credentials machinery.
@@ -15,6 +16,8 @@ pub(crate) struct AppState {
     pub store: Store,
     /// Cache-aside reads over `store`.
     pub cache: CacheAside,
+    /// The carts, in the store or in this instance (`carts.mode`).
+    pub carts: Carts,
     /// Issues and verifies session tokens (the [`crate::auth::AuthUser`] extractor uses it).
     pub tokens: Tokens,
     /// Hashes and verifies passwords.

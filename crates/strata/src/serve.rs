@@ -153,6 +153,7 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             drain_delay: Duration::from_millis(config.api.drain_delay_ms),
             // The gateway in front routes `/api/v1/chat/` to chat: one document for both.
             documents: vec![strata_chat::openapi()],
+            carts: config.carts.settings(&config.store.data_dir),
         };
         let name = settings.instance.clone();
         let server = ApiServer::build(settings, store.clone(), cache)

@@ -145,6 +145,7 @@ impl Stack {
                 // The gateway drains first and stops sending before the instances stop.
                 drain_delay: Duration::ZERO,
                 documents: vec![strata_chat::openapi()],
+                carts: config.carts.settings(&config.store.data_dir),
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())

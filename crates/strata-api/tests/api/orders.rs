@@ -15,6 +15,7 @@ use crate::helpers::{JWT_SECRET, KEY_ID, TestApp, assert_json_error};
 use crate::prices::add_product;
 
 backend_tests!(
+    carts:
     checkout_places_an_order_and_empties_the_cart,
     checkout_needs_a_token_and_an_idempotency_key,
     replays_return_the_same_order,
