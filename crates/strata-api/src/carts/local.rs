@@ -241,10 +241,10 @@ impl LocalCarts {
             return Err(cart_error(CartError::UnknownProduct(product_id)));
         }
         let ack = self.change(owner, |lines| {
-            match lines.iter_mut().find(|l| l.product_id == product_id) {
-                Some(line) => {
-                    let wanted = i64::from(line.quantity) + i64::from(quantity);
-                    line.quantity = line_quantity(product_id, wanted)?;
+            match lines.iter().position(|l| l.product_id == product_id) {
+                Some(at) => {
+                    let wanted = i64::from(lines[at].quantity) + i64::from(quantity);
+                    lines[at].quantity = line_quantity(product_id, wanted)?;
                 }
                 None if lines.len() >= MAX_CART_LINES => return Err(CartError::TooManyLines),
                 None => lines.push(Line {
@@ -496,8 +496,9 @@ fn merge_lines(
     let max = u8::try_from(MAX_LINE_QUANTITY).unwrap_or(u8::MAX);
     let now = now_nanos();
     for line in moving {
-        match lines.iter_mut().find(|l| l.product_id == line.product_id) {
-            Some(existing) => {
+        match lines.iter().position(|l| l.product_id == line.product_id) {
+            Some(at) => {
+                let existing = &mut lines[at];
                 let sum = u16::from(existing.quantity) + u16::from(line.quantity);
                 if sum > u16::from(max) {
                     outcome.capped += 1;
