@@ -434,6 +434,7 @@ impl Journal {
     }
 
     /// The writer's counters.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> &JournalStats {
         &self.stats
     }
