@@ -15,8 +15,15 @@
 //! A cart lives on the instance that served its first change, and nothing routes a cart to
 //! its instance or moves carts when instances join or leave: run local mode with **one api
 //! instance** (`api.instances = 1` for `strata up`, one `strata serve api`); the binary
-//! refuses more. Placement by consistent hashing (one ring shared by the gateway and the api,
-//! keyed by the cart's owner) and the hand-over of carts between instances are the next step.
+//! refuses more. The intended next step, not built: the ring that places a cart (today the
+//! gateway's `consistent_hash`) moves to `strata-core` so the gateway and the api compute the
+//! same owner; the api sets a `strata_cart_owner` cookie (`u<user id>` or the anonymous token)
+//! that the gateway hashes on (bounded load off for that pool, so a cart never leaves its
+//! owner), and an instance that still gets a cart it does not own forwards the request to the
+//! owner; on a membership change (learned from the gateway's admin API) each instance sends
+//! the carts whose owner changed to the new owner over an internal endpoint, forwarding
+//! requests for a cart until its hand-over is acknowledged, and a draining instance hands all
+//! its carts over before it exits.
 //!
 //! # Checkout
 //! The order is always written by the store's checkout transaction. Shared: the transaction
