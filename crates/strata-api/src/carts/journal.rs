@@ -195,10 +195,12 @@ fn log_generations(dir: &Path) -> io::Result<Vec<u64>> {
     let mut generations = Vec::new();
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
-        if let Some(n) = name.to_str().and_then(|n| n.strip_prefix("log.")) {
-            if let Ok(n) = n.parse() {
-                generations.push(n);
-            }
+        if let Some(Ok(n)) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("log."))
+            .map(str::parse)
+        {
+            generations.push(n);
         }
     }
     generations.sort_unstable();

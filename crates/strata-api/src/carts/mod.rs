@@ -294,12 +294,12 @@ impl Carts {
                     .orders()
                     .checkout_lines(request, &lines, price)
                     .await?;
-                if !outcome.replayed {
-                    if let Err(e) = l.checked_out(request.user_id, &lines).await {
-                        // The order stands; the lines stay in the cart (see the module docs).
-                        tracing::error!(error = %e, user_id = request.user_id,
-                            "order placed but its lines could not be taken off the cart");
-                    }
+                if !outcome.replayed
+                    && let Err(e) = l.checked_out(request.user_id, &lines).await
+                {
+                    // The order stands; the lines stay in the cart (see the module docs).
+                    tracing::error!(error = %e, user_id = request.user_id,
+                        "order placed but its lines could not be taken off the cart");
                 }
                 Ok(outcome)
             }
