@@ -2,8 +2,11 @@
 //! /api/v1/cart/items/{product_id}`. Every answer is the whole cart, priced by
 //! [`crate::prices::quote`] (the function checkout uses).
 //!
+//! Where carts are kept (the store, or the instance's memory in the lab's local mode) is the
+//! business of [`crate::carts::Carts`]; nothing here depends on it.
+//!
 //! # Whose cart
-//! - With a valid token: the user's cart (kept in the store, so any instance serves it).
+//! - With a valid token: the user's cart.
 //! - Without one: the cart named by the `strata_cart` cookie, a random 128-bit token (32 hex
 //!   digits) set `HttpOnly; SameSite=Lax; Path=/` on the first write (the whole site: the
 //!   storefront's pages show and change the same cart). A cookie naming no cart is replaced by
@@ -15,9 +18,9 @@
 //!   carts add up, capped at 99; lines beyond the 50-line limit are dropped.
 //!
 //! # Cached
-//! `GET /api/v1/cart` is read through the cache per owner (see `cache_aside`, "Carts"), unless
-//! a coupon is asked for (a coupon's validity depends on the time of the request). Every write
-//! here, every merge and every checkout invalidates the owner's cached cart after its commit.
+//! `GET /api/v1/cart` is read through [`crate::carts::Carts::read_json`] (in shared mode the
+//! cache per owner, see `cache_aside`, "Carts"), unless a coupon is asked for (a coupon's
+//! validity depends on the time of the request).
 
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -27,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde::{Deserialize, Serialize};
 use strata_core::domain::ProductId;
-use strata_store::{CartError, CartLine, CartOwner, MAX_CART_LINES, MAX_LINE_QUANTITY};
+use strata_store::{CartLine, CartOwner, MAX_LINE_QUANTITY};
 use time::OffsetDateTime;
 
 use crate::ApiError;
@@ -207,24 +210,22 @@ pub(crate) async fn get_cart(
         return respond(&state, Vec::new(), &pricing, cookie).await;
     };
     if pricing.coupon.is_some() {
-        let lines = state.store.carts().lines(cart).await?;
+        let lines = state.carts.lines(cart).await?;
         return respond(&state, lines, &pricing, cookie).await;
     }
     // The region was validated by the extractor, so a bad one is refused and never cached.
-    let key = owner_key(cart);
     let body = state
-        .cache
-        .read_cart_json(
-            &key,
+        .carts
+        .read_json(
+            cart,
             &format!("region={}", pricing.region().unwrap_or("-")),
             async {
-                let items = state.store.carts().lines(cart).await?;
+                let items = state.carts.lines(cart).await?;
                 let quote = price_lines(&state, &items, &pricing).await?;
                 Ok(Some(CartView::new(&items, quote)))
             },
         )
-        .await?
-        .ok_or_else(|| ApiError::Unexpected("a cart loader returned nothing".into()))?;
+        .await?;
     let mut response = (
         axum::http::StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -236,14 +237,13 @@ pub(crate) async fn get_cart(
 }
 
 /// Merges the anonymous cart `token` into user `user_id`'s cart (nothing when there is no
-/// such cart) and invalidates both cached carts: the one step log-in and the lazy fallback
-/// share.
+/// such cart): the one step log-in and the lazy fallback share.
 pub(crate) async fn merge_anonymous_cart(
     state: &AppState,
     token: &str,
     user_id: i64,
 ) -> Result<(), ApiError> {
-    let merged = state.store.carts().merge_anonymous(token, user_id).await?;
+    let merged = state.carts.merge_anonymous(token, user_id).await?;
     if merged.found {
         tracing::debug!(
             user_id,
@@ -252,32 +252,8 @@ pub(crate) async fn merge_anonymous_cart(
             dropped = merged.dropped,
             "anonymous cart merged into the user's cart"
         );
-        state
-            .cache
-            .invalidate_cart(&owner_key(CartOwner::User(user_id)))
-            .await;
-        state
-            .cache
-            .invalidate_cart(&owner_key(CartOwner::Anonymous(token)))
-            .await;
     }
     Ok(())
-}
-
-/// Invalidates the cached cart of user `user_id` (after a checkout emptied it).
-pub(crate) async fn invalidate_user_cart(state: &AppState, user_id: i64) {
-    state
-        .cache
-        .invalidate_cart(&owner_key(CartOwner::User(user_id)))
-        .await;
-}
-
-/// An owner's name in cache keys: `user:<id>` or `anon:<token>`.
-fn owner_key(owner: CartOwner<'_>) -> String {
-    match owner {
-        CartOwner::User(id) => format!("user:{id}"),
-        CartOwner::Anonymous(token) => format!("anon:{token}"),
-    }
 }
 
 /// Add units of a product to the caller's cart (a new line, or onto its line).
@@ -320,9 +296,9 @@ pub(crate) async fn add_to_cart(
     let (owner, cookie) = caller.resolve(state, true).await?;
     let owner = owner.as_owner().ok_or_else(no_owner)?;
     state
-        .store
-        .carts()
+        .carts
         .add(owner, item.product_id.get(), item.quantity.get())
+<<<<<<< HEAD
         .await
         .map_err(cart_error)?;
     state.cache.invalidate_cart(&owner_key(owner)).await;
@@ -384,6 +360,11 @@ pub(crate) async fn priced_cart(
 ) -> Result<CartView, ApiError> {
     let quote = price_lines(state, lines, pricing).await?;
     Ok(CartView::new(lines, quote))
+=======
+        .await?;
+    let lines = state.carts.lines(owner).await?;
+    respond(&state, lines, &pricing, cookie).await
+>>>>>>> lab-carts
 }
 
 /// Set the quantity of a line of the caller's cart; 0 removes it.
@@ -413,7 +394,19 @@ pub(crate) async fn set_item(
 ) -> Result<Response, ApiError> {
     // Parsed here rather than by an extractor: the refusal names the path's product.
     let quantity = new_quantity(product_id, body.quantity)?;
+<<<<<<< HEAD
     let (lines, cookie) = set_in_cart(&state, caller, product_id, quantity).await?;
+=======
+    let (owner, cookie) = caller.resolve(&state, false).await?;
+    let owner = owner
+        .as_owner()
+        .ok_or(ApiError::NotInCart(product_id.get()))?;
+    state
+        .carts
+        .set(owner, product_id.get(), quantity.map_or(0, Quantity::get))
+        .await?;
+    let lines = state.carts.lines(owner).await?;
+>>>>>>> lab-carts
     respond(&state, lines, &pricing, cookie).await
 }
 
@@ -442,14 +435,8 @@ pub(crate) async fn remove_item(
     let owner = owner
         .as_owner()
         .ok_or(ApiError::NotInCart(product_id.get()))?;
-    state
-        .store
-        .carts()
-        .remove(owner, product_id.get())
-        .await
-        .map_err(cart_error)?;
-    state.cache.invalidate_cart(&owner_key(owner)).await;
-    let lines = state.store.carts().lines(owner).await?;
+    state.carts.set(owner, product_id.get(), 0).await?;
+    let lines = state.carts.lines(owner).await?;
     respond(&state, lines, &pricing, cookie).await
 }
 
@@ -514,7 +501,7 @@ fn quantity_error(message: &str) -> ApiError {
     }
 }
 
-fn line_limit(product_id: i64, quantity: i64) -> ApiError {
+pub(crate) fn line_limit(product_id: i64, quantity: i64) -> ApiError {
     ApiError::CartLimit(format!(
         "a cart line holds at most {MAX_LINE_QUANTITY} units; product {product_id} would have \
          {quantity}"
@@ -523,22 +510,6 @@ fn line_limit(product_id: i64, quantity: i64) -> ApiError {
 
 fn no_owner() -> ApiError {
     ApiError::Unexpected("a cart write without an owner".into())
-}
-
-/// Maps the store's refusals to their HTTP answers.
-fn cart_error(e: CartError) -> ApiError {
-    match e {
-        CartError::UnknownProduct(id) => ApiError::UnknownProduct(id),
-        CartError::NotInCart(id) => ApiError::NotInCart(id),
-        CartError::TooManyLines => ApiError::CartLimit(format!(
-            "a cart holds at most {MAX_CART_LINES} different products"
-        )),
-        CartError::QuantityOutOfRange {
-            product_id,
-            quantity,
-        } => line_limit(product_id, quantity),
-        CartError::Store(e) => e.into(),
-    }
 }
 
 /// Who is asking about a cart: the token's user, if any, and the cart cookie's token, if it
@@ -593,7 +564,7 @@ impl CartCaller {
             }
             (Some(user), None) => Ok((ResolvedOwner::User(user.id), CookieAction::Keep)),
             (None, Some(token)) => {
-                if !create || state.store.carts().anonymous_exists(&token).await? {
+                if !create || state.carts.anonymous_exists(&token).await? {
                     Ok((ResolvedOwner::Anonymous(token), CookieAction::Keep))
                 } else {
                     let fresh = new_token();

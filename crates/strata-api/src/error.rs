@@ -136,6 +136,10 @@ pub enum ApiError {
         /// The configured limit, `ApiSettings::max_body_bytes`.
         limit: usize,
     },
+    /// A local cart change could not be made durable (its log or snapshot failed): the
+    /// change was not acknowledged (503 `unavailable`).
+    #[error("cart log: {0}")]
+    CartLog(String),
     /// The store could not be reached in time: a retry may succeed (503 `unavailable`).
     #[error("store unavailable: {0}")]
     StoreUnavailable(#[source] StoreError),
@@ -205,7 +209,9 @@ impl ApiError {
             }
             Self::OrderNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::StoreUnavailable(_) | Self::CartLog(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Self::Store(_)
             | Self::Credentials(_)
             | Self::Encode(_)

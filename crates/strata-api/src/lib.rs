@@ -1,5 +1,6 @@
-//! strata-api: the stateless shop service. Any instance serves any request: everything it
-//! knows lives in the store (the truth) and the cache (a hint), never in the instance.
+//! strata-api: the shop service. Stateless by default: any instance serves any request,
+//! everything it knows lives in the store (the truth) and the cache (a hint). The lab's
+//! local cart mode (see `carts`) keeps carts in the instance instead.
 //!
 //! The binary builds an [`ApiServer`] from [`ApiSettings`] and its backends, then calls
 //! [`ApiServer::run`] with the process's shutdown signal. Tests do the same on port 0.
@@ -9,6 +10,7 @@
 pub mod auth;
 mod cache_aside;
 mod cart;
+mod carts;
 mod catalog;
 mod error;
 pub mod extract;
@@ -26,6 +28,7 @@ mod state;
 mod users;
 mod web;
 
+pub use crate::carts::{CartMode, CartSettings};
 pub use crate::error::ApiError;
 pub use crate::server::{AdminBootstrap, ApiServer, ApiSettings, AuthSettings};
 pub use crate::web::currency::{Currencies, DEFAULT_CURRENCIES};

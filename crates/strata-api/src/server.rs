@@ -17,6 +17,7 @@ use strata_store::Store;
 
 use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, Tokens};
 use crate::cache_aside::CacheAside;
+use crate::carts::{CartSettings, Carts};
 use crate::extract::BodyLimit;
 use crate::state::AppState;
 use crate::web::currency::Currencies;
@@ -48,9 +49,14 @@ pub struct ApiSettings {
     /// merged into the api's `/openapi.json` and `/docs`, so a client reads one description
     /// of the whole public interface. Empty: the api's endpoints only.
     pub documents: Vec<utoipa::openapi::OpenApi>,
+<<<<<<< HEAD
     /// The currencies the storefront shows prices in (`web.currencies`), the base first:
     /// prices are cents of the base. Default [`DEFAULT_CURRENCIES`](crate::DEFAULT_CURRENCIES).
     pub currencies: Currencies,
+=======
+    /// Where carts live (`[carts]`). Default: in the store (shared).
+    pub carts: CartSettings,
+>>>>>>> lab-carts
 }
 
 /// How the api authenticates: every instance of a deployment must have the same
@@ -109,7 +115,9 @@ impl ApiServer {
     /// `/readyz` reports not ready until it is, and while the store's read replica (if it has
     /// one) answers without every migration (an unreachable replica is no reason: catalog
     /// reads go to the primary meanwhile). When the settings name an admin, the account
-    /// is created or promoted here (which needs the migrated store).
+    /// is created or promoted here (which needs the migrated store). In local cart mode the
+    /// carts are loaded here, before the listener exists: an instance is never ready with
+    /// half its carts.
     ///
     /// # Errors
     /// [`ApiError::Role`] for settings that make no sense (a zero TTL or body limit, a short
@@ -144,9 +152,19 @@ impl ApiServer {
 
         let mut registry = Registry::default();
         cache.register_metrics(ROLE, &mut registry);
+        let cache_aside = CacheAside::new(cache.clone(), settings.cache_ttl, ROLE, &mut registry);
+        let carts = Carts::open(
+            &settings.carts,
+            &settings.instance,
+            store.clone(),
+            cache_aside.clone(),
+            &mut registry,
+        )
+        .await?;
         let state = AppState {
             store: store.clone(),
-            cache: CacheAside::new(cache.clone(), settings.cache_ttl, ROLE, &mut registry),
+            cache: cache_aside,
+            carts,
             tokens,
             passwords,
             throttle: LoginThrottle::new(cache, auth.throttle),

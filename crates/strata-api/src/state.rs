@@ -1,5 +1,5 @@
 //! [`AppState`]: what every handler of one api instance shares. Cheap to clone (handles and
-//! `Arc`s only), and holding nothing a request could change: the instance stays stateless.
+//! `Arc`s only). Only the carts of local cart mode live here (see `carts`).
 
 use std::sync::Arc;
 
@@ -8,7 +8,11 @@ use strata_store::Store;
 
 use crate::auth::{LoginThrottle, Passwords, Tokens};
 use crate::cache_aside::CacheAside;
+<<<<<<< HEAD
 use crate::web::currency::Currencies;
+=======
+use crate::carts::Carts;
+>>>>>>> lab-carts
 
 /// The handles a request needs: the store (the truth), the cache in front of it, and the
 /// credentials machinery.
@@ -18,6 +22,8 @@ pub(crate) struct AppState {
     pub store: Store,
     /// Cache-aside reads over `store`.
     pub cache: CacheAside,
+    /// The carts, in the store or in this instance (`carts.mode`).
+    pub carts: Carts,
     /// Issues and verifies session tokens (the [`crate::auth::AuthUser`] extractor uses it).
     pub tokens: Tokens,
     /// Hashes and verifies passwords.

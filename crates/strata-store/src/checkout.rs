@@ -24,6 +24,10 @@
 //! (deadlock, serialization failure, SQLite busy past its timeout) reruns the whole
 //! transaction a few times. A failed checkout leaves no trace: the key is released with the
 //! rollback, so the client may retry with the same key.
+//!
+//! Carts kept outside the store (the api's local cart mode) go through
+//! [`OrderRepo::checkout_lines`]: the same transaction with the caller's lines in place of
+//! step 2; the caller serializes checkouts of one cart and empties it after the commit.
 
 use std::collections::HashMap;
 
@@ -170,9 +174,34 @@ impl OrderRepo<'_> {
         request: CheckoutRequest<'_>,
         price: impl Fn(&[ReservedLine], Option<&Coupon>) -> Result<PricedOrder, E>,
     ) -> Result<CheckoutOutcome, CheckoutError<E>> {
+        self.checkout_from(request, None, price).await
+    }
+
+    /// As [`OrderRepo::checkout`], for a cart the store does not keep: `lines` (product id,
+    /// quantity) are the cart's lines, read by the caller, who empties the cart after a
+    /// placed (not replayed) order. An empty `lines` is [`CheckoutError::EmptyCart`] unless
+    /// the key replays an order.
+    ///
+    /// # Errors
+    /// As [`OrderRepo::checkout`].
+    pub async fn checkout_lines<E>(
+        &self,
+        request: CheckoutRequest<'_>,
+        lines: &[(i64, i64)],
+        price: impl Fn(&[ReservedLine], Option<&Coupon>) -> Result<PricedOrder, E>,
+    ) -> Result<CheckoutOutcome, CheckoutError<E>> {
+        self.checkout_from(request, Some(lines), price).await
+    }
+
+    async fn checkout_from<E>(
+        &self,
+        request: CheckoutRequest<'_>,
+        lines: Option<&[(i64, i64)]>,
+        price: impl Fn(&[ReservedLine], Option<&Coupon>) -> Result<PricedOrder, E>,
+    ) -> Result<CheckoutOutcome, CheckoutError<E>> {
         let price = &price;
         let settled = retry_on_conflict(
-            move || self.try_checkout(request, price),
+            move || self.try_checkout(request, lines, price),
             |e| matches!(e, CheckoutError::Store(StoreError::Conflict(_))),
         )
         .await?;
@@ -196,6 +225,7 @@ impl OrderRepo<'_> {
     async fn try_checkout<E>(
         &self,
         request: CheckoutRequest<'_>,
+        lines: Option<&[(i64, i64)]>,
         price: &impl Fn(&[ReservedLine], Option<&Coupon>) -> Result<PricedOrder, E>,
     ) -> Result<Settled, CheckoutError<E>> {
         let begin = self.store.dialect().begin_write();
@@ -239,23 +269,28 @@ impl OrderRepo<'_> {
                 return Ok(Settled::Replayed(order_id));
             }
 
-            // 2. The cart, locked, and its lines, taken.
-            let cart: Option<i64> = sqlx::query_scalar(
-                "UPDATE carts SET updated_at = $2 WHERE user_id = $1 RETURNING id",
-            )
-            .bind(request.user_id)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(cart) = cart else {
-                return Err(CheckoutError::EmptyCart);
+            // 2. The cart, locked, and its lines, taken (or the caller's lines).
+            let mut items: Vec<(i64, i64)> = match lines {
+                Some(lines) => lines.to_vec(),
+                None => {
+                    let cart: Option<i64> = sqlx::query_scalar(
+                        "UPDATE carts SET updated_at = $2 WHERE user_id = $1 RETURNING id",
+                    )
+                    .bind(request.user_id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some(cart) = cart else {
+                        return Err(CheckoutError::EmptyCart);
+                    };
+                    sqlx::query_as(
+                        "DELETE FROM cart_items WHERE cart_id = $1 RETURNING product_id, quantity",
+                    )
+                    .bind(cart)
+                    .fetch_all(&mut *tx)
+                    .await?
+                }
             };
-            let mut items: Vec<(i64, i64)> = sqlx::query_as(
-                "DELETE FROM cart_items WHERE cart_id = $1 RETURNING product_id, quantity",
-            )
-            .bind(cart)
-            .fetch_all(&mut *tx)
-            .await?;
             if items.is_empty() {
                 return Err(CheckoutError::EmptyCart);
             }

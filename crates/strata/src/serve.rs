@@ -154,6 +154,7 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             // The gateway in front routes `/api/v1/chat/` to chat: one document for both.
             documents: vec![strata_chat::openapi()],
             currencies: config.web.currencies()?,
+            carts: config.carts.settings(&config.store.data_dir),
         };
         let name = settings.instance.clone();
         let server = ApiServer::build(settings, store.clone(), cache)

@@ -147,6 +147,7 @@ impl Stack {
                 drain_delay: Duration::ZERO,
                 documents: vec![strata_chat::openapi()],
                 currencies: currencies.clone(),
+                carts: config.carts.settings(&config.store.data_dir),
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
             let server = ApiServer::build(settings, self.store.clone(), cache.clone())

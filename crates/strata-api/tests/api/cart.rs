@@ -10,6 +10,7 @@ use crate::orders::{add_to_cart, checkout};
 use crate::prices::add_product;
 
 backend_tests!(
+    carts:
     lines_are_added_changed_and_removed,
     cart_limits_and_unknown_products_are_refused,
     anonymous_carts_live_in_a_cookie,

@@ -1,6 +1,8 @@
 //! The test harness: [`spawn_app`] starts a real api instance on port 0 over a fresh, migrated
 //! and seeded store (a SQLite file or a PostgreSQL schema) and an in-memory cache the test can
-//! inspect, and stops it when the [`TestApp`] is dropped.
+//! inspect, and stops it when the [`TestApp`] is dropped. [`Backend::LocalCarts`] runs the
+//! instance in local cart mode (carts in its memory and its own log in a fresh directory), so
+//! the cart and checkout suites run in both cart modes.
 
 use std::any::Any;
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use std::time::Duration;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use strata_api::auth::PasswordParams;
-use strata_api::{AdminBootstrap, ApiError, ApiServer, ApiSettings, AuthSettings};
+use strata_api::{
+    AdminBootstrap, ApiError, ApiServer, ApiSettings, AuthSettings, CartMode, CartSettings,
+};
 use strata_cache::AnyCache;
 use strata_core::Shutdown;
 use strata_core::config::Secret;
@@ -33,12 +37,26 @@ pub const ADMIN_PASSWORD: &str = "admin password 1";
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// SQLite, with carts in the instance (`carts.mode = "local"`).
+    LocalCarts,
 }
 
 /// Runs each listed `async fn name(app: TestApp)` once per backend, as `sqlite::name` and
 /// `postgres::name`. The PostgreSQL run is skipped (loudly) when no server is reachable,
 /// and fails under `CI=true`.
 macro_rules! backend_tests {
+    (carts: $($name:ident),* $(,)?) => {
+        backend_tests!($($name),*);
+        mod local_carts {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = crate::helpers::spawn_app(crate::helpers::Backend::LocalCarts).await;
+                    super::$name(app.expect("SQLite is always available")).await;
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -102,7 +120,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 /// As [`spawn_app`]; with `migrate == false` the store is left empty and unmigrated.
 pub async fn spawn_app_with(backend: Backend, migrate: bool) -> Option<TestApp> {
     let (store, guard) = match backend {
-        Backend::Sqlite => {
+        Backend::Sqlite | Backend::LocalCarts => {
             let (store, guard) = testing::fresh_sqlite().await;
             (store, Arc::new(guard) as Arc<dyn Any + Send + Sync>)
         }
@@ -128,7 +146,42 @@ pub async fn spawn_app_with(backend: Backend, migrate: bool) -> Option<TestApp> 
     let cache = AnyCache::from_url("memory", "test")
         .await
         .expect("memory cache");
-    Some(start(store, cache, guard, auth).await)
+    let carts = match backend {
+        Backend::LocalCarts => {
+            let dir = CartDir::new();
+            let settings = CartSettings {
+                mode: CartMode::Local,
+                dir: dir.0.clone(),
+                ..CartSettings::default()
+            };
+            return Some(
+                launch(store, cache, Arc::new((guard, dir)), auth, settings)
+                    .await
+                    .expect("build the api"),
+            );
+        }
+        Backend::Sqlite | Backend::Postgres => CartSettings::default(),
+    };
+    Some(
+        launch(store, cache, guard, auth, carts)
+            .await
+            .expect("build the api"),
+    )
+}
+
+/// A fresh directory for local carts' logs, removed with the app.
+struct CartDir(std::path::PathBuf);
+
+impl CartDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("strata-carts-{}", uuid::Uuid::new_v4().simple())))
+    }
+}
+
+impl Drop for CartDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Starts an api instance on `store` and `cache` with `auth`.
@@ -150,6 +203,17 @@ pub async fn try_start(
     guard: Arc<dyn Any + Send + Sync>,
     auth: AuthSettings,
 ) -> Result<TestApp, ApiError> {
+    launch(store, cache, guard, auth, CartSettings::default()).await
+}
+
+/// As [`try_start`], with these cart settings.
+async fn launch(
+    store: Store,
+    cache: AnyCache,
+    guard: Arc<dyn Any + Send + Sync>,
+    auth: AuthSettings,
+    carts: CartSettings,
+) -> Result<TestApp, ApiError> {
     let instance = format!("api-test-{}", uuid::Uuid::new_v4().simple());
     let settings = ApiSettings {
         instance: instance.clone(),
@@ -161,6 +225,7 @@ pub async fn try_start(
         drain_delay: Duration::ZERO,
         documents: Vec::new(),
         currencies: strata_api::Currencies::default(),
+        carts,
     };
     let server = ApiServer::build(settings, store.clone(), cache.clone()).await?;
     let base = format!("http://{}", server.local_addr());

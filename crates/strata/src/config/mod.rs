@@ -7,11 +7,12 @@
 mod roles;
 
 use serde::{Deserialize, Serialize};
+use strata_api::CartMode;
 use strata_core::config::{BusConfig, CacheConfig, Checks, LogConfig, StoreConfig};
 use strata_core::config_section;
 use strata_gateway::config::GatewayConfig;
 
-pub use roles::{AdminConfig, AuthConfig, RoleConfig, WebConfig, WorkerConfig};
+pub use roles::{AdminConfig, AuthConfig, CartsConfig, RoleConfig, WebConfig, WorkerConfig};
 
 config_section! {
     /// The whole configuration of a strata process. Its `Default` is the built-in defaults:
@@ -34,6 +35,8 @@ config_section! {
         section api: RoleConfig = RoleConfig::new(3, 8101),
         /// The chat instances `strata up` starts (STRATA_CHAT_<KEY>).
         section chat: RoleConfig = RoleConfig::new(2, 8201),
+        /// Where the api keeps carts (STRATA_CARTS_<KEY>): a lab setting.
+        section carts: CartsConfig = CartsConfig::default(),
         /// The workers: the outbox relay and the event handlers (STRATA_WORKER_<KEY>).
         section worker: WorkerConfig = WorkerConfig::default(),
         /// How the api authenticates (STRATA_AUTH_<KEY>).
@@ -54,6 +57,12 @@ impl Config {
             self.api.instances >= 1,
             "api.instances",
             "at least 1 api instance is needed",
+        );
+        checks.check(
+            self.carts.mode == CartMode::Shared || self.api.instances == 1,
+            "carts.mode",
+            "local carts need exactly one api instance (api.instances = 1): nothing routes a \
+             cart to the instance that holds it yet",
         );
     }
 }

@@ -3,8 +3,11 @@
 //! settings when it starts the role.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use strata_api::{CartMode, CartSettings};
 use strata_core::config::{Checks, Secret, parse, valid_name};
 use strata_core::config_section;
 
@@ -56,6 +59,53 @@ impl RoleConfig {
             addr.set_port(addr.port().saturating_add(offset));
         }
         addr
+    }
+}
+
+config_section! {
+    /// Where the api keeps carts (`[carts]`, `STRATA_CARTS_<KEY>`). `local` is a lab setting:
+    /// it exists to measure the stateful design beside the shared one, not to run a shop.
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct CartsConfig {
+        /// `shared` (default: carts in the store, cached; any api instance serves any cart)
+        /// or `local` (each cart in the memory of the api instance, durable through that
+        /// instance's own log and snapshots under `dir`). Local mode runs one api instance
+        /// only: nothing yet routes a cart to the instance that holds it.
+        restart mode: CartMode = CartMode::Shared,
+        /// Local mode: the directory of the carts' logs and snapshots, one subdirectory per
+        /// instance name. Default empty: `<store.data_dir>/carts`, beside the embedded store.
+        restart dir: PathBuf = PathBuf::new() => parse::verbatim,
+        /// Local mode: seconds between snapshots (taken only when a cart changed), each of
+        /// which replaces the log. Default 60: a minute of changes is a small log to replay
+        /// at start-up, and writing a million carts (about 50 MB) once a minute is cheap.
+        restart snapshot_interval_secs: u64 = 60; check |s| *s >= 1, "must be at least 1",
+        /// Local mode: most changes committed by one `fsync` of the log (a change is answered
+        /// only after the `fsync` that covers it). Default 1024: under load one `fsync` covers
+        /// every change that arrived while the previous one ran; the cap bounds how long the
+        /// first of them waits.
+        restart fsync_batch: usize = 1024; check |n| (1..=65_536).contains(n), "expected 1..=65536",
+        /// Local mode: anonymous carts of 1 to 3 lines created at start-up when the instance
+        /// holds none (and written as its first snapshot), so the lab can measure start-up,
+        /// memory and recovery with many carts without a million requests. Default 0: none.
+        restart preload: u64 = 0; check |n| *n <= 10_000_000, "at most 10000000",
+    }
+}
+
+impl CartsConfig {
+    /// The api's cart settings; `data_dir` is `store.data_dir`, the default home of `dir`.
+    pub fn settings(&self, data_dir: &Path) -> CartSettings {
+        CartSettings {
+            mode: self.mode,
+            dir: if self.dir.as_os_str().is_empty() {
+                data_dir.join("carts")
+            } else {
+                self.dir.clone()
+            },
+            snapshot_interval: Duration::from_secs(self.snapshot_interval_secs),
+            fsync_batch: self.fsync_batch,
+            preload: self.preload,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod backup;
 mod bench;
+mod carts;
 mod chat;
 mod config;
 mod events;
