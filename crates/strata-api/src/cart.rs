@@ -298,11 +298,8 @@ pub(crate) async fn add_to_cart(
     state
         .carts
         .add(owner, item.product_id.get(), item.quantity.get())
-<<<<<<< HEAD
-        .await
-        .map_err(cart_error)?;
-    state.cache.invalidate_cart(&owner_key(owner)).await;
-    let lines = state.store.carts().lines(owner).await?;
+        .await?;
+    let lines = state.carts.lines(owner).await?;
     Ok((lines, cookie))
 }
 
@@ -322,13 +319,10 @@ pub(crate) async fn set_in_cart(
         .as_owner()
         .ok_or(ApiError::NotInCart(product_id.get()))?;
     state
-        .store
-        .carts()
+        .carts
         .set(owner, product_id.get(), quantity.map_or(0, Quantity::get))
-        .await
-        .map_err(cart_error)?;
-    state.cache.invalidate_cart(&owner_key(owner)).await;
-    let lines = state.store.carts().lines(owner).await?;
+        .await?;
+    let lines = state.carts.lines(owner).await?;
     Ok((lines, cookie))
 }
 
@@ -343,7 +337,7 @@ pub(crate) async fn cart_lines(
 ) -> Result<(Vec<CartLine>, CookieAction), ApiError> {
     let (owner, cookie) = caller.resolve(state, false).await?;
     let lines = match owner.as_owner() {
-        Some(owner) => state.store.carts().lines(owner).await?,
+        Some(owner) => state.carts.lines(owner).await?,
         None => Vec::new(),
     };
     Ok((lines, cookie))
@@ -360,11 +354,6 @@ pub(crate) async fn priced_cart(
 ) -> Result<CartView, ApiError> {
     let quote = price_lines(state, lines, pricing).await?;
     Ok(CartView::new(lines, quote))
-=======
-        .await?;
-    let lines = state.carts.lines(owner).await?;
-    respond(&state, lines, &pricing, cookie).await
->>>>>>> lab-carts
 }
 
 /// Set the quantity of a line of the caller's cart; 0 removes it.
@@ -394,19 +383,7 @@ pub(crate) async fn set_item(
 ) -> Result<Response, ApiError> {
     // Parsed here rather than by an extractor: the refusal names the path's product.
     let quantity = new_quantity(product_id, body.quantity)?;
-<<<<<<< HEAD
     let (lines, cookie) = set_in_cart(&state, caller, product_id, quantity).await?;
-=======
-    let (owner, cookie) = caller.resolve(&state, false).await?;
-    let owner = owner
-        .as_owner()
-        .ok_or(ApiError::NotInCart(product_id.get()))?;
-    state
-        .carts
-        .set(owner, product_id.get(), quantity.map_or(0, Quantity::get))
-        .await?;
-    let lines = state.carts.lines(owner).await?;
->>>>>>> lab-carts
     respond(&state, lines, &pricing, cookie).await
 }
 

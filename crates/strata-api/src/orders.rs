@@ -366,21 +366,7 @@ pub(crate) async fn checkout(
         .checkout(request, price)
         .await
         .map_err(checkout_error)?;
-<<<<<<< HEAD
-    // The checkout emptied the cart (a replay changed nothing, but dropping the key is cheap).
-    crate::cart::invalidate_user_cart(state, user.id).await;
     if !outcome.replayed {
-=======
-
-    let order = OrderView::from(outcome.order);
-    let mut response = if outcome.replayed {
-        let mut response = Json(&order).into_response();
-        response
-            .headers_mut()
-            .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-        response
-    } else {
->>>>>>> lab-carts
         tracing::debug!(
             order_id = outcome.order.id,
             user_id = user.id,

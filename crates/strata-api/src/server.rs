@@ -49,14 +49,11 @@ pub struct ApiSettings {
     /// merged into the api's `/openapi.json` and `/docs`, so a client reads one description
     /// of the whole public interface. Empty: the api's endpoints only.
     pub documents: Vec<utoipa::openapi::OpenApi>,
-<<<<<<< HEAD
     /// The currencies the storefront shows prices in (`web.currencies`), the base first:
     /// prices are cents of the base. Default [`DEFAULT_CURRENCIES`](crate::DEFAULT_CURRENCIES).
     pub currencies: Currencies,
-=======
     /// Where carts live (`[carts]`). Default: in the store (shared).
     pub carts: CartSettings,
->>>>>>> lab-carts
 }
 
 /// How the api authenticates: every instance of a deployment must have the same

@@ -8,11 +8,8 @@ use strata_store::Store;
 
 use crate::auth::{LoginThrottle, Passwords, Tokens};
 use crate::cache_aside::CacheAside;
-<<<<<<< HEAD
 use crate::web::currency::Currencies;
-=======
 use crate::carts::Carts;
->>>>>>> lab-carts
 
 /// The handles a request needs: the store (the truth), the cache in front of it, and the
 /// credentials machinery.
