@@ -1,6 +1,7 @@
 //! The pages the api serves, compiled into the binary from `web/` at the repository root so an
-//! instance needs no files next to it: the landing page at `/` and the static assets (styles,
-//! scripts, images of the pages themselves) under `/static/`.
+//! instance needs no files next to it: the landing page at `/`, the agents' support console at
+//! `/support` and the static assets (styles, scripts, images of the pages themselves) under
+//! `/static/`.
 //!
 //! Assets are validated by an `ETag` computed at compile time from their bytes (a changed
 //! file is a new tag), so a browser revalidates with `If-None-Match` and gets `304` without a
@@ -17,6 +18,10 @@ use crate::state::AppState;
 
 /// The landing page: lists the catalog by calling `GET /api/v1/products` from the browser.
 const INDEX_HTML: &str = include_str!("../../../web/index.html");
+
+/// The agents' support console: its script (`static/support.js`) reads the account and the
+/// rooms from the api and chat with the session cookie, and explains itself to anyone else.
+const SUPPORT_HTML: &str = include_str!("../../../web/support.html");
 
 /// How long a browser may use an asset without asking again: five minutes, so a new release
 /// reaches browsers soon; after that a revalidation costs a `304` without a body.
@@ -54,6 +59,10 @@ macro_rules! assets {
 /// Every static asset. Add a file to `web/static/` and a line here.
 static ASSETS: &[Asset] = assets! {
     "strata.css" => "text/css; charset=utf-8",
+    "chat.css" => "text/css; charset=utf-8",
+    "chat-connection.js" => "text/javascript; charset=utf-8",
+    "chat-widget.js" => "text/javascript; charset=utf-8",
+    "support.js" => "text/javascript; charset=utf-8",
 };
 
 /// A strong `ETag` of `bytes`: their 64-bit FNV-1a hash as 16 hex digits, between quotes.
@@ -79,11 +88,16 @@ const fn etag(bytes: &[u8]) -> [u8; 18] {
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        .route("/support", get(support))
         .route("/static/{name}", get(asset))
 }
 
 async fn index() -> Html<&'static str> {
     Html(INDEX_HTML)
+}
+
+async fn support() -> Html<&'static str> {
+    Html(SUPPORT_HTML)
 }
 
 /// `GET /static/{name}`: the asset with its `ETag` and `Cache-Control`, or `304` when the
