@@ -9,7 +9,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use fantoccini::cookies::Cookie;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -87,10 +86,16 @@ impl Drop for Relay {
 /// Logs `browser` in at `url` (the page to end up on) with the session cookie of `token`.
 async fn log_in(browser: &Browser, url: &str, token: &str) {
     browser.open(url).await;
-    let mut cookie = Cookie::new("strata_session", token.to_owned());
-    cookie.set_path("/");
-    cookie.set_http_only(true);
-    browser.client.add_cookie(cookie).await.unwrap();
+    // Set from the page (WebDriver's add-cookie refuses an IP address as the domain); the
+    // log-in page's cookie would be HttpOnly, which changes nothing for these pages.
+    browser
+        .client
+        .execute(
+            "document.cookie = `strata_session=${arguments[0]}; path=/; samesite=lax`",
+            vec![json!(token)],
+        )
+        .await
+        .unwrap();
     browser.open(url).await;
 }
 
