@@ -8,7 +8,8 @@
 //! own. Every page works without JavaScript: links and forms that `POST` and redirect; the
 //! order page's module only refreshes the status in place. A browser is signed in by the
 //! session cookie (`strata_core::auth::SESSION_COOKIE`), which the JSON endpoints accept too.
-//! Form posts from another site are refused (see [`form`]).
+//! Form posts from another site are refused (see [`form`]). The agents' support console is
+//! at `/support`; the customers' chat widget is a module every page includes.
 //!
 //! Assets are validated by an `ETag` computed at compile time from their bytes (a changed
 //! file is a new tag), so a browser revalidates with `If-None-Match` and gets `304` without a
@@ -27,11 +28,15 @@ use askama::Template;
 use axum::Router;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
 use crate::ApiError;
 use crate::state::AppState;
+
+/// The agents' support console: its script (`static/support.js`) reads the account and the
+/// rooms from the api and chat with the session cookie, and explains itself to anyone else.
+const SUPPORT_HTML: &str = include_str!("../../../web/support.html");
 
 /// How long a browser may use an asset without asking again: five minutes, so a new release
 /// reaches browsers soon; after that a revalidation costs a `304` without a body.
@@ -70,6 +75,10 @@ macro_rules! assets {
 static ASSETS: &[Asset] = assets! {
     "strata.css" => "text/css; charset=utf-8",
     "order.js" => "text/javascript; charset=utf-8",
+    "chat.css" => "text/css; charset=utf-8",
+    "chat-connection.js" => "text/javascript; charset=utf-8",
+    "chat-widget.js" => "text/javascript; charset=utf-8",
+    "support.js" => "text/javascript; charset=utf-8",
 };
 
 /// A strong `ETag` of `bytes`: their 64-bit FNV-1a hash as 16 hex digits, between quotes.
@@ -94,6 +103,7 @@ const fn etag(bytes: &[u8]) -> [u8; 18] {
 /// The page routes, to be merged into the api router.
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/support", get(support))
         .route("/static/{name}", get(asset))
         .merge(shop::routes())
         .merge(cart::routes())
@@ -164,6 +174,10 @@ pub(crate) fn local_path(next: Option<&str>) -> String {
         }
         _ => "/".to_owned(),
     }
+}
+
+async fn support() -> Html<&'static str> {
+    Html(SUPPORT_HTML)
 }
 
 /// `GET /static/{name}`: the asset with its `ETag` and `Cache-Control`, or `304` when the

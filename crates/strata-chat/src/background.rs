@@ -1,6 +1,6 @@
 //! The instance's background tasks: the bus subscription that brings other instances'
-//! messages (batches of them, see [`crate::committer`]) and typing notices, and the presence loop (refresh our users' entries, watch our
-//! rooms' members).
+//! messages (batches of them, see [`crate::committer`]), typing notices and new members of
+//! rooms, and the presence loop (refresh our users' entries, watch our rooms' members).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +30,15 @@ pub(crate) fn durable_name(instance: &str) -> String {
         })
         .collect();
     format!("chat-fanout-{name}")
+}
+
+/// The subject prefix of "this room has a new member" notices (the room follows).
+pub(crate) const MEMBER_SUBJECT: &str = "chat.member.";
+
+/// A "new member" notice: only the room matters (the roster is re-read from the store).
+#[derive(Deserialize)]
+struct MemberNotice {
+    room: String,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +108,12 @@ fn handle(hub: &Hub, subject: &str, payload: &Bytes) {
         match serde_json::from_slice::<ChatMessage>(payload) {
             Ok(message) => hub.fan_out_many(std::slice::from_ref(&message)),
             Err(error) => tracing::warn!(%error, subject, "bad chat message on the bus"),
+        }
+    } else if subject.starts_with(MEMBER_SUBJECT) {
+        if let Ok(notice) = serde_json::from_slice::<MemberNotice>(payload)
+            && let Ok(room) = notice.room.parse::<RoomId>()
+        {
+            hub.roster_changed(&room);
         }
     } else if subject.starts_with("chat.typing.")
         && let Ok(relay) = serde_json::from_slice::<TypingRelay>(payload)

@@ -145,10 +145,29 @@ impl ChatClient {
     /// # Errors
     /// When the connection or the upgrade fails (a 4xx from the server included).
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        Self::connect_with(url, &[]).await
+    }
+
+    /// As [`ChatClient::connect`], with extra handshake headers (`Cookie`, `Origin`: what a
+    /// browser sends).
+    ///
+    /// # Errors
+    /// When the connection or the upgrade fails (a 4xx from the server included), or a
+    /// header is not a valid HTTP header.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Self, ClientError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            let bad = |e: &dyn std::fmt::Display| ClientError::Protocol(format!("{name}: {e}"));
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| bad(&e))?;
+            let value = HeaderValue::from_str(value).map_err(|e| bad(&e))?;
+            request.headers_mut().insert(name, value);
+        }
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
             .await
             .map_err(refused)?;
         Ok(Self { ws })

@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use crate::auth::{self, User};
 use crate::committer::Post;
 use crate::hub::{Hub, Member, Next, Out, Outbox, message_frame, presence_key};
-use crate::protocol::{ClientFrame, ServerFrame, close};
+use crate::protocol::{ClientFrame, ServerFrame, TYPING_INTERVAL_MS, close};
 use crate::room::RoomId;
 
 /// Messages read from the store per query when catching up.
@@ -110,6 +110,7 @@ async fn live<S>(
         joined: HashSet::new(),
         bucket: Bucket::new(hub.limits.rate_per_sec, hub.limits.burst),
         refused_in_a_row: 0,
+        typed: HashMap::new(),
         last_inbound: last_inbound.clone(),
         started,
     };
@@ -268,6 +269,17 @@ fn spread(n: u64) -> f64 {
     x.fract()
 }
 
+/// Tells this instance and the others (over the bus, `chat.member.<room>`) that `room` has a
+/// new member: each re-reads the room's roster at its next presence tick.
+async fn roster_changed(hub: &Hub, room: &RoomId) {
+    hub.roster_changed(room);
+    let notice = serde_json::json!({ "room": room.as_str() }).to_string();
+    let subject = format!("{}{room}", crate::background::MEMBER_SUBJECT);
+    if let Err(error) = hub.bus.publish(&subject, Bytes::from(notice)).await {
+        tracing::debug!(%error, %room, "cannot announce a new member");
+    }
+}
+
 pub(crate) async fn set_presence(hub: &Hub, user: i64) {
     let ttl = hub.presence_ttl();
     if let Err(error) = hub
@@ -353,6 +365,8 @@ struct Reader {
     joined: HashSet<RoomId>,
     bucket: Bucket,
     refused_in_a_row: u32,
+    /// When each room's last relayed `typing` went out (see [`TYPING_INTERVAL_MS`]).
+    typed: HashMap<RoomId, Instant>,
     last_inbound: Arc<AtomicU64>,
     started: Instant,
 }
@@ -463,7 +477,9 @@ impl Reader {
                 }
             }
             ClientFrame::Typing { room } => {
-                if let Some(room) = self.joined_room(&room, None) {
+                if let Some(room) = self.joined_room(&room, None)
+                    && self.typing_due(&room)
+                {
                     let frame = ServerFrame::Typing {
                         room: room.to_string(),
                         user: self.user.id,
@@ -488,6 +504,38 @@ impl Reader {
                 client_id,
                 body,
             } => self.send(&room, client_id, body).await,
+            ClientFrame::Read { room, id } => self.read(&room, id).await,
+        }
+    }
+
+    /// True when a `typing` notice in `room` may be relayed now (and counts it as relayed):
+    /// ephemeral notices are cheap to drop, and one a second says as much as one a key.
+    fn typing_due(&mut self, room: &RoomId) -> bool {
+        let now = Instant::now();
+        let interval = Duration::from_millis(TYPING_INTERVAL_MS);
+        match self.typed.get(room) {
+            Some(at) if now.duration_since(*at) < interval => false,
+            _ => {
+                self.typed.insert(room.clone(), now);
+                true
+            }
+        }
+    }
+
+    /// Moves the user's read marker in a joined room; a marker that would move back, or
+    /// ahead of the room, is left as it is without complaint (several tabs of one agent race).
+    async fn read(&mut self, raw: &str, id: i64) {
+        let Some(room) = self.joined_room(raw, None) else {
+            return;
+        };
+        if id < 0 {
+            self.error("invalid_id", "id must be 0 or more", None);
+            return;
+        }
+        let chat = self.hub.store.chat();
+        if let Err(error) = Box::pin(chat.mark_read(room.as_str(), self.user.id, id)).await {
+            tracing::warn!(%error, %room, "cannot store a read marker");
+            self.error("unavailable", "the store is unavailable: try again", None);
         }
     }
 
@@ -526,10 +574,16 @@ impl Reader {
             }
         }
         let chat = self.hub.store.chat();
-        if let Err(error) = Box::pin(chat.join(room.as_str(), room.kind(), self.user.id)).await {
-            tracing::warn!(%error, %room, "cannot record a join");
-            self.error("unavailable", "the store is unavailable: try again", None);
-            return;
+        match Box::pin(chat.join(room.as_str(), room.kind(), self.user.id)).await {
+            Ok(false) => {}
+            // A new member: every instance with the room re-reads its roster, so its members
+            // learn the newcomer's presence now rather than at the next periodic read.
+            Ok(true) => Box::pin(roster_changed(&self.hub, &room)).await,
+            Err(error) => {
+                tracing::warn!(%error, %room, "cannot record a join");
+                self.error("unavailable", "the store is unavailable: try again", None);
+                return;
+            }
         }
         // Registered before the writer is told to catch up: anything fanned out meanwhile is
         // either in the catch-up or arrives after it (and is then de-duplicated by id).

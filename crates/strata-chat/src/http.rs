@@ -1,6 +1,11 @@
 //! The chat routes: the WebSocket (`GET /api/v1/chat/ws`), room history
-//! (`GET /api/v1/chat/rooms/{id}/messages?after=&limit=`) and presence
-//! (`GET /api/v1/chat/presence?room=` or `?users=1,2`).
+//! (`GET /api/v1/chat/rooms/{id}/messages?after=&limit=`), presence
+//! (`GET /api/v1/chat/presence?room=` or `?users=1,2`) and the agents' list of support rooms
+//! (`GET /api/v1/chat/rooms`).
+//!
+//! Every route takes the api's token as `Authorization: Bearer`, or a browser's session
+//! cookie ([`strata_core::auth::SESSION_COOKIE`]) so that pages' scripts never hold the
+//! token; the WebSocket also takes it as `token=` or in its first frame.
 
 use std::sync::Arc;
 
@@ -12,7 +17,8 @@ use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use strata_cache::Cache;
-use strata_store::ChatMessage;
+use strata_core::auth::{UserRole, session_cookie};
+use strata_store::{ChatMessage, SupportRoom};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -28,23 +34,52 @@ use crate::room::RoomId;
 const MAX_PAGE: u32 = 500;
 /// Most users per presence query.
 const MAX_USERS: usize = 100;
+/// Most rooms in one answer of the support room list, and how many when not asked.
+const MAX_ROOMS: u32 = 200;
+const DEFAULT_ROOMS: u32 = 50;
 
 pub(crate) fn routes(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/api/v1/chat/ws", get(websocket))
         .route("/api/v1/chat/rooms/{id}/messages", get(history))
         .route("/api/v1/chat/presence", get(presence))
+        .route("/api/v1/chat/rooms", get(support_rooms))
         .with_state(hub)
 }
 
-/// The caller named by `Authorization: Bearer <jwt>`.
+/// The caller named by `Authorization: Bearer <jwt>`, or else by the session cookie.
 fn bearer(hub: &Hub, headers: &HeaderMap) -> Result<User, ChatError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ChatError::Unauthorized("missing bearer token"))?;
-    auth::verify(&hub.verifier, token.trim()).map_err(|e| ChatError::Unauthorized(e.0))
+        .map(str::trim)
+        .or_else(|| session_cookie(headers))
+        .ok_or(ChatError::Unauthorized(
+            "missing bearer token or session cookie",
+        ))?;
+    auth::verify(&hub.verifier, token).map_err(|e| ChatError::Unauthorized(e.0))
+}
+
+/// True when a handshake's `Origin`, if it has one, names the host it was sent to. Browsers
+/// send `Origin` with every WebSocket handshake and send the site's cookies with it whatever
+/// page opened it (WebSockets are not bound by CORS): a handshake that the session cookie
+/// authenticates must come from one of this site's own pages, or any other site could open
+/// a chat connection as its visitor (cross-site WebSocket hijacking). Clients that are not
+/// browsers send no `Origin` and hold their token themselves.
+fn same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(axum::http::uri::Authority::as_str));
+    let authority = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("https://")
+            .or_else(|| o.strip_prefix("http://"))
+    });
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
 /// The room `raw` names, when `user` may enter it now.
@@ -68,8 +103,9 @@ struct WsQuery {
     after: Option<i64>,
 }
 
-/// Upgrades to a WebSocket. The token may come in the URL (`token=`) or as the first frame;
-/// with `room=` the connection joins that room at once (from `after=` when given).
+/// Upgrades to a WebSocket. The token may come in the URL (`token=`), in the session cookie
+/// (from a page of this site only: see [`same_origin`]) or as the first frame; with `room=`
+/// the connection joins that room at once (from `after=` when given).
 #[utoipa::path(
     get,
     path = "/api/v1/chat/ws",
@@ -77,8 +113,10 @@ struct WsQuery {
     summary = "Open a chat connection (WebSocket)",
     description = "A WebSocket upgrade (`Connection: Upgrade`, `Upgrade: websocket`, version 13); \
                    the frames are described in `docs/chat-protocol.md`. The token comes in \
-                   `token=` or in the first frame; `room=` joins a room at once, from `after=` \
-                   (the last message id seen) when given.",
+                   `token=`, in the `strata_session` cookie (a browser's; refused with 403 \
+                   when the handshake's `Origin` is another site) or in the first frame; \
+                   `room=` joins a room at once, from `after=` (the last message id seen) when \
+                   given.",
     params(
         ("room" = Option<String>, Query, description = "A room to join at once: `support-<user id>` or `lobby-<name>`"),
         ("token" = Option<String>, Query, description = "The session token, when not sent as the first frame"),
@@ -88,7 +126,7 @@ struct WsQuery {
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade, or a bad query", body = strata_core::http::ErrorBody),
         (status = 401, description = "The token is missing or invalid", body = strata_core::http::ErrorBody),
-        (status = 403, description = "The room is not the caller's", body = strata_core::http::ErrorBody),
+        (status = 403, description = "The room is not the caller's, or the session cookie came from another site's page", body = strata_core::http::ErrorBody),
         (status = 404, description = "No such room", body = strata_core::http::ErrorBody),
         (status = 503, description = "The instance is draining: connect again", body = strata_core::http::ErrorBody),
     )
@@ -121,7 +159,21 @@ async fn websocket(
         ));
     };
     let accept = derive_accept_key(key.as_bytes());
-    let user = match &query.token {
+    let token = match (&query.token, session_cookie(headers)) {
+        (Some(token), _) => Some(token.as_str()),
+        (None, Some(cookie)) => {
+            if !same_origin(headers, request.uri()) {
+                return Err(ChatError::Forbidden(
+                    "another site's page may not open a chat connection with this site's \
+                     session cookie"
+                        .into(),
+                ));
+            }
+            Some(cookie)
+        }
+        (None, None) => None,
+    };
+    let user = match token {
         Some(token) => {
             Some(auth::verify(&hub.verifier, token).map_err(|e| ChatError::Unauthorized(e.0))?)
         }
@@ -228,7 +280,7 @@ impl From<&ChatMessage> for HistoryMessage {
     responses(
         (status = 200, description = "A page of messages; `next_after` is absent on the last page", body = HistoryPage),
         (status = 400, description = "A bad query", body = strata_core::http::ErrorBody),
-        (status = 401, description = "The token is missing or invalid", body = strata_core::http::ErrorBody),
+        (status = 401, description = "The token (bearer or session cookie) is missing or invalid", body = strata_core::http::ErrorBody),
         (status = 403, description = "The room is not the caller's", body = strata_core::http::ErrorBody),
         (status = 404, description = "No such room", body = strata_core::http::ErrorBody),
         (status = 503, description = "The store is unavailable", body = strata_core::http::ErrorBody),
@@ -306,7 +358,7 @@ pub(crate) struct PresenceList {
     responses(
         (status = 200, description = "Presence of each user", body = PresenceList),
         (status = 400, description = "Neither or both of `room` and `users`, or a bad list", body = strata_core::http::ErrorBody),
-        (status = 401, description = "The token is missing or invalid", body = strata_core::http::ErrorBody),
+        (status = 401, description = "The token (bearer or session cookie) is missing or invalid", body = strata_core::http::ErrorBody),
         (status = 403, description = "The room is not the caller's", body = strata_core::http::ErrorBody),
         (status = 404, description = "No such room", body = strata_core::http::ErrorBody),
         (status = 503, description = "The store is unavailable", body = strata_core::http::ErrorBody),
@@ -363,20 +415,155 @@ async fn presence(
     Ok(Json(PresenceList { room, users: out }))
 }
 
+#[derive(Deserialize)]
+struct RoomsQuery {
+    limit: Option<u32>,
+}
+
+/// One support room as an agent's console lists it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatSupportRoom)]
+pub(crate) struct SupportRoomView {
+    /// The room id, `support-<customer id>`.
+    room: String,
+    /// The customer's account id.
+    customer: i64,
+    /// The customer's display name; empty when no account has the id.
+    customer_name: String,
+    /// Whether the customer is connected to chat now.
+    customer_online: bool,
+    /// Messages others sent above the caller's read marker (the `read` frame moves it).
+    unread: i64,
+    /// The room's newest message; absent when it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_message: Option<HistoryMessage>,
+}
+
+/// The support rooms, most recently active first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChatSupportRoomList)]
+pub(crate) struct SupportRoomList {
+    rooms: Vec<SupportRoomView>,
+}
+
+/// The support rooms for the agents' console (support and admin accounts only).
+#[utoipa::path(
+    get,
+    path = "/api/v1/chat/rooms",
+    tag = "chat",
+    summary = "List the support rooms (agents)",
+    description = "Support and admin accounts only. Every customer's support room, most \
+                   recently active first (rooms without a message last): its customer and \
+                   whether they are online, its newest message, and how many messages others \
+                   sent since the caller's read marker (moved by the WebSocket's `read` frame).",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Most rooms (default 50)"),
+    ),
+    responses(
+        (status = 200, description = "The support rooms", body = SupportRoomList),
+        (status = 400, description = "A bad query", body = strata_core::http::ErrorBody),
+        (status = 401, description = "The token (bearer or session cookie) is missing or invalid", body = strata_core::http::ErrorBody),
+        (status = 403, description = "The caller is not a support or admin account", body = strata_core::http::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = strata_core::http::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+async fn support_rooms(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    query: Result<Query<RoomsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<SupportRoomList>, ChatError> {
+    let caller = bearer(&hub, &headers)?;
+    let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_ROOMS);
+    if !(1..=MAX_ROOMS).contains(&limit) {
+        return Err(ChatError::BadRequest(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_ROOMS}"),
+        ));
+    }
+    let unavailable = |e: strata_store::StoreError| ChatError::Unavailable(e.to_string());
+    let role = hub
+        .store
+        .users()
+        .role(caller.id)
+        .await
+        .map_err(unavailable)?;
+    if !matches!(role, Some(UserRole::Support | UserRole::Admin)) {
+        return Err(ChatError::Forbidden(
+            "the support room list is for support and admin accounts".into(),
+        ));
+    }
+    let rooms = hub
+        .store
+        .chat()
+        .support_rooms(caller.id, limit)
+        .await
+        .map_err(unavailable)?;
+    let customers: Vec<i64> = rooms
+        .iter()
+        .map(|r| {
+            r.room_id
+                .parse::<RoomId>()
+                .ok()
+                .and_then(|id| id.customer())
+                .unwrap_or(0)
+        })
+        .collect();
+    let online = online(&hub, &customers).await;
+    let rooms = rooms
+        .into_iter()
+        .zip(customers)
+        .zip(online)
+        .map(|((room, customer), customer_online)| {
+            let SupportRoom {
+                room_id,
+                customer_name,
+                unread,
+                last,
+            } = room;
+            SupportRoomView {
+                room: room_id,
+                customer,
+                customer_name,
+                customer_online,
+                unread,
+                last_message: last.as_ref().map(HistoryMessage::from),
+            }
+        })
+        .collect();
+    Ok(Json(SupportRoomList { rooms }))
+}
+
+/// Whether each of `users` is connected to some chat instance: here, or with a live presence
+/// entry (one cache round trip for all). A cache that fails shows them offline.
+async fn online(hub: &Hub, users: &[i64]) -> Vec<bool> {
+    let keys: Vec<String> = users.iter().map(|&u| presence_key(u)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let entries = hub.cache.get_many(&keys).await.unwrap_or_default();
+    users
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| hub.is_local(u) || entries.get(i).is_some_and(Option::is_some))
+        .collect()
+}
+
 /// The chat role's part of the OpenAPI document: its HTTP endpoints (the WebSocket upgrade,
 /// history, presence) and their schemas. The api serves it with its own at `/openapi.json`
 /// when the binary hands it over (the gateway routes these paths to chat).
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(websocket, history, presence),
+    paths(websocket, history, presence, support_rooms),
     components(schemas(
         HistoryPage,
         HistoryMessage,
         Presence,
         PresenceList,
+        SupportRoomView,
+        SupportRoomList,
         strata_core::http::ErrorBody,
         strata_core::http::ErrorDetail
     )),
-    tags((name = "chat", description = "Live support chat: the WebSocket, history and presence (served by the chat instances)"))
+    tags((name = "chat", description = "Live support chat: the WebSocket, history, presence and the agents' room list (served by the chat instances)"))
 )]
 pub(crate) struct ChatDoc;

@@ -361,6 +361,13 @@ impl Hub {
             .collect()
     }
 
+    /// The room's roster changed in the store: it is re-read at the next presence tick.
+    pub fn roster_changed(&self, room: &RoomId) {
+        if let Some(local) = lock(&self.rooms).get_mut(room) {
+            local.roster_read = None;
+        }
+    }
+
     pub fn set_roster(&self, room: &RoomId, roster: Vec<i64>) {
         if let Some(local) = lock(&self.rooms).get_mut(room) {
             local.roster = roster;

@@ -21,6 +21,10 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
 }
 
+/// The shortest time between two `typing` notices of one connection in one room that are
+/// relayed: a notice says "typing" for a few seconds, so one a second is as good as one a key.
+pub const TYPING_INTERVAL_MS: u64 = 1000;
+
 /// A frame from the client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -46,8 +50,12 @@ pub enum ClientFrame {
         client_id: String,
         body: String,
     },
-    /// "I am typing" in a room; relayed to the room's other members, not stored.
+    /// "I am typing" in a room; relayed to the room's other members, not stored. At most one
+    /// per room every [`TYPING_INTERVAL_MS`] is relayed; the others are dropped silently.
     Typing { room: String },
+    /// "I have read the room up to message `id`": moves this user's read marker (stored; the
+    /// agents' room list counts unread messages from it). Never moves back.
+    Read { room: String, id: i64 },
     /// Application-level ping (answered by `pong`); WebSocket pings work too.
     Ping,
 }

@@ -1342,3 +1342,291 @@ async fn roles_apply_at_once_and_messages_carry_display_names() {
     assert_eq!(own, Outcome::JoinedAndAcked);
     a.shutdown.cancel();
 }
+
+/// The `Cookie` header of a browser logged in with `token`.
+fn cookie(token: &str) -> String {
+    format!("theme=dark; {}={token}", strata_core::auth::SESSION_COOKIE)
+}
+
+/// Connects as a browser would: the session cookie and the page's `Origin`, no token.
+async fn browser_connect(
+    base: &str,
+    token: &str,
+    origin: &str,
+    room: Option<&str>,
+    after: Option<i64>,
+) -> Result<ChatClient, strata_chat::client::ClientError> {
+    let cookie = cookie(token);
+    ChatClient::connect_with(
+        &ws_url(base, None, room, after),
+        &[("cookie", cookie.as_str()), ("origin", origin)],
+    )
+    .await
+}
+
+/// Frames that arrive within `within` (the connection stays open).
+async fn frames_within(client: &mut ChatClient, within: Duration) -> Vec<ServerFrame> {
+    let mut frames = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        while let Ok(Event::Frame(frame)) = client.next().await {
+            frames.push(frame);
+        }
+    })
+    .await;
+    frames
+}
+
+/// What the browser widget and the agents' console rely on, on two instances sharing the
+/// backends: the session cookie opens every route and the WebSocket (a cross-site page's
+/// handshake refused), the support room list (agents only) counts each agent's unread
+/// messages from their read marker, a new agent in a room shows as present to the customer on
+/// the other instance before the periodic roster read, and typing notices are relayed at most
+/// once a second per room and connection.
+async fn console_run(backends: Backends) {
+    // A heartbeat long enough for a test client that reads nothing for a while (it answers
+    // pings only while it reads) and short beside the periodic roster read (ten of them).
+    let limits = ChatLimits {
+        heartbeat: Duration::from_secs(2),
+        ..limits()
+    };
+    let a = spawn(&backends, limits).await;
+    let b = spawn(&backends, limits).await;
+    testing::account(&backends.store, 3, UserRole::Customer)
+        .await
+        .unwrap();
+    let customer = token(3, UserRole::Customer);
+    let agent = agent(&backends.store, 50, UserRole::Support).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let list = |base: &str, query: &str, cookie_of: Option<&str>| {
+        let mut request = http.get(format!("{base}/api/v1/chat/rooms{query}"));
+        if let Some(token) = cookie_of {
+            request = request.header("cookie", cookie(token));
+        }
+        request.send()
+    };
+
+    // The widget: the customer's browser on instance a, by cookie alone.
+    let origin_a = a.base.clone();
+    let evil = browser_connect(
+        &a.base,
+        &customer,
+        "http://evil.example",
+        Some("support-3"),
+        None,
+    )
+    .await
+    .err()
+    .expect("a cross-site handshake is refused");
+    assert!(
+        matches!(
+            evil,
+            strata_chat::client::ClientError::Refused { status: 403, .. }
+        ),
+        "{evil:?}"
+    );
+    let mut widget = browser_connect(&a.base, &customer, &origin_a, Some("support-3"), Some(0))
+        .await
+        .unwrap();
+    expect_frame(&mut widget, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Joined { .. })
+    })
+    .await;
+    for i in 0..2 {
+        widget
+            .send(&ClientFrame::Send {
+                room: "support-3".into(),
+                client_id: format!("w{i}"),
+                body: format!("help {i}"),
+            })
+            .await
+            .unwrap();
+        expect_frame(&mut widget, Duration::from_secs(2), |f| {
+            matches!(f, ServerFrame::Ack { .. })
+        })
+        .await;
+    }
+    // History by cookie too.
+    let page: serde_json::Value = http
+        .get(format!("{}/api/v1/chat/rooms/support-3/messages", a.base))
+        .header("cookie", cookie(&customer))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
+
+    // The list: agents only, every input checked.
+    for (query, who, status) in [
+        ("", None, 401),
+        ("", Some(customer.as_str()), 403),
+        ("?limit=0", Some(agent.as_str()), 400),
+        ("?limit=201", Some(agent.as_str()), 400),
+        ("?limit=x", Some(agent.as_str()), 400),
+    ] {
+        let response = list(&b.base, query, who).await.unwrap();
+        assert_eq!(response.status(), status, "{query} as {who:?}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{body}");
+    }
+    let rooms = |body: serde_json::Value| body["rooms"].as_array().unwrap().clone();
+    let listed = rooms(
+        list(&b.base, "", Some(&agent))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let room = &listed[0];
+    assert_eq!(room["room"], "support-3");
+    assert_eq!(room["customer"], 3);
+    assert_eq!(room["customer_name"], "User 3");
+    assert_eq!(room["customer_online"], true);
+    assert_eq!(room["unread"], 2);
+    assert_eq!(room["last_message"]["body"], "help 1");
+    assert_eq!(room["last_message"]["sender_name"], "User 3");
+
+    // The console: the agent's browser on instance b joins the room; the customer, on a,
+    // learns the agent is here before a's periodic roster read (ten heartbeats).
+    let origin_b = b.base.clone();
+    let mut console = browser_connect(&b.base, &agent, &origin_b, None, None)
+        .await
+        .unwrap();
+    console
+        .send(&ClientFrame::Join {
+            room: "support-3".into(),
+            after: Some(0),
+        })
+        .await
+        .unwrap();
+    let joined_at = std::time::Instant::now();
+    expect_frame(&mut console, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Message { id: 2, .. })
+    })
+    .await;
+    expect_frame(&mut widget, limits.heartbeat * 5, |f| {
+        matches!(
+            f,
+            ServerFrame::Presence {
+                user: 50,
+                online: true,
+                ..
+            }
+        )
+    })
+    .await;
+    assert!(joined_at.elapsed() < limits.heartbeat * 5);
+
+    // Typing: five notices at once are relayed once; another a second later is relayed.
+    for _ in 0..5 {
+        console
+            .send(&ClientFrame::Typing {
+                room: "support-3".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let seen = frames_within(&mut widget, Duration::from_millis(600)).await;
+    let typing = |frames: &[ServerFrame]| {
+        frames
+            .iter()
+            .filter(|f| matches!(f, ServerFrame::Typing { user: 50, .. }))
+            .count()
+    };
+    assert_eq!(typing(&seen), 1, "{seen:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    console
+        .send(&ClientFrame::Typing {
+            room: "support-3".into(),
+        })
+        .await
+        .unwrap();
+    let seen = frames_within(&mut widget, Duration::from_millis(600)).await;
+    assert_eq!(typing(&seen), 1, "{seen:?}");
+
+    // Read markers: forward only, never past the room, only in a joined room.
+    let unread = || async {
+        let body: serde_json::Value = list(&b.base, "", Some(&agent))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["rooms"][0]["unread"].as_i64().unwrap()
+    };
+    let read = |id: i64| ClientFrame::Read {
+        room: "support-3".into(),
+        id,
+    };
+    console.send(&read(2)).await.unwrap();
+    eventually(Duration::from_secs(2), "the marker moves", || async {
+        (unread().await == 0).then_some(())
+    })
+    .await;
+    console.send(&read(99)).await.unwrap();
+    console.send(&read(1)).await.unwrap();
+    console
+        .send(&ClientFrame::Read {
+            room: "support-4".into(),
+            id: 1,
+        })
+        .await
+        .unwrap();
+    let refused = expect_frame(&mut console, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Error { .. })
+    })
+    .await;
+    assert!(
+        matches!(&refused, ServerFrame::Error { code, .. } if code == "not_joined"),
+        "{refused:?}"
+    );
+    assert_eq!(unread().await, 0);
+    widget
+        .send(&ClientFrame::Send {
+            room: "support-3".into(),
+            client_id: "w2".into(),
+            body: "still there?".into(),
+        })
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(2),
+        "a new message is unread",
+        || async { (unread().await == 1).then_some(()) },
+    )
+    .await;
+    // The agent's own answer is not unread to them.
+    console
+        .send(&ClientFrame::Send {
+            room: "support-3".into(),
+            client_id: "a0".into(),
+            body: "yes".into(),
+        })
+        .await
+        .unwrap();
+    expect_frame(&mut widget, Duration::from_secs(2), |f| {
+        matches!(f, ServerFrame::Message { sender: 50, .. })
+    })
+    .await;
+    assert_eq!(unread().await, 1);
+    widget.close().await;
+    console.close().await;
+    a.shutdown.cancel();
+    b.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_the_widget_work_by_cookie_on_memory_and_sqlite() {
+    console_run(memory_sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_and_the_widget_work_by_cookie_on_nats_and_postgres() {
+    let Some(backends) = nats_postgres().await else {
+        return;
+    };
+    console_run(backends).await;
+}

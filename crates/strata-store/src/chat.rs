@@ -52,6 +52,57 @@ pub struct ChatMessage {
     pub created_at: OffsetDateTime,
 }
 
+/// A support room as an agent's console lists it ([`ChatRepo::support_rooms`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SupportRoom {
+    /// The room id, `support-<customer id>`.
+    pub room_id: String,
+    /// The customer's display name; empty when no account has the room's customer id.
+    pub customer_name: String,
+    /// Messages above the agent's read marker sent by someone else.
+    pub unread: i64,
+    /// The room's newest message, if it has one.
+    pub last: Option<ChatMessage>,
+}
+
+/// A row of [`ChatRepo::support_rooms`]: the newest message's columns are NULL when the room
+/// has none.
+#[derive(sqlx::FromRow)]
+struct SupportRow {
+    room_id: String,
+    customer_name: String,
+    unread: i64,
+    seq: Option<i64>,
+    sender_id: Option<i64>,
+    sender_name: String,
+    client_id: Option<String>,
+    body: Option<String>,
+    created_at: Option<OffsetDateTime>,
+}
+
+impl From<SupportRow> for SupportRoom {
+    fn from(row: SupportRow) -> Self {
+        let last = match (row.seq, row.sender_id, row.created_at) {
+            (Some(seq), Some(sender_id), Some(created_at)) => Some(ChatMessage {
+                room_id: row.room_id.clone(),
+                seq,
+                sender_id,
+                sender_name: row.sender_name,
+                client_id: row.client_id.unwrap_or_default(),
+                body: row.body.unwrap_or_default(),
+                created_at,
+            }),
+            _ => None,
+        };
+        Self {
+            room_id: row.room_id,
+            customer_name: row.customer_name,
+            unread: row.unread,
+            last,
+        }
+    }
+}
+
 /// The outcome of [`ChatRepo::post`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Posted {
@@ -211,7 +262,7 @@ impl<'a> ChatRepo<'a> {
     }
 
     /// Creates the room if it does not exist and records `user_id` as a member (both
-    /// idempotent).
+    /// idempotent); true when the user was not a member before (the room's roster changed).
     ///
     /// # Errors
     /// When the database cannot be written.
@@ -220,8 +271,8 @@ impl<'a> ChatRepo<'a> {
         room: &str,
         kind: ChatRoomKind,
         user_id: i64,
-    ) -> Result<(), StoreError> {
-        dispatch!(self.store, pool => {
+    ) -> Result<bool, StoreError> {
+        let added = dispatch!(self.store, pool => {
             sqlx::query(
                 "INSERT INTO chat_rooms (id, kind, created_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (id) DO NOTHING",
@@ -239,9 +290,74 @@ impl<'a> ChatRepo<'a> {
             .bind(user_id)
             .bind(DbTime::now())
             .execute(pool)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(added > 0)
+    }
+
+    /// Moves `user_id`'s read marker in `room` forward to `seq`; false (and nothing written)
+    /// when the marker is already there or beyond, or `seq` is past the room's newest message
+    /// (or the room does not exist): a marker never moves back nor ahead of the room.
+    ///
+    /// # Errors
+    /// When the database cannot be written.
+    pub async fn mark_read(&self, room: &str, user_id: i64, seq: i64) -> Result<bool, StoreError> {
+        // The `WHERE` of the `SELECT` also keeps SQLite's parser from reading `ON CONFLICT`
+        // as a join constraint.
+        let moved = dispatch!(self.store, pool => {
+            sqlx::query(
+                "INSERT INTO chat_read_markers (room_id, user_id, read_seq) \
+                 SELECT id, $2, $3 FROM chat_rooms WHERE id = $1 AND last_seq >= $3 \
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET read_seq = excluded.read_seq \
+                 WHERE chat_read_markers.read_seq < excluded.read_seq",
+            )
+            .bind(room)
+            .bind(user_id)
+            .bind(seq)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(moved > 0)
+    }
+
+    /// The support rooms as `agent` sees them, most recently active first (rooms without a
+    /// message last), at most `limit`: each with its customer's display name, its newest
+    /// message and how many messages others sent above the agent's read marker.
+    ///
+    /// # Errors
+    /// When the database cannot be queried.
+    pub async fn support_rooms(
+        &self,
+        agent: i64,
+        limit: u32,
+    ) -> Result<Vec<SupportRoom>, StoreError> {
+        // The customer is the room's own id (`support-<id>`): joined on the text, which needs
+        // no column of its own and costs a scan of the (few) support rooms' customers.
+        const SQL: &str = "\
+            SELECT r.id AS room_id, COALESCE(c.display_name, '') AS customer_name, \
+                   (SELECT COUNT(*) FROM chat_messages n \
+                    WHERE n.room_id = r.id AND n.seq > COALESCE(k.read_seq, 0) \
+                      AND n.sender_id <> $1) AS unread, \
+                   m.seq, m.sender_id, m.client_id, m.body, m.created_at, \
+                   COALESCE(u.display_name, '') AS sender_name \
+            FROM chat_rooms r \
+            LEFT JOIN chat_read_markers k ON k.room_id = r.id AND k.user_id = $1 \
+            LEFT JOIN users c ON 'support-' || c.id = r.id \
+            LEFT JOIN chat_messages m ON m.room_id = r.id AND m.seq = r.last_seq \
+            LEFT JOIN users u ON u.id = m.sender_id \
+            WHERE r.kind = 'support' \
+            ORDER BY (m.created_at IS NULL), m.created_at DESC, r.id \
+            LIMIT $2";
+        let rows: Vec<SupportRow> = dispatch!(self.store, pool => {
+            sqlx::query_as(SQL)
+                .bind(agent)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(SupportRoom::from).collect())
     }
 
     /// True when `user_id` joined `room`.

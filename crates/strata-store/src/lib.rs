@@ -47,7 +47,7 @@ pub use backup::{BackupError, BackupSummary, EmbeddedDatabase};
 pub use carts::{
     CartError, CartLine, CartOwner, CartRepo, MAX_CART_LINES, MAX_LINE_QUANTITY, MergeOutcome,
 };
-pub use chat::{ChatMessage, ChatRepo, ChatRoomKind, Posted};
+pub use chat::{ChatMessage, ChatRepo, ChatRoomKind, Posted, SupportRoom};
 pub use checkout::{
     CheckoutError, CheckoutOutcome, CheckoutRequest, PricedLine, PricedOrder, ReservedLine,
 };

@@ -1,7 +1,8 @@
 //! The chat repository on both dialects: gap-free per-room ids, de-duplication by client id,
 //! membership and paging.
 
-use strata_store::{ChatRoomKind, Store};
+use strata_store::testing;
+use strata_store::{ChatRoomKind, Store, UserRole};
 
 use crate::harness::{both_dialects, migrated};
 
@@ -13,6 +14,7 @@ both_dialects!(
     concurrent_posts_stay_gap_free,
     batches_store_in_order_and_deduplicate,
     concurrent_batches_racing_on_client_ids_store_each_once,
+    support_rooms_list_unread_per_agent_and_markers_only_move_forward,
 );
 
 async fn messages_get_gap_free_ids_per_room(store: &Store) {
@@ -94,15 +96,23 @@ async fn unknown_rooms_take_no_messages(store: &Store) {
 async fn membership_is_recorded_once(store: &Store) {
     migrated(store).await;
     let chat = store.chat();
-    chat.join("support-3", ChatRoomKind::Support, 3)
-        .await
-        .unwrap();
-    chat.join("support-3", ChatRoomKind::Support, 3)
-        .await
-        .unwrap();
-    chat.join("support-3", ChatRoomKind::Support, 9)
-        .await
-        .unwrap();
+    // True only when the roster changed.
+    assert!(
+        chat.join("support-3", ChatRoomKind::Support, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !chat
+            .join("support-3", ChatRoomKind::Support, 3)
+            .await
+            .unwrap()
+    );
+    assert!(
+        chat.join("support-3", ChatRoomKind::Support, 9)
+            .await
+            .unwrap()
+    );
     assert_eq!(chat.members("support-3").await.unwrap(), [3, 9]);
     assert!(chat.is_member("support-3", 9).await.unwrap());
     assert!(!chat.is_member("support-3", 4).await.unwrap());
@@ -237,4 +247,95 @@ async fn concurrent_batches_racing_on_client_ids_store_each_once(store: &Store) 
             );
         }
     }
+}
+
+/// The agents' list: support rooms only, most recently active first, each with its
+/// customer's name, newest message and the agent's own unread count (others' messages above
+/// the agent's marker); a marker moves only forward and never past the room's newest id.
+async fn support_rooms_list_unread_per_agent_and_markers_only_move_forward(store: &Store) {
+    migrated(store).await;
+    for (id, role) in [
+        (3, UserRole::Customer),
+        (4, UserRole::Customer),
+        (50, UserRole::Support),
+        (60, UserRole::Admin),
+    ] {
+        testing::account(store, id, role).await.unwrap();
+    }
+    let chat = store.chat();
+    chat.join("support-3", ChatRoomKind::Support, 3)
+        .await
+        .unwrap();
+    chat.join("support-4", ChatRoomKind::Support, 4)
+        .await
+        .unwrap();
+    chat.join("support-5", ChatRoomKind::Support, 50)
+        .await
+        .unwrap();
+    chat.join("lobby-staff", ChatRoomKind::Lobby, 50)
+        .await
+        .unwrap();
+    chat.post("lobby-staff", 50, "l1", "not listed")
+        .await
+        .unwrap();
+    for i in 0..3 {
+        chat.post("support-4", 4, &format!("a{i}"), "from four")
+            .await
+            .unwrap();
+    }
+    for i in 0..2 {
+        chat.post("support-3", 3, &format!("b{i}"), "from three")
+            .await
+            .unwrap();
+    }
+    // The agent's own message is never unread to them.
+    chat.post("support-3", 50, "c0", "agent answers")
+        .await
+        .unwrap();
+
+    let rooms = chat.support_rooms(50, 100).await.unwrap();
+    let ids: Vec<&str> = rooms.iter().map(|r| r.room_id.as_str()).collect();
+    // support-3 has the newest message (or ties with support-4 and wins on id); support-5 none.
+    assert_eq!(ids.last(), Some(&"support-5"), "{rooms:?}");
+    assert_eq!(ids.len(), 3, "{rooms:?}");
+    let room = |id: &str| rooms.iter().find(|r| r.room_id == id).unwrap().clone();
+    let three = room("support-3");
+    assert_eq!(three.customer_name, "User 3");
+    assert_eq!(three.unread, 2);
+    let last = three.last.unwrap();
+    assert_eq!((last.seq, last.sender_id), (3, 50));
+    assert_eq!(last.sender_name, "User 50");
+    assert_eq!(last.body, "agent answers");
+    assert_eq!(room("support-4").unread, 3);
+    let five = room("support-5");
+    assert_eq!(
+        (five.unread, five.last, five.customer_name.as_str()),
+        (0, None, "")
+    );
+
+    // Markers: forward only, never past the newest message, per agent.
+    assert!(chat.mark_read("support-4", 50, 2).await.unwrap());
+    assert!(!chat.mark_read("support-4", 50, 1).await.unwrap());
+    assert!(!chat.mark_read("support-4", 50, 2).await.unwrap());
+    assert!(!chat.mark_read("support-4", 50, 4).await.unwrap());
+    assert!(!chat.mark_read("support-9", 50, 1).await.unwrap());
+    assert_eq!(
+        chat.support_rooms(50, 100)
+            .await
+            .unwrap()
+            .iter()
+            .find(|r| r.room_id == "support-4")
+            .unwrap()
+            .unread,
+        1
+    );
+    // The admin has read nothing: the agent's own message counts for them.
+    let admin = chat.support_rooms(60, 100).await.unwrap();
+    let unread: Vec<(String, i64)> = admin
+        .iter()
+        .map(|r| (r.room_id.clone(), r.unread))
+        .collect();
+    assert!(unread.contains(&("support-3".into(), 3)), "{unread:?}");
+    assert!(unread.contains(&("support-4".into(), 3)), "{unread:?}");
+    assert_eq!(chat.support_rooms(60, 1).await.unwrap().len(), 1);
 }

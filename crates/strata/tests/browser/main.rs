@@ -5,6 +5,7 @@
 // Helpers outside `#[test]` functions panic on a broken test machine, as the tests do.
 #![allow(clippy::unwrap_used)]
 
+mod chat;
 mod driver;
 // The cli tests' harness: spawning `strata up` and talking to it. Not every helper is used here.
 #[allow(dead_code)]
