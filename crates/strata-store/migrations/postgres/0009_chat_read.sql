@@ -1,4 +1,4 @@
--- How far each member has read a room. Keep in step with ../sqlite/0008_chat_read.sql: the
+-- How far each member has read a room. Keep in step with ../sqlite/0009_chat_read.sql: the
 -- schema equivalence test compares the two after migration.
 --
 -- One row per (room, user) once the user marks something read: the agents' console counts a

@@ -1,4 +1,4 @@
--- How far each member has read a room. Keep in step with ../postgres/0008_chat_read.sql (see
+-- How far each member has read a room. Keep in step with ../postgres/0009_chat_read.sql (see
 -- there); BIGINT -> INTEGER as in 0001.
 CREATE TABLE chat_read_markers (
     room_id TEXT NOT NULL,
