@@ -126,7 +126,7 @@ fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
 pub(crate) struct BodyLimit(pub usize);
 
 /// The body could not be read: over the limit (413), or the connection failed (400).
-fn body_rejection(rejection: &BytesRejection, limit: usize) -> ApiError {
+pub(crate) fn body_rejection(rejection: &BytesRejection, limit: usize) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge { limit }
     } else {

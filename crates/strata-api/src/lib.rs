@@ -14,6 +14,7 @@ mod error;
 pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
+mod images;
 mod notifications;
 pub mod openapi;
 mod orders;
@@ -26,6 +27,7 @@ mod users;
 mod web;
 
 pub use crate::error::ApiError;
+pub use crate::images::{IMAGE_CACHE_CONTROL, MAX_IMAGE_BYTES, seed_demo_images};
 pub use crate::server::{AdminBootstrap, ApiServer, ApiSettings, AuthSettings};
 
 /// The role name: the `role` of `/healthz` and the `strata_api_…` prefix of every metric.

@@ -21,7 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
-use crate::{cart, catalog, notifications, orders, prices, quote, users};
+use crate::{cart, catalog, images, notifications, orders, prices, quote, users};
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}` (the
 /// schema of `strata_core::http::ErrorBody`, which is what is actually sent).
@@ -60,6 +60,9 @@ pub struct ErrorDetail {
         catalog::get_product,
         catalog::create_product,
         catalog::update_product,
+        images::get_product_image,
+        images::head_product_image,
+        images::put_product_image,
         quote::quote_items,
         cart::get_cart,
         cart::add_item,
@@ -103,6 +106,7 @@ pub struct ErrorDetail {
         catalog::ProductPatch,
         catalog::ProductView,
         catalog::ProductPageView,
+        images::ProductImage,
     )),
     modifiers(&BearerAuth),
     tags(

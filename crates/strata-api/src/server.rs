@@ -13,13 +13,16 @@ use strata_core::config::Secret;
 #[cfg(doc)]
 use strata_core::http::DEFAULT_REQUEST_TIMEOUT;
 use strata_core::http::{RoleServer, ready_check, role_router, unready};
+use strata_objects::AnyObjects;
 use strata_store::Store;
 
 use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, Tokens};
 use crate::cache_aside::CacheAside;
 use crate::extract::BodyLimit;
 use crate::state::AppState;
-use crate::{ApiError, ROLE, cart, catalog, notifications, openapi, orders, quote, users, web};
+use crate::{
+    ApiError, ROLE, cart, catalog, images, notifications, openapi, orders, quote, users, web,
+};
 
 /// What one api instance needs besides its backends.
 #[derive(Clone, Debug)]
@@ -112,6 +115,7 @@ impl ApiServer {
         settings: ApiSettings,
         store: Store,
         cache: AnyCache,
+        objects: AnyObjects,
     ) -> Result<ApiServer, ApiError> {
         if settings.cache_ttl.is_zero() {
             return Err(ApiError::settings("cache_ttl must be more than zero"));
@@ -143,6 +147,7 @@ impl ApiServer {
             tokens,
             passwords,
             throttle: LoginThrottle::new(cache, auth.throttle),
+            objects,
         };
         // The cache is left out on purpose: reads fall back to the store when it is down, so
         // an unreachable cache must not take every api instance out of the gateway's pools.
@@ -201,6 +206,7 @@ fn app_routes(state: AppState, documents: &[utoipa::openapi::OpenApi]) -> Router
     Router::new()
         .merge(web::routes())
         .merge(catalog::routes())
+        .merge(images::routes())
         .merge(users::routes())
         .merge(quote::routes())
         .merge(cart::routes())

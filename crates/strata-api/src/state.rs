@@ -2,13 +2,14 @@
 //! `Arc`s only), and holding nothing a request could change: the instance stays stateless.
 
 use axum::extract::FromRef;
+use strata_objects::AnyObjects;
 use strata_store::Store;
 
 use crate::auth::{LoginThrottle, Passwords, Tokens};
 use crate::cache_aside::CacheAside;
 
-/// The handles a request needs: the store (the truth), the cache in front of it, and the
-/// credentials machinery.
+/// The handles a request needs: the store (the truth), the cache in front of it, the
+/// credentials machinery and the object store of images.
 #[derive(Clone)]
 pub(crate) struct AppState {
     /// Products, accounts, carts and orders.
@@ -21,6 +22,8 @@ pub(crate) struct AppState {
     pub passwords: Passwords,
     /// Counts failed log-ins.
     pub throttle: LoginThrottle,
+    /// Product images.
+    pub objects: AnyObjects,
 }
 
 impl FromRef<AppState> for Tokens {

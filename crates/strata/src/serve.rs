@@ -155,7 +155,8 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             documents: vec![strata_chat::openapi()],
         };
         let name = settings.instance.clone();
-        let server = ApiServer::build(settings, store.clone(), cache)
+        let objects = backends::objects(config, &store, Seed::IfEmpty).await?;
+        let server = ApiServer::build(settings, store.clone(), cache, objects)
             .await
             .with_context(|| format!("cannot start {name}"))?;
         announce("api", &name, server.local_addr());
