@@ -31,7 +31,12 @@ fn files(dir: &std::path::Path) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                out.push(path.strip_prefix(dir).expect("under the root").display().to_string());
+                out.push(
+                    path.strip_prefix(dir)
+                        .expect("under the root")
+                        .display()
+                        .to_string(),
+                );
             }
         }
     }
