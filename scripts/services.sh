@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Starts the servers strata's tests and benchmarks talk to, on loopback: PostgreSQL (database
-# `test`, trust auth), Redis and NATS with JetStream. Each one already running is left alone; a
-# missing one is installed from Debian's packages first. Developers and `.ci/run` use this same
-# script. Prints the URLs the tests read (TEST_POSTGRES_URL, TEST_REDIS_URL, TEST_NATS_URL).
+# `test`, trust auth), Redis, NATS with JetStream, and an S3-compatible object store (moto's
+# server, from PyPI, in a virtualenv of its own). Each one already running is left alone; a
+# missing one is installed first (Debian's packages; PyPI for moto). Developers and `.ci/run`
+# use this same script. Prints the URLs the tests read (TEST_POSTGRES_URL, TEST_REDIS_URL,
+# TEST_NATS_URL, TEST_S3_URL).
 set -euo pipefail
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -69,12 +71,40 @@ ensure_nats() {
   wait_for NATS tcp_open 127.0.0.1 4222
 }
 
+# moto's S3 server: the object store's S3 backend is tested against it (a bucket per test). It
+# keeps everything in memory, so a restart forgets every bucket; tests create their own.
+MOTO_VERSION=5.2.6
+moto_venv="${XDG_CACHE_HOME:-$HOME/.cache}/strata/moto"
+ensure_moto() {
+  if curl -fsS -o /dev/null http://127.0.0.1:5000/ 2>/dev/null; then log "moto (S3) is up"; return; fi
+  if ! "$moto_venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+      log "installing python3-venv"
+      apt_install python3 python3-venv
+    fi
+    log "installing moto[server] $MOTO_VERSION into $moto_venv"
+    rm -rf "$moto_venv"
+    mkdir -p "$(dirname "$moto_venv")"
+    python3 -m venv "$moto_venv"
+    "$moto_venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  log "starting moto's S3 server"
+  mkdir -p "$(dirname "$moto_venv")/log"
+  # setsid: the server outlives this script and the shell that ran it.
+  setsid "$moto_venv/bin/python" -m moto.server -H 127.0.0.1 -p 5000 \
+    >>"$(dirname "$moto_venv")/log/moto.log" 2>&1 </dev/null &
+  wait_for "moto (S3)" curl -fsS -o /dev/null http://127.0.0.1:5000/
+}
+
+command -v curl >/dev/null || apt_install curl
 command -v pg_isready >/dev/null || apt_install postgresql-client
 command -v redis-cli >/dev/null || apt_install redis-tools
 ensure_postgres
 ensure_redis
 ensure_nats
+ensure_moto
 
 echo "TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
 echo "TEST_REDIS_URL=redis://127.0.0.1:6379"
 echo "TEST_NATS_URL=nats://127.0.0.1:4222"
+echo "TEST_S3_URL=http://127.0.0.1:5000"

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use strata_core::domain::ProductId;
 use strata_core::http::{RoleError, error_response};
+use strata_objects::ObjectsError;
 use strata_store::StoreError;
 
 use crate::ROLE;
@@ -26,6 +27,17 @@ pub enum ApiError {
     /// No product has this id (404 `not_found`).
     #[error("no product with id {0}")]
     ProductNotFound(ProductId),
+    /// The product has no image, or there is no such product (404 `not_found`).
+    #[error("no image for product {0}")]
+    ImageNotFound(ProductId),
+    /// An image upload declares a type other than PNG, JPEG or WebP (415
+    /// `unsupported_media_type`).
+    #[error("expected `Content-Type` image/png, image/jpeg or image/webp, got `{}`", echo(.0))]
+    UnsupportedImageType(String),
+    /// An image upload whose bytes are not of its declared type, or empty (400
+    /// `invalid_image`).
+    #[error("{0}")]
+    InvalidImage(String),
     /// `/static/{name}` names no file of the pages (404 `not_found`).
     #[error("no asset named `{}`", echo(.0))]
     AssetNotFound(String),
@@ -143,6 +155,10 @@ pub enum ApiError {
     /// The store could not be reached in time: a retry may succeed (503 `unavailable`).
     #[error("store unavailable: {0}")]
     StoreUnavailable(#[source] StoreError),
+    /// The object store failed: 503 `unavailable` when a retry may help, 500 `internal`
+    /// otherwise.
+    #[error("object store: {0}")]
+    Objects(#[from] ObjectsError),
     /// The store failed in a way a retry will not fix (500 `internal`).
     #[error("store failed: {0}")]
     Store(#[source] StoreError),
@@ -179,15 +195,16 @@ impl ApiError {
         match self {
             Self::InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
             Self::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
-            Self::ProductNotFound(_) | Self::AssetNotFound(_) => {
+            Self::ProductNotFound(_) | Self::AssetNotFound(_) | Self::ImageNotFound(_) => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             Self::InvalidBody(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             Self::InvalidField { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
-            Self::UnsupportedMediaType => {
+            Self::UnsupportedMediaType | Self::UnsupportedImageType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::InvalidImage(_) => (StatusCode::BAD_REQUEST, "invalid_image"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
@@ -212,10 +229,14 @@ impl ApiError {
             Self::StoreUnavailable(_) | Self::CartLog(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            Self::Objects(e) if e.is_transient() => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Self::Store(_)
             | Self::Credentials(_)
             | Self::Encode(_)
             | Self::Unexpected(_)
+            | Self::Objects(_)
             | Self::Role(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -16,6 +16,7 @@ mod error;
 pub mod extract;
 #[doc(hidden)]
 pub mod fuzzing;
+mod images;
 mod notifications;
 pub mod openapi;
 mod orders;
@@ -30,6 +31,7 @@ mod web;
 
 pub use crate::carts::{CartMode, CartSettings};
 pub use crate::error::ApiError;
+pub use crate::images::{IMAGE_CACHE_CONTROL, MAX_IMAGE_BYTES, seed_demo_images};
 pub use crate::server::{AdminBootstrap, ApiServer, ApiSettings, AuthSettings};
 pub use crate::web::currency::{Currencies, DEFAULT_CURRENCIES};
 

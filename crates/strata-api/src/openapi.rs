@@ -21,7 +21,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
-use crate::{cart, catalog, notifications, orders, prices, quote, recommendations, users};
+use crate::{
+    cart, catalog, images, notifications, orders, prices, quote, recommendations, users,
+};
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}` (the
 /// schema of `strata_core::http::ErrorBody`, which is what is actually sent).
@@ -61,6 +63,9 @@ pub struct ErrorDetail {
         catalog::create_product,
         catalog::update_product,
         recommendations::recommendations,
+        images::get_product_image,
+        images::head_product_image,
+        images::put_product_image,
         quote::quote_items,
         cart::get_cart,
         cart::add_item,
@@ -105,6 +110,7 @@ pub struct ErrorDetail {
         catalog::ProductView,
         catalog::ProductPageView,
         recommendations::RecommendationsView,
+        images::ProductImage,
     )),
     modifiers(&BearerAuth),
     tags(

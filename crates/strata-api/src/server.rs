@@ -13,6 +13,7 @@ use strata_core::config::Secret;
 #[cfg(doc)]
 use strata_core::http::DEFAULT_REQUEST_TIMEOUT;
 use strata_core::http::{RoleServer, ready_check, role_router, unready};
+use strata_objects::AnyObjects;
 use strata_store::Store;
 
 use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, Tokens};
@@ -22,8 +23,8 @@ use crate::extract::BodyLimit;
 use crate::state::AppState;
 use crate::web::currency::Currencies;
 use crate::{
-    ApiError, ROLE, cart, catalog, notifications, openapi, orders, quote, recommendations, users,
-    web,
+    ApiError, ROLE, cart, catalog, images, notifications, openapi, orders, quote,
+    recommendations, users, web,
 };
 
 /// What one api instance needs besides its backends.
@@ -124,6 +125,7 @@ impl ApiServer {
         settings: ApiSettings,
         store: Store,
         cache: AnyCache,
+        objects: AnyObjects,
     ) -> Result<ApiServer, ApiError> {
         if settings.cache_ttl.is_zero() {
             return Err(ApiError::settings("cache_ttl must be more than zero"));
@@ -166,6 +168,7 @@ impl ApiServer {
             passwords,
             throttle: LoginThrottle::new(cache, auth.throttle),
             currencies: Arc::new(settings.currencies.clone()),
+            objects,
         };
         // The cache is left out on purpose: reads fall back to the store when it is down, so
         // an unreachable cache must not take every api instance out of the gateway's pools.
@@ -225,6 +228,7 @@ fn app_routes(state: AppState, documents: &[utoipa::openapi::OpenApi]) -> Router
         .merge(web::routes())
         .merge(catalog::routes())
         .merge(recommendations::routes())
+        .merge(images::routes())
         .merge(users::routes())
         .merge(quote::routes())
         .merge(cart::routes())

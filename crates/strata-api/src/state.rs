@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use strata_objects::AnyObjects;
 use strata_store::Store;
 
 use crate::auth::{LoginThrottle, Passwords, Tokens};
@@ -11,8 +12,8 @@ use crate::cache_aside::CacheAside;
 use crate::web::currency::Currencies;
 use crate::carts::Carts;
 
-/// The handles a request needs: the store (the truth), the cache in front of it, and the
-/// credentials machinery.
+/// The handles a request needs: the store (the truth), the cache in front of it, the
+/// credentials machinery and the object store of images.
 #[derive(Clone)]
 pub(crate) struct AppState {
     /// Products, accounts, carts and orders.
@@ -29,6 +30,8 @@ pub(crate) struct AppState {
     pub throttle: LoginThrottle,
     /// The storefront's display currencies.
     pub currencies: Arc<Currencies>,
+    /// Product images.
+    pub objects: AnyObjects,
 }
 
 impl FromRef<AppState> for Tokens {

@@ -198,16 +198,7 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response,
             HeaderValue::from_static(ASSET_MAX_AGE),
         ),
     ];
-    let current = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/") == asset.etag
-        });
-    if current {
+    if if_none_match(&headers, asset.etag) {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
     Ok((
@@ -219,6 +210,21 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Result<Response,
         asset.bytes,
     )
         .into_response())
+}
+
+/// True when the request's `If-None-Match` names `etag` (quoted; weak or strong, as RFC 9110's
+/// weak comparison for `If-None-Match` asks) or is `*`: the client's copy is current and a
+/// `304` without a body answers.
+pub(crate) fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == etag
+        })
 }
 
 #[cfg(test)]

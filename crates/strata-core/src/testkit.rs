@@ -18,6 +18,9 @@ pub const POSTGRES: (&str, &str) = (
 pub const REDIS: (&str, &str) = ("TEST_REDIS_URL", "redis://127.0.0.1:6379");
 /// The URL of NATS (with JetStream) for tests: `TEST_NATS_URL`, or the local default.
 pub const NATS: (&str, &str) = ("TEST_NATS_URL", "nats://127.0.0.1:4222");
+/// The endpoint of an S3-compatible server for tests (moto's, as `scripts/services.sh` starts
+/// it): `TEST_S3_URL`, or the local default.
+pub const S3: (&str, &str) = ("TEST_S3_URL", "http://127.0.0.1:5000");
 
 /// Returns the service's URL when its server accepts TCP connections.
 ///

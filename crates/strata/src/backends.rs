@@ -1,5 +1,6 @@
-//! Connecting the backends a role needs (store, cache, bus) from the configuration, with the
-//! start-up steps every process takes: migrate the store, seed it where asked.
+//! Connecting the backends a role needs (store, cache, bus, object store) from the
+//! configuration, with the start-up steps every process takes: migrate the store, seed it where
+//! asked.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -13,6 +14,7 @@ use strata_bus::{AnyBus, BusOptions};
 use strata_cache::{AnyCache, RedisOptions};
 use strata_core::auth::{InvalidKey, TokenKey};
 use strata_core::config::Secret;
+use strata_objects::AnyObjects;
 use strata_store::{Store, StoreOptions};
 
 /// The file under `store.data_dir` where `strata up` keeps the JWT secret it generated.
@@ -215,6 +217,33 @@ pub async fn cache(config: &Config) -> anyhow::Result<AnyCache> {
         .with_context(|| format!("cannot open the cache at {}", redact(&config.cache.url)))?;
     tracing::info!(backend = cache.backend(), "cache ready");
     Ok(cache)
+}
+
+/// Opens the object store of product images named by `objects.url` (empty: the directory
+/// `<store.data_dir>/objects`) and, on a store that seeds the demo catalog, stores the demo
+/// products' generated pictures that are missing there.
+///
+/// # Errors
+/// When the URL is not supported, the directory cannot be created, the S3 bucket does not
+/// answer, or the pictures cannot be stored.
+pub async fn objects(config: &Config, store: &Store, seed: Seed) -> anyhow::Result<AnyObjects> {
+    let shown = if config.objects.url.is_empty() {
+        strata_objects::default_dir(&config.store.data_dir)
+            .display()
+            .to_string()
+    } else {
+        config.objects.url.clone()
+    };
+    let objects = AnyObjects::open(&config.objects, &config.store.data_dir)
+        .await
+        .with_context(|| format!("cannot open the object store at {shown}"))?;
+    if seed == Seed::IfEmpty {
+        strata_api::seed_demo_images(store, &objects)
+            .await
+            .with_context(|| format!("cannot store the demo images at {shown}"))?;
+    }
+    tracing::info!(backend = objects.backend(), at = %shown, "object store ready");
+    Ok(objects)
 }
 
 /// Connects the bus named by `bus.url`.

@@ -157,7 +157,8 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
             carts: config.carts.settings(&config.store.data_dir),
         };
         let name = settings.instance.clone();
-        let server = ApiServer::build(settings, store.clone(), cache)
+        let objects = backends::objects(config, &store, Seed::IfEmpty).await?;
+        let server = ApiServer::build(settings, store.clone(), cache, objects)
             .await
             .with_context(|| format!("cannot start {name}"))?;
         announce("api", &name, server.local_addr());

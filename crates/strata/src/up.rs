@@ -28,7 +28,7 @@ use strata_worker::Worker;
 use tokio::task::JoinHandle;
 
 use crate::SHUTDOWN_DEADLINE;
-use crate::backends;
+use crate::backends::{self, Seed};
 use crate::config::Config;
 
 /// How long the simulated fulfilment takes when `worker.fulfilment_delay_ms` is not set: long
@@ -128,6 +128,8 @@ impl Stack {
         let cache = backends::cache(config).await?;
         let bus = backends::bus(config).await?;
         self.bus = Some(bus.clone());
+        // One object store for every api instance: they share one directory (or bucket).
+        let objects = backends::objects(config, &self.store, Seed::IfEmpty).await?;
         let cache_ttl = Duration::from_secs(config.cache.ttl_secs);
         let max_body_bytes = usize::try_from(config.gateway.max_body_bytes).unwrap_or(usize::MAX);
         // One secret for every api instance: any of them verifies the tokens of any other.
@@ -150,9 +152,10 @@ impl Stack {
                 carts: config.carts.settings(&config.store.data_dir),
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
-            let server = ApiServer::build(settings, self.store.clone(), cache.clone())
-                .await
-                .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
+            let server =
+                ApiServer::build(settings, self.store.clone(), cache.clone(), objects.clone())
+                    .await
+                    .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = server.local_addr();
             let task = self.spawn_role(server.run(self.roles_stop.clone()));
             self.roles.push(Unit {

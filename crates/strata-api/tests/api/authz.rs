@@ -111,6 +111,16 @@ fn table() -> Vec<Row> {
             ),
             |_| json!({"stock": 500}),
         ),
+        // No image is stored in these tests' apps: everyone gets the same 404.
+        row(M::GET, "/images/products/{id}", Id::Product, [404; 5]),
+        row(M::HEAD, "/images/products/{id}", Id::Product, [404; 5]),
+        // Past the role check, the admin's empty body is not an image.
+        row(
+            M::PUT,
+            "/api/v1/products/{id}/image",
+            Id::Product,
+            [401, 403, 403, 403, 415],
+        ),
         with_body(
             row(M::POST, "/api/v1/prices/quote", Id::None, [200; 5]),
             |_| json!({"items": [{"product_id": 2, "quantity": 1}]}),
@@ -300,7 +310,8 @@ async fn every_operation_answers_each_role_as_the_table_says(app: TestApp) {
                 "{} {path} as {name}: {text}",
                 row.method
             );
-            if !status.is_success() {
+            // A `HEAD` answer has no body to check.
+            if !status.is_success() && row.method != Method::HEAD {
                 let body: Value = serde_json::from_str(&text).expect("a JSON problem body");
                 assert!(
                     body["error"]["code"].is_string(),

@@ -18,6 +18,7 @@ use strata_cache::AnyCache;
 use strata_core::Shutdown;
 use strata_core::config::Secret;
 use strata_core::testkit::{POSTGRES, require_service};
+use strata_objects::{AnyObjects, LocalObjects};
 use strata_store::Store;
 use strata_store::testing;
 use tokio::task::JoinHandle;
@@ -91,11 +92,30 @@ pub struct TestApp {
     pub store: Store,
     /// The app's cache: a clone of a memory cache shares its entries.
     pub cache: AnyCache,
+    /// The app's object store (a directory of the app's own), for checking what it stored.
+    pub objects: AnyObjects,
+    /// Removes that directory when the app is dropped.
+    _images: ImagesDir,
     shutdown: Shutdown,
     server: Option<JoinHandle<Result<(), ApiError>>>,
     /// Removes the test's database (file or schema) when the last app on it is dropped;
     /// declared last, so it goes after the server has been told to stop.
     guard: Arc<dyn Any + Send + Sync>,
+}
+
+/// A directory of its own for an app's images, removed on drop.
+pub struct ImagesDir(std::path::PathBuf);
+
+impl ImagesDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("strata-api-images-{}", uuid::Uuid::new_v4())))
+    }
+}
+
+impl Drop for ImagesDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// The auth settings of test instances: the test secret, the cheapest argon2 parameters (a
@@ -227,7 +247,14 @@ async fn launch(
         currencies: strata_api::Currencies::default(),
         carts,
     };
-    let server = ApiServer::build(settings, store.clone(), cache.clone()).await?;
+    // Images in a directory of the test's own, removed with the app.
+    let images_dir = ImagesDir::new();
+    let objects = AnyObjects::from(
+        LocalObjects::open(&images_dir.0)
+            .await
+            .expect("open the images directory"),
+    );
+    let server = ApiServer::build(settings, store.clone(), cache.clone(), objects.clone()).await?;
     let base = format!("http://{}", server.local_addr());
     let shutdown = Shutdown::new();
     let task = tokio::spawn(server.run(shutdown.clone()));
@@ -239,6 +266,8 @@ async fn launch(
         client,
         store,
         cache,
+        objects,
+        _images: images_dir,
         shutdown,
         server: Some(task),
         guard,

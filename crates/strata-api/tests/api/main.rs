@@ -8,6 +8,7 @@ mod authz;
 mod cart;
 mod catalog;
 mod contract;
+mod images;
 mod input;
 mod openapi;
 mod ops;

@@ -1,9 +1,10 @@
-//! The backend sections: `[store]`, `[cache]` and `[bus]`.
+//! The backend sections: `[store]`, `[cache]`, `[bus]` and `[objects]`.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Secret;
 use super::section::{Checks, parse};
 
 crate::config_section! {
@@ -125,6 +126,54 @@ crate::config_section! {
         /// server; a three-node cluster wants 3, so losing a node loses no event. Streams that
         /// exist keep their own setting.
         restart replicas: usize = 1; check |n| (1..=5).contains(n), "expected 1..=5",
+    }
+}
+
+crate::config_section! {
+    /// The object store, where product images live (`[objects]`, `STRATA_OBJECTS_<KEY>`).
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    #[serde(default, deny_unknown_fields)]
+    pub struct ObjectsConfig {
+        /// `file:PATH` (a directory) or `s3://BUCKET` (a bucket at `endpoint`). Empty
+        /// (default): `file:<store.data_dir>/objects`, which needs no server. A directory
+        /// belongs to one machine: several machines (compose, Kubernetes) need `s3://`.
+        restart url: String = String::new() => parse::verbatim;
+            check |url| url.is_empty() || url.starts_with("file:") || url.starts_with("s3://"),
+            "expected file:PATH or s3://BUCKET",
+        /// The S3-compatible server of an `s3://` url, `http://host:port` (path-style
+        /// requests; https is not supported). Empty (default): none, as the default url needs
+        /// none.
+        restart endpoint: String = String::new() => parse::verbatim;
+            check |endpoint| endpoint.is_empty() || endpoint.starts_with("http://"),
+            "expected http://host:port",
+        /// The region S3 requests are signed for. Default `us-east-1`: what MinIO, Ceph and
+        /// most S3-compatible servers expect when they were not told otherwise.
+        restart region: String = "us-east-1".into() => parse::trimmed;
+            check |region| !region.is_empty(), "must not be empty",
+        /// The access key id of an `s3://` url. Empty (default): none, as the default url
+        /// needs none.
+        restart access_key_id: String = String::new() => parse::trimmed,
+        /// The secret access key of an `s3://` url; never printed. Empty (default): none.
+        restart secret_access_key: Secret = Secret::default() => parse::verbatim,
+    }
+    validate = ObjectsConfig::check;
+}
+
+impl ObjectsConfig {
+    /// Rules across the section's keys.
+    fn check(&self, checks: &mut Checks<'_>) {
+        if self.url.starts_with("s3://") {
+            checks.check(
+                !self.endpoint.is_empty(),
+                "endpoint",
+                "an s3:// url needs the server's endpoint",
+            );
+            checks.check(
+                !self.access_key_id.is_empty(),
+                "access_key_id",
+                "an s3:// url needs an access key id",
+            );
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! its doc comment, whether a reload applies it, its name, type, default and parser. The
 //! variables, the unknown-key check, the example `strata.toml`, the README's table and the
 //! "needs a restart" list all follow from that declaration. This module holds the machinery
-//! and the sections that belong to no role (`[log]`, `[store]`, `[cache]`, `[bus]`); each role's
+//! and the sections that belong to no role (`[log]`, `[store]`, `[cache]`, `[bus]`, `[objects]`); each role's
 //! sections live with the role, and the binary composes the whole configuration from them.
 //! Problems are collected and reported together, each naming its key, so a broken deployment
 //! is fixed in one round trip.
@@ -18,7 +18,7 @@ mod problem;
 mod secret;
 mod section;
 
-pub use backends::{BusConfig, CacheConfig, StoreConfig, valid_name};
+pub use backends::{BusConfig, CacheConfig, ObjectsConfig, StoreConfig, valid_name};
 pub use docs::{example_toml, markdown_table, summary};
 pub use load::{FROM_FLAG, env_var, keys, set};
 pub use log::{LogConfig, LogFormat};

@@ -1,5 +1,5 @@
 //! The whole configuration of a strata process, composed from the sections their crates
-//! declare: `[log]`, `[store]`, `[cache]` and `[bus]` from strata-core, `[gateway]` from
+//! declare: `[log]`, `[store]`, `[cache]`, `[bus]` and `[objects]` from strata-core, `[gateway]` from
 //! strata-gateway, and the binary's own sections for running roles ([`roles`]). Adding a key
 //! means declaring it in its section; this composition, the variables, `strata.toml` and the
 //! README's table follow (the tests below check the two documents).
@@ -8,7 +8,7 @@ mod roles;
 
 use serde::{Deserialize, Serialize};
 use strata_api::CartMode;
-use strata_core::config::{BusConfig, CacheConfig, Checks, LogConfig, StoreConfig};
+use strata_core::config::{BusConfig, CacheConfig, Checks, LogConfig, ObjectsConfig, StoreConfig};
 use strata_core::config_section;
 use strata_gateway::config::GatewayConfig;
 
@@ -28,6 +28,8 @@ config_section! {
         section cache: CacheConfig = CacheConfig::default(),
         /// The message bus (STRATA_BUS_<KEY>).
         section bus: BusConfig = BusConfig::default(),
+        /// The object store of product images (STRATA_OBJECTS_<KEY>).
+        section objects: ObjectsConfig = ObjectsConfig::default(),
         /// The gateway (STRATA_GATEWAY_<KEY>).
         section gateway: GatewayConfig = GatewayConfig::default(),
         /// The api instances `strata up` starts (STRATA_API_<KEY>); instance i listens on the

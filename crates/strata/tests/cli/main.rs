@@ -12,6 +12,7 @@ mod config;
 mod events;
 mod harness;
 mod health;
+mod images;
 mod logs;
 mod metric_names;
 mod ports;
