@@ -21,9 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::state::AppState;
-use crate::{
-    cart, catalog, images, notifications, orders, prices, quote, recommendations, users,
-};
+use crate::{cart, catalog, images, notifications, orders, prices, quote, recommendations, users};
 
 /// The body of every error response: `{"error": {"code": "...", "message": "..."}}` (the
 /// schema of `strata_core::http::ErrorBody`, which is what is actually sent).

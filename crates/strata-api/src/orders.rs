@@ -350,7 +350,7 @@ pub(crate) async fn checkout(
     let rules = PriceRules::standard();
     let now = OffsetDateTime::now_utc();
     let price = |lines: &[ReservedLine], coupon: Option<&Coupon>| {
-        price_checkout(lines, coupon, &pricing, &rules, now)
+        price_checkout(lines, coupon, pricing, &rules, now)
     };
     let traceparent = trace.to_string();
     let request = CheckoutRequest {

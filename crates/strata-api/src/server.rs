@@ -23,8 +23,8 @@ use crate::extract::BodyLimit;
 use crate::state::AppState;
 use crate::web::currency::Currencies;
 use crate::{
-    ApiError, ROLE, cart, catalog, images, notifications, openapi, orders, quote,
-    recommendations, users, web,
+    ApiError, ROLE, cart, catalog, images, notifications, openapi, orders, quote, recommendations,
+    users, web,
 };
 
 /// What one api instance needs besides its backends.

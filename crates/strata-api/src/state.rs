@@ -9,8 +9,8 @@ use strata_store::Store;
 
 use crate::auth::{LoginThrottle, Passwords, Tokens};
 use crate::cache_aside::CacheAside;
-use crate::web::currency::Currencies;
 use crate::carts::Carts;
+use crate::web::currency::Currencies;
 
 /// The handles a request needs: the store (the truth), the cache in front of it, the
 /// credentials machinery and the object store of images.
