@@ -62,7 +62,13 @@ mod tests {
     fn sources_are_absolute_http_urls() {
         assert!(parse_source("http://127.0.0.1:8301/metrics").is_ok());
         assert!(parse_source("http://worker/metrics").is_ok());
-        for bad in ["https://w/metrics", "/metrics", "worker:8301", "ftp://w/x", ""] {
+        for bad in [
+            "https://w/metrics",
+            "/metrics",
+            "worker:8301",
+            "ftp://w/x",
+            "",
+        ] {
             assert!(parse_source(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -13,7 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::helpers::{Backend, TestGateway, config, dead_url, eventually, spawn_built, spawn_gateway};
+use crate::helpers::{
+    Backend, TestGateway, config, dead_url, eventually, spawn_built, spawn_gateway,
+};
 
 const TOKEN: &str = "an-admin-token-of-some-length";
 
@@ -84,26 +86,60 @@ async fn the_page_is_served_without_the_token_and_the_stream_needs_it() {
     let mut config = config(&[("api", vec![backend.url()])]);
     config.admin_token = strata_core::config::Secret::new(TOKEN);
     let gateway = spawn_gateway(config).await;
-    let page = gateway.client.get(gateway.admin_url("/ops")).send().await.unwrap();
+    let page = gateway
+        .client
+        .get(gateway.admin_url("/ops"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert!(page.headers().contains_key("content-security-policy"));
     assert!(page.text().await.unwrap().contains("<main>"));
-    for (path, kind) in [("/ops/ops.js", "text/javascript"), ("/ops/ops.css", "text/css")] {
-        let file = gateway.client.get(gateway.admin_url(path)).send().await.unwrap();
+    for (path, kind) in [
+        ("/ops/ops.js", "text/javascript"),
+        ("/ops/ops.css", "text/css"),
+    ] {
+        let file = gateway
+            .client
+            .get(gateway.admin_url(path))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(file.status(), 200, "{path}");
-        assert!(file.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        assert!(
+            file.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
     }
-    let (status, body) = gateway.admin(reqwest::Method::GET, "/admin/stream", None, None).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unauthorized")));
+    let (status, body) = gateway
+        .admin(reqwest::Method::GET, "/admin/stream", None, None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
     let (status, body) = gateway
         .admin(reqwest::Method::POST, "/admin/stream", None, Some(TOKEN))
         .await;
-    assert_eq!((status, body["error"]["code"].as_str()), (405, Some("method_not_allowed")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     let mut events = Events::open(&gateway, Some(TOKEN)).await;
     let snapshot = events.next().await;
     assert_eq!(snapshot["control"], false);
-    assert_eq!(instance(&snapshot, "api", &backend.addr.to_string())["health"], "up");
+    assert_eq!(
+        instance(&snapshot, "api", &backend.addr.to_string())["health"],
+        "up"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +149,10 @@ async fn a_snapshot_comes_at_connect_then_every_second_and_counts_follow_traffic
     let started = Instant::now();
     let mut events = Events::open(&gateway, None).await;
     let first = events.next().await;
-    assert!(started.elapsed() < Duration::from_millis(500), "the first snapshot waits for no tick");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the first snapshot waits for no tick"
+    );
     assert_eq!(first["interval_ms"], 1000);
     let api = instance(&first, "api", &a.addr.to_string());
     assert_eq!(api["requests_per_sec"], 0.0);
@@ -204,21 +243,61 @@ async fn sources_are_shown_and_a_slow_or_dead_one_is_stale_without_holding_the_s
     }
     // Four snapshots in little more than three seconds: the silent source (800 ms a read)
     // delays none.
-    assert!(started.elapsed() < Duration::from_millis(3600), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(3600),
+        "{:?}",
+        started.elapsed()
+    );
     let sources = last["sources"].as_array().unwrap();
     assert_eq!(sources.len(), 3);
-    let by_url: HashMap<&str, &Value> = sources.iter().map(|s| (s["url"].as_str().unwrap(), s)).collect();
+    let by_url: HashMap<&str, &Value> = sources
+        .iter()
+        .map(|s| (s["url"].as_str().unwrap(), s))
+        .collect();
     let ok = by_url[good.as_str()];
-    assert_eq!((ok["up"].as_bool(), ok["stale"].as_bool()), (Some(true), Some(false)), "{ok}");
+    assert_eq!(
+        (ok["up"].as_bool(), ok["stale"].as_bool()),
+        (Some(true), Some(false)),
+        "{ok}"
+    );
     let samples = ok["samples"].as_array().unwrap();
-    assert!(samples.iter().any(|s| s["name"] == "strata_worker_dead_letters" && s["value"] == 2.0), "{ok}");
-    assert!(samples.iter().any(|s| s["name"] == "strata_worker_consumer_lag" && s["labels"] == "handler=\"orders\"" && s["value"] == 5.0), "{ok}");
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["name"] == "strata_worker_dead_letters" && s["value"] == 2.0),
+        "{ok}"
+    );
+    assert!(
+        samples
+            .iter()
+            .any(|s| s["name"] == "strata_worker_consumer_lag"
+                && s["labels"] == "handler=\"orders\""
+                && s["value"] == 5.0),
+        "{ok}"
+    );
     let silent = by_url[silent.as_str()];
-    assert_eq!((silent["up"].as_bool(), silent["stale"].as_bool()), (Some(false), Some(true)), "{silent}");
-    assert!(silent["error"].as_str().unwrap().contains("no answer within"), "{silent}");
+    assert_eq!(
+        (silent["up"].as_bool(), silent["stale"].as_bool()),
+        (Some(false), Some(true)),
+        "{silent}"
+    );
+    assert!(
+        silent["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within"),
+        "{silent}"
+    );
     let dead = by_url[dead.as_str()];
-    assert_eq!((dead["up"].as_bool(), dead["stale"].as_bool()), (Some(false), Some(true)), "{dead}");
-    assert!(dead["error"].as_str().unwrap().contains("cannot connect"), "{dead}");
+    assert_eq!(
+        (dead["up"].as_bool(), dead["stale"].as_bool()),
+        (Some(false), Some(true)),
+        "{dead}"
+    );
+    assert!(
+        dead["error"].as_str().unwrap().contains("cannot connect"),
+        "{dead}"
+    );
 }
 
 #[tokio::test]
@@ -229,16 +308,31 @@ async fn the_stream_serves_at_most_max_clients() {
     let gateway = spawn_gateway(config).await;
     let first = Events::open(&gateway, None).await;
     let _second = Events::open(&gateway, None).await;
-    let refused = gateway.client.get(gateway.admin_url("/admin/stream")).send().await.unwrap();
+    let refused = gateway
+        .client
+        .get(gateway.admin_url("/admin/stream"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().contains_key("retry-after"));
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_clients");
-    assert!(body["error"]["message"].as_str().unwrap().contains("2 clients"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 clients")
+    );
     // A client that leaves frees its place.
     drop(first);
     eventually("a place freed", || async {
-        let response = gateway.client.get(gateway.admin_url("/admin/stream")).send().await.unwrap();
+        let response = gateway
+            .client
+            .get(gateway.admin_url("/admin/stream"))
+            .send()
+            .await
+            .unwrap();
         response.status() == 200
     })
     .await;
@@ -261,10 +355,12 @@ impl InstanceControl for Backends {
     fn stop<'a>(&'a self, pool: &'a str, address: &'a str) -> ControlFuture<'a> {
         Box::pin(async move {
             let mut running = self.running.lock().unwrap();
-            let slot = running.get_mut(address).ok_or_else(|| ControlError::Unknown {
-                pool: pool.into(),
-                address: address.into(),
-            })?;
+            let slot = running
+                .get_mut(address)
+                .ok_or_else(|| ControlError::Unknown {
+                    pool: pool.into(),
+                    address: address.into(),
+                })?;
             slot.take()
                 .map(drop)
                 .ok_or_else(|| ControlError::Already(format!("{address} is stopped already")))
@@ -275,13 +371,21 @@ impl InstanceControl for Backends {
         Box::pin(async move {
             let addr: SocketAddr = address.parse().unwrap();
             if self.running.lock().unwrap().get(address).is_none() {
-                return Err(ControlError::Unknown { pool: pool.into(), address: address.into() });
+                return Err(ControlError::Unknown {
+                    pool: pool.into(),
+                    address: address.into(),
+                });
             }
             if self.running.lock().unwrap()[address].is_some() {
-                return Err(ControlError::Already(format!("{address} is running already")));
+                return Err(ControlError::Already(format!(
+                    "{address} is running already"
+                )));
             }
             let backend = Backend::start_on(address, addr).await;
-            self.running.lock().unwrap().insert(address.to_owned(), Some(backend));
+            self.running
+                .lock()
+                .unwrap()
+                .insert(address.to_owned(), Some(backend));
             Ok(())
         })
     }
@@ -293,8 +397,14 @@ async fn without_a_control_stop_and_start_are_not_supported() {
     let gateway = spawn_gateway(config(&[("api", vec![backend.url()])])).await;
     for action in ["stop", "start"] {
         let path = format!("/admin/pools/api/instances/{}/{action}", backend.addr);
-        let (status, body) = gateway.admin(reqwest::Method::POST, &path, None, None).await;
-        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("not_supported")), "{body}");
+        let (status, body) = gateway
+            .admin(reqwest::Method::POST, &path, None, None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some("not_supported")),
+            "{body}"
+        );
         let (status, _) = gateway.admin(reqwest::Method::GET, &path, None, None).await;
         assert_eq!(status, 405);
     }
@@ -317,11 +427,18 @@ async fn a_stopped_instance_goes_down_its_share_moves_and_a_start_brings_it_back
         running.insert(a_addr.clone(), Some(a));
         running.insert(b_addr.clone(), Some(b));
     }
-    let gateway = Gateway::build(&config).await.unwrap().with_control(std::sync::Arc::new(control));
+    let gateway = Gateway::build(&config)
+        .await
+        .unwrap()
+        .with_control(std::sync::Arc::new(control));
     let gateway = spawn_built(gateway);
     let post = |path: String, token: Option<&'static str>| {
         let gateway = &gateway;
-        async move { gateway.admin(reqwest::Method::POST, &path, None, token).await }
+        async move {
+            gateway
+                .admin(reqwest::Method::POST, &path, None, token)
+                .await
+        }
     };
     let stop = format!("/admin/pools/api/instances/{a_addr}/stop");
     let start = format!("/admin/pools/api/instances/{a_addr}/start");
@@ -334,11 +451,31 @@ async fn a_stopped_instance_goes_down_its_share_moves_and_a_start_brings_it_back
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["address"], a_addr.as_str());
     let (status, body) = post(stop.clone(), Some(TOKEN)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
-    let (status, body) = post("/admin/pools/api/instances/127.0.0.1:1/stop".into(), Some(TOKEN)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
-    let (status, body) = post(format!("/admin/pools/db/instances/{a_addr}/stop"), Some(TOKEN)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    let (status, body) = post(
+        "/admin/pools/api/instances/127.0.0.1:1/stop".into(),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = post(
+        format!("/admin/pools/db/instances/{a_addr}/stop"),
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
 
     // Health checks find it down; every request goes to b meanwhile.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -347,7 +484,10 @@ async fn a_stopped_instance_goes_down_its_share_moves_and_a_start_brings_it_back
             assert_eq!(gateway.get("/x").await.status(), 200);
         }
         let snapshot = events.next().await;
-        let (ia, ib) = (instance(&snapshot, "api", &a_addr), instance(&snapshot, "api", &b_addr));
+        let (ia, ib) = (
+            instance(&snapshot, "api", &a_addr),
+            instance(&snapshot, "api", &b_addr),
+        );
         if ia["health"] != "up" && ia["share"] == 0.0 && ib["share"] == 1.0 {
             break;
         }
@@ -357,7 +497,11 @@ async fn a_stopped_instance_goes_down_its_share_moves_and_a_start_brings_it_back
     let (status, body) = post(start.clone(), Some(TOKEN)).await;
     assert_eq!(status, 202, "{body}");
     let (status, body) = post(start, Some(TOKEN)).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         for _ in 0..10 {

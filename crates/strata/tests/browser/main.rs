@@ -10,4 +10,5 @@ mod driver;
 #[allow(dead_code)]
 #[path = "../cli/harness.rs"]
 mod harness;
+mod ops;
 mod smoke;

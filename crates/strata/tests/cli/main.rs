@@ -13,6 +13,7 @@ mod harness;
 mod health;
 mod logs;
 mod metric_names;
+mod ops;
 mod ports;
 mod schemathesis;
 mod serve;
