@@ -131,7 +131,7 @@ function drawRows(tbody, pool) {
     present.add(instance.address);
     let row = tbody.querySelector(`tr[data-address="${CSS.escape(instance.address)}"]`);
     if (!row) {
-      row = instanceRow(pool.name, instance.address);
+      row = instanceRow(pool.name, instance.address, instance.id);
       tbody.append(row);
     }
     const health = instance.draining ? `${instance.health}, draining` : instance.health;
@@ -158,7 +158,7 @@ function drawRows(tbody, pool) {
   }
 }
 
-function instanceRow(pool, address) {
+function instanceRow(pool, address, id) {
   const row = document.createElement("tr");
   row.dataset.pool = pool;
   row.dataset.address = address;
@@ -181,7 +181,7 @@ function instanceRow(pool, address) {
     button.dataset.action = action;
     button.textContent = action[0].toUpperCase() + action.slice(1);
     button.setAttribute("aria-label", `${button.textContent} ${pool} instance ${address}`);
-    button.addEventListener("click", () => act(pool, address, action, button));
+    button.addEventListener("click", () => act(pool, address, id, action, button));
     group.append(button);
   }
   actions.append(group);
@@ -192,11 +192,12 @@ function instanceRow(pool, address) {
 const PAST = { drain: "Draining", stop: "Stopped", start: "Started" };
 
 /// Calls the admin API for one button and announces what it answered.
-async function act(pool, address, action, button) {
+async function act(pool, address, id, action, button) {
   button.disabled = true;
   announce(`${action} ${pool} ${address}…`);
   try {
-    const path = `/admin/pools/${encodeURIComponent(pool)}/instances/${encodeURIComponent(address)}/${action}`;
+    // The instance's hex id names it in the path: an address's `:` would need escaping.
+    const path = `/admin/pools/${encodeURIComponent(pool)}/instances/${encodeURIComponent(id)}/${action}`;
     const response = await fetch(path, { method: "POST", headers: headers() });
     const body = await response.json().catch(() => ({}));
     if (response.ok) {
