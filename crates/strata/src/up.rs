@@ -593,9 +593,8 @@ where
 /// Waits for a unit to finish (at once when it was stopped from the admin API); returns its
 /// name when it failed.
 async fn join(unit: Unit) -> Option<String> {
-    let Some(task) = unit.running.lock().await.task.take() else {
-        return None;
-    };
+    // `None`: stopped from the admin API, nothing left to wait for.
+    let task = unit.running.lock().await.task.take()?;
     match task.await {
         Ok(Ok(())) => {
             // The instance logged its own "stopped".
