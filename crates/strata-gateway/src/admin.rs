@@ -8,6 +8,10 @@
 //! | `POST /admin/pools/{pool}/instances/{id}/drain` | no new requests; WebSockets close after `drain_timeout_ms` |
 //! | `DELETE /admin/pools/{pool}/instances/{id}` | drains, then drops the instance once idle |
 //! | `PATCH /admin/pools/{pool}/instances/{id}` | sets `{"weight": N}` |
+//! | `POST /admin/pools/{pool}/instances/{id}/stop` | stops the instance's server (`strata up` only, see [`crate::ops::control`]) |
+//! | `POST /admin/pools/{pool}/instances/{id}/start` | starts it again on its address |
+//! | `GET /admin/stream` | the operations view's live feed (Server-Sent Events, [`crate::ops::stream`]) |
+//! | `GET /ops` | the operations view, a page that reads the two above ([`crate::ops::page`]) |
 //!
 //! `/healthz`, `/readyz` and `/metrics` are the ones every strata role serves
 //! ([`strata_core::http::ops_router`]): the same bodies, naming the role and the instance.
@@ -15,15 +19,18 @@
 //! `{id}` is the instance's hex id (as listed) or its address (`10.0.0.5:8101`). Errors are
 //! the JSON body every strata service uses. When `gateway.admin_token` is set, `/admin/*`
 //! needs `Authorization: Bearer <token>` (compared in constant time); `/metrics`, `/healthz`
-//! and `/readyz` stay open for scrapers and probes. Kept off the public listener so operators
+//! and `/readyz` stay open for scrapers and probes, and so does the page `/ops`, which holds
+//! no data and sends the token with each of its requests (the stream is read with `fetch`,
+//! which can send the header, rather than `EventSource`, which cannot: a token in the URL
+//! would end up in logs and history). Kept off the public listener so operators
 //! can expose one and firewall the other.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Body;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
@@ -35,12 +42,16 @@ use crate::balance::Algorithm;
 use crate::balance::key::format_id;
 use crate::health::HealthState;
 use crate::membership::{Instance, Membership, MembershipError};
+use crate::ops::{ControlError, EventStream, InstanceControl, Stream, page};
 
 /// Largest admin request body: a few fields of JSON.
 const MAX_BODY: usize = 16 * 1024;
 
 /// The role name in `/healthz` and `/readyz` answers.
 const ROLE: &str = "gateway";
+
+/// The body of an admin response: whole, or the live stream.
+pub type AdminBody = Either<Full<Bytes>, EventStream>;
 
 /// The admin API's state.
 #[derive(Debug)]
@@ -50,6 +61,20 @@ pub struct Admin {
     ops: axum::Router,
     /// Required bearer token of `/admin/*`; `None`: open (loopback only, see the config).
     token: Option<Secret>,
+    /// The operations view's live feed.
+    stream: Stream,
+    /// Stops and starts instances; `None`: the embedding program cannot.
+    control: Option<Arc<dyn InstanceControl>>,
+}
+
+/// What the operations view adds to the admin API: its live feed, and the hook that stops
+/// and starts instances when the embedding program has one.
+#[derive(Debug)]
+pub struct OpsView {
+    /// `GET /admin/stream`.
+    pub stream: Stream,
+    /// `POST …/stop` and `…/start`.
+    pub control: Option<Arc<dyn InstanceControl>>,
 }
 
 #[derive(Serialize)]
@@ -140,14 +165,15 @@ struct SetWeight {
 }
 
 impl Admin {
-    /// The admin API over `membership`, rendering `registry` on `/metrics` and naming the
-    /// gateway `instance` in `/healthz` and `/readyz`; `/admin/*` needs `token` when it is not
-    /// empty.
+    /// The admin API over `membership`, rendering `registry` on `/metrics`, naming the
+    /// gateway `instance` in `/healthz` and `/readyz` and serving the operations `view`;
+    /// `/admin/*` needs `token` when it is not empty.
     pub fn new(
         membership: Arc<Membership>,
         registry: Arc<Registry>,
         token: &Secret,
         instance: Arc<str>,
+        view: OpsView,
     ) -> Self {
         let ready = {
             let membership = Arc::clone(&membership);
@@ -166,28 +192,70 @@ impl Admin {
             membership,
             ops,
             token: (!token.is_empty()).then(|| token.clone()),
+            stream: view.stream,
+            control: view.control,
         }
     }
 
     /// Answers one admin request.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<AdminBody>
+    where
+        B: Body,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if request.uri().path() != "/admin/stream" {
+            return self.answer(request).await.map(Either::Left);
+        }
+        if !self.authorized(&request) {
+            return unauthorized().map(Either::Left);
+        }
+        if request.method() != Method::GET {
+            return method_not_allowed().map(Either::Left);
+        }
+        let Some(stream) = self.stream.subscribe() else {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_clients",
+                &format!(
+                    "the live stream serves at most {} clients at once (gateway.ops.max_clients)",
+                    self.stream.max_clients()
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            return response.map(Either::Left);
+        };
+        let mut response = Response::new(Either::Right(stream));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    /// Answers every admin request but the stream's, with a whole body.
+    async fn answer<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let path = request.uri().path().to_owned();
         let method = request.method().clone();
+        if let Some(file) = page::file(&path) {
+            if method != Method::GET && method != Method::HEAD {
+                return method_not_allowed();
+            }
+            return page::response(file);
+        }
         if path == "/admin" || path.starts_with("/admin/") {
             if !self.authorized(&request) {
-                let mut response = error(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "the admin API needs `Authorization: Bearer <gateway.admin_token>`",
-                );
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return response;
+                return unauthorized();
+            }
+            if let Some((pool, id, action)) = control_path(&path) {
+                if method != Method::POST {
+                    return method_not_allowed();
+                }
+                return self.control(pool, id, action).await;
             }
             let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
                 Ok(collected) => collected.to_bytes(),
@@ -248,6 +316,45 @@ impl Admin {
         presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.expose().as_bytes()))
     }
 
+    /// `POST /admin/pools/{pool}/instances/{id}/stop|start`.
+    async fn control(&self, pool: &str, id: &str, action: Action) -> Response<Full<Bytes>> {
+        let Some(control) = &self.control else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "not_supported",
+                "this gateway cannot stop or start instances: they are other processes \
+                 (`strata up` can; elsewhere drain the instance and stop it where it runs)",
+            );
+        };
+        let instance = match self.membership.lookup(pool, id) {
+            Ok(instance) => instance,
+            Err(e) => return membership_error(&e),
+        };
+        let done = match action {
+            Action::Stop => control.stop(pool, instance.address()).await,
+            Action::Start => control.start(pool, instance.address()).await,
+        };
+        match done {
+            Ok(()) => {
+                tracing::info!(
+                    pool,
+                    instance = instance.address(),
+                    action = action.as_str(),
+                    "instance controlled from the admin API"
+                );
+                json(StatusCode::ACCEPTED, &InstanceView::of(&instance))
+            }
+            Err(e) => {
+                let (status, code) = match &e {
+                    ControlError::Unknown { .. } => (StatusCode::NOT_FOUND, "not_found"),
+                    ControlError::Already(_) => (StatusCode::CONFLICT, "conflict"),
+                    ControlError::Failed(_) => (StatusCode::CONFLICT, "control_failed"),
+                };
+                error(status, code, &e.to_string())
+            }
+        }
+    }
+
     /// `/admin/pools…`.
     fn membership_api(&self, method: &Method, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
         let Some(rest) = path.strip_prefix("/admin/pools") else {
@@ -289,16 +396,7 @@ impl Admin {
         };
         match result {
             Ok((status, instance)) => json(status, &InstanceView::of(&instance)),
-            Err(e) => {
-                let (status, code) = match &e {
-                    MembershipError::NoPool(_) | MembershipError::NoInstance { .. } => {
-                        (StatusCode::NOT_FOUND, "not_found")
-                    }
-                    MembershipError::Exists(_) => (StatusCode::CONFLICT, "exists"),
-                    MembershipError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
-                };
-                error(status, code, &e.to_string())
-            }
+            Err(e) => membership_error(&e),
         }
     }
 
@@ -321,6 +419,56 @@ impl Admin {
             .collect();
         json(StatusCode::OK, &PoolsView { pools })
     }
+}
+
+/// What `POST /admin/pools/{pool}/instances/{id}/…` asks of the instance's process.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Stop,
+    Start,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Start => "start",
+        }
+    }
+}
+
+/// `(pool, id, action)` of `/admin/pools/{pool}/instances/{id}/stop|start`.
+fn control_path(path: &str) -> Option<(&str, &str, Action)> {
+    let rest = path.strip_prefix("/admin/pools/")?;
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [pool, "instances", id, "stop"] => Some((pool, id, Action::Stop)),
+        [pool, "instances", id, "start"] => Some((pool, id, Action::Start)),
+        _ => None,
+    }
+}
+
+fn membership_error(e: &MembershipError) -> Response<Full<Bytes>> {
+    let (status, code) = match e {
+        MembershipError::NoPool(_) | MembershipError::NoInstance { .. } => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        MembershipError::Exists(_) => (StatusCode::CONFLICT, "exists"),
+        MembershipError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+    };
+    error(status, code, &e.to_string())
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the admin API needs `Authorization: Bearer <gateway.admin_token>`",
+    );
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Option<T> {
@@ -379,6 +527,26 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_paths_name_a_pool_an_instance_and_an_action() {
+        assert!(matches!(
+            control_path("/admin/pools/api/instances/127.0.0.1:8101/stop"),
+            Some(("api", "127.0.0.1:8101", Action::Stop))
+        ));
+        assert!(matches!(
+            control_path("/admin/pools/chat/instances/00ab/start"),
+            Some(("chat", "00ab", Action::Start))
+        ));
+        for other in [
+            "/admin/pools/api/instances/x/drain",
+            "/admin/pools/api/instances/x",
+            "/admin/pools/api/instances/x/stop/more",
+            "/admin/stream",
+        ] {
+            assert!(control_path(other).is_none(), "{other}");
+        }
+    }
 
     #[test]
     fn tokens_compare_equal_only_when_identical() {

@@ -8,7 +8,7 @@
 //! differently are refused on the raw bytes ([`framing`]). The public listener speaks HTTPS when a certificate is
 //! configured ([`tls`]), and HTTP/2 as well as HTTP/1.1 ([`http2`]: by ALPN, prior knowledge
 //! or an h2c upgrade, [`h2c_upgrade`]). The admin listener serves `/metrics`, `/healthz`, `/readyz` and the
-//! membership API ([`admin`]); instance host names are re-resolved ([`dns`]); a running
+//! membership API ([`admin`]), and the operations view with its live stream ([`ops`]); instance host names are re-resolved ([`dns`]); a running
 //! gateway takes a new configuration through [`GatewayHandle::reload`] (SIGHUP in the binary).
 //!
 //! ```no_run
@@ -76,6 +76,7 @@ pub mod http2;
 pub mod limits;
 pub mod membership;
 pub mod metrics;
+pub mod ops;
 pub mod proxy;
 pub mod rate_limit;
 pub mod retry_budget;
@@ -98,9 +99,11 @@ pub use error::{GatewayError, Party, ProxyError, RetrySafety};
 pub use limits::Limits;
 pub use membership::dns;
 
-use crate::admin::Admin;
+use crate::admin::{Admin, OpsView};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
+use crate::ops::InstanceControl;
+use crate::ops::sources::Sources;
 use crate::proxy::{ClientInfo, Proxy};
 use crate::rate_limit::{ConnectionCap, RateLimiter};
 use crate::tls::Tls;
@@ -122,6 +125,8 @@ pub struct Gateway {
     handle: GatewayHandle,
     /// The name the admin listener's `/healthz` and `/readyz` answer with.
     instance: Arc<str>,
+    /// Stops and starts instances for the operations view; `None`: it cannot.
+    control: Option<Arc<dyn InstanceControl>>,
 }
 
 impl Gateway {
@@ -197,7 +202,17 @@ impl Gateway {
             // As `strata serve` names a role instance without `--instance`: `<role>@<listen
             // address>`, unique across hosts without coordination.
             instance: format!("gateway@{local_addr}").into(),
+            control: None,
         })
+    }
+
+    /// Lets the admin API stop and start instances through `control` (the operations view's
+    /// buttons, `POST /admin/pools/{pool}/instances/{id}/stop|start`): for a program that runs
+    /// the instances itself, as `strata up` does.
+    #[must_use]
+    pub fn with_control(mut self, control: Arc<dyn InstanceControl>) -> Self {
+        self.control = Some(control);
+        self
     }
 
     /// Names this gateway in its admin listener's `/healthz` and `/readyz` (`strata serve
@@ -255,6 +270,7 @@ impl Gateway {
             registry,
             handle,
             instance,
+            control,
         } = self;
         let config = &handle.shared.started_with;
         let tls = handle.shared.tls.clone();
@@ -267,17 +283,29 @@ impl Gateway {
             limits.clone(),
             Arc::clone(&handle.shared.rate_limits),
         ));
+        // Health checks, DNS refreshes and the operations view's sampling run until
+        // shutdown, or until `run` returns or is dropped.
+        let _health = membership.start_health(&shutdown);
+        let background = shutdown.child_token();
+        let _background = background.clone().drop_guard();
+        let sources = Sources::start(&config.ops.sources, ops::stream::INTERVAL, &background);
+        let view = OpsView {
+            stream: ops::Stream::start(
+                Arc::clone(&membership),
+                sources,
+                control.is_some(),
+                config.ops.max_clients,
+                background.clone(),
+            ),
+            control,
+        };
         let admin_api = Arc::new(Admin::new(
             Arc::clone(&membership),
             registry,
             &config.admin_token,
             instance,
+            view,
         ));
-        // Health checks and DNS refreshes run until shutdown, or until `run` returns or is
-        // dropped.
-        let _health = membership.start_health(&shutdown);
-        let background = shutdown.child_token();
-        let _background = background.clone().drop_guard();
         if config.dns_refresh_ms > 0 {
             let every = Duration::from_millis(config.dns_refresh_ms);
             dns::spawn(Arc::clone(&membership), every, background);

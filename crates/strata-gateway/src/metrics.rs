@@ -7,7 +7,9 @@
 //! slot per status: the first 200 of an instance goes through the family, every later one is a
 //! `OnceLock` read and an atomic add. The duration histogram is this module's own
 //! [`DurationHistogram`]: prometheus-client's `Histogram` takes a mutex per observation, which
-//! every worker thread would contend on.
+//! every worker thread would contend on. Each instance also keeps one, not exported (one
+//! histogram per pool keeps `/metrics` small): the operations view reads its p99 over the last
+//! second from the difference of two [`BucketCounts`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -225,6 +227,7 @@ impl Metrics {
             websockets: self.websockets.get_or_create(&labels).clone(),
             in_flight: self.in_flight.get_or_create(&labels).clone(),
             responses: StatusCounters::new(self.requests.clone(), pool, instance),
+            duration: DurationHistogram::default(),
             errors,
             health,
         }
@@ -289,6 +292,9 @@ pub struct InstanceMetrics {
     pub in_flight: Gauge,
     /// `strata_gateway_requests_total{pool, instance, status}`.
     pub responses: StatusCounters,
+    /// Time to the response head of the requests this instance served; read by the
+    /// operations view, not exported.
+    pub duration: DurationHistogram,
     errors: [Counter; UpstreamErrorKind::ALL.len()],
     /// Health gauges and counters, moved into the instance's health state.
     pub health: HealthMetrics,
@@ -318,6 +324,13 @@ impl InstanceMetrics {
     /// Failed attempts of `kind` so far.
     pub fn upstream_errors(&self, kind: UpstreamErrorKind) -> u64 {
         self.errors[kind.index()].get()
+    }
+
+    /// What went wrong on this instance so far: failed attempts of every kind and 5xx
+    /// responses it sent.
+    pub fn errors(&self) -> u64 {
+        let failed: u64 = self.errors.iter().map(Counter::get).sum();
+        failed + self.responses.count(500..=599)
     }
 }
 
@@ -353,6 +366,13 @@ impl DurationHistogram {
         self.inner.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// The per-bucket counts now.
+    pub fn buckets(&self) -> BucketCounts {
+        BucketCounts(std::array::from_fn(|i| {
+            self.inner.counts[i].load(Ordering::Relaxed)
+        }))
+    }
+
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.inner
@@ -360,6 +380,43 @@ impl DurationHistogram {
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
+    }
+}
+
+/// The per-bucket counts of a [`DurationHistogram`] at one moment: the difference of two is
+/// the histogram of what was observed between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketCounts([u64; DURATION_BUCKETS + 1]);
+
+impl BucketCounts {
+    /// The `q` quantile (0 < q ≤ 1) of the observations made between `earlier` and `self`, as
+    /// the upper bound of the bucket it falls in (so at most twice the true value: buckets
+    /// double); the last finite bound for the `+Inf` bucket. `None` when nothing was observed.
+    pub fn quantile_since(&self, earlier: &BucketCounts, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .0
+            .iter()
+            .zip(earlier.0.iter())
+            .map(|(now, before)| now.saturating_sub(*before))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        // The rank of the quantile, 1-based: ceil(q × total), at least the first.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        let bucket = counts
+            .iter()
+            .position(|&n| {
+                seen += n;
+                seen >= rank
+            })
+            .unwrap_or(DURATION_BUCKETS);
+        Some(Duration::from_nanos(bound_nanos(
+            bucket.min(DURATION_BUCKETS - 1),
+        )))
     }
 }
 
@@ -446,6 +503,15 @@ impl StatusCounters {
         }
     }
 
+    /// Responses counted so far whose status is in `statuses`.
+    pub fn count(&self, statuses: std::ops::RangeInclusive<u16>) -> u64 {
+        (STATUS_MIN..=STATUS_MAX)
+            .zip(self.slots.iter())
+            .filter(|(code, _)| statuses.contains(code))
+            .filter_map(|(_, slot)| slot.get().map(Counter::get))
+            .sum()
+    }
+
     /// Counts one response with `status`.
     pub fn inc(&self, status: StatusCode) {
         let code = status.as_u16();
@@ -485,6 +551,53 @@ mod tests {
         assert_eq!(counts[1], 1);
         assert_eq!(counts[DURATION_BUCKETS], 1);
         assert_eq!(histogram.count(), 4);
+    }
+
+    #[test]
+    fn quantiles_come_from_the_buckets_observed_since_the_earlier_counts() {
+        let histogram = DurationHistogram::default();
+        for _ in 0..50 {
+            histogram.observe(Duration::from_millis(100));
+        }
+        let earlier = histogram.buckets();
+        assert_eq!(histogram.buckets().quantile_since(&earlier, 0.99), None);
+        for _ in 0..98 {
+            histogram.observe(Duration::from_micros(300));
+        }
+        histogram.observe(Duration::from_millis(3));
+        histogram.observe(Duration::from_millis(3));
+        let now = histogram.buckets();
+        // 100 observations since `earlier`: the 99th is one of the two 3 ms ones (bucket
+        // 2.048..4.096 ms); the 100 ms ones before `earlier` do not count.
+        assert_eq!(
+            now.quantile_since(&earlier, 0.99),
+            Some(Duration::from_nanos(bound_nanos(3)))
+        );
+        assert_eq!(
+            now.quantile_since(&earlier, 0.5),
+            Some(Duration::from_nanos(bound_nanos(0)))
+        );
+        histogram.observe(Duration::from_secs(3600));
+        assert_eq!(
+            histogram.buckets().quantile_since(&now, 0.99),
+            Some(Duration::from_nanos(bound_nanos(DURATION_BUCKETS - 1)))
+        );
+    }
+
+    #[test]
+    fn status_counts_sum_a_range_of_statuses() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let instance = metrics.instance("api", "127.0.0.1:8101");
+        for status in [200, 200, 500, 503, 404] {
+            instance
+                .responses
+                .inc(StatusCode::from_u16(status).unwrap());
+        }
+        instance.upstream_error(UpstreamErrorKind::Connect);
+        assert_eq!(instance.responses.count(500..=599), 2);
+        assert_eq!(instance.responses.count(200..=299), 2);
+        assert_eq!(instance.errors(), 3);
     }
 
     #[test]

@@ -8,23 +8,34 @@
 //! (4012) reaches each client through the gateway's tunnel, which the gateway keeps until the
 //! instance closes it; then the other instances stop; then the bus and the store close (the
 //! SQLite WAL is checkpointed into the database file).
+//!
+//! The api and chat instances can be stopped and started one by one while the stack runs
+//! ([`Control`], the gateway's operations view and its admin API): a stop ends the instance's
+//! server as a crash would for the gateway (its listener closes, its connections end), a start
+//! builds it again on the same address.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use strata_api::{ApiServer, ApiSettings};
 use strata_bus::{AnyBus, Bus};
+use strata_cache::AnyCache;
 use strata_chat::{ChatServer, ChatSettings};
 use strata_core::Shutdown;
 use strata_core::domain::instance_name;
 use strata_core::table::{Align, Table};
 use strata_gateway::config::PoolConfig;
+use strata_gateway::ops::{ControlError, ControlFuture, InstanceControl};
 use strata_gateway::{Gateway, GatewayError};
+use strata_objects::AnyObjects;
 use strata_store::Store;
 use strata_worker::Worker;
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::SHUTDOWN_DEADLINE;
@@ -83,12 +94,147 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// One running part of the stack.
+/// How long a stopped instance may take to finish its in-flight requests (and chat, to tell
+/// its clients to reconnect) before its task is cut short.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One part of the stack.
 struct Unit {
     role: &'static str,
     name: String,
     addr: SocketAddr,
-    task: JoinHandle<anyhow::Result<()>>,
+    running: Arc<Mutex<Running>>,
+}
+
+/// A unit's current run: its task (`None` once stopped from the admin API) and what stops it.
+struct Running {
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    stop: Shutdown,
+}
+
+impl Unit {
+    fn new(
+        role: &'static str,
+        name: String,
+        addr: SocketAddr,
+        task: JoinHandle<anyhow::Result<()>>,
+        stop: Shutdown,
+    ) -> Self {
+        let running = Running {
+            task: Some(task),
+            stop,
+        };
+        Self {
+            role,
+            name,
+            addr,
+            running: Arc::new(Mutex::new(running)),
+        }
+    }
+}
+
+/// A built instance's serving future, which returns once its stop token is cancelled and it
+/// has drained.
+type Run = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// An instance being built: its address and its run once it listens.
+type Launching = Pin<Box<dyn Future<Output = anyhow::Result<(SocketAddr, Run)>> + Send>>;
+
+/// Builds an api or chat instance listening on the given address and returns its address and
+/// its run, stopped by the given token: how an instance starts, at start-up and after a stop.
+type Launch = Arc<dyn Fn(SocketAddr, Shutdown) -> Launching + Send + Sync>;
+
+/// The api and chat instances, which the gateway's admin API may stop and start
+/// ([`InstanceControl`]).
+struct Control {
+    instances: Vec<Controlled>,
+    died: Shutdown,
+}
+
+/// One instance under [`Control`].
+struct Controlled {
+    pool: &'static str,
+    name: String,
+    addr: SocketAddr,
+    running: Arc<Mutex<Running>>,
+    /// The stack's signal that stops this kind of instance: each run's token is its child.
+    parent: Shutdown,
+    launch: Launch,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.instances.iter().map(|i| (&i.name, i.addr)))
+            .finish()
+    }
+}
+
+impl Control {
+    fn find(&self, pool: &str, address: &str) -> Result<&Controlled, ControlError> {
+        self.instances
+            .iter()
+            .find(|i| i.pool == pool && i.addr.to_string() == address)
+            .ok_or_else(|| ControlError::Unknown {
+                pool: pool.to_owned(),
+                address: address.to_owned(),
+            })
+    }
+}
+
+impl InstanceControl for Control {
+    fn stop<'a>(&'a self, pool: &'a str, address: &'a str) -> ControlFuture<'a> {
+        Box::pin(async move {
+            let instance = self.find(pool, address)?;
+            let mut running = instance.running.lock().await;
+            let Some(mut task) = running.task.take() else {
+                return Err(ControlError::Already(format!(
+                    "{} ({address}) is stopped already",
+                    instance.name
+                )));
+            };
+            running.stop.cancel();
+            match tokio::time::timeout(STOP_DEADLINE, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(name = %instance.name, error = crate::describe(&e), "instance failed while stopping");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(name = %instance.name, error = %e, "instance task panicked");
+                }
+                Err(_) => {
+                    tracing::warn!(name = %instance.name, deadline = ?STOP_DEADLINE, "instance still draining; cut short");
+                    task.abort();
+                }
+            }
+            tracing::info!(name = %instance.name, addr = %instance.addr, "instance stopped");
+            Ok(())
+        })
+    }
+
+    fn start<'a>(&'a self, pool: &'a str, address: &'a str) -> ControlFuture<'a> {
+        Box::pin(async move {
+            let instance = self.find(pool, address)?;
+            let mut running = instance.running.lock().await;
+            if running.task.is_some() {
+                return Err(ControlError::Already(format!(
+                    "{} ({address}) is running already",
+                    instance.name
+                )));
+            }
+            if instance.parent.is_cancelled() {
+                return Err(ControlError::Failed("the stack is shutting down".into()));
+            }
+            let stop = instance.parent.child_token();
+            let (_, run) = (instance.launch)(instance.addr, stop.clone())
+                .await
+                .map_err(|e| ControlError::Failed(crate::describe(&e)))?;
+            running.task = Some(spawn_unit(run, &stop, &self.died));
+            running.stop = stop;
+            tracing::info!(name = %instance.name, addr = %instance.addr, "instance started");
+            Ok(())
+        })
+    }
 }
 
 /// Everything `strata up` started, and the signals that stop it in order.
@@ -106,6 +252,8 @@ struct Stack {
     gateway: Option<Unit>,
     admin_addr: Option<SocketAddr>,
     roles: Vec<Unit>,
+    /// The api and chat instances, for the gateway's admin API to stop and start.
+    controlled: Vec<Controlled>,
 }
 
 impl Stack {
@@ -120,7 +268,34 @@ impl Stack {
             gateway: None,
             admin_addr: None,
             roles: Vec::new(),
+            controlled: Vec::new(),
         }
+    }
+
+    /// Builds an instance with `launch` on `listen` and runs it until `parent` (or its own
+    /// stop) is cancelled; it stays under the control of the gateway's admin API.
+    async fn start_instance(
+        &mut self,
+        role: &'static str,
+        name: String,
+        listen: SocketAddr,
+        launch: Launch,
+        parent: &Shutdown,
+    ) -> anyhow::Result<()> {
+        let stop = parent.child_token();
+        let (addr, run) = launch(listen, stop.clone()).await?;
+        let task = spawn_unit(run, &stop, &self.died);
+        let unit = Unit::new(role, name.clone(), addr, task, stop);
+        self.controlled.push(Controlled {
+            pool: role,
+            name,
+            addr,
+            running: Arc::clone(&unit.running),
+            parent: parent.clone(),
+            launch,
+        });
+        self.roles.push(unit);
+        Ok(())
     }
 
     /// Starts the cache, the bus, every instance and the gateway in front of them.
@@ -152,18 +327,10 @@ impl Stack {
                 carts: config.carts.settings(&config.store.data_dir),
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
-            let server =
-                ApiServer::build(settings, self.store.clone(), cache.clone(), objects.clone())
-                    .await
-                    .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
-            let addr = server.local_addr();
-            let task = self.spawn_role(server.run(self.roles_stop.clone()));
-            self.roles.push(Unit {
-                role: "api",
-                name,
-                addr,
-                task,
-            });
+            let launch = api_launch(settings, self.store.clone(), cache.clone(), objects.clone());
+            let parent = self.roles_stop.clone();
+            self.start_instance("api", name, listen, launch, &parent)
+                .await?;
         }
         for i in 0..config.chat.instances {
             let settings = ChatSettings {
@@ -177,22 +344,10 @@ impl Stack {
                 },
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
-            let server =
-                ChatServer::build(settings, self.store.clone(), cache.clone(), bus.clone())
-                    .await
-                    .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
-            let addr = server.local_addr();
-            let task = spawn_unit(
-                server.run(self.chat_stop.clone()),
-                &self.chat_stop,
-                &self.died,
-            );
-            self.roles.push(Unit {
-                role: "chat",
-                name,
-                addr,
-                task,
-            });
+            let launch = chat_launch(settings, self.store.clone(), cache.clone(), bus.clone());
+            let parent = self.chat_stop.clone();
+            self.start_instance("chat", name, listen, launch, &parent)
+                .await?;
         }
         for i in 0..config.worker.instances {
             // SQLite has no row locks to share the outbox between relays: one relay there.
@@ -210,12 +365,8 @@ impl Stack {
                 .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
             let addr = worker.local_addr();
             let task = self.spawn_role(worker.run(self.roles_stop.clone()));
-            self.roles.push(Unit {
-                role: "worker",
-                name,
-                addr,
-                task,
-            });
+            let stop = self.roles_stop.clone();
+            self.roles.push(Unit::new("worker", name, addr, task, stop));
         }
 
         let mut gateway_config = config.gateway.clone();
@@ -230,9 +381,21 @@ impl Stack {
             })
             .filter(|pool| !pool.instances.is_empty())
             .collect();
+        // The operations view shows the event pipeline as the workers report it.
+        if gateway_config.ops.sources.is_empty() {
+            gateway_config.ops.sources = self
+                .addrs_of("worker")
+                .map(|addr| format!("http://{addr}/metrics"))
+                .collect();
+        }
+        let control = Control {
+            instances: std::mem::take(&mut self.controlled),
+            died: self.died.clone(),
+        };
         let gateway = Gateway::build(&gateway_config)
             .await
-            .map_err(|e| start_failed(e.into(), "the gateway", None))?;
+            .map_err(|e| start_failed(e.into(), "the gateway", None))?
+            .with_control(Arc::new(control));
         gateway
             .handle()
             .verify_tokens_with(backends::token_key(config, &jwt_secret)?);
@@ -242,12 +405,8 @@ impl Stack {
             &self.gateway_stop,
             &self.died,
         );
-        self.gateway = Some(Unit {
-            role: "gateway",
-            name: "gateway".to_owned(),
-            addr,
-            task,
-        });
+        let stop = self.gateway_stop.clone();
+        self.gateway = Some(Unit::new("gateway", "gateway".to_owned(), addr, task, stop));
         self.admin_addr = Some(admin_addr);
         Ok(())
     }
@@ -257,7 +416,7 @@ impl Stack {
         run: impl Future<Output = Result<(), E>> + Send + 'static,
     ) -> JoinHandle<anyhow::Result<()>>
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: Into<anyhow::Error>,
     {
         spawn_unit(run, &self.roles_stop, &self.died)
     }
@@ -290,6 +449,7 @@ impl Stack {
         if let (Some(gateway), Some(admin)) = (&self.gateway, self.admin_addr) {
             let public = gateway.addr;
             let _ = writeln!(out, "  public    http://{public}/");
+            let _ = writeln!(out, "  ops       http://{admin}/ops");
             let _ = writeln!(out, "  admin     http://{admin}/admin/pools");
             let _ = writeln!(out, "  metrics   http://{admin}/metrics");
             let _ = writeln!(
@@ -374,6 +534,48 @@ fn start_failed(error: anyhow::Error, what: &str, listen: Option<SocketAddr>) ->
     }
 }
 
+/// How an api instance starts: built from `settings` on the address given, over `store`,
+/// `cache` and `objects` (the product images).
+fn api_launch(settings: ApiSettings, store: Store, cache: AnyCache, objects: AnyObjects) -> Launch {
+    Arc::new(move |listen: SocketAddr, stop: Shutdown| -> Launching {
+        let settings = ApiSettings {
+            listen,
+            ..settings.clone()
+        };
+        let (store, cache, objects) = (store.clone(), cache.clone(), objects.clone());
+        Box::pin(async move {
+            let name = settings.instance.clone();
+            let server = ApiServer::build(settings, store, cache, objects)
+                .await
+                .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
+            let addr = server.local_addr();
+            let run: Run = Box::pin(async move { Ok(server.run(stop).await?) });
+            Ok((addr, run))
+        })
+    })
+}
+
+/// How a chat instance starts: built from `settings` on the address given, over `store`,
+/// `cache` and `bus`.
+fn chat_launch(settings: ChatSettings, store: Store, cache: AnyCache, bus: AnyBus) -> Launch {
+    Arc::new(move |listen: SocketAddr, stop: Shutdown| -> Launching {
+        let settings = ChatSettings {
+            listen,
+            ..settings.clone()
+        };
+        let (store, cache, bus) = (store.clone(), cache.clone(), bus.clone());
+        Box::pin(async move {
+            let name = settings.instance.clone();
+            let server = ChatServer::build(settings, store, cache, bus)
+                .await
+                .map_err(|e| start_failed(e.into(), &name, Some(listen)))?;
+            let addr = server.local_addr();
+            let run: Run = Box::pin(async move { Ok(server.run(stop).await?) });
+            Ok((addr, run))
+        })
+    })
+}
+
 /// Spawns a unit's `run` future; if it returns before `stop` was cancelled, `died` is cancelled
 /// so `strata up` notices and shuts everything down instead of limping on.
 fn spawn_unit<E>(
@@ -382,11 +584,11 @@ fn spawn_unit<E>(
     died: &Shutdown,
 ) -> JoinHandle<anyhow::Result<()>>
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: Into<anyhow::Error>,
 {
     let (stop, died) = (stop.clone(), died.clone());
     tokio::spawn(async move {
-        let result = run.await.map_err(anyhow::Error::from);
+        let result = run.await.map_err(Into::into);
         if !stop.is_cancelled() {
             died.cancel();
         }
@@ -394,9 +596,12 @@ where
     })
 }
 
-/// Waits for a unit to finish; returns its name when it failed.
+/// Waits for a unit to finish (at once when it was stopped from the admin API); returns its
+/// name when it failed.
 async fn join(unit: Unit) -> Option<String> {
-    match unit.task.await {
+    // `None`: stopped from the admin API, nothing left to wait for.
+    let task = unit.running.lock().await.task.take()?;
+    match task.await {
         Ok(Ok(())) => {
             // The instance logged its own "stopped".
             tracing::debug!(role = unit.role, name = %unit.name, "stopped");

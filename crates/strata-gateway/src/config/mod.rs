@@ -1,12 +1,13 @@
 //! The gateway's configuration (`[gateway]`, `STRATA_GATEWAY_<KEY>`): listeners, timeouts,
-//! limits, TLS, the pools and their settings, and the vocabulary they use (algorithms, hash
-//! keys, instance URLs). Declared with strata-core's `config_section!`; the binary composes it
+//! limits, TLS, the pools and their settings, the operations view, and the vocabulary they use
+//! (algorithms, hash keys, instance URLs). Declared with strata-core's `config_section!`; the binary composes it
 //! into the whole configuration under [`SECTION`].
 
 mod algorithm;
 mod compression;
 mod http2;
 mod instance;
+mod ops;
 mod pool;
 mod protocol;
 mod rate_limit;
@@ -23,6 +24,7 @@ pub use algorithm::{Algorithm, HashKey};
 pub use compression::{CompressionConfig, Encoding};
 pub use http2::Http2Settings;
 pub use instance::{InstanceUrl, MAX_WEIGHT, parse_instance_url};
+pub use ops::{OpsConfig, parse_source};
 pub use pool::{HealthConfig, PoolConfig, PoolSettings};
 pub use protocol::UpstreamProtocol;
 pub use rate_limit::{MAX_RATE_PER_SEC, RateLimitRule};
@@ -138,6 +140,9 @@ config_section! {
         /// HTTP/2 from clients (`STRATA_GATEWAY_HTTP2_<KEY>`): stream and reset limits and
         /// the idle timeout of their connections.
         section http2: Http2Settings = Http2Settings::default(),
+        /// The operations view on the admin listener (`STRATA_GATEWAY_OPS_<KEY>`): the
+        /// sources of the event-pipeline figures it shows and how many may watch at once.
+        section ops: OpsConfig = OpsConfig::default(),
     }
     setters {
         /// The pools' instances in one value, `api=URL,URL;chat=URL` (pools separated by `;`):

@@ -241,7 +241,10 @@ impl Membership {
     }
 
     /// Instance `id` (hex id or address) of configured pool `pool`.
-    fn lookup(&self, pool: &str, id: &str) -> Result<Arc<Instance>, MembershipError> {
+    ///
+    /// # Errors
+    /// [`MembershipError::NoPool`] or [`MembershipError::NoInstance`].
+    pub fn lookup(&self, pool: &str, id: &str) -> Result<Arc<Instance>, MembershipError> {
         let table = self.table.load();
         let current = table
             .pool(pool)

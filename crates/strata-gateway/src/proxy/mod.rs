@@ -205,14 +205,15 @@ impl Proxy {
         pool.compression().apply(offer, &mut response);
 
         let status = response.status();
+        let elapsed = started.elapsed();
         match &served_by {
             Some(instance) => {
                 instance.metrics().responses.inc(status);
+                instance.metrics().duration.observe(elapsed);
                 instance.count_served();
             }
             None => pool.metrics().responses.inc(status),
         }
-        let elapsed = started.elapsed();
         pool.metrics().duration.observe(elapsed);
         // The access log is off by default (`log.access_sample`): one line per request
         // would cost the proxy most of its throughput.

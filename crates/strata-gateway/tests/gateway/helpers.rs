@@ -52,6 +52,16 @@ impl Backend {
     /// HTTP/1.1-only server); with `keep_alive`, it speaks HTTP/1.1 and h2c.
     pub async fn start_with(name: &str, keep_alive: bool) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(name, keep_alive, listener)
+    }
+
+    /// A backend on `addr` (one that listened there before and was dropped: a restart).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        Self::serve(name, true, listener)
+    }
+
+    fn serve(name: &str, keep_alive: bool, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -300,6 +310,11 @@ pub async fn spawn_gateway(config: GatewayConfig) -> TestGateway {
 
 pub async fn spawn_gateway_with(config: GatewayConfig, limits: Limits) -> TestGateway {
     let gateway = Gateway::build_with_limits(&config, limits).await.unwrap();
+    spawn_built(gateway)
+}
+
+/// Runs a gateway built by the test (with an instance control, say).
+pub fn spawn_built(gateway: Gateway) -> TestGateway {
     let (addr, admin) = (gateway.local_addr(), gateway.admin_addr());
     let handle = gateway.handle();
     let shutdown = Shutdown::new();

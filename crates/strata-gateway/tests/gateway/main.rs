@@ -16,6 +16,7 @@ mod limits;
 mod malformed;
 mod membership;
 mod nodes;
+mod ops;
 mod pipelining;
 mod rate_limits;
 mod reload;

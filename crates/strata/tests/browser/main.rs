@@ -11,5 +11,6 @@ mod driver;
 #[allow(dead_code)]
 #[path = "../cli/harness.rs"]
 mod harness;
+mod ops;
 mod shop;
 mod smoke;

@@ -15,6 +15,7 @@ mod health;
 mod images;
 mod logs;
 mod metric_names;
+mod ops;
 mod ports;
 mod schemathesis;
 mod serve;
