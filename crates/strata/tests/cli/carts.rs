@@ -16,6 +16,9 @@ const JWT_SECRET: &str = "carts-test-secret-0123456789abcdef";
 /// Carts written before the kill, each by its own client.
 const CARTS: usize = 16;
 
+/// Each writer's cart (by its cookie) as last acknowledged: `(product id, quantity)` lines.
+type Acknowledged = Arc<Mutex<HashMap<String, Vec<(i64, i64)>>>>;
+
 fn spawn_api(data: &TempDir, listen: &str) -> Process {
     let mut command = strata(&[
         "serve",
@@ -134,7 +137,7 @@ async fn acknowledged_cart_changes_survive_kill_9() {
     settled.insert(cookie, vec![(1, 1), (2, 7)]);
 
     // Writers still running when the process dies: each remembers its last acknowledged cart.
-    let acknowledged: Arc<Mutex<HashMap<String, Vec<(i64, i64)>>>> = Arc::default();
+    let acknowledged: Acknowledged = Arc::default();
     let mut running = Vec::new();
     for _ in 0..4 {
         let (client, base, acknowledged) = (client.clone(), base.clone(), acknowledged.clone());
