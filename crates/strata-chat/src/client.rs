@@ -329,7 +329,7 @@ pub async fn default_room(base: &str, token: &str) -> Result<String, ClientError
     match me.role {
         strata_core::auth::UserRole::Customer => Ok(format!("support-{}", me.id)),
         role => Err(ClientError::NoDefaultRoom(format!(
-            "a {} account has no room of its own: name one with --room \
+            "an account with the {} role has no room of its own: name one with --room \
              (`lobby-<name>`, or a customer's `support-<user id>`)",
             role.as_str()
         ))),

@@ -285,13 +285,19 @@ async fn a_customer_shops_checks_out_once_and_watches_the_order_ship() {
     assert_eq!(rows.len(), 1, "one order");
     browser.screenshot("shop-orders").await;
 
-    // Notifications: one per status the order entered.
+    // Notifications: one per status the order entered, each naming the order once.
     browser.open(&up.url("/notifications")).await;
-    browser
-        .wait_text("the notifications", |t| {
-            t.contains("shipped") || t.contains("Shipped")
-        })
+    let text = browser
+        .wait_text("the shipping notification", |t| t.contains("on its way"))
         .await;
+    for said in [
+        "We received your order",
+        "Your payment was accepted",
+        "Your order is on its way",
+    ] {
+        assert_eq!(text.matches(said).count(), 1, "{said:?} once in:\n{text}");
+    }
+    assert!(!text.contains("Order 1: Order 1:"), "{text}");
     browser.screenshot("shop-notifications").await;
 
     // A product that does not exist: a friendly 404 page.

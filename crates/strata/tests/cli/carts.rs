@@ -31,7 +31,10 @@ fn spawn_api(data: &TempDir, listen: &str) -> Process {
     command
         .env("STRATA_AUTH_JWT_SECRET", JWT_SECRET)
         .env("STRATA_STORE_DATA_DIR", data.path())
-        .env("STRATA_CARTS_MODE", "local");
+        .env("STRATA_CARTS_MODE", "local")
+        // Local carts are refused beside other api instances (nothing routes a cart to its
+        // holder yet): this process is the only one.
+        .env("STRATA_API_INSTANCES", "1");
     Process::spawn(command)
 }
 

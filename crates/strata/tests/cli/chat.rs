@@ -161,7 +161,9 @@ async fn without_a_room_a_customer_joins_their_support_room_and_an_admin_is_aske
     assert!(!status.success(), "{stdout}{stderr}");
     assert_eq!(stderr.matches("strata: error").count(), 1, "{stderr}");
     assert!(
-        stderr.contains("an admin account has no room of its own: name one with --room"),
+        stderr.contains(
+            "an account with the admin role has no room of its own: name one with --room"
+        ),
         "{stderr}"
     );
 }
