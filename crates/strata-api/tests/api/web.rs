@@ -80,7 +80,10 @@ async fn html(response: Response, status: StatusCode) -> String {
     );
     let body = response.text().await.expect("body");
     assert_eq!(body.matches("<main").count(), 1, "{url}: one <main>");
-    assert!(body.contains("<!-- chat widget -->\n</body>"), "{url}");
+    assert!(
+        body.contains(r#"<script type="module" src="/static/chat-widget.js"></script>"#),
+        "{url}: the chat widget"
+    );
     body
 }
 
