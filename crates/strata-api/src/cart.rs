@@ -617,14 +617,7 @@ fn new_token() -> String {
 
 /// The first well-formed `strata_cart` token among the request's `Cookie` headers.
 pub(crate) fn cart_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == CART_COOKIE)
-        .map(|(_, value)| value.trim())
+    strata_core::http::cookies(headers, CART_COOKIE)
         .find(|value| {
             value.len() == TOKEN_HEX_LEN
                 && value

@@ -150,14 +150,7 @@ pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response {
 
 /// The value of cookie `name` among the request's `Cookie` headers (the first one).
 pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim())
+    strata_core::http::cookies(headers, name).next()
 }
 
 /// `next` when it is a path of this site (`/…`, not `//…`), else `/`: where a form sends the

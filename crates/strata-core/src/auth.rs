@@ -41,18 +41,12 @@ pub const MAX_TOKEN_LEN: usize = 4096;
 /// `SameSite=Lax` keeps other sites' forms and scripts from sending it with a change.
 pub const SESSION_COOKIE: &str = "strata_session";
 
-/// The session token in `headers`' [`SESSION_COOKIE`], if any (the first one when several
-/// `Cookie` headers or pairs name it). Only located here; verifying it is [`TokenKey::verify`].
+/// The session token in `headers`' [`SESSION_COOKIE`], if any (the first well-formed one when
+/// several `Cookie` headers or pairs name it). Only located here; verifying it is [`TokenKey::verify`].
 pub fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.trim_matches('"'))
-        .filter(|value| !value.is_empty() && value.len() <= MAX_TOKEN_LEN)
+    crate::http::cookies(headers, SESSION_COOKIE)
+        .map(|value| value.trim_matches('"'))
+        .find(|value| !value.is_empty() && value.len() <= MAX_TOKEN_LEN)
 }
 
 /// What an account may do. Stored as its lowercase name (the database's CHECK constraint

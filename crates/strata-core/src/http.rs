@@ -21,6 +21,23 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tracing::Instrument;
 
+/// The values of cookie `name` among `headers`' `Cookie` headers, in order (a browser may send
+/// a name twice, e.g. set on two paths): the one place cookies are read, so every role splits
+/// them the same way. Values are trimmed; checking them is the caller's.
+pub fn cookies<'h, 'n>(
+    headers: &'h axum::http::HeaderMap,
+    name: &'n str,
+) -> impl Iterator<Item = &'h str> + use<'h, 'n> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(move |(key, _)| *key == name)
+        .map(|(_, value)| value.trim())
+}
+
 use crate::shutdown::Shutdown;
 use crate::telemetry::{SharedRegistry, render};
 
