@@ -63,6 +63,7 @@ fuzz_target!(|input: &[u8]| {
         ClientFrame::Join { room, .. }
         | ClientFrame::Leave { room }
         | ClientFrame::Typing { room }
+        | ClientFrame::Read { room, .. }
         | ClientFrame::Send { room, .. } => check_room(room),
         ClientFrame::Auth { .. } | ClientFrame::Ping => {}
     }
