@@ -502,6 +502,7 @@ pub(crate) fn spawn(local: &Arc<LocalCarts>, peers: &Arc<Peers>) {
 /// Sends every cart not owned here, batch by batch, until none is left in this view.
 async fn hand_over(peers: &Peers, local: &LocalCarts) -> Result<(), String> {
     let view = peers.view().hash;
+    let started = std::time::Instant::now();
     let mut sent = 0usize;
     loop {
         if peers.view().hash != view {
@@ -515,7 +516,11 @@ async fn hand_over(peers: &Peers, local: &LocalCarts) -> Result<(), String> {
         send(peers, local, batch).await?;
     }
     if sent > 0 {
-        tracing::info!(carts = sent, "carts handed over to their new owners");
+        tracing::info!(
+            carts = sent,
+            ms = started.elapsed().as_millis() as u64,
+            "carts handed over to their new owners"
+        );
     }
     Ok(())
 }
