@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use strata_core::testkit::{POSTGRES, require_service};
 
 use crate::harness::{
-    Process, START_TIMEOUT, TempDir, free_port, strata, wait_ready, with_search_path,
+    Process, START_TIMEOUT, TempDir, free_port, spawn_up_with_env, strata, wait_ready,
+    with_search_path,
 };
 
 /// The signing secret of the test's api process.
@@ -670,4 +671,107 @@ async fn carts_follow_their_owner_as_instances_leave_and_join() {
     }
     drop(apis);
     drop(schema);
+}
+
+/// `strata up` with local carts runs its three api instances as one cluster: it points them
+/// at its own gateway and pins the api pool to the cart owner cookie. Every cart lives on
+/// exactly one instance, and an instance stopped through the admin API hands its carts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strata_up_shares_local_carts_among_its_api_instances() {
+    let up = spawn_up_with_env(&[], &[("STRATA_CARTS_MODE", "local")]).await;
+    let cluster = Cluster {
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        public: up.public.to_string(),
+        admin: up.admin.to_string(),
+        database_url: String::new(),
+        data: TempDir::new("carts-up"),
+        retried: Arc::default(),
+    };
+    let pools: Value = cluster
+        .client
+        .get(format!("http://{}/admin/pools", cluster.admin))
+        .send()
+        .await
+        .expect("pools")
+        .json()
+        .await
+        .expect("pools JSON");
+    let api = pools["pools"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .find(|p| p["name"] == "api")
+        .expect("api pool");
+    assert_eq!(api["algorithm"], "consistent_hash", "{api}");
+    let apis = up.instances("api");
+    assert_eq!(apis.len(), 3);
+
+    let catalog: Value = cluster
+        .client
+        .get(format!(
+            "http://{}/api/v1/products?per_page=3",
+            cluster.public
+        ))
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("products JSON");
+    let products: Vec<i64> = catalog["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["id"].as_i64().expect("id"))
+        .collect();
+    let mut shoppers = vec![Shopper::default(); 18];
+    for &product in &products {
+        cluster.add_everywhere(&mut shoppers, product).await;
+    }
+    let held = |port: u16| {
+        let client = cluster.client.clone();
+        async move {
+            let text = client
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            text.lines()
+                .find_map(|l| l.strip_prefix("strata_api_carts_held "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        }
+    };
+    let mut total = 0;
+    for row in &apis {
+        total += held(row.addr.port()).await;
+    }
+    assert_eq!(total, 18, "each cart on exactly one instance");
+
+    let stopped = &apis[0];
+    assert_eq!(
+        cluster
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/pools/api/instances/{}/stop", stopped.addr),
+                None,
+            )
+            .await,
+        202
+    );
+    cluster
+        .check_everyone(&mut shoppers, "after stopping an instance")
+        .await;
+    cluster.add_everywhere(&mut shoppers, products[0]).await;
+    let mut total = 0;
+    for row in &apis[1..] {
+        total += held(row.addr.port()).await;
+    }
+    assert_eq!(total, 18, "the stopped instance's carts were handed over");
 }
