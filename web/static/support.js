@@ -3,7 +3,7 @@
 // number of rooms open side by side as tabs, each with its conversation, who is typing and a
 // box to answer. Viewing a room's messages moves this agent's read marker.
 
-import { ChatConnection } from "/static/chat-connection.js";
+import { ChatConnection, clock, el, logInLink } from "/static/chat-connection.js";
 
 /// How often the room list is read again while nothing happens here.
 const REFRESH_MS = 3000;
@@ -13,25 +13,7 @@ const STATES = {
   connecting: "Connecting…",
   open: "Connected",
   reconnecting: "Connection lost: reconnecting…",
-  unauthorized: "Your session has ended: log in again.",
 };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-function clock(sentAt) {
-  const at = new Date(sentAt);
-  return Number.isNaN(at.getTime())
-    ? ""
-    : at.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
-}
 
 class Console {
   constructor(me) {
@@ -45,18 +27,26 @@ class Console {
       onFrame: (frame) => this.frame(frame),
       onState: (state) => {
         this.status.dataset.state = state;
-        this.status.textContent = STATES[state] ?? state;
+        if (state === "unauthorized") {
+          clearInterval(this.poll);
+          this.status.replaceChildren("Your session has ended: ", logInLink("log in again"), ".");
+        } else {
+          this.status.textContent = STATES[state] ?? state;
+        }
       },
+      probe: () => "/api/v1/chat/rooms?limit=1",
     });
     this.connection.connect();
     this.refresh();
-    setInterval(() => this.refresh(), REFRESH_MS);
+    this.poll = setInterval(() => this.refresh(), REFRESH_MS);
   }
 
   async refresh() {
     let list;
     try {
       const response = await fetch("/api/v1/chat/rooms?limit=100");
+      // A session refused is not asked again: the connection says so and stops.
+      if (response.status === 401 || response.status === 403) return this.connection.stop();
       if (!response.ok) throw new Error(`status ${response.status}`);
       list = await response.json();
     } catch (e) {
@@ -241,10 +231,9 @@ async function start() {
   try {
     const response = await fetch("/api/v1/users/me");
     if (response.status === 401) {
-      const next = encodeURIComponent("/support");
       return refuse([
         "Answering customers needs a support account. ",
-        el("a", { href: `/login?next=${next}`, text: "Log in" }),
+        logInLink(),
         " with one, or ask an administrator to grant your account the support role.",
       ]);
     }

@@ -4,6 +4,8 @@
 //! typing shown; then the customer's network is cut for real (a TCP relay in front of the
 //! gateway severs every connection and refuses new ones), the agent writes meanwhile, and once
 //! the network is back the widget resumes and shows each of those messages once, in order.
+//! While cut off, the widget does not claim the agent is here; when the session ends, it stops
+//! reconnecting and asks to log in again.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -242,6 +244,8 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     // The customer's network goes down: the widget says it is reconnecting.
     relay.cut();
     wait_css(&shop, ".chat-status[data-state='reconnecting']").await;
+    // Cut off, the widget cannot know whether the agent is still here, and says so.
+    wait_css(&shop, ".chat-presence[data-agent='unknown']").await;
     shop.screenshot("chat-reconnecting").await;
     for i in 1..=WHILE_CUT {
         answer
@@ -262,8 +266,9 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     );
     relay.restore();
 
-    // Back: every message sent meanwhile, exactly once, in order.
+    // Back: every message sent meanwhile, exactly once, in order, and the agent present.
     wait_css(&shop, ".chat-status[data-state='open']").await;
+    wait_css(&shop, ".chat-presence[data-agent='here']").await;
     let last = format!("While you were away {WHILE_CUT}");
     shop.wait_text("the messages sent while cut", |t| t.contains(&last))
         .await;
@@ -298,6 +303,35 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     .await;
     let again = widget_bodies(&shop).await;
     assert_eq!(again, bodies, "after a page change");
+
+    // The session ends (here: a cookie chat refuses) while the network is down: once back,
+    // the widget stops trying and asks to log in again, rather than retrying for ever.
+    shop.client
+        .execute(
+            "document.cookie = 'strata_session=not-a-session; path=/; samesite=lax'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    relay.cut();
+    wait_css(&shop, ".chat-status[data-state='reconnecting']").await;
+    relay.restore();
+    wait_css(
+        &shop,
+        ".chat-status[data-state='unauthorized'] a[href^='/login?next=']",
+    )
+    .await;
+    assert_eq!(
+        shop.wait(Locator::Css(".chat-presence"))
+            .await
+            .attr("data-agent")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("unknown"),
+        "no presence shown for a session that ended"
+    );
+    shop.screenshot("chat-session-ended").await;
 
     shop.close().await;
     desk.close().await;
