@@ -225,7 +225,7 @@ impl ApiServer {
 /// and the observing middleware around them.
 fn app_routes(state: AppState, documents: &[utoipa::openapi::OpenApi]) -> Router {
     Router::new()
-        .merge(web::routes())
+        .merge(web::routes(state.clone()))
         .merge(catalog::routes())
         .merge(recommendations::routes())
         .merge(images::routes())
