@@ -63,10 +63,13 @@ export class ChatConnection {
   /// `onState(state)`: "connecting", "open", "reconnecting" or "unauthorized" (the session
   /// ended: no more attempts). `probe(first room)`: a URL that this session may `GET` from
   /// chat, asked when a handshake fails, to tell a refused session from a network outage.
-  constructor({ onFrame, onState, probe }) {
+  /// `watch`: what else the connection watches (`"support"`: an `activity` frame for every
+  /// support room message, for the agents' console).
+  constructor({ onFrame, onState, probe, watch }) {
     this.onFrame = onFrame;
     this.onState = onState;
     this.probe = probe;
+    this.watching = watch;
     /// Joined rooms and the last message id seen in each.
     this.rooms = new Map();
     /// Messages sent and not yet acknowledged, by client id, to send again on reconnect.
@@ -139,6 +142,7 @@ export class ChatConnection {
       url.searchParams.set("room", first);
       url.searchParams.set("after", String(this.rooms.get(first)));
     }
+    if (this.watching) url.searchParams.set("watch", this.watching);
     this.onState(this.attempt === 0 ? "connecting" : "reconnecting");
     const ws = new WebSocket(url);
     this.ws = ws;

@@ -1,11 +1,16 @@
 // The agents' console (/support): the support rooms with their unread counts and whether the
-// customer is online, refreshed every few seconds and at once when something happens; any
-// number of rooms open side by side as tabs, each with its conversation, who is typing and a
-// box to answer. Viewing a room's messages moves this agent's read marker.
+// customer is online, kept current live by the agent's chat connection (it watches every
+// support room: an `activity` frame per message), read again every half minute to stay
+// true (someone else read a room, a customer left) and every few seconds while the
+// connection is down; any number of rooms open side by side as tabs, each with its
+// conversation, who is typing and a box to answer. Viewing a room's messages moves this
+// agent's read marker.
 
 import { ChatConnection, clock, el, logInLink } from "/static/chat-connection.js";
 
-/// How often the room list is read again while nothing happens here.
+/// How often the room list is read again while the connection is up (it brings the news), and
+/// while it is down (the list is all there is).
+const RECONCILE_MS = 30000;
 const REFRESH_MS = 3000;
 const TYPING_SHOWN_MS = 3000;
 
@@ -25,20 +30,58 @@ class Console {
     this.status = document.getElementById("rooms-status");
     this.connection = new ChatConnection({
       onFrame: (frame) => this.frame(frame),
-      onState: (state) => {
-        this.status.dataset.state = state;
-        if (state === "unauthorized") {
-          clearInterval(this.poll);
-          this.status.replaceChildren("Your session has ended: ", logInLink("log in again"), ".");
-        } else {
-          this.status.textContent = STATES[state] ?? state;
-        }
-      },
+      onState: (state) => this.state(state),
       probe: () => "/api/v1/chat/rooms?limit=1",
+      watch: "support",
     });
+    /// The rooms as last drawn, most recently active first.
+    this.rooms = [];
     this.connection.connect();
     this.refresh();
-    this.poll = setInterval(() => this.refresh(), REFRESH_MS);
+    this.every(REFRESH_MS);
+  }
+
+  /// Reads the list every `ms` from now on.
+  every(ms) {
+    clearInterval(this.poll);
+    this.poll = setInterval(() => this.refresh(), ms);
+  }
+
+  state(state) {
+    this.status.dataset.state = state;
+    if (state === "unauthorized") {
+      clearInterval(this.poll);
+      this.status.replaceChildren("Your session has ended: ", logInLink("log in again"), ".");
+      return;
+    }
+    this.status.textContent = STATES[state] ?? state;
+    if (state === "open") {
+      // What happened while the connection was down, then the news as it comes.
+      this.refresh();
+      this.every(RECONCILE_MS);
+    } else {
+      this.every(REFRESH_MS);
+    }
+  }
+
+  /// A support room's new message: its row moves to the top with the message, counted
+  /// unread unless it is this agent's or shown to them now. Each id counts once (the
+  /// instance may send one twice).
+  activity(frame) {
+    const room = this.rooms.find((r) => r.room === frame.room);
+    if (!room) {
+      // A room the list does not have yet: read the list.
+      this.refresh();
+      return;
+    }
+    if (frame.id <= (room.last_message?.id ?? 0)) return;
+    room.last_message = frame;
+    const mine = frame.sender === this.me.id;
+    if (frame.sender === room.customer) room.customer_online = true;
+    const seen = frame.room === this.active && !document.hidden;
+    if (!mine && !seen) room.unread += 1;
+    this.rooms = [room, ...this.rooms.filter((r) => r !== room)];
+    this.draw();
   }
 
   async refresh() {
@@ -53,16 +96,28 @@ class Console {
       this.status.textContent = `Cannot read the rooms (${e.message}); trying again.`;
       return;
     }
+    // A list read before a message that an `activity` frame already brought is older than
+    // what is shown: such a row stays as it is.
+    const shown = new Map(this.rooms.map((room) => [room.room, room]));
+    this.rooms = list.rooms.map((room) => {
+      const known = shown.get(room.room);
+      const newer = known && (known.last_message?.id ?? 0) > (room.last_message?.id ?? 0);
+      return newer ? known : room;
+    });
+    this.draw();
+  }
+
+  draw() {
     // Unchanged rows stay as they are: a button under the pointer (or the keyboard's focus)
     // is not replaced every few seconds.
-    const shown = JSON.stringify([list.rooms, [...this.open.keys()]]);
+    const shown = JSON.stringify([this.rooms, [...this.open.keys()]]);
     if (shown === this.shown) return;
     this.shown = shown;
     const rows = document.getElementById("rooms");
     const focused = document.activeElement?.closest("tr")?.dataset.room;
-    rows.replaceChildren(...list.rooms.map((room) => this.row(room)));
+    rows.replaceChildren(...this.rooms.map((room) => this.row(room)));
     if (focused) rows.querySelector(`tr[data-room="${focused}"] button`)?.focus();
-    if (list.rooms.length === 0) {
+    if (this.rooms.length === 0) {
       rows.append(el("tr", {}, el("td", { colspan: "5", text: "No customer has written yet." })));
     }
   }
@@ -182,6 +237,10 @@ class Console {
   }
 
   frame(frame) {
+    if (frame.type === "activity") {
+      this.activity(frame);
+      return;
+    }
     if (frame.room === undefined) return;
     const entry = this.open.get(frame.room);
     if (!entry) return;

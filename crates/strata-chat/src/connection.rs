@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use strata_bus::Bus;
 use strata_cache::Cache;
+use strata_core::auth::UserRole;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -43,6 +44,9 @@ const LINGER_BYTES: usize = 1024 * 1024;
 pub(crate) struct Start {
     pub user: Option<User>,
     pub room: Option<(RoomId, Option<i64>)>,
+    /// `watch=support`: the connection gets an `activity` frame for every support room
+    /// message (support and admin accounts; anyone else gets a `forbidden` error frame).
+    pub watch_support: bool,
 }
 
 /// Runs one connection to its end.
@@ -117,6 +121,9 @@ async fn live<S>(
     if let Some((room, after)) = start.room {
         Box::pin(reader.join(room, after)).await;
     }
+    if start.watch_support {
+        Box::pin(reader.watch_support()).await;
+    }
     let outbox = member.outbox.clone();
     let writer = Writer {
         hub: hub.clone(),
@@ -151,6 +158,7 @@ async fn live<S>(
     for room in &reader.joined {
         hub.remove_member(room, conn);
     }
+    hub.unwatch_support(conn);
     hub.metrics.connections.dec();
     // A crashed instance cleans nothing up: its users' presence expires with the TTL.
     if !killed && hub.disconnected(user.id) {
@@ -505,6 +513,26 @@ impl Reader {
                 body,
             } => self.send(&room, client_id, body).await,
             ClientFrame::Read { room, id } => self.read(&room, id).await,
+        }
+    }
+
+    /// Watches every support room when the account may answer them (its role now, read from
+    /// the store); else an error frame says why.
+    async fn watch_support(&mut self) {
+        let users = self.hub.store.users();
+        match Box::pin(users.role(self.user.id)).await {
+            Ok(Some(UserRole::Support | UserRole::Admin)) => {
+                self.hub.watch_support(self.conn, self.member.clone());
+            }
+            Ok(_) => self.error(
+                "forbidden",
+                "watching the support rooms needs a support or admin account",
+                None,
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a role");
+                self.error("unavailable", "the store is unavailable: try again", None);
+            }
         }
     }
 

@@ -5,7 +5,8 @@
 //! gateway severs every connection and refuses new ones), the agent writes meanwhile, and once
 //! the network is back the widget resumes and shows each of those messages once, in order.
 //! While cut off, the widget does not claim the agent is here; when the session ends, it stops
-//! reconnecting and asks to log in again.
+//! reconnecting and asks to log in again. The console's list is live: a customer's message is
+//! counted from the agent's chat connection, without the list being read again.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -114,6 +115,20 @@ async fn widget_bodies(browser: &Browser) -> Vec<String> {
     serde_json::from_value(bodies).unwrap()
 }
 
+/// How many times the console's page has read the agents' room list so far.
+async fn rooms_reads(browser: &Browser) -> usize {
+    let count = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource')\
+               .filter(e => e.name.includes('/api/v1/chat/rooms?')).length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    usize::try_from(count.as_u64().unwrap()).unwrap()
+}
+
 /// Waits until `css` matches an element of `browser`'s page (within the driver's wait).
 async fn wait_css(browser: &Browser, css: &str) {
     browser.wait(Locator::Css(css)).await;
@@ -186,6 +201,33 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
         .unwrap();
     assert_eq!(unread, "1");
     desk.screenshot("chat-console").await;
+
+    // The list is live: the customer's next message is counted at once, from the agent's
+    // chat connection, without the list being read again.
+    wait_css(&desk, "#rooms-status[data-state='open']").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads_before = rooms_reads(&desk).await;
+    let input = shop.wait(Locator::Id("chat-input")).await;
+    input
+        .send_keys(&format!("Are you there?{ENTER}"))
+        .await
+        .unwrap();
+    desk.wait_text("the customer's second message in the list", |t| {
+        t.contains("Are you there?")
+    })
+    .await;
+    let unread = desk
+        .wait(Locator::Css(&format!("{row} .unread")))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(unread, "2");
+    assert_eq!(
+        rooms_reads(&desk).await,
+        reads_before,
+        "the room list was read again rather than updated live"
+    );
 
     // The agent joins; the customer learns an agent is here.
     desk.wait(Locator::Css(&format!("{row} button")))
@@ -285,6 +327,7 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
         bodies,
         [
             "Hello, my order is late",
+            "Are you there?",
             "Let me check",
             "Thank you",
             "While you were away 1",
