@@ -64,6 +64,14 @@ class Console {
     }
   }
 
+  /// A customer came or went: their row says so.
+  presence(frame) {
+    const room = this.rooms.find((r) => r.room === frame.room && r.customer === frame.user);
+    if (!room || room.customer_online === frame.online) return;
+    room.customer_online = frame.online;
+    this.draw();
+  }
+
   /// A support room's new message: its row moves to the top with the message, counted
   /// unread unless it is this agent's or shown to them now. Each id counts once (the
   /// instance may send one twice).
@@ -241,6 +249,7 @@ class Console {
       this.activity(frame);
       return;
     }
+    if (frame.type === "presence") this.presence(frame);
     if (frame.room === undefined) return;
     const entry = this.open.get(frame.room);
     if (!entry) return;

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use crate::auth::{self, User};
+use crate::background::{DESK_PRESENCE_SUBJECT, DeskPresence};
 use crate::committer::Post;
 use crate::hub::{Hub, Member, Next, Out, Outbox, message_frame, presence_key};
 use crate::protocol::{ClientFrame, ServerFrame, TYPING_INTERVAL_MS, close};
@@ -92,6 +93,7 @@ async fn live<S>(
     hub.metrics.connections.inc();
     if hub.connected(user.id) {
         Box::pin(set_presence(&hub, user.id)).await;
+        Box::pin(tell_desk(&hub, user.id, true)).await;
     }
     let conn = hub.next_conn_id();
     let member = Member {
@@ -163,6 +165,7 @@ async fn live<S>(
     // A crashed instance cleans nothing up: its users' presence expires with the TTL.
     if !killed && hub.disconnected(user.id) {
         let _ = Box::pin(hub.cache.delete(&presence_key(user.id))).await;
+        Box::pin(tell_desk(&hub, user.id, false)).await;
     }
     if !killed && let Some(ws) = ws {
         Box::pin(linger(&hub, ws)).await;
@@ -285,6 +288,22 @@ async fn roster_changed(hub: &Hub, room: &RoomId) {
     let subject = format!("{}{room}", crate::background::MEMBER_SUBJECT);
     if let Err(error) = hub.bus.publish(&subject, Bytes::from(notice)).await {
         tracing::debug!(%error, %room, "cannot announce a new member");
+    }
+}
+
+/// Tells every instance's watching connections (the agents' consoles) that `user` came or
+/// went; lost on a bus outage, which the consoles' periodic read of their list makes up for.
+async fn tell_desk(hub: &Hub, user: i64, online: bool) {
+    let notice = DeskPresence { user, online };
+    let Ok(payload) = serde_json::to_vec(&notice) else {
+        return;
+    };
+    if let Err(error) = hub
+        .bus
+        .publish(DESK_PRESENCE_SUBJECT, Bytes::from(payload))
+        .await
+    {
+        tracing::debug!(%error, user, "cannot tell the consoles about a presence change");
     }
 }
 

@@ -296,6 +296,27 @@ impl Hub {
         lock(&self.desk).remove(&conn);
     }
 
+    /// Offers the watching connections a `presence` frame for `user`'s support room: the
+    /// agents' console shows whether each customer is online. A user connected to two
+    /// instances who leaves one shows offline until the console reads its list again.
+    pub fn tell_desk_presence(&self, user: i64, online: bool) {
+        let desk = lock(&self.desk);
+        if desk.is_empty() {
+            return;
+        }
+        let text = Utf8Bytes::from(
+            ServerFrame::Presence {
+                room: format!("support-{user}"),
+                user,
+                online,
+            }
+            .to_json(),
+        );
+        for member in desk.values() {
+            member.offer(Out::Text(text.clone()), &self.metrics);
+        }
+    }
+
     /// Offers an `activity` frame for each support room message to every watching
     /// connection. A message may be offered twice (fanned out by the instance that stored
     /// it, then again from the bus): the frame carries its id, and clients count ids.

@@ -288,6 +288,28 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     wait_css(&shop, ".chat-status[data-state='reconnecting']").await;
     // Cut off, the widget cannot know whether the agent is still here, and says so.
     wait_css(&shop, ".chat-presence[data-agent='unknown']").await;
+    // The console sees the customer leave at once (its list is read every 30 s only).
+    let away = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let online = desk
+                .client
+                .execute(
+                    "const c = document.querySelector(\"#rooms tr[data-room^='support-'] td:nth-child(2)\"); return c ? c.textContent : ''",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if online == json!("away") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        away.is_ok(),
+        "the console still shows the cut customer online"
+    );
     shop.screenshot("chat-reconnecting").await;
     for i in 1..=WHILE_CUT {
         answer
