@@ -3,7 +3,11 @@
 // connection drops and resumes every joined room from the last message id seen, and sends
 // again, under the same client id, what was not acknowledged: the server stores each
 // client id once and delivers every message once, in id order. The protocol is
-// docs/chat-protocol.md.
+// docs/chat-protocol.md. Also the few page helpers both chat pages share.
+//
+// What is retried: a dropped connection, a network error, a 5xx and the close codes that ask
+// for it (4012, 4013, 4009…). What is not: a session the server refuses (close code 4001, or
+// a handshake refused with 401/403, which the browser hides, so a plain request asks).
 
 /// Reconnection delays: doubling from the first, capped, each with jitter so that the
 /// clients of a restarted instance do not come back in one wave.
@@ -11,6 +15,42 @@ const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 5000;
 /// Typing notices sent at most this often (the server relays one a second).
 const TYPING_EVERY_MS = 1500;
+
+/// The delay before retry number `attempt` (0: the first), with jitter.
+export function backoff(attempt) {
+  const base = Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** attempt);
+  return base * (0.5 + Math.random() / 2);
+}
+
+/// True for an HTTP status worth asking again (the server's trouble, not the request's).
+export function retryable(status) {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+/// An element with attributes (`text`: its text) and children.
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+/// A message's time as hours and minutes of the reader's clock.
+export function clock(sentAt) {
+  const at = new Date(sentAt);
+  return Number.isNaN(at.getTime())
+    ? ""
+    : at.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+}
+
+/// A link to the log-in page that comes back to this page.
+export function logInLink(text = "Log in") {
+  const next = encodeURIComponent(location.pathname + location.search);
+  return el("a", { href: `/login?next=${next}`, class: "chat-login", text });
+}
 
 /// A client id for a message: random, so two tabs never collide.
 function clientId() {
@@ -20,10 +60,16 @@ function clientId() {
 
 export class ChatConnection {
   /// `onFrame(frame)`: every frame from the server, messages already de-duplicated;
-  /// `onState(state)`: "connecting", "open", "reconnecting" or "unauthorized".
-  constructor({ onFrame, onState }) {
+  /// `onState(state)`: "connecting", "open", "reconnecting" or "unauthorized" (the session
+  /// ended: no more attempts). `probe(first room)`: a URL that this session may `GET` from
+  /// chat, asked when a handshake fails, to tell a refused session from a network outage.
+  /// `watch`: what else the connection watches (`"support"`: an `activity` frame for every
+  /// support room message, for the agents' console).
+  constructor({ onFrame, onState, probe, watch }) {
     this.onFrame = onFrame;
     this.onState = onState;
+    this.probe = probe;
+    this.watching = watch;
     /// Joined rooms and the last message id seen in each.
     this.rooms = new Map();
     /// Messages sent and not yet acknowledged, by client id, to send again on reconnect.
@@ -43,7 +89,7 @@ export class ChatConnection {
     if (this.rooms.has(room)) return;
     this.rooms.set(room, after);
     if (this.isOpen()) this.raw({ type: "join", room, after });
-    else if (!this.ws) this.connect();
+    else if (!this.ws && !this.checking) this.connect();
   }
 
   leave(room) {
@@ -96,10 +142,12 @@ export class ChatConnection {
       url.searchParams.set("room", first);
       url.searchParams.set("after", String(this.rooms.get(first)));
     }
+    if (this.watching) url.searchParams.set("watch", this.watching);
     this.onState(this.attempt === 0 ? "connecting" : "reconnecting");
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
+      ws.opened = true;
       for (const [room, after] of this.rooms) {
         if (room !== first) this.raw({ type: "join", room, after });
       }
@@ -156,20 +204,54 @@ export class ChatConnection {
     }, this.heartbeatMs * 1.5);
   }
 
-  closed(ws, code) {
+  async closed(ws, code) {
     if (ws !== this.ws) return;
     clearTimeout(this.silence);
     this.ws = null;
     if (code === 4001) {
-      this.stopped = true;
-      this.onState("unauthorized");
+      this.stop();
       return;
     }
     this.onState("reconnecting");
+    if (!ws.opened) {
+      // A handshake that failed: refused (401, 403) or out of reach? Only a request says.
+      this.checking = true;
+      const refused = await this.refused();
+      this.checking = false;
+      if (refused) {
+        this.stop();
+        return;
+      }
+    }
+    if (this.stopped) return;
     // A draining instance asks for an immediate reconnect; anything else backs off.
-    const base = code === 4012 ? 0 : Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** this.attempt);
+    const delay = code === 4012 ? 0 : backoff(this.attempt);
     this.attempt += 1;
-    this.timer = setTimeout(() => this.connect(), base * (0.5 + Math.random() / 2));
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /// After a failed handshake: true when chat refuses this session (401, 403) rather than
+  /// being out of reach (a network error, a 5xx: worth another attempt).
+  async refused() {
+    if (!this.probe) return false;
+    const [first] = this.rooms.keys();
+    try {
+      const response = await fetch(this.probe(first), {
+        headers: { accept: "application/json" },
+        cache: "no-store",
+      });
+      return response.status === 401 || response.status === 403;
+    } catch {
+      return false;
+    }
+  }
+
+  /// Gives up for good: the session ended; the page asks its visitor to log in again.
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.onState("unauthorized");
   }
 
   retryNow() {

@@ -6,7 +6,7 @@
 // The last message id seen stays in sessionStorage, so the next page of the visit shows the
 // same conversation and resumes where this one left it.
 
-import { ChatConnection } from "/static/chat-connection.js";
+import { ChatConnection, backoff, clock, el, logInLink, retryable } from "/static/chat-connection.js";
 
 /// Messages of history shown when a page opens on a conversation already under way.
 const HISTORY = 50;
@@ -17,25 +17,10 @@ const STATES = {
   connecting: "Connecting…",
   open: "Connected",
   reconnecting: "Connection lost: reconnecting… (what you send goes out once back)",
-  unauthorized: "Your session has ended: log in again to chat.",
 };
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-function clock(sentAt) {
-  const at = new Date(sentAt);
-  return Number.isNaN(at.getTime())
-    ? ""
-    : at.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
-}
+/// What the widget says of the agents while it cannot know (its own connection is down).
+const PRESENCE_UNKNOWN = "Reconnecting: whether an agent is here is not known yet.";
 
 class Widget {
   constructor() {
@@ -67,6 +52,8 @@ class Widget {
     this.unseen = 0;
     this.names = new Map();
     this.online = new Set();
+    /// Whether `online` is current: only while connected, once the room's presence is read.
+    this.presenceKnown = false;
     this.typingTimer = null;
   }
 
@@ -98,15 +85,24 @@ class Widget {
     sessionStorage.setItem(this.key, JSON.stringify({ ...this.saved(), ...change }));
   }
 
-  async start() {
+  /// Finds out who is here; a network error or a 5xx is asked again, with backoff.
+  async start(attempt = 0) {
     let me;
     try {
       const response = await fetch("/api/v1/users/me", { headers: { accept: "application/json" } });
       if (response.status === 401) return this.visitor();
-      if (!response.ok) throw new Error(`status ${response.status}`);
+      if (!response.ok) {
+        const error = new Error(`status ${response.status}`);
+        error.final = !retryable(response.status);
+        throw error;
+      }
       me = await response.json();
     } catch (e) {
-      this.body.replaceChildren(el("p", { class: "error", text: `Chat is unavailable right now (${e.message}).` }));
+      const again = !e.final;
+      this.body.replaceChildren(el("p", { class: "error", text: again
+        ? `Chat is unavailable right now (${e.message}): trying again…`
+        : `Chat is unavailable (${e.message}).` }));
+      if (again) setTimeout(() => this.start(attempt + 1), backoff(attempt));
       return;
     }
     if (me.role !== "customer") {
@@ -119,10 +115,9 @@ class Widget {
   }
 
   visitor() {
-    const next = encodeURIComponent(location.pathname + location.search);
     this.body.replaceChildren(
       el("p", { text: "Log in to chat with our support team." }),
-      el("p", {}, el("a", { href: `/login?next=${next}`, class: "chat-login", text: "Log in" })));
+      el("p", {}, logInLink()));
   }
 
   customer(me) {
@@ -136,7 +131,7 @@ class Widget {
       this.input,
       el("button", { type: "submit", text: "Send" }));
     this.body.replaceChildren(this.status, this.presence, this.log, this.typingLine, form);
-    this.presence.textContent = "Looking for an agent…";
+    this.showPresence();
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       this.submit();
@@ -150,13 +145,26 @@ class Widget {
     this.input.addEventListener("input", () => this.connection.typing(this.room));
     this.connection = new ChatConnection({
       onFrame: (frame) => this.frame(frame),
-      onState: (state) => {
-        this.status.dataset.state = state;
-        this.status.textContent = STATES[state] ?? state;
-      },
+      onState: (state) => this.state(state),
+      probe: (room) => `/api/v1/chat/rooms/${room}/messages?limit=1`,
     });
     this.resume(this.saved().last ?? 0);
     if (this.saved().open) this.show(true);
+  }
+
+  /// The connection's state; presence is known only while connected.
+  state(state) {
+    this.status.dataset.state = state;
+    if (state === "unauthorized") {
+      this.status.replaceChildren("Your session has ended: ", logInLink("log in again"), " to chat.");
+      this.input.disabled = true;
+    } else {
+      this.status.textContent = STATES[state] ?? state;
+    }
+    if (state !== "open") {
+      this.presenceKnown = false;
+      this.showPresence();
+    }
   }
 
   /// Shows the end of the conversation seen on earlier pages, then connects after it.
@@ -238,6 +246,7 @@ class Widget {
       if (!response.ok) return;
       const list = await response.json();
       this.online = new Set(list.users.filter((u) => u.online && u.user !== this.me.id).map((u) => u.user));
+      this.presenceKnown = this.connection.isOpen();
       this.showPresence();
     } catch {
       // Presence frames keep it current from here.
@@ -245,6 +254,14 @@ class Widget {
   }
 
   showPresence() {
+    if (!this.presenceKnown) {
+      this.presence.dataset.agent = "unknown";
+      const state = this.status.dataset.state;
+      this.presence.textContent = state === "reconnecting"
+        ? PRESENCE_UNKNOWN
+        : state === "unauthorized" ? "" : "Looking for an agent…";
+      return;
+    }
     const here = this.online.size > 0;
     this.presence.dataset.agent = here ? "here" : "away";
     this.presence.textContent = here

@@ -1,11 +1,16 @@
 // The agents' console (/support): the support rooms with their unread counts and whether the
-// customer is online, refreshed every few seconds and at once when something happens; any
-// number of rooms open side by side as tabs, each with its conversation, who is typing and a
-// box to answer. Viewing a room's messages moves this agent's read marker.
+// customer is online, kept current live by the agent's chat connection (it watches every
+// support room: an `activity` frame per message), read again every half minute to stay
+// true (someone else read a room, a customer left) and every few seconds while the
+// connection is down; any number of rooms open side by side as tabs, each with its
+// conversation, who is typing and a box to answer. Viewing a room's messages moves this
+// agent's read marker.
 
-import { ChatConnection } from "/static/chat-connection.js";
+import { ChatConnection, clock, el, logInLink } from "/static/chat-connection.js";
 
-/// How often the room list is read again while nothing happens here.
+/// How often the room list is read again while the connection is up (it brings the news), and
+/// while it is down (the list is all there is).
+const RECONCILE_MS = 30000;
 const REFRESH_MS = 3000;
 const TYPING_SHOWN_MS = 3000;
 
@@ -13,25 +18,7 @@ const STATES = {
   connecting: "Connecting…",
   open: "Connected",
   reconnecting: "Connection lost: reconnecting…",
-  unauthorized: "Your session has ended: log in again.",
 };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  node.append(...children);
-  return node;
-}
-
-function clock(sentAt) {
-  const at = new Date(sentAt);
-  return Number.isNaN(at.getTime())
-    ? ""
-    : at.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
-}
 
 class Console {
   constructor(me) {
@@ -43,36 +30,102 @@ class Console {
     this.status = document.getElementById("rooms-status");
     this.connection = new ChatConnection({
       onFrame: (frame) => this.frame(frame),
-      onState: (state) => {
-        this.status.dataset.state = state;
-        this.status.textContent = STATES[state] ?? state;
-      },
+      onState: (state) => this.state(state),
+      probe: () => "/api/v1/chat/rooms?limit=1",
+      watch: "support",
     });
+    /// The rooms as last drawn, most recently active first.
+    this.rooms = [];
     this.connection.connect();
     this.refresh();
-    setInterval(() => this.refresh(), REFRESH_MS);
+    this.every(REFRESH_MS);
+  }
+
+  /// Reads the list every `ms` from now on.
+  every(ms) {
+    clearInterval(this.poll);
+    this.poll = setInterval(() => this.refresh(), ms);
+  }
+
+  state(state) {
+    this.status.dataset.state = state;
+    if (state === "unauthorized") {
+      clearInterval(this.poll);
+      this.status.replaceChildren("Your session has ended: ", logInLink("log in again"), ".");
+      return;
+    }
+    this.status.textContent = STATES[state] ?? state;
+    if (state === "open") {
+      // What happened while the connection was down, then the news as it comes.
+      this.refresh();
+      this.every(RECONCILE_MS);
+    } else {
+      this.every(REFRESH_MS);
+    }
+  }
+
+  /// A customer came or went: their row says so.
+  presence(frame) {
+    const room = this.rooms.find((r) => r.room === frame.room && r.customer === frame.user);
+    if (!room || room.customer_online === frame.online) return;
+    room.customer_online = frame.online;
+    this.draw();
+  }
+
+  /// A support room's new message: its row moves to the top with the message, counted
+  /// unread unless it is this agent's or shown to them now. Each id counts once (the
+  /// instance may send one twice).
+  activity(frame) {
+    const room = this.rooms.find((r) => r.room === frame.room);
+    if (!room) {
+      // A room the list does not have yet: read the list.
+      this.refresh();
+      return;
+    }
+    if (frame.id <= (room.last_message?.id ?? 0)) return;
+    room.last_message = frame;
+    const mine = frame.sender === this.me.id;
+    if (frame.sender === room.customer) room.customer_online = true;
+    const seen = frame.room === this.active && !document.hidden;
+    if (!mine && !seen) room.unread += 1;
+    this.rooms = [room, ...this.rooms.filter((r) => r !== room)];
+    this.draw();
   }
 
   async refresh() {
     let list;
     try {
       const response = await fetch("/api/v1/chat/rooms?limit=100");
+      // A session refused is not asked again: the connection says so and stops.
+      if (response.status === 401 || response.status === 403) return this.connection.stop();
       if (!response.ok) throw new Error(`status ${response.status}`);
       list = await response.json();
     } catch (e) {
       this.status.textContent = `Cannot read the rooms (${e.message}); trying again.`;
       return;
     }
+    // A list read before a message that an `activity` frame already brought is older than
+    // what is shown: such a row stays as it is.
+    const shown = new Map(this.rooms.map((room) => [room.room, room]));
+    this.rooms = list.rooms.map((room) => {
+      const known = shown.get(room.room);
+      const newer = known && (known.last_message?.id ?? 0) > (room.last_message?.id ?? 0);
+      return newer ? known : room;
+    });
+    this.draw();
+  }
+
+  draw() {
     // Unchanged rows stay as they are: a button under the pointer (or the keyboard's focus)
     // is not replaced every few seconds.
-    const shown = JSON.stringify([list.rooms, [...this.open.keys()]]);
+    const shown = JSON.stringify([this.rooms, [...this.open.keys()]]);
     if (shown === this.shown) return;
     this.shown = shown;
     const rows = document.getElementById("rooms");
     const focused = document.activeElement?.closest("tr")?.dataset.room;
-    rows.replaceChildren(...list.rooms.map((room) => this.row(room)));
+    rows.replaceChildren(...this.rooms.map((room) => this.row(room)));
     if (focused) rows.querySelector(`tr[data-room="${focused}"] button`)?.focus();
-    if (list.rooms.length === 0) {
+    if (this.rooms.length === 0) {
       rows.append(el("tr", {}, el("td", { colspan: "5", text: "No customer has written yet." })));
     }
   }
@@ -192,6 +245,11 @@ class Console {
   }
 
   frame(frame) {
+    if (frame.type === "activity") {
+      this.activity(frame);
+      return;
+    }
+    if (frame.type === "presence") this.presence(frame);
     if (frame.room === undefined) return;
     const entry = this.open.get(frame.room);
     if (!entry) return;
@@ -241,10 +299,9 @@ async function start() {
   try {
     const response = await fetch("/api/v1/users/me");
     if (response.status === 401) {
-      const next = encodeURIComponent("/support");
       return refuse([
         "Answering customers needs a support account. ",
-        el("a", { href: `/login?next=${next}`, text: "Log in" }),
+        logInLink(),
         " with one, or ask an administrator to grant your account the support role.",
       ]);
     }

@@ -32,6 +32,7 @@ use crate::ApiError;
 use crate::auth::AdminUser;
 use crate::error::echo;
 use crate::extract::{Json, PathId, PriceCents, optional_whole_number, schema, whole_number};
+use crate::images::image_url;
 use crate::openapi::ErrorBody;
 use crate::state::AppState;
 
@@ -74,6 +75,10 @@ pub struct ProductView {
     pub price_cents: i64,
     /// Units on hand, never negative.
     pub stock: i64,
+    /// Where the product's image is served: a path of this site, `/images/products/{id}`
+    /// (`404` while the product has none).
+    #[schema(example = "/images/products/7")]
+    pub image_url: String,
     /// When the row was inserted (UTC); serialized as RFC 3339.
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -94,6 +99,7 @@ impl From<Product> for ProductView {
             category: p.category,
             price_cents: p.price_cents,
             stock: p.stock,
+            image_url: image_url(p.id),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }

@@ -55,18 +55,34 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let limit = request
-            .extensions()
-            .get::<BodyLimit>()
-            .map_or(0, |limit| limit.0);
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| body_rejection(&rejection, limit))?;
-        decode(&bytes).map(Json)
+        decode(&read_body(request, state, is_json).await?).map(Json)
     }
+}
+
+/// The body of `request` when its media type (lowercase, without parameters) is one `accepts`
+/// ([`ApiError::UnsupportedMediaType`] otherwise), read within the router's limit: the one way
+/// the api's bodies and the pages' forms are read.
+///
+/// # Errors
+/// [`ApiError::UnsupportedMediaType`], or the 413/400 of [`body_rejection`].
+pub(crate) async fn read_body<S: Send + Sync>(
+    request: Request,
+    state: &S,
+    accepts: fn(&str) -> bool,
+) -> Result<Bytes, ApiError> {
+    if !media_type(request.headers().get(header::CONTENT_TYPE))
+        .as_deref()
+        .is_some_and(accepts)
+    {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let limit = request
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(0, |limit| limit.0);
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| body_rejection(&rejection, limit))
 }
 
 impl<T: Serialize> IntoResponse for Json<T> {
@@ -105,17 +121,21 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
-/// `application/json`, or any `application/<something>+json`, with any parameters.
-fn is_json(content_type: Option<&axum::http::HeaderValue>) -> bool {
-    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+/// The media type of a `Content-Type`: lowercase, without its parameters.
+fn media_type(content_type: Option<&axum::http::HeaderValue>) -> Option<String> {
+    let value = content_type?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// `application/json`, or any `application/<something>+json` (a [`media_type`]).
+fn is_json(essence: &str) -> bool {
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
@@ -741,13 +761,17 @@ mod tests {
 
     #[test]
     fn json_content_types_are_recognised() {
-        let ok = |v: &'static str| is_json(Some(&axum::http::HeaderValue::from_static(v)));
+        let ok = |v: &'static str| {
+            media_type(Some(&axum::http::HeaderValue::from_static(v)))
+                .as_deref()
+                .is_some_and(is_json)
+        };
         assert!(ok("application/json"));
         assert!(ok("application/json; charset=utf-8"));
         assert!(ok("Application/JSON"));
         assert!(ok("application/merge-patch+json"));
         assert!(!ok("text/plain"));
         assert!(!ok("application/jsonx"));
-        assert!(!is_json(None));
+        assert_eq!(media_type(None), None);
     }
 }

@@ -253,7 +253,7 @@ pub const LEAVE_LIMIT: Duration = Duration::from_secs(30);
 /// and the observing middleware around them.
 fn app_routes(state: AppState, documents: &[utoipa::openapi::OpenApi]) -> Router {
     Router::new()
-        .merge(web::routes())
+        .merge(web::routes(state.clone()))
         .merge(catalog::routes())
         .merge(recommendations::routes())
         .merge(images::routes())

@@ -100,8 +100,9 @@ const fn etag(bytes: &[u8]) -> [u8; 18] {
     tag
 }
 
-/// The page routes, to be merged into the api router.
-pub(crate) fn routes() -> Router<AppState> {
+/// The page routes, to be merged into the api router; `state` draws their error pages in
+/// the visitor's frame ([`error::in_visitor_frame`]).
+pub(crate) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/support", get(support))
         .route("/static/{name}", get(asset))
@@ -109,6 +110,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(cart::routes())
         .merge(account::routes())
         .merge(orders::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            error::in_visitor_frame,
+        ))
 }
 
 /// A rendered page: `status`, HTML, and `Cache-Control: no-cache` (a page shows the visitor's
@@ -151,6 +156,12 @@ pub(crate) fn see_other(location: &str, cookies: &[String]) -> Response {
 /// The value of cookie `name` among the request's `Cookie` headers (the first one).
 pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     strata_core::http::cookies(headers, name).next()
+}
+
+/// `path?next=…`: a page (log-in, register) that sends the visitor to `next` afterwards.
+pub(crate) fn with_next(path: &str, next: &str) -> String {
+    let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
+    format!("{path}?{query}")
 }
 
 /// `next` when it is a path of this site (`/…`, not `//…`), else `/`: where a form sends the

@@ -35,6 +35,16 @@ pub(crate) fn durable_name(instance: &str) -> String {
 /// The subject prefix of "this room has a new member" notices (the room follows).
 pub(crate) const MEMBER_SUBJECT: &str = "chat.member.";
 
+/// A user's first connection to an instance, or their last one there ending: every instance
+/// tells the connections that watch the support rooms (see `Hub::tell_desk_presence`).
+pub(crate) const DESK_PRESENCE_SUBJECT: &str = "chat.desk.presence";
+
+#[derive(serde::Serialize, Deserialize)]
+pub(crate) struct DeskPresence {
+    pub user: i64,
+    pub online: bool,
+}
+
 /// A "new member" notice: only the room matters (the roster is re-read from the store).
 #[derive(Deserialize)]
 struct MemberNotice {
@@ -108,6 +118,10 @@ fn handle(hub: &Hub, subject: &str, payload: &Bytes) {
         match serde_json::from_slice::<ChatMessage>(payload) {
             Ok(message) => hub.fan_out_many(std::slice::from_ref(&message)),
             Err(error) => tracing::warn!(%error, subject, "bad chat message on the bus"),
+        }
+    } else if subject == DESK_PRESENCE_SUBJECT {
+        if let Ok(notice) = serde_json::from_slice::<DeskPresence>(payload) {
+            hub.tell_desk_presence(notice.user, notice.online);
         }
     } else if subject.starts_with(MEMBER_SUBJECT) {
         if let Ok(notice) = serde_json::from_slice::<MemberNotice>(payload)

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use strata_bus::Bus;
 use strata_cache::Cache;
+use strata_core::auth::UserRole;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -22,6 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use crate::auth::{self, User};
+use crate::background::{DESK_PRESENCE_SUBJECT, DeskPresence};
 use crate::committer::Post;
 use crate::hub::{Hub, Member, Next, Out, Outbox, message_frame, presence_key};
 use crate::protocol::{ClientFrame, ServerFrame, TYPING_INTERVAL_MS, close};
@@ -43,6 +45,9 @@ const LINGER_BYTES: usize = 1024 * 1024;
 pub(crate) struct Start {
     pub user: Option<User>,
     pub room: Option<(RoomId, Option<i64>)>,
+    /// `watch=support`: the connection gets an `activity` frame for every support room
+    /// message (support and admin accounts; anyone else gets a `forbidden` error frame).
+    pub watch_support: bool,
 }
 
 /// Runs one connection to its end.
@@ -88,6 +93,7 @@ async fn live<S>(
     hub.metrics.connections.inc();
     if hub.connected(user.id) {
         Box::pin(set_presence(&hub, user.id)).await;
+        Box::pin(tell_desk(&hub, user.id, true)).await;
     }
     let conn = hub.next_conn_id();
     let member = Member {
@@ -116,6 +122,9 @@ async fn live<S>(
     };
     if let Some((room, after)) = start.room {
         Box::pin(reader.join(room, after)).await;
+    }
+    if start.watch_support {
+        Box::pin(reader.watch_support()).await;
     }
     let outbox = member.outbox.clone();
     let writer = Writer {
@@ -151,10 +160,12 @@ async fn live<S>(
     for room in &reader.joined {
         hub.remove_member(room, conn);
     }
+    hub.unwatch_support(conn);
     hub.metrics.connections.dec();
     // A crashed instance cleans nothing up: its users' presence expires with the TTL.
     if !killed && hub.disconnected(user.id) {
         let _ = Box::pin(hub.cache.delete(&presence_key(user.id))).await;
+        Box::pin(tell_desk(&hub, user.id, false)).await;
     }
     if !killed && let Some(ws) = ws {
         Box::pin(linger(&hub, ws)).await;
@@ -277,6 +288,22 @@ async fn roster_changed(hub: &Hub, room: &RoomId) {
     let subject = format!("{}{room}", crate::background::MEMBER_SUBJECT);
     if let Err(error) = hub.bus.publish(&subject, Bytes::from(notice)).await {
         tracing::debug!(%error, %room, "cannot announce a new member");
+    }
+}
+
+/// Tells every instance's watching connections (the agents' consoles) that `user` came or
+/// went; lost on a bus outage, which the consoles' periodic read of their list makes up for.
+async fn tell_desk(hub: &Hub, user: i64, online: bool) {
+    let notice = DeskPresence { user, online };
+    let Ok(payload) = serde_json::to_vec(&notice) else {
+        return;
+    };
+    if let Err(error) = hub
+        .bus
+        .publish(DESK_PRESENCE_SUBJECT, Bytes::from(payload))
+        .await
+    {
+        tracing::debug!(%error, user, "cannot tell the consoles about a presence change");
     }
 }
 
@@ -505,6 +532,26 @@ impl Reader {
                 body,
             } => self.send(&room, client_id, body).await,
             ClientFrame::Read { room, id } => self.read(&room, id).await,
+        }
+    }
+
+    /// Watches every support room when the account may answer them (its role now, read from
+    /// the store); else an error frame says why.
+    async fn watch_support(&mut self) {
+        let users = self.hub.store.users();
+        match Box::pin(users.role(self.user.id)).await {
+            Ok(Some(UserRole::Support | UserRole::Admin)) => {
+                self.hub.watch_support(self.conn, self.member.clone());
+            }
+            Ok(_) => self.error(
+                "forbidden",
+                "watching the support rooms needs a support or admin account",
+                None,
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a role");
+                self.error("unavailable", "the store is unavailable: try again", None);
+            }
         }
     }
 

@@ -101,6 +101,7 @@ struct WsQuery {
     room: Option<String>,
     token: Option<String>,
     after: Option<i64>,
+    watch: Option<String>,
 }
 
 /// Upgrades to a WebSocket. The token may come in the URL (`token=`), in the session cookie
@@ -121,6 +122,7 @@ struct WsQuery {
         ("room" = Option<String>, Query, description = "A room to join at once: `support-<user id>` or `lobby-<name>`"),
         ("token" = Option<String>, Query, description = "The session token, when not sent as the first frame"),
         ("after" = Option<i64>, Query, description = "Resume: the last message id already seen"),
+        ("watch" = Option<String>, Query, description = "`support`: an `activity` frame for every new message of any support room (support and admin accounts)"),
     ),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
@@ -138,6 +140,16 @@ async fn websocket(
 ) -> Result<Response, ChatError> {
     // A bad query is answered with the JSON problem body, as every other refusal.
     let Query(query) = query.map_err(|e| ChatError::BadRequest("invalid_query", e.body_text()))?;
+    let watch_support = match query.watch.as_deref() {
+        None => false,
+        Some("support") => true,
+        Some(_) => {
+            return Err(ChatError::BadRequest(
+                "invalid_query",
+                "watch: expected `support`".into(),
+            ));
+        }
+    };
     if hub.draining.is_cancelled() {
         return Err(ChatError::Unavailable("draining".into()));
     }
@@ -207,7 +219,11 @@ async fn websocket(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
         // A room from the URL is checked against the token once it is known.
-        let start = Start { user, room };
+        let start = Start {
+            user,
+            room,
+            watch_support,
+        };
         connection::run(task_hub, ws, start).await;
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();

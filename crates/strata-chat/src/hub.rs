@@ -191,6 +191,8 @@ pub(crate) struct Hub {
     pub posts: mpsc::Sender<Post>,
     rooms: Mutex<HashMap<RoomId, LocalRoom>>,
     online: Mutex<HashMap<i64, usize>>,
+    /// The connections that watch every support room (agents' consoles), by connection id.
+    desk: Mutex<HashMap<u64, Member>>,
     next_conn: AtomicU64,
     /// Cancelled when the instance drains: connections close with [`close::RECONNECT`].
     pub draining: CancellationToken,
@@ -236,6 +238,7 @@ impl Hub {
             metrics,
             rooms: Mutex::default(),
             online: Mutex::default(),
+            desk: Mutex::default(),
             next_conn: AtomicU64::new(1),
             draining: CancellationToken::new(),
             killed: CancellationToken::new(),
@@ -275,9 +278,75 @@ impl Hub {
         if messages.is_empty() {
             return;
         }
-        let mut rooms = lock(&self.rooms);
+        {
+            let mut rooms = lock(&self.rooms);
+            for message in messages {
+                self.fan_out_locked(&mut rooms, message);
+            }
+        }
+        self.tell_desk(messages);
+    }
+
+    /// Connection `conn` watches every support room from now on (see [`Hub::tell_desk`]).
+    pub fn watch_support(&self, conn: u64, member: Member) {
+        lock(&self.desk).insert(conn, member);
+    }
+
+    pub fn unwatch_support(&self, conn: u64) {
+        lock(&self.desk).remove(&conn);
+    }
+
+    /// Offers the watching connections a `presence` frame for `user`'s support room: the
+    /// agents' console shows whether each customer is online. A user connected to two
+    /// instances who leaves one shows offline until the console reads its list again.
+    pub fn tell_desk_presence(&self, user: i64, online: bool) {
+        let desk = lock(&self.desk);
+        if desk.is_empty() {
+            return;
+        }
+        let text = Utf8Bytes::from(
+            ServerFrame::Presence {
+                room: format!("support-{user}"),
+                user,
+                online,
+            }
+            .to_json(),
+        );
+        for member in desk.values() {
+            member.offer(Out::Text(text.clone()), &self.metrics);
+        }
+    }
+
+    /// Offers an `activity` frame for each support room message to every watching
+    /// connection. A message may be offered twice (fanned out by the instance that stored
+    /// it, then again from the bus): the frame carries its id, and clients count ids.
+    fn tell_desk(&self, messages: &[ChatMessage]) {
+        let desk = lock(&self.desk);
+        if desk.is_empty() {
+            return;
+        }
         for message in messages {
-            self.fan_out_locked(&mut rooms, message);
+            let support = message
+                .room_id
+                .parse::<RoomId>()
+                .is_ok_and(|room| room.customer().is_some());
+            if !support {
+                continue;
+            }
+            let text = Utf8Bytes::from(
+                ServerFrame::Activity {
+                    room: message.room_id.clone(),
+                    id: message.seq,
+                    sender: message.sender_id,
+                    sender_name: message.sender_name.clone(),
+                    body: message.body.clone(),
+                    sent_at: sent_at(message),
+                }
+                .to_json(),
+            );
+            for member in desk.values() {
+                member.offer(Out::Text(text.clone()), &self.metrics);
+            }
         }
     }
 

@@ -101,6 +101,18 @@ pub enum ServerFrame {
         user: i64,
         online: bool,
     },
+    /// A new message in a support room, sent to the connections that watch them all
+    /// (`watch=support` on the URL: the agents' console), whether they joined it or not: the
+    /// fields of `message`, so a room list can count it and show it without asking.
+    Activity {
+        room: String,
+        id: i64,
+        sender: i64,
+        #[serde(default)]
+        sender_name: String,
+        body: String,
+        sent_at: String,
+    },
     /// Answer to `ping`.
     Pong,
     /// Something was wrong with a frame; the connection stays open. `client_id` names the
@@ -155,6 +167,18 @@ mod tests {
         assert_eq!(
             ack.to_json(),
             r#"{"type":"ack","room":"lobby-a","client_id":"c1","id":9,"duplicate":false}"#
+        );
+        let activity = ServerFrame::Activity {
+            room: "support-3".into(),
+            id: 4,
+            sender: 3,
+            sender_name: "Ann".into(),
+            body: "hi".into(),
+            sent_at: "2026-12-06T12:00:00Z".into(),
+        };
+        assert_eq!(
+            activity.to_json(),
+            r#"{"type":"activity","room":"support-3","id":4,"sender":3,"sender_name":"Ann","body":"hi","sent_at":"2026-12-06T12:00:00Z"}"#
         );
     }
 }

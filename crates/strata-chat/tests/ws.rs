@@ -1630,3 +1630,76 @@ async fn the_console_and_the_widget_work_by_cookie_on_nats_and_postgres() {
     };
     console_run(backends).await;
 }
+
+/// Sends a ping and waits for its pong: the connection has handled what came before.
+async fn settled(client: &mut ChatClient) {
+    client.send(&ClientFrame::Ping).await.unwrap();
+    expect_frame(client, Duration::from_secs(5), |f| {
+        matches!(f, ServerFrame::Pong)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_watching_support_rooms_get_their_activity_and_others_are_refused() {
+    let backends = memory_sqlite().await;
+    let a = spawn(&backends, limits()).await;
+    let desk = agent(&backends.store, 2, UserRole::Support).await;
+    testing::account(&backends.store, 3, UserRole::Customer)
+        .await
+        .unwrap();
+    testing::account(&backends.store, 4, UserRole::Customer)
+        .await
+        .unwrap();
+    let watch = |token: &str| format!("{}&watch=support", ws_url(&a.base, Some(token), None, None));
+    let mut agent = ChatClient::connect(&watch(&desk)).await.unwrap();
+    settled(&mut agent).await;
+
+    // A customer writes in their support room, which the agent has not joined.
+    let customer = token(3, UserRole::Customer);
+    let url = ws_url(&a.base, Some(&customer), Some("support-3"), None);
+    let mut writer = ChatClient::connect(&url).await.unwrap();
+    writer
+        .send(&ClientFrame::Send {
+            room: "support-3".into(),
+            client_id: "c-1".into(),
+            body: "is anyone there?".into(),
+        })
+        .await
+        .unwrap();
+    let frame = expect_frame(&mut agent, Duration::from_secs(5), |f| {
+        matches!(f, ServerFrame::Activity { .. })
+    })
+    .await;
+    let ServerFrame::Activity {
+        room, sender, body, ..
+    } = frame
+    else {
+        unreachable!("matched above")
+    };
+    assert_eq!(
+        (room.as_str(), sender, body.as_str()),
+        ("support-3", 3, "is anyone there?")
+    );
+
+    // A customer may not watch the support rooms; the connection stays open.
+    let mut other = ChatClient::connect(&watch(&token(4, UserRole::Customer)))
+        .await
+        .unwrap();
+    let refused = expect_frame(&mut other, Duration::from_secs(5), |f| {
+        matches!(f, ServerFrame::Error { .. })
+    })
+    .await;
+    assert!(
+        matches!(&refused, ServerFrame::Error { code, .. } if code == "forbidden"),
+        "{refused:?}"
+    );
+    settled(&mut other).await;
+
+    // Only `support` may be watched.
+    let bad = format!(
+        "{}&watch=everything",
+        ws_url(&a.base, Some(&desk), None, None)
+    );
+    assert!(ChatClient::connect(&bad).await.is_err());
+}

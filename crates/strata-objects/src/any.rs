@@ -27,6 +27,18 @@ pub fn default_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("objects")
 }
 
+/// The directory `config.url` names, when it names one (empty: `<data_dir>/objects`;
+/// `file:PATH`: `PATH`); `None` for a bucket or another URL.
+pub fn local_dir(config: &ObjectsConfig, data_dir: &Path) -> Option<PathBuf> {
+    match config.url.as_str() {
+        "" => Some(default_dir(data_dir)),
+        url => url
+            .strip_prefix("file:")
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from),
+    }
+}
+
 impl AnyObjects {
     /// Opens the backend `config.url` names:
     /// - empty: the directory `<data_dir>/objects`;
@@ -40,16 +52,11 @@ impl AnyObjects {
     /// when the directory cannot be created; the S3 errors of [`S3Objects::ping`].
     pub async fn open(config: &ObjectsConfig, data_dir: &Path) -> Result<Self> {
         let url = config.url.as_str();
-        if url.is_empty() {
-            return Ok(Self::Local(
-                LocalObjects::open(default_dir(data_dir)).await?,
-            ));
+        if let Some(dir) = local_dir(config, data_dir) {
+            return Ok(Self::Local(LocalObjects::open(dir).await?));
         }
-        if let Some(path) = url.strip_prefix("file:") {
-            if path.is_empty() {
-                return Err(ObjectsError::Config("`file:` needs a path".into()));
-            }
-            return Ok(Self::Local(LocalObjects::open(path).await?));
+        if url == "file:" {
+            return Err(ObjectsError::Config("`file:` needs a path".into()));
         }
         if let Some(bucket) = url.strip_prefix("s3://") {
             let s3 = S3Objects::new(S3Settings {

@@ -26,7 +26,7 @@ use std::future::Future;
 pub use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-pub use crate::any::{AnyObjects, default_dir};
+pub use crate::any::{AnyObjects, default_dir, local_dir};
 pub use crate::error::{ObjectsError, Result};
 pub use crate::key::ObjectKey;
 pub use crate::local::LocalObjects;

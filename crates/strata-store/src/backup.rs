@@ -167,6 +167,20 @@ pub struct BackupSummary {
     /// Rows of the main tables it has, as `(label, rows)`: users, products, orders, chat
     /// messages.
     pub rows: Vec<(&'static str, i64)>,
+    /// The files of a directory saved with the database, or put back from it (the local
+    /// object store's product images); `None` when none were asked for or the backup has none.
+    pub files: Option<SavedFiles>,
+}
+
+/// The files of a directory a backup holds (see [`EmbeddedDatabase::backup_with_files`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedFiles {
+    /// The directory they were read from, or put back into.
+    pub dir: PathBuf,
+    /// How many files.
+    pub files: u64,
+    /// Their sizes added up, in bytes.
+    pub bytes: u64,
 }
 
 impl fmt::Display for BackupSummary {
@@ -187,6 +201,15 @@ impl fmt::Display for BackupSummary {
         }
         for (label, rows) in &self.rows {
             write!(f, ", {label} {rows}")?;
+        }
+        if let Some(saved) = &self.files {
+            write!(
+                f,
+                ", {} files of {} ({} bytes)",
+                saved.files,
+                saved.dir.display(),
+                saved.bytes
+            )?;
         }
         Ok(())
     }
@@ -244,6 +267,24 @@ impl EmbeddedDatabase {
     /// [`BackupError::Missing`] when there is no database; [`BackupError::BeingRestored`]
     /// during a restore; I/O and database errors otherwise. On error `dest` is as it was.
     pub async fn backup(&self, dest: &Path, replace: bool) -> Result<BackupSummary, BackupError> {
+        self.backup_with_files(dest, replace, None).await
+    }
+
+    /// As [`EmbeddedDatabase::backup`], and saves in the same file every file under `files`
+    /// (the local object store's directory: product images), when given. A file whose name
+    /// starts with `.` (a write in progress) is left out, as are symbolic links; a missing
+    /// directory is saved as an empty one. The files are read after the database's snapshot,
+    /// one by one: a file replaced meanwhile is saved as it is when read.
+    ///
+    /// # Errors
+    /// As [`EmbeddedDatabase::backup`]; I/O errors reading the files, and a path below
+    /// `files` that is not UTF-8.
+    pub async fn backup_with_files(
+        &self,
+        dest: &Path,
+        replace: bool,
+        files: Option<&Path>,
+    ) -> Result<BackupSummary, BackupError> {
         // Looked for before the lock, whose file would otherwise be made in a directory
         // that may not even exist.
         if !exists(&self.path)? {
@@ -259,8 +300,13 @@ impl EmbeddedDatabase {
         }
         let partial = PartialFile::next_to(dest, "partial")?;
         vacuum_into(&self.path, partial.path()).await?;
+        let saved = match files {
+            Some(dir) => Some(save_files(partial.path(), dir).await?),
+            None => None,
+        };
         sync_file(partial.path()).await?;
         let mut summary = inspect(partial.path(), &self.path).await?;
+        summary.files = saved;
         if !replace && exists(dest)? {
             return Err(BackupError::Exists {
                 path: dest.to_path_buf(),
@@ -291,6 +337,24 @@ impl EmbeddedDatabase {
     /// [`BackupError::UnknownMigration`] or [`BackupError::MigrationMismatch`] for a source
     /// that does not pass the checks, with the database left as it was; I/O errors otherwise.
     pub async fn restore(&self, source: &Path) -> Result<BackupSummary, BackupError> {
+        self.restore_with_files(source, None).await
+    }
+
+    /// As [`EmbeddedDatabase::restore`], and puts the files `source` holds (see
+    /// [`EmbeddedDatabase::backup_with_files`]) in place of the directory `files`, when given
+    /// and when `source` has them (`summary.files` says whether it had). They are written to
+    /// a new directory next to `files` first, then the database is put in place, then the new
+    /// directory replaces the old one (two renames). The restored database keeps no copy
+    /// of them.
+    ///
+    /// # Errors
+    /// As [`EmbeddedDatabase::restore`]; I/O errors writing the files, and
+    /// [`BackupError::Corrupt`] for a saved path that would leave the directory.
+    pub async fn restore_with_files(
+        &self,
+        source: &Path,
+        files: Option<&Path>,
+    ) -> Result<BackupSummary, BackupError> {
         if !exists(source)? {
             return Err(BackupError::Missing {
                 path: source.to_path_buf(),
@@ -304,11 +368,18 @@ impl EmbeddedDatabase {
             .map_err(|e| io("copy", source, e))?;
         sync_file(partial.path()).await?;
         let mut summary = inspect(partial.path(), source).await?;
+        let staged = match files {
+            Some(dir) => take_files(partial.path(), source, dir).await?,
+            None => None,
+        };
         // Checking may have left journal files of the copy behind: not part of what is put in
         // place.
         remove_companions(partial.path()).await?;
         remove_companions(&self.path).await?;
         partial.persist(&self.path).await?;
+        if let Some(staged) = staged {
+            summary.files = Some(staged.put_in_place().await?);
+        }
         lock.release();
         summary.path = self.path.clone();
         Ok(summary)
@@ -378,6 +449,7 @@ async fn inspect(file: &Path, shown: &Path) -> Result<BackupSummary, BackupError
         schema_version,
         latest_version: known_migrations().last().map_or(0, |(version, _)| *version),
         rows,
+        files: None,
     })
 }
 
@@ -608,6 +680,242 @@ async fn remove_companions(path: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 
+/// The table of a backup that holds the files saved with the database, `strata_backup_files`
+/// (written out in the queries below, which must be literals): each file's path below the
+/// directory (`/`-separated) and its bytes. Never in a store: a restore drops it.
+const FILES_TABLE: &str = "strata_backup_files";
+
+/// Saves the files under `dir` into the table [`FILES_TABLE`] of the database `database`.
+async fn save_files(database: &Path, dir: &Path) -> Result<SavedFiles, BackupError> {
+    let files = list_files(dir).await?;
+    let options = SqliteConnectOptions::new()
+        .filename(database)
+        .create_if_missing(false);
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let mut saved = SavedFiles {
+        dir: dir.to_path_buf(),
+        files: 0,
+        bytes: 0,
+    };
+    let written = async {
+        let mut tx = conn.begin().await?;
+        sqlx::query(
+            "CREATE TABLE strata_backup_files (path TEXT PRIMARY KEY NOT NULL, bytes BLOB NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        for (name, path) in files {
+            let bytes = match tokio::fs::read(&path).await {
+                Ok(bytes) => bytes,
+                // Removed since it was listed: not there to save.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io("read", &path, e)),
+            };
+            saved.files += 1;
+            saved.bytes += bytes.len() as u64;
+            sqlx::query("INSERT INTO strata_backup_files (path, bytes) VALUES ($1, $2)")
+            .bind(name)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok::<(), BackupError>(())
+    }
+    .await;
+    conn.close().await?;
+    written.map(|()| saved)
+}
+
+/// The regular files under `dir`, as (`/`-separated path below `dir`, path), skipping names
+/// that start with `.` and symbolic links; none when `dir` does not exist.
+async fn list_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
+    let mut found = Vec::new();
+    let mut todo = vec![(String::new(), dir.to_path_buf())];
+    while let Some((prefix, at)) = todo.pop() {
+        let mut entries = match tokio::fs::read_dir(&at).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && prefix.is_empty() => {
+                return Ok(found);
+            }
+            Err(e) => return Err(io("read the directory", &at, e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| io("read the directory", &at, e))?
+        {
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Err(io(
+                    "save",
+                    &path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "a name not in UTF-8"),
+                ));
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = entry
+                .file_type()
+                .await
+                .map_err(|e| io("read the type of", &path, e))?;
+            let relative = format!("{prefix}{name}");
+            if kind.is_dir() {
+                todo.push((format!("{relative}/"), path));
+            } else if kind.is_file() {
+                found.push((relative, path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A saved path as a relative path that stays below the directory it is restored into:
+/// `/`-separated names, none empty, `.` or `..`, and none with a backslash or NUL.
+fn safe_relative(saved: &str) -> Option<PathBuf> {
+    let mut path = PathBuf::new();
+    for name in saved.split('/') {
+        if name.is_empty() || name == "." || name == ".." || name.contains(['\\', '\0']) {
+            return None;
+        }
+        path.push(name);
+    }
+    Some(path)
+}
+
+/// Files taken out of a backup into a new directory next to the one they replace.
+#[derive(Debug)]
+struct StagedFiles {
+    staging: PathBuf,
+    saved: SavedFiles,
+    in_place: bool,
+}
+
+impl Drop for StagedFiles {
+    /// Files staged and never put in place (the restore failed after them) are removed.
+    fn drop(&mut self) {
+        if !self.in_place {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+impl StagedFiles {
+    /// Replaces the directory with the staged one: the old one is renamed aside, the new one
+    /// renamed in, the old one removed.
+    async fn put_in_place(mut self) -> Result<SavedFiles, BackupError> {
+        let dir = &self.saved.dir;
+        let old = sibling(dir, "old")?;
+        let _ = tokio::fs::remove_dir_all(&old).await;
+        let had = exists(dir)?;
+        if had {
+            tokio::fs::rename(dir, &old)
+                .await
+                .map_err(|e| io("move aside", dir, e))?;
+        }
+        tokio::fs::rename(&self.staging, dir)
+            .await
+            .map_err(|e| io("rename the restored files to", dir, e))?;
+        self.in_place = true;
+        sync_dir(parent_dir(dir)).await?;
+        if had {
+            tokio::fs::remove_dir_all(&old)
+                .await
+                .map_err(|e| io("remove", &old, e))?;
+        }
+        Ok(self.saved.clone())
+    }
+}
+
+/// `.<name>.<purpose>-<pid>` next to the directory `dir`.
+fn sibling(dir: &Path, purpose: &str) -> Result<PathBuf, BackupError> {
+    let name = dir.file_name().ok_or_else(|| {
+        io(
+            "restore into",
+            dir,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory name"),
+        )
+    })?;
+    Ok(parent_dir(dir).join(format!(
+        ".{}.{purpose}-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// Writes the files the backup copy `database` holds into a new directory next to `dir`, and
+/// drops them from the copy; `None` when it holds none. Errors name `shown`.
+async fn take_files(
+    database: &Path,
+    shown: &Path,
+    dir: &Path,
+) -> Result<Option<StagedFiles>, BackupError> {
+    let options = SqliteConnectOptions::new()
+        .filename(database)
+        .create_if_missing(false);
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let staging = sibling(dir, "restore")?;
+    let taken = async {
+        let has: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+        )
+        .bind(FILES_TABLE)
+        .fetch_one(&mut conn)
+        .await?;
+        if has == 0 {
+            return Ok(None);
+        }
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+        create_dir(&staging).await?;
+        let mut saved = SavedFiles {
+            dir: dir.to_path_buf(),
+            files: 0,
+            bytes: 0,
+        };
+        // One file at a time, in path order: memory holds one image, not all of them.
+        let mut after = String::new();
+        loop {
+            let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+                "SELECT path, bytes FROM strata_backup_files WHERE path > $1 ORDER BY path LIMIT 1",
+            )
+            .bind(&after)
+            .fetch_optional(&mut conn)
+            .await?;
+            let Some((name, bytes)) = row else { break };
+            let relative = safe_relative(&name).ok_or_else(|| BackupError::Corrupt {
+                path: shown.to_path_buf(),
+                detail: format!("a saved file's path leaves its directory: {name:?}"),
+            })?;
+            let target = staging.join(relative);
+            create_dir(parent_dir(&target)).await?;
+            tokio::fs::write(&target, &bytes)
+                .await
+                .map_err(|e| io("write", &target, e))?;
+            sync_file(&target).await?;
+            saved.files += 1;
+            saved.bytes += bytes.len() as u64;
+            after = name;
+        }
+        sqlx::query("DROP TABLE strata_backup_files")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("VACUUM").execute(&mut conn).await?;
+        Ok::<_, BackupError>(Some(StagedFiles {
+            staging: staging.clone(),
+            saved,
+            in_place: false,
+        }))
+    }
+    .await;
+    conn.close().await?;
+    if taken.is_err() {
+        let _ = tokio::fs::remove_dir_all(&staging).await;
+    }
+    taken
+}
+
 /// The directory of `path` (`.` for a bare file name).
 fn parent_dir(path: &Path) -> &Path {
     path.parent()
@@ -751,6 +1059,26 @@ mod tests {
     }
 
     #[test]
+    fn saved_paths_stay_below_their_directory() {
+        assert_eq!(
+            safe_relative("products/7~obj"),
+            Some(PathBuf::from("products").join("7~obj"))
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "a\\..\\b",
+            "a\0b",
+        ] {
+            assert_eq!(safe_relative(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn the_summary_names_the_file_its_version_and_its_rows() {
         let summary = BackupSummary {
             path: PathBuf::from("/b/strata.bak"),
@@ -758,11 +1086,26 @@ mod tests {
             schema_version: 3,
             latest_version: 5,
             rows: vec![("users", 2), ("orders", 7)],
+            files: None,
         };
         assert_eq!(
             summary.to_string(),
             "/b/strata.bak: 4096 bytes, schema version 3 (this strata migrates it to 5 on \
              start), users 2, orders 7"
+        );
+        let with_files = BackupSummary {
+            files: Some(SavedFiles {
+                dir: PathBuf::from("/d/objects"),
+                files: 3,
+                bytes: 900,
+            }),
+            ..summary
+        };
+        assert!(
+            with_files
+                .to_string()
+                .ends_with("orders 7, 3 files of /d/objects (900 bytes)"),
+            "{with_files}"
         );
     }
 }

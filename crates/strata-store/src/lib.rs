@@ -43,7 +43,7 @@ mod store;
 pub mod testing;
 mod users;
 
-pub use backup::{BackupError, BackupSummary, EmbeddedDatabase};
+pub use backup::{BackupError, BackupSummary, EmbeddedDatabase, SavedFiles};
 pub use carts::{
     CartError, CartLine, CartOwner, CartRepo, MAX_CART_LINES, MAX_LINE_QUANTITY, MergeOutcome,
 };

@@ -17,7 +17,7 @@ use strata_core::auth::SESSION_COOKIE;
 use super::error::PageError;
 use super::form::{Form, PageQuery};
 use super::layout::Layout;
-use super::{local_path, render, see_other};
+use super::{local_path, render, see_other, with_next};
 use crate::auth::IssuedToken;
 use crate::state::AppState;
 use crate::users::{ClientIp, LogInRequest, RegisterRequest, create_account, open_session};
@@ -65,12 +65,6 @@ struct RegisterPage {
     error: Option<String>,
     /// The log-in page, coming back to the same `next`.
     switch: String,
-}
-
-/// `path?next=…`.
-fn with_next(path: &str, next: &str) -> String {
-    let query = serde_urlencoded::to_string([("next", next)]).unwrap_or_default();
-    format!("{path}?{query}")
 }
 
 async fn log_in_page(

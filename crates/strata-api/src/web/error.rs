@@ -2,14 +2,21 @@
 //! a form field that is not acceptable) is a friendly HTML page with the 4xx status the JSON
 //! endpoint would give, naming what was wrong; a page that needs a signed-in visitor sends a
 //! visitor to the log-in page; anything unexpected is logged and shown as an opaque 5xx.
+//!
+//! An error is turned into a page without the request (an extractor's rejection, a handler's
+//! `?`), so [`in_visitor_frame`], around every page, draws it again in the frame of the
+//! visitor who asked: signed in or not, in the currency they chose.
 
 use askama::Template;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::layout::Layout;
-use super::{render, see_other};
+use super::{render, see_other, with_next};
 use crate::ApiError;
+use crate::state::AppState;
 
 /// Why a page is not shown.
 #[derive(Debug)]
@@ -92,24 +99,64 @@ fn title(status: StatusCode) -> &'static str {
     }
 }
 
+/// What an error page says, kept on its response for [`in_visitor_frame`].
+#[derive(Clone, Debug)]
+struct Problem {
+    status: StatusCode,
+    message: String,
+}
+
+impl Problem {
+    fn page(&self, layout: Layout) -> Response {
+        let mut response = render(
+            self.status,
+            &ErrorPage {
+                layout,
+                status: self.status.as_u16(),
+                title: title(self.status),
+                message: self.message.clone(),
+            },
+        );
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         match self {
-            Self::LogInFirst { next } => {
-                let query =
-                    serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
-                see_other(&format!("/login?{query}"), &[])
+            Self::LogInFirst { next } => see_other(&with_next("/login", &next), &[]),
+            // In a stranger's frame until `in_visitor_frame` knows the visitor.
+            Self::Problem { status, message } => {
+                Problem { status, message }.page(Layout::stranger())
             }
-            Self::Problem { status, message } => render(
-                status,
-                &ErrorPage {
-                    layout: Layout::stranger(),
-                    status: status.as_u16(),
-                    title: title(status),
-                    message,
-                },
-            ),
         }
+    }
+}
+
+/// Around every page: an error page is drawn again in the frame of the visitor who asked
+/// (the session's account, the chosen currency, this page's path for the frame's forms).
+/// Only error pages pay for it, besides a copy of the request's headers.
+pub(super) async fn in_visitor_frame(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (uri, headers) = (request.uri().clone(), request.headers().clone());
+    let response = next.run(request).await;
+    let Some(problem) = response.extensions().get::<Problem>().cloned() else {
+        return response;
+    };
+    let mut asked = Request::new(());
+    *asked.uri_mut() = uri;
+    *asked.headers_mut() = headers;
+    let (mut parts, ()) = asked.into_parts();
+    match Layout::from_request_parts(&mut parts, &state).await {
+        Ok(layout) => {
+            let (head, _) = response.into_parts();
+            Response::from_parts(head, problem.page(layout).into_body())
+        }
+        Err(_) => response,
     }
 }
 

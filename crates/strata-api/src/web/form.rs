@@ -10,13 +10,13 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use strata_core::domain::InvalidId;
 
 use super::error::PageError;
+use crate::ApiError;
 use crate::error::echo;
-use crate::extract::{BodyLimit, PathId, Query, body_rejection};
+use crate::extract::{PathId, Query, read_body};
 
 /// A form post (`application/x-www-form-urlencoded`) from this site, decoded into `T`.
 #[derive(Debug)]
@@ -31,28 +31,17 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, PageError> {
         same_site(request.headers(), request.uri())?;
-        let is_form = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|v| {
-                v.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !is_form {
-            return Err(PageError::problem(
+        let bytes = read_body(request, state, |essence| {
+            essence == "application/x-www-form-urlencoded"
+        })
+        .await
+        .map_err(|error| match error {
+            ApiError::UnsupportedMediaType => PageError::problem(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "expected a form (application/x-www-form-urlencoded)",
-            ));
-        }
-        let limit = request
-            .extensions()
-            .get::<BodyLimit>()
-            .map_or(0, |limit| limit.0);
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| PageError::from(body_rejection(&rejection, limit)))?;
+            ),
+            other => PageError::from(other),
+        })?;
         serde_urlencoded::from_bytes(&bytes).map(Form).map_err(|e| {
             PageError::problem(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -38,8 +38,9 @@ impl Layout {
         }
     }
 
-    /// The frame of a page shown without reading the request (an error page): a visitor,
-    /// in the base currency.
+    /// The frame of a page drawn without reading the request (an error page, until
+    /// `error::in_visitor_frame` draws it again in the asking visitor's): a visitor, in the
+    /// base currency.
     pub(crate) fn stranger() -> Self {
         let table = Currencies::default();
         Self::new(None, table.base(), &table, "/".to_owned())

@@ -50,6 +50,9 @@ pub(super) struct ProductJson {
     pub category: String,
     pub price_cents: i64,
     pub stock: i64,
+    /// Absent only from an entry cached by an older instance: the page then shows no image.
+    #[serde(default)]
+    pub image_url: Option<String>,
 }
 
 /// A page of products as `GET /api/v1/products` encodes it.
@@ -82,6 +85,8 @@ pub(super) struct Card {
     pub category: String,
     pub price: String,
     pub stock: i64,
+    /// Where its image is, as the product's JSON says.
+    pub image_url: Option<String>,
 }
 
 impl Card {
@@ -92,6 +97,7 @@ impl Card {
             category: product.category.clone(),
             price: layout.price(product.price_cents),
             stock: product.stock,
+            image_url: product.image_url.clone(),
         }
     }
 }

@@ -139,7 +139,29 @@ async fn pages_render_and_bad_input_is_an_html_4xx(app: TestApp) {
         home.contains("/search?category=books"),
         "categories are listed"
     );
-    assert!(home.contains(r#"<img src="/images/products/1""#), "{home}");
+    // The product's JSON, in the list and alone, says where its image is; the pages show
+    // that image, and it is served there.
+    let image = product["image_url"].as_str().expect("image_url").to_owned();
+    assert_eq!(image, "/images/products/1");
+    let list: Value = app.get_ok_json("/api/v1/products?per_page=3").await;
+    for item in list["items"].as_array().expect("items") {
+        assert_eq!(
+            item["image_url"],
+            format!("/images/products/{}", item["id"]),
+            "{item}"
+        );
+    }
+    assert!(home.contains(&format!(r#"<img src="{image}""#)), "{home}");
+    let uploaded = browser()
+        .put(format!("{}/api/v1/products/1/image", app.base))
+        .bearer_auth(app.admin_token().await)
+        .header(CONTENT_TYPE, "image/png")
+        .body(&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..])
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(uploaded.status(), StatusCode::OK);
+    assert_eq!(app.get(&image).await.status(), StatusCode::OK, "{image}");
 
     let found = html(
         get(&app, "/search?q=pocket&sort=price_asc", "").await,
@@ -177,6 +199,33 @@ async fn pages_render_and_bad_input_is_an_html_4xx(app: TestApp) {
         let body = html(get(&app, path, "").await, status).await;
         assert!(body.contains(r#"id="problem""#), "{path}: {body}");
     }
+    // An error page keeps the frame of the visitor who asked: signed in, in their currency.
+    let (email, token) = app.customer().await;
+    let cookies = format!("strata_session={token}; strata_currency=USD");
+    let missing = html(
+        get(&app, "/products/999999", &cookies).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert!(
+        missing.contains(&format!("Signed in as {email}")),
+        "{missing}"
+    );
+    assert!(missing.contains("Prices shown in USD"), "{missing}");
+    assert!(
+        missing.contains(r#"<option value="USD" selected>"#),
+        "{missing}"
+    );
+    assert!(
+        missing.contains(r#"name="next" value="/products/999999""#),
+        "{missing}"
+    );
+    let anonymous = html(
+        get(&app, "/products/abc", "").await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert!(anonymous.contains(r#"href="/login""#), "{anonymous}");
     // Pages that need an account send a visitor to log in, and back afterwards.
     for path in ["/checkout", "/orders", "/orders/1", "/notifications"] {
         let response = get(&app, path, "").await;

@@ -4,6 +4,9 @@
 //! typing shown; then the customer's network is cut for real (a TCP relay in front of the
 //! gateway severs every connection and refuses new ones), the agent writes meanwhile, and once
 //! the network is back the widget resumes and shows each of those messages once, in order.
+//! While cut off, the widget does not claim the agent is here; when the session ends, it stops
+//! reconnecting and asks to log in again. The console's list is live: a customer's message is
+//! counted from the agent's chat connection, without the list being read again.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -112,6 +115,20 @@ async fn widget_bodies(browser: &Browser) -> Vec<String> {
     serde_json::from_value(bodies).unwrap()
 }
 
+/// How many times the console's page has read the agents' room list so far.
+async fn rooms_reads(browser: &Browser) -> usize {
+    let count = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource')\
+               .filter(e => e.name.includes('/api/v1/chat/rooms?')).length",
+            vec![],
+        )
+        .await
+        .unwrap();
+    usize::try_from(count.as_u64().unwrap()).unwrap()
+}
+
 /// Waits until `css` matches an element of `browser`'s page (within the driver's wait).
 async fn wait_css(browser: &Browser, css: &str) {
     browser.wait(Locator::Css(css)).await;
@@ -185,6 +202,33 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     assert_eq!(unread, "1");
     desk.screenshot("chat-console").await;
 
+    // The list is live: the customer's next message is counted at once, from the agent's
+    // chat connection, without the list being read again.
+    wait_css(&desk, "#rooms-status[data-state='open']").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reads_before = rooms_reads(&desk).await;
+    let input = shop.wait(Locator::Id("chat-input")).await;
+    input
+        .send_keys(&format!("Are you there?{ENTER}"))
+        .await
+        .unwrap();
+    desk.wait_text("the customer's second message in the list", |t| {
+        t.contains("Are you there?")
+    })
+    .await;
+    let unread = desk
+        .wait(Locator::Css(&format!("{row} .unread")))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(unread, "2");
+    assert_eq!(
+        rooms_reads(&desk).await,
+        reads_before,
+        "the room list was read again rather than updated live"
+    );
+
     // The agent joins; the customer learns an agent is here.
     desk.wait(Locator::Css(&format!("{row} button")))
         .await
@@ -242,6 +286,30 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     // The customer's network goes down: the widget says it is reconnecting.
     relay.cut();
     wait_css(&shop, ".chat-status[data-state='reconnecting']").await;
+    // Cut off, the widget cannot know whether the agent is still here, and says so.
+    wait_css(&shop, ".chat-presence[data-agent='unknown']").await;
+    // The console sees the customer leave at once (its list is read every 30 s only).
+    let away = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let online = desk
+                .client
+                .execute(
+                    "const c = document.querySelector(\"#rooms tr[data-room^='support-'] td:nth-child(2)\"); return c ? c.textContent : ''",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            if online == json!("away") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(
+        away.is_ok(),
+        "the console still shows the cut customer online"
+    );
     shop.screenshot("chat-reconnecting").await;
     for i in 1..=WHILE_CUT {
         answer
@@ -262,8 +330,9 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     );
     relay.restore();
 
-    // Back: every message sent meanwhile, exactly once, in order.
+    // Back: every message sent meanwhile, exactly once, in order, and the agent present.
     wait_css(&shop, ".chat-status[data-state='open']").await;
+    wait_css(&shop, ".chat-presence[data-agent='here']").await;
     let last = format!("While you were away {WHILE_CUT}");
     shop.wait_text("the messages sent while cut", |t| t.contains(&last))
         .await;
@@ -280,6 +349,7 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
         bodies,
         [
             "Hello, my order is late",
+            "Are you there?",
             "Let me check",
             "Thank you",
             "While you were away 1",
@@ -298,6 +368,35 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     .await;
     let again = widget_bodies(&shop).await;
     assert_eq!(again, bodies, "after a page change");
+
+    // The session ends (here: a cookie chat refuses) while the network is down: once back,
+    // the widget stops trying and asks to log in again, rather than retrying for ever.
+    shop.client
+        .execute(
+            "document.cookie = 'strata_session=not-a-session; path=/; samesite=lax'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    relay.cut();
+    wait_css(&shop, ".chat-status[data-state='reconnecting']").await;
+    relay.restore();
+    wait_css(
+        &shop,
+        ".chat-status[data-state='unauthorized'] a[href^='/login?next=']",
+    )
+    .await;
+    assert_eq!(
+        shop.wait(Locator::Css(".chat-presence"))
+            .await
+            .attr("data-agent")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("unknown"),
+        "no presence shown for a session that ended"
+    );
+    shop.screenshot("chat-session-ended").await;
 
     shop.close().await;
     desk.close().await;

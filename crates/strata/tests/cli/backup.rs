@@ -1,6 +1,7 @@
 //! `strata backup` and `strata restore`: a backup taken while `strata up` serves, a restore
 //! refused while it runs, and, once it is stopped and has written more, a restore that brings
-//! back exactly the users, orders and stock of the backup's moment.
+//! back exactly the users, orders, stock and product images of the backup's moment. The images
+//! of an S3 bucket are left out, and the output says so.
 
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,17 @@ async fn stock(client: &Client, up: &Up) -> Vec<Value> {
     out
 }
 
+/// The `ETag` product `id`'s image is served with.
+async fn image_etag(client: &Client, up: &Up, id: i64) -> String {
+    let response = client
+        .get(up.url(&format!("/images/products/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["etag"].to_str().unwrap().to_owned()
+}
+
 async fn stop(up: &mut Up) {
     up.process.terminate();
     let status = up
@@ -136,6 +148,12 @@ async fn a_backup_taken_while_serving_is_restored_once_stopped() {
     let orders = settled_orders(&client, &up, &token).await;
     assert_eq!(orders["total"], 2, "{orders}");
     let stock_then = stock(&client, &up).await;
+    // A product image of the local object store (the demo pictures `strata up` writes there)
+    // and how it is served.
+    let objects = data.join("objects");
+    let image_file = objects.join("products").join("3~obj");
+    let image_then = std::fs::read(&image_file).expect("the demo image of product 3");
+    let etag_then = image_etag(&client, &up, 3).await;
 
     // The backup, while the stack serves.
     let (status, stdout, stderr) =
@@ -147,7 +165,27 @@ async fn a_backup_taken_while_serving_is_restored_once_stopped() {
     );
     assert!(stdout.contains("users 1, "), "{stdout}");
     assert!(stdout.contains("orders 2"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(" files of {}", objects.display())),
+        "{stdout}"
+    );
     assert!(std::fs::metadata(&file).unwrap().len() > 0);
+
+    // With the images in an S3 bucket, the backup leaves them to it and says so.
+    let s3_file = dir.path().join("s3.backup");
+    let mut command = strata(&["backup", "--data-dir", &data_arg, s3_file.to_str().unwrap()]);
+    command
+        .env("STRATA_OBJECTS_URL", "s3://shop-images")
+        .env("STRATA_OBJECTS_ENDPOINT", "http://127.0.0.1:1")
+        .env("STRATA_OBJECTS_ACCESS_KEY_ID", "backup-test")
+        .env("STRATA_OBJECTS_SECRET_ACCESS_KEY", "backup-test");
+    let (status, stdout, stderr) = run_to_exit(command).await;
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(
+        stdout.contains("product images: not in the backup") && stdout.contains("s3://shop-images"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(" files of "), "{stdout}");
 
     // An existing file is replaced only with --force (a usage error, exit code 2, without).
     let (status, _, stderr) =
@@ -174,6 +212,10 @@ async fn a_backup_taken_while_serving_is_restored_once_stopped() {
         "the later orders took stock"
     );
     stop(&mut up).await;
+    // The images change after the backup too: one replaced, one added.
+    std::fs::write(&image_file, b"not the picture of the backup").unwrap();
+    let stray = objects.join("products").join("999~obj");
+    std::fs::write(&stray, b"an image the backup never saw").unwrap();
 
     let (status, stdout, stderr) =
         run_to_exit(strata(&["restore", "--data-dir", &data_arg, &file_arg])).await;
@@ -183,6 +225,15 @@ async fn a_backup_taken_while_serving_is_restored_once_stopped() {
         "{stdout}"
     );
     assert!(stdout.contains("orders 2"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(" files of {}", objects.display())),
+        "{stdout}"
+    );
+    assert_eq!(std::fs::read(&image_file).unwrap(), image_then);
+    assert!(
+        !stray.exists(),
+        "an image added after the backup is still there"
+    );
 
     // Started again, the stack serves what the backup held, and nothing written after it.
     let up = spawn_up_in(&data, &args, &env).await;
@@ -199,6 +250,7 @@ async fn a_backup_taken_while_serving_is_restored_once_stopped() {
         orders
     );
     assert_eq!(stock(&client, &up).await, stock_then);
+    assert_eq!(image_etag(&client, &up, 3).await, etag_then);
     drop(up);
 }
 
