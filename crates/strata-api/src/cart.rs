@@ -17,6 +17,12 @@
 //!   authenticated cart or checkout request that carries it. Quantities of a product in both
 //!   carts add up, capped at 99; lines beyond the 50-line limit are dropped.
 //!
+//! # Which instance (local cart mode with several instances)
+//! Answers set the `strata_cart_owner` cookie to the cart's routing key (`u<user id>`, or the
+//! anonymous token) whenever the request did not carry that value: the gateway hashes it to
+//! send the cart's requests to the instance holding the cart. Fresh anonymous tokens are
+//! drawn until one belongs to the instance that makes it.
+//!
 //! # Cached
 //! `GET /api/v1/cart` is read through [`crate::carts::Carts::read_json`] (in shared mode the
 //! cache per owner, see `cache_aside`, "Carts"), unless a coupon is asked for (a coupon's
@@ -43,6 +49,8 @@ use crate::state::AppState;
 
 /// The name of the anonymous cart cookie.
 pub const CART_COOKIE: &str = "strata_cart";
+/// The name of the cookie naming the cart's routing key (local cart mode).
+pub const OWNER_COOKIE: &str = "strata_cart_owner";
 /// How long a browser keeps the cart cookie: 30 days, a usual shopping-cart lifetime.
 const CART_COOKIE_MAX_AGE_SECS: u64 = 30 * 24 * 3600;
 /// Hex digits in a cart token (128 bits).
@@ -295,11 +303,10 @@ pub(crate) async fn add_to_cart(
 ) -> Result<(Vec<CartLine>, CookieAction), ApiError> {
     let (owner, cookie) = caller.resolve(state, true).await?;
     let owner = owner.as_owner().ok_or_else(no_owner)?;
-    state
+    let lines = state
         .carts
         .add(owner, item.product_id.get(), item.quantity.get())
         .await?;
-    let lines = state.carts.lines(owner).await?;
     Ok((lines, cookie))
 }
 
@@ -318,11 +325,10 @@ pub(crate) async fn set_in_cart(
     let owner = owner
         .as_owner()
         .ok_or(ApiError::NotInCart(product_id.get()))?;
-    state
+    let lines = state
         .carts
         .set(owner, product_id.get(), quantity.map_or(0, Quantity::get))
         .await?;
-    let lines = state.carts.lines(owner).await?;
     Ok((lines, cookie))
 }
 
@@ -412,8 +418,7 @@ pub(crate) async fn remove_item(
     let owner = owner
         .as_owner()
         .ok_or(ApiError::NotInCart(product_id.get()))?;
-    state.carts.set(owner, product_id.get(), 0).await?;
-    let lines = state.carts.lines(owner).await?;
+    let lines = state.carts.set(owner, product_id.get(), 0).await?;
     respond(&state, lines, &pricing, cookie).await
 }
 
@@ -544,7 +549,7 @@ impl CartCaller {
                 if !create || state.carts.anonymous_exists(&token).await? {
                     Ok((ResolvedOwner::Anonymous(token), CookieAction::Keep))
                 } else {
-                    let fresh = new_token();
+                    let fresh = state.carts.new_token();
                     Ok((
                         ResolvedOwner::Anonymous(fresh.clone()),
                         CookieAction::Set(fresh),
@@ -552,7 +557,7 @@ impl CartCaller {
                 }
             }
             (None, None) if create => {
-                let fresh = new_token();
+                let fresh = state.carts.new_token();
                 Ok((
                     ResolvedOwner::Anonymous(fresh.clone()),
                     CookieAction::Set(fresh),
@@ -610,8 +615,63 @@ impl CookieAction {
     }
 }
 
+/// Sets `strata_cart_owner` on answers when local carts are shared among instances (see
+/// the module docs): the signed-in user's `u<id>`, else the anonymous token the answer sets
+/// or the request sent.
+pub(crate) async fn owner_cookie(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !state.carts.routes_by_owner() {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let user = OptionalAuthUser::from_request_parts(&mut parts, &state)
+        .await
+        .ok()
+        .and_then(|OptionalAuthUser(user)| user);
+    let sent = strata_core::http::cookies(&parts.headers, OWNER_COOKIE)
+        .next()
+        .map(str::to_owned);
+    let anonymous = cart_cookie(&parts.headers);
+    let mut response = next
+        .run(axum::extract::Request::from_parts(parts, body))
+        .await;
+    let set = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let token = v.strip_prefix(CART_COOKIE)?.strip_prefix('=')?;
+            let token = token.split(';').next()?;
+            Some(token.to_owned())
+        });
+    let wanted = match user {
+        Some(user) => Some(format!("u{}", user.id)),
+        None => match set {
+            Some(token) if token.is_empty() => None,
+            Some(token) => Some(token),
+            None => anonymous,
+        },
+    };
+    if let Some(wanted) = wanted
+        && sent.as_deref() != Some(wanted.as_str())
+    {
+        let value = format!(
+            "{OWNER_COOKIE}={wanted}; Path=/; Max-Age={CART_COOKIE_MAX_AGE_SECS}; HttpOnly; \
+             SameSite=Lax"
+        );
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
 /// A fresh cart token: 128 random bits from the thread's CSPRNG, as 32 lowercase hex digits.
-fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 

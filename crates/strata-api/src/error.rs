@@ -152,6 +152,16 @@ pub enum ApiError {
     /// change was not acknowledged (503 `unavailable`).
     #[error("cart log: {0}")]
     CartLog(String),
+    /// Local carts: the cart's instance cannot be reached, or the cart is being handed to
+    /// another instance (503 `cart_unavailable`, `Retry-After: 1`): a retry succeeds once
+    /// the instance is back or the hand-over is done. Never answered with another cart.
+    #[error("cart unavailable: {0}")]
+    CartUnavailable(String),
+    /// Local carts: this instance no longer owns the cart (the membership changed under the
+    /// request); the carts layer routes the request again (503 `cart_unavailable` if it
+    /// ever reaches a client).
+    #[error("the cart moved to another instance")]
+    CartMoved,
     /// The store could not be reached in time: a retry may succeed (503 `unavailable`).
     #[error("store unavailable: {0}")]
     StoreUnavailable(#[source] StoreError),
@@ -229,6 +239,9 @@ impl ApiError {
             Self::StoreUnavailable(_) | Self::CartLog(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
+            Self::CartUnavailable(_) | Self::CartMoved => {
+                (StatusCode::SERVICE_UNAVAILABLE, "cart_unavailable")
+            }
             Self::Objects(e) if e.is_transient() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -254,7 +267,13 @@ impl IntoResponse for ApiError {
             } else {
                 "internal error"
             };
-            return error_response(status, code, message);
+            let mut response = error_response(status, code, message);
+            if matches!(self, Self::CartUnavailable(_) | Self::CartMoved) {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
+            }
+            return response;
         }
         let mut response = error_response(status, code, self.to_string());
         let headers = response.headers_mut();

@@ -29,10 +29,10 @@ mod state;
 mod users;
 mod web;
 
-pub use crate::carts::{CartMode, CartSettings};
+pub use crate::carts::{CartMode, CartSettings, PeerSettings};
 pub use crate::error::ApiError;
 pub use crate::images::{IMAGE_CACHE_CONTROL, MAX_IMAGE_BYTES, seed_demo_images};
-pub use crate::server::{AdminBootstrap, ApiServer, ApiSettings, AuthSettings};
+pub use crate::server::{AdminBootstrap, ApiServer, ApiSettings, AuthSettings, LEAVE_LIMIT};
 pub use crate::web::currency::{Currencies, DEFAULT_CURRENCIES};
 
 /// The role name: the `role` of `/healthz` and the `strata_api_…` prefix of every metric.

@@ -104,6 +104,8 @@ pub struct AdminBootstrap {
 /// One api instance: a bound listener and the router it will serve.
 pub struct ApiServer {
     server: RoleServer,
+    /// Local carts shared with peers start after the bind and leave before the shutdown.
+    carts: Carts,
 }
 
 impl ApiServer {
@@ -163,7 +165,7 @@ impl ApiServer {
         let state = AppState {
             store: store.clone(),
             cache: cache_aside,
-            carts,
+            carts: carts.clone(),
             tokens,
             passwords,
             throttle: LoginThrottle::new(cache, auth.throttle),
@@ -198,7 +200,8 @@ impl ApiServer {
         let server = RoleServer::bind(ROLE, instance, settings.listen, router)
             .await?
             .drain_delay(settings.drain_delay);
-        Ok(Self { server })
+        carts.start(server.local_addr());
+        Ok(Self { server, carts })
     }
 
     /// The address actually bound (the OS's choice when the port was 0).
@@ -216,10 +219,35 @@ impl ApiServer {
     ///
     /// # Errors
     /// [`ApiError::Role`] when the listener fails.
+    ///
+    /// With local carts shared among instances, shutdown first drains this instance at the
+    /// gateway and hands every cart it holds to its new owner (serving meanwhile, unready),
+    /// at most [`LEAVE_LIMIT`]; the listener closes after that.
     pub async fn run(self, shutdown: Shutdown) -> Result<(), ApiError> {
-        Ok(self.server.run(shutdown).await?)
+        let stop = Shutdown::new();
+        let draining = self.server.draining();
+        let carts = self.carts.clone();
+        let leaving = {
+            let stop = stop.clone();
+            async move {
+                shutdown.cancelled().await;
+                draining.cancel();
+                carts.leave(LEAVE_LIMIT).await;
+                stop.cancel();
+            }
+        };
+        let serving = self.server.run(stop.clone());
+        tokio::pin!(serving);
+        let served = tokio::select! {
+            served = &mut serving => served,
+            () = leaving => serving.await,
+        };
+        Ok(served?)
     }
 }
+
+/// Longest a shutting-down instance spends handing its local carts over.
+pub const LEAVE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The api's own routes; [`role_router`] adds the ops endpoints, the fallbacks, the body limit
 /// and the observing middleware around them.
@@ -235,5 +263,10 @@ fn app_routes(state: AppState, documents: &[utoipa::openapi::OpenApi]) -> Router
         .merge(orders::routes())
         .merge(notifications::routes())
         .merge(openapi::routes(documents))
+        .merge(crate::carts::internal_routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cart::owner_cookie,
+        ))
         .with_state(state)
 }

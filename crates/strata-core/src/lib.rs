@@ -9,6 +9,7 @@ pub mod domain;
 pub mod http;
 #[cfg(feature = "testing")]
 pub mod ops_checks;
+pub mod ring;
 pub mod shutdown;
 pub mod table;
 pub mod telemetry;

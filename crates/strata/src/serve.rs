@@ -167,7 +167,11 @@ async fn api(args: &ServeArgs, config: &Config, signalled: Shutdown) -> anyhow::
     .await;
     let served = match started {
         Ok(server) => {
-            let deadline = SHUTDOWN_DEADLINE + Duration::from_millis(config.api.drain_delay_ms);
+            let mut deadline = SHUTDOWN_DEADLINE + Duration::from_millis(config.api.drain_delay_ms);
+            if !config.carts.peers_url.is_empty() {
+                // A local-cart instance hands its carts over before it stops.
+                deadline += strata_api::LEAVE_LIMIT;
+            }
             until_signal("api", &signalled, deadline, |stop| server.run(stop)).await
         }
         Err(e) => Err(e),

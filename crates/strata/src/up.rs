@@ -324,7 +324,11 @@ impl Stack {
                 drain_delay: Duration::ZERO,
                 documents: vec![strata_chat::openapi()],
                 currencies: currencies.clone(),
-                carts: config.carts.settings(&config.store.data_dir),
+                carts: config.carts.up_settings(
+                    &config.store.data_dir,
+                    config.api.instances,
+                    &config.gateway,
+                ),
             };
             let (name, listen) = (settings.instance.clone(), settings.listen);
             let launch = api_launch(settings, self.store.clone(), cache.clone(), objects.clone());
@@ -370,6 +374,9 @@ impl Stack {
         }
 
         let mut gateway_config = config.gateway.clone();
+        config
+            .carts
+            .pin_pool(config.api.instances, &mut gateway_config.api);
         gateway_config.pools = ["api", "chat"]
             .into_iter()
             .map(|pool| PoolConfig {

@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use strata_store::{
@@ -37,6 +39,7 @@ use tokio::sync::oneshot;
 use super::journal::{
     Journal, JournalError, Line, OwnerKey, SnapshotWriter, encode_record, recover,
 };
+use super::peers::Peers;
 use super::{CartSettings, cart_error};
 use crate::ApiError;
 
@@ -60,6 +63,9 @@ pub(crate) struct LocalCarts {
     /// Changes since the last snapshot began.
     changes: AtomicU64,
     metrics: LocalMetrics,
+    /// The other instances holding carts, when there are any: a cart is changed here only
+    /// while this instance owns it.
+    peers: Option<Arc<Peers>>,
 }
 
 /// `strata_api_carts_*`: what the lab reads of a local instance.
@@ -71,6 +77,13 @@ struct LocalMetrics {
     start_ms: Gauge,
     /// Snapshots written.
     snapshots: Counter,
+    /// Carts handed to (`sent`) or taken from (`received`) other instances.
+    handed_over: Family<DirectionLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: &'static str,
 }
 
 impl LocalMetrics {
@@ -90,6 +103,18 @@ impl LocalMetrics {
             "Cart snapshots written (local cart mode)",
             self.snapshots.clone(),
         );
+        registry.register(
+            "strata_api_carts_handed_over",
+            "Carts handed over to (sent) or from (received) other api instances when the \
+             membership changed (local cart mode)",
+            self.handed_over.clone(),
+        );
+        for direction in ["sent", "received"] {
+            drop(
+                self.handed_over
+                    .get_or_create(&DirectionLabels { direction }),
+            );
+        }
     }
 }
 
@@ -109,7 +134,7 @@ fn io_error(what: &'static str) -> impl Fn(std::io::Error) -> ApiError {
 
 /// The key of a store-side owner; anonymous tokens are 32 hex digits (checked by the cookie
 /// parser, and made by `new_token`).
-fn key(owner: CartOwner<'_>) -> Result<OwnerKey, ApiError> {
+pub(crate) fn key(owner: CartOwner<'_>) -> Result<OwnerKey, ApiError> {
     match owner {
         CartOwner::User(id) => Ok(OwnerKey::User(id)),
         CartOwner::Anonymous(token) => u128::from_str_radix(token, 16)
@@ -134,6 +159,7 @@ impl LocalCarts {
         instance: &str,
         store: Store,
         registry: &mut Registry,
+        peers: Option<Arc<Peers>>,
     ) -> Result<Arc<Self>, ApiError> {
         let started = Instant::now();
         let dir = settings.dir.join(instance);
@@ -175,6 +201,7 @@ impl LocalCarts {
                 .collect(),
             changes: AtomicU64::new(0),
             metrics,
+            peers,
         });
         spawn_snapshots(Arc::downgrade(&carts), settings.snapshot_interval);
         Ok(carts)
@@ -188,13 +215,26 @@ impl LocalCarts {
         lock(&self.shards[self.index(owner)])
     }
 
-    /// The owner's lines with the catalog's current data, oldest first.
+    /// Whether this instance owns `owner`'s cart now (always, without peers).
+    pub(crate) fn owns(&self, owner: OwnerKey) -> bool {
+        self.peers.as_ref().is_none_or(|p| p.view().is_mine(owner))
+    }
+
+    /// Whether the cart of `owner` is held here.
+    pub(crate) fn holds(&self, owner: OwnerKey) -> bool {
+        self.shard(owner).contains_key(&owner)
+    }
+
+    /// The cart of `owner` as kept (`None`: no cart).
+    pub(crate) fn raw(&self, owner: OwnerKey) -> Option<Vec<Line>> {
+        self.shard(owner).get(&owner).cloned()
+    }
+
+    /// Kept lines with the catalog's current data, oldest first.
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub(crate) async fn lines(&self, owner: CartOwner<'_>) -> Result<Vec<CartLine>, ApiError> {
-        let owner = key(owner)?;
-        let mut lines = self.shard(owner).get(&owner).cloned().unwrap_or_default();
+    pub(crate) async fn join(&self, mut lines: Vec<Line>) -> Result<Vec<CartLine>, ApiError> {
         lines.sort_by_key(|l| (l.added_at, l.product_id));
         let mut out = Vec::with_capacity(lines.len());
         for line in lines {
@@ -215,23 +255,16 @@ impl LocalCarts {
         Ok(out)
     }
 
-    /// Whether an anonymous cart with this token is held here.
-    pub(crate) fn anonymous_exists(&self, token: &str) -> Result<bool, ApiError> {
-        let owner = key(CartOwner::Anonymous(token))?;
-        Ok(self.shard(owner).contains_key(&owner))
-    }
-
     /// Adds units of a product (see `CartRepo::add` for the rules, which are the same).
     ///
     /// # Errors
     /// As `CartRepo::add`, and [`ApiError::CartLog`] when the change cannot be made durable.
     pub(crate) async fn add(
         &self,
-        owner: CartOwner<'_>,
+        owner: OwnerKey,
         product_id: i64,
         quantity: u32,
     ) -> Result<(), ApiError> {
-        let owner = key(owner)?;
         let has_line = self
             .shard(owner)
             .get(&owner)
@@ -264,11 +297,10 @@ impl LocalCarts {
     /// As `CartRepo::set`, and [`ApiError::CartLog`].
     pub(crate) async fn set(
         &self,
-        owner: CartOwner<'_>,
+        owner: OwnerKey,
         product_id: i64,
         quantity: u32,
     ) -> Result<(), ApiError> {
-        let owner = key(owner)?;
         let ack = self.change(owner, |lines| {
             let at = lines
                 .iter()
@@ -292,6 +324,11 @@ impl LocalCarts {
         change: impl FnOnce(&mut Vec<Line>) -> Result<(), CartError>,
     ) -> Result<oneshot::Receiver<Result<(), JournalError>>, ApiError> {
         let mut shard = self.shard(owner);
+        // Checked under the shard's lock: the hand-over copies a cart under the same lock
+        // after the view changed, so a change is either in its copy or refused here.
+        if !self.owns(owner) {
+            return Err(ApiError::CartMoved);
+        }
         let existing = shard.get(&owner);
         let is_new = existing.is_none();
         let mut lines = existing.cloned().unwrap_or_default();
@@ -319,7 +356,7 @@ impl LocalCarts {
         user_id: i64,
     ) -> Result<MergeOutcome, ApiError> {
         let anonymous = key(CartOwner::Anonymous(token))?;
-        let Some((ack, outcome)) = self.merge_now(anonymous, OwnerKey::User(user_id)) else {
+        let Some((ack, outcome)) = self.merge_now(anonymous, OwnerKey::User(user_id))? else {
             return Ok(MergeOutcome::default());
         };
         durable(ack).await?;
@@ -328,26 +365,169 @@ impl LocalCarts {
 
     /// The merge under the locks of both carts' shards (taken in index order, so two merges
     /// cannot deadlock); `None` when there is no anonymous cart.
+    #[allow(clippy::type_complexity)]
     fn merge_now(
         &self,
         anonymous: OwnerKey,
         user: OwnerKey,
-    ) -> Option<(oneshot::Receiver<Result<(), JournalError>>, MergeOutcome)> {
+    ) -> Result<Option<(oneshot::Receiver<Result<(), JournalError>>, MergeOutcome)>, ApiError> {
         let (a, u) = (self.index(anonymous), self.index(user));
         let mut first = lock(&self.shards[a.min(u)]);
         let mut second = (a != u).then(|| lock(&self.shards[a.max(u)]));
+        if !self.owns(anonymous) || !self.owns(user) {
+            return Err(ApiError::CartMoved);
+        }
         let (anonymous_shard, user_shard): (&mut Shard, &mut Shard) = match second.as_mut() {
             None => {
-                let moving = first.remove(&anonymous)?;
+                let Some(moving) = first.remove(&anonymous) else {
+                    return Ok(None);
+                };
                 let merged = merge_lines(first.get(&user).cloned(), moving);
-                return Some(self.commit_merge(&mut first, anonymous, user, merged));
+                return Ok(Some(self.commit_merge(&mut first, anonymous, user, merged)));
             }
             Some(second) if a < u => (&mut *first, &mut **second),
             Some(second) => (&mut **second, &mut *first),
         };
-        let moving = anonymous_shard.remove(&anonymous)?;
+        let Some(moving) = anonymous_shard.remove(&anonymous) else {
+            return Ok(None);
+        };
         let merged = merge_lines(user_shard.get(&user).cloned(), moving);
-        Some(self.commit_merge(user_shard, anonymous, user, merged))
+        Ok(Some(self.commit_merge(user_shard, anonymous, user, merged)))
+    }
+
+    /// Merges `moving` (an anonymous cart held by another instance) into the user's cart,
+    /// under the rules of [`LocalCarts::merge_anonymous`].
+    ///
+    /// # Errors
+    /// [`ApiError::CartMoved`], [`ApiError::CartLog`].
+    pub(crate) async fn merge_lines_into(
+        &self,
+        user: OwnerKey,
+        moving: Vec<Line>,
+    ) -> Result<MergeOutcome, ApiError> {
+        let mut outcome = MergeOutcome::default();
+        let ack = self.change(user, |lines| {
+            let (merged, o, _) = merge_lines(Some(std::mem::take(lines)), moving);
+            *lines = merged;
+            outcome = o;
+            Ok(())
+        })?;
+        durable(ack).await?;
+        Ok(outcome)
+    }
+
+    /// Deletes the cart of `owner` (owned here); whether there was one.
+    ///
+    /// # Errors
+    /// [`ApiError::CartMoved`], [`ApiError::CartLog`].
+    pub(crate) async fn remove(&self, owner: OwnerKey) -> Result<bool, ApiError> {
+        let ack = {
+            let mut shard = self.shard(owner);
+            if !self.owns(owner) {
+                return Err(ApiError::CartMoved);
+            }
+            if shard.remove(&owner).is_none() {
+                return Ok(false);
+            }
+            let mut frame = Vec::with_capacity(32);
+            encode_record([(owner, None)], &mut frame);
+            self.journal.append(frame)
+        };
+        self.metrics.held.dec();
+        self.changes.fetch_add(1, Ordering::Relaxed);
+        durable(ack).await?;
+        Ok(true)
+    }
+
+    /// Copies of the carts held here that this instance does not own (in the current view),
+    /// at most `limit`: what the hand-over sends. They no longer change here (a change
+    /// checks ownership under the same lock).
+    pub(crate) fn not_owned(&self, limit: usize) -> Vec<(OwnerKey, Vec<Line>)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for (owner, lines) in shard.iter() {
+                if !self.owns(*owner) {
+                    out.push((*owner, lines.clone()));
+                    if out.len() >= limit {
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of carts held here.
+    pub(crate) fn held(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Takes in carts handed over by another instance: each one this instance does not
+    /// hold yet is inserted and logged (one held already is newer: it was handed over
+    /// before, or made here after the previous owner said it had none). Returns how many
+    /// were taken in, once they are durable.
+    ///
+    /// # Errors
+    /// [`ApiError::CartLog`]: nothing is acknowledged, the sender keeps its copies.
+    pub(crate) async fn accept(&self, carts: Vec<(OwnerKey, Vec<Line>)>) -> Result<u64, ApiError> {
+        let mut acks = Vec::new();
+        let mut taken = 0u64;
+        for (owner, lines) in carts {
+            let mut shard = self.shard(owner);
+            if shard.contains_key(&owner) {
+                continue;
+            }
+            let mut frame = Vec::with_capacity(64);
+            encode_record([(owner, Some(lines.as_slice()))], &mut frame);
+            shard.insert(owner, lines);
+            acks.push(self.journal.append(frame));
+            drop(shard);
+            self.metrics.held.inc();
+            taken += 1;
+        }
+        self.changes.fetch_add(taken, Ordering::Relaxed);
+        for ack in acks {
+            durable(ack).await?;
+        }
+        self.metrics
+            .handed_over
+            .get_or_create(&DirectionLabels {
+                direction: "received",
+            })
+            .inc_by(taken);
+        Ok(taken)
+    }
+
+    /// Forgets carts another instance acknowledged taking over (each still held here and
+    /// still not owned), and logs that they are gone.
+    ///
+    /// # Errors
+    /// [`ApiError::CartLog`].
+    pub(crate) async fn forget(&self, owners: &[OwnerKey]) -> Result<(), ApiError> {
+        let mut acks = Vec::new();
+        let mut gone = 0u64;
+        for &owner in owners {
+            let mut shard = self.shard(owner);
+            if self.owns(owner) || shard.remove(&owner).is_none() {
+                continue;
+            }
+            let mut frame = Vec::with_capacity(32);
+            encode_record([(owner, None)], &mut frame);
+            acks.push(self.journal.append(frame));
+            drop(shard);
+            self.metrics.held.dec();
+            gone += 1;
+        }
+        self.changes.fetch_add(gone, Ordering::Relaxed);
+        self.metrics
+            .handed_over
+            .get_or_create(&DirectionLabels { direction: "sent" })
+            .inc_by(gone);
+        for ack in acks {
+            durable(ack).await?;
+        }
+        Ok(())
     }
 
     /// Inserts a merged user cart (the anonymous one is already out of its shard) and queues
@@ -382,20 +562,6 @@ impl LocalCarts {
     pub(crate) async fn checkout_lock(&self, user_id: i64) -> tokio::sync::MutexGuard<'_, ()> {
         let stripe = (self.hasher.hash_one(user_id) as usize) % CHECKOUT_STRIPES;
         self.checkouts[stripe].lock().await
-    }
-
-    /// The user's lines as (product id, quantity), for the store's checkout.
-    pub(crate) fn checkout_lines(&self, user_id: i64) -> Vec<(i64, i64)> {
-        let owner = OwnerKey::User(user_id);
-        self.shard(owner)
-            .get(&owner)
-            .map(|lines| {
-                lines
-                    .iter()
-                    .map(|l| (l.product_id, i64::from(l.quantity)))
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     /// Takes the checked-out units off the user's cart once the order is committed (units

@@ -11,19 +11,15 @@
 //!   design, run beside the shared one to measure the trade-offs (start-up, latency, memory,
 //!   recovery).
 //!
-//! # What local mode does not do yet
-//! A cart lives on the instance that served its first change, and nothing routes a cart to
-//! its instance or moves carts when instances join or leave: run local mode with **one api
-//! instance** (`api.instances = 1` for `strata up`, one `strata serve api`); the binary
-//! refuses more. The intended next step, not built: the ring that places a cart (today the
-//! gateway's `consistent_hash`) moves to `strata-core` so the gateway and the api compute the
-//! same owner; the api sets a `strata_cart_owner` cookie (`u<user id>` or the anonymous token)
-//! that the gateway hashes on (bounded load off for that pool, so a cart never leaves its
-//! owner), and an instance that still gets a cart it does not own forwards the request to the
-//! owner; on a membership change (learned from the gateway's admin API) each instance sends
-//! the carts whose owner changed to the new owner over an internal endpoint, forwarding
-//! requests for a cart until its hand-over is acknowledged, and a draining instance hands all
-//! its carts over before it exits.
+//! # Several instances
+//! With `carts.peers_url` set, local carts are shared out among the api pool's instances:
+//! each cart lives on its *owner*, the instance the gateway's consistent hash picks for the
+//! cart's key (`peers`); an operation reaching another instance is forwarded to the owner
+//! (`routing`); when instances join or leave, the carts whose owner changed are handed over
+//! (`handover`). The gateway pins a cart to its owner when its api pool runs
+//! `consistent_hash` on `cookie:strata_cart_owner` with `balance_factor = 0`; the api sets
+//! that cookie (`u<user id>` or the anonymous token) on its answers. Without
+//! `carts.peers_url`, one instance holds every cart (run one only).
 //!
 //! # Checkout
 //! The order is always written by the store's checkout transaction. Shared: the transaction
@@ -33,8 +29,11 @@
 //! change leaves the lines in the cart; the order is not lost or doubled (the idempotency key
 //! replays it).
 
+mod handover;
 mod journal;
 mod local;
+mod peers;
+mod routing;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,7 +49,11 @@ use strata_store::{
 
 use crate::ApiError;
 use crate::cache_aside::CacheAside;
+pub(crate) use handover::routes as internal_routes;
 pub(crate) use local::LocalCarts;
+pub use peers::PeerSettings;
+use peers::Peers;
+use routing::Cluster;
 
 /// Where carts live (`carts.mode`): `shared` or `local`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -91,6 +94,9 @@ pub struct CartSettings {
     /// Local mode: anonymous carts (1 to 3 lines each) created at start-up when the instance
     /// holds none, for the lab to measure start-up and memory with many carts. 0: none.
     pub preload: u64,
+    /// Local mode: where the instance learns the other instances it shares carts with;
+    /// `None`: it holds every cart itself (one instance only).
+    pub peers: Option<PeerSettings>,
 }
 
 impl Default for CartSettings {
@@ -101,6 +107,7 @@ impl Default for CartSettings {
             snapshot_interval: Duration::from_secs(60),
             fsync_batch: 1024,
             preload: 0,
+            peers: None,
         }
     }
 }
@@ -110,8 +117,8 @@ impl Default for CartSettings {
 pub(crate) enum Carts {
     /// In the store.
     Shared(SharedCarts),
-    /// In this instance's memory.
-    Local(Arc<LocalCarts>),
+    /// In this instance's memory (and its peers').
+    Local(Arc<Cluster>),
 }
 
 /// The store-backed carts with their cache.
@@ -136,9 +143,48 @@ impl Carts {
         Ok(match settings.mode {
             CartMode::Shared => Self::Shared(SharedCarts { store, cache }),
             CartMode::Local => {
-                Self::Local(LocalCarts::open(settings, instance, store, registry).await?)
+                let peers = settings.peers.clone().map(Peers::new);
+                let local =
+                    LocalCarts::open(settings, instance, store, registry, peers.clone()).await?;
+                Self::Local(Arc::new(Cluster { local, peers }))
             }
         })
+    }
+
+    /// Starts sharing carts with the peers, once this instance listens on `bound`: reads
+    /// the pool and hands over carts as it changes. Nothing without peers.
+    pub(crate) fn start(&self, bound: std::net::SocketAddr) {
+        if let Self::Local(cluster) = self
+            && let Some(peers) = &cluster.peers
+        {
+            peers.start(bound);
+            handover::spawn(&cluster.local, peers);
+        }
+    }
+
+    /// Leaves the peers before shutting down: drains this instance at the gateway and waits
+    /// (at most `limit`) until every cart it holds was handed over. Nothing without peers.
+    pub(crate) async fn leave(&self, limit: Duration) {
+        if let Self::Local(cluster) = self
+            && let Some(peers) = &cluster.peers
+        {
+            handover::leave(&cluster.local, peers, limit).await;
+        }
+    }
+
+    /// Whether carts are shared among instances by owner (local mode with peers): answers
+    /// then name the cart's routing key in a cookie.
+    pub(crate) fn routes_by_owner(&self) -> bool {
+        matches!(self, Self::Local(cluster) if cluster.peers.is_some())
+    }
+
+    /// A fresh anonymous cart token; with peers, one this instance owns (drawn again until
+    /// it is, a few times at most), so a new cart starts where the gateway will send it.
+    pub(crate) fn new_token(&self) -> String {
+        let Self::Local(cluster) = self else {
+            return crate::cart::new_token();
+        };
+        cluster.new_token()
     }
 
     /// The owner's lines with current catalog data, oldest first.
@@ -189,11 +235,13 @@ impl Carts {
     pub(crate) async fn anonymous_exists(&self, token: &str) -> Result<bool, ApiError> {
         match self {
             Self::Shared(s) => Ok(s.store.carts().anonymous_exists(token).await?),
-            Self::Local(l) => l.anonymous_exists(token),
+            Self::Local(l) => l.anonymous_exists(token).await,
         }
     }
 
-    /// Adds units of a product to the owner's cart.
+    /// Adds units of a product to the owner's cart; the cart's lines after the change (read
+    /// with the change itself in local mode, so an answer that fails never hides a change
+    /// that was made: a client may retry a 503).
     ///
     /// # Errors
     /// `unknown_product`, `cart_limit`, or the backend's failure.
@@ -202,7 +250,7 @@ impl Carts {
         owner: CartOwner<'_>,
         product_id: i64,
         quantity: u32,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Vec<CartLine>, ApiError> {
         match self {
             Self::Shared(s) => {
                 s.store
@@ -211,13 +259,14 @@ impl Carts {
                     .await
                     .map_err(cart_error)?;
                 s.cache.invalidate_cart(&owner_key(owner)).await;
-                Ok(())
+                Ok(s.store.carts().lines(owner).await?)
             }
             Self::Local(l) => l.add(owner, product_id, quantity).await,
         }
     }
 
-    /// Sets a line's quantity; 0 removes the line.
+    /// Sets a line's quantity (0 removes the line); the cart's lines after the change, as
+    /// [`Carts::add`].
     ///
     /// # Errors
     /// `not_in_cart`, `cart_limit`, or the backend's failure.
@@ -226,7 +275,7 @@ impl Carts {
         owner: CartOwner<'_>,
         product_id: i64,
         quantity: u32,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Vec<CartLine>, ApiError> {
         match self {
             Self::Shared(s) => {
                 s.store
@@ -235,7 +284,7 @@ impl Carts {
                     .await
                     .map_err(cart_error)?;
                 s.cache.invalidate_cart(&owner_key(owner)).await;
-                Ok(())
+                Ok(s.store.carts().lines(owner).await?)
             }
             Self::Local(l) => l.set(owner, product_id, quantity).await,
         }
@@ -271,7 +320,7 @@ impl Carts {
     ///
     /// # Errors
     /// As `OrderRepo::checkout`.
-    pub(crate) async fn checkout<E>(
+    pub(crate) async fn checkout<E: From<ApiError>>(
         &self,
         request: CheckoutRequest<'_>,
         price: impl Fn(&[ReservedLine], Option<&Coupon>) -> Result<PricedOrder, E>,
@@ -287,9 +336,14 @@ impl Carts {
                 Ok(outcome)
             }
             Self::Local(l) => {
-                let _one_at_a_time = l.checkout_lock(request.user_id).await;
-                let lines = l.checkout_lines(request.user_id);
-                let store = l.store();
+                // A cart that cannot be reached fails the checkout with its own answer.
+                let unavailable = |e: ApiError| CheckoutError::Pricing(E::from(e));
+                let _one_at_a_time = l.local.checkout_lock(request.user_id).await;
+                let lines = l
+                    .checkout_lines(request.user_id)
+                    .await
+                    .map_err(unavailable)?;
+                let store = l.local.store();
                 let outcome = store
                     .orders()
                     .checkout_lines(request, &lines, price)

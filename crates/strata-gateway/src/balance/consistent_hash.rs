@@ -2,12 +2,9 @@
 //! when instances join or leave only the keys of the instances concerned move.
 //!
 //! # The ring
-//! Like ketama, each instance owns points on a 64-bit ring: 160 per unit of weight (fewer per
-//! unit only when the pool's total weight passes 1024, to bound the ring at ~160 000 points).
-//! Point `j` of an instance is the stable hash of its id and `j`, so an instance's points do
-//! not depend on which other instances exist: adding one only takes over the arcs before its
-//! own points (about 1/n of the keys), removing one only hands its arcs to the next points.
-//! A key goes to the owner of the first point at or after the key's hash.
+//! [`strata_core::ring::Ring`]: ketama-like points per unit of weight, placed by the stable
+//! hash of each instance's id (see there). The same ring tells the api's local carts which
+//! instance holds a cart, so the gateway and the api agree on every key's owner.
 //!
 //! # Health
 //! The ring holds every instance of the pool whatever its health, and a pick walks clockwise
@@ -22,65 +19,47 @@
 //! "Consistent Hashing with Bounded Loads"). With factor 1.25 no instance carries more than
 //! 25 % above its share, so one hot key cannot bury its instance. The capacities add up to
 //! more than the total in flight, so some available instance is always under its capacity.
+//! Factor 0 turns it off: a key then leaves its instance only when that instance is not
+//! available, which a pool of instances that each *hold* their keys (the api's local carts)
+//! needs.
 
-use super::hash::mix;
+use strata_core::ring::Ring;
+
 use super::{Algorithm, Balancer, PickContext, Snapshot};
-
-/// Ring points per unit of weight.
-pub const POINTS_PER_WEIGHT: u64 = 160;
-/// Most points on a ring: 160 per unit for up to 1024 units of weight.
-const MAX_POINTS: u64 = POINTS_PER_WEIGHT * 1024;
 
 /// A hash ring with bounded load.
 #[derive(Debug)]
 pub struct ConsistentHash {
-    /// `(point, instance)`, sorted by point.
-    ring: Box<[(u64, u32)]>,
+    ring: Ring,
     /// Configured weight of each instance.
     weights: Box<[u64]>,
-    factor: f64,
+    /// Bounded-load factor; `None`: off.
+    factor: Option<f64>,
 }
 
 impl ConsistentHash {
     /// The ring of every instance of the snapshot, by configured weight.
     pub fn new(snapshot: &Snapshot<'_>) -> Self {
-        let total: u64 = snapshot.weights.iter().map(|&w| u64::from(w)).sum();
-        let per_unit = MAX_POINTS
-            .checked_div(total)
-            .map_or(0, |p| p.clamp(1, POINTS_PER_WEIGHT));
-        let mut ring: Vec<(u64, u32)> = Vec::new();
-        for (i, (&id, &weight)) in snapshot.ids.iter().zip(snapshot.weights).enumerate() {
-            let instance = u32::try_from(i).unwrap_or(u32::MAX);
-            for j in 0..u64::from(weight) * per_unit {
-                ring.push((point(id, j), instance));
-            }
-        }
-        ring.sort_unstable();
+        let members: Vec<(u64, u32)> = snapshot
+            .ids
+            .iter()
+            .copied()
+            .zip(snapshot.weights.iter().copied())
+            .collect();
         Self {
-            ring: ring.into_boxed_slice(),
+            ring: Ring::new(&members),
             weights: snapshot.weights.iter().map(|&w| u64::from(w)).collect(),
-            factor: snapshot.balance_factor.max(1.0),
+            factor: (snapshot.balance_factor != 0.0).then(|| snapshot.balance_factor.max(1.0)),
         }
-    }
-
-    /// Where `key` lands on the ring: the index of the first point at or after it.
-    fn start(&self, key: u64) -> usize {
-        let at = self.ring.partition_point(|&(p, _)| p < key);
-        if at == self.ring.len() { 0 } else { at }
     }
 
     /// The instances in the order a key's walk meets them, each once (for tests and retries).
     fn walk(&self, key: u64) -> impl Iterator<Item = usize> + '_ {
-        let start = self.start(key);
-        let n = self.ring.len();
-        let mut seen = Seen::default();
-        (0..n)
-            .map(move |k| self.ring[(start + k) % n].1 as usize)
-            .filter(move |&i| seen.first_time(i))
+        self.ring.walk(key)
     }
 
     /// Capacities of the available instances, given their loads.
-    fn capacities(&self, cx: &PickContext<'_>) -> Capacity {
+    fn capacities(&self, cx: &PickContext<'_>, factor: f64) -> Capacity {
         let (mut total_load, mut total_weight) = (0u64, 0u64);
         for (i, &weight) in self.weights.iter().enumerate().take(cx.len) {
             if cx.live.is_available(i) {
@@ -89,7 +68,7 @@ impl ConsistentHash {
             }
         }
         Capacity {
-            per_weight: (total_load + 1) as f64 * self.factor / total_weight.max(1) as f64,
+            per_weight: (total_load + 1) as f64 * factor / total_weight.max(1) as f64,
         }
     }
 }
@@ -120,13 +99,16 @@ impl Balancer for ConsistentHash {
             if !cx.live.is_available(i) {
                 continue;
             }
+            let Some(factor) = self.factor else {
+                return Some(i);
+            };
             let load = cx.live.in_flight(i);
             // An idle instance is under any capacity (each is at least 1): the common case
             // costs no sum over the pool.
             if load == 0 {
                 return Some(i);
             }
-            let capacity = capacity.get_or_insert_with(|| self.capacities(cx));
+            let capacity = capacity.get_or_insert_with(|| self.capacities(cx, factor));
             if capacity.admits(load, self.weights[i]) {
                 return Some(i);
             }
@@ -147,32 +129,6 @@ impl Balancer for ConsistentHash {
     }
 }
 
-/// The position of point `j` of the instance with id `id`.
-fn point(id: u64, j: u64) -> u64 {
-    mix(id ^ mix(j.wrapping_add(1)))
-}
-
-/// Instances met so far on a walk: a bitset on the stack for pools of up to 1024 instances;
-/// beyond that every meeting counts as the first (the walk is then merely longer).
-#[derive(Default)]
-struct Seen {
-    bits: [u64; 16],
-}
-
-impl Seen {
-    fn first_time(&mut self, i: usize) -> bool {
-        match self.bits.get_mut(i / 64) {
-            Some(word) => {
-                let bit = 1u64 << (i % 64);
-                let first = *word & bit == 0;
-                *word |= bit;
-                first
-            }
-            None => true,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -183,6 +139,7 @@ mod tests {
     use crate::balance::hash::{hash_bytes, instance_id};
     use crate::balance::testing::{Fixed, cx};
     use crate::balance::{Idle, Live};
+    use strata_core::ring::Ring;
 
     fn ring(addresses: &[String], weights: &[u32], factor: f64) -> ConsistentHash {
         let ids: Vec<u64> = addresses.iter().map(|a| instance_id(a)).collect();
@@ -351,5 +308,55 @@ mod tests {
         let down = Fixed::new(&[0; 3]).with_down(&[0, 1, 2]);
         assert_eq!(balancer.pick(&cx(3, &down)), None);
         assert!(balancer.pick(&cx(3, &Idle)).is_some());
+    }
+
+    #[test]
+    fn without_bounded_load_a_key_stays_on_its_loaded_instance() {
+        let balancer = ring(&addresses(4), &[1; 4], 0.0);
+        let k = key(7);
+        let order: Vec<usize> = balancer.walk(k).collect();
+        let mut loads = [0u64; 4];
+        loads[order[0]] = 50;
+        let live = Fixed::new(&loads);
+        let cx = PickContext {
+            len: 4,
+            key: Some(k),
+            live: &live,
+        };
+        assert_eq!(balancer.pick(&cx), Some(order[0]));
+        let down = Fixed::new(&loads).with_down(&[order[0]]);
+        let cx = PickContext {
+            len: 4,
+            key: Some(k),
+            live: &down,
+        };
+        assert_eq!(balancer.pick(&cx), Some(order[1]));
+    }
+
+    #[test]
+    fn the_gateway_and_a_ring_built_elsewhere_name_the_same_owner() {
+        // The api's local carts build `Ring` from the pool's addresses and hash the cart
+        // owner cookie's value: they must find the instance the balancer picks.
+        let addresses = addresses(3);
+        let balancer = ring(&addresses, &[1, 2, 1], 0.0);
+        let members: Vec<(u64, u32)> = addresses
+            .iter()
+            .zip([1, 2, 1])
+            .map(|(a, w)| (instance_id(a), w))
+            .collect();
+        let elsewhere = Ring::new(&members);
+        for k in 0..2000 {
+            let owner = format!("u{k}");
+            let cx = PickContext {
+                len: 3,
+                key: Some(hash_bytes(owner.as_bytes())),
+                live: &Idle,
+            };
+            assert_eq!(
+                balancer.pick(&cx),
+                elsewhere.owner(hash_bytes(owner.as_bytes())),
+                "{owner}"
+            );
+        }
     }
 }

@@ -56,9 +56,11 @@ config_section! {
         /// instances)`, otherwise the key moves clockwise to the next instance. Default 1.25: no
         /// instance carries more than 25 % above the average, while keys stay on their
         /// instance in normal operation (HAProxy's `hash-balance-factor` and Google's
-        /// "consistent hashing with bounded loads").
+        /// "consistent hashing with bounded loads"). 0 turns bounded load off: a key leaves
+        /// its instance only when that instance is not available (the api pool in local cart
+        /// mode, whose instances hold their carts).
         live balance_factor: f64 = 1.25;
-            check |f| f.is_finite() && *f >= 1.0, "must be a number of at least 1.0",
+            check |f| *f == 0.0 || (f.is_finite() && *f >= 1.0), "must be 0 (off) or a number of at least 1.0",
         /// Cookie that pins a client to an instance under `sticky`. Default `strata_affinity`:
         /// prefixed, so it cannot collide with the shop's own cookies.
         live sticky_cookie: String = "strata_affinity".into() => parse::trimmed;
@@ -96,7 +98,7 @@ config_section! {
         /// commas. The gateway's own health checks and Prometheus reach the instances
         /// directly. Default `/metrics`, `/healthz`, `/readyz`: every strata process serves
         /// them, and per-route request counts and readiness details are nobody's business
-        /// outside.
+        /// outside; and `/internal`, where api instances hand local carts to each other.
         live internal_paths: Vec<String> = default_internal_paths() => path_list;
             check |paths| paths.iter().all(|p| p.starts_with('/')),
             "expected path prefixes starting with /, such as /metrics,/healthz",
@@ -109,7 +111,7 @@ config_section! {
 
 /// The operational endpoints every strata process serves.
 fn default_internal_paths() -> Vec<String> {
-    ["/metrics", "/healthz", "/readyz"]
+    ["/metrics", "/healthz", "/readyz", "/internal"]
         .map(String::from)
         .to_vec()
 }

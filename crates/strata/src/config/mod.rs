@@ -61,10 +61,13 @@ impl Config {
             "at least 1 api instance is needed",
         );
         checks.check(
-            self.carts.mode == CartMode::Shared || self.api.instances == 1,
+            self.carts.mode == CartMode::Shared
+                || self.api.instances == 1
+                || !self.carts.peers_url.is_empty()
+                || self.gateway.admin_listen.port() != 0,
             "carts.mode",
-            "local carts need exactly one api instance (api.instances = 1): nothing routes a \
-             cart to the instance that holds it yet",
+            "local carts on several api instances read their peers from the gateway's admin \
+             listener: give gateway.admin_listen a fixed port (or set carts.peers_url)",
         );
     }
 }

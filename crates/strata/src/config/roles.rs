@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use strata_api::{CartMode, CartSettings};
+use strata_api::{CartMode, CartSettings, PeerSettings};
 use strata_core::config::{Checks, Secret, parse, valid_name};
 use strata_core::config_section;
+use strata_gateway::config::{Algorithm, GatewayConfig, HashKey, PoolSettings};
 
 /// Most instances of one role that `strata up` starts in one process.
 const MAX_INSTANCES: usize = 64;
@@ -69,9 +70,9 @@ config_section! {
     #[serde(default, deny_unknown_fields)]
     pub struct CartsConfig {
         /// `shared` (default: carts in the store, cached; any api instance serves any cart)
-        /// or `local` (each cart in the memory of the api instance, durable through that
-        /// instance's own log and snapshots under `dir`). Local mode runs one api instance
-        /// only: nothing yet routes a cart to the instance that holds it.
+        /// or `local` (each cart in the memory of one api instance, durable through that
+        /// instance's own log and snapshots under `dir`). Several local instances share the
+        /// carts out through the gateway (`peers_url`); `strata up` sets that up itself.
         restart mode: CartMode = CartMode::Shared,
         /// Local mode: the directory of the carts' logs and snapshots, one subdirectory per
         /// instance name. Default empty: `<store.data_dir>/carts`, beside the embedded store.
@@ -89,10 +90,65 @@ config_section! {
         /// holds none (and written as its first snapshot), so the lab can measure start-up,
         /// memory and recovery with many carts without a million requests. Default 0: none.
         restart preload: u64 = 0; check |n| *n <= 10_000_000, "at most 10000000",
+        /// Local mode with several api instances: the gateway's admin listener
+        /// (`http://host:port`), whose `GET /admin/pools` names the instances that share the
+        /// carts; each cart lives on the instance the gateway's consistent hash picks for it,
+        /// and carts are handed over when instances join or leave. Default empty: this
+        /// instance holds every cart (run one only). `strata up` fills it in.
+        restart peers_url: String = String::new() => parse::trimmed;
+            check |url| url.is_empty() || url.starts_with("http://"),
+            "expected http://host:port (the gateway's admin listener)",
+        /// Local mode: the gateway's admin token (`gateway.admin_token`), sent to read the
+        /// pool and to drain this instance on shutdown, and required of the calls between
+        /// instances on `/internal/carts/`. Default empty: none. Prefer
+        /// `STRATA_CARTS_PEERS_TOKEN` to a file.
+        restart peers_token: Secret = Secret::default() => parse::trimmed,
+        /// Local mode: the gateway pool of the api instances. Default `api`.
+        restart peers_pool: String = "api".into() => parse::trimmed;
+            check |pool| !pool.is_empty(), "must name a pool",
+        /// Local mode: milliseconds between two reads of the pool. Default 500: a new or
+        /// leaving instance is seen within half a second (sooner when a peer shows it), for
+        /// two small requests a second per instance.
+        restart peers_poll_ms: u64 = 500; check |ms| *ms >= 50, "must be at least 50",
+        /// Local mode: this instance's address as the gateway's pool lists it (`host:port`).
+        /// Default empty: the address the instance listens on (right when the gateway reaches
+        /// it there, as with `strata up` and on one machine).
+        restart advertise: String = String::new() => parse::trimmed,
     }
 }
 
 impl CartsConfig {
+    /// The cart settings of `strata up`'s api instances: with local carts and more than one
+    /// instance, and no `peers_url`, the instances read their peers from up's own gateway
+    /// (its admin listener and token).
+    pub fn up_settings(
+        &self,
+        data_dir: &Path,
+        instances: usize,
+        gateway: &GatewayConfig,
+    ) -> CartSettings {
+        if self.mode != CartMode::Local || instances <= 1 || !self.peers_url.is_empty() {
+            return self.settings(data_dir);
+        }
+        let filled = Self {
+            peers_url: format!("http://{}", gateway.admin_listen),
+            peers_token: gateway.admin_token.clone(),
+            ..self.clone()
+        };
+        filled.settings(data_dir)
+    }
+
+    /// Sets up `strata up`'s api pool for local carts on several instances: consistent hash
+    /// on the `strata_cart_owner` cookie, bounded load off, so a cart's requests reach the
+    /// instance that holds it.
+    pub fn pin_pool(&self, instances: usize, pool: &mut PoolSettings) {
+        if self.mode == CartMode::Local && instances > 1 {
+            pool.algorithm = Algorithm::ConsistentHash;
+            pool.hash_key = HashKey::Cookie("strata_cart_owner".into());
+            pool.balance_factor = 0.0;
+        }
+    }
+
     /// The api's cart settings; `data_dir` is `store.data_dir`, the default home of `dir`.
     pub fn settings(&self, data_dir: &Path) -> CartSettings {
         CartSettings {
@@ -105,6 +161,15 @@ impl CartsConfig {
             snapshot_interval: Duration::from_secs(self.snapshot_interval_secs),
             fsync_batch: self.fsync_batch,
             preload: self.preload,
+            peers: (self.mode == CartMode::Local && !self.peers_url.is_empty()).then(|| {
+                PeerSettings {
+                    url: self.peers_url.clone(),
+                    token: (!self.peers_token.is_empty()).then(|| self.peers_token.clone()),
+                    pool: self.peers_pool.clone(),
+                    advertise: (!self.advertise.is_empty()).then(|| self.advertise.clone()),
+                    poll: Duration::from_millis(self.peers_poll_ms),
+                }
+            }),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Local carts (`carts.mode = "local"`) through the binary: every cart change `strata serve
 //! api` acknowledged is there after a SIGKILL and a restart, including those acknowledged
-//! while writes were still running when the process died.
+//! while writes were still running when the process died; and with several api processes
+//! behind `strata serve gateway`, every acknowledged cart follows its owner as instances
+//! leave (SIGTERM) and join (added through the admin API).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,7 +11,11 @@ use std::time::Duration;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::harness::{Process, START_TIMEOUT, TempDir, free_port, strata, wait_ready};
+use strata_core::testkit::{POSTGRES, require_service};
+
+use crate::harness::{
+    Process, START_TIMEOUT, TempDir, free_port, strata, wait_ready, with_search_path,
+};
 
 /// The signing secret of the test's api process.
 const JWT_SECRET: &str = "carts-test-secret-0123456789abcdef";
@@ -32,8 +38,7 @@ fn spawn_api(data: &TempDir, listen: &str) -> Process {
         .env("STRATA_AUTH_JWT_SECRET", JWT_SECRET)
         .env("STRATA_STORE_DATA_DIR", data.path())
         .env("STRATA_CARTS_MODE", "local")
-        // Local carts are refused beside other api instances (nothing routes a cart to its
-        // holder yet): this process is the only one.
+        // Without `carts.peers_url` this process holds every cart: it is the only one.
         .env("STRATA_API_INSTANCES", "1");
     Process::spawn(command)
 }
@@ -194,4 +199,420 @@ async fn acknowledged_cart_changes_survive_kill_9() {
         "the start-up logs the carts it loaded:\n{}",
         api.stderr()
     );
+}
+
+/// The gateway's admin token in the cluster test (also the api instances' peers token).
+const ADMIN_TOKEN: &str = "carts-cluster-admin-token";
+/// Anonymous and signed-in shoppers of the cluster test.
+const ANONYMOUS: usize = 24;
+const SIGNED_IN: usize = 6;
+/// Tries of one request that meets 503 `cart_unavailable` (retryable) before the test fails.
+const TRIES: usize = 40;
+
+/// One shopper: the cookies the api set, and a session token when signed in.
+#[derive(Clone, Debug, Default)]
+struct Shopper {
+    cookies: HashMap<String, String>,
+    token: Option<String>,
+    /// The cart as last acknowledged.
+    cart: Vec<(i64, i64)>,
+}
+
+impl Shopper {
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, response: &reqwest::Response) {
+        for set in response.headers().get_all(SET_COOKIE) {
+            let Some((name, value)) = set
+                .to_str()
+                .ok()
+                .and_then(|s| s.split(';').next())
+                .and_then(|p| p.split_once('='))
+            else {
+                continue;
+            };
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+}
+
+/// The cluster's processes and addresses.
+struct Cluster {
+    client: reqwest::Client,
+    public: String,
+    admin: String,
+    database_url: String,
+    data: TempDir,
+    /// Requests answered 503 `cart_unavailable` and tried again.
+    retried: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Cluster {
+    fn spawn_api(&self, name: &str, port: u16) -> Process {
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = strata(&[
+            "serve",
+            "api",
+            "--listen",
+            &listen,
+            "--instance",
+            name,
+            "--database-url",
+            &self.database_url,
+        ]);
+        command
+            .env("STRATA_AUTH_JWT_SECRET", JWT_SECRET)
+            .env("STRATA_STORE_DATA_DIR", self.data.path())
+            .env("STRATA_CARTS_MODE", "local")
+            .env("STRATA_CARTS_PEERS_URL", format!("http://{}", self.admin))
+            .env("STRATA_CARTS_PEERS_TOKEN", ADMIN_TOKEN)
+            .env("STRATA_CARTS_PEERS_POLL_MS", "200");
+        Process::spawn(command)
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> u16 {
+        let mut request = self
+            .client
+            .request(method, format!("http://{}{path}", self.admin))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("admin call").status().as_u16()
+    }
+
+    /// The api pool's instances that are up and not draining.
+    async fn serving(&self) -> Option<usize> {
+        let pools: Value = self
+            .client
+            .get(format!("http://{}/admin/pools", self.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let api = pools["pools"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == "api")?;
+        Some(
+            api["instances"]
+                .as_array()?
+                .iter()
+                .filter(|i| i["health"] == "up" && i["draining"] == false)
+                .count(),
+        )
+    }
+
+    async fn wait_serving(&self, n: usize) {
+        strata_core::wait::eventually(START_TIMEOUT, "api instances serving", || async move {
+            (self.serving().await == Some(n)).then_some(())
+        })
+        .await;
+    }
+
+    /// Sends a cart request as `shopper` through the gateway, trying again while it is
+    /// answered 503 `cart_unavailable`; any other failure fails the test.
+    async fn cart_call(
+        &self,
+        shopper: &mut Shopper,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Vec<(i64, i64)> {
+        for _ in 0..TRIES {
+            let mut request = self
+                .client
+                .request(method.clone(), format!("http://{}{path}", self.public))
+                .header(COOKIE, shopper.cookie_header());
+            if let Some(token) = &shopper.token {
+                request = request.bearer_auth(token);
+            }
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let response = request.send().await.expect("a cart request");
+            let status = response.status().as_u16();
+            if status == 503 {
+                let body: Value = response.json().await.unwrap_or_default();
+                assert_eq!(body["error"]["code"], "cart_unavailable", "{body}");
+                self.retried
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            assert_eq!(
+                status,
+                200,
+                "{method} {path}: {}",
+                response.text().await.unwrap_or_default()
+            );
+            shopper.keep_cookies(&response);
+            return lines(&response.json().await.expect("cart JSON"));
+        }
+        panic!("{method} {path} still unavailable after {TRIES} tries");
+    }
+
+    /// Adds one unit of `product` to every shopper's cart, all at once, and checks each
+    /// acknowledged cart.
+    async fn add_everywhere(&self, shoppers: &mut [Shopper], product: i64) {
+        let calls = shoppers.iter_mut().map(|shopper| async move {
+            let cart = self
+                .cart_call(
+                    shopper,
+                    reqwest::Method::POST,
+                    "/api/v1/cart/items",
+                    Some(json!({"product_id": product, "quantity": 1})),
+                )
+                .await;
+            let mut expected = shopper.cart.clone();
+            match expected.iter_mut().find(|(p, _)| *p == product) {
+                Some(line) => line.1 += 1,
+                None => expected.push((product, 1)),
+            }
+            assert_eq!(cart, expected, "{shopper:?}");
+            shopper.cart = cart;
+        });
+        futures_util::future::join_all(calls).await;
+    }
+
+    /// Reads every shopper's cart: each must be exactly as last acknowledged.
+    async fn check_everyone(&self, shoppers: &mut [Shopper], step: &str) {
+        for shopper in shoppers.iter_mut() {
+            let expected = shopper.cart.clone();
+            let cart = self
+                .cart_call(shopper, reqwest::Method::GET, "/api/v1/cart", None)
+                .await;
+            assert_eq!(cart, expected, "{step}: {shopper:?}");
+        }
+    }
+
+    /// `strata_api_carts_handed_over_total{direction}` of the instance at `port`.
+    async fn handed_over(&self, port: u16, direction: &str) -> u64 {
+        let text = self
+            .client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let wanted = format!("strata_api_carts_handed_over_total{{direction=\"{direction}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&wanted))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+}
+
+/// Three api processes in local cart mode behind `strata serve gateway` (consistent hash on
+/// `strata_cart_owner`, bounded load off): shoppers' carts, anonymous and signed in, stay
+/// whole as one instance leaves on SIGTERM (3 → 2) and a fresh one joins (2 → 3). Requests
+/// may meet 503 `cart_unavailable` while a cart is on its way and are tried again; no other
+/// failure is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carts_follow_their_owner_as_instances_leave_and_join() {
+    let Some(base) = require_service(POSTGRES) else {
+        return;
+    };
+    let (store, schema) = strata_store::testing::fresh_postgres(&base).await.unwrap();
+    store.close().await.unwrap();
+    let cluster = Cluster {
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        public: format!("127.0.0.1:{}", free_port()),
+        admin: format!("127.0.0.1:{}", free_port()),
+        database_url: with_search_path(&base, schema.schema()),
+        data: TempDir::new("carts-cluster"),
+        retried: Arc::default(),
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let mut apis: Vec<Process> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| cluster.spawn_api(&format!("api-{}", i + 1), *port))
+        .collect();
+    let upstream = format!(
+        "api={}",
+        ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut gateway = strata(&[
+        "serve",
+        "gateway",
+        "--listen",
+        &cluster.public,
+        "--admin-listen",
+        &cluster.admin,
+        "--upstream",
+        &upstream,
+    ]);
+    gateway
+        .env("STRATA_GATEWAY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("STRATA_GATEWAY_API_ALGORITHM", "consistent_hash")
+        .env("STRATA_GATEWAY_API_HASH_KEY", "cookie:strata_cart_owner")
+        .env("STRATA_GATEWAY_API_BALANCE_FACTOR", "0");
+    let _gateway = Process::spawn(gateway);
+    for port in ports {
+        wait_ready(
+            &cluster.client,
+            &format!("http://127.0.0.1:{port}/readyz"),
+            START_TIMEOUT,
+        )
+        .await;
+    }
+    cluster.wait_serving(3).await;
+
+    let mut shoppers = vec![Shopper::default(); ANONYMOUS + SIGNED_IN];
+    for (i, shopper) in shoppers.iter_mut().skip(ANONYMOUS).enumerate() {
+        let email = format!("cluster-{i}@example.com");
+        let registered = cluster
+            .client
+            .post(format!("http://{}/api/v1/users", cluster.public))
+            .json(
+                &json!({"email": email, "password": "correct horse battery", "display_name": "c"}),
+            )
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(registered.status(), 201);
+        let session: Value = cluster
+            .client
+            .post(format!("http://{}/api/v1/sessions", cluster.public))
+            .json(&json!({"email": email, "password": "correct horse battery"}))
+            .send()
+            .await
+            .expect("log in")
+            .json()
+            .await
+            .expect("a session");
+        shopper.token = Some(session["token"].as_str().expect("token").to_owned());
+    }
+
+    // Products of the catalog (the processes seeded it together: ids may have gaps).
+    let catalog: Value = cluster
+        .client
+        .get(format!(
+            "http://{}/api/v1/products?per_page=10",
+            cluster.public
+        ))
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("products JSON");
+    let products: Vec<i64> = catalog["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["id"].as_i64().expect("id"))
+        .collect();
+    assert!(products.len() >= 7, "{catalog}");
+    for &product in &products[..3] {
+        cluster.add_everywhere(&mut shoppers, product).await;
+    }
+    cluster.check_everyone(&mut shoppers, "3 instances").await;
+
+    // 3 → 2: the third instance leaves on SIGTERM, handing its carts over, while shoppers
+    // go on writing.
+    let leaving = apis.pop().expect("a third instance");
+    leaving.terminate();
+    cluster.add_everywhere(&mut shoppers, products[3]).await;
+    let mut leaving = leaving;
+    let status = leaving
+        .wait_exit(Duration::from_secs(40))
+        .await
+        .expect("the leaving instance exits");
+    assert!(status.success(), "{status}\n{}", leaving.stderr());
+    let mut taken_over = 0;
+    for port in &ports[..2] {
+        taken_over += cluster.handed_over(*port, "received").await;
+    }
+    assert!(
+        taken_over > 0,
+        "the leaving instance's carts were handed over"
+    );
+    assert_eq!(
+        cluster
+            .admin(
+                reqwest::Method::DELETE,
+                &format!("/admin/pools/api/instances/127.0.0.1:{}", ports[2]),
+                None,
+            )
+            .await,
+        202
+    );
+    cluster.check_everyone(&mut shoppers, "after 3 → 2").await;
+    cluster.add_everywhere(&mut shoppers, products[4]).await;
+    cluster.check_everyone(&mut shoppers, "writing on 2").await;
+
+    // 2 → 3: a fresh process joins through the admin API and takes over its share.
+    let joining = free_port();
+    apis.push(cluster.spawn_api("api-4", joining));
+    wait_ready(
+        &cluster.client,
+        &format!("http://127.0.0.1:{joining}/readyz"),
+        START_TIMEOUT,
+    )
+    .await;
+    assert_eq!(
+        cluster
+            .admin(
+                reqwest::Method::POST,
+                "/admin/pools/api/instances",
+                Some(json!({"url": format!("http://127.0.0.1:{joining}")})),
+            )
+            .await,
+        201
+    );
+    cluster.add_everywhere(&mut shoppers, products[5]).await;
+    cluster.wait_serving(3).await;
+    cluster.check_everyone(&mut shoppers, "after 2 → 3").await;
+    cluster.add_everywhere(&mut shoppers, products[6]).await;
+    cluster.check_everyone(&mut shoppers, "writing on 3").await;
+
+    let received = cluster.handed_over(joining, "received").await;
+    assert!(
+        received > 0,
+        "the new instance took over carts from the others"
+    );
+    let sent: u64 = {
+        let mut total = 0;
+        for port in &ports[..2] {
+            total += cluster.handed_over(*port, "sent").await;
+        }
+        total
+    };
+    assert!(sent >= received, "sent {sent}, received {received}");
+    eprintln!(
+        "cart requests tried again after 503 cart_unavailable: {}",
+        cluster.retried.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    for api in &apis {
+        api.terminate();
+    }
+    for api in &mut apis {
+        api.wait_exit(Duration::from_secs(40)).await;
+    }
+    drop(apis);
+    drop(schema);
 }
