@@ -53,6 +53,7 @@ pub(crate) fn startup(title: &str, points: &[StartupPoint]) -> Result<String, La
             .map_err(failed)?;
         chart
             .configure_mesh()
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .x_desc("carts held")
             .y_desc("seconds to ready")
             .draw()
@@ -101,6 +102,7 @@ pub(crate) fn event(title: &str, runs: &[EventRun], event: &str) -> Result<Strin
     let x_min = all.iter().map(|p| p.0).fold(0.0, f64::min) - 0.5;
     let x_max = all.iter().map(|p| p.0).fold(1.0, f64::max) + 0.5;
     let y_max = all.iter().map(|p| p.1).fold(1.0, f64::max) * 2.0;
+    let y_min = all.iter().map(|p| p.1).fold(y_max, f64::min) / 2.0;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
@@ -110,7 +112,7 @@ pub(crate) fn event(title: &str, runs: &[EventRun], event: &str) -> Result<Strin
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
-            .build_cartesian_2d(x_min..x_max, (0.1..y_max).log_scale())
+            .build_cartesian_2d(x_min..x_max, (y_min..y_max).log_scale())
             .map_err(failed)?;
         chart
             .configure_mesh()
@@ -120,7 +122,7 @@ pub(crate) fn event(title: &str, runs: &[EventRun], event: &str) -> Result<Strin
             .map_err(failed)?;
         chart
             .draw_series(std::iter::once(PathElement::new(
-                vec![(0.0, 0.1), (0.0, y_max)],
+                vec![(0.0, y_min), (0.0, y_max)],
                 BLACK.mix(0.6).stroke_width(1),
             )))
             .map_err(failed)?;

@@ -53,8 +53,14 @@ pub(crate) struct Cluster {
 }
 
 /// The environment of an api process of `mode` keeping its data under `dir`: the settings
-/// that make the two designs.
-pub(crate) fn api_env(mode: Mode, dir: &Path, preload: u64) -> Vec<(String, String)> {
+/// that make the two designs. A stateful instance behind a gateway learns its peers from the
+/// gateway's admin listener `peers` (which carts it owns, where to hand carts over).
+pub(crate) fn api_env(
+    mode: Mode,
+    dir: &Path,
+    preload: u64,
+    peers: Option<SocketAddr>,
+) -> Vec<(String, String)> {
     let mut env = vec![
         ("STRATA_AUTH_JWT_SECRET".into(), JWT_SECRET.into()),
         (
@@ -70,13 +76,21 @@ pub(crate) fn api_env(mode: Mode, dir: &Path, preload: u64) -> Vec<(String, Stri
             dir.join("carts").display().to_string(),
         ));
         env.push(("STRATA_CARTS_PRELOAD".into(), preload.to_string()));
-        env.push(("STRATA_API_INSTANCES".into(), "1".into()));
+        if let Some(admin) = peers {
+            env.push(("STRATA_CARTS_PEERS_URL".into(), format!("http://{admin}")));
+        }
     }
     env
 }
 
-/// `strata serve api` as `name` on `addr`.
-pub(crate) fn api_launch(mode: Mode, dir: &Path, name: &str, addr: SocketAddr) -> Launch {
+/// `strata serve api` as `name` on `addr`, its peers at the gateway admin listener `peers`.
+pub(crate) fn api_launch(
+    mode: Mode,
+    dir: &Path,
+    name: &str,
+    addr: SocketAddr,
+    peers: Option<SocketAddr>,
+) -> Launch {
     Launch {
         name: name.to_owned(),
         args: vec![
@@ -87,7 +101,7 @@ pub(crate) fn api_launch(mode: Mode, dir: &Path, name: &str, addr: SocketAddr) -
             "--instance".into(),
             name.to_owned(),
         ],
-        env: api_env(mode, dir, 0),
+        env: api_env(mode, dir, 0, peers),
     }
 }
 
@@ -102,16 +116,15 @@ fn gateway_launch(
     let upstream: Vec<String> = apis.iter().map(|a| format!("http://{a}")).collect();
     let mut env = vec![("STRATA_LOG_LEVEL".into(), "warn".into())];
     if mode == Mode::Local {
-        // A cart is served by the instance that holds it: the pool hashes on the cart's
-        // cookie, without bounded load (which would send a cart elsewhere under load).
-        env.push((
-            "STRATA_GATEWAY_API_ALGORITHM".into(),
-            "consistent_hash".into(),
-        ));
-        env.push((
-            "STRATA_GATEWAY_API_HASH_KEY".into(),
-            "cookie:strata_cart".into(),
-        ));
+        // A cart is served by the instance that owns it: the pool hashes on the owner cookie
+        // the api sets, without bounded load (which would send a cart elsewhere under load).
+        for (key, value) in [
+            ("STRATA_GATEWAY_API_ALGORITHM", "consistent_hash"),
+            ("STRATA_GATEWAY_API_HASH_KEY", "cookie:strata_cart_owner"),
+            ("STRATA_GATEWAY_API_BALANCE_FACTOR", "0"),
+        ] {
+            env.push((key.into(), value.into()));
+        }
     }
     Launch {
         name: name.to_owned(),
@@ -143,11 +156,13 @@ impl Cluster {
     ) -> Result<Cluster, LabError> {
         let tag = format!("{tag}-{}", mode.as_str());
         let dir = fresh_dir(&host.work, &tag)?;
+        let (gateway, admin) = (free_addr()?, free_addr()?);
         let mut apis = Vec::with_capacity(instances);
         for i in 1..=instances {
             let name = format!("{tag}-api-{i}");
             let addr = free_addr()?;
-            let proc = Proc::spawn(&host.exe, &host.logs, &api_launch(mode, &dir, &name, addr))?;
+            let launch = api_launch(mode, &dir, &name, addr, Some(admin));
+            let proc = Proc::spawn(&host.exe, &host.logs, &launch)?;
             // The first creates the store; the others find it made.
             probe::wait_ok(addr, "/readyz", START_TIMEOUT, &host.stop).await?;
             apis.push(Api {
@@ -156,7 +171,6 @@ impl Cluster {
                 proc: Some(proc),
             });
         }
-        let (gateway, admin) = (free_addr()?, free_addr()?);
         let addrs: Vec<SocketAddr> = apis.iter().map(|a| a.addr).collect();
         let launch = gateway_launch(mode, &format!("{tag}-gateway"), gateway, admin, &addrs);
         let gateway_proc = Proc::spawn(&host.exe, &host.logs, &launch)?;
@@ -188,7 +202,7 @@ impl Cluster {
     pub(crate) async fn add_api(&mut self) -> Result<(usize, Instant), LabError> {
         let name = format!("{}-api-{}", self.tag, self.apis.len() + 1);
         let addr = free_addr()?;
-        let launch = api_launch(self.mode, &self.dir, &name, addr);
+        let launch = api_launch(self.mode, &self.dir, &name, addr, Some(self.admin));
         let proc = Proc::spawn(&self.host.exe, &self.host.logs, &launch)?;
         probe::wait_ok(addr, "/readyz", START_TIMEOUT, &self.host.stop).await?;
         probe::admin(
@@ -207,25 +221,24 @@ impl Cluster {
         Ok((self.apis.len() - 1, added))
     }
 
-    /// Removes api `i` from the gateway's pool (drained, then dropped once idle) and stops
-    /// its process with SIGTERM. Returns when the removal began and when the process exited.
+    /// Takes api `i` out as an orchestrator scales in: drained at the gateway (no new
+    /// request), stopped with SIGTERM (a stateful instance hands its carts over before it
+    /// exits), then removed from the pool. Returns when the drain began and when the process
+    /// exited.
     ///
     /// # Errors
-    /// When the gateway refuses the removal or the process cannot be signalled.
+    /// When the gateway refuses the drain or the removal, or the process cannot be signalled.
     pub(crate) async fn remove_api(&mut self, i: usize) -> Result<(Instant, Instant), LabError> {
         let addr = self.apis[i].addr;
+        let path = format!("/admin/pools/api/instances/{addr}");
         let began = Instant::now();
-        probe::admin(
-            self.admin,
-            "DELETE",
-            &format!("/admin/pools/api/instances/{addr}"),
-            None,
-        )
-        .await?;
+        probe::admin(self.admin, "POST", &format!("{path}/drain"), None).await?;
         if let Some(mut proc) = self.apis[i].proc.take() {
             proc.stop(STOP_TIMEOUT).await?;
         }
-        Ok((began, Instant::now()))
+        let exited = Instant::now();
+        probe::admin(self.admin, "DELETE", &path, None).await?;
+        Ok((began, exited))
     }
 
     /// SIGKILLs api `i`, then starts it again at once on the same address and data, as a
@@ -242,7 +255,13 @@ impl Cluster {
             proc.kill();
             proc.wait_exit(STOP_TIMEOUT).await;
         }
-        let launch = api_launch(self.mode, &self.dir, &self.apis[i].name, self.apis[i].addr);
+        let launch = api_launch(
+            self.mode,
+            &self.dir,
+            &self.apis[i].name,
+            self.apis[i].addr,
+            Some(self.admin),
+        );
         let proc = Proc::spawn(&self.host.exe, &self.host.logs, &launch)?;
         let ready =
             probe::wait_ok(self.apis[i].addr, "/readyz", START_TIMEOUT, &self.host.stop).await?;
@@ -255,10 +274,15 @@ impl Cluster {
         total_usage(self.apis.iter().filter_map(|a| a.proc.as_ref()))
     }
 
-    /// The sum of a metric over the running api processes.
-    pub(crate) async fn api_metric(&self, name: &str, labels: &[&str]) -> f64 {
+    /// The sum of a metric over the running api processes but `skip`.
+    pub(crate) async fn api_metric(&self, name: &str, labels: &[&str], skip: Option<usize>) -> f64 {
         let mut sum = 0.0;
-        for api in self.apis.iter().filter(|a| a.proc.is_some()) {
+        let running = self
+            .apis
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| a.proc.is_some() && Some(*i) != skip);
+        for (_, api) in running {
             sum += probe::metric(api.addr, name, labels).await.unwrap_or(0.0);
         }
         sum

@@ -62,12 +62,6 @@ impl Mode {
     }
 }
 
-/// Whether local (stateful) carts can run on several api instances behind the gateway:
-/// a cart routed to its owner, carts handed over when instances join or leave. Without it
-/// the stateful deployment has one api instance and the rows that need several are not
-/// measured for it.
-pub const LOCAL_SCALES: bool = false;
-
 /// How much the lab does: `--quick` (CI) or the full run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
@@ -97,11 +91,11 @@ impl Plan {
         if quick {
             Plan {
                 quick,
-                startup_carts: vec![0, 10_000, 100_000],
+                startup_carts: vec![0, 100_000, 300_000],
                 carts: 200,
                 rate: 100.0,
                 steady_secs: 5.0,
-                idle_secs: 2.0,
+                idle_secs: 3.0,
                 event_run_secs: 6.0,
                 event_at_secs: 1.5,
                 slice_secs: 0.25,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::{Cluster, Host, START_TIMEOUT, STOP_TIMEOUT, api_env, api_launch};
 use super::process::{Proc, free_addr, fresh_dir};
-use super::{LOCAL_SCALES, Mode, Plan, probe, secs, store_fill};
+use super::{Mode, Plan, probe, secs, store_fill};
 use crate::carts::{cart_lines, make_carts};
 use crate::{LabError, LoadReport, LoadSpec, Pace, Scenario, TimelinePoint};
 
@@ -87,8 +87,6 @@ pub struct Measured {
     pub startup: Vec<StartupPoint>,
     pub steady: Vec<Steady>,
     pub events: Vec<EventRun>,
-    /// What was not measured, and why.
-    pub notes: Vec<String>,
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -107,10 +105,8 @@ pub(crate) async fn measure(host: &Host, plan: &Plan) -> Result<Measured, LabErr
         }
     }
     for mode in Mode::BOTH {
-        let scales = mode == Mode::Shared || LOCAL_SCALES;
-        let instances = if scales { 2 } else { 1 };
-        tracing::info!(mode = mode.as_str(), instances, "lab: deployment");
-        let mut cluster = Cluster::start(host, mode, instances, "run").await?;
+        tracing::info!(mode = mode.as_str(), "lab: deployment");
+        let mut cluster = Cluster::start(host, mode, 2, "run").await?;
         let gateway = cluster.gateway;
         let (cookies, _) = make_carts(
             gateway,
@@ -123,20 +119,12 @@ pub(crate) async fn measure(host: &Host, plan: &Plan) -> Result<Measured, LabErr
         measured
             .steady
             .push(steady(&cluster, plan, &cookies, &host.stop).await?);
-        if scales {
-            measured
-                .events
-                .push(scale_out(&mut cluster, plan, &cookies, &host.stop).await?);
-            measured
-                .events
-                .push(scale_in(&mut cluster, plan, &cookies, &host.stop).await?);
-        } else {
-            measured.notes.push(format!(
-                "The {} deployment runs one api instance: scaling it needs carts routed to \
-                 their instance and handed over, which this build does not have.",
-                mode.design()
-            ));
-        }
+        measured
+            .events
+            .push(scale_out(&mut cluster, plan, &cookies, &host.stop).await?);
+        measured
+            .events
+            .push(scale_in(&mut cluster, plan, &cookies, &host.stop).await?);
         measured
             .events
             .push(kill(&mut cluster, plan, &cookies, &host.stop).await?);
@@ -151,8 +139,8 @@ async fn startup(host: &Host, mode: Mode, carts: u64) -> Result<StartupPoint, La
     let name = format!("startup-{}-{carts}", mode.as_str());
     let dir = fresh_dir(&host.work, &name)?;
     let addr = free_addr()?;
-    let mut launch = api_launch(mode, &dir, &name, addr);
-    launch.env = api_env(mode, &dir, carts);
+    let mut launch = api_launch(mode, &dir, &name, addr, None);
+    launch.env = api_env(mode, &dir, carts, None);
     let mut first = Proc::spawn(&host.exe, &host.logs, &launch)?;
     // A million carts take a while to make in a debug build: not measured. Once ready, its
     // data is durable (the preloaded carts' snapshot, the store's commits): no need to wait
@@ -242,10 +230,14 @@ async fn steady(
     })
 }
 
-/// Carts handed over so far, as the running instances count them.
-async fn moved(cluster: &Cluster) -> f64 {
+/// Carts handed over so far, as the running instances but `skip` count their receipts.
+async fn moved(cluster: &Cluster, skip: Option<usize>) -> f64 {
     cluster
-        .api_metric("strata_api_carts_handed_over", &["direction=\"received\""])
+        .api_metric(
+            "strata_api_carts_handed_over",
+            &["direction=\"received\""],
+            skip,
+        )
         .await
 }
 
@@ -298,7 +290,7 @@ async fn scale_out(
     stop: &CancellationToken,
 ) -> Result<EventRun, LabError> {
     let before = cluster.apis.len();
-    let moved_before = moved(cluster).await;
+    let moved_before = moved(cluster, None).await;
     let (load, began) = start_load(load_spec(cluster, plan, cookies, plan.event_run_secs), stop);
     tokio::time::sleep(secs(plan.event_at_secs)).await;
     let (i, added) = cluster.add_api().await?;
@@ -310,7 +302,7 @@ async fn scale_out(
         event: "scale_out".into(),
         instances: (before, cluster.apis.len()),
         at_secs,
-        carts_moved: moved(cluster).await - moved_before,
+        carts_moved: moved(cluster, None).await - moved_before,
         settled_secs: share_taken(&load.timeline, &instance, at_secs),
         failed: failed_after(&load.timeline, at_secs),
         carts_lost: 0,
@@ -328,8 +320,9 @@ async fn scale_in(
     stop: &CancellationToken,
 ) -> Result<EventRun, LabError> {
     let before = cluster.apis.iter().filter(|a| a.proc.is_some()).count();
-    let moved_before = moved(cluster).await;
     let i = cluster.apis.len() - 1;
+    // What the instances that stay receive from the one that leaves.
+    let moved_before = moved(cluster, Some(i)).await;
     let (load, began) = start_load(load_spec(cluster, plan, cookies, plan.event_run_secs), stop);
     tokio::time::sleep(secs(plan.event_at_secs)).await;
     let (removal, exited) = cluster.remove_api(i).await?;
@@ -341,7 +334,7 @@ async fn scale_in(
         event: "scale_in".into(),
         instances: (before, before - 1),
         at_secs,
-        carts_moved: moved(cluster).await - moved_before,
+        carts_moved: moved(cluster, Some(i)).await - moved_before,
         settled_secs: Some(last_served(&load.timeline, &instance, at_secs)),
         failed: failed_after(&load.timeline, at_secs),
         carts_lost: 0,

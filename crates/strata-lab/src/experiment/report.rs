@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::phases::{EventRun, Measured, StartupPoint, Steady};
-use super::{LOCAL_SCALES, LabSettings, Mode, Plan, chart, rows};
+use super::{LabSettings, Mode, Plan, chart, rows};
 use crate::LabError;
 
 /// Whether a claim holds on the measured figures.
@@ -115,15 +115,12 @@ impl LabReport {
                 build()
             ),
             format!(
-                "Stateful: `carts.mode = \"local\"`, {} api instance(s) behind the gateway{}; \
-                 each keeps its carts in memory with its own log (group-committed fsync, \
-                 snapshots).",
-                instances(Mode::Local),
-                if LOCAL_SCALES {
-                    ", which hashes each cart to its instance"
-                } else {
-                    ""
-                }
+                "Stateful: `carts.mode = \"local\"`, {} api instances behind a gateway that \
+                 hashes each cart's owner cookie to its instance (no bounded load); each keeps \
+                 its carts in memory with its own log (group-committed fsync, snapshots), \
+                 learns its peers from the gateway's admin API and hands carts over when \
+                 instances join or leave.",
+                instances(Mode::Local)
             ),
             format!(
                 "Stateless: `carts.mode = \"shared\"`, {} api instances behind a round-robin \
@@ -140,7 +137,7 @@ impl LabReport {
                 plan.carts, plan.rate, plan.slice_secs
             ),
         ];
-        let mut notes = m.notes.clone();
+        let mut notes = Vec::new();
         if plan.quick {
             notes.push(format!(
                 "Quick run (`--quick`): start-up with {} carts instead of 0, 100,000 and \

@@ -301,10 +301,7 @@ fn scale(m: &Measured, event: &str) -> Row {
                 )
             }
         }
-        _ => (
-            Verdict::Depends,
-            "not measured for both designs in this build (see the notes)".to_owned(),
-        ),
+        _ => (Verdict::Depends, "not measured for both designs".to_owned()),
     };
     Row {
         key: event.to_owned(),
