@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::Mode;
-use super::probe;
 use super::process::{Launch, Proc, Usage, free_addr, fresh_dir, total_usage};
+use super::{Mode, probe, store_fill};
 use crate::LabError;
 
 /// The api processes' token signing secret (the same for all, as a deployment needs).
@@ -20,6 +19,8 @@ const JWT_SECRET: &str = "strata-lab-secret-0123456789abcdef-0123";
 pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a role may take to stop after SIGTERM (drain, hand-over).
 pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a new deployment's hand-overs to end.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where and how the lab starts processes.
 #[derive(Debug, Clone)]
@@ -143,7 +144,10 @@ fn gateway_launch(
 }
 
 impl Cluster {
-    /// Starts `instances` api processes of `mode` and a gateway in front of them, each ready.
+    /// Starts `instances` api processes of `mode` and a gateway in front of them, each ready,
+    /// holding `held` carts (stateful: preloaded, split among the instances; stateless: put
+    /// in the store), and waits until the instances have handed over the carts they do not
+    /// own.
     ///
     /// # Errors
     /// [`LabError::Process`] or [`LabError::Experiment`] when a process does not start or
@@ -153,6 +157,7 @@ impl Cluster {
         mode: Mode,
         instances: usize,
         tag: &str,
+        held: u64,
     ) -> Result<Cluster, LabError> {
         let tag = format!("{tag}-{}", mode.as_str());
         let dir = fresh_dir(&host.work, &tag)?;
@@ -161,10 +166,15 @@ impl Cluster {
         for i in 1..=instances {
             let name = format!("{tag}-api-{i}");
             let addr = free_addr()?;
-            let launch = api_launch(mode, &dir, &name, addr, Some(admin));
+            let mut launch = api_launch(mode, &dir, &name, addr, Some(admin));
+            let share = held / instances as u64;
+            launch.env = api_env(mode, &dir, share, Some(admin));
             let proc = Proc::spawn(&host.exe, &host.logs, &launch)?;
             // The first creates the store; the others find it made.
-            probe::wait_ok(addr, "/readyz", START_TIMEOUT, &host.stop).await?;
+            probe::wait_ok(addr, "/readyz", START_TIMEOUT * 5, &host.stop).await?;
+            if mode == Mode::Shared && i == 1 && held > 0 {
+                store_fill::add_carts(&dir.join("store").join("strata.db"), held).await?;
+            }
             apis.push(Api {
                 name,
                 addr,
@@ -182,7 +192,7 @@ impl Cluster {
             &host.stop,
         )
         .await?;
-        Ok(Cluster {
+        let cluster = Cluster {
             host: host.clone(),
             mode,
             dir,
@@ -191,7 +201,29 @@ impl Cluster {
             _gateway: gateway_proc,
             apis,
             tag,
-        })
+        };
+        cluster.settle().await;
+        Ok(cluster)
+    }
+
+    /// Waits (at most [`SETTLE_TIMEOUT`]) until no instance has handed a cart over for a
+    /// second: stateful instances that preloaded carts another instance owns send them there
+    /// once they learn their peers.
+    pub(crate) async fn settle(&self) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        let (mut last, mut quiet) = (f64::NAN, 0);
+        while quiet < 4 && Instant::now() < deadline && !self.host.stop.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let sent = self
+                .api_metric(
+                    "strata_api_carts_handed_over",
+                    &["direction=\"sent\""],
+                    None,
+                )
+                .await;
+            quiet = if sent == last { quiet + 1 } else { 0 };
+            last = sent;
+        }
     }
 
     /// Starts one more api process and, once ready, adds it to the gateway's pool. Returns

@@ -70,6 +70,10 @@ pub struct Plan {
     pub startup_carts: Vec<u64>,
     /// Carts the load reads and updates.
     pub carts: usize,
+    /// Carts each deployment holds besides: preloaded by the stateful instances (split among
+    /// them), put in the store for the stateless ones; what the scaling steps move and a
+    /// restart reloads.
+    pub held_carts: u64,
     /// Requests per second of every load run (half reads, half updates).
     pub rate: f64,
     /// Length of the steady run.
@@ -93,6 +97,7 @@ impl Plan {
                 quick,
                 startup_carts: vec![0, 100_000, 300_000],
                 carts: 200,
+                held_carts: 50_000,
                 rate: 100.0,
                 steady_secs: 5.0,
                 idle_secs: 3.0,
@@ -106,6 +111,7 @@ impl Plan {
                 quick,
                 startup_carts: vec![0, 100_000, 1_000_000],
                 carts: 5_000,
+                held_carts: 1_000_000,
                 rate: 400.0,
                 steady_secs: 30.0,
                 idle_secs: 10.0,

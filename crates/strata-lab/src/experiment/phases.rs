@@ -106,7 +106,7 @@ pub(crate) async fn measure(host: &Host, plan: &Plan) -> Result<Measured, LabErr
     }
     for mode in Mode::BOTH {
         tracing::info!(mode = mode.as_str(), "lab: deployment");
-        let mut cluster = Cluster::start(host, mode, 2, "run").await?;
+        let mut cluster = Cluster::start(host, mode, 2, "run", plan.held_carts).await?;
         let gateway = cluster.gateway;
         let (cookies, _) = make_carts(
             gateway,

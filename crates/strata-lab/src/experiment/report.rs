@@ -133,8 +133,10 @@ impl LabReport {
             format!(
                 "Load: the carts scenario of `strata bench` ({} carts made first, reads and \
                  updates in turn), open loop at {}/s, latency from each request's intended send \
-                 time; timelines in slices of {} s.",
-                plan.carts, plan.rate, plan.slice_secs
+                 time; timelines in slices of {} s. Each deployment holds {} more carts \
+                 (stateful: preloaded, split among its first instances; stateless: in the \
+                 store): what scaling moves and a restart reloads.",
+                plan.carts, plan.rate, plan.slice_secs, plan.held_carts
             ),
         ];
         let mut notes = Vec::new();
