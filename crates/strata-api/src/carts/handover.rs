@@ -179,11 +179,29 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/internal/carts/done", post(done))
 }
 
-/// The cluster and its peers, when this instance shares local carts; `Err`: the response.
+/// Why an internal call is refused, answered as the JSON error body.
+struct Refused {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error_response(self.status, self.code, self.message)
+    }
+}
+
+/// The cluster and its peers, when this instance shares local carts.
 fn cluster<'s>(
     state: &'s AppState,
     headers: &HeaderMap,
-) -> Result<(&'s Cluster, &'s Arc<Peers>), Response> {
+) -> Result<(&'s Cluster, &'s Arc<Peers>), Refused> {
+    let not_found = || Refused {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such route".into(),
+    };
     let Carts::Local(cluster) = &state.carts else {
         return Err(not_found());
     };
@@ -194,17 +212,13 @@ fn cluster<'s>(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !peers.admits(authorization) {
-        return Err(error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the internal cart endpoints need the peers token",
-        ));
+        return Err(Refused {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "the internal cart endpoints need the peers token".into(),
+        });
     }
     Ok((&**cluster, peers))
-}
-
-fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
 fn bad_owner() -> Response {
@@ -224,13 +238,11 @@ fn views_differ() -> Response {
 }
 
 /// Parses a JSON body, answering 422 when it is not the expected one.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.to_string(),
-        )
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refused> {
+    serde_json::from_slice(body).map_err(|e| Refused {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        code: "invalid_body",
+        message: e.to_string(),
     })
 }
 
@@ -242,11 +254,11 @@ async fn op(
 ) -> Response {
     let (cluster, peers) = match cluster(&state, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let call: OpCall = match parse(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(owner) = parse_routing_key(&call.owner) else {
         return bad_owner();
@@ -281,11 +293,11 @@ async fn pull_one(
 ) -> Response {
     let (cluster, peers) = match cluster(&state, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let call: PullCall = match parse(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let Some(owner) = parse_routing_key(&call.owner) else {
         return bad_owner();
@@ -317,11 +329,11 @@ async fn take_in(
 ) -> Response {
     let (cluster, peers) = match cluster(&state, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let call: HandoverCall = match parse(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !peers.agree(call.view).await {
         return views_differ();
@@ -350,11 +362,11 @@ async fn done(
 ) -> Response {
     let (_, peers) = match cluster(&state, &headers) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let call: PullCall = match parse(&body) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     peers.agree(call.view).await;
     peers.settle(&call.owner, call.view);
@@ -490,6 +502,7 @@ pub(crate) fn spawn(local: &Arc<LocalCarts>, peers: &Arc<Peers>) {
 /// Sends every cart not owned here, batch by batch, until none is left in this view.
 async fn hand_over(peers: &Peers, local: &LocalCarts) -> Result<(), String> {
     let view = peers.view().hash;
+    let started = std::time::Instant::now();
     let mut sent = 0usize;
     loop {
         if peers.view().hash != view {
@@ -503,7 +516,11 @@ async fn hand_over(peers: &Peers, local: &LocalCarts) -> Result<(), String> {
         send(peers, local, batch).await?;
     }
     if sent > 0 {
-        tracing::info!(carts = sent, "carts handed over to their new owners");
+        tracing::info!(
+            carts = sent,
+            ms = started.elapsed().as_millis() as u64,
+            "carts handed over to their new owners"
+        );
     }
     Ok(())
 }
@@ -532,7 +549,9 @@ async fn announce(peers: &Peers, hash: u64) {
 /// every cart it held was taken over.
 pub(crate) async fn leave(local: &LocalCarts, peers: &Peers, limit: Duration) {
     if !peers.leave().await {
-        tracing::warn!("leaving without handing carts over: the gateway cannot be reached");
+        // The whole deployment is stopping (`strata up` stops the gateway first): the carts
+        // stay in this instance's log.
+        tracing::info!("leaving without handing carts over: the gateway is gone");
         return;
     }
     let deadline = tokio::time::Instant::now() + limit;

@@ -366,7 +366,7 @@ impl Peers {
         let members: Vec<(String, u32)> = pool
             .instances
             .into_iter()
-            .filter(|i| !i.draining && !i.removing && !(leaving && i.address == me))
+            .filter(|i| !(i.draining || i.removing || (leaving && i.address == me)))
             .map(|i| (i.address, i.weight))
             .collect();
         let view = View::new(members.clone(), &me, all.clone());
@@ -428,7 +428,7 @@ impl Peers {
         match self.read_pool().await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the api pool from the gateway");
+                tracing::info!(error = %e, "cannot read the api pool from the gateway");
                 false
             }
         }

@@ -2,7 +2,9 @@
 //! and seeded store (a SQLite file or a PostgreSQL schema) and an in-memory cache the test can
 //! inspect, and stops it when the [`TestApp`] is dropped. [`Backend::LocalCarts`] runs the
 //! instance in local cart mode (carts in its memory and its own log in a fresh directory), so
-//! the cart and checkout suites run in both cart modes.
+//! the cart and checkout suites run in both cart modes; [`Backend::LocalCluster`] runs them
+//! against one of three local-cart instances that share the carts out (most carts then live on
+//! another instance, and every request for them is forwarded).
 
 use std::any::Any;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use serde_json::{Value, json};
 use strata_api::auth::PasswordParams;
 use strata_api::{
     AdminBootstrap, ApiError, ApiServer, ApiSettings, AuthSettings, CartMode, CartSettings,
+    PeerSettings,
 };
 use strata_cache::AnyCache;
 use strata_core::Shutdown;
@@ -40,6 +43,8 @@ pub enum Backend {
     Postgres,
     /// SQLite, with carts in the instance (`carts.mode = "local"`).
     LocalCarts,
+    /// SQLite, with carts shared out among three local-cart instances; the test talks to one.
+    LocalCluster,
 }
 
 /// Runs each listed `async fn name(app: TestApp)` once per backend, as `sqlite::name` and
@@ -53,6 +58,15 @@ macro_rules! backend_tests {
                 #[tokio::test]
                 async fn $name() {
                     let app = crate::helpers::spawn_app(crate::helpers::Backend::LocalCarts).await;
+                    super::$name(app.expect("SQLite is always available")).await;
+                }
+            )*
+        }
+        mod local_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = crate::helpers::spawn_app(crate::helpers::Backend::LocalCluster).await;
                     super::$name(app.expect("SQLite is always available")).await;
                 }
             )*
@@ -140,7 +154,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 /// As [`spawn_app`]; with `migrate == false` the store is left empty and unmigrated.
 pub async fn spawn_app_with(backend: Backend, migrate: bool) -> Option<TestApp> {
     let (store, guard) = match backend {
-        Backend::Sqlite | Backend::LocalCarts => {
+        Backend::Sqlite | Backend::LocalCarts | Backend::LocalCluster => {
             let (store, guard) = testing::fresh_sqlite().await;
             (store, Arc::new(guard) as Arc<dyn Any + Send + Sync>)
         }
@@ -180,6 +194,7 @@ pub async fn spawn_app_with(backend: Backend, migrate: bool) -> Option<TestApp> 
                     .expect("build the api"),
             );
         }
+        Backend::LocalCluster => return Some(spawn_cluster(store, cache, guard, auth).await),
         Backend::Sqlite | Backend::Postgres => CartSettings::default(),
     };
     Some(
@@ -187,6 +202,114 @@ pub async fn spawn_app_with(backend: Backend, migrate: bool) -> Option<TestApp> 
             .await
             .expect("build the api"),
     )
+}
+
+/// Three local-cart instances on one store, sharing the carts out; the membership they read
+/// is served as the gateway's admin API serves it (`GET /admin/pools`). Returns the first.
+async fn spawn_cluster(
+    store: Store,
+    cache: AnyCache,
+    guard: Arc<dyn Any + Send + Sync>,
+    auth: AuthSettings,
+) -> TestApp {
+    let dir = CartDir::new();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the pool listener");
+    let url = format!("http://{}", admin.local_addr().expect("address"));
+    let settings = CartSettings {
+        mode: CartMode::Local,
+        dir: dir.0.clone(),
+        peers: Some(PeerSettings {
+            url,
+            token: None,
+            pool: "api".into(),
+            advertise: None,
+            poll: Duration::from_millis(100),
+        }),
+        ..CartSettings::default()
+    };
+    let mut others = Vec::new();
+    for _ in 0..2 {
+        let other = launch(
+            store.clone(),
+            cache.clone(),
+            guard.clone(),
+            auth.clone(),
+            settings.clone(),
+        )
+        .await
+        .expect("build a peer");
+        others.push(other);
+    }
+    let addresses: Vec<String> = others
+        .iter()
+        .map(|o| o.base.trim_start_matches("http://").to_owned())
+        .collect();
+    let pool = Arc::new(std::sync::Mutex::new(addresses));
+    let served = pool.clone();
+    let router = axum::Router::new().route(
+        "/admin/pools",
+        axum::routing::get(move || {
+            let served = served.clone();
+            async move {
+                let instances: Vec<Value> = served
+                    .lock()
+                    .expect("pool")
+                    .iter()
+                    .map(|a| json!({"address": a, "weight": 1, "draining": false, "removing": false}))
+                    .collect();
+                axum::Json(json!({"pools": [{"name": "api", "instances": instances}]}))
+            }
+        }),
+    );
+    let pool_server = tokio::spawn(async move {
+        let _ = axum::serve(admin, router).await;
+    });
+    let holder = ClusterGuard {
+        _others: others,
+        pool_server,
+        _dir: dir,
+        _guard: guard,
+    };
+    let app = launch(store, cache, Arc::new(holder), auth, settings)
+        .await
+        .expect("build the api");
+    pool.lock()
+        .expect("pool")
+        .push(app.base.trim_start_matches("http://").to_owned());
+    // Served once every instance sees all three (a cart with no member answers 503).
+    let probe = format!("{}/api/v1/cart", app.base);
+    for _ in 0..100 {
+        let response = app
+            .client
+            .get(&probe)
+            .header("cookie", "strata_cart=0123456789abcdef0123456789abcdef")
+            .send()
+            .await
+            .expect("probe");
+        if response.status() == StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return app;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the cluster never served a cart");
+}
+
+/// What a cluster app keeps alive: the other instances, the pool listener, the carts'
+/// directory and the store's guard.
+struct ClusterGuard {
+    _others: Vec<TestApp>,
+    pool_server: JoinHandle<()>,
+    _dir: CartDir,
+    _guard: Arc<dyn Any + Send + Sync>,
+}
+
+impl Drop for ClusterGuard {
+    fn drop(&mut self) {
+        self.pool_server.abort();
+    }
 }
 
 /// A fresh directory for local carts' logs, removed with the app.

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use strata_core::testkit::{POSTGRES, require_service};
 
 use crate::harness::{
-    Process, START_TIMEOUT, TempDir, free_port, strata, wait_ready, with_search_path,
+    Process, START_TIMEOUT, TempDir, free_port, spawn_up_with_env, strata, wait_ready,
+    with_search_path,
 };
 
 /// The signing secret of the test's api process.
@@ -388,6 +389,29 @@ impl Cluster {
         futures_util::future::join_all(calls).await;
     }
 
+    /// Reads a shopper's cart once: its lines, or the status of a failed answer (with its
+    /// error code).
+    async fn try_read(&self, shopper: &Shopper) -> Result<Vec<(i64, i64)>, (u16, String)> {
+        let mut request = self
+            .client
+            .get(format!("http://{}/api/v1/cart", self.public))
+            .header(COOKIE, shopper.cookie_header());
+        if let Some(token) = &shopper.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("a cart request");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or_default();
+        if status == 200 {
+            Ok(lines(&body))
+        } else {
+            Err((
+                status,
+                body["error"]["code"].as_str().unwrap_or("").to_owned(),
+            ))
+        }
+    }
+
     /// Reads every shopper's cart: each must be exactly as last acknowledged.
     async fn check_everyone(&self, shoppers: &mut [Shopper], step: &str) {
         for shopper in shoppers.iter_mut() {
@@ -422,7 +446,8 @@ impl Cluster {
 /// `strata_cart_owner`, bounded load off): shoppers' carts, anonymous and signed in, stay
 /// whole as one instance leaves on SIGTERM (3 → 2) and a fresh one joins (2 → 3). Requests
 /// may meet 503 `cart_unavailable` while a cart is on its way and are tried again; no other
-/// failure is accepted.
+/// failure is accepted. Then an owner is killed: its carts answer 503 `cart_unavailable`
+/// (never empty) until it is back, with every cart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carts_follow_their_owner_as_instances_leave_and_join() {
     let Some(base) = require_service(POSTGRES) else {
@@ -590,7 +615,38 @@ async fn carts_follow_their_owner_as_instances_leave_and_join() {
     cluster.add_everywhere(&mut shoppers, products[6]).await;
     cluster.check_everyone(&mut shoppers, "writing on 3").await;
 
-    let received = cluster.handed_over(joining, "received").await;
+    // An owner killed (-9): its carts answer 503 `cart_unavailable`, never an empty cart
+    // from another instance; back on its address, it serves them from its log.
+    let mut killed = apis.pop().expect("the joined instance");
+    let received_before_kill = cluster.handed_over(joining, "received").await;
+    killed.kill();
+    killed
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("killed");
+    let mut unavailable = 0;
+    for shopper in &shoppers {
+        match cluster.try_read(shopper).await {
+            Ok(cart) => assert_eq!(cart, shopper.cart, "with an owner down: {shopper:?}"),
+            Err((503, code)) if code == "cart_unavailable" => unavailable += 1,
+            Err(other) => panic!("with an owner down: {other:?} for {shopper:?}"),
+        }
+    }
+    assert!(unavailable > 0, "the killed instance owned some carts");
+    apis.push(cluster.spawn_api("api-4", joining));
+    wait_ready(
+        &cluster.client,
+        &format!("http://127.0.0.1:{joining}/readyz"),
+        START_TIMEOUT,
+    )
+    .await;
+    cluster.wait_serving(3).await;
+    cluster
+        .check_everyone(&mut shoppers, "after the owner's restart")
+        .await;
+    eprintln!("carts unavailable while their owner was down: {unavailable}");
+
+    let received = received_before_kill;
     assert!(
         received > 0,
         "the new instance took over carts from the others"
@@ -615,4 +671,107 @@ async fn carts_follow_their_owner_as_instances_leave_and_join() {
     }
     drop(apis);
     drop(schema);
+}
+
+/// `strata up` with local carts runs its three api instances as one cluster: it points them
+/// at its own gateway and pins the api pool to the cart owner cookie. Every cart lives on
+/// exactly one instance, and an instance stopped through the admin API hands its carts over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strata_up_shares_local_carts_among_its_api_instances() {
+    let up = spawn_up_with_env(&[], &[("STRATA_CARTS_MODE", "local")]).await;
+    let cluster = Cluster {
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client"),
+        public: up.public.to_string(),
+        admin: up.admin.to_string(),
+        database_url: String::new(),
+        data: TempDir::new("carts-up"),
+        retried: Arc::default(),
+    };
+    let pools: Value = cluster
+        .client
+        .get(format!("http://{}/admin/pools", cluster.admin))
+        .send()
+        .await
+        .expect("pools")
+        .json()
+        .await
+        .expect("pools JSON");
+    let api = pools["pools"]
+        .as_array()
+        .expect("pools")
+        .iter()
+        .find(|p| p["name"] == "api")
+        .expect("api pool");
+    assert_eq!(api["algorithm"], "consistent_hash", "{api}");
+    let apis = up.instances("api");
+    assert_eq!(apis.len(), 3);
+
+    let catalog: Value = cluster
+        .client
+        .get(format!(
+            "http://{}/api/v1/products?per_page=3",
+            cluster.public
+        ))
+        .send()
+        .await
+        .expect("products")
+        .json()
+        .await
+        .expect("products JSON");
+    let products: Vec<i64> = catalog["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| p["id"].as_i64().expect("id"))
+        .collect();
+    let mut shoppers = vec![Shopper::default(); 18];
+    for &product in &products {
+        cluster.add_everywhere(&mut shoppers, product).await;
+    }
+    let held = |port: u16| {
+        let client = cluster.client.clone();
+        async move {
+            let text = client
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            text.lines()
+                .find_map(|l| l.strip_prefix("strata_api_carts_held "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        }
+    };
+    let mut total = 0;
+    for row in &apis {
+        total += held(row.addr.port()).await;
+    }
+    assert_eq!(total, 18, "each cart on exactly one instance");
+
+    let stopped = &apis[0];
+    assert_eq!(
+        cluster
+            .admin(
+                reqwest::Method::POST,
+                &format!("/admin/pools/api/instances/{}/stop", stopped.addr),
+                None,
+            )
+            .await,
+        202
+    );
+    cluster
+        .check_everyone(&mut shoppers, "after stopping an instance")
+        .await;
+    cluster.add_everywhere(&mut shoppers, products[0]).await;
+    let mut total = 0;
+    for row in &apis[1..] {
+        total += held(row.addr.port()).await;
+    }
+    assert_eq!(total, 18, "the stopped instance's carts were handed over");
 }
