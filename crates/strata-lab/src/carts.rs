@@ -153,7 +153,7 @@ impl Workload for Carts {
     fn call(&self, ticket: u64) -> Call {
         let n = self.cookies.len().max(1) as u64;
         let cart = usize::try_from(mix64(ticket / 2) % n).unwrap_or(0);
-        if ticket % 2 == 0 {
+        if ticket.is_multiple_of(2) {
             return Call {
                 op: 0,
                 wire: self.reads[cart].clone(),

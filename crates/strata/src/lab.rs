@@ -27,9 +27,10 @@ pub async fn run(args: &LabArgs) -> anyhow::Result<()> {
         now.minute(),
         now.second()
     );
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from("strata-lab").join(timestamp.replace(':', "").replace('-', ""))
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("strata-lab").join(timestamp.replace([':', '-'], "")));
     if out.is_file() {
         anyhow::bail!("--out {}: is a file, not a directory", out.display());
     }

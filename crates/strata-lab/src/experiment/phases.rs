@@ -436,10 +436,8 @@ async fn lost_carts(gateway: std::net::SocketAddr, cookies: &[String]) -> u64 {
     let host = gateway.to_string();
     let mut lost = 0;
     for cookie in cookies {
-        if !cart_lines(gateway, &host, cookie, REQUEST_TIMEOUT)
-            .await
-            .is_some_and(|n| n > 0)
-        {
+        let served = cart_lines(gateway, &host, cookie, REQUEST_TIMEOUT).await;
+        if served.is_none_or(|n| n == 0) {
             lost += 1;
         }
     }

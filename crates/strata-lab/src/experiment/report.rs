@@ -45,9 +45,7 @@ impl Figure {
     fn render(&self) -> String {
         let value = if !self.value.is_finite() {
             "not reached".to_owned()
-        } else if self.value.fract() == 0.0 && self.unit.is_empty() {
-            format!("{:.0}", self.value)
-        } else if self.value.abs() >= 100.0 {
+        } else if (self.value.fract() == 0.0 && self.unit.is_empty()) || self.value.abs() >= 100.0 {
             format!("{:.0}", self.value)
         } else {
             format!("{:.2}", self.value)
