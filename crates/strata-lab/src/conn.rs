@@ -33,6 +33,8 @@ pub(crate) struct Answer {
     pub(crate) instance: Option<Bytes>,
     /// The body, when it was asked for.
     pub(crate) body: Option<Bytes>,
+    /// The `Set-Cookie` values, kept with the body (a setup reads them, a load run does not).
+    pub(crate) cookies: Vec<Bytes>,
 }
 
 /// A request serialized once, sent as is.
@@ -158,8 +160,9 @@ impl Conn {
                 len: head_len,
                 framing,
                 instance,
+                cookies,
             } = loop {
-                if let Some(parsed) = parse_head(&self.buf, instance_header)? {
+                if let Some(parsed) = parse_head(&self.buf, instance_header, keep_body)? {
                     break parsed;
                 }
                 if self.buf.len() > MAX_HEAD {
@@ -186,6 +189,7 @@ impl Conn {
                 status,
                 instance,
                 body: keep_body.then_some(body),
+                cookies,
             });
         }
     }
@@ -308,10 +312,16 @@ struct Head {
     len: usize,
     framing: Framing,
     instance: Option<Bytes>,
+    cookies: Vec<Bytes>,
 }
 
-/// Parses a complete response head at the start of `buf`; `None` while incomplete.
-fn parse_head(buf: &[u8], instance_header: &str) -> Result<Option<Head>, Failure> {
+/// Parses a complete response head at the start of `buf`; `None` while incomplete. The
+/// `Set-Cookie` values are kept when `keep_cookies`.
+fn parse_head(
+    buf: &[u8],
+    instance_header: &str,
+    keep_cookies: bool,
+) -> Result<Option<Head>, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let head_len = match response.parse(buf) {
@@ -325,6 +335,7 @@ fn parse_head(buf: &[u8], instance_header: &str) -> Result<Option<Head>, Failure
         close: response.version == Some(0),
     };
     let mut instance = None;
+    let mut cookies = Vec::new();
     for header in response.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -354,6 +365,8 @@ fn parse_head(buf: &[u8], instance_header: &str) -> Result<Option<Head>, Failure
             }
         } else if name.eq_ignore_ascii_case(instance_header) {
             instance = Some(Bytes::copy_from_slice(header.value));
+        } else if keep_cookies && name.eq_ignore_ascii_case("set-cookie") {
+            cookies.push(Bytes::copy_from_slice(header.value));
         }
     }
     Ok(Some(Head {
@@ -361,6 +374,7 @@ fn parse_head(buf: &[u8], instance_header: &str) -> Result<Option<Head>, Failure
         len: head_len,
         framing,
         instance,
+        cookies,
     }))
 }
 
@@ -386,8 +400,18 @@ mod tests {
 
     #[test]
     fn heads_give_status_framing_and_instance() {
-        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Strata-Instance: api-2\r\n\r\nhello";
-        let parsed = parse_head(head, "x-strata-instance").unwrap().unwrap();
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Strata-Instance: api-2\r\nSet-Cookie: a=1; Path=/\r\n\r\nhello";
+        let parsed = parse_head(head, "x-strata-instance", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(parsed.cookies, [&b"a=1; Path=/"[..]]);
+        assert!(
+            parse_head(head, "x-strata-instance", false)
+                .unwrap()
+                .unwrap()
+                .cookies
+                .is_empty()
+        );
         assert_eq!((parsed.status, parsed.len), (200, head.len() - 5));
         assert_eq!(parsed.framing.body, BodyFraming::Length(5));
         assert!(!parsed.framing.close);
@@ -395,18 +419,18 @@ mod tests {
 
         let head =
             b"HTTP/1.1 404 Not Found\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
-        let parsed = parse_head(head, "x-i").unwrap().unwrap();
+        let parsed = parse_head(head, "x-i", false).unwrap().unwrap();
         assert_eq!(parsed.status, 404);
         assert_eq!(parsed.framing.body, BodyFraming::Chunked);
         assert!(parsed.framing.close && parsed.instance.is_none());
 
         assert!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-", "x")
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-", "x", false)
                 .unwrap()
                 .is_none()
         );
         assert_eq!(
-            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", "x").unwrap_err(),
+            parse_head(b"SSH-2.0-OpenSSH\r\n\r\n", "x", false).unwrap_err(),
             Failure::Protocol
         );
     }

@@ -30,11 +30,41 @@ pub enum LabError {
     /// A worker task panicked (a bug in the load generator).
     #[error("a load worker failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
+    /// A process of the lab could not be started or signalled.
+    #[error("lab: cannot {action} {name}: {source}")]
+    Process {
+        action: &'static str,
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A step of the lab did not happen as it must (a process not ready in time, an admin
+    /// call refused, a store that could not be filled).
+    #[error("lab: {step}: {message}")]
+    Experiment { step: &'static str, message: String },
+    /// A report file could not be written.
+    #[error("lab: cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lab was stopped (Ctrl-C or SIGTERM) before it finished.
+    #[error("lab: stopped before the end")]
+    Stopped,
 }
 
 impl LabError {
     pub(crate) fn setup(step: &'static str, message: impl Into<String>) -> Self {
         Self::Setup {
+            step,
+            message: message.into(),
+        }
+    }
+
+    /// A [`LabError::Experiment`] at `step`.
+    pub fn experiment(step: &'static str, message: impl Into<String>) -> Self {
+        Self::Experiment {
             step,
             message: message.into(),
         }

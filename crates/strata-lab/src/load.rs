@@ -80,6 +80,21 @@ pub async fn run_until(spec: &LoadSpec, stop: CancellationToken) -> Result<LoadR
             .await?;
             (Arc::new(shop), log)
         }
+        Scenario::Carts => {
+            let (cookies, log) = if spec.cart_cookies.is_empty() {
+                crate::carts::make_carts(
+                    addr,
+                    &host,
+                    spec.carts,
+                    spec.connect_timeout,
+                    spec.request_timeout,
+                )
+                .await?
+            } else {
+                (spec.cart_cookies.clone(), Vec::new())
+            };
+            (Arc::new(crate::carts::Carts::new(&host, cookies)), log)
+        }
     };
     let steps = target.schedule.as_ref().map_or(0, |s| s.counts.len());
     let started = Instant::now();
@@ -88,7 +103,7 @@ pub async fn run_until(spec: &LoadSpec, stop: CancellationToken) -> Result<LoadR
         connect_timeout: spec.connect_timeout,
         request_timeout: spec.request_timeout,
         instance_header: spec.instance_header.as_str().to_owned(),
-        recorder: Recorder::new(started, workload.operations().len(), steps),
+        recorder: Recorder::new(started, workload.operations().len(), steps, spec.timeline),
         workload,
         stop,
         started,

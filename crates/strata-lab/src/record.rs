@@ -66,11 +66,26 @@ pub(crate) struct StepTally {
     pub(crate) sends: Option<(Duration, Duration)>,
 }
 
+/// Counts of one slice of time (by intended send time) of a run with a timeline.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bucket {
+    pub(crate) requests: u64,
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) latency: Histogram,
+    pub(crate) per_instance: HashMap<Bytes, u64>,
+}
+
+/// Most slices a timeline keeps: requests intended later than that are counted in the last.
+const MAX_BUCKETS: usize = 100_000;
+
 /// Everything recorded so far.
 pub(crate) struct Recorder {
     started: Instant,
     ops: Vec<Mutex<Tally>>,
     steps: Vec<Mutex<StepTally>>,
+    /// Width of a timeline slice and the slices, when the spec asks for a timeline.
+    timeline: Option<(Duration, Mutex<Vec<Bucket>>)>,
     pub(crate) connections: AtomicU64,
     pub(crate) late: AtomicU64,
     max_lag_us: AtomicU64,
@@ -99,11 +114,19 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl Recorder {
-    pub(crate) fn new(started: Instant, operations: usize, steps: usize) -> Recorder {
+    pub(crate) fn new(
+        started: Instant,
+        operations: usize,
+        steps: usize,
+        timeline: Option<Duration>,
+    ) -> Recorder {
         Recorder {
             started,
             ops: (0..operations).map(|_| Mutex::default()).collect(),
             steps: (0..steps).map(|_| Mutex::default()).collect(),
+            timeline: timeline
+                .filter(|width| !width.is_zero())
+                .map(|width| (width, Mutex::default())),
             connections: AtomicU64::new(0),
             late: AtomicU64::new(0),
             max_lag_us: AtomicU64::new(0),
@@ -166,6 +189,37 @@ impl Recorder {
                 Some((first, last)) => (first.min(sent_at), last.max(sent_at)),
             });
         }
+        if let Some((width, buckets)) = &self.timeline {
+            let at = o.intended.saturating_duration_since(self.started);
+            let k = usize::try_from(at.as_nanos() / width.as_nanos().max(1))
+                .unwrap_or(usize::MAX)
+                .min(MAX_BUCKETS - 1);
+            let mut buckets = lock(buckets);
+            if buckets.len() <= k {
+                buckets.resize_with(k + 1, Bucket::default);
+            }
+            let b = &mut buckets[k];
+            b.requests += 1;
+            match o.result {
+                Ok(answer) => {
+                    if ok {
+                        b.ok += 1;
+                    }
+                    b.latency.record(latency);
+                    if let Some(instance) = &answer.instance {
+                        *b.per_instance.entry(instance.clone()).or_default() += 1;
+                    }
+                }
+                Err(_) => b.failed += 1,
+            }
+        }
+    }
+
+    /// The timeline's width and slices, when the run keeps one.
+    pub(crate) fn timeline(&self) -> Option<(Duration, Vec<Bucket>)> {
+        self.timeline
+            .as_ref()
+            .map(|(width, buckets)| (*width, lock(buckets).clone()))
     }
 
     /// Every operation's tally, in operation order.

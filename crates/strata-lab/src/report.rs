@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chat::ChatTally;
 use crate::histogram::Histogram;
-use crate::record::{Recorder, StepTally, Tally};
+use crate::record::{Bucket, Recorder, StepTally, Tally};
 use crate::shop::SetupLog;
 use crate::spec::{Pace, Schedule, Target};
 use crate::{Failure, LoadSpec};
@@ -68,6 +68,35 @@ pub struct LoadReport {
     /// The scenario's requests before the clock started (the shop's `catalog`, `register`,
     /// `login`), not in the figures above.
     pub setup: BTreeMap<String, OperationReport>,
+    /// Per slice of time by intended send time, when the spec asked for a timeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelinePoint>,
+}
+
+/// One slice of a run's timeline: the requests whose intended send time fell in it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TimelinePoint {
+    /// Start of the slice, seconds from the start of the run.
+    pub at_secs: f64,
+    /// Width of the slice in seconds.
+    pub secs: f64,
+    pub requests: u64,
+    pub ok: u64,
+    /// Requests without a complete response.
+    pub failed: u64,
+    /// Latency of the answered ones (milliseconds).
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Responses by instance (`X-Strata-Instance`).
+    pub per_instance: BTreeMap<String, u64>,
+}
+
+impl TimelinePoint {
+    /// Requests answered with a non-2xx status or not answered at all.
+    pub fn bad(&self) -> u64 {
+        self.requests - self.ok
+    }
 }
 
 /// Counts and latency of one operation.
@@ -286,6 +315,10 @@ impl LoadReport {
                 .iter()
                 .map(|(name, t)| (name.clone(), OperationReport::from_tally(t)))
                 .collect(),
+            timeline: recorder
+                .timeline()
+                .map(|(width, buckets)| timeline_of(width, &buckets))
+                .unwrap_or_default(),
         }
     }
 
@@ -377,6 +410,7 @@ impl LoadReport {
             operations,
             steps: Vec::new(),
             setup: BTreeMap::new(),
+            timeline: Vec::new(),
         }
     }
 
@@ -610,6 +644,32 @@ impl LoadReport {
     }
 }
 
+/// The timeline's slices as reported: every slice from the first to the last, empty ones
+/// included, so that a stall shows as a gap in the counts.
+#[allow(clippy::cast_precision_loss)] // slice numbers fit f64's 52 bits
+fn timeline_of(width: Duration, buckets: &[Bucket]) -> Vec<TimelinePoint> {
+    let ms = |us: Option<u64>| us.map_or(0.0, |us| us as f64 / 1000.0);
+    buckets
+        .iter()
+        .enumerate()
+        .map(|(k, b)| TimelinePoint {
+            at_secs: width.as_secs_f64() * k as f64,
+            secs: width.as_secs_f64(),
+            requests: b.requests,
+            ok: b.ok,
+            failed: b.failed,
+            p50_ms: ms(b.latency.value_at_quantile(0.5)),
+            p99_ms: ms(b.latency.value_at_quantile(0.99)),
+            max_ms: ms(b.latency.max()),
+            per_instance: b
+                .per_instance
+                .iter()
+                .map(|(i, n)| (String::from_utf8_lossy(i).into_owned(), *n))
+                .collect(),
+        })
+        .collect()
+}
+
 fn join(rates: &[f64], sep: &str) -> String {
     rates
         .iter()
@@ -685,6 +745,7 @@ mod tests {
             operations: BTreeMap::new(),
             steps: Vec::new(),
             setup: BTreeMap::new(),
+            timeline: Vec::new(),
         }
     }
 

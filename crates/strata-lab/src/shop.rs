@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use crate::conn::{Conn, Wire, serialize};
+use crate::conn::{Answer, Conn, Wire, serialize};
 use crate::workload::{Call, Workload, mix64, run_id};
 use crate::{Failure, LabError};
 
@@ -301,12 +301,12 @@ impl Workload for Shop {
 }
 
 /// The setup's requests, one connection each (the setup is a few requests per customer).
-struct SetupClient {
-    addr: SocketAddr,
-    host: String,
-    connect_timeout: Duration,
-    request_timeout: Duration,
-    log: Arc<Mutex<SetupLog>>,
+pub(crate) struct SetupClient {
+    pub(crate) addr: SocketAddr,
+    pub(crate) host: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) request_timeout: Duration,
+    pub(crate) log: Arc<Mutex<SetupLog>>,
 }
 
 impl SetupClient {
@@ -339,7 +339,7 @@ impl SetupClient {
     }
 
     /// One request; a 2xx JSON body is returned, anything else is a setup error.
-    async fn request(
+    pub(crate) async fn request(
         &self,
         step: &'static str,
         method: &str,
@@ -347,6 +347,26 @@ impl SetupClient {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Result<Value, LabError> {
+        let answer = self.exchange(step, method, path, headers, body).await?;
+        let text = answer
+            .body
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        serde_json::from_str(&text)
+            .map_err(|e| LabError::setup(step, format!("{method} {path}: not JSON: {e}")))
+    }
+
+    /// One request on a connection of its own, logged under `step`; a 2xx answer (with its
+    /// body and cookies) is returned, anything else is a setup error.
+    pub(crate) async fn exchange(
+        &self,
+        step: &'static str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Result<Answer, LabError> {
         let body = body.map(|b| b.to_string());
         let wire = serialize(
             method,
@@ -373,20 +393,19 @@ impl SetupClient {
                 format!("{method} {path}: no response ({})", f.as_str()),
             )
         })?;
-        let text = answer
-            .body
-            .as_deref()
-            .map(String::from_utf8_lossy)
-            .unwrap_or_default();
         if !(200..300).contains(&answer.status) {
+            let text = answer
+                .body
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
             let text: String = text.chars().take(300).collect();
             return Err(LabError::setup(
                 step,
                 format!("{method} {path}: status {}: {text}", answer.status),
             ));
         }
-        serde_json::from_str(&text)
-            .map_err(|e| LabError::setup(step, format!("{method} {path}: not JSON: {e}")))
+        Ok(answer)
     }
 }
 

@@ -23,6 +23,10 @@ pub const MAX_RATE: f64 = 100_000.0;
 /// Most users of the shop scenario: each registers (an argon2 hash on the server) before the
 /// clock starts.
 pub const MAX_USERS: usize = 10_000;
+/// Most carts of the carts scenario: each is made by a request before the clock starts.
+pub const MAX_CARTS: usize = 100_000;
+/// Narrowest slice of a run's timeline.
+pub const MIN_TIMELINE: Duration = Duration::from_millis(10);
 
 /// How requests are paced.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,11 +60,21 @@ pub enum Scenario {
     /// room, messages at the open loop's rate; reports fan-out latency (intended send time to
     /// each listener's receipt) and ack latency. Needs a `support` or `admin` user's `token`.
     Chat,
+    /// Carts: `carts` anonymous carts are made before the clock starts (one line each, by
+    /// `POST /api/v1/cart/items`), then requests alternate between reading a cart
+    /// (`GET /api/v1/cart`) and updating it (`PATCH` of its line's quantity), each on a cart
+    /// chosen by a hash of the request number, with the cart's cookies.
+    Carts,
 }
 
 impl Scenario {
     /// Every scenario, by name.
-    pub const ALL: [Scenario; 3] = [Scenario::Endpoint, Scenario::Shop, Scenario::Chat];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Endpoint,
+        Scenario::Shop,
+        Scenario::Chat,
+        Scenario::Carts,
+    ];
 
     /// Its name on the command line and in reports.
     pub fn as_str(self) -> &'static str {
@@ -68,6 +82,7 @@ impl Scenario {
             Scenario::Endpoint => "endpoint",
             Scenario::Shop => "shop",
             Scenario::Chat => "chat",
+            Scenario::Carts => "carts",
         }
     }
 }
@@ -121,6 +136,14 @@ pub struct LoadSpec {
     pub requests: Option<u64>,
     /// Customers of the shop scenario. Default 20.
     pub users: usize,
+    /// Carts of the carts scenario. Default 100.
+    pub carts: usize,
+    /// Carts of the carts scenario made beforehand: the `Cookie` header of each (cart `i`
+    /// holds product `1 + i % 10`). Empty (default): the run makes `carts` carts.
+    pub cart_cookies: Vec<String>,
+    /// Keep a timeline: counts, latency and instances per slice of this width, by intended
+    /// send time ([`LoadReport::timeline`](crate::LoadReport::timeline)). Default none.
+    pub timeline: Option<Duration>,
     /// Rooms of the chat scenario. Default 10.
     pub rooms: usize,
     /// Listening connections per room of the chat scenario. Default 10.
@@ -153,6 +176,9 @@ impl LoadSpec {
             duration: Duration::from_secs(10),
             requests: None,
             users: 20,
+            carts: 100,
+            cart_cookies: Vec::new(),
+            timeline: None,
             rooms: 10,
             listeners: 10,
             token: None,
@@ -195,6 +221,20 @@ impl LoadSpec {
         }
         if self.scenario == Scenario::Shop && !(1..=MAX_USERS).contains(&self.users) {
             return Err(LabError::spec("users", format!("expected 1..={MAX_USERS}")));
+        }
+        if self.scenario == Scenario::Carts && !(1..=MAX_CARTS).contains(&self.carts) {
+            return Err(LabError::spec("carts", format!("expected 1..={MAX_CARTS}")));
+        }
+        if let Some(width) = self.timeline
+            && (width < MIN_TIMELINE || width > MAX_DURATION)
+        {
+            return Err(LabError::spec(
+                "timeline",
+                format!(
+                    "expected at least {} ms and at most an hour",
+                    MIN_TIMELINE.as_millis()
+                ),
+            ));
         }
         if self.scenario == Scenario::Chat {
             self.validate_chat()?;
@@ -512,7 +552,7 @@ mod tests {
         assert_eq!("shop".parse::<Scenario>().unwrap(), Scenario::Shop);
         let err = "nope".parse::<Scenario>().unwrap_err().to_string();
         assert!(
-            err.contains("unknown scenario `nope`") && err.contains("endpoint, shop, chat"),
+            err.contains("unknown scenario `nope`") && err.contains("endpoint, shop, chat, carts"),
             "{err}"
         );
     }
@@ -636,6 +676,21 @@ mod tests {
                 ..chat(1.0, Some("t"))
             }),
             "listeners"
+        );
+        assert_eq!(
+            field(&LoadSpec {
+                scenario: Scenario::Carts,
+                carts: 0,
+                ..ok.clone()
+            }),
+            "carts"
+        );
+        assert_eq!(
+            field(&LoadSpec {
+                timeline: Some(Duration::from_millis(1)),
+                ..ok.clone()
+            }),
+            "timeline"
         );
         assert_eq!(field(&LoadSpec::new("https://example.com")), "url");
         assert_eq!(field(&LoadSpec::new("/just/a/path")), "url");

@@ -81,6 +81,22 @@ pub enum Command {
     /// Replace the embedded SQLite store with FILE (a backup), once FILE is checked; refused
     /// while a strata has the store open.
     Restore(RestoreArgs),
+    /// The stateful-vs-stateless experiment: runs the cart service with local carts
+    /// (stateful) and with shared carts (stateless) as `strata serve` processes of this
+    /// executable on loopback, under the same load, and writes the claims table with the
+    /// figures measured (report.md, report.html with charts, report.json).
+    Lab(LabArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    /// A short run for CI (about two minutes): fewer carts, shorter and slower load.
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory of the report, process logs and data; made if missing. Default
+    /// `strata-lab/<timestamp>/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -488,7 +504,11 @@ impl Cli {
                 );
                 push(&mut out, "store.database_url", store.database_url.clone());
             }
-            Command::Bench(_) | Command::Chat(_) | Command::Events(_) | Command::Health(_) => {}
+            Command::Bench(_)
+            | Command::Chat(_)
+            | Command::Events(_)
+            | Command::Health(_)
+            | Command::Lab(_) => {}
         }
         out
     }

@@ -14,6 +14,7 @@ mod cli;
 mod config;
 mod events;
 mod health;
+mod lab;
 mod serve;
 mod up;
 
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
             Command::Health(args) => health::run(args).await,
             Command::Backup(args) => backup::backup(args, &config).await,
             Command::Restore(args) => backup::restore(args, &config).await,
+            Command::Lab(args) => lab::run(args).await,
             Command::Chat(args) => {
                 use strata_chat::client::{LastSeen, TerminalOptions, default_room, run_terminal};
                 let room = match &args.room {

@@ -13,6 +13,7 @@ mod events;
 mod harness;
 mod health;
 mod images;
+mod lab;
 mod logs;
 mod metric_names;
 mod ops;
