@@ -2,7 +2,9 @@
 # Soak: the shop mix and chat through `strata serve` roles on PostgreSQL, Redis and NATS
 # JetStream for SOAK_MINUTES (30) at half of the measured capacity, sampling every process's
 # resident memory, open file descriptors and TCP connections every 10 s. Fails when any of
-# them grows by more than 10 % between minute 5 and the end, or when any request fails.
+# them grows by more than 10 % between minute 5 and the end in one of strata's processes
+# (Redis's and NATS's are shown too: JetStream's grows with the events and messages its
+# streams are kept to hold), or when any request fails.
 #
 #   bench/soak.sh                   # 30 minutes
 #   SOAK_MINUTES=8 bench/soak.sh    # a shorter run (the comparison is then minute 5 → 8)
@@ -216,9 +218,14 @@ for name in processes:
         growth = (late - early) / early if early else 0.0
         figures[f"{name}_{key}_min5"] = round(early, 1)
         figures[f"{name}_{key}_end"] = round(late, 1)
-        if growth > max_growth:
+        # Redis and NATS are measured and shown, not judged: JetStream keeps every event
+        # and chat message (strata's streams have no limits; an operator sets them), so
+        # its memory grows with the data it is asked to keep, whatever strata does.
+        judged = name not in ("redis", "nats")
+        if judged and growth > max_growth:
             failures.append(f"{name} {key}: {early:.0f} -> {late:.0f} (+{growth:.1%})")
-        print(f"[soak] {name:9} {key:8} minute 5 {early:10.0f}  end {late:10.0f}  {growth:+.1%}", file=sys.stderr)
+        note = "" if judged else "  (data service: shown, not judged)"
+        print(f"[soak] {name:9} {key:8} minute 5 {early:10.0f}  end {late:10.0f}  {growth:+.1%}{note}", file=sys.stderr)
 def load(path):
     try:
         return json.load(open(path))

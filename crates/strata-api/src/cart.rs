@@ -21,7 +21,8 @@
 //! Answers set the `strata_cart_owner` cookie to the cart's routing key (`u<user id>`, or the
 //! anonymous token) whenever the request did not carry that value: the gateway hashes it to
 //! send the cart's requests to the instance holding the cart. Fresh anonymous tokens are
-//! drawn until one belongs to the instance that makes it.
+//! random, so new carts spread over the ring whatever address their clients share; the
+//! request that makes one is forwarded to its owner.
 //!
 //! # Cached
 //! `GET /api/v1/cart` is read through [`crate::carts::Carts::read_json`] (in shared mode the

@@ -158,6 +158,7 @@ impl Workload for Carts {
                 op: 0,
                 wire: self.reads[cart].clone(),
                 user: cart,
+                tag: 0,
             };
         }
         let body = json!({"quantity": 1 + (ticket / 2) % 9}).to_string();
@@ -175,6 +176,7 @@ impl Workload for Carts {
             op: 1,
             wire,
             user: cart,
+            tag: 0,
         }
     }
 }

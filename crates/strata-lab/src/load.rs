@@ -201,9 +201,8 @@ impl Run {
         result: &Result<Answer, Failure>,
     ) {
         let done = Instant::now();
-        if let Ok(answer) = result {
-            self.workload.answered(call, answer.status);
-        }
+        self.workload
+            .answered(call, result.as_ref().ok().map(|answer| answer.status));
         self.recorder.record(&Outcome {
             op: call.op,
             step,

@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -96,9 +96,29 @@ fn mix() -> [Op; ROUND] {
 struct User {
     /// `Bearer …`, the value of the `Authorization` header.
     authorization: String,
-    /// Lines added to the cart since its last checkout, as far as this run knows.
+    /// Adds to cart acknowledged since the last checkout that certainly are in the cart
+    /// when the next checkout is sent (see [`Shop::answered`]).
     cart: AtomicU32,
+    /// Checkouts sent so far.
+    checkouts: AtomicU64,
+    /// Whether a checkout is sent and not answered yet.
+    checking_out: AtomicBool,
 }
+
+impl User {
+    fn new(authorization: String) -> Self {
+        Self {
+            authorization,
+            cart: AtomicU32::new(0),
+            checkouts: AtomicU64::new(0),
+            checking_out: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The tag of an add to cart that must not be counted (a checkout was in flight when it was
+/// sent, so that checkout may take it).
+const UNCOUNTED: u64 = u64::MAX;
 
 /// What the setup did: per request kind (`catalog`, `register`, `login`), the statuses and
 /// latencies, for the report.
@@ -166,10 +186,7 @@ impl Shop {
         }
         let users = tokens
             .into_iter()
-            .map(|token| User {
-                authorization: format!("Bearer {token}"),
-                cart: AtomicU32::new(0),
-            })
+            .map(|token| User::new(format!("Bearer {token}")))
             .collect();
         let log = std::mem::take(&mut *log.lock().await);
         let shop = Shop {
@@ -235,12 +252,26 @@ impl Workload for Shop {
         let u = usize::try_from((hash >> 32) % self.users.len() as u64).unwrap_or(0);
         let user = &self.users[u];
         let mut op = self.mix[usize::try_from(ticket % ROUND as u64).unwrap_or(0)];
-        // A checkout takes the cart when it is sent, so a customer never has two in flight
-        // (the second would find the cart empty: a 422 that is the load's fault, not the
-        // server's).
-        if op == Op::Checkout && user.cart.swap(0, Ordering::Relaxed) == 0 {
-            op = Op::AddToCart;
+        // A customer checks out only with a cart this run knows is filled, one checkout at a
+        // time; a checkout takes the cart when it is sent. Otherwise a checkout could find
+        // the cart emptied by another one: a 422 that is the load's fault, not the server's.
+        if op == Op::Checkout {
+            if user.checking_out.swap(true, Ordering::AcqRel) {
+                op = Op::AddToCart;
+            } else if user.cart.swap(0, Ordering::AcqRel) == 0 {
+                user.checking_out.store(false, Ordering::Release);
+                op = Op::AddToCart;
+            } else {
+                user.checkouts.fetch_add(1, Ordering::AcqRel);
+            }
         }
+        // An add sent while a checkout is in flight may be taken by it (the server may see
+        // it first): it does not count towards the next checkout.
+        let tag = if op == Op::AddToCart && !user.checking_out.load(Ordering::Acquire) {
+            user.checkouts.load(Ordering::Acquire)
+        } else {
+            UNCOUNTED
+        };
         let product = self.product(hash);
         let wire = match op {
             Op::Browse => self.get(
@@ -286,16 +317,26 @@ impl Workload for Shop {
             op: op.index(),
             wire,
             user: u,
+            tag,
         }
     }
 
-    fn answered(&self, call: &Call, status: u16) {
+    fn answered(&self, call: &Call, status: Option<u16>) {
         let Some(user) = self.users.get(call.user) else {
             return;
         };
-        let ok = (200..300).contains(&status);
-        if call.op == Op::AddToCart.index() && ok {
-            user.cart.fetch_add(1, Ordering::Relaxed);
+        let ok = status.is_some_and(|s| (200..300).contains(&s));
+        // Counted only when no checkout was sent since the add was (one sent meanwhile may
+        // or may not have taken it): a counted add is in the cart the next checkout takes.
+        if call.op == Op::AddToCart.index()
+            && ok
+            && call.tag != UNCOUNTED
+            && call.tag == user.checkouts.load(Ordering::Acquire)
+        {
+            user.cart.fetch_add(1, Ordering::AcqRel);
+        }
+        if call.op == Op::Checkout.index() {
+            user.checking_out.store(false, Ordering::Release);
         }
     }
 }
@@ -435,10 +476,7 @@ mod tests {
             mix: mix(),
             products: vec![3, 5, 7],
             users: (0..users)
-                .map(|n| User {
-                    authorization: format!("Bearer t{n}"),
-                    cart: AtomicU32::new(0),
-                })
+                .map(|n| User::new(format!("Bearer t{n}")))
                 .collect(),
             run_id: "r".into(),
         }
@@ -452,7 +490,7 @@ mod tests {
             .unwrap();
         let call = shop.call(checkout);
         assert_eq!(call.op, Op::AddToCart.index(), "empty cart: adds instead");
-        shop.answered(&call, 201);
+        shop.answered(&call, Some(201));
         let call = shop.call(checkout);
         assert_eq!(call.op, Op::Checkout.index());
         let text = String::from_utf8_lossy(&call.wire.bytes).into_owned();
@@ -469,8 +507,58 @@ mod tests {
             Op::AddToCart.index(),
             "with a checkout in flight, the customer adds instead of checking out twice"
         );
-        shop.answered(&call, 201);
+        shop.answered(&call, Some(201));
         assert_eq!(shop.users[0].cart.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn adds_a_checkout_may_take_do_not_count_towards_the_next() {
+        let shop = shop(1);
+        let ticket = |op| {
+            (0..ROUND as u64)
+                .find(|n| shop.mix[*n as usize] == op)
+                .unwrap()
+        };
+        let (checkout, add) = (ticket(Op::Checkout), ticket(Op::AddToCart));
+        // An add acknowledged before any checkout counts.
+        let counted = shop.call(add);
+        shop.answered(&counted, Some(200));
+        // Sent before the checkout, acknowledged after it was sent: the checkout may take it.
+        let early = shop.call(add);
+        let first = shop.call(checkout);
+        assert_eq!(first.op, Op::Checkout.index());
+        shop.answered(&early, Some(200));
+        // Sent while the checkout is in flight: it may take that one too.
+        let during = shop.call(add);
+        shop.answered(&during, Some(200));
+        shop.answered(&first, Some(201));
+        assert_eq!(shop.users[0].cart.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            shop.call(checkout).op,
+            Op::AddToCart.index(),
+            "no add is known to be in the cart: no checkout"
+        );
+    }
+
+    #[test]
+    fn a_failed_checkout_lets_the_customer_check_out_again() {
+        let shop = shop(1);
+        let checkout = (0..ROUND as u64)
+            .find(|n| shop.mix[*n as usize] == Op::Checkout)
+            .unwrap();
+        let add = shop.call(checkout);
+        shop.answered(&add, Some(200));
+        let failed = shop.call(checkout);
+        assert_eq!(failed.op, Op::Checkout.index());
+        shop.answered(&failed, None);
+        let add = shop.call(checkout);
+        assert_eq!(
+            add.op,
+            Op::AddToCart.index(),
+            "the failed checkout took the cart"
+        );
+        shop.answered(&add, Some(200));
+        assert_eq!(shop.call(checkout).op, Op::Checkout.index());
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub(crate) struct Call {
     pub(crate) wire: Wire,
     /// Whose request (the shop's customer), for [`Workload::answered`].
     pub(crate) user: usize,
+    /// The workload's own note on the request, handed back to [`Workload::answered`] (the
+    /// shop: which of the customer's checkouts an add to cart was sent after).
+    pub(crate) tag: u64,
 }
 
 /// A source of requests, shared by every connection of a run.
@@ -20,8 +23,9 @@ pub(crate) trait Workload: Send + Sync + 'static {
     fn operations(&self) -> &[String];
     /// The request numbered `ticket` (0, 1, 2… in send order).
     fn call(&self, ticket: u64) -> Call;
-    /// The answer's status, once it came.
-    fn answered(&self, _call: &Call, _status: u16) {}
+    /// The request is done: `Some` status when an answer came, `None` when it failed (no
+    /// answer, or a broken one).
+    fn answered(&self, _call: &Call, _status: Option<u16>) {}
 }
 
 /// One endpoint, or several paths requested in turn (`n % paths`), with one method and no
@@ -54,6 +58,7 @@ impl Workload for Endpoint {
             op,
             wire: self.wires[op].clone(),
             user: 0,
+            tag: 0,
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::StoreError;
-use crate::store::{DbTime, Store, dispatch, retry_on_conflict};
+use crate::store::{Backend, DbTime, Store, dispatch, retry_on_conflict};
 
 /// Most units of one product on one cart or order line (also a CHECK in the schema).
 pub const MAX_LINE_QUANTITY: u32 = 99;
@@ -99,6 +99,9 @@ pub struct MergeOutcome {
     pub dropped: usize,
 }
 
+/// Carts written by one batch of [`CartRepo::preload_anonymous`].
+pub const PRELOAD_BATCH: u64 = 100_000;
+
 /// Reads and writes carts. Obtained from [`Store::carts`].
 #[derive(Clone, Copy, Debug)]
 pub struct CartRepo<'a> {
@@ -171,6 +174,72 @@ impl<'a> CartRepo<'a> {
             }
         });
         Ok(lines)
+    }
+
+    /// Adds `n` anonymous carts when the store holds no cart at all, and returns how many it
+    /// added (0 when it held some): the lab's `carts.preload` in shared mode, so that the store
+    /// holds as many carts as a local-mode instance preloads, without a million requests.
+    /// Each cart gets a random 128-bit token and 1 to 3 lines of one unit among the first ten
+    /// products (by id), like a local instance's preloaded carts. Written in batches of
+    /// [`PRELOAD_BATCH`] carts, each batch its own statements, so no statement meets the
+    /// statement timeout; a crash part-way leaves the carts written so far (and the next
+    /// start, finding carts, adds none).
+    ///
+    /// # Errors
+    /// When the database cannot be queried or written.
+    pub async fn preload_anonymous(&self, n: u64) -> Result<u64, StoreError> {
+        let held: Option<i64> = dispatch!(self.store, pool => {
+            sqlx::query_scalar("SELECT id FROM carts LIMIT 1").fetch_optional(pool).await?
+        });
+        if held.is_some() || n == 0 {
+            return Ok(0);
+        }
+        let mut added = 0;
+        while added < n {
+            let batch = (n - added).min(PRELOAD_BATCH);
+            let count = i64::try_from(batch).unwrap_or(i64::MAX);
+            let base: i64 = dispatch!(self.store, pool => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM carts")
+                    .fetch_one(pool)
+                    .await?
+            });
+            match &self.store.backend {
+                Backend::Sqlite(pool) => {
+                    sqlx::query(
+                        "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k \
+                         WHERE i < $1) INSERT INTO carts (anon_token) \
+                         SELECT lower(hex(randomblob(16))) FROM k",
+                    )
+                    .bind(count)
+                    .execute(pool)
+                    .await?;
+                }
+                Backend::Postgres(pool) => {
+                    sqlx::query(
+                        "INSERT INTO carts (anon_token) \
+                         SELECT md5(random()::text || i::text) FROM generate_series(1, $1) AS i",
+                    )
+                    .bind(count)
+                    .execute(pool)
+                    .await?;
+                }
+            }
+            dispatch!(self.store, pool => {
+                sqlx::query(
+                    "INSERT INTO cart_items (cart_id, product_id, quantity) \
+                     SELECT c.id, p.id, 1 FROM carts c \
+                     CROSS JOIN (SELECT 0 AS n UNION ALL SELECT 1 UNION ALL SELECT 2) k \
+                     JOIN (SELECT id, ROW_NUMBER() OVER (ORDER BY id) - 1 AS r \
+                           FROM products ORDER BY id LIMIT 10) p ON p.r = (c.id + k.n) % 10 \
+                     WHERE c.id > $1 AND k.n <= c.id % 3",
+                )
+                .bind(base)
+                .execute(pool)
+                .await?;
+            });
+            added += batch;
+        }
+        Ok(added)
     }
 
     /// Whether an anonymous cart with this token exists.

@@ -91,8 +91,9 @@ pub struct CartSettings {
     pub snapshot_interval: Duration,
     /// Local mode: most changes made durable by one `fsync`.
     pub fsync_batch: usize,
-    /// Local mode: anonymous carts (1 to 3 lines each) created at start-up when the instance
-    /// holds none, for the lab to measure start-up and memory with many carts. 0: none.
+    /// Anonymous carts (1 to 3 lines each) created at start-up when there are none (local
+    /// mode: in the instance; shared mode: in the store), for the lab to measure start-up
+    /// and memory with many carts. 0: none.
     pub preload: u64,
     /// Local mode: where the instance learns the other instances it shares carts with;
     /// `None`: it holds every cart itself (one instance only).
@@ -141,7 +142,13 @@ impl Carts {
         registry: &mut Registry,
     ) -> Result<Self, ApiError> {
         Ok(match settings.mode {
-            CartMode::Shared => Self::Shared(SharedCarts { store, cache }),
+            CartMode::Shared => {
+                let added = store.carts().preload_anonymous(settings.preload).await?;
+                if added > 0 {
+                    tracing::info!(carts = added, "anonymous carts preloaded into the store");
+                }
+                Self::Shared(SharedCarts { store, cache })
+            }
             CartMode::Local => {
                 let peers = settings.peers.clone().map(Peers::new);
                 let local =
@@ -178,13 +185,13 @@ impl Carts {
         matches!(self, Self::Local(cluster) if cluster.peers.is_some())
     }
 
-    /// A fresh anonymous cart token; with peers, one this instance owns (drawn again until
-    /// it is, a few times at most), so a new cart starts where the gateway will send it.
+    /// A fresh anonymous cart token. With peers it is not drawn to be this instance's: the
+    /// gateway sends a request without a cart key by its client address, so every new cart
+    /// of the clients behind one address (a NAT, a proxy, the lab's load generator) would
+    /// land on one instance. A random token's owner is uniform over the ring; the request
+    /// that makes the cart is forwarded to it once, and its cookie sends the rest there.
     pub(crate) fn new_token(&self) -> String {
-        let Self::Local(cluster) = self else {
-            return crate::cart::new_token();
-        };
-        cluster.new_token()
+        crate::cart::new_token()
     }
 
     /// The owner's lines with current catalog data, oldest first.

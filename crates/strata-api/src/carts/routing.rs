@@ -171,21 +171,6 @@ impl Cluster {
         pull(peers, &previous, owner).await
     }
 
-    /// A fresh anonymous token this instance owns, when it is a member (any token else).
-    pub(crate) fn new_token(&self) -> String {
-        let mut token = crate::cart::new_token();
-        for _ in 0..256 {
-            let Ok(owner) = key(CartOwner::Anonymous(&token)) else {
-                break;
-            };
-            if self.local.owns(owner) {
-                break;
-            }
-            token = crate::cart::new_token();
-        }
-        token
-    }
-
     /// The owner's raw lines (`None`: no cart).
     async fn raw(&self, owner: OwnerKey) -> Result<Option<Vec<Line>>, ApiError> {
         match self.run(owner, Op::Lines).await? {

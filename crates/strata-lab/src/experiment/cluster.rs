@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::process::{Launch, Proc, Usage, free_addr, fresh_dir, total_usage};
-use super::{Mode, probe, store_fill};
+use super::{Mode, probe};
 use crate::LabError;
 
 /// The api processes' token signing secret (the same for all, as a deployment needs).
@@ -70,13 +70,13 @@ pub(crate) fn api_env(
         ),
         ("STRATA_LOG_LEVEL".into(), "warn".into()),
         ("STRATA_CARTS_MODE".into(), mode.as_str().into()),
+        ("STRATA_CARTS_PRELOAD".into(), preload.to_string()),
     ];
     if mode == Mode::Local {
         env.push((
             "STRATA_CARTS_DIR".into(),
             dir.join("carts").display().to_string(),
         ));
-        env.push(("STRATA_CARTS_PRELOAD".into(), preload.to_string()));
         if let Some(admin) = peers {
             env.push(("STRATA_CARTS_PEERS_URL".into(), format!("http://{admin}")));
         }
@@ -167,14 +167,18 @@ impl Cluster {
             let name = format!("{tag}-api-{i}");
             let addr = free_addr()?;
             let mut launch = api_launch(mode, &dir, &name, addr, Some(admin));
-            let share = held / instances as u64;
-            launch.env = api_env(mode, &dir, share, Some(admin));
+            // Local: each instance preloads its share (and hands over what it does not own);
+            // shared: the first preloads them all into the empty store, the others find it
+            // holding carts and add none.
+            let preload = match mode {
+                Mode::Local => held / instances as u64,
+                Mode::Shared => held,
+            };
+            launch.env = api_env(mode, &dir, preload, Some(admin));
             let proc = Proc::spawn(&host.exe, &host.logs, &launch)?;
-            // The first creates the store; the others find it made.
+            // The first creates the store (and, shared, preloads every cart into it); the
+            // others find it made.
             probe::wait_ok(addr, "/readyz", START_TIMEOUT * 5, &host.stop).await?;
-            if mode == Mode::Shared && i == 1 && held > 0 {
-                store_fill::add_carts(&dir.join("store").join("strata.db"), held).await?;
-            }
             apis.push(Api {
                 name,
                 addr,

@@ -19,7 +19,6 @@ mod probe;
 mod process;
 pub mod report;
 mod rows;
-mod store_fill;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::{Cluster, Host, START_TIMEOUT, STOP_TIMEOUT, api_env, api_launch};
 use super::process::{Proc, free_addr, fresh_dir};
-use super::{Mode, Plan, probe, secs, store_fill};
+use super::{Mode, Plan, probe, secs};
 use crate::carts::{cart_lines, make_carts};
 use crate::{LabError, LoadReport, LoadSpec, Pace, Scenario, TimelinePoint};
 
@@ -134,7 +134,8 @@ pub(crate) async fn measure(host: &Host, plan: &Plan) -> Result<Measured, LabErr
 
 /// The start-up of one api process holding `carts` carts: a first start makes its data (the
 /// stateful one preloads the carts and snapshots them; the stateless one migrates and seeds
-/// the store, which is then filled), and the second start, on that data, is measured.
+/// the store and preloads the carts into it), and the second start, on that data, is
+/// measured.
 async fn startup(host: &Host, mode: Mode, carts: u64) -> Result<StartupPoint, LabError> {
     let name = format!("startup-{}-{carts}", mode.as_str());
     let dir = fresh_dir(&host.work, &name)?;
@@ -148,9 +149,6 @@ async fn startup(host: &Host, mode: Mode, carts: u64) -> Result<StartupPoint, La
     probe::wait_ok(addr, "/readyz", START_TIMEOUT * 5, &host.stop).await?;
     first.kill();
     first.wait_exit(STOP_TIMEOUT).await;
-    if mode == Mode::Shared && carts > 0 {
-        store_fill::add_carts(&dir.join("store").join("strata.db"), carts).await?;
-    }
     let mut second = Proc::spawn(&host.exe, &host.logs, &launch)?;
     let ready = probe::wait_ok(addr, "/readyz", START_TIMEOUT * 5, &host.stop).await?;
     let ready_ms = ready.duration_since(second.spawned).as_secs_f64() * 1000.0;

@@ -4,6 +4,8 @@ use strata_store::{
     CartError, CartOwner, MAX_CART_LINES, MAX_LINE_QUANTITY, NewProduct, NewUser, Store, UserRole,
 };
 
+use strata_store::testing::execute;
+
 use crate::harness::{both_dialects, migrated};
 
 both_dialects!(
@@ -14,6 +16,8 @@ both_dialects!(
     anonymous_carts_merge_into_the_users_cart,
     merging_caps_quantities_and_line_count,
     concurrent_adds_respect_the_line_limit,
+    preloading_fills_only_an_empty_store,
+    preloading_skips_a_store_with_carts,
 );
 
 /// Inserts a user with a made-up email and returns its id.
@@ -257,4 +261,39 @@ where
         out.push(handle.await.unwrap());
     }
     out
+}
+
+/// `carts.preload` in shared mode: N carts of 1 to 3 lines, only into a store without carts.
+async fn preloading_fills_only_an_empty_store(store: &Store) {
+    migrated(store).await;
+    for i in 0..12 {
+        product(store, &format!("PRE-{i}"), 100, 10).await;
+    }
+    let carts = store.carts();
+    assert_eq!(carts.preload_anonymous(0).await.unwrap(), 0);
+    assert_eq!(carts.preload_anonymous(250).await.unwrap(), 250);
+    // Rows touched by a no-op update: the carts and their lines (cart i has i % 3 + 1).
+    let held = execute(
+        store,
+        "UPDATE carts SET anon_token = anon_token WHERE anon_token IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    assert_eq!(held, 250);
+    let lines = execute(store, "UPDATE cart_items SET quantity = quantity")
+        .await
+        .unwrap();
+    assert_eq!(lines, (1..=250u64).map(|id| id % 3 + 1).sum::<u64>());
+    // Carts are there now: a second start adds none.
+    assert_eq!(carts.preload_anonymous(250).await.unwrap(), 0);
+}
+
+/// A store that already holds a cart gets no preloaded carts.
+async fn preloading_skips_a_store_with_carts(store: &Store) {
+    migrated(store).await;
+    let owner = CartOwner::Anonymous("0123456789abcdef0123456789abcdef");
+    let id = product(store, "ONE", 100, 10).await;
+    store.carts().add(owner, id, 1).await.unwrap();
+    assert_eq!(store.carts().preload_anonymous(100).await.unwrap(), 0);
+    assert_eq!(quantities(store, owner).await, vec![(id, 1)]);
 }
