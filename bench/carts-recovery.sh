@@ -95,7 +95,7 @@ ready_ms=$(( t1 - t0 ))
 got=$(curl -sf -b "$jar" "$BASE/api/v1/cart" | python3 -c \
     'import json,sys; c=json.load(sys.stdin); print(sum(l["quantity"] for l in c["items"] if l["product_id"]==1))')
 load_ms=$(grep '"local carts loaded"' "$DATA/api.log" | tail -1 | python3 -c \
-    'import json,sys; print(json.loads(sys.stdin.readline())["fields"]["load_ms"])' 2>/dev/null || echo null)
+    'import json,sys; print(json.loads(sys.stdin.readline())["load_ms"])' 2>/dev/null || echo null)
 rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$API_PID/status")
 intact=false
 [[ $got == "$acked" ]] && intact=true
