@@ -86,9 +86,10 @@ config_section! {
         /// every change that arrived while the previous one ran; the cap bounds how long the
         /// first of them waits.
         restart fsync_batch: usize = 1024; check |n| (1..=65_536).contains(n), "expected 1..=65536",
-        /// Local mode: anonymous carts of 1 to 3 lines created at start-up when the instance
-        /// holds none (and written as its first snapshot), so the lab can measure start-up,
-        /// memory and recovery with many carts without a million requests. Default 0: none.
+        /// Anonymous carts of 1 to 3 lines created at start-up when there are none: in local
+        /// mode in the instance (written as its first snapshot), in shared mode in the store
+        /// (in batches of 100,000), so the lab can measure start-up, memory and recovery with
+        /// many carts without a million requests. Default 0: none.
         restart preload: u64 = 0; check |n| *n <= 10_000_000, "at most 10000000",
         /// Local mode with several api instances: the gateway's admin listener
         /// (`http://host:port`), whose `GET /admin/pools` names the instances that share the
