@@ -188,10 +188,13 @@ impl<'a> CartRepo<'a> {
     /// # Errors
     /// When the database cannot be queried or written.
     pub async fn preload_anonymous(&self, n: u64) -> Result<u64, StoreError> {
+        if n == 0 {
+            return Ok(0);
+        }
         let held: Option<i64> = dispatch!(self.store, pool => {
             sqlx::query_scalar("SELECT id FROM carts LIMIT 1").fetch_optional(pool).await?
         });
-        if held.is_some() || n == 0 {
+        if held.is_some() {
             return Ok(0);
         }
         let mut added = 0;

@@ -143,9 +143,13 @@ impl Carts {
     ) -> Result<Self, ApiError> {
         Ok(match settings.mode {
             CartMode::Shared => {
-                let added = store.carts().preload_anonymous(settings.preload).await?;
-                if added > 0 {
-                    tracing::info!(carts = added, "anonymous carts preloaded into the store");
+                // Only when asked: a store still to be migrated has no `carts` table, and an
+                // instance on it must start to say so on `/readyz`.
+                if settings.preload > 0 {
+                    let added = store.carts().preload_anonymous(settings.preload).await?;
+                    if added > 0 {
+                        tracing::info!(carts = added, "anonymous carts preloaded into the store");
+                    }
                 }
                 Self::Shared(SharedCarts { store, cache })
             }
