@@ -246,19 +246,26 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refused> {
     })
 }
 
+/// The cluster, its peers and the parsed body of an internal call, or why it is refused (no
+/// peers here, a wrong token, a body that is not a `T`).
+fn accept<'s, T: serde::de::DeserializeOwned>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(&'s Cluster, &'s Arc<Peers>, T), Refused> {
+    let (cluster, peers) = cluster(state, headers)?;
+    Ok((cluster, peers, parse(body)?))
+}
+
 /// `POST /internal/carts/op`: runs an operation on a cart this instance owns.
 async fn op(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (cluster, peers) = match cluster(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let call: OpCall = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
+    let (cluster, peers, call): (_, _, OpCall) = match accept(&state, &headers, &body) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.into_response(),
     };
     let Some(owner) = parse_routing_key(&call.owner) else {
         return bad_owner();
@@ -291,13 +298,9 @@ async fn pull_one(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (cluster, peers) = match cluster(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let call: PullCall = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
+    let (cluster, peers, call): (_, _, PullCall) = match accept(&state, &headers, &body) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.into_response(),
     };
     let Some(owner) = parse_routing_key(&call.owner) else {
         return bad_owner();
@@ -327,13 +330,9 @@ async fn take_in(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (cluster, peers) = match cluster(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let call: HandoverCall = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
+    let (cluster, peers, call): (_, _, HandoverCall) = match accept(&state, &headers, &body) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.into_response(),
     };
     if !peers.agree(call.view).await {
         return views_differ();
@@ -360,13 +359,9 @@ async fn done(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let (_, peers) = match cluster(&state, &headers) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
-    };
-    let call: PullCall = match parse(&body) {
-        Ok(c) => c,
-        Err(r) => return r.into_response(),
+    let (_, peers, call): (_, _, PullCall) = match accept(&state, &headers, &body) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused.into_response(),
     };
     peers.agree(call.view).await;
     peers.settle(&call.owner, call.view);
