@@ -259,6 +259,28 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// The ids of the catalog's first `n` products, read through the gateway.
+    async fn product_ids(&self, n: usize) -> Vec<i64> {
+        let catalog: Value = self
+            .client
+            .get(format!(
+                "http://{}/api/v1/products?per_page={n}",
+                self.public
+            ))
+            .send()
+            .await
+            .expect("products")
+            .json()
+            .await
+            .expect("products JSON");
+        catalog["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|p| p["id"].as_i64().expect("id"))
+            .collect()
+    }
+
     fn spawn_api(&self, name: &str, port: u16) -> Process {
         let listen = format!("127.0.0.1:{port}");
         let mut command = strata(&[
@@ -533,25 +555,8 @@ async fn carts_follow_their_owner_as_instances_leave_and_join() {
     }
 
     // Products of the catalog (the processes seeded it together: ids may have gaps).
-    let catalog: Value = cluster
-        .client
-        .get(format!(
-            "http://{}/api/v1/products?per_page=10",
-            cluster.public
-        ))
-        .send()
-        .await
-        .expect("products")
-        .json()
-        .await
-        .expect("products JSON");
-    let products: Vec<i64> = catalog["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|p| p["id"].as_i64().expect("id"))
-        .collect();
-    assert!(products.len() >= 7, "{catalog}");
+    let products = cluster.product_ids(10).await;
+    assert!(products.len() >= 7, "{products:?}");
     for &product in &products[..3] {
         cluster.add_everywhere(&mut shoppers, product).await;
     }
@@ -709,24 +714,7 @@ async fn strata_up_shares_local_carts_among_its_api_instances() {
     let apis = up.instances("api");
     assert_eq!(apis.len(), 3);
 
-    let catalog: Value = cluster
-        .client
-        .get(format!(
-            "http://{}/api/v1/products?per_page=3",
-            cluster.public
-        ))
-        .send()
-        .await
-        .expect("products")
-        .json()
-        .await
-        .expect("products JSON");
-    let products: Vec<i64> = catalog["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .map(|p| p["id"].as_i64().expect("id"))
-        .collect();
+    let products = cluster.product_ids(3).await;
     let mut shoppers = vec![Shopper::default(); 18];
     for &product in &products {
         cluster.add_everywhere(&mut shoppers, product).await;
