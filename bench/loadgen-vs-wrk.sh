@@ -3,8 +3,11 @@
 # instance through the gateway of `strata up` (release build), as ratios (the machine is noisy).
 #
 #  (a) saturation: `wrk -t1 -cC` and `strata bench --threads 1 -c C` (closed loop), the same
-#      connections and duration, interleaved, ROUNDS rounds, medians; the figure is
-#      strata bench's req/s over wrk's. Target: at least 1.
+#      connections and duration, interleaved, ROUNDS rounds; the figure is the median of the
+#      rounds' ratios (strata bench's req/s over wrk's in the same round). Target: at least 1.
+#      On a shared machine the server's rate drifts by tens of percent within a minute; the
+#      two runs of one round see the same drift, so their ratio cancels it where a ratio of
+#      the two medians (reported too) mixes rounds that saw different machines.
 #      Each client's CPU time (user + system, /usr/bin/time) per request is measured too: on a
 #      busy machine the rates swing from round to round, the cost per request much less.
 #  (b) a set rate: `strata bench --rate R` with R = RATE_SHARE (0.5) of wrk's median, once;
@@ -121,6 +124,7 @@ WRK=()
 STRATA_RPS=()
 WRK_CPU=()
 STRATA_CPU=()
+RATIOS=()
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate which client goes first, so neither always follows the other.
     if ((round % 2)); then
@@ -134,12 +138,16 @@ for round in $(seq 1 "$ROUNDS"); do
     STRATA_RPS+=("$s")
     WRK_CPU+=("$(cpu_us "$WORK/wrk.cpu" "$w" "$DURATION")")
     STRATA_CPU+=("$(cpu_us "$WORK/strata.cpu" "$s" "$DURATION")")
+    RATIOS+=("$(ratio "$s" "$w")")
     log "$(printf 'round %d: wrk %.0f req/s (%s us CPU/request), strata bench %.0f req/s (%s us), ratio %s' \
-        "$round" "$w" "${WRK_CPU[-1]}" "$s" "${STRATA_CPU[-1]}" "$(ratio "$s" "$w")")"
+        "$round" "$w" "${WRK_CPU[-1]}" "$s" "${STRATA_CPU[-1]}" "${RATIOS[-1]}")"
 done
 wrk_med=$(printf '%s\n' "${WRK[@]}" | median)
 strata_med=$(printf '%s\n' "${STRATA_RPS[@]}" | median)
-saturation_ratio=$(ratio "$strata_med" "$wrk_med")
+saturation_ratio=$(printf '%s\n' "${RATIOS[@]}" | median)
+medians_ratio=$(ratio "$strata_med" "$wrk_med")
+rounds_min=$(printf '%s\n' "${RATIOS[@]}" | sort -g | head -1)
+rounds_max=$(printf '%s\n' "${RATIOS[@]}" | sort -g | tail -1)
 wrk_cpu_med=$(printf '%s\n' "${WRK_CPU[@]}" | median)
 strata_cpu_med=$(printf '%s\n' "${STRATA_CPU[@]}" | median)
 
@@ -155,11 +163,13 @@ rate_ratio=$(ratio "$achieved" "$rate")
 printf '\n%-28s %12s\n' "" "req/s"
 printf '%-28s %12.0f\n' "wrk -t1 (median)" "$wrk_med"
 printf '%-28s %12.0f\n' "strata bench --threads 1" "$strata_med"
-printf '%-28s %12s\n' "ratio" "$saturation_ratio"
+printf '%-28s %12s\n' "ratio (median of rounds)" "$saturation_ratio"
+printf '%-28s %12s\n' "rounds' ratios" "$rounds_min-$rounds_max"
+printf '%-28s %12s\n' "ratio of the medians" "$medians_ratio"
 printf '%-28s %12s\n' "wrk CPU us/request" "$wrk_cpu_med"
 printf '%-28s %12s\n' "strata CPU us/request" "$strata_cpu_med"
 printf '%-28s %12s\n' "open loop: set rate" "$rate"
 printf '%-28s %12.1f\n' "open loop: achieved" "$achieved"
 printf '%-28s %12s\n' "achieved / set" "$rate_ratio"
 echo
-echo "{\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"wrk_cpu_us_per_request\":$wrk_cpu_med,\"strata_bench_cpu_us_per_request\":$strata_cpu_med,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"
+echo "{\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"rounds_ratio_min\":$rounds_min,\"rounds_ratio_max\":$rounds_max,\"medians_ratio\":$medians_ratio,\"wrk_cpu_us_per_request\":$wrk_cpu_med,\"strata_bench_cpu_us_per_request\":$strata_cpu_med,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"

@@ -58,9 +58,9 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 if [[ $SKIP_BUILD != 1 ]]; then
     if [[ $PROFILE == release ]]; then
-        (cd "$ROOT" && CARGO_INCREMENTAL=0 cargo build --release -q --workspace --bin strata)
+        (cd "$ROOT" && CARGO_INCREMENTAL=0 cargo build --release -q -p strata --bin strata)
     else
-        (cd "$ROOT" && CARGO_INCREMENTAL=0 cargo build -q --workspace --bin strata)
+        (cd "$ROOT" && CARGO_INCREMENTAL=0 cargo build -q -p strata --bin strata)
     fi
 fi
 

@@ -283,20 +283,23 @@ impl LastSeen {
     }
 }
 
-/// The room `strata chat` joins when none is named: the caller's own support room,
-/// `support-<id>`, read from the api (`GET /api/v1/users/me` at `base`, which is the gateway)
-/// rather than from the token, so it is the account as it is now. Support and admin accounts
-/// have no room of their own and must name one.
+/// The account a token speaks for, as the api has it now.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Me {
+    /// The account's id.
+    pub id: i64,
+    /// Its display name.
+    pub display_name: String,
+    /// Its role.
+    pub role: strata_core::auth::UserRole,
+}
+
+/// Asks the api who `token` is (`GET /api/v1/users/me` at `base`, which is the gateway).
 ///
 /// # Errors
 /// [`ClientError::Refused`] when the api refuses the token (401), [`ClientError::WhoAmI`]
-/// when it cannot be asked, [`ClientError::NoDefaultRoom`] for a support or admin account.
-pub async fn default_room(base: &str, token: &str) -> Result<String, ClientError> {
-    #[derive(serde::Deserialize)]
-    struct Me {
-        id: i64,
-        role: strata_core::auth::UserRole,
-    }
+/// when it cannot be asked (`base` is a chat instance, not the gateway, for one).
+pub async fn who_am_i(base: &str, token: &str) -> Result<Me, ClientError> {
     let url = format!("{}/api/v1/users/me", base.trim_end_matches('/'));
     let who_am_i = |message: String| ClientError::WhoAmI {
         url: url.clone(),
@@ -325,7 +328,16 @@ pub async fn default_room(base: &str, token: &str) -> Result<String, ClientError
     if !status.is_success() {
         return Err(who_am_i(format!("{status}: {body}")));
     }
-    let me: Me = serde_json::from_value(body).map_err(|e| who_am_i(e.to_string()))?;
+    serde_json::from_value(body).map_err(|e| who_am_i(e.to_string()))
+}
+
+/// The room `strata chat` joins when none is named: the caller's own support room,
+/// `support-<id>`, of the account as the api has it now ([`who_am_i`]), not as the token
+/// was issued. Support and admin accounts have no room of their own and must name one.
+///
+/// # Errors
+/// [`ClientError::NoDefaultRoom`] for a support or admin account.
+pub fn default_room(me: &Me) -> Result<String, ClientError> {
     match me.role {
         strata_core::auth::UserRole::Customer => Ok(format!("support-{}", me.id)),
         role => Err(ClientError::NoDefaultRoom(format!(
@@ -349,6 +361,9 @@ pub struct TerminalOptions {
     pub after: Option<i64>,
     /// Where the last id shown per room is kept; `None` keeps nothing.
     pub last_seen: Option<LastSeen>,
+    /// Who the token is, when the api could say ([`who_am_i`]): named in the messages, and
+    /// not announced to themselves as going online.
+    pub me: Option<Me>,
 }
 
 /// Why the connection loop ended.
@@ -383,14 +398,20 @@ pub async fn run_terminal(options: TerminalOptions) -> Result<(), ClientError> {
         token,
         after,
         last_seen,
+        me,
     } = options;
+    let mut names = Names::default();
+    if let Some(me) = &me {
+        names.learn(me.id, &me.display_name);
+    }
     let mut last: Option<i64> = after.or_else(|| last_seen.as_ref().and_then(LastSeen::get));
     let mut session = Session {
         room: &room,
         counter: 0,
         id: uuid::Uuid::new_v4().simple().to_string(),
         last_seen: last_seen.as_ref(),
-        names: Names::default(),
+        names,
+        me: me.as_ref().map(|me| me.id),
     };
     let mut first = true;
     loop {
@@ -447,6 +468,8 @@ struct Session<'a> {
     id: String,
     last_seen: Option<&'a LastSeen>,
     names: Names,
+    /// The user this session speaks for, when known.
+    me: Option<i64>,
 }
 
 /// The display names the session has seen in messages, to name people in the frames that
@@ -469,6 +492,18 @@ impl Names {
             .cloned()
             .unwrap_or_else(|| format!("user {user}"))
     }
+}
+
+/// The terminal line of a `presence` frame; `None` for the session's own user, whose
+/// coming online is the join itself.
+pub fn presence_line(user: i64, online: bool, names: &Names, me: Option<i64>) -> Option<String> {
+    (me != Some(user)).then(|| {
+        format!(
+            "-- {} is {}",
+            names.of(user),
+            if online { "online" } else { "offline" }
+        )
+    })
 }
 
 /// The terminal line of a `message` frame: `[sent_at] #id Name: body`; `user <id>` stands in
@@ -537,8 +572,9 @@ impl Session<'_> {
                         println!("-- joined {room}");
                     }
                     Event::Frame(ServerFrame::Presence { user, online, .. }) => {
-                        let who = self.names.of(user);
-                        println!("-- {who} is {}", if online { "online" } else { "offline" });
+                        if let Some(line) = presence_line(user, online, &self.names, self.me) {
+                            println!("{line}");
+                        }
                     }
                     Event::Frame(ServerFrame::Typing { user, .. }) => {
                         println!("-- {} is typing", self.names.of(user));
@@ -592,5 +628,26 @@ mod tests {
         );
         assert_eq!(names.of(3), "user 3");
         assert_eq!(message_line(&ServerFrame::Pong, &mut names), None);
+    }
+
+    #[test]
+    fn presence_names_others_and_is_silent_about_oneself() {
+        let mut names = Names::default();
+        names.learn(1, "Ann");
+        names.learn(2, "Bo");
+        assert_eq!(presence_line(1, true, &names, Some(1)), None);
+        assert_eq!(
+            presence_line(2, true, &names, Some(1)).as_deref(),
+            Some("-- Bo is online")
+        );
+        assert_eq!(
+            presence_line(3, false, &names, Some(1)).as_deref(),
+            Some("-- user 3 is offline")
+        );
+        // Unknown identity (a chat instance asked directly): everyone is announced.
+        assert_eq!(
+            presence_line(1, true, &names, None).as_deref(),
+            Some("-- Ann is online")
+        );
     }
 }

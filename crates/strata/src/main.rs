@@ -84,12 +84,21 @@ fn main() -> ExitCode {
             Command::Restore(args) => backup::restore(args, &config).await,
             Command::Lab(args) => lab::run(args).await,
             Command::Chat(args) => {
-                use strata_chat::client::{LastSeen, TerminalOptions, default_room, run_terminal};
-                let room = match &args.room {
-                    Some(room) => room.clone(),
-                    None => default_room(&args.url, &args.token).await?,
+                use strata_chat::client::{
+                    LastSeen, TerminalOptions, default_room, run_terminal, who_am_i,
+                };
+                let (room, me) = match &args.room {
+                    // With a named room the lookup only names the caller: a chat instance
+                    // asked directly cannot answer it, and people are then named from
+                    // their messages.
+                    Some(room) => (room.clone(), who_am_i(&args.url, &args.token).await.ok()),
+                    None => {
+                        let me = who_am_i(&args.url, &args.token).await?;
+                        (default_room(&me)?, Some(me))
+                    }
                 };
                 let options = TerminalOptions {
+                    me,
                     base: args.url.clone(),
                     last_seen: LastSeen::default_path()
                         .map(|path| LastSeen::new(path, &args.url, &room)),
