@@ -20,7 +20,7 @@ use crate::auth::{LoginThrottle, PasswordParams, Passwords, ThrottleSettings, To
 use crate::cache_aside::CacheAside;
 use crate::carts::{CartSettings, Carts};
 use crate::extract::BodyLimit;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::web::currency::Currencies;
 use crate::{
     ApiError, ROLE, cart, catalog, images, notifications, openapi, orders, quote, recommendations,
@@ -162,7 +162,7 @@ impl ApiServer {
             &mut registry,
         )
         .await?;
-        let state = AppState {
+        let state = AppState::new(Shared {
             store: store.clone(),
             cache: cache_aside,
             carts: carts.clone(),
@@ -171,7 +171,7 @@ impl ApiServer {
             throttle: LoginThrottle::new(cache, auth.throttle),
             currencies: Arc::new(settings.currencies.clone()),
             objects,
-        };
+        });
         // The cache is left out on purpose: reads fall back to the store when it is down, so
         // an unreachable cache must not take every api instance out of the gateway's pools.
         // A read replica is in only when it answers behind on migrations: an unreachable one

@@ -1,5 +1,7 @@
-//! [`AppState`]: what every handler of one api instance shares. Cheap to clone (handles and
-//! `Arc`s only). Only the carts of local cart mode live here (see `carts`).
+//! [`AppState`]: what every handler of one api instance shares, behind one `Arc`: axum clones
+//! the state for every extractor and middleware of every request, and the handles inside
+//! (the caches' own `Arc`s and channels) would each cost an atomic add and drop, on counters
+//! every core touches. Only the carts of local cart mode live here (see `carts`).
 
 use std::sync::Arc;
 
@@ -12,10 +14,26 @@ use crate::cache_aside::CacheAside;
 use crate::carts::Carts;
 use crate::web::currency::Currencies;
 
+/// The handles a request needs (see [`Shared`]); a clone is one reference count.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 /// The handles a request needs: the store (the truth), the cache in front of it, the
 /// credentials machinery and the object store of images.
-#[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct Shared {
     /// Products, accounts, carts and orders.
     pub store: Store,
     /// Cache-aside reads over `store`.
