@@ -40,7 +40,11 @@
 # `w<workers>_<scenario>_<target>_<figure>` and `w<workers>_<scenario>_strata_vs_<peer>`
 # (requests/s, strata over peer) and, for hol, `w<workers>_hol_p99_strata_over_<peer>`
 # (fast requests' p99, strata over peer: at most 1 means no worse); `w<workers>_h2_strata_vs_nginx`
-# is h2load's requests/s through strata over nginx's.
+# is h2load's requests/s through strata over nginx's. `<prefix>_proxy_cpu_us` and
+# `<prefix>_instances_cpu_us` are the medians of the CPU time (user + system) per request of
+# the proxy's processes and of the instances' processes: on a shared 2-core machine the rate a
+# proxy reaches is bounded by what every process spends per request, and these show where it
+# goes (the client's share is the rest).
 set -euo pipefail
 
 WORKERS_LIST=${WORKERS:-"1 2"}
@@ -137,17 +141,20 @@ wait_port() { # wait_port PORT [PATH [CURL_OPTION]]
     return 1
 }
 
+declare -A PID_OF=() # process name -> pid, for the CPU accounting
 start() { # start NAME COMMAND... (for the whole run)
     local name=$1
     shift
     "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PIDS+=($!)
+    PID_OF[$name]=$!
 }
 start_proxy() { # start_proxy NAME COMMAND... (for one worker count)
     local name=$1
     shift
     "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
     PROXY_PIDS+=($!)
+    PID_OF[$name]=$!
 }
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -306,12 +313,57 @@ to_ms() { # "542.00us" | "1.20ms" | "1.01s" -> milliseconds
         else { printf "%.3f", v } }'
 }
 
+# CPU time (user + system, clock ticks) of PIDs and their children (nginx's workers), all
+# threads included; a process that is gone counts 0.
+cpu_ticks() {
+    local total=0 pid child ticks
+    for pid in "$@"; do
+        for child in "$pid" $(pgrep -P "$pid" || true); do
+            # Fields after the command name, which may hold spaces: utime and stime are the
+            # 12th and 13th.
+            ticks=$(sed 's/.*) //' "/proc/$child/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+            total=$((total + ${ticks:-0}))
+        done
+    done
+    echo "$total"
+}
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+# The processes of a target (the proxy) and of a scenario's instances, for cpu_ticks.
+proxy_pids() { # proxy_pids SCENARIO TARGET
+    case $2 in
+    direct) ;;
+    nginx | haproxy) echo "${PID_OF[$2]}" ;;
+    *) echo "${PID_OF[$1-$2]}" ;;
+    esac
+}
+instance_pids() { # instance_pids SCENARIO TARGET
+    case $1/$2 in
+    */direct) echo "${PID_OF[direct]}" ;;
+    api/*) echo "${PID_OF[up]}" ;;
+    hol/*) echo "${PID_OF[hol1]} ${PID_OF[hol2]}" ;;
+    *) echo "${PID_OF[echo1]} ${PID_OF[echo2]}" ;;
+    esac
+}
+# Microseconds of CPU per request: per_request TICKS REQUESTS.
+per_request() { awk -v t="$1" -v n="$2" -v u="$TICK_US" 'BEGIN { if (n > 0) printf "%.2f", t * u / n; else print 0 }'; }
+
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
-# run_wrk KEY PORT PATH SECONDS [warmup]: appends "KEY rps p50 p99 errors"; in the hol
-# scenario the slow requests run alongside on SLOW_CONNECTIONS connections.
+# run_wrk KEY PORT PATH SECONDS [warmup]: appends "KEY rps p50 p99 errors proxy_us
+# instances_us" (the last two: CPU microseconds per request of the proxy's processes and of
+# the instances', see `cpu_ticks`; in the api scenario the instances' process also holds an
+# idle chat and worker); in the hol scenario the slow requests run alongside on
+# SLOW_CONNECTIONS connections (and count in the CPU figures, not in the requests).
+# SCENARIO and TARGET (globals) name the processes measured.
 run_wrk() {
     local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out slow_pid=""
+    local proxy instances proxy_before instances_before
+    proxy=$(proxy_pids "$SCENARIO" "$TARGET")
+    instances=$(instance_pids "$SCENARIO" "$TARGET")
+    # shellcheck disable=SC2086
+    proxy_before=$(cpu_ticks $proxy)
+    # shellcheck disable=SC2086
+    instances_before=$(cpu_ticks $instances)
     if [ "$path" = /fast ]; then
         timeout $((seconds + 20)) wrk -t1 -c"$SLOW_CONNECTIONS" -d"${seconds}s" \
             "http://127.0.0.1:$port/slow" >"$WORK/slow.out" 2>&1 &
@@ -324,7 +376,12 @@ run_wrk() {
     }
     [ -n "$slow_pid" ] && wait "$slow_pid"
     [ "$mode" = warmup ] && return 0
-    local rps p50 p99 errors
+    local rps p50 p99 errors requests proxy_us instances_us
+    requests=$(awk '/ requests in / { print $1 }' <<<"$out")
+    # shellcheck disable=SC2086
+    proxy_us=$(per_request $(($(cpu_ticks $proxy) - proxy_before)) "$requests")
+    # shellcheck disable=SC2086
+    instances_us=$(per_request $(($(cpu_ticks $instances) - instances_before)) "$requests")
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
@@ -332,28 +389,42 @@ run_wrk() {
     if [ -n "$slow_pid" ]; then
         errors=$((errors + $(awk '/Non-2xx/ { n += $NF } END { print n + 0 }' "$WORK/slow.out")))
     fi
-    echo "$key $rps $p50 $p99 $errors" >>"$RESULTS"
-    log "$(printf '%-26s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s' "$key" "$rps" "$p50" "$p99" "$errors")"
+    echo "$key $rps $p50 $p99 $errors $proxy_us $instances_us" >>"$RESULTS"
+    log "$(printf '%-26s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  CPU/request proxy %6.2f us instances %6.2f us' \
+        "$key" "$rps" "$p50" "$p99" "$errors" "$proxy_us" "$instances_us")"
 }
 
 # run_h2load KEY PORT PATH SECONDS [warmup]: as run_wrk, with h2load's HTTP/2 clients
 # (H2_CONNECTIONS × H2_STREAMS); its mean and longest request times stand for p50 and p99.
 run_h2load() {
     local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out
+    local proxy instances proxy_before instances_before
+    proxy=$(proxy_pids "$SCENARIO" "$TARGET")
+    instances=$(instance_pids "$SCENARIO" "$TARGET")
+    # shellcheck disable=SC2086
+    proxy_before=$(cpu_ticks $proxy)
+    # shellcheck disable=SC2086
+    instances_before=$(cpu_ticks $instances)
     out=$(timeout $((seconds + 20)) h2load -t1 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" \
         -D"$seconds" "http://127.0.0.1:$port$path" 2>&1) || {
         log "h2load against $key failed: $out"
         return 1
     }
     [ "$mode" = warmup ] && return 0
-    local rps mean max errors
+    local rps mean max errors requests proxy_us instances_us
+    requests=$(awk '/^requests:/ { gsub(/,/, ""); print $8 }' <<<"$out")
+    # shellcheck disable=SC2086
+    proxy_us=$(per_request $(($(cpu_ticks $proxy) - proxy_before)) "$requests")
+    # shellcheck disable=SC2086
+    instances_us=$(per_request $(($(cpu_ticks $instances) - instances_before)) "$requests")
     rps=$(awk '/^finished in/ { gsub(/,/, ""); print $4 }' <<<"$out")
     mean=$(to_ms "$(awk '/^time for request:/ { print $6 }' <<<"$out")")
     max=$(to_ms "$(awk '/^time for request:/ { print $5 }' <<<"$out")")
     errors=$(awk '/^requests:/ { gsub(/,/, ""); print $10 + $12 + $14 }' <<<"$out")
     errors=$((errors + $(awk '/^status codes:/ { gsub(/,/, ""); print $7 + $9 }' <<<"$out")))
-    echo "$key $rps $mean $max $errors" >>"$RESULTS"
-    log "$(printf '%-26s %10.0f req/s  mean %6.3f ms  max %7.3f ms  errors %s' "$key" "$rps" "$mean" "$max" "$errors")"
+    echo "$key $rps $mean $max $errors $proxy_us $instances_us" >>"$RESULTS"
+    log "$(printf '%-26s %10.0f req/s  mean %6.3f ms  max %7.3f ms  errors %s  CPU/request proxy %6.2f us instances %6.2f us' \
+        "$key" "$rps" "$mean" "$max" "$errors" "$proxy_us" "$instances_us")"
 }
 
 median() { # median KEY COLUMN
@@ -375,7 +446,9 @@ for workers in $WORKERS_LIST; do
         run=run_wrk
         [ "$scenario" = h2 ] && run=run_h2load
         log "workers=$workers scenario=$scenario rounds=$ROUNDS duration=${DURATION}s"
+        SCENARIO=$scenario
         for target in "${targets[@]}"; do
+            TARGET=$target
             $run "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" 1 warmup
         done
         for round in $(seq 1 "$ROUNDS"); do
@@ -383,6 +456,7 @@ for workers in $WORKERS_LIST; do
             # Rotate the order each round so no target always follows the same one.
             for i in $(seq 0 $((n - 1))); do
                 target=${targets[$(((i + round - 1) % n))]}
+                TARGET=$target
                 $run "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" "$DURATION"
             done
         done
@@ -392,11 +466,15 @@ for workers in $WORKERS_LIST; do
             RPS[$target]=$(median "$key" 2)
             P50[$target]=$(median "$key" 3)
             P99[$target]=$(median "$key" 4)
-            TABLE+=$(printf '%-8s %-6s %-18s %12.0f %10.3f %10.3f %8s' "$workers" "$scenario" "$target" \
-                "${RPS[$target]}" "${P50[$target]}" "${P99[$target]}" "$(total_errors "$key")")$'\n'
+            proxy_us=$(median "$key" 6)
+            instances_us=$(median "$key" 7)
+            TABLE+=$(printf '%-8s %-6s %-18s %12.0f %10.3f %10.3f %8s %10.2f %10.2f' "$workers" "$scenario" \
+                "$target" "${RPS[$target]}" "${P50[$target]}" "${P99[$target]}" \
+                "$(total_errors "$key")" "$proxy_us" "$instances_us")$'\n'
             prefix="w${workers}_${scenario}_${target}"
             json+=",\"${prefix}_rps\":$(printf '%.0f' "${RPS[$target]}")"
             json+=",\"${prefix}_p50_ms\":${P50[$target]},\"${prefix}_p99_ms\":${P99[$target]}"
+            json+=",\"${prefix}_proxy_cpu_us\":$proxy_us,\"${prefix}_instances_cpu_us\":$instances_us"
         done
         for peer in nginx haproxy direct strata_h1; do
             [[ " ${targets[*]} " == *" $peer "* ]] || continue
@@ -411,7 +489,8 @@ for workers in $WORKERS_LIST; do
     PROXY_PIDS=()
 done
 
-printf '\n%-8s %-6s %-18s %12s %10s %10s %8s\n' workers scene target "req/s" "p50 ms" "p99 ms" errors
+printf '\n%-8s %-6s %-18s %12s %10s %10s %8s %10s %10s\n' workers scene target "req/s" "p50 ms" "p99 ms" \
+    errors "proxy us" "inst. us"
 printf '%s' "$TABLE"
 json+=",\"errors\":$(awk '{ n += $5 } END { print n + 0 }' "$RESULTS")}"
 echo

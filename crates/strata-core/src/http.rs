@@ -544,7 +544,10 @@ pub async fn observe(State(observe): State<Observe>, mut request: Request, next:
     let status = response.status();
     let elapsed = started.elapsed();
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(mut value) = HeaderValue::from_str(&request_id) {
+        // Unique to this response: over HTTP/2, HPACK sends it as a literal instead of adding
+        // it to both ends' tables, where it would only push out the values that repeat.
+        value.set_sensitive(true);
         headers.insert(REQUEST_ID, value);
     }
     if let Ok(value) = HeaderValue::from_str(&observe.instance) {

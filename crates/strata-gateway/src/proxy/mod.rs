@@ -193,9 +193,10 @@ impl Proxy {
             served_by,
             tried,
         } = outcome;
-        response
-            .headers_mut()
-            .insert(REQUEST_ID, request_id.clone());
+        // Unique to this response: an HTTP/2 client's HPACK gets it as a literal, not indexed.
+        let mut echoed = request_id.clone();
+        echoed.set_sensitive(true);
+        response.headers_mut().insert(REQUEST_ID, echoed);
         if let Some(verdict) = &limited {
             verdict.annotate(response.headers_mut());
         }

@@ -49,6 +49,7 @@ use super::h1::RequestFraming;
 use super::{Body, BodyProgress, Exchange, Outgoing, Shared, StreamBody, current_worker};
 use crate::error::ProxyError;
 use crate::proxy::headers::{self, X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use strata_core::http::{REQUEST_ID, TRACEPARENT};
 
 /// Most streams the gateway opens on one connection (fewer when the instance's
 /// `SETTINGS_MAX_CONCURRENT_STREAMS` is lower); past it a new connection is opened. hyper's
@@ -140,6 +141,13 @@ impl Head {
         };
         if let Some(n) = length {
             out.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        // Unique to each request: HPACK sends them as literals rather than adding them to
+        // both ends' tables, where they would only push out the values that repeat.
+        for name in [REQUEST_ID, TRACEPARENT] {
+            if let Some(value) = out.get_mut(&name) {
+                value.set_sensitive(true);
+            }
         }
         Self {
             method: head.method.clone(),
