@@ -151,15 +151,27 @@ async fn a_backup_file_is_replaced_only_when_asked() {
     assert!(copy.migrations_applied().await.unwrap());
     copy.close().await.unwrap();
     assert_eq!(summary.schema_version, summary.latest_version);
-    // Nothing but the backup (and the lock file of the store opened on it) is left behind.
+    // Nothing but the backup (and the lock file of the store opened on it) is left behind,
+    // once SQLite's closing connection has checkpointed and removed its `-wal` and `-shm`
+    // (its worker thread may finish that just after `close` returns).
     let dir = file.0.parent().unwrap();
     let stem = file.0.file_name().unwrap().to_string_lossy().into_owned();
-    let leftovers: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| name.contains(&stem) && *name != stem && *name != format!("{stem}.lock"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.contains(&stem) && *name != stem && *name != format!("{stem}.lock"))
+            .collect()
+    };
+    strata_core::wait::eventually(
+        std::time::Duration::from_secs(5),
+        "the backup's -wal and -shm files to be removed",
+        || {
+            let left = leftovers();
+            async move { left.is_empty().then_some(()) }
+        },
+    )
+    .await;
     store.close().await.unwrap();
 }
 
