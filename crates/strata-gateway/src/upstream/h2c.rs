@@ -44,12 +44,12 @@ use http::header::{
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, StatusCode, Uri, Version};
+use strata_core::http::{REQUEST_ID, TRACEPARENT};
 
 use super::h1::RequestFraming;
 use super::{Body, BodyProgress, Exchange, Outgoing, Shared, StreamBody, current_worker};
 use crate::error::ProxyError;
 use crate::proxy::headers::{self, X_FORWARDED_FOR, X_FORWARDED_PROTO};
-use strata_core::http::{REQUEST_ID, TRACEPARENT};
 
 /// Most streams the gateway opens on one connection (fewer when the instance's
 /// `SETTINGS_MAX_CONCURRENT_STREAMS` is lower); past it a new connection is opened. hyper's
