@@ -346,6 +346,20 @@ instance_pids() { # instance_pids SCENARIO TARGET
 }
 # Microseconds of CPU per request: per_request TICKS REQUESTS.
 per_request() { awk -v t="$1" -v n="$2" -v u="$TICK_US" 'BEGIN { if (n > 0) printf "%.2f", t * u / n; else print 0 }'; }
+# cpu_pair KEY: "proxy_ticks instances_ticks" now, for KEY = w<workers>-<scenario>-<target>.
+cpu_pair() {
+    local scenario target
+    IFS=- read -r _ scenario target <<<"$1"
+    # shellcheck disable=SC2046
+    echo "$(cpu_ticks $(proxy_pids "$scenario" "$target")) $(cpu_ticks $(instance_pids "$scenario" "$target"))"
+}
+# cpu_per_request KEY BEFORE REQUESTS: "proxy_us instances_us" spent since BEFORE (a cpu_pair).
+cpu_per_request() {
+    local before_proxy before_instances now_proxy now_instances
+    read -r before_proxy before_instances <<<"$2"
+    read -r now_proxy now_instances <<<"$(cpu_pair "$1")"
+    echo "$(per_request $((now_proxy - before_proxy)) "$3") $(per_request $((now_instances - before_instances)) "$3")"
+}
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
@@ -354,16 +368,9 @@ RESULTS=$WORK/results.txt
 # the instances', see `cpu_ticks`; in the api scenario the instances' process also holds an
 # idle chat and worker); in the hol scenario the slow requests run alongside on
 # SLOW_CONNECTIONS connections (and count in the CPU figures, not in the requests).
-# SCENARIO and TARGET (globals) name the processes measured.
 run_wrk() {
-    local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out slow_pid=""
-    local proxy instances proxy_before instances_before
-    proxy=$(proxy_pids "$SCENARIO" "$TARGET")
-    instances=$(instance_pids "$SCENARIO" "$TARGET")
-    # shellcheck disable=SC2086
-    proxy_before=$(cpu_ticks $proxy)
-    # shellcheck disable=SC2086
-    instances_before=$(cpu_ticks $instances)
+    local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out slow_pid="" before
+    before=$(cpu_pair "$key")
     if [ "$path" = /fast ]; then
         timeout $((seconds + 20)) wrk -t1 -c"$SLOW_CONNECTIONS" -d"${seconds}s" \
             "http://127.0.0.1:$port/slow" >"$WORK/slow.out" 2>&1 &
@@ -378,10 +385,7 @@ run_wrk() {
     [ "$mode" = warmup ] && return 0
     local rps p50 p99 errors requests proxy_us instances_us
     requests=$(awk '/ requests in / { print $1 }' <<<"$out")
-    # shellcheck disable=SC2086
-    proxy_us=$(per_request $(($(cpu_ticks $proxy) - proxy_before)) "$requests")
-    # shellcheck disable=SC2086
-    instances_us=$(per_request $(($(cpu_ticks $instances) - instances_before)) "$requests")
+    read -r proxy_us instances_us <<<"$(cpu_per_request "$key" "$before" "$requests")"
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
@@ -397,14 +401,8 @@ run_wrk() {
 # run_h2load KEY PORT PATH SECONDS [warmup]: as run_wrk, with h2load's HTTP/2 clients
 # (H2_CONNECTIONS × H2_STREAMS); its mean and longest request times stand for p50 and p99.
 run_h2load() {
-    local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out
-    local proxy instances proxy_before instances_before
-    proxy=$(proxy_pids "$SCENARIO" "$TARGET")
-    instances=$(instance_pids "$SCENARIO" "$TARGET")
-    # shellcheck disable=SC2086
-    proxy_before=$(cpu_ticks $proxy)
-    # shellcheck disable=SC2086
-    instances_before=$(cpu_ticks $instances)
+    local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out before
+    before=$(cpu_pair "$key")
     out=$(timeout $((seconds + 20)) h2load -t1 -c"$H2_CONNECTIONS" -m"$H2_STREAMS" \
         -D"$seconds" "http://127.0.0.1:$port$path" 2>&1) || {
         log "h2load against $key failed: $out"
@@ -413,10 +411,7 @@ run_h2load() {
     [ "$mode" = warmup ] && return 0
     local rps mean max errors requests proxy_us instances_us
     requests=$(awk '/^requests:/ { gsub(/,/, ""); print $8 }' <<<"$out")
-    # shellcheck disable=SC2086
-    proxy_us=$(per_request $(($(cpu_ticks $proxy) - proxy_before)) "$requests")
-    # shellcheck disable=SC2086
-    instances_us=$(per_request $(($(cpu_ticks $instances) - instances_before)) "$requests")
+    read -r proxy_us instances_us <<<"$(cpu_per_request "$key" "$before" "$requests")"
     rps=$(awk '/^finished in/ { gsub(/,/, ""); print $4 }' <<<"$out")
     mean=$(to_ms "$(awk '/^time for request:/ { print $6 }' <<<"$out")")
     max=$(to_ms "$(awk '/^time for request:/ { print $5 }' <<<"$out")")
@@ -446,9 +441,7 @@ for workers in $WORKERS_LIST; do
         run=run_wrk
         [ "$scenario" = h2 ] && run=run_h2load
         log "workers=$workers scenario=$scenario rounds=$ROUNDS duration=${DURATION}s"
-        SCENARIO=$scenario
         for target in "${targets[@]}"; do
-            TARGET=$target
             $run "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" 1 warmup
         done
         for round in $(seq 1 "$ROUNDS"); do
@@ -456,7 +449,6 @@ for workers in $WORKERS_LIST; do
             # Rotate the order each round so no target always follows the same one.
             for i in $(seq 0 $((n - 1))); do
                 target=${targets[$(((i + round - 1) % n))]}
-                TARGET=$target
                 $run "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" "$DURATION"
             done
         done
