@@ -310,8 +310,7 @@ impl Cluster {
                 .unwrap_or_default()
                 .lines()
             {
-                let removed = Command::new("docker").args([kind, "rm", id]).output();
-                if !removed.is_ok_and(|out| out.status.success()) {
+                if !remove_object(kind, id) {
                     eprintln!("cluster {}: {kind} {id} could not be removed", self.project);
                 }
             }
@@ -326,6 +325,40 @@ impl Drop for Cluster {
         }
         self.remove();
     }
+}
+
+/// Removes a volume or network, bounded: up to 5 tries a second apart. A network the
+/// engine still believes has endpoints (a stale one, left by a container killed while
+/// attached) has them disconnected by force before each retry.
+fn remove_object(kind: &str, id: &str) -> bool {
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let removed = Command::new("docker").args([kind, "rm", id]).output();
+        if removed.is_ok_and(|out| out.status.success()) {
+            return true;
+        }
+        if kind == "network" {
+            let endpoints = Command::new("docker")
+                .args([
+                    "network",
+                    "inspect",
+                    "-f",
+                    "{{range .Containers}}{{.Name}} {{end}}",
+                    id,
+                ])
+                .output()
+                .map(|out| text(&out.stdout))
+                .unwrap_or_default();
+            for endpoint in endpoints.split_whitespace() {
+                let _ = Command::new("docker")
+                    .args(["network", "disconnect", "-f", id, endpoint])
+                    .output();
+            }
+        }
+    }
+    false
 }
 
 /// True when `url` answers 200 within half a second.
