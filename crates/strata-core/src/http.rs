@@ -38,6 +38,7 @@ pub fn cookies<'h, 'n>(
         .map(|(_, value)| value.trim())
 }
 
+pub use crate::serve::serve;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{SharedRegistry, render};
 
@@ -794,32 +795,6 @@ async fn unready_while_draining(
         );
     }
     next.run(request).await
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets
-/// in-flight requests finish and closes idle keep-alive connections.
-///
-/// # Errors
-/// An I/O error of the listener.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    // Small responses go out at once: without TCP_NODELAY a second small write on a
-    // connection waits for the peer's delayed ACK (about 40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
 }
 
 /// Compares two byte strings in time that depends on their lengths only, not on where they

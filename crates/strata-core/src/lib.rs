@@ -10,6 +10,7 @@ pub mod http;
 #[cfg(feature = "testing")]
 pub mod ops_checks;
 pub mod ring;
+pub mod serve;
 pub mod shutdown;
 pub mod table;
 pub mod telemetry;

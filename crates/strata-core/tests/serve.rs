@@ -1,0 +1,209 @@
+//! `strata_core::serve::serve` with real listeners: HTTP/2 with prior knowledge (what the
+//! gateway speaks to instances) runs more concurrent streams on one connection than it keeps
+//! on the connection's task, handlers see the peer's address, and a shutdown lets in-flight
+//! requests on both protocols finish while refusing new connections.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::routing::get;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use strata_core::Shutdown;
+use strata_core::serve::{INLINE_STREAMS, serve};
+use strata_core::wait::eventually;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Barrier, Semaphore};
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Requests of `/held`: how many entered the handler, and the permits that let them answer.
+struct Held {
+    entered: AtomicUsize,
+    release: Semaphore,
+}
+
+impl Default for Held {
+    fn default() -> Held {
+        Held {
+            entered: AtomicUsize::new(0),
+            release: Semaphore::new(0),
+        }
+    }
+}
+
+/// `/together` answers once `n` requests are in it at once; `/held` answers when the test
+/// releases a permit; `/peer` answers the client's address.
+fn router(together: usize, held: Arc<Held>) -> Router {
+    let barrier = Arc::new(Barrier::new(together));
+    Router::new()
+        .route(
+            "/together",
+            get(move || async move {
+                barrier.wait().await;
+                "together"
+            }),
+        )
+        .route(
+            "/held",
+            get(|State(held): State<Arc<Held>>| async move {
+                held.entered.fetch_add(1, Ordering::SeqCst);
+                let _permit = held.release.acquire().await.expect("semaphore open");
+                "released"
+            }),
+        )
+        .route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        )
+        .with_state(held)
+}
+
+async fn start(router: Router) -> (SocketAddr, Shutdown, JoinHandle<std::io::Result<()>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(serve(listener, router, shutdown.clone()));
+    (addr, shutdown, task)
+}
+
+/// An HTTP/2 connection with prior knowledge, and the local address it comes from.
+async fn h2c(addr: SocketAddr) -> (hyper::client::conn::http2::SendRequest<Body>, SocketAddr) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let local = tcp.local_addr().expect("local address");
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    (sender, local)
+}
+
+async fn get_text(
+    mut sender: hyper::client::conn::http2::SendRequest<Body>,
+    path: &str,
+) -> (u16, String) {
+    let request = Request::get(format!("http://strata{path}"))
+        .body(Body::empty())
+        .expect("request");
+    sender.ready().await.expect("connection ready");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_h2c_connection_runs_more_streams_at_once_than_it_keeps_inline() {
+    // Every request waits until all are in flight: the streams kept on the connection's task
+    // and those spawned beyond them must all be running at the same time.
+    let streams = INLINE_STREAMS * 3;
+    let (addr, shutdown, task) = start(router(streams, Arc::default())).await;
+    let (sender, _) = h2c(addr).await;
+    let requests: Vec<_> = (0..streams)
+        .map(|_| tokio::spawn(get_text(sender.clone(), "/together")))
+        .collect();
+    for request in requests {
+        let (status, body) = tokio::time::timeout(WAIT, request)
+            .await
+            .expect("every stream answered: none waited behind another")
+            .expect("no panic");
+        assert_eq!((status, body.as_str()), (200, "together"));
+    }
+    // The connection serves on after the burst, from its own task again.
+    let (status, _) = tokio::time::timeout(WAIT, get_text(sender, "/peer"))
+        .await
+        .expect("answered after the burst");
+    assert_eq!(status, 200);
+    shutdown.cancel();
+    drop(
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("serve returns"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_see_the_peer_address_on_both_protocols() {
+    let (addr, shutdown, task) = start(router(1, Arc::default())).await;
+    let (sender, local) = h2c(addr).await;
+    assert_eq!(get_text(sender, "/peer").await, (200, local.to_string()));
+
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let local = tcp.local_addr().expect("local address");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("http/1.1 handshake");
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(Request::get("/peer").body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let body = axum::body::to_bytes(Body::new(response.into_body()), 1024)
+        .await
+        .expect("body");
+    assert_eq!(body, local.to_string().as_bytes());
+    shutdown.cancel();
+    drop(
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("serve returns"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
+    let held = Arc::default();
+    let (addr, shutdown, task) = start(router(1, Arc::clone(&held))).await;
+    // In flight when the shutdown comes: one HTTP/2 stream and one HTTP/1.1 request.
+    let (sender, _) = h2c(addr).await;
+    let over_h2 = tokio::spawn(get_text(sender, "/held"));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("http/1.1 handshake");
+    tokio::spawn(conn);
+    let over_h1 = tokio::spawn(async move {
+        let response = h1
+            .send_request(Request::get("/held").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        response.status().as_u16()
+    });
+    // Both requests are in their handler before the shutdown starts.
+    eventually(WAIT, "both requests in their handler", || async {
+        (held.entered.load(Ordering::SeqCst) == 2).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    // The listener is closed while the two requests are still held.
+    eventually(WAIT, "the listener closed", || async {
+        TcpStream::connect(addr).await.is_err().then_some(())
+    })
+    .await;
+    assert!(!task.is_finished(), "serve waits for in-flight requests");
+    held.release.add_permits(2);
+    let (status, body) = tokio::time::timeout(WAIT, over_h2)
+        .await
+        .expect("the h2 request finishes")
+        .expect("no panic");
+    assert_eq!((status, body.as_str()), (200, "released"));
+    let status = tokio::time::timeout(WAIT, over_h1)
+        .await
+        .expect("the http/1.1 request finishes")
+        .expect("no panic");
+    assert_eq!(status, 200);
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("serve returns once they are answered")
+        .expect("no panic")
+        .expect("no error");
+}
