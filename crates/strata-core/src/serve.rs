@@ -10,10 +10,11 @@
 //! request does; streams beyond them are spawned, so one busy connection still spreads over
 //! every core.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
@@ -23,7 +24,6 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use futures_util::task::AtomicWaker;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::Builder;
@@ -109,19 +109,21 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
     let mut conn_done = false;
     let mut running = FuturesUnordered::new();
     std::future::poll_fn(|cx| {
-        streams.waker.register(cx.waker());
-        streams.polling.store(true, Ordering::Relaxed);
         if !stopped && stopping.as_mut().poll(cx).is_ready() {
             stopped = true;
             conn.as_mut().graceful_shutdown();
         }
-        if !conn_done && let Poll::Ready(served) = conn.as_mut().poll(cx) {
-            conn_done = true;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+        if !conn_done {
+            POLLING.set(Arc::as_ptr(&streams));
+            let polled = conn.as_mut().poll(cx);
+            POLLING.set(std::ptr::null());
+            if let Poll::Ready(served) = polled {
+                conn_done = true;
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                }
             }
         }
-        streams.polling.store(false, Ordering::Relaxed);
         // Streams the connection started while it was polled, then every stream's progress.
         // A stream that answers wakes this task, which polls the connection again to write it.
         loop {
@@ -144,15 +146,18 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
 
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The streams a connection runs on its own task: those started and not yet picked up, how
-/// many are running, the connection task's waker and whether that task is polling the
-/// connection (which starts streams, and picks them up right after: no wake-up needed).
+thread_local! {
+    /// The connection whose task this thread is polling the connection of, if any: streams
+    /// started there can be picked up by that task right after.
+    static POLLING: Cell<*const InlineStreams> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The streams a connection runs on its own task: those started and not yet picked up, and
+/// how many are running.
 #[derive(Default)]
 struct InlineStreams {
     new: Mutex<Vec<Stream>>,
     inline: AtomicUsize,
-    waker: AtomicWaker,
-    polling: AtomicBool,
 }
 
 impl InlineStreams {
@@ -161,8 +166,10 @@ impl InlineStreams {
     }
 }
 
-/// hyper's executor for one connection: runs a stream on the connection's task while fewer
-/// than [`INLINE_STREAMS`] do, else spawns it.
+/// hyper's executor for one connection: a stream started while the connection's own task
+/// polls the connection runs on that task, while fewer than [`INLINE_STREAMS`] do; any other
+/// (beyond them, or a task hyper starts from elsewhere, such as an upgraded stream's) is
+/// spawned.
 #[derive(Clone)]
 struct StreamExecutor(Arc<InlineStreams>);
 
@@ -172,7 +179,8 @@ where
 {
     fn execute(&self, stream: F) {
         let streams = &self.0;
-        if streams.inline.load(Ordering::Relaxed) >= INLINE_STREAMS {
+        let on_own_task = POLLING.get() == Arc::as_ptr(streams);
+        if !on_own_task || streams.inline.load(Ordering::Relaxed) >= INLINE_STREAMS {
             tokio::spawn(stream);
             return;
         }
@@ -182,8 +190,5 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Box::pin(stream));
-        if !streams.polling.load(Ordering::Relaxed) {
-            streams.waker.wake();
-        }
     }
 }
