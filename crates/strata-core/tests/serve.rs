@@ -101,6 +101,42 @@ async fn get_text(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// An HTTP/1.1 connection, and the local address it comes from.
+async fn h1(addr: SocketAddr) -> (hyper::client::conn::http1::SendRequest<Body>, SocketAddr) {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let local = tcp.local_addr().expect("local address");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("http/1.1 handshake");
+    tokio::spawn(conn);
+    (sender, local)
+}
+
+async fn h1_get_text(
+    mut sender: hyper::client::conn::http1::SendRequest<Body>,
+    path: &str,
+) -> (u16, String) {
+    let response = sender
+        .send_request(Request::get(path).body(Body::empty()).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20)
+        .await
+        .expect("body");
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Cancels `shutdown` and waits (bounded) for `serve` to return.
+async fn stop(shutdown: Shutdown, task: JoinHandle<std::io::Result<()>>) {
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("serve returns")
+        .expect("no panic")
+        .expect("no error");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_h2c_connection_runs_more_streams_at_once_than_it_keeps_inline() {
     // Every request waits until all are in flight: the streams kept on the connection's task
@@ -123,12 +159,7 @@ async fn one_h2c_connection_runs_more_streams_at_once_than_it_keeps_inline() {
         .await
         .expect("answered after the burst");
     assert_eq!(status, 200);
-    shutdown.cancel();
-    drop(
-        tokio::time::timeout(WAIT, task)
-            .await
-            .expect("serve returns"),
-    );
+    stop(shutdown, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,26 +168,9 @@ async fn handlers_see_the_peer_address_on_both_protocols() {
     let (sender, local) = h2c(addr).await;
     assert_eq!(get_text(sender, "/peer").await, (200, local.to_string()));
 
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let local = tcp.local_addr().expect("local address");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("http/1.1 handshake");
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(Request::get("/peer").body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
-    let body = axum::body::to_bytes(Body::new(response.into_body()), 1024)
-        .await
-        .expect("body");
-    assert_eq!(body, local.to_string().as_bytes());
-    shutdown.cancel();
-    drop(
-        tokio::time::timeout(WAIT, task)
-            .await
-            .expect("serve returns"),
-    );
+    let (sender, local) = h1(addr).await;
+    assert_eq!(h1_get_text(sender, "/peer").await, (200, local.to_string()));
+    stop(shutdown, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,18 +180,8 @@ async fn a_shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
     // In flight when the shutdown comes: one HTTP/2 stream and one HTTP/1.1 request.
     let (sender, _) = h2c(addr).await;
     let over_h2 = tokio::spawn(get_text(sender, "/held"));
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("http/1.1 handshake");
-    tokio::spawn(conn);
-    let over_h1 = tokio::spawn(async move {
-        let response = h1
-            .send_request(Request::get("/held").body(Body::empty()).expect("request"))
-            .await
-            .expect("response");
-        response.status().as_u16()
-    });
+    let (sender, _) = h1(addr).await;
+    let over_h1 = tokio::spawn(h1_get_text(sender, "/held"));
     // Both requests are in their handler before the shutdown starts.
     eventually(WAIT, "both requests in their handler", || async {
         (held.entered.load(Ordering::SeqCst) == 2).then_some(())
@@ -196,11 +200,11 @@ async fn a_shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
         .expect("the h2 request finishes")
         .expect("no panic");
     assert_eq!((status, body.as_str()), (200, "released"));
-    let status = tokio::time::timeout(WAIT, over_h1)
+    let (status, body) = tokio::time::timeout(WAIT, over_h1)
         .await
         .expect("the http/1.1 request finishes")
         .expect("no panic");
-    assert_eq!(status, 200);
+    assert_eq!((status, body.as_str()), (200, "released"));
     tokio::time::timeout(WAIT, task)
         .await
         .expect("serve returns once they are answered")
