@@ -274,6 +274,9 @@ async fn a_customer_and_an_agent_chat_and_the_widget_resumes_after_a_network_cut
     answer.send_keys(ENTER).await.unwrap();
     shop.wait_text("the agent's answer", |t| t.contains("Let me check"))
         .await;
+    // The widget sends one typing notice per 1.5 s (`TYPING_EVERY_MS`), and the last one went
+    // out with "Are you there?", which a fast run may have typed less than that ago.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
     let input = shop.wait(Locator::Id("chat-input")).await;
     input.send_keys("Thank you").await.unwrap();
     desk.wait_text("the customer typing", |t| t.contains("is typing"))
