@@ -17,12 +17,16 @@
 #   ROUNDS=5 CONNECTIONS=64 bench/loadgen-vs-wrk.sh
 #
 # Knobs (environment): ROUNDS (3), DURATION (5, seconds per run), CONNECTIONS (32),
-# RATE_SHARE (0.5), BASE_PORT (18600), SKIP_BUILD (0).
+# RATE_SHARE (0.5), PIN (1), BASE_PORT (18600), SKIP_BUILD (0).
 #
-# Both clients run on one thread and share the machine's cores with the gateway and the api
-# instance they measure, so a client's own CPU cost shows in the rate it reaches: the cheaper
-# client leaves more CPU to the server. Both keep every connection alive and send one request
-# at a time on each.
+# Where the clients run (PIN):
+#  - PIN=1 (the default): the stack is pinned to CPU 0 and each client to CPU 1 (`taskset`), so
+#    the server's capacity does not depend on the CPU the client takes from it: the server is
+#    saturated and the figure says whether the client keeps it so as well as wrk does.
+#  - PIN=0: both clients share the machine's cores with the gateway and the api instance they
+#    measure, so a client's own CPU cost shows in the rate it reaches: the cheaper client
+#    leaves more CPU to the server (and the rates swing with everything else on the machine).
+# Both keep every connection alive and send one request at a time on each.
 #
 # The last line of output is one JSON object with the medians and the ratios.
 set -euo pipefail
@@ -31,6 +35,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-32}
 RATE_SHARE=${RATE_SHARE:-0.5}
+PIN=${PIN:-1}
 BASE_PORT=${BASE_PORT:-18600}
 SKIP_BUILD=${SKIP_BUILD:-0}
 
@@ -65,6 +70,19 @@ need curl curl
 need python3 python3
 need /usr/bin/time time
 
+# SERVER and CLIENT prefix the commands that start the stack and the clients.
+SERVER=()
+CLIENT=()
+if [[ $PIN == 1 ]]; then
+    need taskset util-linux
+    if (($(nproc) < 2)); then
+        log "PIN=1 needs two CPUs; this machine has $(nproc): run with PIN=0"
+        exit 1
+    fi
+    SERVER=(taskset -c 0)
+    CLIENT=(taskset -c 1)
+fi
+
 for port in $GW_PORT $GW_ADMIN_PORT; do
     if ss -Htln "sport = :$port" | grep -q .; then
         log "port $port is in use; set BASE_PORT"
@@ -82,9 +100,10 @@ fi
 mkdir -p "$WORK/up"
 STRATA_GATEWAY_API_INTERNAL_PATHS=/metrics,/readyz \
     STRATA_API_LISTEN=127.0.0.1:0 STRATA_CHAT_LISTEN=127.0.0.1:0 STRATA_WORKER_LISTEN=127.0.0.1:0 \
-    "$STRATA" up --api 1 --chat 1 --port "$GW_PORT" --admin-port "$GW_ADMIN_PORT" \
+    "${SERVER[@]}" "$STRATA" up --api 1 --chat 1 --port "$GW_PORT" --admin-port "$GW_ADMIN_PORT" \
     --data-dir "$WORK/up" --log-level warn >"$WORK/up.log" 2>&1 &
 PIDS+=($!)
+STACK_PID=$!
 wait_ready "$URL" || {
     cat "$WORK/up.log" >&2
     exit 1
@@ -101,16 +120,31 @@ print(v)' "$1"; }
 
 # CPU seconds (user + system) that /usr/bin/time wrote to FILE.
 cpu_secs() { awk '{ print $1 + $2 }' "$1"; }
-run_wrk() { # run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu
-    local out
+# The stack's CPU time (every unit of `strata up` runs in its one process) in clock ticks, and
+# the time now; `busy_since MARK` is the share of one CPU the stack used since MARK.
+CLK_TCK=$(getconf CLK_TCK)
+stack_mark() { echo "$(awk '{ print $14 + $15 }' "/proc/$STACK_PID/stat") $(date +%s.%N)"; }
+busy_since() {
+    local now
+    now=$(stack_mark)
+    awk -v a="$1" -v b="$now" -v hz="$CLK_TCK" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        printf "%.2f", (y[1] - x[1]) / hz / (y[2] - x[2]) }'
+}
+run_wrk() { # run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu, the stack's busy share in $WORK/wrk.busy
+    local out mark
+    mark=$(stack_mark)
     out=$(timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/wrk.time" \
-        wrk -t1 -c"$CONNECTIONS" -d"${1}s" --latency "$URL")
+        "${CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${1}s" --latency "$URL")
+    busy_since "$mark" >"$WORK/wrk.busy"
     cpu_secs "$WORK/wrk.time" >"$WORK/wrk.cpu"
     wrk_rps <<<"$out"
 }
-run_strata() { # run_strata SECONDS -> the JSON report on stdout; CPU seconds in $WORK/strata.cpu
+run_strata() { # run_strata SECONDS -> the JSON report on stdout; CPU seconds in $WORK/strata.cpu, busy share in $WORK/strata.busy
+    local mark
+    mark=$(stack_mark)
     timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/strata.time" \
-        "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" -d "$1" --json --url "$URL"
+        "${CLIENT[@]}" "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" -d "$1" --json --url "$URL"
+    busy_since "$mark" >"$WORK/strata.busy"
     cpu_secs "$WORK/strata.time" >"$WORK/strata.cpu"
 }
 # Microseconds of CPU per request: cpu_us SECONDS_FILE RPS DURATION.
@@ -124,6 +158,8 @@ WRK=()
 STRATA_RPS=()
 WRK_CPU=()
 STRATA_CPU=()
+WRK_BUSY=()
+STRATA_BUSY=()
 RATIOS=()
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate which client goes first, so neither always follows the other.
@@ -138,9 +174,11 @@ for round in $(seq 1 "$ROUNDS"); do
     STRATA_RPS+=("$s")
     WRK_CPU+=("$(cpu_us "$WORK/wrk.cpu" "$w" "$DURATION")")
     STRATA_CPU+=("$(cpu_us "$WORK/strata.cpu" "$s" "$DURATION")")
+    WRK_BUSY+=("$(cat "$WORK/wrk.busy")")
+    STRATA_BUSY+=("$(cat "$WORK/strata.busy")")
     RATIOS+=("$(ratio "$s" "$w")")
-    log "$(printf 'round %d: wrk %.0f req/s (%s us CPU/request), strata bench %.0f req/s (%s us), ratio %s' \
-        "$round" "$w" "${WRK_CPU[-1]}" "$s" "${STRATA_CPU[-1]}" "${RATIOS[-1]}")"
+    log "$(printf 'round %d: wrk %.0f req/s (%s us CPU/request, stack %s CPUs busy), strata bench %.0f req/s (%s us, %s), ratio %s' \
+        "$round" "$w" "${WRK_CPU[-1]}" "${WRK_BUSY[-1]}" "$s" "${STRATA_CPU[-1]}" "${STRATA_BUSY[-1]}" "${RATIOS[-1]}")"
 done
 wrk_med=$(printf '%s\n' "${WRK[@]}" | median)
 strata_med=$(printf '%s\n' "${STRATA_RPS[@]}" | median)
@@ -148,12 +186,29 @@ saturation_ratio=$(printf '%s\n' "${RATIOS[@]}" | median)
 medians_ratio=$(ratio "$strata_med" "$wrk_med")
 rounds_min=$(printf '%s\n' "${RATIOS[@]}" | sort -g | head -1)
 rounds_max=$(printf '%s\n' "${RATIOS[@]}" | sort -g | tail -1)
+# The geometric mean of the rounds' ratios and its 95 % confidence interval (Student's t on
+# the ratios' logarithms): "low high mean".
+read -r ci_low ci_high geo_mean < <(printf '%s\n' "${RATIOS[@]}" | python3 -c '
+import math, sys
+logs = [math.log(float(x)) for x in sys.stdin if float(x) > 0]
+n = len(logs)
+mean = sum(logs) / n
+sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1)) if n > 1 else 0.0
+# two-sided 95 % quantiles of t for 1..30 degrees of freedom, then the normal one
+t = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14,
+     2.13, 2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05,
+     2.05, 2.04]
+q = t[n - 2] if 2 <= n <= 31 else 1.96
+half = q * sd / math.sqrt(n) if n > 1 else 0.0
+print("%.3f %.3f %.3f" % (math.exp(mean - half), math.exp(mean + half), math.exp(mean)))')
 wrk_cpu_med=$(printf '%s\n' "${WRK_CPU[@]}" | median)
 strata_cpu_med=$(printf '%s\n' "${STRATA_CPU[@]}" | median)
+wrk_busy_med=$(printf '%s\n' "${WRK_BUSY[@]}" | median)
+strata_busy_med=$(printf '%s\n' "${STRATA_BUSY[@]}" | median)
 
 rate=$(awk -v w="$wrk_med" -v s="$RATE_SHARE" 'BEGIN { printf "%d", w * s }')
 log "open loop at $rate/s for ${DURATION}s"
-report=$(timeout $((DURATION + 30)) "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" \
+report=$(timeout $((DURATION + 30)) "${CLIENT[@]}" "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" \
     -d "$DURATION" --rate "$rate" --json --url "$URL")
 achieved=$(json_field rate.achieved <<<"$report")
 late=$(json_field rate.late <<<"$report")
@@ -166,10 +221,14 @@ printf '%-28s %12.0f\n' "strata bench --threads 1" "$strata_med"
 printf '%-28s %12s\n' "ratio (median of rounds)" "$saturation_ratio"
 printf '%-28s %12s\n' "rounds' ratios" "$rounds_min-$rounds_max"
 printf '%-28s %12s\n' "ratio of the medians" "$medians_ratio"
+printf '%-28s %12s\n' "geometric mean of ratios" "$geo_mean"
+printf '%-28s %12s\n' "its 95 % interval" "$ci_low-$ci_high"
 printf '%-28s %12s\n' "wrk CPU us/request" "$wrk_cpu_med"
 printf '%-28s %12s\n' "strata CPU us/request" "$strata_cpu_med"
+printf '%-28s %12s\n' "stack CPUs busy, wrk" "$wrk_busy_med"
+printf '%-28s %12s\n' "stack CPUs busy, strata" "$strata_busy_med"
 printf '%-28s %12s\n' "open loop: set rate" "$rate"
 printf '%-28s %12.1f\n' "open loop: achieved" "$achieved"
 printf '%-28s %12s\n' "achieved / set" "$rate_ratio"
 echo
-echo "{\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"rounds_ratio_min\":$rounds_min,\"rounds_ratio_max\":$rounds_max,\"medians_ratio\":$medians_ratio,\"wrk_cpu_us_per_request\":$wrk_cpu_med,\"strata_bench_cpu_us_per_request\":$strata_cpu_med,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"
+echo "{\"pinned\":$PIN,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"rounds_ratio_min\":$rounds_min,\"rounds_ratio_max\":$rounds_max,\"medians_ratio\":$medians_ratio,\"geo_mean_ratio\":$geo_mean,\"ratio_ci95_low\":$ci_low,\"ratio_ci95_high\":$ci_high,\"wrk_cpu_us_per_request\":$wrk_cpu_med,\"strata_bench_cpu_us_per_request\":$strata_cpu_med,\"stack_busy_wrk\":$wrk_busy_med,\"stack_busy_strata_bench\":$strata_busy_med,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"

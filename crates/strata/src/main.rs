@@ -59,12 +59,17 @@ fn main() -> ExitCode {
         && let Some(threads) = args.threads
     {
         // The load generator's threads compete with the server for the same cores on one
-        // host: `--threads 1` measures as `wrk -t1` does.
+        // host: `--threads 1` measures as `wrk -t1` does, on one event loop (the calling
+        // thread's: no worker thread to hand tasks to and wake).
         if !(1..=MAX_BENCH_THREADS).contains(&threads) {
             eprintln!("strata: bench: threads: expected 1..={MAX_BENCH_THREADS}, got {threads}");
             return ExitCode::from(EXIT_USAGE);
         }
-        builder.worker_threads(threads);
+        if threads == 1 {
+            builder = tokio::runtime::Builder::new_current_thread();
+        } else {
+            builder.worker_threads(threads);
+        }
     }
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,

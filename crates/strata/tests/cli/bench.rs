@@ -194,6 +194,51 @@ async fn bench_holds_a_rate_and_prints_json_and_markdown() {
 }
 
 #[tokio::test]
+async fn bench_on_one_thread_runs_both_loops() {
+    // `--threads 1` runs everything on the calling thread's event loop: the closed loop's
+    // connections, and the open loop's connections fed by its schedule thread.
+    let addr = spawn_answering("200 OK").await;
+    let url = format!("http://{addr}/healthz");
+    let (status, stdout, stderr) = run_to_exit(strata(&[
+        "bench",
+        "--url",
+        &url,
+        "--threads",
+        "1",
+        "-n",
+        "300",
+        "-c",
+        "4",
+        "--json",
+    ]))
+    .await;
+    assert!(status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["mode"], "closed", "{report}");
+    assert_eq!(report["requests"], 300, "{report}");
+    assert_eq!(report["ok"], 300, "{report}");
+
+    let (status, stdout, stderr) = run_to_exit(strata(&[
+        "bench",
+        "--url",
+        &url,
+        "--threads",
+        "1",
+        "--rate",
+        "200",
+        "-d",
+        "1.5",
+        "--json",
+    ]))
+    .await;
+    assert!(status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["requests"], 300, "{report}");
+    let achieved = report["rate"]["achieved"].as_f64().unwrap();
+    assert!((achieved / 200.0 - 1.0).abs() < 0.01, "{report}");
+}
+
+#[tokio::test]
 async fn sigterm_ends_a_run_early_with_its_report() {
     let addr = spawn_answering("200 OK").await;
     let url = format!("http://{addr}/healthz");
