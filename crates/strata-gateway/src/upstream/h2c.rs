@@ -5,8 +5,9 @@
 //! stacks, see [`crate::upstream`]); a request opens a stream on the first of them with room
 //! ([`MAX_STREAMS`], or fewer when the instance says so) and a new connection is opened only
 //! when all are full. A connection's task (the `h2` crate's driver) writes the frames of every
-//! stream that became ready in the same turn of the worker's loop in one write, and hands
-//! each response to its request as its frames arrive: a slow response holds up nobody else.
+//! stream that became ready in the same turn of the worker's loop, and of the turn after, in
+//! one write ([`super::gather`]), and hands each response to its request as its frames
+//! arrive: a slow response holds up nobody else.
 //!
 //! # Failures and the retry rules
 //! - A connection that ended, or whose instance sent `GOAWAY`, takes no new stream: a request
@@ -417,7 +418,7 @@ impl Shared {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_concurrent_streams(0)
             .enable_push(false)
-            .handshake::<_, Bytes>(tcp)
+            .handshake::<_, Bytes>(super::gather::Gathered::new(tcp))
             .await
             .map_err(|error| ProxyError::Reset(Box::new(error)))?;
         let dead = Arc::new(AtomicBool::new(false));
