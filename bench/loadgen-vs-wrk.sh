@@ -26,7 +26,8 @@
 #  - PIN=0: both clients share the machine's cores with the gateway and the api instance they
 #    measure, so a client's own CPU cost shows in the rate it reaches: the cheaper client
 #    leaves more CPU to the server (and the rates swing with everything else on the machine).
-# Both keep every connection alive and send one request at a time on each.
+# Both keep every connection alive and send one request at a time on each, the same request
+# (wrk is given strata bench's `User-Agent`).
 #
 # The last line of output is one JSON object with the medians and the ratios.
 set -euo pipefail
@@ -109,6 +110,9 @@ wait_ready "$URL" || {
     exit 1
 }
 
+# The header strata bench sends, so wrk's requests are the same bytes to the gateway.
+USER_AGENT="user-agent: strata-lab/$("$STRATA" --version | awk '{ print $2 }')"
+
 # Requests/s of a wrk report on stdin.
 wrk_rps() { awk '/^Requests\/sec:/ {print $2}'; }
 # Field PATH (dotted) of the JSON object on stdin.
@@ -134,7 +138,7 @@ run_wrk() { # run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu, 
     local out mark
     mark=$(stack_mark)
     out=$(timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/wrk.time" \
-        "${CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${1}s" --latency "$URL")
+        "${CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${1}s" --latency -H "$USER_AGENT" "$URL")
     busy_since "$mark" >"$WORK/wrk.busy"
     cpu_secs "$WORK/wrk.time" >"$WORK/wrk.cpu"
     wrk_rps <<<"$out"
