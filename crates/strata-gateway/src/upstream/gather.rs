@@ -26,6 +26,9 @@ pub struct Gathered<T> {
     buf: Vec<u8>,
     /// The turn a flush waits for, once started.
     turn: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// The turn is over and what was gathered is going out (the socket was full): the next
+    /// flush goes on writing without waiting for another turn.
+    draining: bool,
 }
 
 impl<T> Gathered<T> {
@@ -34,6 +37,7 @@ impl<T> Gathered<T> {
             io,
             buf: Vec::with_capacity(16 * 1024),
             turn: None,
+            draining: false,
         }
     }
 }
@@ -88,12 +92,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Gathered<T> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if !this.buf.is_empty() {
-            let turn = this
-                .turn
-                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
-            ready!(turn.as_mut().poll(cx));
-            this.turn = None;
+            if !this.draining {
+                let turn = this
+                    .turn
+                    .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+                ready!(turn.as_mut().poll(cx));
+                this.turn = None;
+                this.draining = true;
+            }
             ready!(this.poll_drain(cx))?;
+            this.draining = false;
         }
         Pin::new(&mut this.io).poll_flush(cx)
     }
@@ -124,7 +132,7 @@ mod tests {
         gathered.flush().await.unwrap();
         let n = far.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], b"HEADERS one HEADERS two");
-        assert!(gathered.buf.is_empty() && gathered.turn.is_none());
+        assert!(gathered.buf.is_empty() && gathered.turn.is_none() && !gathered.draining);
     }
 
     #[tokio::test]
@@ -142,5 +150,24 @@ mod tests {
         assert_eq!(&all[..5], b"first");
         assert!(all[5..5 + big.len()].iter().all(|&b| b == 7));
         assert_eq!(&all[5 + big.len()..], b"last");
+    }
+
+    #[tokio::test]
+    async fn a_flush_into_a_full_socket_goes_on_writing_as_the_peer_reads() {
+        // The pipe holds 16 bytes: the gathered 300 go out over many writes of one flush.
+        let (near, mut far) = tokio::io::duplex(16);
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            far.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        let mut gathered = Gathered::new(near);
+        let data: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        gathered.write_all(&data).await.unwrap();
+        gathered.flush().await.unwrap();
+        assert!(gathered.buf.is_empty() && !gathered.draining);
+        gathered.shutdown().await.unwrap();
+        drop(gathered);
+        assert_eq!(reader.await.unwrap(), data);
     }
 }
