@@ -134,7 +134,9 @@ busy_since() {
     awk -v a="$1" -v b="$now" -v hz="$CLK_TCK" 'BEGIN { split(a, x, " "); split(b, y, " ");
         printf "%.2f", (y[1] - x[1]) / hz / (y[2] - x[2]) }'
 }
-run_wrk() { # run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu, the stack's busy share in $WORK/wrk.busy
+# run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu, the stack's busy share in
+# $WORK/wrk.busy.
+run_wrk() {
     local out mark
     mark=$(stack_mark)
     out=$(timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/wrk.time" \
@@ -143,7 +145,9 @@ run_wrk() { # run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu, 
     cpu_secs "$WORK/wrk.time" >"$WORK/wrk.cpu"
     wrk_rps <<<"$out"
 }
-run_strata() { # run_strata SECONDS -> the JSON report on stdout; CPU seconds in $WORK/strata.cpu, busy share in $WORK/strata.busy
+# run_strata SECONDS -> the JSON report on stdout; CPU seconds in $WORK/strata.cpu, the stack's
+# busy share in $WORK/strata.busy.
+run_strata() {
     local mark
     mark=$(stack_mark)
     timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/strata.time" \
