@@ -3,27 +3,31 @@
 # instance through the gateway of `strata up` (release build), as ratios (the machine is noisy).
 #
 #  (a) saturation: `wrk -t1 -cC` and `strata bench --threads 1 -c C` (closed loop), the same
-#      connections and duration, interleaved, ROUNDS rounds; the figure is the median of the
-#      rounds' ratios (strata bench's req/s over wrk's in the same round). Target: at least 1.
-#      On a shared machine the server's rate drifts by tens of percent within a minute; the
-#      two runs of one round see the same drift, so their ratio cancels it where a ratio of
-#      the two medians (reported too) mixes rounds that saw different machines.
-#      Each client's CPU time (user + system, /usr/bin/time) per request is measured too: on a
-#      busy machine the rates swing from round to round, the cost per request much less.
+#      connections and duration, ROUNDS rounds. Each round runs them twice:
+#      - together: both at once against the saturated server, each with its C connections; the
+#        ratio of their rates says which one keeps its connections busier. Both see the same
+#        server at the same moments, so the machine's drift cancels and the rounds agree within
+#        about 1 %. Which client starts first alternates (the one started first has the server
+#        to itself for a few milliseconds, the other at the end). The figure: the geometric
+#        mean of these ratios with its 95 % interval. Target: at least 1.
+#      - one after the other (which goes first alternates): each client's own rate and CPU time
+#        (user + system, /usr/bin/time) per request. On a shared machine the server's rate
+#        drifts by tens of percent within a minute, so these ratios swing by ±10 %; their median,
+#        the ratio of the medians and their geometric mean are reported too.
 #  (b) a set rate: `strata bench --rate R` with R = RATE_SHARE (0.5) of wrk's median, once;
 #      the figure is the achieved rate over R. Target: within 1 %.
 #
 #   bench/loadgen-vs-wrk.sh                 # 3 rounds of 5 s, 32 connections
-#   ROUNDS=5 CONNECTIONS=64 bench/loadgen-vs-wrk.sh
+#   ROUNDS=20 CONNECTIONS=64 bench/loadgen-vs-wrk.sh
 #
 # Knobs (environment): ROUNDS (3), DURATION (5, seconds per run), CONNECTIONS (32),
 # RATE_SHARE (0.5), PIN (1), BASE_PORT (18600), SKIP_BUILD (0).
 #
 # Where the clients run (PIN):
-#  - PIN=1 (the default): the stack is pinned to CPU 0 and each client to CPU 1 (`taskset`), so
-#    the server's capacity does not depend on the CPU the client takes from it: the server is
-#    saturated and the figure says whether the client keeps it so as well as wrk does.
-#  - PIN=0: both clients share the machine's cores with the gateway and the api instance they
+#  - PIN=1 (the default): the stack is pinned to CPU 0 and the clients to CPU 1 (`taskset`), so
+#    the server's capacity does not depend on the CPU a client takes from it: the server is
+#    saturated and the figures say whether the client keeps it so as well as wrk does.
+#  - PIN=0: the clients share the machine's cores with the gateway and the api instance they
 #    measure, so a client's own CPU cost shows in the rate it reaches: the cheaper client
 #    leaves more CPU to the server (and the rates swing with everything else on the machine).
 # Both keep every connection alive and send one request at a time on each, the same request
@@ -134,13 +138,16 @@ busy_since() {
     awk -v a="$1" -v b="$now" -v hz="$CLK_TCK" 'BEGIN { split(a, x, " "); split(b, y, " ");
         printf "%.2f", (y[1] - x[1]) / hz / (y[2] - x[2]) }'
 }
+# The two clients' commands, without their duration.
+WRK_CMD=(wrk -t1 -c"$CONNECTIONS" --latency -H "$USER_AGENT")
+STRATA_CMD=("$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" --json)
 # run_wrk SECONDS -> req/s on stdout; CPU seconds in $WORK/wrk.cpu, the stack's busy share in
 # $WORK/wrk.busy.
 run_wrk() {
     local out mark
     mark=$(stack_mark)
     out=$(timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/wrk.time" \
-        "${CLIENT[@]}" wrk -t1 -c"$CONNECTIONS" -d"${1}s" --latency -H "$USER_AGENT" "$URL")
+        "${CLIENT[@]}" "${WRK_CMD[@]}" -d"${1}s" "$URL")
     busy_since "$mark" >"$WORK/wrk.busy"
     cpu_secs "$WORK/wrk.time" >"$WORK/wrk.cpu"
     wrk_rps <<<"$out"
@@ -151,12 +158,48 @@ run_strata() {
     local mark
     mark=$(stack_mark)
     timeout $(($1 + 30)) /usr/bin/time -f '%U %S' -o "$WORK/strata.time" \
-        "${CLIENT[@]}" "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" -d "$1" --json --url "$URL"
+        "${CLIENT[@]}" "${STRATA_CMD[@]}" -d "$1" --url "$URL"
     busy_since "$mark" >"$WORK/strata.busy"
     cpu_secs "$WORK/strata.time" >"$WORK/strata.cpu"
 }
+# run_together SECONDS FIRST -> "WRK_RPS STRATA_RPS" on stdout: both clients at once, FIRST
+# (wrk or strata) started first; the stack's busy share in $WORK/together.busy.
+run_together() {
+    local mark first
+    mark=$(stack_mark)
+    if [[ $2 == wrk ]]; then
+        timeout $(($1 + 30)) "${CLIENT[@]}" "${WRK_CMD[@]}" -d"${1}s" "$URL" >"$WORK/together.wrk" &
+        first=$!
+        timeout $(($1 + 30)) "${CLIENT[@]}" "${STRATA_CMD[@]}" -d "$1" --url "$URL" >"$WORK/together.strata"
+    else
+        timeout $(($1 + 30)) "${CLIENT[@]}" "${STRATA_CMD[@]}" -d "$1" --url "$URL" >"$WORK/together.strata" &
+        first=$!
+        timeout $(($1 + 30)) "${CLIENT[@]}" "${WRK_CMD[@]}" -d"${1}s" "$URL" >"$WORK/together.wrk"
+    fi
+    wait "$first"
+    busy_since "$mark" >"$WORK/together.busy"
+    echo "$(wrk_rps <"$WORK/together.wrk") $(json_field req_per_sec <"$WORK/together.strata")"
+}
 # Microseconds of CPU per request: cpu_us SECONDS_FILE RPS DURATION.
 cpu_us() { awk -v c="$(cat "$1")" -v r="$2" -v d="$3" 'BEGIN { if (r > 0) printf "%.2f", c * 1e6 / (r * d); else print 0 }'; }
+
+# geo_ci: the geometric mean of the ratios on stdin (one per line) and its 95 % confidence
+# interval (Student's t on the logarithms), as "low high mean".
+geo_ci() {
+    python3 -c '
+import math, sys
+logs = [math.log(float(x)) for x in sys.stdin if float(x) > 0]
+n = len(logs)
+mean = sum(logs) / n
+sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1)) if n > 1 else 0.0
+# two-sided 95 % quantiles of t for 1..30 degrees of freedom, then the normal one
+t = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14,
+     2.13, 2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05,
+     2.05, 2.04]
+q = t[n - 2] if 2 <= n <= 31 else 1.96
+half = q * sd / math.sqrt(n) if n > 1 else 0.0
+print("%.3f %.3f %.3f" % (math.exp(mean - half), math.exp(mean + half), math.exp(mean)))'
+}
 
 log "warming up"
 run_wrk 1 >/dev/null
@@ -169,15 +212,23 @@ STRATA_CPU=()
 WRK_BUSY=()
 STRATA_BUSY=()
 RATIOS=()
+TOGETHER=()
+TOGETHER_BUSY=()
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate which client goes first, so neither always follows the other.
     if ((round % 2)); then
+        together=$(run_together "$DURATION" wrk)
+        read -r tw ts <<<"$together"
         w=$(run_wrk "$DURATION")
         s=$(run_strata "$DURATION" | json_field req_per_sec)
     else
+        together=$(run_together "$DURATION" strata)
+        read -r tw ts <<<"$together"
         s=$(run_strata "$DURATION" | json_field req_per_sec)
         w=$(run_wrk "$DURATION")
     fi
+    TOGETHER+=("$(ratio "$ts" "$tw")")
+    TOGETHER_BUSY+=("$(cat "$WORK/together.busy")")
     WRK+=("$w")
     STRATA_RPS+=("$s")
     WRK_CPU+=("$(cpu_us "$WORK/wrk.cpu" "$w" "$DURATION")")
@@ -185,8 +236,8 @@ for round in $(seq 1 "$ROUNDS"); do
     WRK_BUSY+=("$(cat "$WORK/wrk.busy")")
     STRATA_BUSY+=("$(cat "$WORK/strata.busy")")
     RATIOS+=("$(ratio "$s" "$w")")
-    log "$(printf 'round %d: wrk %.0f req/s (%s us CPU/request, stack %s CPUs busy), strata bench %.0f req/s (%s us, %s), ratio %s' \
-        "$round" "$w" "${WRK_CPU[-1]}" "${WRK_BUSY[-1]}" "$s" "${STRATA_CPU[-1]}" "${STRATA_BUSY[-1]}" "${RATIOS[-1]}")"
+    log "$(printf 'round %d: together wrk %.0f, strata bench %.0f req/s, ratio %s (stack %s CPUs busy); alone wrk %.0f req/s (%s us CPU/request, stack %s), strata bench %.0f req/s (%s us, %s), ratio %s' \
+        "$round" "$tw" "$ts" "${TOGETHER[-1]}" "${TOGETHER_BUSY[-1]}" "$w" "${WRK_CPU[-1]}" "${WRK_BUSY[-1]}" "$s" "${STRATA_CPU[-1]}" "${STRATA_BUSY[-1]}" "${RATIOS[-1]}")"
 done
 wrk_med=$(printf '%s\n' "${WRK[@]}" | median)
 strata_med=$(printf '%s\n' "${STRATA_RPS[@]}" | median)
@@ -194,21 +245,11 @@ saturation_ratio=$(printf '%s\n' "${RATIOS[@]}" | median)
 medians_ratio=$(ratio "$strata_med" "$wrk_med")
 rounds_min=$(printf '%s\n' "${RATIOS[@]}" | sort -g | head -1)
 rounds_max=$(printf '%s\n' "${RATIOS[@]}" | sort -g | tail -1)
-# The geometric mean of the rounds' ratios and its 95 % confidence interval (Student's t on
-# the ratios' logarithms): "low high mean".
-read -r ci_low ci_high geo_mean < <(printf '%s\n' "${RATIOS[@]}" | python3 -c '
-import math, sys
-logs = [math.log(float(x)) for x in sys.stdin if float(x) > 0]
-n = len(logs)
-mean = sum(logs) / n
-sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1)) if n > 1 else 0.0
-# two-sided 95 % quantiles of t for 1..30 degrees of freedom, then the normal one
-t = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14,
-     2.13, 2.12, 2.11, 2.10, 2.09, 2.09, 2.08, 2.07, 2.07, 2.06, 2.06, 2.06, 2.05, 2.05,
-     2.05, 2.04]
-q = t[n - 2] if 2 <= n <= 31 else 1.96
-half = q * sd / math.sqrt(n) if n > 1 else 0.0
-print("%.3f %.3f %.3f" % (math.exp(mean - half), math.exp(mean + half), math.exp(mean)))')
+read -r ci_low ci_high geo_mean < <(printf '%s\n' "${RATIOS[@]}" | geo_ci)
+read -r together_low together_high together_geo < <(printf '%s\n' "${TOGETHER[@]}" | geo_ci)
+together_min=$(printf '%s\n' "${TOGETHER[@]}" | sort -g | head -1)
+together_max=$(printf '%s\n' "${TOGETHER[@]}" | sort -g | tail -1)
+together_busy_med=$(printf '%s\n' "${TOGETHER_BUSY[@]}" | median)
 wrk_cpu_med=$(printf '%s\n' "${WRK_CPU[@]}" | median)
 strata_cpu_med=$(printf '%s\n' "${STRATA_CPU[@]}" | median)
 wrk_busy_med=$(printf '%s\n' "${WRK_BUSY[@]}" | median)
@@ -216,14 +257,19 @@ strata_busy_med=$(printf '%s\n' "${STRATA_BUSY[@]}" | median)
 
 rate=$(awk -v w="$wrk_med" -v s="$RATE_SHARE" 'BEGIN { printf "%d", w * s }')
 log "open loop at $rate/s for ${DURATION}s"
-report=$(timeout $((DURATION + 30)) "${CLIENT[@]}" "$STRATA" --log-level warn bench --threads 1 -c "$CONNECTIONS" \
-    -d "$DURATION" --rate "$rate" --json --url "$URL")
+report=$(timeout $((DURATION + 30)) "${CLIENT[@]}" "${STRATA_CMD[@]}" -d "$DURATION" --rate "$rate" \
+    --url "$URL")
 achieved=$(json_field rate.achieved <<<"$report")
 late=$(json_field rate.late <<<"$report")
 open_p99=$(json_field latency_ms.p99 <<<"$report")
 rate_ratio=$(ratio "$achieved" "$rate")
 
-printf '\n%-28s %12s\n' "" "req/s"
+printf '\n%-28s %12s\n' "together" ""
+printf '%-28s %12s\n' "geometric mean of ratios" "$together_geo"
+printf '%-28s %12s\n' "its 95 % interval" "$together_low-$together_high"
+printf '%-28s %12s\n' "rounds' ratios" "$together_min-$together_max"
+printf '%-28s %12s\n' "stack CPUs busy" "$together_busy_med"
+printf '\n%-28s %12s\n' "one after the other" "req/s"
 printf '%-28s %12.0f\n' "wrk -t1 (median)" "$wrk_med"
 printf '%-28s %12.0f\n' "strata bench --threads 1" "$strata_med"
 printf '%-28s %12s\n' "ratio (median of rounds)" "$saturation_ratio"
@@ -239,4 +285,4 @@ printf '%-28s %12s\n' "open loop: set rate" "$rate"
 printf '%-28s %12.1f\n' "open loop: achieved" "$achieved"
 printf '%-28s %12s\n' "achieved / set" "$rate_ratio"
 echo
-echo "{\"pinned\":$PIN,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"rounds_ratio_min\":$rounds_min,\"rounds_ratio_max\":$rounds_max,\"medians_ratio\":$medians_ratio,\"geo_mean_ratio\":$geo_mean,\"ratio_ci95_low\":$ci_low,\"ratio_ci95_high\":$ci_high,\"wrk_cpu_us_per_request\":$wrk_cpu_med,\"strata_bench_cpu_us_per_request\":$strata_cpu_med,\"stack_busy_wrk\":$wrk_busy_med,\"stack_busy_strata_bench\":$strata_busy_med,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"
+echo "{\"pinned\":$PIN,\"rounds\":$ROUNDS,\"duration_s\":$DURATION,\"connections\":$CONNECTIONS,\"together_ratio\":$together_geo,\"together_ci95_low\":$together_low,\"together_ci95_high\":$together_high,\"together_rounds_min\":$together_min,\"together_rounds_max\":$together_max,\"stack_busy_together\":$together_busy_med,\"wrk_rps\":$(printf '%.0f' "$wrk_med"),\"strata_bench_rps\":$(printf '%.0f' "$strata_med"),\"strata_bench_vs_wrk\":$saturation_ratio,\"rounds_ratio_min\":$rounds_min,\"rounds_ratio_max\":$rounds_max,\"medians_ratio\":$medians_ratio,\"geo_mean_ratio\":$geo_mean,\"ratio_ci95_low\":$ci_low,\"ratio_ci95_high\":$ci_high,\"wrk_cpu_us_per_request\":$wrk_cpu_med,\"strata_bench_cpu_us_per_request\":$strata_cpu_med,\"stack_busy_wrk\":$wrk_busy_med,\"stack_busy_strata_bench\":$strata_busy_med,\"set_rate\":$rate,\"achieved_rate\":$achieved,\"achieved_vs_set\":$rate_ratio,\"open_loop_late\":$late,\"open_loop_p99_ms\":$open_p99}"
