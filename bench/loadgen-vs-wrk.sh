@@ -164,19 +164,21 @@ run_strata() {
 }
 # run_together SECONDS FIRST -> "WRK_RPS STRATA_RPS" on stdout: both clients at once, FIRST
 # (wrk or strata) started first; the stack's busy share in $WORK/together.busy.
+together_wrk() {
+    timeout $(($1 + 30)) "${CLIENT[@]}" "${WRK_CMD[@]}" -d"${1}s" "$URL" >"$WORK/together.wrk"
+}
+together_strata() {
+    timeout $(($1 + 30)) "${CLIENT[@]}" "${STRATA_CMD[@]}" -d "$1" --url "$URL" >"$WORK/together.strata"
+}
 run_together() {
-    local mark first
+    local mark first second pid
     mark=$(stack_mark)
-    if [[ $2 == wrk ]]; then
-        timeout $(($1 + 30)) "${CLIENT[@]}" "${WRK_CMD[@]}" -d"${1}s" "$URL" >"$WORK/together.wrk" &
-        first=$!
-        timeout $(($1 + 30)) "${CLIENT[@]}" "${STRATA_CMD[@]}" -d "$1" --url "$URL" >"$WORK/together.strata"
-    else
-        timeout $(($1 + 30)) "${CLIENT[@]}" "${STRATA_CMD[@]}" -d "$1" --url "$URL" >"$WORK/together.strata" &
-        first=$!
-        timeout $(($1 + 30)) "${CLIENT[@]}" "${WRK_CMD[@]}" -d"${1}s" "$URL" >"$WORK/together.wrk"
-    fi
-    wait "$first"
+    first=$2
+    second=$([[ $first == wrk ]] && echo strata || echo wrk)
+    "together_$first" "$1" &
+    pid=$!
+    "together_$second" "$1"
+    wait "$pid"
     busy_since "$mark" >"$WORK/together.busy"
     echo "$(wrk_rps <"$WORK/together.wrk") $(json_field req_per_sec <"$WORK/together.strata")"
 }
@@ -216,14 +218,13 @@ TOGETHER=()
 TOGETHER_BUSY=()
 for round in $(seq 1 "$ROUNDS"); do
     # Alternate which client goes first, so neither always follows the other.
-    if ((round % 2)); then
-        together=$(run_together "$DURATION" wrk)
-        read -r tw ts <<<"$together"
+    if ((round % 2)); then first=wrk; else first=strata; fi
+    together=$(run_together "$DURATION" "$first")
+    read -r tw ts <<<"$together"
+    if [[ $first == wrk ]]; then
         w=$(run_wrk "$DURATION")
         s=$(run_strata "$DURATION" | json_field req_per_sec)
     else
-        together=$(run_together "$DURATION" strata)
-        read -r tw ts <<<"$together"
         s=$(run_strata "$DURATION" | json_field req_per_sec)
         w=$(run_wrk "$DURATION")
     fi
