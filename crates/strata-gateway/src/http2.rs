@@ -56,6 +56,8 @@ pub fn builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
     let mut builder = http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
+        // RFC 8441: WebSocket over a stream (`crate::proxy`'s upgrades).
+        .enable_connect_protocol()
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_pending_accept_reset_streams(
@@ -213,6 +215,11 @@ impl Streams {
         }
     }
 }
+
+/// In the extensions of an HTTP/2 `CONNECT` request: the streams of its connection, so that a
+/// WebSocket tunnel made of the stream counts as a stream served for as long as it lasts.
+#[derive(Debug, Clone)]
+pub struct ConnectionStreams(pub Arc<Streams>);
 
 /// One stream being served (see [`Streams::open`]).
 #[derive(Debug)]

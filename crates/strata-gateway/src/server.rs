@@ -617,8 +617,12 @@ where
     {
         let streams = Streams::new(self.front.h2_max_resets);
         let (handler, watch) = (Arc::clone(&self.handler), Arc::clone(&streams));
-        let service = service_fn(move |request: Request<Incoming>| {
+        let service = service_fn(move |mut request: Request<Incoming>| {
             let open = watch.open();
+            if request.method() == http::Method::CONNECT {
+                let streams = http2::ConnectionStreams(Arc::clone(&watch));
+                request.extensions_mut().insert(streams);
+            }
             let response = handler(request);
             async move {
                 let response = response.await;

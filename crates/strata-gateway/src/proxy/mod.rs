@@ -127,6 +127,8 @@ impl Proxy {
     ) -> Response<ResponseBody> {
         let started = Instant::now();
         let (mut head, body) = request.into_parts();
+        // An HTTP/2 client's WebSocket handshake reads as an HTTP/1.1 one from here on.
+        upgrade::from_extended_connect(&mut head);
         let request_id = request_id(&head.headers);
         head.headers.insert(REQUEST_ID, request_id.clone());
         let trace = headers::rewrite_traceparent(&mut head.headers).trace_id();

@@ -16,6 +16,19 @@
 //!   frames are not lost on the way.
 //! - Any answer other than 101 goes back to the client as an ordinary response.
 //!
+//! # WebSocket over HTTP/2 (RFC 8441)
+//! The public listener's HTTP/2 connections allow the extended `CONNECT` (they send
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL`), which browsers use for a WebSocket when they already
+//! hold an HTTP/2 connection to the origin. Such a request (`CONNECT` with `:protocol
+//! websocket`) is turned into the HTTP/1.1 handshake before anything else reads it
+//! ([`from_extended_connect`]): `GET`, `Upgrade: websocket`, `Connection: upgrade` and a fresh
+//! `Sec-WebSocket-Key` (the client sends none over HTTP/2), its other headers kept. It is then
+//! validated, routed, limited and forwarded like an HTTP/1.1 handshake, to an instance over
+//! HTTP/1.1 whatever the pool's protocol; the instance's 101 becomes a `200` on the client's
+//! stream (with the negotiated subprotocol and extensions, not the HTTP/1.1 handshake's
+//! headers), and the stream carries the WebSocket's bytes from then on. While the tunnel
+//! lasts, its stream counts as served, so the client's connection is not idle.
+//!
 //! [`Limits::websocket_idle_timeout`]: crate::limits::Limits::websocket_idle_timeout
 //! [`Limits::drain_timeout`]: crate::limits::Limits::drain_timeout
 
@@ -28,9 +41,12 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, UPGRADE};
+use http::header::{
+    CONNECTION, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, UPGRADE,
+};
 use http::request::Parts;
-use http::{HeaderMap, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode, Version};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -38,6 +54,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{ClientInfo, Lease, Outcome, Proxy, RequestBody, ResponseBody};
 use crate::error::{ProxyError, RetrySafety};
+use crate::http2::{ConnectionStreams, Open};
 use crate::membership::{Instance, Pool};
 use crate::upstream::{Body as UpstreamBody, Outgoing, Switched, Upgrade};
 
@@ -53,6 +70,89 @@ pub(super) fn take(head: &mut Parts) -> Option<OnUpgrade> {
     } else {
         None
     }
+}
+
+/// Marks a handshake that came as an HTTP/2 extended `CONNECT` ([`from_extended_connect`]):
+/// its client is answered `200`, not `101`.
+#[derive(Debug, Clone, Copy)]
+struct OverHttp2;
+
+/// When `head` is an HTTP/2 extended `CONNECT` for a WebSocket (RFC 8441 §4: `CONNECT` with
+/// `:protocol websocket`), turns it into the HTTP/1.1 handshake the instance expects (see the
+/// module docs) and returns true. Any other request is left as it is.
+pub(super) fn from_extended_connect(head: &mut Parts) -> bool {
+    let websocket = head.method == Method::CONNECT
+        && head.version == Version::HTTP_2
+        && head
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|protocol| protocol.as_str().eq_ignore_ascii_case("websocket"));
+    if !websocket {
+        return false;
+    }
+    head.method = Method::GET;
+    head.headers
+        .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    head.headers
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    head.headers.insert(SEC_WEBSOCKET_KEY, handshake_key());
+    head.extensions.insert(OverHttp2);
+    true
+}
+
+/// A `Sec-WebSocket-Key`: 16 unpredictable bytes in base64 (RFC 6455 §4.1), from std's
+/// randomly keyed SipHash over a counter (a key only has to differ from handshake to
+/// handshake and not be guessable by an intermediary).
+fn handshake_key() -> HeaderValue {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let state = std::collections::hash_map::RandomState::new();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut nonce = [0u8; 16];
+    for (half, bytes) in nonce.chunks_mut(8).enumerate() {
+        let mut hasher = state.build_hasher();
+        hasher.write_u64(n);
+        hasher.write_usize(half);
+        bytes.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    // Base64 is ASCII: always a valid header value.
+    HeaderValue::from_str(&base64(&nonce)).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The headers of the instance's 101 that an HTTP/2 client's `200` carries: what the
+/// handshake negotiated. The rest (`Upgrade`, `Connection`, `Sec-WebSocket-Accept`) belongs to
+/// the HTTP/1.1 handshake (RFC 8441 §5).
+fn negotiated(headers: &HeaderMap) -> HeaderMap {
+    const KEPT: [HeaderName; 2] = [SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_EXTENSIONS];
+    let mut out = HeaderMap::new();
+    for name in KEPT {
+        for value in headers.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// `Connection: upgrade` and an `Upgrade` header.
@@ -86,6 +186,7 @@ impl Proxy {
             return Err((ProxyError::NoInstance { pool }, None));
         }
         let deadline = tokio::time::Instant::from_std(started + self.limits.request_timeout);
+        let over_h2 = head.extensions.get::<OverHttp2>().is_some();
         // The client's body, if any, is not forwarded: a handshake carries none.
         let request = Outgoing::new(
             &head,
@@ -121,6 +222,14 @@ impl Proxy {
                 } else {
                     instance.health().record_success();
                 }
+                // Over HTTP/2 a 2xx would open the client's tunnel on a connection that did
+                // not switch.
+                if over_h2 && refusal.status.is_success() {
+                    let error = ProxyError::Protocol(
+                        format!("{} to a WebSocket handshake, not 101", refusal.status).into(),
+                    );
+                    return Err((error, Some(instance)));
+                }
                 // A refusal (400, 401, 404, 426…): small, read whole, then the connection
                 // closes.
                 let bytes =
@@ -138,10 +247,12 @@ impl Proxy {
                 response.headers_mut().remove(http::header::CONTENT_LENGTH);
                 // The client's connection closes too: the framing watcher stopped at the
                 // upgrade request (`crate::framing`), so no request after it may be read.
-                response.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
+                // (Over HTTP/2 only the stream ends.)
+                if !over_h2 {
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
                 return Ok(Outcome {
                     response,
                     served_by: Some(Arc::clone(&instance)),
@@ -150,20 +261,28 @@ impl Proxy {
             }
         };
         let mut switching = Response::new(ResponseBody::Full(None));
-        *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        // The instance's 101 as it is: Upgrade, Connection, Sec-WebSocket-Accept and the
-        // negotiated protocol and extensions.
         let Switched {
             headers,
             stream,
             early,
         } = switched;
-        *switching.headers_mut() = headers;
+        if over_h2 {
+            *switching.headers_mut() = negotiated(&headers);
+        } else {
+            // The instance's 101 as it is: Upgrade, Connection, Sec-WebSocket-Accept and the
+            // negotiated protocol and extensions.
+            *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            *switching.headers_mut() = headers;
+        }
         let tunnel = Tunnel {
             instance: Arc::clone(&instance),
             pool: pool.name().into(),
             lease,
             idle: self.limits.websocket_idle_timeout,
+            stream: head
+                .extensions
+                .get::<ConnectionStreams>()
+                .map(|streams| streams.0.open()),
         };
         TUNNELS.with(|tunnels| tunnels.spawn(tunnel.run(on_client, stream, early)));
         Ok(Outcome {
@@ -255,6 +374,8 @@ struct Tunnel {
     /// Keeps the tunnel counted in the instance's in-flight requests until it closes.
     lease: Lease,
     idle: Duration,
+    /// Over HTTP/2: keeps the tunnel's stream counted as served on the client's connection.
+    stream: Option<Open>,
 }
 
 impl Tunnel {
@@ -266,6 +387,9 @@ impl Tunnel {
             Ok(client) => client,
             Err(error) => {
                 tracing::debug!(%error, pool = %self.pool, instance = self.instance.address(), "upgrade not completed");
+                if let Some(stream) = self.stream {
+                    stream.done();
+                }
                 return;
             }
         };
@@ -304,6 +428,9 @@ impl Tunnel {
             "WebSocket tunnel ended"
         );
         drop(self.lease);
+        if let Some(stream) = self.stream {
+            stream.done();
+        }
     }
 }
 
@@ -577,6 +704,85 @@ mod tests {
         *request.headers_mut() = headers(&ws);
         let (mut head, ()) = request.into_parts();
         assert!(take(&mut head).is_none());
+    }
+
+    #[test]
+    fn base64_pads_like_rfc_4648() {
+        // RFC 4648 §10's test vectors.
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, encoded) in vectors {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+        }
+        assert_eq!(base64(&[0xff, 0xef, 0xbe]), "/+++");
+    }
+
+    #[test]
+    fn handshake_keys_are_16_bytes_and_differ() {
+        let keys: std::collections::HashSet<_> = (0..100).map(|_| handshake_key()).collect();
+        assert_eq!(keys.len(), 100);
+        assert!(
+            keys.iter()
+                .all(|key| key.len() == 24 && key.as_bytes().ends_with(b"=="))
+        );
+    }
+
+    #[test]
+    fn an_extended_connect_becomes_an_http1_handshake() {
+        let connect = |protocol: Option<&'static str>, version| {
+            let mut request = Request::connect("http://shop.example/ws?room=a")
+                .version(version)
+                .header("sec-websocket-version", "13")
+                .header("sec-websocket-protocol", "chat")
+                .body(())
+                .unwrap();
+            if let Some(protocol) = protocol {
+                let protocol = hyper::ext::Protocol::from_static(protocol);
+                request.extensions_mut().insert(protocol);
+            }
+            request.into_parts().0
+        };
+        let mut head = connect(Some("websocket"), Version::HTTP_2);
+        assert!(from_extended_connect(&mut head));
+        assert_eq!(head.method, Method::GET);
+        assert!(wants_upgrade(&head.headers));
+        assert_eq!(head.headers[UPGRADE], "websocket");
+        assert_eq!(head.headers[SEC_WEBSOCKET_KEY].len(), 24);
+        assert_eq!(head.headers[SEC_WEBSOCKET_PROTOCOL], "chat");
+        assert!(head.extensions.get::<OverHttp2>().is_some());
+        // Not a WebSocket, or not HTTP/2: left alone.
+        for (protocol, version) in [
+            (Some("connect-udp"), Version::HTTP_2),
+            (None, Version::HTTP_2),
+            (Some("websocket"), Version::HTTP_11),
+        ] {
+            let mut head = connect(protocol, version);
+            assert!(!from_extended_connect(&mut head));
+            assert_eq!(head.method, Method::CONNECT);
+            assert!(!head.headers.contains_key(SEC_WEBSOCKET_KEY));
+        }
+    }
+
+    #[test]
+    fn an_http2_client_gets_only_what_the_handshake_negotiated() {
+        let switched = headers(&[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            ("sec-websocket-protocol", "chat"),
+            ("sec-websocket-extensions", "permessage-deflate"),
+        ]);
+        let kept = negotiated(&switched);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept[SEC_WEBSOCKET_PROTOCOL], "chat");
+        assert_eq!(kept[SEC_WEBSOCKET_EXTENSIONS], "permessage-deflate");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! HTTP/2 at the public listener: h2 over TLS chosen by ALPN, h2c with prior knowledge and by
 //! upgrade, many streams on one connection, each limit (streams, header list, rapid reset,
-//! idle, body size), `GOAWAY` on shutdown, and HTTP/1.1 and WebSocket on the same listener.
+//! idle, body size), `GOAWAY` on shutdown, HTTP/1.1 and WebSocket on the same listener, and
+//! WebSocket over an HTTP/2 stream (RFC 8441).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use crate::helpers::{Backend, WsBackend, config, spawn_gateway, ws_connect, ws_echo};
+use crate::helpers::{
+    Backend, WsBackend, config, eventually, spawn_gateway, ws_connect, ws_echo, ws_recv,
+};
 use crate::tls::{pki, temp_dir};
 
 type Sender = http2::SendRequest<Full<Bytes>>;
@@ -716,4 +719,128 @@ async fn http1_and_websocket_share_the_listener_with_h2() {
     assert_eq!(ws_echo(&mut ws, "hi").await.as_deref(), Some("chat-1: hi"));
     let paths: Vec<String> = backend.seen().into_iter().map(|s| s.path).collect();
     assert_eq!(paths, ["/h2", "/h1"]);
+}
+
+/// An extended `CONNECT` (RFC 8441) for a WebSocket to the chat route, room `room`.
+fn websocket_connect(room: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::connect(format!("http://shop.example/api/v1/chat/ws?room={room}"))
+        .header("sec-websocket-version", "13")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let protocol = hyper::ext::Protocol::from_static("websocket");
+    request.extensions_mut().insert(protocol);
+    request
+}
+
+#[tokio::test]
+async fn websocket_over_an_h2_stream_reaches_an_http1_instance() {
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let backend = Backend::start("api-1").await;
+    let chat = WsBackend::start("chat-1").await;
+    let mut config = config(&[("api", vec![backend.url()]), ("chat", vec![chat.url()])]);
+    config.http2.idle_timeout_ms = 300;
+    let gateway = spawn_gateway(config).await;
+    let (mut sender, connection) = h2c(gateway.addr).await;
+    // A first exchange: the gateway's SETTINGS, which allow the extended CONNECT, are in.
+    let (status, _, _) = send(&mut sender, get("http://shop.example/first")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let mut response = sender
+        .send_request(websocket_connect("lobby"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    for name in [
+        "upgrade",
+        "connection",
+        "sec-websocket-accept",
+        "content-length",
+    ] {
+        assert!(
+            !response.headers().contains_key(name),
+            "{name}: {:?}",
+            response.headers()
+        );
+    }
+    let stream = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(stream), Role::Client, None).await;
+    assert_eq!(
+        ws_recv(&mut ws).await.as_deref(),
+        Some("welcome from chat-1")
+    );
+    for i in 0..3 {
+        let reply = ws_echo(&mut ws, &format!("message {i}")).await;
+        assert_eq!(reply, Some(format!("chat-1: message {i}")));
+    }
+    // The instance accepted an HTTP/1.1 handshake (tungstenite checks its key and version).
+    assert_eq!(chat.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // The connection goes on serving requests beside the tunnel, which counts as in flight.
+    let (status, _, body) = send(&mut sender, get("http://shop.example/beside")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "hello from api-1")
+    );
+    let in_flight = |instances: Vec<serde_json::Value>| instances[0]["in_flight"].as_u64();
+    assert_eq!(in_flight(gateway.instances("chat").await), Some(1));
+    // An open tunnel keeps its connection from counting as idle.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        ws_echo(&mut ws, "still").await.as_deref(),
+        Some("chat-1: still")
+    );
+    let (status, _, _) = send(&mut sender, get("http://shop.example/later")).await;
+    assert_eq!(status, StatusCode::OK);
+
+    ws.close(None).await.unwrap();
+    eventually("the tunnel closed", || async {
+        in_flight(gateway.instances("chat").await) == Some(0)
+    })
+    .await;
+    // Then the connection is idle, and gets its GOAWAY.
+    let ended = tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("closed when idle");
+    assert!(ended.unwrap().is_ok(), "a graceful GOAWAY");
+}
+
+#[tokio::test]
+async fn an_h2_websocket_the_instance_does_not_switch_gets_its_answer_or_502() {
+    // An instance that answers the handshake like any request (200): over HTTP/2 that would
+    // open a tunnel to a connection that never switched, so the client gets 502.
+    let plain = Backend::start("plain-1").await;
+    let gateway = spawn_gateway(config(&[
+        ("api", vec![plain.url()]),
+        ("chat", vec![plain.url()]),
+    ]))
+    .await;
+    let (mut sender, _connection) = h2c(gateway.addr).await;
+    let (status, _, _) = send(&mut sender, get("http://shop.example/first")).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = sender
+        .send_request(websocket_connect("lobby"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(problem["error"]["code"].is_string(), "{problem}");
+    let handshake = plain.seen().into_iter().last().unwrap();
+    assert_eq!(handshake.path, "/api/v1/chat/ws");
+
+    // A pool without instances answers as it does over HTTP/1.1, and the stream only ends.
+    let gateway = spawn_gateway(config(&[("api", vec![plain.url()]), ("chat", vec![])])).await;
+    let (mut sender, _connection) = h2c(gateway.addr).await;
+    let (status, _, _) = send(&mut sender, get("http://shop.example/first")).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = sender
+        .send_request(websocket_connect("lobby"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!response.headers().contains_key("connection"));
+    let (status, _, _) = send(&mut sender, get("http://shop.example/again")).await;
+    assert_eq!(status, StatusCode::OK);
 }

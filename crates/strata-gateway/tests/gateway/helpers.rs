@@ -456,7 +456,10 @@ pub async fn ws_connect(gateway: SocketAddr, room: &str) -> (Ws, String) {
 }
 
 /// The next text message, or `None` when the WebSocket closed (or nothing came in 3 s).
-pub async fn ws_recv(ws: &mut Ws) -> Option<String> {
+pub async fn ws_recv<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Option<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     loop {
@@ -472,7 +475,13 @@ pub async fn ws_recv(ws: &mut Ws) -> Option<String> {
 }
 
 /// Sends `text` and returns the reply.
-pub async fn ws_echo(ws: &mut Ws, text: &str) -> Option<String> {
+pub async fn ws_echo<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    text: &str,
+) -> Option<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     ws.send(Message::text(text.to_owned())).await.ok()?;
