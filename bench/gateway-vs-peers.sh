@@ -7,7 +7,10 @@
 #         ceiling (wrk straight to a third one);
 #   api   strata's own api: three api instances of one `strata up` (SQLite, in-memory cache),
 #         cached `GET /api/v1/products/7`; strata also with `upstream_protocol = "http1"`
-#         (one request per connection at a time, a connection pool) as `strata_h1`;
+#         (one request per connection at a time, a connection pool) as `strata_h1`; and the
+#         direct ceiling, wrk straight to one of the instances (no proxy): no proxy that sends
+#         every request on to an instance can pass it on this machine, so `direct_vs_nginx`
+#         bounds what any proxy's ratio to nginx can be;
 #   hol   head-of-line mix: two `echo` backends answering `/fast` at once and `/slow` after
 #         100 ms; wrk -c32 on `/fast` and, at the same time, wrk -c4 on `/slow` (about 0.1 % of
 #         the requests are slow); the figures are the fast requests'. strata also as
@@ -40,7 +43,8 @@
 # `w<workers>_<scenario>_<target>_<figure>` and `w<workers>_<scenario>_strata_vs_<peer>`
 # (requests/s, strata over peer) and, for hol, `w<workers>_hol_p99_strata_over_<peer>`
 # (fast requests' p99, strata over peer: at most 1 means no worse); `w<workers>_h2_strata_vs_nginx`
-# is h2load's requests/s through strata over nginx's. `<prefix>_proxy_cpu_us` and
+# is h2load's requests/s through strata over nginx's; `w<workers>_api_direct_vs_nginx` is the
+# api's rate with no proxy over its rate behind nginx. `<prefix>_proxy_cpu_us` and
 # `<prefix>_instances_cpu_us` are the medians of the CPU time (user + system) per request of
 # the proxy's processes and of the instances' processes: on a shared 2-core machine the rate a
 # proxy reaches is bounded by what every process spends per request, and these show where it
@@ -193,7 +197,7 @@ declare -A INSTANCES=(
 declare -A PATH_OF=([echo]=/ [api]=/api/v1/products/7 [hol]=/fast [h2]=/)
 declare -A TARGETS_OF=(
     [echo]="direct strata nginx haproxy"
-    [api]="strata strata_h1 nginx haproxy"
+    [api]="direct strata strata_h1 nginx haproxy"
     [hol]="strata strata_h1 strata_pipelined nginx haproxy"
     [h2]="strata nginx haproxy"
 )
@@ -203,7 +207,9 @@ port_of() { # port_of SCENARIO TARGET
     local s t
     for s in "${!SCENARIO_LIST[@]}"; do [ "${SCENARIO_LIST[$s]}" = "$1" ] && break; done
     for t in "${!TARGET_LIST[@]}"; do [ "${TARGET_LIST[$t]}" = "$2" ] && break; done
-    if [ "$2" = direct ]; then
+    if [ "$2" = direct ] && [ "$1" = api ]; then
+        echo "$API1"
+    elif [ "$2" = direct ]; then
         echo "$DIRECT_PORT"
     else
         echo $((PROXY_BASE + s * 10 + t))
@@ -338,8 +344,8 @@ proxy_pids() { # proxy_pids SCENARIO TARGET
 }
 instance_pids() { # instance_pids SCENARIO TARGET
     case $1/$2 in
-    */direct) echo "${PID_OF[direct]}" ;;
     api/*) echo "${PID_OF[up]}" ;;
+    */direct) echo "${PID_OF[direct]}" ;;
     hol/*) echo "${PID_OF[hol1]} ${PID_OF[hol2]}" ;;
     *) echo "${PID_OF[echo1]} ${PID_OF[echo2]}" ;;
     esac
@@ -475,6 +481,9 @@ for workers in $WORKERS_LIST; do
                 json+=",\"w${workers}_${scenario}_p99_strata_over_${peer}\":$(ratio "${P99[strata]}" "${P99[$peer]}")"
             fi
         done
+        if [ "$scenario" = api ]; then
+            json+=",\"w${workers}_api_direct_vs_nginx\":$(ratio "${RPS[direct]}" "${RPS[nginx]}")"
+        fi
         unset RPS P50 P99
     done
     stop_pids "${PROXY_PIDS[@]}"
