@@ -25,8 +25,9 @@
 //! `Sec-WebSocket-Key` (the client sends none over HTTP/2), its other headers kept. It is then
 //! validated, routed, limited and forwarded like an HTTP/1.1 handshake, to an instance over
 //! HTTP/1.1 whatever the pool's protocol; the instance's 101 becomes a `200` on the client's
-//! stream (with the negotiated subprotocol and extensions, not the HTTP/1.1 handshake's
-//! headers), and the stream carries the WebSocket's bytes from then on. While the tunnel
+//! stream (its headers, the negotiated subprotocol and extensions among them, without those of
+//! the HTTP/1.1 handshake), and the stream carries the WebSocket's bytes from then on. A `2xx`
+//! without the switch would open a tunnel to nothing: the client gets 502. While the tunnel
 //! lasts, its stream counts as served, so the client's connection is not idle.
 //!
 //! [`Limits::websocket_idle_timeout`]: crate::limits::Limits::websocket_idle_timeout
@@ -42,8 +43,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    CONNECTION, HeaderName, HeaderValue, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_PROTOCOL, UPGRADE,
+    CONNECTION, CONTENT_LENGTH, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Response, StatusCode, Version};
@@ -141,14 +141,18 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// The headers of the instance's 101 that an HTTP/2 client's `200` carries: what the
-/// handshake negotiated. The rest (`Upgrade`, `Connection`, `Sec-WebSocket-Accept`) belongs to
-/// the HTTP/1.1 handshake (RFC 8441 §5).
-fn negotiated(headers: &HeaderMap) -> HeaderMap {
-    const KEPT: [HeaderName; 2] = [SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_EXTENSIONS];
-    let mut out = HeaderMap::new();
-    for name in KEPT {
-        for value in headers.get_all(&name) {
+/// The headers of the instance's 101 that an HTTP/2 client's `200` carries: all but those of
+/// the HTTP/1.1 handshake (`Sec-WebSocket-Accept`, RFC 8441 §5) and of its connection
+/// (`Upgrade`, `Connection` and what it names, `Content-Length`); the negotiated subprotocol
+/// and extensions stay.
+fn for_http2_client(headers: &HeaderMap) -> HeaderMap {
+    let named = super::headers::connection_tokens(headers);
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if name != SEC_WEBSOCKET_ACCEPT
+            && name != CONTENT_LENGTH
+            && super::headers::forwards(name, &named, false)
+        {
             out.append(name.clone(), value.clone());
         }
     }
@@ -267,7 +271,7 @@ impl Proxy {
             early,
         } = switched;
         if over_h2 {
-            *switching.headers_mut() = negotiated(&headers);
+            *switching.headers_mut() = for_http2_client(&headers);
         } else {
             // The instance's 101 as it is: Upgrade, Connection, Sec-WebSocket-Accept and the
             // negotiated protocol and extensions.
@@ -671,6 +675,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 
 #[cfg(test)]
 mod tests {
+    use http::header::{SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL};
     use http::{HeaderValue, Request};
 
     use super::*;
@@ -771,18 +776,23 @@ mod tests {
     }
 
     #[test]
-    fn an_http2_client_gets_only_what_the_handshake_negotiated() {
+    fn an_http2_client_gets_the_switch_without_the_http1_handshake() {
         let switched = headers(&[
             ("upgrade", "websocket"),
-            ("connection", "upgrade"),
+            ("connection", "upgrade, x-hop"),
+            ("x-hop", "1"),
+            ("keep-alive", "timeout=5"),
+            ("content-length", "0"),
             ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
             ("sec-websocket-protocol", "chat"),
             ("sec-websocket-extensions", "permessage-deflate"),
+            ("x-strata-instance", "chat-1"),
         ]);
-        let kept = negotiated(&switched);
-        assert_eq!(kept.len(), 2, "{kept:?}");
+        let kept = for_http2_client(&switched);
+        assert_eq!(kept.len(), 3, "{kept:?}");
         assert_eq!(kept[SEC_WEBSOCKET_PROTOCOL], "chat");
         assert_eq!(kept[SEC_WEBSOCKET_EXTENSIONS], "permessage-deflate");
+        assert_eq!(kept["x-strata-instance"], "chat-1");
     }
 
     #[tokio::test(start_paused = true)]

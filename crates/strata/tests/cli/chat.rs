@@ -167,3 +167,61 @@ async fn without_a_room_a_customer_joins_their_support_room_and_an_admin_is_aske
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_websocket_over_an_http2_stream_reaches_the_chat() {
+    use futures_util::{SinkExt, StreamExt};
+    use http_body_util::Empty;
+    use hyper::client::conn::http2;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let up = spawn_up(&["--api", "1", "--chat", "1"]).await;
+    let (id, token) = customer(&up, "h2@example.test").await;
+    let room = format!("support-{id}");
+    let tcp = tokio::net::TcpStream::connect(up.public).await.unwrap();
+    let (mut sender, connection) = http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // A first exchange: the gateway's SETTINGS, which allow the extended CONNECT, are in.
+    let first = hyper::Request::get(up.url("/api/v1/products/7"))
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    assert_eq!(sender.send_request(first).await.unwrap().status(), 200);
+
+    let url = ws_url(&up.url(""), Some(&token), Some(&room), None).replacen("ws://", "http://", 1);
+    let mut connect = hyper::Request::connect(url)
+        .header("sec-websocket-version", "13")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let protocol = hyper::ext::Protocol::from_static("websocket");
+    connect.extensions_mut().insert(protocol);
+    let mut response = sender.send_request(connect).await.unwrap();
+    assert_eq!(response.status(), 200, "{:?}", response.headers());
+    let stream = hyper::upgrade::on(&mut response).await.unwrap();
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(stream), Role::Client, None).await;
+
+    let send = ClientFrame::Send {
+        room: room.clone(),
+        client_id: uuid::Uuid::new_v4().simple().to_string(),
+        body: "over HTTP/2".to_owned(),
+    };
+    let text = serde_json::to_string(&send).unwrap();
+    ws.send(Message::text(text)).await.unwrap();
+    let (mut acked, mut delivered) = (false, false);
+    while !(acked && delivered) {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        let Ok(Some(Ok(Message::Text(text)))) = next else {
+            panic!("no frame: {next:?}");
+        };
+        match serde_json::from_str::<ServerFrame>(text.as_str()).unwrap() {
+            ServerFrame::Ack { .. } => acked = true,
+            ServerFrame::Message { body, .. } => delivered |= body == "over HTTP/2",
+            _ => {}
+        }
+    }
+    ws.close(None).await.unwrap();
+}
