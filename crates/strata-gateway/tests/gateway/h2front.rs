@@ -721,6 +721,15 @@ async fn http1_and_websocket_share_the_listener_with_h2() {
     assert_eq!(paths, ["/h2", "/h1"]);
 }
 
+/// h2c to `addr` after a first exchange, so the gateway's SETTINGS, which allow the extended
+/// `CONNECT`, are in.
+async fn h2c_settled(addr: std::net::SocketAddr) -> (Sender, JoinHandle<Result<(), hyper::Error>>) {
+    let (mut sender, connection) = h2c(addr).await;
+    let (status, _, _) = send(&mut sender, get("http://shop.example/first")).await;
+    assert_eq!(status, StatusCode::OK);
+    (sender, connection)
+}
+
 /// An extended `CONNECT` (RFC 8441) for a WebSocket to the chat route, room `room`.
 fn websocket_connect(room: &str) -> Request<Full<Bytes>> {
     let mut request = Request::connect(format!("http://shop.example/api/v1/chat/ws?room={room}"))
@@ -742,10 +751,7 @@ async fn websocket_over_an_h2_stream_reaches_an_http1_instance() {
     let mut config = config(&[("api", vec![backend.url()]), ("chat", vec![chat.url()])]);
     config.http2.idle_timeout_ms = 300;
     let gateway = spawn_gateway(config).await;
-    let (mut sender, connection) = h2c(gateway.addr).await;
-    // A first exchange: the gateway's SETTINGS, which allow the extended CONNECT, are in.
-    let (status, _, _) = send(&mut sender, get("http://shop.example/first")).await;
-    assert_eq!(status, StatusCode::OK);
+    let (mut sender, connection) = h2c_settled(gateway.addr).await;
 
     let mut response = sender
         .send_request(websocket_connect("lobby"))
@@ -816,9 +822,7 @@ async fn an_h2_websocket_the_instance_does_not_switch_gets_its_answer_or_502() {
         ("chat", vec![plain.url()]),
     ]))
     .await;
-    let (mut sender, _connection) = h2c(gateway.addr).await;
-    let (status, _, _) = send(&mut sender, get("http://shop.example/first")).await;
-    assert_eq!(status, StatusCode::OK);
+    let (mut sender, _connection) = h2c_settled(gateway.addr).await;
     let response = sender
         .send_request(websocket_connect("lobby"))
         .await
@@ -832,9 +836,7 @@ async fn an_h2_websocket_the_instance_does_not_switch_gets_its_answer_or_502() {
 
     // A pool without instances answers as it does over HTTP/1.1, and the stream only ends.
     let gateway = spawn_gateway(config(&[("api", vec![plain.url()]), ("chat", vec![])])).await;
-    let (mut sender, _connection) = h2c(gateway.addr).await;
-    let (status, _, _) = send(&mut sender, get("http://shop.example/first")).await;
-    assert_eq!(status, StatusCode::OK);
+    let (mut sender, _connection) = h2c_settled(gateway.addr).await;
     let response = sender
         .send_request(websocket_connect("lobby"))
         .await
