@@ -46,9 +46,11 @@
 # is h2load's requests/s through strata over nginx's; `w<workers>_api_direct_vs_nginx` is the
 # api's rate with no proxy over its rate behind nginx. `<prefix>_proxy_cpu_us` and
 # `<prefix>_instances_cpu_us` are the medians of the CPU time (user + system) per request of
-# the proxy's processes and of the instances' processes: on a shared 2-core machine the rate a
-# proxy reaches is bounded by what every process spends per request, and these show where it
-# goes (the client's share is the rest).
+# the proxy's processes and of the instances' processes, `<prefix>_proxy_sys_us` and
+# `<prefix>_instances_sys_us` the kernel's part of them (system calls and the loopback network
+# path they run), and `<prefix>_idle_pct` the share of the machine's CPU time left idle during
+# the run: on a shared 2-core machine the rate a proxy reaches is bounded by what every process
+# spends per request, and these show where it goes (the client's share is the rest).
 set -euo pipefail
 
 WORKERS_LIST=${WORKERS:-"1 2"}
@@ -319,20 +321,24 @@ to_ms() { # "542.00us" | "1.20ms" | "1.01s" -> milliseconds
         else { printf "%.3f", v } }'
 }
 
-# CPU time (user + system, clock ticks) of PIDs and their children (nginx's workers), all
-# threads included; a process that is gone counts 0.
+# CPU time of PIDs and their children (nginx's workers), all threads included, as "total
+# system" clock ticks (total = user + system); a process that is gone counts 0.
 cpu_ticks() {
-    local total=0 pid child ticks
+    local total=0 system=0 pid child ticks
     for pid in "$@"; do
         for child in "$pid" $(pgrep -P "$pid" || true); do
             # Fields after the command name, which may hold spaces: utime and stime are the
             # 12th and 13th.
-            ticks=$(sed 's/.*) //' "/proc/$child/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+            read -r ticks stime <<<"$(sed 's/.*) //' "/proc/$child/stat" 2>/dev/null |
+                awk '{ print $12 + $13, $13 }')"
             total=$((total + ${ticks:-0}))
+            system=$((system + ${stime:-0}))
         done
     done
-    echo "$total"
+    echo "$total $system"
 }
+# The machine's idle and total clock ticks (every CPU), from /proc/stat.
+machine_ticks() { awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print $5 + $6, t }' /proc/stat; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
 # The processes of a target (the proxy) and of a scenario's instances, for cpu_ticks.
 proxy_pids() { # proxy_pids SCENARIO TARGET
@@ -352,27 +358,35 @@ instance_pids() { # instance_pids SCENARIO TARGET
 }
 # Microseconds of CPU per request: per_request TICKS REQUESTS.
 per_request() { awk -v t="$1" -v n="$2" -v u="$TICK_US" 'BEGIN { if (n > 0) printf "%.2f", t * u / n; else print 0 }'; }
-# cpu_pair KEY: "proxy_ticks instances_ticks" now, for KEY = w<workers>-<scenario>-<target>.
+# cpu_pair KEY: "proxy_ticks proxy_system instances_ticks instances_system idle_ticks
+# machine_ticks" now, for KEY = w<workers>-<scenario>-<target>.
 cpu_pair() {
     local scenario target
     IFS=- read -r _ scenario target <<<"$1"
     # shellcheck disable=SC2046
-    echo "$(cpu_ticks $(proxy_pids "$scenario" "$target")) $(cpu_ticks $(instance_pids "$scenario" "$target"))"
+    echo "$(cpu_ticks $(proxy_pids "$scenario" "$target")) $(cpu_ticks $(instance_pids "$scenario" "$target")) $(machine_ticks)"
 }
-# cpu_per_request KEY BEFORE REQUESTS: "proxy_us instances_us" spent since BEFORE (a cpu_pair).
+# cpu_per_request KEY BEFORE REQUESTS: "proxy_us instances_us proxy_sys_us instances_sys_us
+# idle_pct" since BEFORE (a cpu_pair): CPU microseconds per request (in all, then the
+# system's part) and the share of the machine's CPU time left idle.
 cpu_per_request() {
-    local before_proxy before_instances now_proxy now_instances
-    read -r before_proxy before_instances <<<"$2"
-    read -r now_proxy now_instances <<<"$(cpu_pair "$1")"
-    echo "$(per_request $((now_proxy - before_proxy)) "$3") $(per_request $((now_instances - before_instances)) "$3")"
+    local -a before now
+    read -r -a before <<<"$2"
+    read -r -a now <<<"$(cpu_pair "$1")"
+    local d=() i
+    for i in 0 1 2 3 4 5; do d[i]=$((now[i] - before[i])); done
+    echo "$(per_request "${d[0]}" "$3") $(per_request "${d[2]}" "$3")" \
+        "$(per_request "${d[1]}" "$3") $(per_request "${d[3]}" "$3")" \
+        "$(awk -v i="${d[4]}" -v t="${d[5]}" 'BEGIN { if (t > 0) printf "%.1f", 100 * i / t; else print 0 }')"
 }
 
 RESULTS=$WORK/results.txt
 : >"$RESULTS"
 # run_wrk KEY PORT PATH SECONDS [warmup]: appends "KEY rps p50 p99 errors proxy_us
-# instances_us" (the last two: CPU microseconds per request of the proxy's processes and of
-# the instances', see `cpu_ticks`; in the api scenario the instances' process also holds an
-# idle chat and worker); in the hol scenario the slow requests run alongside on
+# instances_us proxy_sys_us instances_sys_us idle_pct" (CPU microseconds per request of the
+# proxy's processes and of the instances', in all and the kernel's part, see `cpu_ticks`, and
+# the machine's idle share; in the api scenario the instances' process also holds an idle chat
+# and worker); in the hol scenario the slow requests run alongside on
 # SLOW_CONNECTIONS connections (and count in the CPU figures, not in the requests).
 run_wrk() {
     local key=$1 port=$2 path=$3 seconds=$4 mode=${5:-measure} out slow_pid="" before
@@ -389,9 +403,9 @@ run_wrk() {
     }
     [ -n "$slow_pid" ] && wait "$slow_pid"
     [ "$mode" = warmup ] && return 0
-    local rps p50 p99 errors requests proxy_us instances_us
+    local rps p50 p99 errors requests cpu
     requests=$(awk '/ requests in / { print $1 }' <<<"$out")
-    read -r proxy_us instances_us <<<"$(cpu_per_request "$key" "$before" "$requests")"
+    cpu=$(cpu_per_request "$key" "$before" "$requests")
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
@@ -399,9 +413,8 @@ run_wrk() {
     if [ -n "$slow_pid" ]; then
         errors=$((errors + $(awk '/Non-2xx/ { n += $NF } END { print n + 0 }' "$WORK/slow.out")))
     fi
-    echo "$key $rps $p50 $p99 $errors $proxy_us $instances_us" >>"$RESULTS"
-    log "$(printf '%-26s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s  CPU/request proxy %6.2f us instances %6.2f us' \
-        "$key" "$rps" "$p50" "$p99" "$errors" "$proxy_us" "$instances_us")"
+    echo "$key $rps $p50 $p99 $errors $cpu" >>"$RESULTS"
+    log "$(printf '%-26s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s' "$key" "$rps" "$p50" "$p99" "$errors")$(cpu_log $cpu)"
 }
 
 # run_h2load KEY PORT PATH SECONDS [warmup]: as run_wrk, with h2load's HTTP/2 clients
@@ -415,17 +428,22 @@ run_h2load() {
         return 1
     }
     [ "$mode" = warmup ] && return 0
-    local rps mean max errors requests proxy_us instances_us
+    local rps mean max errors requests cpu
     requests=$(awk '/^requests:/ { gsub(/,/, ""); print $8 }' <<<"$out")
-    read -r proxy_us instances_us <<<"$(cpu_per_request "$key" "$before" "$requests")"
+    cpu=$(cpu_per_request "$key" "$before" "$requests")
     rps=$(awk '/^finished in/ { gsub(/,/, ""); print $4 }' <<<"$out")
     mean=$(to_ms "$(awk '/^time for request:/ { print $6 }' <<<"$out")")
     max=$(to_ms "$(awk '/^time for request:/ { print $5 }' <<<"$out")")
     errors=$(awk '/^requests:/ { gsub(/,/, ""); print $10 + $12 + $14 }' <<<"$out")
     errors=$((errors + $(awk '/^status codes:/ { gsub(/,/, ""); print $7 + $9 }' <<<"$out")))
-    echo "$key $rps $mean $max $errors $proxy_us $instances_us" >>"$RESULTS"
-    log "$(printf '%-26s %10.0f req/s  mean %6.3f ms  max %7.3f ms  errors %s  CPU/request proxy %6.2f us instances %6.2f us' \
-        "$key" "$rps" "$mean" "$max" "$errors" "$proxy_us" "$instances_us")"
+    echo "$key $rps $mean $max $errors $cpu" >>"$RESULTS"
+    log "$(printf '%-26s %10.0f req/s  mean %6.3f ms  max %7.3f ms  errors %s' "$key" "$rps" "$mean" "$max" "$errors")$(cpu_log $cpu)"
+}
+
+# cpu_log PROXY_US INSTANCES_US PROXY_SYS_US INSTANCES_SYS_US IDLE_PCT: the log's CPU part.
+cpu_log() {
+    printf '  CPU/request proxy %6.2f us (sys %5.2f) instances %6.2f us (sys %5.2f)  idle %4.1f %%' \
+        "$1" "$3" "$2" "$4" "$5"
 }
 
 median() { # median KEY COLUMN
@@ -466,13 +484,19 @@ for workers in $WORKERS_LIST; do
             P99[$target]=$(median "$key" 4)
             proxy_us=$(median "$key" 6)
             instances_us=$(median "$key" 7)
-            TABLE+=$(printf '%-8s %-6s %-18s %12.0f %10.3f %10.3f %8s %10.2f %10.2f' "$workers" "$scenario" \
-                "$target" "${RPS[$target]}" "${P50[$target]}" "${P99[$target]}" \
-                "$(total_errors "$key")" "$proxy_us" "$instances_us")$'\n'
+            proxy_sys_us=$(median "$key" 8)
+            instances_sys_us=$(median "$key" 9)
+            idle_pct=$(median "$key" 10)
+            TABLE+=$(printf '%-8s %-6s %-18s %12.0f %10.3f %10.3f %8s %10.2f %10.2f %10.2f %10.2f %7.1f' \
+                "$workers" "$scenario" "$target" "${RPS[$target]}" "${P50[$target]}" \
+                "${P99[$target]}" "$(total_errors "$key")" "$proxy_us" "$proxy_sys_us" \
+                "$instances_us" "$instances_sys_us" "$idle_pct")$'\n'
             prefix="w${workers}_${scenario}_${target}"
             json+=",\"${prefix}_rps\":$(printf '%.0f' "${RPS[$target]}")"
             json+=",\"${prefix}_p50_ms\":${P50[$target]},\"${prefix}_p99_ms\":${P99[$target]}"
             json+=",\"${prefix}_proxy_cpu_us\":$proxy_us,\"${prefix}_instances_cpu_us\":$instances_us"
+            json+=",\"${prefix}_proxy_sys_us\":$proxy_sys_us,\"${prefix}_instances_sys_us\":$instances_sys_us"
+            json+=",\"${prefix}_idle_pct\":$idle_pct"
         done
         for peer in nginx haproxy direct strata_h1; do
             [[ " ${targets[*]} " == *" $peer "* ]] || continue
@@ -490,8 +514,8 @@ for workers in $WORKERS_LIST; do
     PROXY_PIDS=()
 done
 
-printf '\n%-8s %-6s %-18s %12s %10s %10s %8s %10s %10s\n' workers scene target "req/s" "p50 ms" "p99 ms" \
-    errors "proxy us" "inst. us"
+printf '\n%-8s %-6s %-18s %12s %10s %10s %8s %10s %10s %10s %10s %7s\n' workers scene target \
+    "req/s" "p50 ms" "p99 ms" errors "proxy us" "proxy sys" "inst. us" "inst. sys" "idle %"
 printf '%s' "$TABLE"
 json+=",\"errors\":$(awk '{ n += $5 } END { print n + 0 }' "$RESULTS")}"
 echo

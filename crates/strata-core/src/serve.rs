@@ -9,14 +9,20 @@
 //! [`INLINE_STREAMS`] concurrent streams run on the connection's own task, as an HTTP/1.1
 //! request does; streams beyond them are spawned, so one busy connection still spreads over
 //! every core.
+//!
+//! A connection's writes are held while the connection is polled and go out together once it
+//! has done all it can ([`Held`]): the `h2` crate flushes whenever it queues a DATA frame of
+//! 256 bytes or more, so without this an HTTP/2 connection writes each response of such a body
+//! in a system call of its own, however many requests arrived in one read.
 
 use std::cell::Cell;
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
@@ -28,6 +34,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
@@ -38,6 +46,10 @@ use crate::shutdown::Shutdown;
 /// more are spawned onto the runtime. The gateway keeps one connection per worker to each
 /// instance and multiplexes its requests on it, typically a few to a few dozen at a time.
 pub const INLINE_STREAMS: usize = 32;
+
+/// Bytes a connection holds before it writes them whatever it is doing (a large body streams
+/// through, with the socket's back-pressure).
+const HELD_LIMIT: usize = 64 * 1024;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting, lets
 /// in-flight requests finish (HTTP/2 connections get a `GOAWAY`) and closes idle keep-alive
@@ -97,12 +109,13 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
         request.map(Body::new)
     });
     let streams = Arc::new(InlineStreams::default());
+    let (held, outbox) = Held::new(tcp, Arc::as_ptr(&streams));
     let mut builder = Builder::new(StreamExecutor(Arc::clone(&streams)));
     // RFC 8441: WebSocket over an HTTP/2 stream.
     builder.http2().enable_connect_protocol();
     let mut conn = pin!(
         builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .serve_connection_with_upgrades(TokioIo::new(held), TowerToHyperService::new(service))
     );
     let mut stopping = pin!(shutdown.cancelled());
     let mut stopped = false;
@@ -124,6 +137,9 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
                 }
             }
         }
+        // What the connection wrote while it was polled goes out in one write. A full socket
+        // wakes this task when it drains; a broken one has already failed the connection.
+        let sent = outbox.drain(cx);
         // Streams the connection started while it was polled, then every stream's progress.
         // A stream that answers wakes this task, which polls the connection again to write it.
         loop {
@@ -135,7 +151,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
                 Poll::Ready(None) | Poll::Pending => break,
             }
         }
-        if conn_done && running.is_empty() {
+        if conn_done && running.is_empty() && !matches!(sent, Poll::Pending) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -145,6 +161,153 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
 }
 
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A connection's socket as hyper sees it: reads go straight to the socket; what is written
+/// while the connection's own task polls the connection is held in the [`Outbox`], flushes
+/// included, until that poll is over ([`Outbox::drain`]), so everything the connection
+/// produced in one poll leaves in one write. Writes from anywhere else (an upgraded
+/// connection's task) go to the socket at once, after what is held.
+struct Held {
+    read: OwnedReadHalf,
+    outbox: Arc<Outbox>,
+    /// The address of the connection's [`InlineStreams`], compared with [`POLLING`]'s.
+    owner: usize,
+}
+
+impl Held {
+    fn new(tcp: TcpStream, owner: *const InlineStreams) -> (Self, Arc<Outbox>) {
+        let (read, write) = tcp.into_split();
+        let outbox = Arc::new(Outbox {
+            held: Mutex::new(Pending {
+                write,
+                bytes: Vec::new(),
+            }),
+        });
+        let held = Self {
+            read,
+            outbox: Arc::clone(&outbox),
+            owner: owner.addr(),
+        };
+        (held, outbox)
+    }
+
+    /// Whether the connection's own task is polling the connection right now.
+    fn polled_by_owner(&self) -> bool {
+        POLLING.get().addr() == self.owner
+    }
+}
+
+impl AsyncRead for Held {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Held {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[io::IoSlice::new(data)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        slices: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let owner = self.polled_by_owner();
+        let mut pending = self.outbox.lock();
+        let len: usize = slices.iter().map(|s| s.len()).sum();
+        if !owner || pending.bytes.len() + len > HELD_LIMIT {
+            ready!(pending.poll_drain(cx))?;
+            if !owner || len > HELD_LIMIT {
+                // Written from another task (an upgraded connection), or too large to be
+                // worth holding: straight to the socket.
+                return Pin::new(&mut pending.write).poll_write_vectored(cx, slices);
+            }
+        }
+        for slice in slices {
+            pending.bytes.extend_from_slice(slice);
+        }
+        Poll::Ready(Ok(len))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.polled_by_owner() {
+            // The connection's task writes it all once the connection's poll is over.
+            return Poll::Ready(Ok(()));
+        }
+        let mut pending = self.outbox.lock();
+        ready!(pending.poll_drain(cx))?;
+        Pin::new(&mut pending.write).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut pending = self.outbox.lock();
+        ready!(pending.poll_drain(cx))?;
+        Pin::new(&mut pending.write).poll_shutdown(cx)
+    }
+}
+
+/// The bytes a connection has written and not yet sent, with the socket's write half.
+struct Outbox {
+    held: Mutex<Pending>,
+}
+
+struct Pending {
+    write: OwnedWriteHalf,
+    bytes: Vec<u8>,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends what is held: `Pending` while the socket is full (the task is woken when it
+    /// drains), an error once it is broken (the connection fails on its next write).
+    fn drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.lock().poll_drain(cx)
+    }
+}
+
+impl Pending {
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut sent = 0;
+        let result = loop {
+            if sent == self.bytes.len() {
+                break Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut self.write).poll_write(cx, &self.bytes[sent..]) {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Ready(Err(e)) => break Poll::Ready(Err(e)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        match result {
+            // A broken socket: what is held can never leave.
+            Poll::Ready(Err(_)) => self.bytes.clear(),
+            _ => {
+                self.bytes.drain(..sent);
+            }
+        }
+        if self.bytes.is_empty() && self.bytes.capacity() > HELD_LIMIT {
+            self.bytes = Vec::new();
+        }
+        result
+    }
+}
 
 thread_local! {
     /// The connection whose task this thread is polling the connection of, if any: streams

@@ -1,7 +1,9 @@
 //! `strata_core::serve::serve` with real listeners: HTTP/2 with prior knowledge (what the
 //! gateway speaks to instances) runs more concurrent streams on one connection than it keeps
-//! on the connection's task, handlers see the peer's address, and a shutdown lets in-flight
-//! requests on both protocols finish while refusing new connections.
+//! on the connection's task, handlers see the peer's address, a connection's responses to
+//! requests that arrive together leave in a few writes, bodies larger than what a connection
+//! holds arrive whole, and a shutdown lets in-flight requests on both protocols finish while
+//! refusing new connections.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::routing::get;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -62,7 +64,16 @@ fn router(together: usize, held: Arc<Held>) -> Router {
             "/peer",
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
         )
+        .route(
+            "/body/{len}",
+            get(|Path(len): Path<usize>| async move { body_of(len) }),
+        )
         .with_state(held)
+}
+
+/// `len` bytes that differ along the way, so a piece lost or repeated shows.
+fn body_of(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 async fn start(router: Router) -> (SocketAddr, Shutdown, JoinHandle<std::io::Result<()>>) {
@@ -85,19 +96,27 @@ async fn h2c(addr: SocketAddr) -> (hyper::client::conn::http2::SendRequest<Body>
     (sender, local)
 }
 
-async fn get_text(
+async fn get_bytes_h2(
     mut sender: hyper::client::conn::http2::SendRequest<Body>,
     path: &str,
-) -> (u16, String) {
+) -> (u16, axum::body::Bytes) {
     let request = Request::get(format!("http://strata{path}"))
         .body(Body::empty())
         .expect("request");
     sender.ready().await.expect("connection ready");
     let response = sender.send_request(request).await.expect("response");
     let status = response.status().as_u16();
-    let body = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20)
+    let body = axum::body::to_bytes(Body::new(response.into_body()), 8 << 20)
         .await
         .expect("body");
+    (status, body)
+}
+
+async fn get_text(
+    sender: hyper::client::conn::http2::SendRequest<Body>,
+    path: &str,
+) -> (u16, String) {
+    let (status, body) = get_bytes_h2(sender, path).await;
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -112,18 +131,26 @@ async fn h1(addr: SocketAddr) -> (hyper::client::conn::http1::SendRequest<Body>,
     (sender, local)
 }
 
-async fn h1_get_text(
+async fn h1_get_bytes(
     mut sender: hyper::client::conn::http1::SendRequest<Body>,
     path: &str,
-) -> (u16, String) {
+) -> (u16, axum::body::Bytes) {
     let response = sender
         .send_request(Request::get(path).body(Body::empty()).expect("request"))
         .await
         .expect("response");
     let status = response.status().as_u16();
-    let body = axum::body::to_bytes(Body::new(response.into_body()), 1 << 20)
+    let body = axum::body::to_bytes(Body::new(response.into_body()), 8 << 20)
         .await
         .expect("body");
+    (status, body)
+}
+
+async fn h1_get_text(
+    sender: hyper::client::conn::http1::SendRequest<Body>,
+    path: &str,
+) -> (u16, String) {
+    let (status, body) = h1_get_bytes(sender, path).await;
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
@@ -210,4 +237,109 @@ async fn a_shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
         .expect("serve returns once they are answered")
         .expect("no panic")
         .expect("no error");
+}
+
+/// Write system calls made so far by this process's threads named `name` (Linux's
+/// `/proc/<pid>/task/<tid>/io`).
+fn writes_by_threads(name: &str) -> u64 {
+    let mut writes = 0;
+    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task") {
+        let path = task.expect("task").path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let io = std::fs::read_to_string(path.join("io")).unwrap_or_default();
+        writes += io
+            .lines()
+            .find_map(|line| line.strip_prefix("syscw: "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    writes
+}
+
+#[test]
+fn responses_to_streams_that_arrive_together_leave_in_a_few_writes() {
+    // The runtime's threads have a name of their own, so only this test's server and client
+    // count (other tests run beside it in this process).
+    const THREADS: &str = "held-writes";
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(THREADS)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (addr, shutdown, task) = start(router(1, Arc::default())).await;
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        let driver = tokio::spawn(connection);
+        let get = |client: h2::client::SendRequest<axum::body::Bytes>| async move {
+            let mut client = client.ready().await.expect("ready");
+            let request = http::Request::get("http://strata/body/300")
+                .body(())
+                .expect("request");
+            let (response, _) = client.send_request(request, true).expect("stream");
+            (client, response)
+        };
+        let read = |response: h2::client::ResponseFuture| async move {
+            let response = tokio::time::timeout(WAIT, response)
+                .await
+                .expect("answered")
+                .expect("response");
+            assert_eq!(response.status(), 200);
+            let mut body = response.into_body();
+            let mut got = Vec::new();
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.expect("data");
+                let _ = body.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            assert_eq!(got, body_of(300));
+        };
+        // The connection settles (SETTINGS and their acknowledgements) on a first request.
+        let (mut client, response) = get(client).await;
+        read(response).await;
+
+        // 64 requests queued on the client's connection before its task writes them: the
+        // server reads them in one or a few reads. Each answer's body (300 bytes) is one the
+        // `h2` crate flushes on its own, which without held writes costs a write per response.
+        let before = writes_by_threads(THREADS);
+        let mut responses = Vec::new();
+        for _ in 0..64 {
+            let (next, response) = get(client).await;
+            client = next;
+            responses.push(response);
+        }
+        for response in responses {
+            read(response).await;
+        }
+        let writes = writes_by_threads(THREADS) - before;
+        assert!(
+            writes <= 24,
+            "{writes} writes by the client and the server for 64 requests answered together"
+        );
+        drop(client);
+        driver.abort();
+        stop(shutdown, task).await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_larger_than_a_connection_holds_arrive_whole_on_both_protocols() {
+    let (addr, shutdown, task) = start(router(1, Arc::default())).await;
+    for len in [0, 300, 70_000, 3 << 20] {
+        let path = format!("/body/{len}");
+        let (sender, _) = h2c(addr).await;
+        let (status, body) = get_bytes_h2(sender, &path).await;
+        assert_eq!((status, body.len()), (200, len), "h2 {path}");
+        assert!(body == body_of(len), "h2 {path}: the bytes differ");
+        let (sender, _) = h1(addr).await;
+        let (status, body) = h1_get_bytes(sender, &path).await;
+        assert_eq!((status, body.len()), (200, len), "http/1.1 {path}");
+        assert!(body == body_of(len), "http/1.1 {path}: the bytes differ");
+    }
+    stop(shutdown, task).await;
 }
