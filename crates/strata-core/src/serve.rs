@@ -138,7 +138,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
             }
         }
         // What the connection wrote while it was polled goes out in one write. A full socket
-        // wakes this task when it drains; a broken one has already failed the connection.
+        // wakes this task when it drains; a broken one fails the connection's next write.
         let sent = outbox.drain(cx);
         // Streams the connection started while it was polled, then every stream's progress.
         // A stream that answers wakes this task, which polls the connection again to write it.
@@ -181,6 +181,7 @@ impl Held {
             held: Mutex::new(Pending {
                 write,
                 bytes: Vec::new(),
+                broken: None,
             }),
         });
         let held = Self {
@@ -223,6 +224,7 @@ impl AsyncWrite for Held {
     ) -> Poll<io::Result<usize>> {
         let owner = self.polled_by_owner();
         let mut pending = self.outbox.lock();
+        pending.broken()?;
         let len: usize = slices.iter().map(|s| s.len()).sum();
         if !owner || pending.bytes.len() + len > HELD_LIMIT {
             ready!(pending.poll_drain(cx))?;
@@ -245,7 +247,7 @@ impl AsyncWrite for Held {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.polled_by_owner() {
             // The connection's task writes it all once the connection's poll is over.
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(self.outbox.lock().broken());
         }
         let mut pending = self.outbox.lock();
         ready!(pending.poll_drain(cx))?;
@@ -267,6 +269,9 @@ struct Outbox {
 struct Pending {
     write: OwnedWriteHalf,
     bytes: Vec<u8>,
+    /// What broke the socket: every later write fails with it, so hyper ends the connection
+    /// rather than answer into a socket that drops everything.
+    broken: Option<io::ErrorKind>,
 }
 
 impl Outbox {
@@ -275,14 +280,20 @@ impl Outbox {
     }
 
     /// Sends what is held: `Pending` while the socket is full (the task is woken when it
-    /// drains), an error once it is broken (the connection fails on its next write).
+    /// drains), an error once it is broken (what is held is dropped, and the connection's
+    /// next write fails with the same error).
     fn drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.lock().poll_drain(cx)
     }
 }
 
 impl Pending {
+    fn broken(&self) -> io::Result<()> {
+        self.broken.map_or(Ok(()), |kind| Err(kind.into()))
+    }
+
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.broken()?;
         let mut sent = 0;
         let result = loop {
             if sent == self.bytes.len() {
@@ -297,7 +308,10 @@ impl Pending {
         };
         match result {
             // A broken socket: what is held can never leave.
-            Poll::Ready(Err(_)) => self.bytes.clear(),
+            Poll::Ready(Err(ref e)) => {
+                self.broken = Some(e.kind());
+                self.bytes = Vec::new();
+            }
             _ => {
                 self.bytes.drain(..sent);
             }
@@ -353,5 +367,103 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Box::pin(stream));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        (near, far)
+    }
+
+    /// Nothing arrives on `far` for a while.
+    async fn nothing_arrives(far: &mut TcpStream) {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_millis(50), far.read(&mut buf));
+        assert!(read.await.is_err(), "bytes arrived before the drain");
+    }
+
+    async fn read_exactly(far: &mut TcpStream, expected: &[u8]) {
+        let mut buf = vec![0u8; expected.len()];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, expected);
+    }
+
+    #[tokio::test]
+    async fn the_owners_writes_and_flushes_wait_for_the_drain_and_other_writes_go_at_once() {
+        let (near, mut far) = pair().await;
+        let owner = InlineStreams::default();
+        let (mut held, outbox) = Held::new(near, &raw const owner);
+
+        POLLING.set(&raw const owner);
+        held.write_all(b"one ").await.unwrap();
+        held.flush().await.unwrap();
+        held.write_all(b"two ").await.unwrap();
+        held.flush().await.unwrap();
+        POLLING.set(std::ptr::null());
+        nothing_arrives(&mut far).await;
+        std::future::poll_fn(|cx| outbox.drain(cx)).await.unwrap();
+        read_exactly(&mut far, b"one two ").await;
+
+        // Outside the owner's poll (an upgraded connection's task): at once, after what is held.
+        POLLING.set(&raw const owner);
+        held.write_all(b"held ").await.unwrap();
+        POLLING.set(std::ptr::null());
+        held.write_all(b"direct").await.unwrap();
+        read_exactly(&mut far, b"held direct").await;
+
+        // Past the limit a write goes through whoever makes it.
+        let big: Vec<u8> = (0..HELD_LIMIT + 1).map(|i| (i % 251) as u8).collect();
+        let reader = tokio::spawn(async move {
+            read_exactly(&mut far, &big).await;
+            far
+        });
+        POLLING.set(&raw const owner);
+        let big: Vec<u8> = (0..HELD_LIMIT + 1).map(|i| (i % 251) as u8).collect();
+        held.write_all(&big).await.unwrap();
+        POLLING.set(std::ptr::null());
+        let _far = reader.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_broken_socket_fails_the_owners_later_writes() {
+        let (near, far) = pair().await;
+        let owner = InlineStreams::default();
+        let (mut held, outbox) = Held::new(near, &raw const owner);
+        drop(far);
+        // The first writes to a closed peer may still be accepted; its reset breaks a later
+        // one (bounded: 200 tries, 10 ms apart).
+        let mut broke = false;
+        for _ in 0..200 {
+            POLLING.set(&raw const owner);
+            let wrote = held.write_all(b"into nothing").await;
+            POLLING.set(std::ptr::null());
+            if wrote.is_err() {
+                broke = true;
+                break;
+            }
+            if std::future::poll_fn(|cx| outbox.drain(cx)).await.is_err() {
+                // What was held is dropped; the owner's next write and flush fail.
+                POLLING.set(&raw const owner);
+                assert!(held.write_all(b"more").await.is_err());
+                assert!(held.flush().await.is_err());
+                POLLING.set(std::ptr::null());
+                broke = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(broke, "writing to a closed peer never failed");
     }
 }
