@@ -228,9 +228,14 @@ impl AsyncWrite for Held {
         let len: usize = slices.iter().map(|s| s.len()).sum();
         if !owner || pending.bytes.len() + len > HELD_LIMIT {
             ready!(pending.poll_drain(cx))?;
-            if !owner || len > HELD_LIMIT {
-                // Written from another task (an upgraded connection), or too large to be
-                // worth holding: straight to the socket.
+            if !owner {
+                // Written from another task (an upgraded connection, which may stay open and
+                // idle for hours): straight to the socket, and nothing kept for holding.
+                pending.bytes = Vec::new();
+                return Pin::new(&mut pending.write).poll_write_vectored(cx, slices);
+            }
+            if len > HELD_LIMIT {
+                // Too large to be worth holding: straight to the socket.
                 return Pin::new(&mut pending.write).poll_write_vectored(cx, slices);
             }
         }
