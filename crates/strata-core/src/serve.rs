@@ -109,7 +109,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, router: Router, shutdown: 
         request.map(Body::new)
     });
     let streams = Arc::new(InlineStreams::default());
-    let (held, outbox) = Held::new(tcp, Arc::as_ptr(&streams));
+    let (held, outbox) = Held::new(tcp, Arc::clone(&streams));
     let mut builder = Builder::new(StreamExecutor(Arc::clone(&streams)));
     // RFC 8441: WebSocket over an HTTP/2 stream.
     builder.http2().enable_connect_protocol();
@@ -170,12 +170,13 @@ type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 struct Held {
     read: OwnedReadHalf,
     outbox: Arc<Outbox>,
-    /// The address of the connection's [`InlineStreams`], compared with [`POLLING`]'s.
-    owner: usize,
+    /// The connection's [`InlineStreams`], compared with [`POLLING`] (held, so its address
+    /// cannot pass to another connection while an upgraded stream still writes here).
+    owner: Arc<InlineStreams>,
 }
 
 impl Held {
-    fn new(tcp: TcpStream, owner: *const InlineStreams) -> (Self, Arc<Outbox>) {
+    fn new(tcp: TcpStream, owner: Arc<InlineStreams>) -> (Self, Arc<Outbox>) {
         let (read, write) = tcp.into_split();
         let outbox = Arc::new(Outbox {
             held: Mutex::new(Pending {
@@ -187,14 +188,14 @@ impl Held {
         let held = Self {
             read,
             outbox: Arc::clone(&outbox),
-            owner: owner.addr(),
+            owner,
         };
         (held, outbox)
     }
 
     /// Whether the connection's own task is polling the connection right now.
     fn polled_by_owner(&self) -> bool {
-        POLLING.get().addr() == self.owner
+        POLLING.get() == Arc::as_ptr(&self.owner)
     }
 }
 
@@ -410,10 +411,10 @@ mod tests {
     #[tokio::test]
     async fn the_owners_writes_and_flushes_wait_for_the_drain_and_other_writes_go_at_once() {
         let (near, mut far) = pair().await;
-        let owner = InlineStreams::default();
-        let (mut held, outbox) = Held::new(near, &raw const owner);
+        let owner = Arc::new(InlineStreams::default());
+        let (mut held, outbox) = Held::new(near, Arc::clone(&owner));
 
-        POLLING.set(&raw const owner);
+        POLLING.set(Arc::as_ptr(&owner));
         held.write_all(b"one ").await.unwrap();
         held.flush().await.unwrap();
         held.write_all(b"two ").await.unwrap();
@@ -424,7 +425,7 @@ mod tests {
         read_exactly(&mut far, b"one two ").await;
 
         // Outside the owner's poll (an upgraded connection's task): at once, after what is held.
-        POLLING.set(&raw const owner);
+        POLLING.set(Arc::as_ptr(&owner));
         held.write_all(b"held ").await.unwrap();
         POLLING.set(std::ptr::null());
         held.write_all(b"direct").await.unwrap();
@@ -436,7 +437,7 @@ mod tests {
             read_exactly(&mut far, &big).await;
             far
         });
-        POLLING.set(&raw const owner);
+        POLLING.set(Arc::as_ptr(&owner));
         let big: Vec<u8> = (0..HELD_LIMIT + 1).map(|i| (i % 251) as u8).collect();
         held.write_all(&big).await.unwrap();
         POLLING.set(std::ptr::null());
@@ -449,14 +450,14 @@ mod tests {
     #[tokio::test]
     async fn a_broken_socket_fails_the_owners_later_writes() {
         let (near, far) = pair().await;
-        let owner = InlineStreams::default();
-        let (mut held, outbox) = Held::new(near, &raw const owner);
+        let owner = Arc::new(InlineStreams::default());
+        let (mut held, outbox) = Held::new(near, Arc::clone(&owner));
         drop(far);
         // The first writes to a closed peer may still be accepted; its reset breaks a later
         // one (bounded: 200 tries, 10 ms apart).
         let mut broke = false;
         for _ in 0..200 {
-            POLLING.set(&raw const owner);
+            POLLING.set(Arc::as_ptr(&owner));
             let wrote = held.write_all(b"into nothing").await;
             POLLING.set(std::ptr::null());
             if wrote.is_err() {
@@ -465,7 +466,7 @@ mod tests {
             }
             if std::future::poll_fn(|cx| outbox.drain(cx)).await.is_err() {
                 // What was held is dropped; the owner's next write and flush fail.
-                POLLING.set(&raw const owner);
+                POLLING.set(Arc::as_ptr(&owner));
                 assert!(held.write_all(b"more").await.is_err());
                 assert!(held.flush().await.is_err());
                 POLLING.set(std::ptr::null());
