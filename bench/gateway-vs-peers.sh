@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # strata's gateway against nginx and HAProxy in front of the same instances on loopback,
 # measured with wrk (h2load for HTTP/2 clients) in one run, interleaved, as ratios (the machine
-# is noisy). Four scenarios, each with 1 and 2 workers per proxy:
+# is noisy). Five scenarios, each with 1 and 2 workers per proxy:
 #
 #   echo  two tiny `echo` backends (crates/strata-gateway/examples/echo.rs), plus the direct
 #         ceiling (wrk straight to a third one);
@@ -20,13 +20,16 @@
 #         backends (each proxy with its own upstream protocol and defaults: strata h2c, nginx
 #         and HAProxy HTTP/1.1 keep-alive); nginx with `listen … http2`, HAProxy with
 #         `proto h2`. h2load reports no percentiles: the p50 and p99 columns hold its mean
-#         and its maximum request time.
+#         and its maximum request time;
+#   h2api the same HTTP/2 clients in front of strata's own api (the api scenario's instances
+#         and path): a body of 256 bytes or more (a product is 327) is one the `h2` crate
+#         flushes on its own, which the echo backends' short answers never are.
 #
 #   bench/gateway-vs-peers.sh                       # every scenario, 1 and 2 workers
 #   SCENARIOS=api WORKERS=1 bench/gateway-vs-peers.sh
 #
 # Knobs (environment): WORKERS ("1 2": worker counts, run in turn), SCENARIOS ("echo api
-# hol h2"), ROUNDS (3), DURATION (5, seconds per wrk run), CONNECTIONS (32), SLOW_CONNECTIONS
+# hol h2 h2api"), ROUNDS (3), DURATION (5, seconds per wrk run), CONNECTIONS (32), SLOW_CONNECTIONS
 # (4), SLOW_MS (100), WRK_THREADS (1), H2_CONNECTIONS (8), H2_STREAMS (16), BASE_PORT
 # (18100), SKIP_BUILD (0).
 #
@@ -43,7 +46,7 @@
 # `w<workers>_<scenario>_<target>_<figure>` and `w<workers>_<scenario>_strata_vs_<peer>`
 # (requests/s, strata over peer) and, for hol, `w<workers>_hol_p99_strata_over_<peer>`
 # (fast requests' p99, strata over peer: at most 1 means no worse); `w<workers>_h2_strata_vs_nginx`
-# is h2load's requests/s through strata over nginx's; `w<workers>_api_direct_vs_nginx` is the
+# and `w<workers>_h2api_strata_vs_nginx` are h2load's requests/s through strata over nginx's; `w<workers>_api_direct_vs_nginx` is the
 # api's rate with no proxy over its rate behind nginx. `<prefix>_proxy_cpu_us` and
 # `<prefix>_instances_cpu_us` are the medians of the CPU time (user + system) per request of
 # the proxy's processes and of the instances' processes, `<prefix>_proxy_sys_us` and
@@ -54,7 +57,7 @@
 set -euo pipefail
 
 WORKERS_LIST=${WORKERS:-"1 2"}
-SCENARIOS=${SCENARIOS:-"echo api hol h2"}
+SCENARIOS=${SCENARIOS:-"echo api hol h2 h2api"}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-32}
@@ -92,7 +95,7 @@ missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 command -v wrk >/dev/null || missing+=(wrk)
-[[ " $SCENARIOS " == *" h2 "* ]] && { command -v h2load >/dev/null || missing+=(nghttp2-client); }
+[[ " $SCENARIOS " == *" h2"* ]] && { command -v h2load >/dev/null || missing+=(nghttp2-client); }
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
     SUDO=""
@@ -164,6 +167,8 @@ start_proxy() { # start_proxy NAME COMMAND... (for one worker count)
 }
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+# Whether a scenario's clients speak HTTP/2 (h2load) rather than HTTP/1.1 (wrk).
+h2_clients() { [ "$1" = h2 ] || [ "$1" = h2api ]; }
 
 if has echo || has h2; then
     start echo1 "$BIN/echo" "127.0.0.1:$ECHO1"
@@ -174,7 +179,7 @@ if has hol; then
     start hol1 env ECHO_SLOW_MS="$SLOW_MS" "$BIN/echo" "127.0.0.1:$HOL1"
     start hol2 env ECHO_SLOW_MS="$SLOW_MS" "$BIN/echo" "127.0.0.1:$HOL2"
 fi
-if has api; then
+if has api || has h2api; then
     mkdir -p "$WORK/up"
     # Three api instances; the gateway of `strata up` itself is not measured.
     start up env STRATA_API_LISTEN="127.0.0.1:$API1" STRATA_CHAT_LISTEN="127.0.0.1:$CHAT1" \
@@ -195,15 +200,18 @@ declare -A INSTANCES=(
     [api]="$API1 $((API1 + 1)) $((API1 + 2))"
     [hol]="$HOL1 $HOL2"
     [h2]="$ECHO1 $ECHO2"
+    [h2api]="$API1 $((API1 + 1)) $((API1 + 2))"
 )
-declare -A PATH_OF=([echo]=/ [api]=/api/v1/products/7 [hol]=/fast [h2]=/)
+declare -A PATH_OF=([echo]=/ [api]=/api/v1/products/7 [hol]=/fast [h2]=/
+    [h2api]=/api/v1/products/7)
 declare -A TARGETS_OF=(
     [echo]="direct strata nginx haproxy"
     [api]="direct strata strata_h1 nginx haproxy"
     [hol]="strata strata_h1 strata_pipelined nginx haproxy"
     [h2]="strata nginx haproxy"
+    [h2api]="strata nginx haproxy"
 )
-SCENARIO_LIST=(echo api hol h2)
+SCENARIO_LIST=(echo api hol h2 h2api)
 TARGET_LIST=(direct strata strata_h1 strata_pipelined nginx haproxy)
 port_of() { # port_of SCENARIO TARGET
     local s t
@@ -267,7 +275,7 @@ start_proxies() { # start_proxies WORKERS
             echo "}"
             # HTTP/2 over cleartext with prior knowledge (nginx has no h2c upgrade).
             local http2=""
-            [ "$scenario" = h2 ] && http2=" http2"
+            h2_clients "$scenario" && http2=" http2"
             # nginx closes a client connection after 1 000 requests by default (HTTP/2 ones
             # too, which h2load counts as failed streams); strata and HAProxy do not.
             echo "server { listen 127.0.0.1:$(port_of "$scenario" nginx)$http2;"
@@ -279,7 +287,7 @@ start_proxies() { # start_proxies WORKERS
         } >>"$WORK/nginx.conf"
         {
             echo "frontend $scenario"
-            if [ "$scenario" = h2 ]; then
+            if h2_clients "$scenario"; then
                 echo "    bind 127.0.0.1:$(port_of "$scenario" haproxy) proto h2"
             else
                 echo "    bind 127.0.0.1:$(port_of "$scenario" haproxy)"
@@ -302,7 +310,7 @@ start_proxies() { # start_proxies WORKERS
     for scenario in "${SCENARIO_LIST[@]}"; do
         has "$scenario" || continue
         local option=--http1.1
-        [ "$scenario" = h2 ] && option=--http2-prior-knowledge
+        h2_clients "$scenario" && option=--http2-prior-knowledge
         for target in ${TARGETS_OF[$scenario]}; do
             wait_port "$(port_of "$scenario" "$target")" "${PATH_OF[$scenario]}" "$option" || {
                 cat "$WORK"/*.err >&2
@@ -350,7 +358,7 @@ proxy_pids() { # proxy_pids SCENARIO TARGET
 }
 instance_pids() { # instance_pids SCENARIO TARGET
     case $1/$2 in
-    api/*) echo "${PID_OF[up]}" ;;
+    api/* | h2api/*) echo "${PID_OF[up]}" ;;
     */direct) echo "${PID_OF[direct]}" ;;
     hol/*) echo "${PID_OF[hol1]} ${PID_OF[hol2]}" ;;
     *) echo "${PID_OF[echo1]} ${PID_OF[echo2]}" ;;
@@ -463,7 +471,7 @@ for workers in $WORKERS_LIST; do
         read -r -a targets <<<"${TARGETS_OF[$scenario]}"
         path=${PATH_OF[$scenario]}
         run=run_wrk
-        [ "$scenario" = h2 ] && run=run_h2load
+        h2_clients "$scenario" && run=run_h2load
         log "workers=$workers scenario=$scenario rounds=$ROUNDS duration=${DURATION}s"
         for target in "${targets[@]}"; do
             $run "w$workers-$scenario-$target" "$(port_of "$scenario" "$target")" "$path" 1 warmup

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod held;
 pub mod http;
 #[cfg(feature = "testing")]
 pub mod ops_checks;

@@ -135,6 +135,28 @@ fn host_port(url: &str) -> Option<String> {
     (!host_port.is_empty()).then(|| host_port.to_owned())
 }
 
+/// Write system calls made so far by this process's threads named `name` (Linux's
+/// `/proc/<pid>/task/<tid>/io`): how a test running client and server on a thread of its own
+/// sees that their writes were gathered. 0 where `/proc` cannot tell.
+pub fn writes_by_threads(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .map(|task| task.path())
+        .filter(|path| {
+            std::fs::read_to_string(path.join("comm")).is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|path| std::fs::read_to_string(path.join("io")).ok())
+        .filter_map(|io| {
+            io.lines()
+                .find_map(|line| line.strip_prefix("syscw: "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,9 @@
 //! HTTP/1.1 request asked for `Upgrade: h2c` ([`crate::h2c_upgrade`]). Its requests go to the
 //! same handler as HTTP/1.1's: routing, balancing, retries, rate limits, logs and metrics do
 //! not know the difference; `:authority` is the request's `Host` (`proxy::validate`), and the
-//! instance is reached over its pool's protocol. WebSocket stays on HTTP/1.1 (HTTP/2's
-//! extended `CONNECT`, RFC 8441, is not offered).
+//! instance is reached over its pool's protocol. WebSocket comes over HTTP/1.1 or as an
+//! extended `CONNECT` stream (RFC 8441). The responses one poll of a connection writes leave
+//! in one write ([`strata_core::held`]), not one each.
 //!
 //! # Limits
 //! - Streams open at once: `SETTINGS_MAX_CONCURRENT_STREAMS`
@@ -37,6 +38,7 @@ use hyper::server::conn::http2;
 use hyper::service::HttpService;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use strata_core::Shutdown;
+use strata_core::held::Held;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -268,8 +270,12 @@ pub async fn serve_connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let connection = builder.serve_connection(TokioIo::new(io), service);
+    // The responses a poll of the connection writes leave together (see `strata_core::held`).
+    let (read, write) = tokio::io::split(io);
+    let (held, outbox) = Held::new(read, write);
+    let connection = builder.serve_connection(TokioIo::new(held), service);
     let mut connection = std::pin::pin!(connection);
+    let mut connection = outbox.drive(connection.as_mut());
     let mut going_away = false;
     let mut hard_stop: Option<Instant> = None;
     loop {
@@ -277,7 +283,7 @@ pub async fn serve_connection<I, S, B>(
         let stop_at = hard_stop.unwrap_or_else(|| Instant::now() + idle);
         tokio::select! {
             biased;
-            served = connection.as_mut() => {
+            served = &mut connection => {
                 if let Err(error) = served {
                     tracing::debug!(listener = name, %peer, %error, "HTTP/2 connection ended with an error");
                 }
@@ -286,7 +292,7 @@ pub async fn serve_connection<I, S, B>(
             () = abort.cancelled() => return,
             () = closing.cancelled(), if !going_away => {
                 going_away = true;
-                connection.as_mut().graceful_shutdown();
+                connection.connection().as_mut().graceful_shutdown();
             }
             () = streams.calm.notified(), if !going_away => {
                 tracing::warn!(
@@ -297,13 +303,13 @@ pub async fn serve_connection<I, S, B>(
                 );
                 going_away = true;
                 hard_stop = Some(Instant::now() + RESET_CLOSE_GRACE);
-                connection.as_mut().graceful_shutdown();
+                connection.connection().as_mut().graceful_shutdown();
             }
             () = tokio::time::sleep_until(idle_at), if !going_away => {
                 if streams.idle_deadline(idle) <= Instant::now() {
                     tracing::debug!(listener = name, %peer, ?idle, "idle HTTP/2 connection closed");
                     going_away = true;
-                    connection.as_mut().graceful_shutdown();
+                    connection.connection().as_mut().graceful_shutdown();
                 }
             }
             () = tokio::time::sleep_until(stop_at), if hard_stop.is_some() => return,

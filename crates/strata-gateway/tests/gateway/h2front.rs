@@ -846,3 +846,155 @@ async fn an_h2_websocket_the_instance_does_not_switch_gets_its_answer_or_502() {
     let (status, _, _) = send(&mut sender, get("http://shop.example/again")).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// An instance served like strata's own (`strata_core::serve`): `/bytes/{n}` answers `n`
+/// bytes of [`body_of`].
+async fn bytes_instance() -> (std::net::SocketAddr, strata_core::Shutdown) {
+    use axum::extract::Path;
+    let router = axum::Router::new().route(
+        "/bytes/{n}",
+        axum::routing::get(|Path(n): Path<usize>| async move { body_of(n) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = strata_core::Shutdown::new();
+    tokio::spawn(strata_core::serve::serve(
+        listener,
+        router,
+        shutdown.clone(),
+    ));
+    (addr, shutdown)
+}
+
+fn body_of(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[test]
+fn responses_to_streams_that_arrive_together_leave_the_gateway_in_a_few_writes() {
+    // Client, gateway and instance run on one thread of their own, named so that only its
+    // writes count (other tests run beside it in this process), and in one runtime, so each
+    // side writes only once everything queued for it is queued, whatever the load.
+    const THREAD: &str = "h2-front-held";
+    std::thread::Builder::new()
+        .name(THREAD.into())
+        .spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(front_door_held_writes(THREAD));
+        })
+        .unwrap()
+        .join()
+        .expect("no panic");
+}
+
+async fn front_door_held_writes(thread: &str) {
+    let (instance, stop_instance) = bytes_instance().await;
+    let gateway = spawn_gateway(config(&[("api", vec![format!("http://{instance}")])])).await;
+    let tcp = TcpStream::connect(gateway.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let get = |client: h2::client::SendRequest<Bytes>| async move {
+        let mut client = client.ready().await.unwrap();
+        let request = Request::get("http://shop.example/bytes/300")
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        (client, response)
+    };
+    let read = |response: h2::client::ResponseFuture| async move {
+        let response = tokio::time::timeout(Duration::from_secs(10), response)
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut body = response.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, body_of(300));
+    };
+    // The connections settle (SETTINGS and their acknowledgements, the instance's h2c
+    // connection) on a first request.
+    let (mut client, response) = get(client).await;
+    read(response).await;
+
+    // 64 requests queued on the client's connection before its task writes them. Each
+    // answer's body (300 bytes) is one the `h2` crate flushes on its own: without held
+    // writes at the front door that is a write per response, 64 on this thread on top of
+    // the client's, the gateway's to the instance and the instance's (a few each).
+    let before = strata_core::testkit::writes_by_threads(thread);
+    let mut responses = Vec::new();
+    for _ in 0..64 {
+        let (next, response) = get(client).await;
+        client = next;
+        responses.push(response);
+    }
+    for response in responses {
+        read(response).await;
+    }
+    let writes = strata_core::testkit::writes_by_threads(thread) - before;
+    assert!(
+        (1..=24).contains(&writes),
+        "{writes} writes by the client, the gateway and the instance for 64 requests answered together"
+    );
+    drop(client);
+    driver.abort();
+    stop_instance.cancel();
+}
+
+#[tokio::test]
+async fn bodies_larger_than_a_connection_holds_arrive_whole_over_h2c_and_h2_over_tls() {
+    let (instance, stop_instance) = bytes_instance().await;
+    let pools = [("api", vec![format!("http://{instance}")])];
+    let plain = spawn_gateway(config(&pools)).await;
+    let pki = pki(&temp_dir("h2-held-bodies"));
+    let mut secure = config(&pools);
+    secure.tls_cert = pki.cert.clone();
+    secure.tls_key = pki.key.clone();
+    let secure = spawn_gateway(secure).await;
+    let tls = tls_connector(&pki.ca, &[b"h2"])
+        .connect(
+            ServerName::try_from("localhost").unwrap(),
+            TcpStream::connect(secure.addr).await.unwrap(),
+        )
+        .await
+        .unwrap();
+    let (over_tls, _tls_connection) = h2_over(tls).await;
+    let (over_tcp, _tcp_connection) = h2c(plain.addr).await;
+    for (mut sender, scheme) in [(over_tls, "https"), (over_tcp, "http")] {
+        // Settled first (the server's SETTINGS), then several at once on the connection:
+        // small ones held, large ones past the limit.
+        let (status, _, body) =
+            send(&mut sender, get(&format!("{scheme}://localhost/bytes/1"))).await;
+        assert_eq!((status, body.as_bytes()), (StatusCode::OK, &[0u8][..]));
+        let lens = [0, 300, 70_000, 3 << 20, 300];
+        let answers = lens.map(|len| {
+            let response = sender.send_request(get(&format!("{scheme}://localhost/bytes/{len}")));
+            async move {
+                let response = response.await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK);
+                response.into_body().collect().await.unwrap().to_bytes()
+            }
+        });
+        let bodies = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join_all(answers),
+        )
+        .await
+        .expect("all answered");
+        for (len, body) in lens.into_iter().zip(bodies) {
+            assert!(
+                body == body_of(len),
+                "{scheme}: a body of {len} bytes arrived altered"
+            );
+        }
+    }
+    stop_instance.cancel();
+}
