@@ -7,7 +7,9 @@
 //! response in a system call of its own. [`Held`] stands for the socket instead: what the
 //! connection writes, flushes included, while [`Driven`] polls it is kept in the [`Outbox`]
 //! and sent in one write (then flushed) as soon as that poll is over. Both ends of strata's
-//! HTTP/2 use it: every role's server ([`crate::serve`]) and the gateway's front door.
+//! HTTP/2 use it: every role's server ([`crate::serve`]), the gateway's front door, and the
+//! gateway's connections to instances, which also wait one turn of the worker's loop before
+//! they send ([`Outbox::drive_gathering`]).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -110,6 +112,21 @@ impl<W: AsyncWrite + Unpin> Outbox<W> {
             connection,
             outbox: self,
             done: None,
+            gather: false,
+            turn: None,
+            draining: false,
+        }
+    }
+
+    /// As [`Outbox::drive`], but what a poll wrote waits for one turn of the runtime's loop
+    /// (its sockets polled, the tasks they woke run) and the poll after it before it is sent:
+    /// what those tasks hand the connection meanwhile (the requests of every client connection
+    /// read in that turn) joins the same write. An idle runtime comes straight back from the
+    /// turn (one non-blocking poll of its sockets), so nothing waits for a timer.
+    pub fn drive_gathering<F: Future + Unpin>(self, connection: F) -> Driven<F, W> {
+        Driven {
+            gather: true,
+            ..self.drive(connection)
         }
     }
 
@@ -127,6 +144,12 @@ pub struct Driven<F: Future, W> {
     connection: F,
     outbox: Outbox<W>,
     done: Option<F::Output>,
+    /// Whether held bytes wait for a turn of the loop ([`Outbox::drive_gathering`]).
+    gather: bool,
+    /// The turn they wait for, once started.
+    turn: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// The socket was full at the last drain: the rest goes out as it empties, with no turn.
+    draining: bool,
 }
 
 impl<F: Future, W> Driven<F, W> {
@@ -152,10 +175,23 @@ where
                 this.done = Some(done);
             }
         }
+        // Gathering: what was held waits for a turn of the loop (unless the socket was full,
+        // when the rest goes on out as it empties), then for the poll after it.
+        if this.gather && !this.draining && this.done.is_none() && this.outbox.shared.lock().holds()
+        {
+            let turn = this
+                .turn
+                .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));
+            if turn.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.turn = None;
+        }
         // What the connection wrote while it was polled goes out in one write. A full socket
         // wakes this task when it drains; a broken one fails the connection's next write,
         // which the connection reports.
-        if this.outbox.drain(cx).is_pending() {
+        this.draining = this.outbox.drain(cx).is_pending();
+        if this.draining {
             return Poll::Pending;
         }
         this.done.take().map_or(Poll::Pending, Poll::Ready)
@@ -259,6 +295,11 @@ impl<W> Shared<W> {
 impl<W: AsyncWrite + Unpin> Pending<W> {
     fn broken(&self) -> io::Result<()> {
         self.broken.map_or(Ok(()), |kind| Err(kind.into()))
+    }
+
+    /// Whether bytes wait to be sent.
+    fn holds(&self) -> bool {
+        !self.bytes.is_empty()
     }
 
     /// Writes what is held, then flushes the write half (a TLS stream's records leave there;
@@ -402,6 +443,75 @@ mod tests {
             .unwrap()
             .unwrap();
         read_exactly(&mut far, b"last").await;
+    }
+
+    /// A write half that records each write it is given.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.0.lock().unwrap().push(data.to_vec());
+            Poll::Ready(Ok(data.len()))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Writes sent by a "connection" that writes and flushes every message it is handed,
+    /// driven with `gather` or not: `one` is handed over before the connection's first poll,
+    /// `two` by another task in the turn after it.
+    async fn writes_of_two_messages(gather: bool) -> Vec<Vec<u8>> {
+        let recorder = Recorder::default();
+        let (mut held, outbox) = Held::new(tokio::io::empty(), recorder.clone());
+        let (messages, mut inbox) = tokio::sync::mpsc::unbounded_channel::<&'static [u8]>();
+        let connection = Box::pin(async move {
+            while let Some(message) = inbox.recv().await {
+                held.write_all(message).await?;
+                held.flush().await?;
+            }
+            io::Result::Ok(())
+        });
+        let driven = if gather {
+            tokio::spawn(outbox.drive_gathering(connection))
+        } else {
+            tokio::spawn(outbox.drive(connection))
+        };
+        messages.send(b"one ").unwrap();
+        // The connection's task runs (and, gathering, waits for the loop's turn); this test
+        // runs again after that turn, before the connection's task does.
+        tokio::task::yield_now().await;
+        messages.send(b"two").unwrap();
+        drop(messages);
+        tokio::time::timeout(Duration::from_secs(10), driven)
+            .await
+            .expect("ended")
+            .unwrap()
+            .unwrap();
+        recorder.0.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn gathering_sends_what_other_tasks_hand_over_in_the_next_turn_in_the_same_write() {
+        assert_eq!(
+            writes_of_two_messages(true).await,
+            vec![b"one two".to_vec()]
+        );
+        // Without gathering, each poll's writes leave at its end.
+        assert_eq!(
+            writes_of_two_messages(false).await,
+            vec![b"one ".to_vec(), b"two".to_vec()]
+        );
     }
 
     #[tokio::test]

@@ -6,8 +6,9 @@
 //! ([`MAX_STREAMS`], or fewer when the instance says so) and a new connection is opened only
 //! when all are full. A connection's task (the `h2` crate's driver) writes the frames of every
 //! stream that became ready in the same turn of the worker's loop, and of the turn after, in
-//! one write ([`super::gather`]), and hands each response to its request as its frames
-//! arrive: a slow response holds up nobody else.
+//! one write, request bodies included ([`strata_core::held::Outbox::drive_gathering`]), and
+//! hands each response to its request as its frames arrive: a slow response holds up nobody
+//! else.
 //!
 //! # Failures and the retry rules
 //! - A connection that ended, or whose instance sent `GOAWAY`, takes no new stream: a request
@@ -45,6 +46,7 @@ use http::header::{
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Request, StatusCode, Uri, Version};
+use strata_core::held::Held;
 use strata_core::http::{REQUEST_ID, TRACEPARENT};
 
 use super::h1::RequestFraming;
@@ -412,20 +414,24 @@ impl Shared {
     /// preface and `SETTINGS`, sent without waiting for the instance's); the connection's
     /// task runs on the calling worker.
     async fn handshake(&self) -> Result<Conn, ProxyError> {
-        let tcp = self.connect().await?.stream;
+        let (read, write) = self.connect().await?.stream.into_split();
+        let (held, outbox) = Held::new(read, write);
         let (send, connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_concurrent_streams(0)
             .enable_push(false)
-            .handshake::<_, Bytes>(super::gather::Gathered::new(tcp))
+            .handshake::<_, Bytes>(held)
             .await
             .map_err(|error| ProxyError::Reset(Box::new(error)))?;
         let dead = Arc::new(AtomicBool::new(false));
         let ended = Arc::clone(&dead);
         let id = OPENED.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            // The requests of every client connection read in one turn of the worker's loop
+            // leave in one write (`strata_core::held`).
+            let mut connection = std::pin::pin!(connection);
+            if let Err(error) = outbox.drive_gathering(connection.as_mut()).await {
                 tracing::debug!(%error, connection = id, "h2c connection to an instance ended");
             }
             ended.store(true, Ordering::Relaxed);

@@ -42,7 +42,6 @@
 //! HTTP/1.1 (HTTP/2 has no `Upgrade`); checks speak the pool's protocol.
 
 mod fresh;
-mod gather;
 pub mod h1;
 pub mod h2c;
 mod pipeline;
