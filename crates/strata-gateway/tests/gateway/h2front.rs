@@ -801,10 +801,25 @@ async fn websocket_over_an_h2_stream_reaches_an_http1_instance() {
     assert_eq!(status, StatusCode::OK);
 
     ws.close(None).await.unwrap();
+    // The close handshake completes (the instance's close frame comes back), then the client
+    // lets go of its stream, as a browser does; the tunnel ends with it (not after the
+    // gateway's linger, which is as long as `eventually` waits).
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures_util::StreamExt;
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    drained.await.expect("the close handshake completed");
+    drop(ws);
+    let closing = Instant::now();
     eventually("the tunnel closed", || async {
         in_flight(gateway.instances("chat").await) == Some(0)
     })
     .await;
+    assert!(
+        closing.elapsed() < Duration::from_secs(1),
+        "the tunnel lingered {:?} after the client let go",
+        closing.elapsed()
+    );
     // Then the connection is idle, and gets its GOAWAY.
     let ended = tokio::time::timeout(Duration::from_secs(5), connection)
         .await
