@@ -44,16 +44,17 @@
 #
 # The last line of output is one JSON object with the medians and the ratios, keys
 # `w<workers>_<scenario>_<target>_<figure>` and `w<workers>_<scenario>_strata_vs_<peer>`
-# (requests/s, strata over peer) and, for hol, `w<workers>_hol_p99_strata_over_<peer>`
-# (fast requests' p99, strata over peer: at most 1 means no worse); `w<workers>_h2_strata_vs_nginx`
-# and `w<workers>_h2api_strata_vs_nginx` are h2load's requests/s through strata over nginx's; `w<workers>_api_direct_vs_nginx` is the
-# api's rate with no proxy over its rate behind nginx. `<prefix>_proxy_cpu_us` and
-# `<prefix>_instances_cpu_us` are the medians of the CPU time (user + system) per request of
-# the proxy's processes and of the instances' processes, `<prefix>_proxy_sys_us` and
-# `<prefix>_instances_sys_us` the kernel's part of them (system calls and the loopback network
-# path they run), and `<prefix>_idle_pct` the share of the machine's CPU time left idle during
-# the run: on a shared 2-core machine the rate a proxy reaches is bounded by what every process
-# spends per request, and these show where it goes (the client's share is the rest).
+# (requests/s, strata over peer) and, for hol, `w<workers>_hol_p99_strata_over_<peer>` (fast
+# requests' p99, strata over peer: at most 1 means no worse); `w<workers>_h2_strata_vs_nginx` and
+# `w<workers>_h2api_strata_vs_nginx` are h2load's requests/s through strata over nginx's;
+# `w<workers>_api_direct_vs_nginx` is the api's rate with no proxy over its rate behind nginx.
+# `<prefix>_proxy_cpu_us` and `<prefix>_instances_cpu_us` are the medians of the CPU time (user +
+# system) per request of the proxy's processes and of the instances' processes,
+# `<prefix>_proxy_sys_us` and `<prefix>_instances_sys_us` the kernel's part of them (system calls
+# and the loopback network path they run), and `<prefix>_idle_pct` the share of the machine's CPU
+# time left idle during the run: on a shared 2-core machine the rate a proxy reaches is bounded by
+# what every process spends per request, and these show where it goes (the client's share is the
+# rest).
 set -euo pipefail
 
 WORKERS_LIST=${WORKERS:-"1 2"}
