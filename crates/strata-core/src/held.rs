@@ -198,13 +198,6 @@ where
     }
 }
 
-impl<R, W> Held<R, W> {
-    /// Whether the connection's own task is polling the connection right now.
-    fn polled_by_owner(&self) -> bool {
-        self.owner.is_polling()
-    }
-}
-
 impl<R: AsyncRead + Unpin, W> AsyncRead for Held<R, W> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -229,22 +222,21 @@ impl<R, W: AsyncWrite + Unpin> AsyncWrite for Held<R, W> {
         cx: &mut Context<'_>,
         slices: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let owner = self.polled_by_owner();
+        let owner = self.owner.is_polling();
         let mut pending = self.outbox.lock();
         pending.broken()?;
         let len: usize = slices.iter().map(|s| s.len()).sum();
-        if owner && pending.bytes.len() + len <= HELD_LIMIT {
-            for slice in slices {
-                pending.bytes.extend_from_slice(slice);
+        // The owner's writes are held while they fit; what does not fit first sends what
+        // is held. Writes from another task (an upgraded connection, which may stay open
+        // and idle for hours) send what is held and keep no buffer.
+        let hold = owner && len <= HELD_LIMIT;
+        if !hold || pending.bytes.len() + len > HELD_LIMIT {
+            ready!(pending.poll_drain(cx))?;
+            if !owner {
+                pending.bytes = Vec::new();
             }
-            return Poll::Ready(Ok(len));
         }
-        ready!(pending.poll_drain(cx))?;
-        if !owner {
-            // Written from another task (an upgraded connection, which may stay open and idle
-            // for hours): nothing kept for holding.
-            pending.bytes = Vec::new();
-        } else if len <= HELD_LIMIT {
+        if hold {
             for slice in slices {
                 pending.bytes.extend_from_slice(slice);
             }
@@ -259,7 +251,7 @@ impl<R, W: AsyncWrite + Unpin> AsyncWrite for Held<R, W> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.polled_by_owner() {
+        if self.owner.is_polling() {
             // Sent, and flushed, once the connection's poll is over.
             return Poll::Ready(self.outbox.lock().broken());
         }
