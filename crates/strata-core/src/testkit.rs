@@ -157,6 +157,64 @@ pub fn writes_by_threads(name: &str) -> u64 {
         .sum()
 }
 
+/// `len` bytes that change along the way (`i % 251`), so a piece of a body lost, repeated or
+/// out of place shows when it is compared with what was sent.
+pub fn patterned_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Runs the future `test` makes on a thread of its own named `name`, in a current-thread
+/// runtime: whatever the test spawns runs on that thread too, so [`writes_by_threads`] counts
+/// its writes and no other test's, and a connection writes only once everything queued for it
+/// in one turn is queued, whatever the machine's load.
+///
+/// # Panics
+/// When the test panics (its panic is passed on), or the thread or runtime cannot start.
+pub fn on_own_thread<F, T>(name: &str, test: T)
+where
+    T: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    let thread = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime")
+                .block_on(test());
+        })
+        .expect("a thread");
+    if let Err(panic) = thread.join() {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The status and whole body of a response on a raw `h2` client stream, answered within
+/// `wait`; the body's flow-control capacity is given back as it is read, so bodies larger than
+/// a window arrive.
+///
+/// # Panics
+/// When no answer comes within `wait`, or the stream fails.
+pub async fn h2_response(
+    response: h2::client::ResponseFuture,
+    wait: Duration,
+) -> (http::StatusCode, Vec<u8>) {
+    let response = tokio::time::timeout(wait, response)
+        .await
+        .expect("answered in time")
+        .expect("a response");
+    let status = response.status();
+    let mut body = response.into_body();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.expect("the body's data");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got.extend_from_slice(&chunk);
+    }
+    (status, got)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use strata_core::Shutdown;
 use strata_core::serve::{INLINE_STREAMS, serve};
-use strata_core::testkit::writes_by_threads;
+use strata_core::testkit::{h2_response, on_own_thread, patterned_bytes, writes_by_threads};
 use strata_core::wait::eventually;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Barrier, Semaphore};
@@ -67,14 +67,9 @@ fn router(together: usize, held: Arc<Held>) -> Router {
         )
         .route(
             "/body/{len}",
-            get(|Path(len): Path<usize>| async move { body_of(len) }),
+            get(|Path(len): Path<usize>| async move { patterned_bytes(len) }),
         )
         .with_state(held)
-}
-
-/// `len` bytes that differ along the way, so a piece lost or repeated shows.
-fn body_of(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 async fn start(router: Router) -> (SocketAddr, Shutdown, JoinHandle<std::io::Result<()>>) {
@@ -242,24 +237,10 @@ async fn a_shutdown_finishes_in_flight_requests_and_refuses_new_connections() {
 
 #[test]
 fn responses_to_streams_that_arrive_together_leave_in_a_few_writes() {
-    // Server and client run on one thread of their own, named so that only its writes count
-    // (other tests run beside it in this process), and in one runtime, so the client's
-    // connection writes the requests only once all of them are queued, whatever the load.
+    // Server and client on one thread of their own, so that only their writes count and the
+    // client's connection writes the requests once all of them are queued.
     const THREAD: &str = "held-writes";
-    std::thread::Builder::new()
-        .name(THREAD.into())
-        .spawn(|| held_writes(THREAD))
-        .expect("thread")
-        .join()
-        .expect("no panic");
-}
-
-fn held_writes(thread: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
+    on_own_thread(THREAD, || async {
         let (addr, shutdown, task) = start(router(1, Arc::default())).await;
         let tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.set_nodelay(true).expect("nodelay");
@@ -274,19 +255,8 @@ fn held_writes(thread: &str) {
             (client, response)
         };
         let read = |response: h2::client::ResponseFuture| async move {
-            let response = tokio::time::timeout(WAIT, response)
-                .await
-                .expect("answered")
-                .expect("response");
-            assert_eq!(response.status(), 200);
-            let mut body = response.into_body();
-            let mut got = Vec::new();
-            while let Some(chunk) = body.data().await {
-                let chunk = chunk.expect("data");
-                let _ = body.flow_control().release_capacity(chunk.len());
-                got.extend_from_slice(&chunk);
-            }
-            assert_eq!(got, body_of(300));
+            let (status, body) = h2_response(response, WAIT).await;
+            assert_eq!((status.as_u16(), body), (200, patterned_bytes(300)));
         };
         // The connection settles (SETTINGS and their acknowledgements) on a first request.
         let (mut client, response) = get(client).await;
@@ -295,7 +265,7 @@ fn held_writes(thread: &str) {
         // 64 requests queued on the client's connection before its task writes them: the
         // server reads them in one or a few reads. Each answer's body (300 bytes) is one the
         // `h2` crate flushes on its own, which without held writes costs a write per response.
-        let before = writes_by_threads(thread);
+        let before = writes_by_threads(THREAD);
         let mut responses = Vec::new();
         for _ in 0..64 {
             let (next, response) = get(client).await;
@@ -305,7 +275,7 @@ fn held_writes(thread: &str) {
         for response in responses {
             read(response).await;
         }
-        let writes = writes_by_threads(thread) - before;
+        let writes = writes_by_threads(THREAD) - before;
         assert!(
             (1..=16).contains(&writes),
             "{writes} writes by the client and the server for 64 requests answered together"
@@ -324,11 +294,14 @@ async fn bodies_larger_than_a_connection_holds_arrive_whole_on_both_protocols() 
         let (sender, _) = h2c(addr).await;
         let (status, body) = get_bytes_h2(sender, &path).await;
         assert_eq!((status, body.len()), (200, len), "h2 {path}");
-        assert!(body == body_of(len), "h2 {path}: the bytes differ");
+        assert!(body == patterned_bytes(len), "h2 {path}: the bytes differ");
         let (sender, _) = h1(addr).await;
         let (status, body) = h1_get_bytes(sender, &path).await;
         assert_eq!((status, body.len()), (200, len), "http/1.1 {path}");
-        assert!(body == body_of(len), "http/1.1 {path}: the bytes differ");
+        assert!(
+            body == patterned_bytes(len),
+            "http/1.1 {path}: the bytes differ"
+        );
     }
     stop(shutdown, task).await;
 }

@@ -11,6 +11,7 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use strata_core::testkit;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -869,7 +870,7 @@ async fn bytes_instance() -> (std::net::SocketAddr, strata_core::Shutdown) {
     let router = axum::Router::new()
         .route(
             "/bytes/{n}",
-            axum::routing::get(|Path(n): Path<usize>| async move { body_of(n) }),
+            axum::routing::get(|Path(n): Path<usize>| async move { testkit::patterned_bytes(n) }),
         )
         .route(
             "/echo",
@@ -886,28 +887,12 @@ async fn bytes_instance() -> (std::net::SocketAddr, strata_core::Shutdown) {
     (addr, shutdown)
 }
 
-fn body_of(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
-
 #[test]
 fn requests_and_responses_that_arrive_together_leave_the_gateway_in_a_few_writes() {
-    // Client, gateway and instance run on one thread of their own, named so that only its
-    // writes count (other tests run beside it in this process), and in one runtime, so each
-    // side writes only once everything queued for it is queued, whatever the load.
+    // Client, gateway and instance on one thread of their own, so that only their writes
+    // count and each side writes once everything queued for it in a turn is queued.
     const THREAD: &str = "h2-front-held";
-    std::thread::Builder::new()
-        .name(THREAD.into())
-        .spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(held_writes_through_the_gateway(THREAD));
-        })
-        .unwrap()
-        .join()
-        .expect("no panic");
+    testkit::on_own_thread(THREAD, || held_writes_through_the_gateway(THREAD));
 }
 
 async fn held_writes_through_the_gateway(thread: &str) {
@@ -934,24 +919,17 @@ async fn held_writes_through_the_gateway(thread: &str) {
             .send_request(request.body(()).unwrap(), !post)
             .unwrap();
         if post {
-            body.send_data(Bytes::from(body_of(POSTED)), true).unwrap();
+            body.send_data(Bytes::from(testkit::patterned_bytes(POSTED)), true)
+                .unwrap();
         }
         (client, response)
     };
     let read = |response: h2::client::ResponseFuture, len: usize| async move {
-        let response = tokio::time::timeout(Duration::from_secs(10), response)
-            .await
-            .expect("answered")
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let mut body = response.into_body();
-        let mut got = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            let _ = body.flow_control().release_capacity(chunk.len());
-            got.extend_from_slice(&chunk);
-        }
-        assert_eq!(got, body_of(len));
+        let (status, body) = testkit::h2_response(response, Duration::from_secs(10)).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::OK, testkit::patterned_bytes(len))
+        );
     };
     // The connections settle (SETTINGS and their acknowledgements, the instance's h2c
     // connection) on a first request.
@@ -965,7 +943,7 @@ async fn held_writes_through_the_gateway(thread: &str) {
     // request to the instance too, on top of the client's and the instance's few (66 and 72
     // writes in all without them).
     for post in [false, true] {
-        let before = strata_core::testkit::writes_by_threads(thread);
+        let before = testkit::writes_by_threads(thread);
         let mut responses = Vec::new();
         for _ in 0..64 {
             let (next, response) = send(client, post).await;
@@ -975,7 +953,7 @@ async fn held_writes_through_the_gateway(thread: &str) {
         for response in responses {
             read(response, if post { POSTED } else { 300 }).await;
         }
-        let writes = strata_core::testkit::writes_by_threads(thread) - before;
+        let writes = testkit::writes_by_threads(thread) - before;
         // (With POSTs, flow control adds a few: 128 KB is more than a connection's window.)
         assert!(
             (1..=32).contains(&writes),
@@ -1030,7 +1008,7 @@ async fn bodies_larger_than_a_connection_holds_arrive_whole_over_h2c_and_h2_over
         .expect("all answered");
         for (len, body) in lens.into_iter().zip(bodies) {
             assert!(
-                body == body_of(len),
+                body == testkit::patterned_bytes(len),
                 "{scheme}: a body of {len} bytes arrived altered"
             );
         }
