@@ -398,7 +398,7 @@ mod tests {
         read_exactly(&mut far, b"held direct").await;
 
         // Past the limit a write goes through whoever makes it.
-        let big: Vec<u8> = (0..HELD_LIMIT + 1).map(|i| (i % 251) as u8).collect();
+        let big = crate::testkit::patterned_bytes(HELD_LIMIT + 1);
         let expected = big.clone();
         let reader = tokio::spawn(async move {
             read_exactly(&mut far, &expected).await;

@@ -223,7 +223,7 @@ async fn bodies_stream_both_ways() {
     let backend = Backend::start("api-1").await;
     let gateway = spawn_gateway(config(&[("api", vec![backend.url()])])).await;
     // Above the replay buffer (64 KiB), under the body limit (1 MiB): streamed, not buffered.
-    let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let payload = strata_core::testkit::patterned_bytes(300_000);
     let response = gateway
         .client
         .put(gateway.url("/echo"))
