@@ -38,6 +38,7 @@ pub fn cookies<'h, 'n>(
         .map(|(_, value)| value.trim())
 }
 
+use crate::random;
 pub use crate::serve::serve;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{SharedRegistry, render};
@@ -53,9 +54,25 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(25);
 /// Longest request id accepted from a client; longer ones are replaced by a fresh id.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// A fresh request id: 32 hex digits, unique without coordination.
+/// A fresh request id: 32 lowercase hex digits, unique without coordination, made without a
+/// system call or a lock (see [`crate::random`]).
+///
+/// The high half is drawn once per process, the low half is a process-wide counter passed
+/// through SplitMix64's finaliser (a bijection): ids never repeat within a process, differ
+/// between processes with overwhelming probability, and do not look sequential in logs.
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (high, key) = *SEED.get_or_init(|| (random::next_u64(), random::next_u64()));
+    let low = random::splitmix(COUNTER.fetch_add(1, Ordering::Relaxed) ^ key);
+    let mut id = String::with_capacity(32);
+    for byte in high.to_be_bytes().into_iter().chain(low.to_be_bytes()) {
+        push_hex(&mut id, byte);
+    }
+    id
 }
 
 /// Keeps a client's request id when it is short and printable, so ids can be correlated
@@ -108,7 +125,7 @@ impl TraceContext {
     /// A new trace, this span its root: random trace and span ids (never all zero), version
     /// 00, flags `sampled` (strata writes the trace id of every request it logs).
     pub fn start() -> Self {
-        let (high, low) = (random_u64(), random_u64());
+        let (high, low) = (random::next_u64(), random::next_u64());
         let mut trace_id = [0u8; 16];
         trace_id[..8].copy_from_slice(&high.to_be_bytes());
         trace_id[8..].copy_from_slice(&low.to_be_bytes());
@@ -238,36 +255,8 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TraceContext {
 
 /// A span id: random, never all zero.
 fn new_span_id() -> [u8; 8] {
-    let id = random_u64();
+    let id = random::next_u64();
     if id == 0 { 1u64 } else { id }.to_be_bytes()
-}
-
-/// 64 random bits without a system call or a lock: SplitMix64 over a per-thread state seeded
-/// once from the OS (through `RandomState`). Trace and span ids must be unpredictable enough
-/// not to collide across processes, not secret; a `getrandom` call per id would cost the
-/// gateway a few percent of its throughput (see its request ids).
-fn random_u64() -> u64 {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            use std::hash::{BuildHasher, Hasher};
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            hasher.finish()
-        });
-    }
-    STATE.with(|state| {
-        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        state.set(next);
-        let mut z = next;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    })
 }
 
 /// Two lower-case hex digits as a byte; upper case is refused, as `traceparent` requires.
@@ -834,7 +823,21 @@ mod tests {
         let long = HeaderValue::from_str(&"a".repeat(MAX_REQUEST_ID_LEN + 1)).unwrap();
         assert_eq!(accept_request_id(Some(&long)), None);
         assert_eq!(accept_request_id(None), None);
-        assert_eq!(new_request_id().len(), 32);
+    }
+
+    #[test]
+    fn fresh_request_ids_are_32_lowercase_hex_digits_and_distinct() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(10) {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
+            assert!(accept_request_id(Some(&HeaderValue::from_str(id).unwrap())).is_some());
+        }
     }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

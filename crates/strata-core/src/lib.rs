@@ -10,6 +10,7 @@ pub mod held;
 pub mod http;
 #[cfg(feature = "testing")]
 pub mod ops_checks;
+pub mod random;
 pub mod ring;
 pub mod serve;
 pub mod shutdown;

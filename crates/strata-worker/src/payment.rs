@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use strata_core::random;
+
 /// How the simulated provider behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SimulatedPayments {
@@ -87,10 +89,7 @@ impl PaymentProvider {
 /// Whether the order is declined: a uniform draw from the order id and the seed (splitmix64),
 /// compared with the rate. Stable across processes, builds and platforms.
 fn declined(seed: u64, order_id: i64, rate: f64) -> bool {
-    let mut z = seed ^ (order_id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
+    let z = random::splitmix(seed ^ (order_id as u64).wrapping_mul(random::GAMMA));
     // The top 53 bits as a fraction in [0, 1).
     let draw = (z >> 11) as f64 / (1_u64 << 53) as f64;
     draw < rate

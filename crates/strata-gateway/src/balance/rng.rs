@@ -1,28 +1,13 @@
 //! A small, fast random number generator for the random algorithms: SplitMix64.
 //!
 //! Picks need speed and a fair spread, not secrecy. In production each thread draws from its
-//! own state (a `thread_local`), so concurrent picks share no cache line; tests use a seeded
-//! generator whose state is one atomic counter, so a sequence is reproducible and the
+//! own state ([`strata_core::random`]), so concurrent picks share no cache line; tests use a
+//! seeded generator whose state is one atomic counter, so a sequence is reproducible and the
 //! generator stays `Sync` without a lock.
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::hash::mix;
-
-/// SplitMix64's increment (the golden ratio in 64 bits).
-const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-thread_local! {
-    /// This thread's generator state, seeded from std's per-process random keys (whose only
-    /// job here is to differ between threads and runs).
-    static STATE: Cell<u64> = Cell::new({
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(GAMMA);
-        hasher.finish()
-    });
-}
+use strata_core::random::{self, GAMMA, splitmix};
 
 /// A source of uniform random numbers.
 #[derive(Debug)]
@@ -46,17 +31,16 @@ impl Rng {
 
     /// A uniform `u64`.
     pub fn next_u64(&self) -> u64 {
-        let state = match &self.seeded {
+        match &self.seeded {
             // Each caller takes a distinct counter value, so the sequence is exact under any
             // ordering; `Relaxed` orders nothing else.
-            Some(state) => state.fetch_add(GAMMA, Ordering::Relaxed),
-            None => STATE.with(|state| {
-                let next = state.get().wrapping_add(GAMMA);
-                state.set(next);
-                next
-            }),
-        };
-        mix(state.wrapping_add(GAMMA))
+            Some(state) => splitmix(
+                state
+                    .fetch_add(GAMMA, Ordering::Relaxed)
+                    .wrapping_add(GAMMA),
+            ),
+            None => random::next_u64(),
+        }
     }
 
     /// A uniform index in `0..n` (`n` > 0), by Lemire's multiply-shift: no division, and a

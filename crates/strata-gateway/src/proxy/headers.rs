@@ -1,10 +1,10 @@
 //! The header rules between client and instance, one home for every path that talks to an
 //! instance (requests proxied, pipelined or upgraded, and the responses coming back): which
 //! headers are hop-by-hop, the forwarding headers the gateway adds, the trace context it
-//! passes on (`traceparent`), and when a request may be repeated. The HTTP/1.1 client ([`crate::upstream::h1`]) applies them while it writes a
-//! request head and parses a response head, so each message is rewritten once.
+//! passes on (`traceparent`), and when a request may be repeated. The HTTP/1.1 client
+//! ([`crate::upstream::h1`]) applies them while it writes a request head and parses a response
+//! head, so each message is rewritten once.
 
-use http::HeaderValue;
 use http::header::{CONNECTION, HeaderMap, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 use strata_core::http::{TRACEPARENT, TRACESTATE, TraceContext, accept_traceparent};
 
@@ -76,55 +76,6 @@ pub fn rewrite_traceparent(headers: &mut HeaderMap) -> TraceContext {
     own
 }
 
-/// A fresh request id: 32 lowercase hex digits, like the UUIDs the other roles generate, but
-/// made without a system call or a lock.
-///
-/// `strata_core::http::new_request_id` asks the kernel for 16 random bytes per id (a
-/// `getrandom` call, about 4% of the gateway's time at 20k requests/s). Here the high half is
-/// a per-process random seed and the low half a global counter passed through a bijective
-/// mixer (SplitMix64's finaliser): ids never repeat within a process, differ between processes
-/// with overwhelming probability, and do not look sequential in logs.
-pub fn new_request_id() -> HeaderValue {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let (high, key) = *SEED.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        // `RandomState` is seeded from the OS once per process; two hashers give two words.
-        let state = std::collections::hash_map::RandomState::new();
-        let word = |salt: u64| {
-            let mut hasher = state.build_hasher();
-            hasher.write_u64(salt);
-            hasher.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos()),
-            );
-            hasher.finish()
-        };
-        (word(1), word(2))
-    });
-    let low = mix(COUNTER.fetch_add(1, Ordering::Relaxed) ^ key);
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        let word = if i < 16 { high } else { low };
-        let shift = 60 - 4 * (i % 16);
-        *byte = HEX[((word >> shift) & 0xf) as usize];
-    }
-    // 32 hex digits are always a valid header value.
-    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
-/// SplitMix64's finaliser: a bijection on `u64` that scatters consecutive inputs.
-fn mix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Whether the request may be sent twice: an idempotent method (RFC 9110 §9.2.2, as the
 /// gateway's policy lists them) or an `Idempotency-Key` the instance deduplicates by.
 pub fn is_repeatable(method: &http::Method, headers: &HeaderMap) -> bool {
@@ -137,7 +88,7 @@ pub fn is_repeatable(method: &http::Method, headers: &HeaderMap) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use http::Method;
+    use http::{HeaderValue, Method};
 
     use super::*;
 
@@ -188,21 +139,6 @@ mod tests {
     fn end_to_end_headers_travel() {
         let map = headers(&[("host", "a"), ("content-length", "3"), ("cookie", "x=1")]);
         assert_eq!(forwarded(&map, false).len(), 3);
-    }
-
-    #[test]
-    fn request_ids_are_32_hex_digits_and_distinct() {
-        let ids: std::collections::HashSet<Vec<u8>> = (0..10_000)
-            .map(|_| new_request_id().as_bytes().to_vec())
-            .collect();
-        assert_eq!(ids.len(), 10_000);
-        for id in ids.iter().take(10) {
-            assert_eq!(id.len(), 32);
-            assert!(
-                id.iter()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-            );
-        }
     }
 
     #[test]

@@ -446,7 +446,9 @@ fn request_id(headers: &http::HeaderMap) -> HeaderValue {
     match kept {
         // A header value parsed by hyper shares the connection's read buffer: cloning is cheap.
         Some(value) => value.clone(),
-        None => headers::new_request_id(),
+        // 32 hex digits: always a valid header value.
+        None => HeaderValue::try_from(strata_core::http::new_request_id())
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid")),
     }
 }
 
