@@ -34,10 +34,11 @@
 # (18100), SKIP_BUILD (0), STEAL_MAX_PCT (2), STEAL_TRIES (3).
 #
 # On a virtual machine the hypervisor may take some of the CPU time (`steal` in /proc/stat):
-# a run during which it takes 30 % reaches half its rate, whichever proxy it measures. Each
-# measurement during which steal exceeded STEAL_MAX_PCT % of the machine's CPU time is measured
-# again, STEAL_TRIES times at most in all; the last is kept whatever its steal, and every
-# figure's steal is printed beside it, so a disturbed one shows.
+# runs during which it took a quarter to a third reached a half to a quarter of their usual
+# rate, whichever proxy they measured. Each measurement during which steal exceeded
+# STEAL_MAX_PCT % of the machine's CPU time is measured again, STEAL_TRIES times at most in
+# all; the last is kept whatever its steal, and every figure's steal is printed beside it, so a
+# disturbed one shows.
 #
 # strata is the product binary with its defaults (`strata serve gateway`, `gateway.workers` =
 # the worker count), nginx has `worker_processes` and upstream keep-alive 64, HAProxy `nbthread`
